@@ -1,0 +1,80 @@
+"""Fixtures: tiny image datasets written with Pillow into tmp_path."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+_counter = itertools.count()
+
+
+def write_image(path: Path, mode: str = "RGB", size=(12, 10), fmt: str | None = None, pixels=None) -> Path:
+    """Write a small image whose pixels differ from every other fixture image."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if pixels is None:
+        rng = np.random.default_rng(next(_counter))
+        pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    if mode == "I;16":
+        image = Image.fromarray((pixels[..., 0].astype(np.uint16) * 257))
+    elif mode != "RGB":
+        image = image.convert(mode)
+    image.save(path, format=fmt)
+    return path
+
+
+def write_class_folders(root: Path, per_class: dict[str, int], size=(12, 10), ext=".png") -> Path:
+    for class_name, count in per_class.items():
+        for index in range(count):
+            write_image(root / class_name / f"{class_name}_{index}{ext}", size=size)
+    return root
+
+
+@pytest.fixture
+def flat_dataset(tmp_path) -> Path:
+    """Flat layout, two classes of 10 images each."""
+    return write_class_folders(tmp_path / "flat", {"cat": 10, "dog": 10})
+
+
+@pytest.fixture
+def split_dataset(tmp_path) -> Path:
+    root = tmp_path / "split"
+    write_class_folders(root / "train", {"cat": 6, "dog": 6})
+    write_class_folders(root / "val", {"cat": 2, "dog": 2})
+    write_class_folders(root / "test", {"cat": 2, "dog": 2})
+    return root
+
+
+@pytest.fixture
+def messy_dataset(tmp_path) -> Path:
+    """Every kind of file a real folder collects, good and bad, in a split layout."""
+    root = tmp_path / "messy"
+    write_class_folders(root / "train", {"cat": 4, "dog": 4})
+    write_class_folders(root / "val", {"cat": 2, "dog": 2})
+    cats = root / "train" / "cat"
+    (cats / "corrupt.jpg").write_bytes(b"this is not a jpeg at all" * 10)
+    full = write_image(root / "scratch" / "full.jpg", size=(64, 64))
+    (cats / "truncated.jpg").write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    full.unlink()
+    full.parent.rmdir()
+    (cats / "empty.png").write_bytes(b"")
+    (cats / "notes.txt").write_text("labels are hard")
+    write_image(cats / "grey.png", mode="L")
+    write_image(cats / "rgba.png", mode="RGBA")
+    write_image(cats / "cmyk.jpg", mode="CMYK")
+    write_image(cats / "sixteen.png", mode="I;16")
+    write_image(cats / "palette.bmp", mode="P", fmt="BMP")
+    write_image(cats / "png_named.jpg", fmt="PNG")
+    write_image(cats / "upper.JPEG", fmt="JPEG")
+    (cats / ".DS_Store").write_bytes(b"\x00\x01junk")
+    write_image(root / "train" / ".ipynb_checkpoints" / "x.png")
+    write_image(root / "train" / "dog" / "__MACOSX" / "x.png")
+    write_image(root / "train" / "dog" / ".hidden" / "x.png")
+    return root

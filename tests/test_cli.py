@@ -1,0 +1,101 @@
+"""The command line as a user meets it: speed, messages, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+from typer.testing import CliRunner
+
+from tlcli import __version__
+from tlcli.cli import app
+
+runner = CliRunner()
+
+
+def _tlcli(*args, **kwargs):
+    return subprocess.run(
+        [sys.executable, "-m", "tlcli", *args], capture_output=True, text=True, timeout=120, **kwargs
+    )
+
+
+def test_help_answers_fast_without_importing_tensorflow():
+    code = (
+        "import sys, time; start = time.perf_counter(); sys.argv = ['tlcli', '--help']\n"
+        "from tlcli.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('SECONDS', time.perf_counter() - start, 'TF', 'tensorflow' in sys.modules, file=sys.stderr)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    seconds, tensorflow_loaded = result.stderr.split()[1], result.stderr.split()[3]
+    assert "inspect" in result.stdout and "models" in result.stdout
+    assert tensorflow_loaded == "False"
+    # Generous for a busy CI machine; the benchmark measures the real figure (~0.3 s).
+    assert float(seconds) < 2.0
+
+
+def test_whole_process_help_and_version():
+    started = time.perf_counter()
+    result = _tlcli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"tlcli {__version__}"
+    assert time.perf_counter() - started < 5
+    for command in ("models", "inspect"):
+        assert _tlcli(command, "--help").returncode == 0
+
+
+def test_models_json_lists_the_four_backbones():
+    result = runner.invoke(app, ["models", "--json"])
+    assert result.exit_code == 0
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert list(rows) == ["vgg16", "resnet50", "inceptionv3", "xception"]
+    assert rows["inceptionv3"]["min_size"] == 75 and rows["xception"]["default_size"] == 299
+    assert rows["vgg16"]["preprocessing"] == "caffe" and rows["xception"]["preprocessing"] == "tf"
+
+
+def test_models_table_mentions_every_backbone():
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 0
+    assert all(name in result.stdout for name in ("vgg16", "resnet50", "inceptionv3", "xception"))
+
+
+def test_inspect_json_reports_the_messy_folder(messy_dataset):
+    result = runner.invoke(app, ["inspect", str(messy_dataset), "--json"])
+    assert result.exit_code == 0
+    report = json.loads(result.stdout)
+    assert report["classes"] == ["cat", "dog"]
+    assert report["counts"]["train"] == {"cat": 11, "dog": 4}
+    assert {p["path"].rsplit("/", 1)[1] for p in report["problems"]} == {
+        "corrupt.jpg", "truncated.jpg", "empty.png", "notes.txt"}
+    assert {"CMYK", "RGBA", "L", "I;16", "P"} <= set(report["modes"])
+    assert report["clean"] is False
+
+
+def test_inspect_strict_exits_non_zero_only_when_problems_exist(messy_dataset, split_dataset):
+    assert runner.invoke(app, ["inspect", str(messy_dataset), "--strict"]).exit_code == 1
+    clean = runner.invoke(app, ["inspect", str(split_dataset), "--strict"])
+    assert clean.exit_code == 0 and "No problems found" in clean.stdout
+
+
+def test_errors_are_one_line_without_traceback(tmp_path):
+    result = _tlcli("inspect", str(tmp_path / "missing"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: Dataset folder")
+    assert "Traceback" not in result.stderr
+    debug = _tlcli("--debug", "inspect", str(tmp_path / "missing"))
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_out_of_range_split_is_a_one_line_error(flat_dataset):
+    result = runner.invoke(app, ["inspect", str(flat_dataset), "--val-split", "1.5"])
+    assert result.exit_code == 2 and "--val-split 1.5 is out of range" in result.output
+
+
+def test_tensorflow_start_up_noise_stays_off_stderr():
+    code = "from tlcli.runtime import import_tensorflow; tf = import_tensorflow(); print(tf.__version__)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": ""})
+    assert result.returncode == 0 and result.stdout.startswith("2.")
+    assert result.stderr == ""

@@ -1,0 +1,81 @@
+"""The tf.data pipeline: every accepted file becomes an RGB image of the requested size."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import write_image
+from tlcli.data import Sample, load_dataset
+from tlcli.pipeline import decode_image, image_dataset
+
+
+def _read(samples, image_size=16, batch_size=64, **kwargs):
+    batches = list(image_dataset(samples, image_size, batch_size, with_index=True, **kwargs))
+    images = np.concatenate([b[0].numpy() for b in batches])
+    labels = np.concatenate([b[1].numpy() for b in batches])
+    indices = np.concatenate([b[2].numpy() for b in batches])
+    return images, labels, indices
+
+
+def test_every_kept_file_decodes_to_rgb_of_the_requested_size(messy_dataset):
+    samples = load_dataset(messy_dataset).split("train")
+    images, labels, indices = _read(samples, image_size=16)
+    assert images.shape == (len(samples), 16, 16, 3)
+    assert images.dtype == np.float32 and images.min() >= 0 and images.max() <= 255
+    assert list(indices) == list(range(len(samples)))
+    assert list(labels) == [s.label for s in samples]
+
+
+@pytest.mark.parametrize("mode, fmt", [("L", "PNG"), ("RGBA", "PNG"), ("P", "BMP"), ("P", "GIF"), ("RGB", "WEBP"), ("CMYK", "JPEG")])
+def test_colours_survive_conversion_to_rgb(tmp_path, mode, fmt):
+    pixels = np.zeros((16, 16, 3), np.uint8)
+    pixels[:, :8] = (200, 30, 40)
+    pixels[:, 8:] = (20, 180, 90)
+    path = write_image(tmp_path / f"x.{fmt.lower()}", mode=mode, fmt=fmt, pixels=pixels)
+    expected = np.asarray(Image.open(path).convert("RGB"), np.float32)
+    sample = Sample(path, 0, needs_pil=(fmt == "BMP" and mode == "P"))
+    images, _, _ = _read([sample], image_size=16)
+    tolerance = 12 if fmt in ("JPEG", "WEBP") else 0.5
+    np.testing.assert_allclose(images[0], expected, atol=tolerance)
+
+
+def test_sixteen_bit_png_keeps_its_full_range(tmp_path):
+    ramp = np.linspace(0, 65535, 16, dtype=np.uint16)[None, :].repeat(4, axis=0)
+    path = tmp_path / "deep.png"
+    Image.fromarray(ramp).save(path)
+    images, _, _ = _read([Sample(path, 0)], image_size=16)
+    row = images[0, 0, :, 0]
+    assert row[0] == pytest.approx(0, abs=1) and row[-1] == pytest.approx(255, abs=1)
+    assert np.all(np.diff(row) > 0)  # scaled down, not clipped at 255
+
+
+def test_large_jpeg_is_decoded_at_reduced_scale_close_to_full_decode(tmp_path):
+    y, x = np.mgrid[0:480, 0:640]
+    pixels = np.stack([x * 255 / 640, y * 255 / 480, np.full_like(x, 128)], -1).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=95)
+    fast = decode_image(buffer.getvalue(), 32).numpy()
+    reference = np.asarray(Image.fromarray(pixels).resize((32, 32), Image.BILINEAR), np.float32)
+    assert fast.shape == (32, 32, 3)
+    assert np.abs(fast - reference).mean() < 4
+
+
+def test_shuffled_order_is_reproducible_under_a_seed(flat_dataset):
+    samples = load_dataset(flat_dataset).split("train")
+    _, _, first = _read(samples, shuffle=True, seed=3)
+    _, _, again = _read(samples, shuffle=True, seed=3)
+    _, _, other = _read(samples, shuffle=True, seed=4)
+    assert list(first) == list(again)
+    assert sorted(first) == list(range(len(samples)))
+    assert list(first) != list(other)
+
+
+def test_a_file_that_breaks_after_checking_is_dropped_alone(flat_dataset):
+    samples = list(load_dataset(flat_dataset).split("train"))
+    samples[3].path.write_bytes(b"garbage now")
+    images, _, indices = _read(samples, batch_size=4)
+    assert len(images) == len(samples) - 1 and 3 not in indices

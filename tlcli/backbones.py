@@ -1,0 +1,166 @@
+"""The four Keras Applications backbones, as one table every other module asks.
+
+Importing this module is cheap: constructors and preprocessing functions are named here and
+resolved from `keras.applications` only when a model is built.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from tlcli.errors import TlcliError
+
+
+@dataclass(frozen=True)
+class Block:
+    """Where a named block of a backbone begins in `base.layers`.
+
+    Most blocks begin at a layer with a stable name. InceptionV3's inner layers are named by
+    Keras's global counter (`conv2d_80` in one process, `conv2d_174` in the next), so its
+    blocks are anchored on the stable name of the layer that ends the block before.
+    """
+
+    name: str
+    first_layer: str | None = None
+    after_layer: str | None = None
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    display_name: str
+    module: str  # the keras.applications module holding the constructor and preprocess_input
+    constructor: str
+    preprocessing: str  # "caffe": RGB->BGR, minus ImageNet means; "tf": scaled to [-1, 1]
+    default_size: int
+    min_size: int
+    feature_size: int
+    weights_file: str  # the no-top ImageNet weights file Keras downloads into its cache
+    blocks: tuple[Block, ...]
+
+    def build_constructor(self):
+        from tlcli.runtime import import_keras
+
+        import_keras()
+        return getattr(importlib.import_module(self.module), self.constructor)
+
+    def preprocess_function(self):
+        from tlcli.runtime import import_keras
+
+        import_keras()
+        return importlib.import_module(self.module).preprocess_input
+
+    @property
+    def block_names(self) -> tuple[str, ...]:
+        return tuple(block.name for block in self.blocks)
+
+    def block(self, name: str) -> Block:
+        for block in self.blocks:
+            if block.name == name:
+                return block
+        raise TlcliError(
+            f"{name!r} is not a block of {self.name} (blocks: {', '.join(self.block_names)})."
+        )
+
+
+def _numbered(prefix: str, numbers, first_layer: str) -> tuple[Block, ...]:
+    return tuple(
+        Block(f"{prefix}{n}", first_layer=first_layer.format(prefix=prefix, n=n)) for n in numbers
+    )
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    spec.name: spec
+    for spec in (
+        BackboneSpec(
+            name="vgg16",
+            display_name="VGG16",
+            module="keras.applications.vgg16",
+            constructor="VGG16",
+            preprocessing="caffe",
+            default_size=224,
+            min_size=32,
+            feature_size=512,
+            weights_file="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            blocks=_numbered("block", range(1, 6), "{prefix}{n}_conv1"),
+        ),
+        BackboneSpec(
+            name="resnet50",
+            display_name="ResNet50",
+            module="keras.applications.resnet50",
+            constructor="ResNet50",
+            preprocessing="caffe",
+            default_size=224,
+            min_size=32,
+            feature_size=2048,
+            weights_file="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            blocks=_numbered("conv", range(2, 6), "{prefix}{n}_block1_1_conv"),
+        ),
+        BackboneSpec(
+            name="inceptionv3",
+            display_name="InceptionV3",
+            module="keras.applications.inception_v3",
+            constructor="InceptionV3",
+            preprocessing="tf",
+            default_size=299,
+            min_size=75,
+            feature_size=2048,
+            weights_file="inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            blocks=tuple(Block(f"mixed{n}", after_layer=f"mixed{n - 1}") for n in range(1, 11)),
+        ),
+        BackboneSpec(
+            name="xception",
+            display_name="Xception",
+            module="keras.applications.xception",
+            constructor="Xception",
+            preprocessing="tf",
+            default_size=299,
+            min_size=71,
+            feature_size=2048,
+            weights_file="xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            blocks=(
+                Block("block1", first_layer="block1_conv1"),
+                Block("block2", first_layer="block2_sepconv1"),
+                *_numbered("block", range(3, 14), "{prefix}{n}_sepconv1_act"),
+                Block("block14", first_layer="block14_sepconv1"),
+            ),
+        ),
+    )
+}
+
+MODEL_NAMES = tuple(BACKBONES)
+
+
+def get_backbone(name: str) -> BackboneSpec:
+    try:
+        return BACKBONES[name.lower()]
+    except KeyError:
+        raise TlcliError(
+            f"Unknown model {name!r}. Choose one of: {', '.join(MODEL_NAMES)}."
+        ) from None
+
+
+def resolve_image_size(spec: BackboneSpec, image_size: int | None) -> int:
+    """The image side length to use: the backbone's native size unless one is given."""
+    if image_size is None:
+        return spec.default_size
+    if image_size < spec.min_size:
+        raise TlcliError(
+            f"--image-size {image_size} is too small for {spec.name} (minimum {spec.min_size}). "
+            f"Use --image-size {spec.min_size} or more."
+        )
+    return image_size
+
+
+def keras_cache_dir() -> Path:
+    """Where Keras keeps downloaded weights: `$KERAS_HOME/models`, else `~/.keras/models`."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return Path(home) / "models"
+
+
+def cached_weights_path(spec: BackboneSpec) -> Path | None:
+    path = keras_cache_dir() / spec.weights_file
+    return path if path.is_file() else None

@@ -1,0 +1,78 @@
+"""The `tlcli` command line: parse options, call the library, turn errors into one line.
+
+Nothing here imports TensorFlow; commands import what they need when they run, so that
+`tlcli --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Annotated, Optional
+
+import typer
+
+from tlcli import __version__
+from tlcli.commands import inspect, models
+from tlcli.console import print_error
+from tlcli.errors import TlcliError
+from tlcli.runtime import DEBUG_ENV, debug_enabled
+
+app = typer.Typer(
+    name="tlcli",
+    help="Image-classification transfer learning on Keras 3 and TensorFlow.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tlcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    ] = None,
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", help=f"Show tracebacks and TensorFlow's own logs (or set {DEBUG_ENV}=1)."),
+    ] = False,
+) -> None:
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+
+
+def reports_errors(function):
+    """Turn a TlcliError into `Error: ...` on stderr and a non-zero exit, without a traceback."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except TlcliError as error:
+            if debug_enabled():
+                raise
+            print_error(str(error))
+            raise typer.Exit(error.exit_code) from None
+        except KeyboardInterrupt:
+            if debug_enabled():
+                raise
+            print_error("Interrupted.")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+for module in (models, inspect):
+    app.command(module.NAME, help=module.run.__doc__)(reports_errors(module.run))
+
+
+def main() -> None:
+    app(prog_name="tlcli")

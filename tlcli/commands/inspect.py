@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import typer
+
+from tlcli.console import out, print_json, progress
+from tlcli.data import SplitOptions, count_files, discover, scan
+from tlcli.inspection import Report, inspect_dataset
+from tlcli.options import DataPath, Json, Seed, Strict, TestSplit, ValSplit
+
+NAME = "inspect"
+
+
+def run(
+    data: DataPath,
+    as_json: Json = False,
+    strict: Strict = False,
+    val_split: ValSplit = 0.2,
+    test_split: TestSplit = 0.0,
+    seed: Seed = 0,
+) -> None:
+    """Check a dataset: counts per split and class, sizes and modes, bad files, imbalance, leakage."""
+    options = SplitOptions(val_split, test_split, seed)
+    bar, advance = progress("Checking images", count_files(discover(data)))
+    with bar:
+        found = scan(data, on_checked=advance)
+    report = inspect_dataset(found, options)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        _print_report(report)
+    if strict and not report.clean:
+        raise typer.Exit(1)
+
+
+def _print_report(report: Report) -> None:
+    from rich.table import Table
+
+    splits = list(report.counts)
+    table = Table(title=f"{report.root} ({report.layout} layout)")
+    table.add_column("class")
+    for split in splits:
+        table.add_column(split, justify="right")
+    for name in report.classes:
+        table.add_row(name, *(str(report.counts[split].get(name, "-")) for split in splits))
+    table.add_row(
+        "[bold]total[/]",
+        *(f"[bold]{sum(report.counts[split].values())}[/]" for split in splits),
+    )
+    out.print(table)
+
+    out.print(f"{report.usable} usable image(s) of {report.files} file(s).")
+    if report.sizes:
+        width, height = report.sizes["width"], report.sizes["height"]
+        out.print(
+            f"Sizes: width {width['min']}-{width['max']} (median {width['median']}), "
+            f"height {height['min']}-{height['max']} (median {height['median']})."
+        )
+        out.print(
+            "Formats: " + ", ".join(f"{name} {n}" for name, n in report.formats.items())
+            + ". Modes: " + ", ".join(f"{name} {n}" for name, n in report.modes.items()) + "."
+        )
+    if report.problems:
+        problems = Table(title=f"{len(report.problems)} file(s) that will be skipped", title_style="bold red")
+        problems.add_column("file")
+        problems.add_column("reason")
+        for problem in report.problems:
+            problems.add_row(problem["path"], problem["reason"])
+        out.print(problems)
+    for warning in report.warnings:
+        out.print(f"[yellow]Warning:[/] {warning}")
+    for note in report.notes:
+        out.print(f"[dim]Note: {note}[/]")
+    if report.clean:
+        out.print("[green]No problems found.[/]")

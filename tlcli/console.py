@@ -1,0 +1,36 @@
+"""Terminal output: rich tables on stdout, one-line errors and progress on stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from rich.console import Console
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def print_json(document) -> None:
+    """Plain JSON on stdout for scripts (no colour, no wrapping)."""
+    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+
+
+def print_error(message: str) -> None:
+    err.print(f"[bold red]Error:[/] {message}", markup=True, soft_wrap=True)
+
+
+def progress(description: str, total: int | None, transient: bool = True):
+    """A progress bar on stderr, so stdout stays clean for tables and JSON."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=transient,
+    )
+    task = bar.add_task(description, total=total)
+    return bar, lambda advance=1: bar.update(task, advance=advance)

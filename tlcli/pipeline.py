@@ -1,0 +1,109 @@
+"""The one `tf.data` pipeline that serves training, evaluation, prediction and extraction.
+
+Images are decoded and resized in parallel inside the pipeline, batched and prefetched, so
+decoding overlaps with the model's compute. The pipeline streams file paths, never a list of
+decoded images, so memory does not grow with the dataset. Evaluation, prediction and export
+never augment: augmentation, when asked for, is mapped over training batches only.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from tlcli.data import Sample
+from tlcli.images import read_rgb
+from tlcli.runtime import import_tensorflow
+
+tf = import_tensorflow()
+
+_JPEG_RATIOS = (1, 2, 4, 8)
+
+
+def _decode_jpeg_scaled(image_bytes, image_size: int):
+    """Decode a JPEG at the smallest DCT scale (1, 1/2, 1/4 or 1/8) still >= image_size.
+
+    Reduced-size DCT decoding skips most of the work for photos larger than the model's input
+    and downsamples better than decoding at full size and then shrinking without antialiasing.
+    """
+    shape = tf.image.extract_jpeg_shape(image_bytes)
+    shorter = tf.minimum(shape[0], shape[1])
+    ratios = tf.constant(_JPEG_RATIOS, dtype=shorter.dtype)
+    fits = (shorter + ratios - 1) // ratios >= image_size
+    branch = tf.reduce_max(tf.where(fits, tf.range(len(_JPEG_RATIOS)), 0))
+    return tf.switch_case(
+        branch,
+        [
+            (lambda ratio=ratio: tf.io.decode_jpeg(image_bytes, channels=3, ratio=ratio))
+            for ratio in _JPEG_RATIOS
+        ],
+    )
+
+
+def decode_image(image_bytes, image_size: int):
+    """Encoded JPEG/PNG/GIF/BMP/WebP bytes -> float32 RGB [image_size, image_size, 3] in [0, 255].
+
+    Grey, palette, RGBA, CMYK and 16-bit images all come out as 3-channel RGB. This is the
+    only decoding code in tlcli: the exported SavedModel's bytes signature runs it too.
+    """
+    image = tf.cond(
+        tf.io.is_jpeg(image_bytes),
+        lambda: _decode_jpeg_scaled(image_bytes, image_size),
+        lambda: tf.io.decode_image(image_bytes, channels=3, expand_animations=False),
+    )
+    return resize(image, image_size)
+
+
+def resize(image, image_size: int):
+    image = tf.ensure_shape(image, [None, None, 3])
+    return tf.image.resize(image, [image_size, image_size], method="bilinear")
+
+
+def _load(path, needs_pil, image_size: int):
+    def with_pillow():
+        image = tf.numpy_function(read_rgb, [path], tf.uint8, stateful=False)
+        return resize(image, image_size)
+
+    return tf.cond(
+        needs_pil, with_pillow, lambda: decode_image(tf.io.read_file(path), image_size)
+    )
+
+
+def image_dataset(
+    samples: Sequence[Sample],
+    image_size: int,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+    with_index: bool = False,
+    augment=None,
+):
+    """Batches of (images, labels), or (images, labels, indices) with `with_index`.
+
+    `indices` are positions in `samples`: a file that passed the checks but still fails to
+    decode is dropped alone (errors are ignored per image, before batching), and the indices
+    say which images a batch holds.
+    """
+    paths = [str(sample.path) for sample in samples]
+    labels = [sample.label for sample in samples]
+    needs_pil = [sample.needs_pil for sample in samples]
+    indices = list(range(len(samples)))
+    dataset = tf.data.Dataset.from_tensor_slices((paths, labels, needs_pil, indices))
+    if shuffle:
+        dataset = dataset.shuffle(max(1, len(samples)), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.map(
+        lambda path, label, pil, index: (_load(path, pil, image_size), label, index),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    dataset = dataset.ignore_errors()
+    dataset = dataset.batch(batch_size)
+    if augment is not None:
+        dataset = dataset.map(
+            lambda images, labels, index: (augment(images), labels, index),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+    if not with_index:
+        dataset = dataset.map(lambda images, labels, index: (images, labels))
+    return dataset.prefetch(tf.data.AUTOTUNE)

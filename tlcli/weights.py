@@ -1,0 +1,117 @@
+"""Where a backbone's starting weights come from: ImageNet, nothing, a file, or an earlier run."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from tlcli.backbones import BackboneSpec, keras_cache_dir
+from tlcli.errors import TlcliError
+
+WEIGHTS_HELP = "imagenet, none, a weights file (.h5 / .weights.h5), a run directory or a .keras model"
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    kind: str  # "imagenet" | "none" | "file" | "model"
+    path: Path | None = None
+
+    def __str__(self) -> str:
+        return self.kind if self.path is None else str(self.path)
+
+
+def parse_weights(value: str) -> WeightsSource:
+    """Read a --weights value; paths must exist."""
+    lowered = value.strip().lower()
+    if lowered == "imagenet":
+        return WeightsSource("imagenet")
+    if lowered in ("none", "random"):
+        return WeightsSource("none")
+    path = Path(value).expanduser()
+    if path.is_dir():
+        model_file = path / "model.keras"
+        if not model_file.is_file():
+            raise TlcliError(
+                f"--weights {value}: the folder has no model.keras, so it is not a tlcli run. "
+                f"Expected {WEIGHTS_HELP}."
+            )
+        return WeightsSource("model", model_file.resolve())
+    if path.is_file():
+        if path.suffix == ".keras":
+            return WeightsSource("model", path.resolve())
+        if path.suffix in (".h5", ".hdf5"):
+            return WeightsSource("file", path.resolve())
+        raise TlcliError(
+            f"--weights {value}: {path.suffix or 'no extension'} is not a weights format. "
+            f"Expected {WEIGHTS_HELP}."
+        )
+    raise TlcliError(f"--weights {value}: no such file or folder. Expected {WEIGHTS_HELP}.")
+
+
+_FETCH_FAILURE = re.compile(r"URL fetch failure on (\S+?):")
+
+
+def build_base(spec: BackboneSpec, image_size: int, weights: WeightsSource):
+    """The backbone without its ImageNet top, for square RGB images of `image_size`."""
+    constructor = spec.build_constructor()
+    input_shape = (image_size, image_size, 3)
+    if weights.kind == "model":
+        return _base_from_model(spec, image_size, weights.path)
+    keras_weights = {"imagenet": "imagenet", "none": None, "file": str(weights.path)}[weights.kind]
+    try:
+        return constructor(include_top=False, weights=keras_weights, input_shape=input_shape)
+    except ValueError as error:
+        if weights.kind != "file":
+            raise
+        first_line = str(error).strip().splitlines()[0]
+        raise TlcliError(
+            f"--weights {weights.path} does not fit {spec.name} without its top: {first_line} "
+            f"Use a file saved from {spec.name} (include_top=False), or --weights none."
+        ) from error
+    except Exception as error:
+        # Keras raises a bare Exception when the download fails; catch only that one.
+        match = _FETCH_FAILURE.search(str(error))
+        if weights.kind != "imagenet" or match is None:
+            raise
+        url = match.group(1)
+        raise TlcliError(
+            f"ImageNet weights for {spec.name} could not be downloaded ({url}). "
+            f"Without internet, place {spec.weights_file} in {keras_cache_dir()}, "
+            "or use --weights none or --weights PATH to a weights file."
+        ) from error
+
+
+def _base_from_model(spec: BackboneSpec, image_size: int, model_path: Path):
+    """A fresh backbone carrying the trained backbone weights of an earlier tlcli model."""
+    from tlcli.runtime import import_keras
+
+    keras = import_keras()
+    import tlcli.layers  # noqa: F401  (registers tlcli's layers for loading)
+
+    try:
+        source = keras.saving.load_model(model_path, compile=False)
+    except Exception as error:  # a corrupt or foreign file: say which, keep the cause
+        raise TlcliError(
+            f"--weights {model_path}: cannot be loaded as a Keras model ({error}). "
+            f"Expected {WEIGHTS_HELP}."
+        ) from error
+    source_base = find_base(source, spec)
+    base = spec.build_constructor()(
+        include_top=False, weights=None, input_shape=(image_size, image_size, 3)
+    )
+    base.set_weights(source_base.get_weights())
+    return base
+
+
+def find_base(model, spec: BackboneSpec):
+    """The backbone inside a tlcli model (a nested model named like the Keras application)."""
+    for layer in model.layers:
+        # Keras names the applications vgg16, resnet50, inception_v3 and xception.
+        if hasattr(layer, "layers") and layer.name.replace("_", "") == spec.name:
+            return layer
+    names = ", ".join(layer.name for layer in model.layers)
+    raise TlcliError(
+        f"The model holds no {spec.name} backbone (its layers: {names}). "
+        f"Use a run trained with --model {spec.name}."
+    )
