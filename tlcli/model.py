@@ -43,3 +43,57 @@ def build_feature_extractor(
     base.trainable = False
     inputs = image_input(image_size)
     return keras.Model(inputs, backbone_features(inputs, spec, base, pooling), name=f"{spec.name}_features")
+
+
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "gelu", "tanh", "sigmoid")
+
+
+def build_head(
+    feature_shape: tuple[int, ...],
+    num_classes: int,
+    dense: tuple[int, ...] = (),
+    activation: str = "relu",
+    dropout: float = 0.0,
+    l2: float = 0.0,
+):
+    """The new classifier on top of the pooled features: [dense -> dropout]* -> dropout -> softmax.
+
+    `l2` is a coupled L2 penalty on the kernels (AdamW's decoupled decay lives in the optimiser).
+    """
+    regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
+    layers = [keras.Input(shape=feature_shape, name="features")]
+    for index, units in enumerate(dense, start=1):
+        layers.append(
+            keras.layers.Dense(
+                units, activation=activation, kernel_regularizer=regularizer, name=f"dense_{index}"
+            )
+        )
+        if dropout > 0:
+            layers.append(keras.layers.Dropout(dropout, name=f"dropout_{index}"))
+    if dropout > 0 and not dense:
+        layers.append(keras.layers.Dropout(dropout, name="dropout"))
+    # float32 output even under mixed precision, so softmax and the loss stay accurate.
+    layers.append(
+        keras.layers.Dense(
+            num_classes,
+            activation="softmax",
+            kernel_regularizer=regularizer,
+            dtype="float32",
+            name="predictions",
+        )
+    )
+    return keras.Sequential(layers, name="head")
+
+
+def build_classifier(spec: BackboneSpec, image_size: int, base, head, pooling: str):
+    """RGB images in [0, 255] -> class probabilities, with the base frozen."""
+    base.trainable = False
+    inputs = image_input(image_size)
+    features = backbone_features(inputs, spec, base, pooling)
+    return keras.Model(inputs, head(features), name=f"{spec.name}_classifier")
+
+
+def get_base(model, spec: BackboneSpec):
+    from tlcli.weights import find_base
+
+    return find_base(model, spec)

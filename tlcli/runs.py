@@ -1,0 +1,152 @@
+"""The run directory: what a training run leaves behind, written so that nothing is half-written.
+
+    config.json   every resolved option, classes, image size, preprocessing, versions, data counts
+    labels.txt    class names, one per line, in label order
+    model.keras   the best model (RGB pixels in [0, 255] -> class probabilities)
+    history.csv   epoch, stage, loss, accuracy, val_loss, val_accuracy, learning_rate
+    curves.png    loss and accuracy per epoch, with stage boundaries
+    metrics.json  validation metrics of the saved model
+    logs/         TensorBoard logs
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from tlcli.errors import TlcliError
+
+CONFIG = "config.json"
+LABELS = "labels.txt"
+MODEL = "model.keras"
+HISTORY = "history.csv"
+CURVES = "curves.png"
+METRICS = "metrics.json"
+LOGS = "logs"
+BACKUP = ".backup"  # Keras BackupAndRestore state while a run is in progress
+IN_PROGRESS = ".in-progress"
+
+
+def write_atomic(path: Path, content: str | bytes) -> None:
+    """Write a file so that a killed process leaves either the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = "wb" if isinstance(content, bytes) else "w"
+    with tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+        handle.write(content)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(handle.name, path)
+
+
+def write_json(path: Path, document) -> None:
+    write_atomic(path, json.dumps(document, indent=2, default=str) + "\n")
+
+
+def save_model_atomic(model, path: Path) -> None:
+    path = Path(path)
+    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    model.save(temporary)
+    os.replace(temporary, path)
+
+
+def default_run_dir(model_name: str, prefix: str = "") -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{stamp}-{prefix}{model_name}"
+
+
+def prepare_run_dir(path: Path, *, overwrite: bool, resume: bool) -> Path:
+    """Create (or reopen, with `resume`) a run directory, refusing to clobber an existing one."""
+    path = Path(path)
+    interrupted = (path / IN_PROGRESS).exists()
+    if resume:
+        if not interrupted:
+            state = "is a finished run" if (path / MODEL).exists() else "has no interrupted run"
+            raise TlcliError(
+                f"--resume: {path} {state}. Resume continues a run that was stopped before its "
+                "last epoch; start a new run with another --out or --overwrite."
+            )
+        return path
+    if path.exists() and any(path.iterdir()):
+        if not overwrite:
+            what = "holds an interrupted run" if interrupted else "already exists"
+            raise TlcliError(
+                f"Run directory {path} {what}. Use --resume to continue it, --overwrite to "
+                "start over, or --out for another directory."
+            )
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / IN_PROGRESS).write_text("")
+    return path
+
+
+def finish_run_dir(path: Path) -> None:
+    shutil.rmtree(path / BACKUP, ignore_errors=True)
+    (path / IN_PROGRESS).unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a saved model needs to be used: where it is, its classes and input size."""
+
+    path: Path  # the run directory
+    model_path: Path
+    class_names: tuple[str, ...]
+    image_size: int
+    backbone: str
+    config: dict
+
+
+def read_run(path: Path) -> RunInfo:
+    """Read a run directory, or the folder of a `.keras` file with `labels.txt` beside it."""
+    path = Path(path).expanduser()
+    model_path = path if path.suffix == ".keras" else path / MODEL
+    folder = model_path.parent
+    if not model_path.is_file():
+        raise TlcliError(
+            f"{path} is not a tlcli run: {model_path.name} is missing. "
+            "Pass a run directory written by `tlcli train` / `tlcli finetune`, or its model.keras."
+        )
+    config = {}
+    if (folder / CONFIG).is_file():
+        config = json.loads((folder / CONFIG).read_text())
+    if (folder / LABELS).is_file():
+        class_names = tuple(line for line in (folder / LABELS).read_text().splitlines() if line)
+    elif config.get("class_names"):
+        class_names = tuple(config["class_names"])
+    else:
+        raise TlcliError(
+            f"{model_path} has no {LABELS} beside it, so its class names are unknown. "
+            f"Put a {LABELS} (one class per line, in label order) next to it."
+        )
+    return RunInfo(
+        path=folder,
+        model_path=model_path,
+        class_names=class_names,
+        image_size=int(config.get("image_size", 0)),
+        backbone=config.get("model", ""),
+        config=config,
+    )
+
+
+def load_run_model(path: Path):
+    """(Keras model, RunInfo) for a run directory or `.keras` file."""
+    from tlcli.runtime import import_keras
+
+    keras = import_keras()
+    import tlcli.layers  # noqa: F401  (registers tlcli's layers for safe-mode loading)
+
+    info = read_run(path)
+    try:
+        model = keras.saving.load_model(info.model_path, compile=False)
+    except Exception as error:  # a damaged or foreign file
+        raise TlcliError(f"{info.model_path} cannot be loaded as a Keras model: {error}") from error
+    image_size = info.image_size or int(model.input_shape[1])
+    if info.image_size != image_size:
+        info = RunInfo(info.path, info.model_path, info.class_names, image_size, info.backbone, info.config)
+    return model, info
