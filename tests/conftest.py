@@ -78,3 +78,55 @@ def messy_dataset(tmp_path) -> Path:
     write_image(root / "train" / "dog" / "__MACOSX" / "x.png")
     write_image(root / "train" / "dog" / ".hidden" / "x.png")
     return root
+
+
+def write_colour_dataset(root: Path, per_split=None, size=(20, 20)) -> Path:
+    """Three easily learnt classes (mostly red, green or blue noise) in a split layout."""
+    per_split = per_split or {"train": 8, "val": 4, "test": 4}
+    channel = {"red": 0, "green": 1, "blue": 2}
+    for split, count in per_split.items():
+        for class_name, index in channel.items():
+            for number in range(count):
+                rng = np.random.default_rng(next(_counter))
+                pixels = rng.integers(0, 90, (size[1], size[0], 3), dtype=np.uint8)
+                pixels[..., index] = rng.integers(160, 256, (size[1], size[0]), dtype=np.uint8)
+                write_image(root / split / class_name / f"{class_name}_{number}.png", pixels=pixels)
+    return root
+
+
+@pytest.fixture(scope="session")
+def colour_dataset(tmp_path_factory) -> Path:
+    return write_colour_dataset(tmp_path_factory.mktemp("colours") / "data")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(colour_dataset, tmp_path_factory) -> Path:
+    """A small trained VGG16 run directory (32x32, random base weights), shared by tests."""
+    import json
+
+    from tlcli.backbones import get_backbone
+    from tlcli.data import load_dataset
+    from tlcli.model import build_classifier, build_head
+    from tlcli.pipeline import image_dataset
+    from tlcli.runs import LABELS, MODEL, save_model_atomic, write_json
+    from tlcli.runtime import import_keras, set_seed
+    from tlcli.weights import WeightsSource, build_base
+
+    keras = import_keras()
+    set_seed(0)
+    spec, image_size = get_backbone("vgg16"), 32
+    dataset = load_dataset(colour_dataset)
+    base = build_base(spec, image_size, WeightsSource("none"))
+    head = build_head((spec.feature_size,), len(dataset.class_names))
+    model = build_classifier(spec, image_size, base, head, "avg")
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(image_dataset(dataset.split("train"), image_size, 8, shuffle=True), epochs=3, verbose=0)
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    run.mkdir()
+    save_model_atomic(model, run / MODEL)
+    (run / LABELS).write_text("\n".join(dataset.class_names) + "\n")
+    write_json(run / "config.json", {"model": "vgg16", "image_size": image_size,
+                                     "class_names": list(dataset.class_names),
+                                     "data": str(colour_dataset)})
+    return run
