@@ -10,7 +10,6 @@ keras = import_keras()
 
 from tlcli.layers import BackbonePreprocessing  # noqa: E402  (needs Keras imported quietly)
 
-POOLINGS = ("avg", "max", "flatten")
 
 
 def pooling_layer(pooling: str):
@@ -43,9 +42,6 @@ def build_feature_extractor(
     base.trainable = False
     inputs = image_input(image_size)
     return keras.Model(inputs, backbone_features(inputs, spec, base, pooling), name=f"{spec.name}_features")
-
-
-ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "gelu", "tanh", "sigmoid")
 
 
 def build_head(

@@ -42,3 +42,22 @@ TestSplit = Annotated[
 Seed = Annotated[int, typer.Option(help="Random seed for splits, shuffling and initialisation.")]
 Strict = Annotated[bool, typer.Option("--strict", help="Treat any unusable file as an error.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
+
+# Training and fine-tuning. Commands take their defaults from the config dataclasses; a
+# --config file supplies any option not given on the command line.
+Optimizer = Annotated[str, typer.Option(help="adam|adamw|sgd|rmsprop")]
+LearningRate = Annotated[float, typer.Option("--learning-rate", "--lr", help="Learning rate.")]
+Momentum = Annotated[float, typer.Option(help="SGD momentum.")]
+Nesterov = Annotated[bool, typer.Option("--nesterov/--no-nesterov", help="Nesterov momentum for SGD.")]
+Schedule = Annotated[str, typer.Option(help="Learning-rate schedule: constant|cosine|plateau.")]
+Epochs = Annotated[int, typer.Option(help="Epochs.")]
+BatchSize = Annotated[int, typer.Option(help="Images per batch.")]
+LabelSmoothing = Annotated[float, typer.Option(help="Label smoothing in [0, 1).")]
+ClassWeight = Annotated[str, typer.Option(help="none|balanced: weight classes inversely to their frequency.")]
+EarlyStopping = Annotated[int, typer.Option(help="Stop after this many epochs without a better val_loss, restoring the best weights; 0 = off.")]
+WeightDecay = Annotated[float, typer.Option(help="L2 penalty on the head's kernels; with adamw, AdamW's decoupled weight decay.")]
+Config = Annotated[Optional[Path], typer.Option("--config", help="TOML file supplying any option (the command line overrides it).", show_default=False)]
+Out = Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory to write  [default: runs/<time>-<model>]", show_default=False)]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory.")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last completed epoch.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output; the summary only.")]

@@ -41,7 +41,14 @@ def write_atomic(path: Path, content: str | bytes) -> None:
         handle.write(content)
         handle.flush()
         os.fsync(handle.fileno())
+    os.chmod(handle.name, 0o666 & ~_umask())
     os.replace(handle.name, path)
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def write_json(path: Path, document) -> None:

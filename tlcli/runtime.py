@@ -53,7 +53,12 @@ def import_tensorflow():
         import tensorflow as tf
         import keras  # noqa: F401  (its first import prints too)
     if not debug_enabled():
+        import warnings
+
         import absl.logging
+
+        # Keras and TensorFlow warn about their own internals; users see them with --debug.
+        warnings.filterwarnings("ignore", module=r"(keras|tensorflow|absl)(\.|$)")
 
         absl.logging.set_verbosity(absl.logging.ERROR)
         tf.get_logger().setLevel("ERROR")

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tlcli.config import FitConfig, given_on_command_line, load_toml, merge_settings, split_fit_settings
+from tlcli.options import (
+    BatchSize, ClassWeight, Config, EarlyStopping, LabelSmoothing, LearningRate, Momentum,
+    Nesterov, Optimizer, Out, Overwrite, Quiet, Resume, Schedule, Seed, Strict, WeightDecay,
+)
+
+NAME = "finetune"
+_DEFAULTS = FitConfig(learning_rate=1e-4, early_stopping=3)
+_NOT_SETTINGS = {"ctx", "run_dir", "config", "overwrite", "resume", "quiet"}
+
+
+def run(
+    ctx: typer.Context,
+    run_dir: Annotated[Path, typer.Argument(help="The run directory of a `tlcli train` (or finetune) run.", metavar="RUN_DIR", show_default=False)],
+    data: Annotated[Optional[Path], typer.Option(help="Dataset (default: the one recorded in the run).", show_default=False)] = None,
+    stage: Annotated[Optional[list[str]], typer.Option(
+        "--stage", help="UNFREEZE:EPOCHS:LEARNING_RATE, repeatable, run in order; UNFREEZE is a block name, "
+        "a layer count (30), a share (25%) or all. Default: the top block, then all.", show_default=False)] = None,
+    train_bn: Annotated[bool, typer.Option("--train-bn", help="Also train BatchNormalization scale and offset (statistics stay frozen).")] = False,
+    out_dir: Out = None,
+    optimizer: Optimizer = _DEFAULTS.optimizer,
+    learning_rate: LearningRate = _DEFAULTS.learning_rate,
+    momentum: Momentum = _DEFAULTS.momentum,
+    nesterov: Nesterov = _DEFAULTS.nesterov,
+    schedule: Schedule = _DEFAULTS.schedule,
+    batch_size: BatchSize = _DEFAULTS.batch_size,
+    label_smoothing: LabelSmoothing = _DEFAULTS.label_smoothing,
+    class_weight: ClassWeight = _DEFAULTS.class_weight,
+    early_stopping: EarlyStopping = _DEFAULTS.early_stopping,
+    weight_decay: WeightDecay = _DEFAULTS.weight_decay,
+    seed: Seed = _DEFAULTS.seed,
+    strict: Strict = False,
+    config: Config = None,
+    overwrite: Overwrite = False,
+    resume: Resume = False,
+    quiet: Quiet = False,
+) -> None:
+    """Fine-tune a trained run in stages, unfreezing the backbone from the top, into a new run."""
+    settings = {key: value for key, value in locals().items() if key not in _NOT_SETTINGS}
+    settings["out"], settings["stages"], settings["train_batch_norm"] = (
+        settings.pop("out_dir"), tuple(settings.pop("stage") or ()), settings.pop("train_bn"))
+    renamed = {"out_dir": "out", "stage": "stages", "train_bn": "train_batch_norm"}
+    explicit = {renamed.get(name, name) for name in given_on_command_line(ctx)}
+    if config is not None:
+        file_settings = load_toml(config)
+        settings = merge_settings(settings, explicit, file_settings.get("finetune", file_settings), set(settings))
+        settings["stages"] = tuple(settings["stages"])
+    rest, fit = split_fit_settings(settings)
+
+    from tlcli.commands.train import print_summary
+    from tlcli.finetune import FinetuneConfig, finetune
+
+    outcome = finetune(FinetuneConfig(source=run_dir, fit=fit, **rest), overwrite=overwrite, resume=resume, quiet=quiet)
+    print_summary(outcome.run_dir, outcome.metrics, outcome.route)

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tlcli.config import FitConfig, TrainConfig, given_on_command_line, load_toml, merge_settings, parse_dense, split_fit_settings
+from tlcli.console import out
+from tlcli.options import (
+    BatchSize, ClassWeight, Config, DataPath, EarlyStopping, Epochs, ImageSize, LabelSmoothing,
+    LearningRate, ModelName, Momentum, Nesterov, Optimizer, Out, Overwrite, Quiet, Resume, Schedule,
+    Seed, Strict, TestSplit, ValSplit, WeightDecay, Weights,
+)
+
+NAME = "train"
+
+# Settings a --config file may hold: every option below except the per-invocation ones.
+_NOT_SETTINGS = {"ctx", "data", "config", "overwrite", "resume", "quiet"}
+
+
+def run(
+    ctx: typer.Context,
+    data: DataPath,
+    model: ModelName = "resnet50",
+    out_dir: Out = None,
+    weights: Weights = "imagenet",
+    image_size: ImageSize = None,
+    pooling: Annotated[str, typer.Option(help="avg|max|flatten: how the feature map becomes a vector.")] = "avg",
+    dense: Annotated[Optional[str], typer.Option(help="Hidden dense layers of the head, e.g. 256 or 512,128.  [default: none]", show_default=False)] = None,
+    activation: Annotated[str, typer.Option(help="Hidden-layer activation: relu|leaky_relu|elu|selu|gelu|tanh|sigmoid.")] = "relu",
+    dropout: Annotated[float, typer.Option(help="Dropout rate in the head.")] = 0.0,
+    optimizer: Optimizer = FitConfig.optimizer,
+    learning_rate: LearningRate = FitConfig.learning_rate,
+    momentum: Momentum = FitConfig.momentum,
+    nesterov: Nesterov = FitConfig.nesterov,
+    schedule: Schedule = FitConfig.schedule,
+    epochs: Epochs = FitConfig.epochs,
+    batch_size: BatchSize = FitConfig.batch_size,
+    label_smoothing: LabelSmoothing = FitConfig.label_smoothing,
+    class_weight: ClassWeight = FitConfig.class_weight,
+    early_stopping: EarlyStopping = FitConfig.early_stopping,
+    weight_decay: WeightDecay = FitConfig.weight_decay,
+    seed: Seed = FitConfig.seed,
+    val_split: ValSplit = 0.2,
+    test_split: TestSplit = 0.0,
+    cache_features: Annotated[bool, typer.Option("--cache-features/--no-cache-features", help="Compute the frozen backbone's features once and train the head on them.")] = True,
+    strict: Strict = False,
+    config: Config = None,
+    overwrite: Overwrite = False,
+    resume: Resume = False,
+    quiet: Quiet = False,
+) -> None:
+    """Train a new head on a frozen backbone (feature-extraction transfer learning)."""
+    settings = {key: value for key, value in locals().items() if key not in _NOT_SETTINGS}
+    settings["out"] = settings.pop("out_dir")
+    explicit = {"out" if name == "out_dir" else name for name in given_on_command_line(ctx)}
+    if config is not None:
+        settings = merge_settings(settings, explicit, load_toml(config), set(settings))
+    settings["dense"] = parse_dense(settings["dense"])
+    rest, fit = split_fit_settings(settings)
+    train_config = TrainConfig(data=data, fit=fit, **rest)
+
+    from tlcli.train import train
+
+    outcome = train(train_config, overwrite=overwrite, resume=resume, quiet=quiet)
+    print_summary(outcome.run_dir, outcome.metrics, outcome.route)
+
+
+def print_summary(run_dir: Path, metrics: dict, route: str) -> None:
+    from rich.table import Table
+
+    table = Table(title="Training finished", show_header=False)
+    table.add_row("run directory", str(run_dir))
+    table.add_row("route", route)
+    table.add_row("best epoch", f"{metrics['best_epoch']} of {metrics['epochs_run']}")
+    if "val_loss" in metrics:
+        table.add_row("val loss", f"{metrics['val_loss']:.4f}")
+        table.add_row("val accuracy", f"{metrics['val_accuracy']:.4f}")
+    table.add_row("time", f"{metrics['seconds']:.1f} s")
+    out.print(table)

@@ -1,0 +1,283 @@
+"""`tlcli finetune`: staged unfreezing of a trained run's backbone, into a new run directory.
+
+Each stage unfreezes the backbone from a named block (or a count or share of layers) to the
+top, recompiles at the stage's lower learning rate and trains. BatchNormalization layers stay
+frozen unless asked otherwise, and always run in inference mode (the base is called with
+training=False), so their ImageNet statistics survive small fine-tuning batches. The best
+weights by validation loss are kept across stages: a stage that ends worse is rolled back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from tlcli.backbones import BackboneSpec, get_backbone
+from tlcli.config import FitConfig
+from tlcli.console import err, out
+from tlcli.data import SplitOptions, load_dataset
+from tlcli.errors import TlcliError
+from tlcli.pipeline import image_dataset
+from tlcli.runs import BACKUP, CONFIG, HISTORY, LABELS, default_run_dir, load_run_model, prepare_run_dir, write_atomic, write_json
+from tlcli.runtime import import_keras, set_seed
+from tlcli.train import Outcome, check_same_settings, dataset_facts, report_dataset, save_outcome, versions, with_one_hot
+from tlcli.training import History, balanced_class_weight, compile_model, fit
+from tlcli.weights import find_base
+
+keras = import_keras()
+
+STAGE_HELP = "UNFREEZE:EPOCHS:LEARNING_RATE, e.g. block5:3:1e-4, 30:2:1e-5, 25%:2:1e-5 or all:2:1e-5"
+
+
+@dataclass(frozen=True)
+class Stage:
+    unfreeze: str  # a block name, a layer count ("30"), a share ("25%") or "all"
+    epochs: int
+    learning_rate: float
+
+    def __str__(self) -> str:
+        return f"{self.unfreeze}:{self.epochs}:{self.learning_rate:g}"
+
+
+def parse_stage(text: str, spec: BackboneSpec) -> Stage:
+    parts = text.strip().split(":")
+    if len(parts) != 3:
+        raise TlcliError(f"--stage {text!r} is not a stage. Expected {STAGE_HELP}.")
+    unfreeze, epochs, rate = (part.strip() for part in parts)
+    try:
+        epochs_value, rate_value = int(epochs), float(rate)
+    except ValueError:
+        raise TlcliError(
+            f"--stage {text!r}: epochs must be a whole number and the learning rate a number. "
+            f"Expected {STAGE_HELP}."
+        ) from None
+    if epochs_value < 1 or rate_value <= 0:
+        raise TlcliError(f"--stage {text!r}: epochs and learning rate must be positive. Expected {STAGE_HELP}.")
+    unfreeze = unfreeze.lower()
+    if unfreeze != "all" and unfreeze not in spec.block_names:
+        share = re.fullmatch(r"(\d+(?:\.\d+)?)%", unfreeze)
+        if share and not 0 < float(share.group(1)) <= 100 or not (share or unfreeze.isdigit()) or unfreeze == "0":
+            raise TlcliError(
+                f"--stage {text!r}: {unfreeze!r} is not a block of {spec.name} "
+                f"({', '.join(spec.block_names)}), a layer count, a percentage or 'all'."
+            )
+    return Stage(unfreeze, epochs_value, rate_value)
+
+
+def default_stages(spec: BackboneSpec, learning_rate: float) -> list[Stage]:
+    """The top block first, then everything, each at a lower rate than the head was trained at."""
+    return [
+        Stage(spec.blocks[-1].name, 3, learning_rate / 10),
+        Stage("all", 2, learning_rate / 100),
+    ]
+
+
+def first_unfrozen_index(base, spec: BackboneSpec, unfreeze: str) -> int:
+    """Index into base.layers from which layers are unfrozen."""
+    layers = [layer.name for layer in base.layers]
+    if unfreeze == "all":
+        return 0
+    if unfreeze.endswith("%"):
+        return len(layers) - max(1, round(len(layers) * float(unfreeze[:-1]) / 100))
+    if unfreeze.isdigit():
+        return max(0, len(layers) - int(unfreeze))
+    block = spec.block(unfreeze)
+    if block.first_layer:
+        return layers.index(block.first_layer)
+    return layers.index(block.after_layer) + 1
+
+
+def unfreeze(base, start: int, train_batch_norm: bool) -> None:
+    """Make base.layers[start:] trainable (BatchNormalization only with `train_batch_norm`)."""
+    base.trainable = True
+    for index, layer in enumerate(base.layers):
+        is_batch_norm = isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = index >= start and (train_batch_norm or not is_batch_norm)
+
+
+def count_parameters(weights) -> int:
+    return int(sum(keras.ops.size(weight) for weight in weights))
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    source: Path
+    data: Path | None = None
+    out: Path | None = None
+    stages: tuple[str, ...] = ()
+    train_batch_norm: bool = False
+    strict: bool = False
+    fit: FitConfig = dataclasses.field(default_factory=lambda: FitConfig(learning_rate=1e-4, early_stopping=3))
+
+    def to_dict(self) -> dict:
+        document = dataclasses.asdict(self)
+        document.update(document.pop("fit"))
+        return document
+
+
+def finetune(config: FinetuneConfig, *, overwrite: bool = False, resume: bool = False, quiet: bool = False) -> Outcome:
+    model, run = load_run_model(config.source)
+    spec = get_backbone(run.backbone or "")
+    source_config = run.config
+    fit_config = config.fit
+    stages = (
+        [parse_stage(text, spec) for text in config.stages]
+        if config.stages
+        else default_stages(spec, float(source_config.get("learning_rate", 1e-3)))
+    )
+    data_root = config.data or source_config.get("data")
+    if not data_root:
+        raise TlcliError(f"{run.path} does not record its dataset. Pass it with --data DATA.")
+    # The source run's split settings, so a flat dataset is split exactly as it was in training.
+    options = SplitOptions(
+        source_config.get("val_split", 0.2), source_config.get("test_split", 0.0), source_config.get("seed", 0)
+    )
+    dataset = load_dataset(Path(data_root), options, strict=config.strict)
+    if tuple(dataset.class_names) != tuple(run.class_names):
+        raise TlcliError(
+            f"The classes in {data_root} ({', '.join(dataset.class_names)}) differ from the run's "
+            f"({', '.join(run.class_names)}). Fine-tune on data with the same class folders."
+        )
+    report_dataset(dataset, quiet)
+    base = find_base(model, spec)
+    run_dir = Path(config.out) if config.out else default_run_dir(spec.name, prefix="finetune-")
+    if run_dir.resolve() == run.path.resolve():
+        raise TlcliError(f"--out {run_dir} is the source run; fine-tuning never modifies it. Choose another --out.")
+    document = {
+        **config.to_dict(),
+        "stages": [str(stage) for stage in stages],
+        "kind": "finetune",
+        "source_run": str(run.path.resolve()),
+        "model": spec.name,
+        "image_size": run.image_size,
+        "preprocessing": spec.preprocessing,
+        "pooling": source_config.get("pooling"),
+        "val_split": options.val_split,
+        "test_split": options.test_split,
+        **dataset_facts(dataset),
+        "versions": versions(),
+    }
+    run_dir = prepare_run_dir(run_dir, overwrite=overwrite, resume=resume)
+    if resume:
+        check_same_settings(run_dir, document)
+    write_json(run_dir / CONFIG, document)
+    write_atomic(run_dir / LABELS, "\n".join(dataset.class_names) + "\n")
+
+    set_seed(fit_config.seed)
+    num_classes = len(dataset.class_names)
+    train_samples, val_samples = dataset.split("train"), dataset.splits.get("val", ())
+    train_data = with_one_hot(
+        image_dataset(train_samples, run.image_size, fit_config.batch_size, shuffle=True, seed=fit_config.seed),
+        num_classes,
+    )
+    val_data = (
+        with_one_hot(image_dataset(val_samples, run.image_size, fit_config.batch_size), num_classes)
+        if val_samples else None
+    )
+    class_weight = None
+    if fit_config.class_weight == "balanced":
+        import numpy as np
+
+        class_weight = balanced_class_weight(np.array([s.label for s in train_samples]), num_classes)
+    steps = max(1, -(-len(train_samples) // fit_config.batch_size))
+    history = History.load(run_dir / HISTORY)
+
+    compile_model(model, fit_config, fit_config.learning_rate, steps)
+    progress = _StageProgress(run_dir / BACKUP)
+    state = progress.load(model)
+    if state is None:
+        state = {"stages_done": 0, "best_loss": _validation_loss(model, val_data, train_data), "best_epoch": 0, "seconds": 0.0}
+        if not quiet:
+            err.print(f"Before fine-tuning: {'val_loss' if val_data else 'loss'} {state['best_loss']:.4f}")
+    elif not quiet:
+        err.print(f"Resuming after stage {state['stages_done']} of {len(stages)}.")
+    best_weights = model.get_weights()
+    for number, stage in enumerate(stages, start=1):
+        if number <= state["stages_done"]:
+            continue
+        start = first_unfrozen_index(base, spec, stage.unfreeze)
+        unfreeze(base, start, config.train_batch_norm)
+        stage_fit = dataclasses.replace(fit_config, learning_rate=stage.learning_rate, epochs=stage.epochs)
+        compile_model(model, stage_fit, stage.learning_rate, steps * stage.epochs)  # after every trainable change
+        if not quiet:
+            print_stage_table(number, stage, base, start, model)
+        name = f"stage{number}-{stage.unfreeze}"
+        result = fit(
+            model, train_data, val_data, stage_fit,
+            epochs=stage.epochs, steps_per_epoch=steps, run_dir=run_dir, stage=name,
+            history=history, first_epoch=_epochs_before(history, name), class_weight=class_weight, quiet=quiet,
+        )
+        state["seconds"] += result.seconds
+        loss = _validation_loss(model, val_data, train_data)
+        if loss <= state["best_loss"]:
+            state.update(best_loss=loss, best_epoch=result.best_epoch)
+            best_weights = model.get_weights()
+        else:
+            model.set_weights(best_weights)
+            err.print(
+                f"[yellow]Stage {number} ended worse (loss {loss:.4f} > {state['best_loss']:.4f}): "
+                "rolled back to the best earlier weights.[/]"
+            )
+        state["stages_done"] = number
+        progress.save(model, state)
+
+    unfreeze(base, len(base.layers), False)  # the saved model's backbone is frozen again
+    compile_model(model, fit_config, fit_config.learning_rate, steps)
+    metrics = {"best_epoch": state["best_epoch"], "epochs_run": history.last_epoch, "seconds": round(state["seconds"], 2)}
+    if val_data is not None:
+        loss, accuracy = model.evaluate(val_data, verbose=0)
+        metrics.update(val_loss=float(loss), val_accuracy=float(accuracy))
+    save_outcome(run_dir, model, history, metrics)
+    return Outcome(run_dir, metrics, "fine-tuning")
+
+
+def _epochs_before(history: History, stage: str) -> int:
+    """Epochs recorded by earlier stages (a resumed stage rewrites its own rows)."""
+    return max((key for key, row in history.rows.items() if row["stage"] != stage), default=0)
+
+
+class _StageProgress:
+    """Weights and bookkeeping after each finished stage, so --resume skips finished stages."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.weights = folder / "finished-stages.weights.h5"
+        self.state = folder / "finished-stages.json"
+
+    def load(self, model) -> dict | None:
+        if not self.state.is_file():
+            return None
+        model.load_weights(self.weights)
+        return json.loads(self.state.read_text())
+
+    def save(self, model, state: dict) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        temporary = self.folder / "finished-stages.tmp.weights.h5"
+        model.save_weights(temporary)
+        os.replace(temporary, self.weights)
+        write_json(self.state, state)
+
+
+def _validation_loss(model, val_data, train_data) -> float:
+    loss, _ = model.evaluate(val_data if val_data is not None else train_data, verbose=0)
+    return float(loss)
+
+
+def print_stage_table(number: int, stage: Stage, base, start: int, model) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"Stage {number}")
+    for column in ("unfrozen", "trainable params", "frozen params", "learning rate", "epochs"):
+        table.add_column(column)
+    table.add_row(
+        f"{stage.unfreeze} (layers {start}-{len(base.layers) - 1} of {len(base.layers)})",
+        f"{count_parameters(model.trainable_weights):,}",
+        f"{count_parameters(model.non_trainable_weights):,}",
+        f"{stage.learning_rate:g}",
+        str(stage.epochs),
+    )
+    out.print(table)

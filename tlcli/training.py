@@ -1,0 +1,208 @@
+"""Fitting: optimisers, schedules, callbacks, and one `fit` shared by train and finetune."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tlcli.config import FitConfig
+from tlcli.runs import BACKUP, HISTORY, LOGS, write_atomic
+from tlcli.runtime import import_keras
+
+keras = import_keras()
+
+HISTORY_COLUMNS = ("epoch", "stage", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
+
+
+def make_optimizer(fit: FitConfig, learning_rate: float, total_steps: int):
+    """The optimiser, with a cosine-decayed rate for `--schedule cosine`.
+
+    With adamw, `weight_decay` is AdamW's decoupled decay; with the others it is an L2 penalty
+    on the head's kernels, set when the head is built.
+    """
+    rate = learning_rate
+    if fit.schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, total_steps))
+    if fit.optimizer == "adam":
+        return keras.optimizers.Adam(rate)
+    if fit.optimizer == "adamw":
+        return keras.optimizers.AdamW(rate, weight_decay=fit.weight_decay)
+    if fit.optimizer == "sgd":
+        return keras.optimizers.SGD(rate, momentum=fit.momentum, nesterov=fit.nesterov)
+    return keras.optimizers.RMSprop(rate)
+
+
+def compile_model(model, fit: FitConfig, learning_rate: float, total_steps: int) -> None:
+    model.compile(
+        optimizer=make_optimizer(fit, learning_rate, total_steps),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=fit.label_smoothing),
+        metrics=["accuracy"],
+    )
+
+
+def balanced_class_weight(labels: np.ndarray, num_classes: int) -> dict[int, float]:
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(labels)
+    weights = compute_class_weight("balanced", classes=present, y=labels)
+    return {int(label): float(weight) for label, weight in zip(present, weights)}
+
+
+@dataclass
+class History:
+    """history.csv, rewritten atomically after every epoch. Rows are keyed by epoch, so an epoch
+    repeated after a resume replaces its earlier row instead of adding another."""
+
+    path: Path
+    rows: dict[int, dict] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> "History":
+        history = cls(path)
+        if path.is_file():
+            with path.open() as handle:
+                for row in csv.DictReader(handle):
+                    history.rows[int(row["epoch"])] = row
+        return history
+
+    def record(self, row: dict) -> None:
+        epoch = int(row["epoch"])
+        self.rows = {key: value for key, value in self.rows.items() if key < epoch}
+        self.rows[epoch] = row
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(self.rows[key] for key in sorted(self.rows))
+        write_atomic(self.path, buffer.getvalue())
+
+    @property
+    def last_epoch(self) -> int:
+        return max(self.rows, default=0)
+
+
+class _EpochRecorder(keras.callbacks.Callback):
+    def __init__(self, history: History, stage: str, first_epoch: int):
+        super().__init__()
+        self.history, self.stage, self.first_epoch = history, stage, first_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        rate = self.model.optimizer.learning_rate
+        row = {"epoch": self.first_epoch + epoch + 1, "stage": self.stage}
+        row.update({key: _number(logs.get(key)) for key in HISTORY_COLUMNS[2:6]})
+        row["learning_rate"] = _number(keras.ops.convert_to_numpy(rate))
+        self.history.record(row)
+
+
+def _number(value):
+    return "" if value is None else f"{float(value):.6g}"
+
+
+class _RichProgress(keras.callbacks.Callback):
+    """One progress line per epoch: steps, loss, accuracy, and the validation result."""
+
+    def __init__(self, epochs: int, steps: int, stage: str):
+        super().__init__()
+        self.epochs, self.steps, self.stage = epochs, steps, stage
+
+    def on_train_begin(self, logs=None):
+        from tlcli.console import err
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(bar_width=16), MofNCompleteColumn(),
+            TextColumn("{task.fields[metrics]}"), TimeElapsedColumn(), console=err,
+        )
+        self.progress.start()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.task = self.progress.add_task(
+            f"{self.stage} {epoch + 1}/{self.epochs}", total=self.steps, metrics=""
+        )
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        metrics = f"loss {logs.get('loss', math.nan):.4f} acc {logs.get('accuracy', math.nan):.3f}"
+        self.progress.update(self.task, completed=batch + 1, metrics=metrics)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        summary = " ".join(
+            f"{name} {logs[key]:.4f}"
+            for key, name in (("loss", "loss"), ("accuracy", "acc"), ("val_loss", "val_loss"), ("val_accuracy", "val_acc"))
+            if key in logs
+        )
+        self.progress.update(self.task, completed=self.steps, metrics=summary)
+
+    def on_train_end(self, logs=None):
+        self.progress.stop()
+
+
+@dataclass
+class FitResult:
+    epochs_run: int
+    best_epoch: int  # global epoch number with the lowest monitored loss
+    seconds: float
+
+
+def fit(
+    model,
+    train_data,
+    val_data,
+    fit_config: FitConfig,
+    *,
+    epochs: int,
+    steps_per_epoch: int,
+    run_dir: Path,
+    stage: str,
+    history: History,
+    first_epoch: int = 0,
+    class_weight: dict | None = None,
+    quiet: bool = False,
+) -> FitResult:
+    """Fit with early stopping (best weights restored), TensorBoard logs, history.csv and
+    per-epoch backups, so that a killed run resumes from its last completed epoch."""
+    monitor = "val_loss" if val_data is not None else "loss"
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP / stage), save_freq="epoch"),
+        _EpochRecorder(history, stage, first_epoch),
+        keras.callbacks.TensorBoard(str(run_dir / LOGS / stage), write_graph=False),
+    ]
+    if fit_config.early_stopping:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=monitor, patience=fit_config.early_stopping, restore_best_weights=True
+            )
+        )
+    if fit_config.schedule == "plateau":
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=monitor, factor=0.2, patience=max(1, fit_config.early_stopping // 2)
+            )
+        )
+    if not quiet:
+        callbacks.append(_RichProgress(epochs, steps_per_epoch, stage))
+    started = time.perf_counter()
+    result = model.fit(
+        train_data,
+        validation_data=val_data,
+        epochs=epochs,
+        callbacks=callbacks,
+        class_weight=class_weight,
+        shuffle=False,  # the input pipeline shuffles, reproducibly under --seed
+        verbose=0,
+    )
+    losses = result.history.get(monitor, [])
+    rows = [row for row in history.rows.values() if row["stage"] == stage and row.get(monitor)]
+    best_row = min(rows, key=lambda row: float(row[monitor]), default=None)
+    return FitResult(
+        epochs_run=len(losses),
+        best_epoch=int(best_row["epoch"]) if best_row else first_epoch,
+        seconds=time.perf_counter() - started,
+    )
