@@ -101,32 +101,12 @@ def colour_dataset(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run(colour_dataset, tmp_path_factory) -> Path:
-    """A small trained VGG16 run directory (32x32, random base weights), shared by tests."""
-    import json
+    """A small VGG16 run directory trained by `tlcli train` (32x32, random base weights)."""
+    from tlcli.config import FitConfig, TrainConfig
+    from tlcli.train import train
 
-    from tlcli.backbones import get_backbone
-    from tlcli.data import load_dataset
-    from tlcli.model import build_classifier, build_head
-    from tlcli.pipeline import image_dataset
-    from tlcli.runs import LABELS, MODEL, save_model_atomic, write_json
-    from tlcli.runtime import import_keras, set_seed
-    from tlcli.weights import WeightsSource, build_base
-
-    keras = import_keras()
-    set_seed(0)
-    spec, image_size = get_backbone("vgg16"), 32
-    dataset = load_dataset(colour_dataset)
-    base = build_base(spec, image_size, WeightsSource("none"))
-    head = build_head((spec.feature_size,), len(dataset.class_names))
-    model = build_classifier(spec, image_size, base, head, "avg")
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    model.fit(image_dataset(dataset.split("train"), image_size, 8, shuffle=True), epochs=3, verbose=0)
     run = tmp_path_factory.mktemp("runs") / "tiny"
-    run.mkdir()
-    save_model_atomic(model, run / MODEL)
-    (run / LABELS).write_text("\n".join(dataset.class_names) + "\n")
-    write_json(run / "config.json", {"model": "vgg16", "image_size": image_size,
-                                     "class_names": list(dataset.class_names),
-                                     "data": str(colour_dataset)})
+    config = TrainConfig(data=colour_dataset, model="vgg16", out=run, weights="none", image_size=32,
+                         fit=FitConfig(epochs=8, learning_rate=0.03, batch_size=8))
+    train(config, quiet=True)
     return run

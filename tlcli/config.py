@@ -40,12 +40,14 @@ def _normalise_keys(document: dict) -> dict:
 
 
 def given_on_command_line(context) -> set[str]:
-    """Names of the parameters the user typed (not defaults), from a click/typer context."""
-    from click.core import ParameterSource
+    """Names of the parameters the user typed (not defaults), from a typer context.
 
+    Compared by name: Typer carries its own copy of click, whose ParameterSource is another enum.
+    """
+    defaults = ("DEFAULT", "DEFAULT_MAP")
     return {
         name for name in context.params
-        if context.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+        if getattr(context.get_parameter_source(name), "name", "DEFAULT") not in defaults
     }
 
 

@@ -49,7 +49,7 @@ def parse_weights(value: str) -> WeightsSource:
     raise TlcliError(f"--weights {value}: no such file or folder. Expected {WEIGHTS_HELP}.")
 
 
-_FETCH_FAILURE = re.compile(r"URL fetch failure on (\S+?):")
+_FETCH_FAILURE = re.compile(r"URL fetch failure on (\S+): ")
 
 
 def build_base(spec: BackboneSpec, image_size: int, weights: WeightsSource):

@@ -1,0 +1,255 @@
+"""`tlcli train` and `tlcli finetune`, run for real on tiny fixtures."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import write_colour_dataset
+from tlcli.backbones import BACKBONES, get_backbone
+from tlcli.cli import app
+from tlcli.errors import TlcliError
+
+runner = CliRunner()
+RUN_FILES = {"config.json", "labels.txt", "model.keras", "history.csv", "curves.png", "metrics.json", "logs"}
+
+
+def invoke(*args):
+    result = runner.invoke(app, [str(arg) for arg in args])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result
+
+
+def history(run_dir):
+    with open(run_dir / "history.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def trained_runs(colour_dataset, tmp_path_factory):
+    """train -> finetune (top block, one epoch) for every backbone at its minimum size."""
+    root = tmp_path_factory.mktemp("runs")
+    runs = {}
+    for spec in BACKBONES.values():
+        train_dir, tune_dir = root / spec.name, root / f"{spec.name}-ft"
+        invoke("train", colour_dataset, "--model", spec.name, "--weights", "none",
+               "--image-size", spec.min_size, "--epochs", 2, "--batch-size", 8, "--quiet",
+               "--learning-rate", 0.01, "--out", train_dir)
+        tuned = invoke("finetune", train_dir, "--stage", f"{spec.blocks[-1].name}:1:1e-4",
+                       "--batch-size", 8, "--out", tune_dir)
+        runs[spec.name] = (train_dir, tune_dir, tuned.output)
+    return runs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_train_then_finetune_every_backbone(trained_runs, name):
+    from tlcli.runs import load_run_model
+
+    train_dir, tune_dir, _ = trained_runs[name]
+    for run_dir in (train_dir, tune_dir):
+        assert RUN_FILES <= {path.name for path in run_dir.iterdir()}
+        assert not (run_dir / ".in-progress").exists() and not (run_dir / ".backup").exists()
+    config = json.loads((train_dir / "config.json").read_text())
+    assert config["model"] == name and config["route"] == "cached features"
+    assert config["class_names"] == ["blue", "green", "red"]
+    assert config["counts"]["train"] == {"blue": 8, "green": 8, "red": 8}
+    assert [row["stage"] for row in history(train_dir)] == ["train", "train"]
+    assert [row["stage"] for row in history(tune_dir)] == [f"stage1-{get_backbone(name).blocks[-1].name}"]
+    model, info = load_run_model(tune_dir)
+    size = get_backbone(name).min_size
+    probabilities = np.asarray(model(np.full((2, size, size, 3), 128.0, np.float32), training=False))
+    assert probabilities.shape == (2, 3)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    assert info.class_names == ("blue", "green", "red")
+
+
+def test_stage_table_counts_match_the_model(trained_runs):
+    from tlcli.finetune import count_parameters, first_unfrozen_index, unfreeze
+    from tlcli.runs import load_run_model
+    from tlcli.weights import find_base
+
+    train_dir, _, output = trained_runs["resnet50"]
+    model, _ = load_run_model(train_dir)
+    spec = get_backbone("resnet50")
+    base = find_base(model, spec)
+    unfreeze(base, first_unfrozen_index(base, spec, "conv5"), train_batch_norm=False)
+    trainable = count_parameters(model.trainable_weights)
+    assert f"{trainable:,}" in output.replace("\n", " ")
+    # conv5 without its BatchNormalization layers, plus the head's dense layer.
+    conv5 = [layer for layer in base.layers if layer.name.startswith("conv5_") and "_bn" not in layer.name]
+    head = 2048 * 3 + 3
+    assert trainable == sum(count_parameters(layer.weights) for layer in conv5) + head
+
+
+def test_batch_norm_statistics_are_unchanged_by_fine_tuning(trained_runs):
+    from tlcli.runs import load_run_model
+    from tlcli.weights import find_base
+
+    train_dir, tune_dir, _ = trained_runs["resnet50"]
+    spec = get_backbone("resnet50")
+    before = find_base(load_run_model(train_dir)[0], spec)
+    after = find_base(load_run_model(tune_dir)[0], spec)
+    changed_conv = False
+    for old, new in zip(before.layers, after.layers):
+        if old.name.startswith("conv5_") and old.name.endswith("_bn"):
+            np.testing.assert_array_equal(old.moving_mean.numpy(), new.moving_mean.numpy())
+            np.testing.assert_array_equal(old.moving_variance.numpy(), new.moving_variance.numpy())
+            np.testing.assert_array_equal(old.gamma.numpy(), new.gamma.numpy())
+        if old.name == "conv5_block3_3_conv":
+            changed_conv = not np.array_equal(old.kernel.numpy(), new.kernel.numpy())
+    assert changed_conv, "the unfrozen conv5 block should have been trained"
+
+
+def test_weights_from_a_run_directory_transfer_the_trained_backbone(trained_runs, tmp_path):
+    from tlcli.runs import load_run_model
+    from tlcli.weights import find_base
+
+    source = trained_runs["vgg16"][1]
+    dataset = write_colour_dataset(tmp_path / "new_task", per_split={"train": 3, "val": 2})
+    target = tmp_path / "transferred"
+    invoke("train", dataset, "--model", "vgg16", "--weights", source, "--image-size", 40,
+           "--epochs", 1, "--out", target, "--quiet")
+    spec = get_backbone("vgg16")
+    old = find_base(load_run_model(source)[0], spec).get_weights()
+    new = find_base(load_run_model(target)[0], spec).get_weights()
+    for expected, actual in zip(old, new, strict=True):
+        np.testing.assert_array_equal(expected, actual)
+
+
+def test_cached_and_end_to_end_routes_train_the_same_model_family(colour_dataset, tmp_path):
+    from tlcli.runs import load_run_model
+
+    common = ("--model", "vgg16", "--weights", "none", "--image-size", 32, "--epochs", 12,
+              "--learning-rate", 0.03, "--batch-size", 8, "--quiet", "--early-stopping", 0)
+    invoke("train", colour_dataset, *common, "--out", tmp_path / "cached")
+    invoke("train", colour_dataset, *common, "--no-cache-features", "--out", tmp_path / "e2e")
+    cached, end_to_end = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("cached", "e2e"))
+    assert json.loads((tmp_path / "e2e" / "config.json").read_text())["route"] == "end to end"
+    assert cached["val_accuracy"] >= 0.9 and end_to_end["val_accuracy"] >= 0.9
+    assert abs(cached["val_loss"] - end_to_end["val_loss"]) <= 0.25 * max(cached["val_loss"], end_to_end["val_loss"])
+    first, second = load_run_model(tmp_path / "cached")[0], load_run_model(tmp_path / "e2e")[0]
+    assert [layer.__class__.__name__ for layer in first.layers] == [layer.__class__.__name__ for layer in second.layers]
+
+
+def test_same_seed_gives_the_same_history(colour_dataset, tmp_path):
+    args = ("--model", "vgg16", "--weights", "none", "--image-size", 32, "--epochs", 3,
+            "--dense", "16", "--dropout", 0.2, "--quiet")
+    invoke("train", colour_dataset, *args, "--seed", 5, "--out", tmp_path / "a")
+    invoke("train", colour_dataset, *args, "--seed", 5, "--out", tmp_path / "b")
+    invoke("train", colour_dataset, *args, "--seed", 6, "--out", tmp_path / "c")
+    strip = lambda rows: [{k: v for k, v in row.items()} for row in rows]  # noqa: E731
+    assert strip(history(tmp_path / "a")) == strip(history(tmp_path / "b"))
+    assert history(tmp_path / "a") != history(tmp_path / "c")
+
+
+def test_config_file_supplies_options_and_the_command_line_wins(colour_dataset, tmp_path):
+    settings = tmp_path / "settings.toml"
+    settings.write_text('model = "vgg16"\nweights = "none"\nimage-size = 32\nepochs = 2\n'
+                        'dense = [8]\noptimizer = "sgd"\nlearning_rate = 0.05\n')
+    invoke("train", colour_dataset, "--config", settings, "--epochs", 1, "--out", tmp_path / "run", "--quiet")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (config["model"], config["image_size"], config["dense"], config["optimizer"]) == ("vgg16", 32, [8], "sgd")
+    assert config["learning_rate"] == 0.05 and config["epochs"] == 1
+    assert len(history(tmp_path / "run")) == 1
+
+
+def test_resume_after_sigkill_finishes_with_all_epochs(colour_dataset, tmp_path):
+    run_dir = tmp_path / "killed"
+    command = [sys.executable, "-m", "tlcli", "train", str(colour_dataset), "--model", "vgg16",
+               "--weights", "none", "--image-size", 32, "--epochs", 8, "--no-cache-features",
+               "--early-stopping", 0, "--batch-size", 4, "--quiet", "--out", str(run_dir)]
+    command = [str(part) for part in command]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if (run_dir / "history.csv").exists() and len(history(run_dir)) >= 2:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = len(history(run_dir))
+    assert 2 <= done < 8, "the run should have been killed mid-way"
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "--resume" in again.stderr and "--overwrite" in again.stderr
+
+    resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert [int(row["epoch"]) for row in history(run_dir)] == list(range(1, 9))
+    assert not (run_dir / ".in-progress").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--model", "resnet18"), "Unknown model 'resnet18'"),
+        (("--model", "xception", "--image-size", 64), r"--image-size 64 is too small for xception \(minimum 71\)"),
+        (("--model", "vgg16", "--pooling", "median"), "--pooling 'median' is not one of: avg, max, flatten"),
+        (("--model", "vgg16", "--dense", "12,x"), "--dense '12,x' is not a list of layer sizes"),
+        (("--model", "vgg16", "--epochs", 0), "--epochs 0 is out of range"),
+        (("--model", "vgg16", "--weights", "missing.h5"), "--weights missing.h5: no such file"),
+    ],
+)
+def test_bad_training_options_are_one_line_errors(colour_dataset, tmp_path, args, message):
+    out = tmp_path / "never"
+    result = runner.invoke(app, ["train", str(colour_dataset), "--out", str(out), *map(str, args)])
+    assert result.exit_code == 2
+    assert message.replace("\\", "") in result.output or __import__("re").search(message, result.output)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "stage, message",
+    [
+        ("block99:1:1e-4", "'block99' is not a block of vgg16"),
+        ("abc:1:x", "epochs must be a whole number"),
+        ("block5:0:1e-4", "epochs and learning rate must be positive"),
+        ("block5:1", "is not a stage"),
+    ],
+)
+def test_bad_stage_specs_are_one_line_errors(tiny_run, tmp_path, stage, message):
+    out = tmp_path / "never"
+    result = runner.invoke(app, ["finetune", str(tiny_run), "--stage", stage, "--out", str(out)])
+    assert result.exit_code == 2 and message in result.output
+    assert not out.exists()
+
+
+def test_finetune_refuses_a_folder_that_is_not_a_run_or_other_classes(tiny_run, tmp_path):
+    result = runner.invoke(app, ["finetune", str(tmp_path), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "is not a tlcli run" in result.output
+    other = write_colour_dataset(tmp_path / "other", per_split={"train": 2, "val": 1})
+    (other / "train" / "red").rename(other / "train" / "crimson")
+    (other / "val" / "red").rename(other / "val" / "crimson")
+    result = runner.invoke(app, ["finetune", str(tiny_run), "--data", str(other), "--out", str(tmp_path / "y")])
+    assert result.exit_code == 2 and "differ from the run's" in result.output
+    assert not (tmp_path / "y").exists()
+
+
+def test_stage_parsing_accepts_blocks_counts_shares_and_all():
+    from tlcli.finetune import parse_stage
+
+    spec = get_backbone("inceptionv3")
+    assert str(parse_stage("mixed9:3:1e-4", spec)) == "mixed9:3:0.0001"
+    assert parse_stage("30:2:1e-5", spec).unfreeze == "30"
+    assert parse_stage("25%:2:1e-5", spec).unfreeze == "25%"
+    assert parse_stage("ALL:1:1e-5", spec).unfreeze == "all"
+    with pytest.raises(TlcliError):
+        parse_stage("150%:1:1e-5", spec)
+
+
+def test_an_existing_run_directory_is_not_overwritten(tiny_run, colour_dataset):
+    before = sorted(path.name for path in tiny_run.iterdir())
+    result = runner.invoke(app, ["train", str(colour_dataset), "--model", "vgg16", "--weights", "none",
+                                 "--image-size", "32", "--out", str(tiny_run)])
+    assert result.exit_code == 2 and "already exists" in result.output and "--overwrite" in result.output
+    assert sorted(path.name for path in tiny_run.iterdir()) == before
