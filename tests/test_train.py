@@ -253,3 +253,40 @@ def test_an_existing_run_directory_is_not_overwritten(tiny_run, colour_dataset):
                                  "--image-size", "32", "--out", str(tiny_run)])
     assert result.exit_code == 2 and "already exists" in result.output and "--overwrite" in result.output
     assert sorted(path.name for path in tiny_run.iterdir()) == before
+
+
+def test_a_stage_that_ends_worse_is_rolled_back(tiny_run, tmp_path):
+    from tlcli.runs import load_run_model
+
+    result = invoke("finetune", tiny_run, "--stage", "block5:1:1e-5", "--stage", "all:1:50",
+                    "--optimizer", "sgd", "--batch-size", 8, "--early-stopping", 0, "--out", tmp_path / "ft")
+    assert "Stage 2 ended worse" in result.output and "rolled back" in result.output
+    metrics = json.loads((tmp_path / "ft" / "metrics.json").read_text())
+    rows = history(tmp_path / "ft")
+    assert [row["stage"] for row in rows] == ["stage1-block5", "stage2-all"]
+    assert metrics["val_loss"] == pytest.approx(float(rows[0]["val_loss"]), rel=1e-3)
+    source, _ = load_run_model(tiny_run)
+    tuned, _ = load_run_model(tmp_path / "ft")
+    assert all(layer.trainable is False for layer in tuned.get_layer("vgg16").layers[1:])
+    assert source.count_params() == tuned.count_params()
+
+
+def test_finetune_resumes_after_sigkill_without_repeating_finished_stages(tiny_run, tmp_path):
+    run_dir = tmp_path / "ft"
+    command = [sys.executable, "-m", "tlcli", "finetune", str(tiny_run), "--stage", "block5:2:1e-4",
+               "--stage", "block4:3:1e-5", "--batch-size", "4", "--early-stopping", "0", "--quiet",
+               "--out", str(run_dir)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and process.poll() is None:
+        if (run_dir / "history.csv").exists() and len(history(run_dir)) >= 3:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert 3 <= len(history(run_dir)) < 5
+    resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    rows = history(run_dir)
+    assert [(int(r["epoch"]), r["stage"]) for r in rows] == [
+        (1, "stage1-block5"), (2, "stage1-block5"), (3, "stage2-block4"), (4, "stage2-block4"), (5, "stage2-block4")]

@@ -22,7 +22,10 @@ from tlcli.console import err, out
 from tlcli.data import SplitOptions, load_dataset
 from tlcli.errors import TlcliError
 from tlcli.pipeline import image_dataset
-from tlcli.runs import BACKUP, CONFIG, HISTORY, LABELS, default_run_dir, load_run_model, prepare_run_dir, write_atomic, write_json
+from tlcli.runs import (
+    BACKUP, CONFIG, HISTORY, LABELS, default_run_dir, load_run_model, prepare_run_dir, resumable, write_atomic,
+    write_json,
+)
 from tlcli.runtime import import_keras, set_seed
 from tlcli.train import Outcome, check_same_settings, dataset_facts, report_dataset, save_outcome, versions, with_one_hot
 from tlcli.training import History, balanced_class_weight, compile_model, fit
@@ -206,11 +209,12 @@ def finetune(config: FinetuneConfig, *, overwrite: bool = False, resume: bool = 
         if not quiet:
             print_stage_table(number, stage, base, start, model)
         name = f"stage{number}-{stage.unfreeze}"
-        result = fit(
-            model, train_data, val_data, stage_fit,
-            epochs=stage.epochs, steps_per_epoch=steps, run_dir=run_dir, stage=name,
-            history=history, first_epoch=_epochs_before(history, name), class_weight=class_weight, quiet=quiet,
-        )
+        with resumable(run_dir):
+            result = fit(
+                model, train_data, val_data, stage_fit,
+                epochs=stage.epochs, steps_per_epoch=steps, run_dir=run_dir, stage=name,
+                history=history, first_epoch=_epochs_before(history, name), class_weight=class_weight, quiet=quiet,
+            )
         state["seconds"] += result.seconds
         loss = _validation_loss(model, val_data, train_data)
         if loss <= state["best_loss"]:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -90,6 +91,22 @@ def prepare_run_dir(path: Path, *, overwrite: bool, resume: bool) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     (path / IN_PROGRESS).write_text("")
     return path
+
+
+class Interrupted(TlcliError):
+    exit_code = 130
+
+
+@contextlib.contextmanager
+def resumable(path: Path):
+    """Turn Ctrl-C into a one-line message that says how to continue the run."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"Interrupted. {path} keeps the last completed epoch: repeat the command with --resume "
+            "to continue, or with --overwrite to start over."
+        ) from None
 
 
 def finish_run_dir(path: Path) -> None:

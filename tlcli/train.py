@@ -21,7 +21,7 @@ from tlcli.model import build_classifier, build_head
 from tlcli.pipeline import image_dataset, tf
 from tlcli.runs import (
     CONFIG, CURVES, HISTORY, LABELS, METRICS, MODEL, default_run_dir, finish_run_dir,
-    prepare_run_dir, save_model_atomic, write_atomic, write_json,
+    prepare_run_dir, resumable, save_model_atomic, write_atomic, write_json,
 )
 from tlcli.runtime import import_keras, set_seed
 from tlcli.training import History, balanced_class_weight, compile_model, fit
@@ -138,11 +138,12 @@ def train(
         )
         trained = model
 
-    result = fit(
-        trained, train_data, val_data, fit_config,
-        epochs=fit_config.epochs, steps_per_epoch=steps, run_dir=run_dir, stage="train",
-        history=history, class_weight=class_weight, quiet=quiet,
-    )
+    with resumable(run_dir):
+        result = fit(
+            trained, train_data, val_data, fit_config,
+            epochs=fit_config.epochs, steps_per_epoch=steps, run_dir=run_dir, stage="train",
+            history=history, class_weight=class_weight, quiet=quiet,
+        )
     metrics = {"best_epoch": result.best_epoch, "epochs_run": history.last_epoch, "seconds": round(result.seconds, 2)}
     if val_data is not None:
         loss, accuracy = trained.evaluate(val_data, verbose=0)
