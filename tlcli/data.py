@@ -110,6 +110,14 @@ def discover(root: Path) -> Scan:
     return Scan(root, "flat", files, stray_images=stray)
 
 
+def split_folder(root: Path, split: str) -> Path | None:
+    """The folder that holds `split` ("train", "val" or "test") under a dataset root, if any."""
+    for child in _visible_children(Path(root).expanduser()):
+        if child.is_dir() and _SPLIT_ALIASES.get(child.name.lower()) == split:
+            return child
+    return None
+
+
 def scan(root: Path, on_checked: Callable[[int], None] | None = None) -> Scan:
     """Discover a dataset and check every file in it."""
     found = discover(root)

@@ -42,3 +42,12 @@ TestSplit = Annotated[
 Seed = Annotated[int, typer.Option(help="Random seed for splits, shuffling and initialisation.")]
 Strict = Annotated[bool, typer.Option("--strict", help="Treat any unusable file as an error.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
+RunPath = Annotated[
+    Path,
+    typer.Argument(
+        help="A run directory written by tlcli, or a .keras model with labels.txt beside it.",
+        metavar="MODEL",
+        show_default=False,
+    ),
+]
+BatchSize = Annotated[int, typer.Option(help="Images per batch.", min=1)]
