@@ -231,7 +231,7 @@ def _figure(width: float, height: float):
 
 def _png_bytes(figure) -> bytes:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    figure.savefig(buffer, format="png", bbox_inches="tight", pad_inches=0.15)
     return buffer.getvalue()
 
 
@@ -249,11 +249,12 @@ def confusion_matrix_png(matrix, class_names: Sequence[str]) -> bytes:
         (figure.add_subplot(1, 2, 2), normalised, "Normalised by true class", ".2f"),
     ):
         image = axes.imshow(values, cmap="Blues", vmin=0)
-        figure.colorbar(image, ax=axes, fraction=0.046)
+        figure.colorbar(image, ax=axes, shrink=0.8)
         axes.set_title(title)
         axes.set_xlabel("predicted")
         axes.set_ylabel("true")
-        axes.set_xticks(range(size), class_names, rotation=90 if size > 6 else 0)
+        long_names = size > 6 and max(len(name) for name in class_names) > 2
+        axes.set_xticks(range(size), class_names, rotation=90 if long_names else 0)
         axes.set_yticks(range(size), class_names)
         if annotate:
             threshold = values.max() / 2 if values.max() > 0 else 1

@@ -128,7 +128,7 @@ def _print_report(report: dict) -> None:
 
     classes = report["classes"]
     if len(classes) <= _MATRIX_TABLE_CLASSES:
-        matrix = Table(title="Confusion matrix (rows: true, columns: predicted)")
+        matrix = Table(title="Confusion matrix", caption="rows: true class, columns: predicted class")
         matrix.add_column("")
         for name in classes:
             matrix.add_column(name, justify="right")
