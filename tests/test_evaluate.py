@@ -135,8 +135,21 @@ def test_a_subset_of_the_classes_in_a_split_folder(tiny_run, colour_dataset, tmp
     assert report["samples"] == 8
     assert {"blue", "red"} <= set(report["classes"]) <= {"blue", "green", "red"}
     assert report["per_class"]["blue"]["support"] == 4 and report["per_class"]["red"]["support"] == 4
-    assert "every image in" in result.stderr
+    assert "every image in" in result.stderr and "includes its training images" in result.stderr
     assert "2 of the model's 3 classes" in result.stderr and "none of: green" in result.stderr
+
+
+def test_a_split_folder_is_evaluated_whole_and_named_as_such(tiny_run, colour_dataset, tmp_path):
+    result = _evaluate(tiny_run, colour_dataset / "val", "--json", "--out", tmp_path / "out")
+    assert result.exit_code == 0 and "a val split folder" in result.stderr
+    assert json.loads(result.stdout)["samples"] == 12
+    train = _evaluate(tiny_run, colour_dataset / "train", "--json", "--out", tmp_path / "out")
+    assert "a training split" in train.stderr and json.loads(train.stdout)["samples"] == 24
+
+
+def test_top_k_must_be_below_the_number_of_classes(tiny_run, colour_dataset, tmp_path):
+    result = _evaluate(tiny_run, colour_dataset, "--top-k", "3", "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "--top-k 3 does not fit a model with 3 classes" in result.stderr
 
 
 def test_a_root_without_test_uses_val(tiny_run, colour_dataset, tmp_path):

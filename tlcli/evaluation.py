@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from tlcli.data import Sample, discover, scan, split_folder
+from tlcli.data import Sample, discover, scan, split_folder, split_of
 from tlcli.errors import TlcliError
 from tlcli.images import Problem
 from tlcli.reports import (
@@ -63,6 +63,11 @@ def find_evaluation_folder(data: Path) -> tuple[Path, str]:
             f"{data} has no test/ or val/ split to evaluate on (only train/). Add a test/ folder "
             f"of held-out images, or pass a folder of class folders such as {data / 'train'}."
         )
+    split = split_of(data)
+    if split == "train":
+        return data, f"{data}, a training split (a model scores best on the images it learnt from)"
+    if split is not None:
+        return data, f"{data}, a {split} split folder"
     return data, (
         f"every image in {data}, a folder of class folders "
         "(if the model was trained on it, this includes its training images)"

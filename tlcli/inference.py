@@ -14,7 +14,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from tlcli.data import Sample, is_hidden
+from tlcli.data import Sample, image_files_below
 from tlcli.errors import TlcliError
 from tlcli.images import ImageInfo, Problem, check_images, is_image_name
 
@@ -68,7 +68,7 @@ def collect_image_files(arguments: Sequence[str | Path]) -> list[Path]:
     for argument in arguments:
         path = Path(argument).expanduser()
         if path.is_dir():
-            matches = _images_below(path)
+            matches = image_files_below(path)
         elif path.exists():
             matches = [path]
         elif _GLOB_CHARACTERS & set(str(argument)):
@@ -87,18 +87,6 @@ def collect_image_files(arguments: Sequence[str | Path]) -> list[Path]:
             )
         found.update(dict.fromkeys(matches))
     return list(found)
-
-
-def _images_below(folder: Path) -> list[Path]:
-    images = []
-    for child in sorted(folder.iterdir()):
-        if is_hidden(child):
-            continue
-        if child.is_dir():
-            images.extend(_images_below(child))
-        elif child.is_file() and is_image_name(child):
-            images.append(child)
-    return images
 
 
 def predict_files(
