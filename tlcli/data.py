@@ -110,6 +110,24 @@ def discover(root: Path) -> Scan:
     return Scan(root, "flat", files, stray_images=stray)
 
 
+def split_of(folder: Path) -> str | None:
+    """"train", "val" or "test" when a folder is named for a split (val/, valid/, ...)."""
+    return _SPLIT_ALIASES.get(Path(folder).name.lower())
+
+
+def split_folder(root: Path, split: str) -> Path | None:
+    """The folder that holds `split` ("train", "val" or "test") under a dataset root, if any."""
+    for child in _visible_children(Path(root).expanduser()):
+        if child.is_dir() and split_of(child) == split:
+            return child
+    return None
+
+
+def image_files_below(folder: Path) -> list[Path]:
+    """Image files below a folder, recursively and sorted, hidden files and folders skipped."""
+    return [path for path in _files_below(folder) if is_image_name(path)]
+
+
 def scan(root: Path, on_checked: Callable[[int], None] | None = None) -> Scan:
     """Discover a dataset and check every file in it."""
     found = discover(root)

@@ -42,6 +42,14 @@ TestSplit = Annotated[
 Seed = Annotated[int, typer.Option(help="Random seed for splits, shuffling and initialisation.")]
 Strict = Annotated[bool, typer.Option("--strict", help="Treat any unusable file as an error.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
+RunPath = Annotated[
+    Path,
+    typer.Argument(
+        help="A run directory written by tlcli, or a .keras model with labels.txt beside it.",
+        metavar="MODEL",
+        show_default=False,
+    ),
+]
 
 # Training and fine-tuning. Commands take their defaults from the config dataclasses; a
 # --config file supplies any option not given on the command line.
@@ -51,7 +59,7 @@ Momentum = Annotated[float, typer.Option(help="SGD momentum.")]
 Nesterov = Annotated[bool, typer.Option("--nesterov/--no-nesterov", help="Nesterov momentum for SGD.")]
 Schedule = Annotated[str, typer.Option(help="Learning-rate schedule: constant|cosine|plateau.")]
 Epochs = Annotated[int, typer.Option(help="Epochs.")]
-BatchSize = Annotated[int, typer.Option(help="Images per batch.")]
+BatchSize = Annotated[int, typer.Option(help="Images per batch.", min=1)]
 LabelSmoothing = Annotated[float, typer.Option(help="Label smoothing in [0, 1).")]
 ClassWeight = Annotated[str, typer.Option(help="none|balanced: weight classes inversely to their frequency.")]
 EarlyStopping = Annotated[int, typer.Option(help="Stop after this many epochs without a better val_loss, restoring the best weights; 0 = off.")]

@@ -1,0 +1,187 @@
+"""`tlcli evaluate` end to end, on the shared tiny trained run and the colour fixtures."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn import metrics
+from typer.testing import CliRunner
+
+from tlcli.cli import app
+
+runner = CliRunner()
+REPORT_FILES = ("evaluation.json", "classification_report.txt", "confusion_matrix.png",
+                "misclassified.csv", "worst_losses.png")
+
+
+def _evaluate(*args):
+    return runner.invoke(app, ["evaluate", *map(str, args)])
+
+
+def _copy_classes(source: Path, target: Path, classes) -> Path:
+    for name in classes:
+        shutil.copytree(source / name, target / name)
+    return target
+
+
+@pytest.fixture(scope="module")
+def evaluated(tiny_run, colour_dataset, tmp_path_factory):
+    """One evaluation with --json into --out, shared by the tests that only read it."""
+    out = tmp_path_factory.mktemp("evaluation")
+    result = _evaluate(tiny_run, colour_dataset, "--json", "--out", out)
+    assert result.exit_code == 0, result.output
+    return result, json.loads(result.stdout), out
+
+
+def test_json_numbers_equal_scikit_learn_on_the_predicted_probabilities(evaluated, tiny_run, colour_dataset):
+    result, report, _ = evaluated
+    assert "test/ split" in result.stderr
+    # The same images through `tlcli predict`, scored with scikit-learn directly.
+    predicted = runner.invoke(app, ["predict", str(tiny_run), str(colour_dataset / "test"),
+                                    "--format", "json", "--top-k", "3"])
+    rows = json.loads(predicted.stdout)
+    classes = ["blue", "green", "red"]
+    y_true = np.array([classes.index(Path(row["path"]).parent.name) for row in rows])
+    probabilities = np.zeros((len(rows), 3))
+    for i, row in enumerate(rows):
+        for name_key, probability_key in (("prediction", "probability"), ("class_2", "probability_2"),
+                                          ("class_3", "probability_3")):
+            probabilities[i, classes.index(row[name_key])] = row[probability_key]
+    probabilities /= probabilities.sum(axis=1, keepdims=True)  # predict rounds to 6 decimals
+    y_pred = probabilities.argmax(axis=1)
+
+    assert report["samples"] == len(rows) == 12
+    assert report["accuracy"] == pytest.approx(metrics.accuracy_score(y_true, y_pred))
+    assert report["f1_macro"] == pytest.approx(metrics.f1_score(y_true, y_pred, average="macro", zero_division=0))
+    assert report["balanced_accuracy"] == pytest.approx(metrics.balanced_accuracy_score(y_true, y_pred))
+    assert report["log_loss"] == pytest.approx(metrics.log_loss(y_true, probabilities), abs=1e-4)
+    assert report["roc_auc"] == pytest.approx(
+        metrics.roc_auc_score(y_true, probabilities, multi_class="ovr"), abs=1e-3)
+    labels = [classes.index(name) for name in report["classes"]]
+    assert report["confusion_matrix"] == metrics.confusion_matrix(y_true, y_pred, labels=labels).tolist()
+    for key in ("accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro",
+                "f1_weighted", "top_k_accuracy", "roc_auc", "log_loss", "per_class", "confusion_matrix",
+                "classes", "most_confused", "zero_division", "notes"):
+        assert key in report
+    assert report["top_k_accuracy"] is None  # 3 classes: top-5 says nothing
+    assert any("zero_division=0" in note for note in report["notes"])
+
+
+def test_report_files_are_written_and_agree_with_the_json(evaluated):
+    _, report, out = evaluated
+    assert sorted(path.name for path in out.iterdir()) == sorted(REPORT_FILES)
+    assert json.loads((out / "evaluation.json").read_text()) == {k: v for k, v in report.items() if k != "reports"}
+    rows = list(csv.DictReader((out / "misclassified.csv").open()))
+    assert len(rows) == report["misclassified"] == round(report["samples"] * (1 - report["accuracy"]))
+    if rows:
+        assert list(rows[0]) == ["path", "true", "predicted", "confidence", "true_probability"]
+        assert all(row["true"] != row["predicted"] and Path(row["path"]).is_file() for row in rows)
+    text = (out / "classification_report.txt").read_text()
+    assert "macro avg" in text and "zero_division=0" in text
+    for name in ("confusion_matrix.png", "worst_losses.png"):
+        with Image.open(out / name) as image:
+            assert image.format == "PNG" and 400 <= image.size[0] <= 4000 and 250 <= image.size[1] <= 4000
+
+
+def test_reports_go_to_the_run_directory_by_default(tiny_run, colour_dataset, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("labels.txt", "config.json"):
+        shutil.copy(tiny_run / name, run / name)
+    (run / "model.keras").symlink_to(tiny_run / "model.keras")
+    result = _evaluate(run, colour_dataset, "--top-k", "2")
+    assert result.exit_code == 0, result.output
+    assert all((run / name).is_file() for name in REPORT_FILES)
+    assert "top_2_accuracy" in result.stdout and "Per class" in result.stdout
+    assert json.loads((run / "evaluation.json").read_text())["top_k"] == 2
+
+
+def test_fail_under_gates_the_exit_code(evaluated, tiny_run, colour_dataset):
+    _, report, out = evaluated
+    passing = _evaluate(tiny_run, colour_dataset, "--out", out, "--fail-under", "accuracy=0",
+                        "--fail-under", f"f1_macro={report['f1_macro'] - 0.01}")
+    assert passing.exit_code == 0, passing.output
+    failing = _evaluate(tiny_run, colour_dataset, "--out", out, "--fail-under", "accuracy=0",
+                        "--fail-under", f"balanced_accuracy={report['balanced_accuracy'] + 0.01}")
+    assert failing.exit_code == 1
+    assert "balanced_accuracy" in failing.stderr and "below --fail-under" in failing.stderr
+    assert "Failed: accuracy" not in failing.stderr
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("accuracy", "is not METRIC=VALUE"),
+    ("speed=0.5", "is not METRIC=VALUE"),
+    ("accuracy=high", "is not METRIC=VALUE"),
+    ("top_k_accuracy=0.5", "needs --top-k"),
+    ("pr_auc=0.5", "two-class models"),
+])
+def test_bad_fail_under_is_a_one_line_error(tiny_run, colour_dataset, tmp_path, spec, message):
+    result = _evaluate(tiny_run, colour_dataset, "--out", tmp_path / "out", "--fail-under", spec)
+    assert result.exit_code == 2 and message in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_subset_of_the_classes_in_a_split_folder(tiny_run, colour_dataset, tmp_path):
+    data = _copy_classes(colour_dataset / "val", tmp_path / "some", ["blue", "red"])
+    result = _evaluate(tiny_run, data, "--json", "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["samples"] == 8
+    assert {"blue", "red"} <= set(report["classes"]) <= {"blue", "green", "red"}
+    assert report["per_class"]["blue"]["support"] == 4 and report["per_class"]["red"]["support"] == 4
+    assert "every image in" in result.stderr and "includes its training images" in result.stderr
+    assert "2 of the model's 3 classes" in result.stderr and "none of: green" in result.stderr
+
+
+def test_a_split_folder_is_evaluated_whole_and_named_as_such(tiny_run, colour_dataset, tmp_path):
+    result = _evaluate(tiny_run, colour_dataset / "val", "--json", "--out", tmp_path / "out")
+    assert result.exit_code == 0 and "a val split folder" in result.stderr
+    assert json.loads(result.stdout)["samples"] == 12
+    train = _evaluate(tiny_run, colour_dataset / "train", "--json", "--out", tmp_path / "out")
+    assert "a training split" in train.stderr and json.loads(train.stdout)["samples"] == 24
+
+
+def test_top_k_must_be_below_the_number_of_classes(tiny_run, colour_dataset, tmp_path):
+    result = _evaluate(tiny_run, colour_dataset, "--top-k", "3", "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "--top-k 3 does not fit a model with 3 classes" in result.stderr
+
+
+def test_a_root_without_test_uses_val(tiny_run, colour_dataset, tmp_path):
+    root = tmp_path / "root"
+    _copy_classes(colour_dataset / "train", root / "train", ["blue", "green", "red"])
+    _copy_classes(colour_dataset / "val", root / "val", ["blue", "green", "red"])
+    result = _evaluate(tiny_run, root, "--json", "--out", tmp_path / "out")
+    assert result.exit_code == 0 and "the val/ split" in result.stderr
+    assert json.loads(result.stdout)["samples"] == 12
+
+    shutil.rmtree(root / "val")
+    only_train = _evaluate(tiny_run, root, "--out", tmp_path / "out2")
+    assert only_train.exit_code == 2 and "no test/ or val/ split" in only_train.stderr
+
+
+def test_an_unknown_class_is_a_clear_error_and_writes_nothing(tiny_run, colour_dataset, tmp_path):
+    data = _copy_classes(colour_dataset / "val", tmp_path / "data", ["red"])
+    shutil.copytree(colour_dataset / "val" / "blue", data / "purple")
+    result = _evaluate(tiny_run, data, "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    assert "purple" in result.stderr and "not classes of the model (blue, green, red)" in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 2 and lines[1].startswith("Error: ")  # after "Evaluating ..."
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_files_are_skipped_and_listed(tiny_run, colour_dataset, tmp_path):
+    data = _copy_classes(colour_dataset / "val", tmp_path / "data", ["blue", "green", "red"])
+    (data / "red" / "broken.png").write_bytes(b"not a png")
+    result = _evaluate(tiny_run, data, "--json", "--out", tmp_path / "out")
+    assert result.exit_code == 0
+    report = json.loads(result.stdout)
+    assert report["samples"] == 12
+    assert [Path(problem["path"]).name for problem in report["skipped"]] == ["broken.png"]
+    assert "broken.png" in result.stderr

@@ -1,0 +1,101 @@
+"""`tlcli predict`: top-k classes per image, bad files skipped, the same image the same answer."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tlcli.cli import app
+from tlcli.images import Problem
+from tlcli.inference import Prediction, predict_files
+from tlcli.runs import load_run_model
+
+runner = CliRunner()
+FIELDS = ["path", "prediction", "probability", "class_2", "probability_2", "class_3", "probability_3"]
+
+
+def _predict(*args):
+    return runner.invoke(app, ["predict", *map(str, args)])
+
+
+@pytest.fixture
+def photos(colour_dataset, tmp_path) -> Path:
+    """Good images in a folder and a subfolder, with a corrupt image and a text file among them."""
+    folder = tmp_path / "photos"
+    (folder / "more").mkdir(parents=True)
+    shutil.copy(colour_dataset / "test" / "red" / "red_0.png", folder / "a_red.png")
+    shutil.copy(colour_dataset / "test" / "blue" / "blue_0.png", folder / "c_blue.png")
+    shutil.copy(colour_dataset / "test" / "green" / "green_0.png", folder / "more" / "d_green.png")
+    (folder / "b_corrupt.jpg").write_bytes(b"\xff\xd8 not really a jpeg" * 20)
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def test_a_corrupt_file_is_reported_and_the_rest_predicted(tiny_run, photos):
+    result = _predict(tiny_run, photos, "--format", "csv")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert list(rows[0]) == FIELDS
+    assert [Path(row["path"]).name for row in rows] == ["a_red.png", "c_blue.png", "d_green.png"]
+    for row in rows:
+        probabilities = [float(row[key]) for key in ("probability", "probability_2", "probability_3")]
+        assert probabilities == sorted(probabilities, reverse=True)
+        assert sum(probabilities) == pytest.approx(1, abs=1e-4)
+        assert {row["prediction"], row["class_2"], row["class_3"]} == {"blue", "green", "red"}
+    assert "b_corrupt.jpg" in result.stderr and "notes.txt" not in result.stderr
+    assert "Predicted 3 image(s); skipped 1" in result.stderr
+
+
+def test_the_same_image_gets_the_same_probabilities_alone_or_in_a_batch(tiny_run, photos):
+    alone = json.loads(_predict(tiny_run, photos / "more" / "d_green.png", "--format", "json").stdout)
+    together = json.loads(_predict(tiny_run, photos, "--format", "json", "--batch-size", "2").stdout)
+    in_batch = next(row for row in together if row["path"].endswith("d_green.png"))
+    assert alone[0]["prediction"] == in_batch["prediction"]
+    for key in ("probability", "probability_2", "probability_3"):
+        assert alone[0][key] == pytest.approx(in_batch[key], abs=1e-5)
+
+
+def test_json_from_globs_is_a_list_of_rows_with_top_k_capped_at_the_classes(tiny_run, photos):
+    result = _predict(tiny_run, f"{photos}/**/*.png", "--format", "json", "--top-k", "9")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [Path(row["path"]).name for row in rows] == ["a_red.png", "c_blue.png", "d_green.png"]
+    assert all(list(row) == FIELDS for row in rows)
+    one = json.loads(_predict(tiny_run, photos / "a_red.png", "--format", "json", "--top-k", "1").stdout)
+    assert list(one[0]) == ["path", "prediction", "probability"]
+
+
+def test_table_output_names_every_image(tiny_run, photos, monkeypatch):
+    monkeypatch.chdir(photos.parent)
+    result = _predict(tiny_run, "photos")
+    assert result.exit_code == 0
+    assert all(path in result.stdout for path in ("photos/a_red.png", "photos/more/d_green.png"))
+    assert "prediction" in result.stdout and "%" in result.stdout
+
+
+def test_missing_paths_and_nothing_readable_are_errors(tiny_run, photos, tmp_path):
+    missing = _predict(tiny_run, photos, tmp_path / "nowhere")
+    assert missing.exit_code == 2 and "nowhere does not exist" in missing.stderr and missing.stdout == ""
+    no_match = _predict(tiny_run, f"{tmp_path}/*.webp")
+    assert no_match.exit_code == 2 and "matches no image files" in no_match.stderr
+    unreadable = _predict(tiny_run, photos / "b_corrupt.jpg", photos / "notes.txt", "--format", "csv")
+    assert unreadable.exit_code == 2
+    assert "notes.txt: not an image file type" in unreadable.stderr
+    assert "None of the 2 file(s) could be read" in unreadable.stderr
+
+
+def test_predict_files_keeps_file_order_across_chunks(tiny_run, photos):
+    model, info = load_run_model(tiny_run)
+    paths = [photos / "a_red.png", photos / "b_corrupt.jpg", photos / "c_blue.png", photos / "more" / "d_green.png"]
+    results = list(predict_files(model, paths, info.image_size, batch_size=1, chunk_size=3))
+    assert [result.path for result in results] == paths
+    assert [type(result) for result in results] == [Prediction, Problem, Prediction, Prediction]
+    assert results[0].probabilities.shape == (3,)
+    assert np.isclose(results[0].probabilities.sum(), 1, atol=1e-5)

@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tlcli.console import err, out, print_json, progress
+from tlcli.options import BatchSize, Json, RunPath
+
+NAME = "evaluate"
+_SHOWN_PROBLEMS = 10
+_MATRIX_TABLE_CLASSES = 15  # wider matrices only go to confusion_matrix.png
+
+EvaluationDataPath = Annotated[
+    Path,
+    typer.Argument(
+        help="A dataset root (its test/ split is used, else val/) or a folder of class folders.",
+        metavar="DATA",
+        show_default=False,
+    ),
+]
+
+
+def run(
+    model: RunPath,
+    data: EvaluationDataPath,
+    top_k: Annotated[
+        Optional[int],
+        typer.Option("--top-k", help="Report top-K accuracy (default: 5 when there are more than 5 classes).",
+                     show_default=False),
+    ] = None,
+    out_dir: Annotated[
+        Optional[Path],
+        typer.Option("--out", help="Folder for the report files (default: the model's run directory).",
+                     show_default=False),
+    ] = None,
+    fail_under: Annotated[
+        Optional[list[str]],
+        typer.Option("--fail-under", metavar="METRIC=VALUE",
+                     help="Exit 1 when METRIC is below VALUE, e.g. accuracy=0.9 (repeatable).",
+                     show_default=False),
+    ] = None,
+    batch_size: BatchSize = 32,
+    as_json: Json = False,
+) -> None:
+    """Evaluate a model on labelled images: scikit-learn metrics, confusion matrix, worst mistakes."""
+    from tlcli.data import count_files, discover
+    from tlcli.evaluation import (
+        check_thresholds_apply,
+        evaluate_model,
+        failed_thresholds,
+        find_evaluation_folder,
+        parse_thresholds,
+        resolve_top_k,
+        select_samples,
+        write_reports,
+    )
+    from tlcli.runs import load_run_model
+
+    thresholds = parse_thresholds(fail_under or [])
+    folder, description = find_evaluation_folder(data)
+    keras_model, info = load_run_model(model)
+    top_k = resolve_top_k(top_k, len(info.class_names))
+    check_thresholds_apply(thresholds, len(info.class_names), top_k)
+    err.print(f"Evaluating {info.model_path} on {description}.")
+
+    bar, advance = progress("Checking images", count_files(discover(folder)))
+    with bar:
+        selection = select_samples(folder, info.class_names, description, on_checked=advance)
+    bar, advance = progress("Predicting", len(selection.samples))
+    with bar:
+        evaluation = evaluate_model(keras_model, info.class_names, info.image_size, selection,
+                                    info.model_path, top_k, batch_size, on_predicted=advance)
+    written = write_reports(evaluation, out_dir or info.path)
+
+    report = evaluation.to_dict()
+    _print_problems(report["skipped"])
+    if as_json:
+        print_json({**report, "reports": [str(path) for path in written]})
+    else:
+        _print_report(report)
+    for note in report["notes"]:
+        err.print(f"[dim]Note: {note}.[/]")
+    err.print(f"Reports written to {out_dir or info.path}: {', '.join(path.name for path in written)}")
+
+    failures = failed_thresholds(report, thresholds)
+    for failure in failures:
+        err.print(f"[bold red]Failed:[/] {failure}")
+    if failures:
+        raise typer.Exit(1)
+
+
+def _print_problems(skipped: list[dict]) -> None:
+    if not skipped:
+        return
+    err.print(f"[yellow]Skipped {len(skipped)} file(s) that cannot be read:[/]")
+    for problem in skipped[:_SHOWN_PROBLEMS]:
+        err.print(f"  {problem['path']}: {problem['reason']}")
+    if len(skipped) > _SHOWN_PROBLEMS:
+        err.print(f"  ... and {len(skipped) - _SHOWN_PROBLEMS} more (all are in evaluation.json)")
+
+
+def _print_report(report: dict) -> None:
+    from rich.table import Table
+
+    from tlcli.reports import summary_rows
+
+    summary = Table(title=f"Evaluation on {report['data']}")
+    summary.add_column("metric")
+    summary.add_column("value", justify="right")
+    for name, value in summary_rows(report):
+        summary.add_row(name, value)
+    out.print(summary)
+
+    per_class = Table(title="Per class")
+    for column in ("class", "precision", "recall", "f1", "support"):
+        per_class.add_column(column, justify="left" if column == "class" else "right")
+    for name, scores in report["per_class"].items():
+        per_class.add_row(name, *(f"{scores[key]:.3f}" for key in ("precision", "recall", "f1")),
+                          str(scores["support"]))
+    per_class.add_section()
+    for average in ("macro", "weighted"):
+        per_class.add_row(f"{average} avg", *(f"{report[f'{key}_{average}']:.3f}"
+                                              for key in ("precision", "recall", "f1")),
+                          str(report["samples"]))
+    out.print(per_class)
+
+    classes = report["classes"]
+    if len(classes) <= _MATRIX_TABLE_CLASSES:
+        matrix = Table(title="Confusion matrix", caption="rows: true class, columns: predicted class")
+        matrix.add_column("")
+        for name in classes:
+            matrix.add_column(name, justify="right")
+        for name, row in zip(classes, report["confusion_matrix"]):
+            matrix.add_row(name, *(f"[bold]{count}[/]" if i == classes.index(name) else str(count)
+                                   for i, count in enumerate(row)))
+        out.print(matrix)
+
+    if report["most_confused"]:
+        confused = Table(title="Most confused")
+        for column in ("true", "predicted as", "images", "share of true"):
+            confused.add_column(column, justify="right" if column in ("images", "share of true") else "left")
+        for pair in report["most_confused"][:5]:
+            confused.add_row(pair["true"], pair["predicted"], str(pair["count"]), f"{pair['share_of_true']:.0%}")
+        out.print(confused)
+    else:
+        out.print("[green]No misclassified images.[/]")

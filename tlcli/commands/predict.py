@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from tlcli.console import err, out, progress
+from tlcli.errors import TlcliError
+from tlcli.options import BatchSize, RunPath
+
+NAME = "predict"
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def run(
+    model: RunPath,
+    paths: Annotated[
+        list[str],
+        typer.Argument(help="Image files, folders (searched recursively) or quoted globs ('photos/**/*.jpg').",
+                       metavar="PATH...", show_default=False),
+    ],
+    output_format: Annotated[OutputFormat, typer.Option("--format", help="Output on stdout.")] = OutputFormat.table,
+    top_k: Annotated[int, typer.Option("--top-k", help="Classes shown per image, most probable first.", min=1)] = 3,
+    batch_size: BatchSize = 32,
+) -> None:
+    """Predict the classes of images: the top-k classes with probabilities, per image."""
+    from tlcli.images import Problem
+    from tlcli.inference import collect_image_files, predict_files, top_classes
+    from tlcli.runs import load_run_model
+
+    files = collect_image_files(paths)
+    keras_model, info = load_run_model(model)
+    top_k = min(top_k, len(info.class_names))
+    fields = ["path", "prediction", "probability"]
+    for rank in range(2, top_k + 1):
+        fields += [f"class_{rank}", f"probability_{rank}"]
+    # Rich sends sys.stdout to its (stderr) console while a bar runs on a terminal; keep the real
+    # stdout for piped CSV and JSON, and let the bar print rows above itself on a terminal.
+    writer = _WRITERS[output_format](sys.stdout, sys.stdout.isatty(), fields)
+
+    predicted, skipped = 0, 0
+    bar, advance = progress("Predicting", len(files))
+    with bar:
+        for result in predict_files(keras_model, files, info.image_size, batch_size):
+            advance()
+            if isinstance(result, Problem):
+                skipped += 1
+                err.print(f"[yellow]Skipped[/] {result.path}: {result.reason}")
+                continue
+            predicted += 1
+            values = [str(result.path)]
+            for name, probability in top_classes(result.probabilities, info.class_names, top_k):
+                values += [name, round(probability, 6)]
+            writer.write(dict(zip(fields, values)))
+    writer.close()
+    err.print(f"Predicted {predicted} image(s)" + (f"; skipped {skipped} unreadable file(s)." if skipped else "."))
+    if not predicted:
+        raise TlcliError(f"None of the {len(files)} file(s) could be read as an image. Check the paths.")
+
+
+class _Writer:
+    def __init__(self, stream, to_terminal: bool, fields: list[str]):
+        self._stream, self._to_terminal, self.fields = stream, to_terminal, fields
+        self.start()
+
+    @property
+    def stream(self):
+        return sys.stdout if self._to_terminal else self._stream
+
+    def start(self) -> None:
+        pass
+
+    def write(self, row: dict) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.stream.flush()
+
+
+class _CsvWriter(_Writer):
+    def start(self) -> None:
+        self._write_values(self.fields)
+
+    def write(self, row: dict) -> None:
+        self._write_values([row[field] for field in self.fields])
+
+    def _write_values(self, values) -> None:
+        csv.writer(self.stream, lineterminator="\n").writerow(values)
+
+
+class _JsonWriter(_Writer):
+    """A JSON list written one object at a time, so that nothing waits for the last image."""
+
+    def start(self) -> None:
+        self._count = 0
+
+    def write(self, row: dict) -> None:
+        self.stream.write(("[\n  " if self._count == 0 else ",\n  ") + json.dumps(row))
+        self._count += 1
+
+    def close(self) -> None:
+        self.stream.write("[]\n" if self._count == 0 else "\n]\n")
+        super().close()
+
+
+class _TableWriter(_Writer):
+    """A rich table after the last image (it needs every row to size its columns)."""
+
+    def start(self) -> None:
+        self._rows = []
+
+    def write(self, row: dict) -> None:
+        values = [row[field] for field in self.fields]
+        ranked = [f"{name} {probability:.1%}" for name, probability in zip(values[1::2], values[2::2])]
+        self._rows.append([values[0], *ranked])
+
+    def close(self) -> None:
+        from rich.table import Table
+
+        table = Table()
+        table.add_column("path", overflow="fold", min_width=16)
+        for rank in range(1, (len(self.fields) - 1) // 2 + 1):
+            table.add_column("prediction" if rank == 1 else f"top {rank}", no_wrap=True)
+        for row in self._rows:
+            table.add_row(*row)
+        out.print(table)
+
+
+_WRITERS = {OutputFormat.table: _TableWriter, OutputFormat.csv: _CsvWriter, OutputFormat.json: _JsonWriter}
