@@ -79,3 +79,7 @@ def test_a_file_that_breaks_after_checking_is_dropped_alone(flat_dataset):
     samples[3].path.write_bytes(b"garbage now")
     images, _, indices = _read(samples, batch_size=4)
     assert len(images) == len(samples) - 1 and 3 not in indices
+
+
+def test_no_samples_give_an_empty_dataset():
+    assert list(image_dataset([], 16, 4)) == []

@@ -32,8 +32,6 @@ def predict_batches(model, samples: Sequence[Sample], image_size: int, batch_siz
     """Yield (indices into `samples`, probabilities) per batch; undecodable files are absent."""
     from tlcli.pipeline import image_dataset
 
-    if not samples:  # an empty list of paths would make a float32, not a string, tensor
-        return
     dataset = image_dataset(samples, image_size, batch_size, with_index=True)
     for images, _labels, indices in dataset:
         yield indices.numpy(), np.asarray(model.predict_on_batch(images))

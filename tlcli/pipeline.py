@@ -88,7 +88,12 @@ def image_dataset(
     labels = [sample.label for sample in samples]
     needs_pil = [sample.needs_pil for sample in samples]
     indices = list(range(len(samples)))
-    dataset = tf.data.Dataset.from_tensor_slices((paths, labels, needs_pil, indices))
+    dataset = tf.data.Dataset.from_tensor_slices((
+        tf.constant(paths, tf.string, shape=[len(paths)]),
+        tf.constant(labels, tf.int32, shape=[len(labels)]),
+        tf.constant(needs_pil, tf.bool, shape=[len(needs_pil)]),
+        tf.constant(indices, tf.int64, shape=[len(indices)]),
+    ))
     if shuffle:
         dataset = dataset.shuffle(max(1, len(samples)), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.map(
