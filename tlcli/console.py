@@ -20,17 +20,28 @@ def print_error(message: str) -> None:
     err.print(f"[bold red]Error:[/] {message}", markup=True, soft_wrap=True)
 
 
-def progress(description: str, total: int | None, transient: bool = True):
-    """A progress bar on stderr, so stdout stays clean for tables and JSON."""
+def progress(description: str, total: int | None, transient: bool = True, rate: str | None = None):
+    """A progress bar on stderr, so stdout stays clean for tables and JSON.
+
+    With `rate` (a unit such as "images"), the bar also shows the recent speed in units/s.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=transient,
-    )
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    if rate is not None:
+        columns.append(_rate_column(rate))
+    bar = Progress(*columns, console=err, transient=transient)
     task = bar.add_task(description, total=total)
     return bar, lambda advance=1: bar.update(task, advance=advance)
+
+
+def _rate_column(unit: str):
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task):
+            speed = task.finished_speed or task.speed
+            return Text("" if speed is None else f"{speed:.1f} {unit}/s", style="progress.data.speed")
+
+    return RateColumn()

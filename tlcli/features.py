@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -18,6 +18,33 @@ class Features:
     indices: np.ndarray  # positions in the samples given (a file that fails to decode is absent)
 
 
+@dataclass
+class FeatureBatch:
+    features: np.ndarray  # float32, batch x feature size
+    labels: np.ndarray  # int64
+    indices: np.ndarray  # positions in the samples given, increasing
+
+
+def feature_shape(extractor) -> tuple[int, ...]:
+    return tuple(int(size) for size in extractor.output_shape[1:])
+
+
+def feature_batches(
+    extractor, samples: Sequence[Sample], image_size: int, batch_size: int = 32
+) -> Iterator[FeatureBatch]:
+    """Stream images through `extractor`, one batch of features at a time, in sample order.
+
+    Nothing but the current batches is held, so a caller that writes each batch away keeps
+    memory flat however many images there are.
+    """
+    # A tf.function forward pass: Keras's `predict` is slower and erratic on single batches.
+    forward = tf.function(lambda images: extractor(images, training=False), reduce_retracing=True)
+    for images, labels, indices in image_dataset(samples, image_size, batch_size, with_index=True):
+        yield FeatureBatch(
+            forward(images).numpy(), labels.numpy().astype(np.int64), indices.numpy()
+        )
+
+
 def extract_features(
     extractor,
     samples: Sequence[Sample],
@@ -26,19 +53,15 @@ def extract_features(
     on_batch: Callable[[int], None] | None = None,
 ) -> Features:
     """Stream images through `extractor`; memory holds the features, never the images."""
-    # A tf.function forward pass: Keras's `predict` is slower and erratic on single batches.
-    forward = tf.function(lambda images: extractor(images, training=False), reduce_retracing=True)
-    feature_shape = tuple(extractor.output_shape[1:])
-    features = np.empty((len(samples), *feature_shape), np.float32)
+    features = np.empty((len(samples), *feature_shape(extractor)), np.float32)
     labels = np.empty(len(samples), np.int64)
     kept = np.zeros(len(samples), bool)
-    for images, batch_labels, indices in image_dataset(samples, image_size, batch_size, with_index=True):
-        indices = indices.numpy()
-        features[indices] = forward(images).numpy()
-        labels[indices] = batch_labels.numpy()
-        kept[indices] = True
+    for batch in feature_batches(extractor, samples, image_size, batch_size):
+        features[batch.indices] = batch.features
+        labels[batch.indices] = batch.labels
+        kept[batch.indices] = True
         if on_batch is not None:
-            on_batch(len(indices))
+            on_batch(len(batch.indices))
     positions = np.flatnonzero(kept)
     if len(positions) == len(samples):
         return Features(features, labels, positions)

@@ -33,17 +33,32 @@ BACKUP = ".backup"  # Keras BackupAndRestore state while a run is in progress
 IN_PROGRESS = ".in-progress"
 
 
-def write_atomic(path: Path, content: str | bytes) -> None:
-    """Write a file so that a killed process leaves either the old file or the new one."""
+@contextlib.contextmanager
+def atomic_file(path: Path, mode: str = "wb"):
+    """A file handle whose content appears at `path` only when the block ends without error.
+
+    A killed process or an exception leaves either the old file or none, never half of one.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    mode = "wb" if isinstance(content, bytes) else "w"
-    with tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+    handle = tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", delete=False)
+    try:
+        with handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(handle.name, 0o666 & ~_umask())
+        os.replace(handle.name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(handle.name)
+        raise
+
+
+def write_atomic(path: Path, content: str | bytes) -> None:
+    """Write a file so that a killed process leaves either the old file or the new one."""
+    with atomic_file(path, "wb" if isinstance(content, bytes) else "w") as handle:
         handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(handle.name, 0o666 & ~_umask())
-    os.replace(handle.name, path)
 
 
 def _umask() -> int:

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tlcli.console import err, out, progress
+from tlcli.options import BatchSize, DataPath, ImageSize, ModelName, Quiet, Seed, Strict, TestSplit, ValSplit, Weights
+
+NAME = "extract"
+_SHOWN_PROBLEMS = 10
+
+FeaturesOut = Annotated[
+    Path,
+    typer.Option("--out", "-o", help="The features file to write (.npz, readable with numpy.load(..., allow_pickle=False)).",
+                 show_default=False),
+]
+
+
+def run(
+    data: DataPath,
+    features_out: FeaturesOut,
+    model: ModelName = "resnet50",
+    weights: Weights = "imagenet",
+    image_size: ImageSize = None,
+    pooling: Annotated[str, typer.Option(help="avg|max: how the feature map becomes a vector.")] = "avg",
+    batch_size: BatchSize = 32,
+    val_split: ValSplit = 0.2,
+    test_split: TestSplit = 0.0,
+    seed: Seed = 0,
+    strict: Strict = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing features file.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Extract a frozen backbone's features for every image into one .npz file (features, labels, splits, paths)."""
+    from tlcli.extraction import ExtractConfig, extract, plan_extraction
+
+    config = ExtractConfig(
+        data=data, model=model, out=features_out, weights=weights, image_size=image_size, pooling=pooling,
+        batch_size=batch_size, val_split=val_split, test_split=test_split, seed=seed, strict=strict,
+        overwrite=overwrite,
+    )
+    plan = plan_extraction(config)
+    if not quiet:
+        sizes = ", ".join(f"{split} {len(samples)}" for split, samples in plan.dataset.splits.items())
+        err.print(f"{len(plan.dataset.class_names)} classes; images: {sizes}.")
+        for note in plan.dataset.notes:
+            err.print(f"[dim]{note}[/]")
+    if quiet:
+        result = extract(plan)
+    else:
+        bar, advance = progress(f"Extracting ({plan.spec.name} at {plan.image_size}px)", len(plan.samples),
+                                rate="images")
+        with bar:
+            result = extract(plan, on_batch=advance)
+    for problem in result.skipped[:_SHOWN_PROBLEMS]:
+        err.print(f"[yellow]Skipped[/] {problem.path}: {problem.reason}")
+    if len(result.skipped) > _SHOWN_PROBLEMS:
+        err.print(f"[yellow]... and {len(result.skipped) - _SHOWN_PROBLEMS} more skipped file(s)[/]; `tlcli inspect` lists all.")
+    print_summary(result)
+
+
+def print_summary(result) -> None:
+    from rich.table import Table
+
+    table = Table(title="Features written", show_header=False)
+    table.add_row("file", str(result.out))
+    table.add_row("images", f"{result.images} x {result.feature_size} features")
+    table.add_row("skipped files", str(len(result.skipped)))
+    table.add_row("speed", f"{result.images_per_second:.1f} images/s ({result.seconds:.1f} s)")
+    if result.first_batch_seconds is not None:
+        table.add_row("first batch", f"{result.first_batch_seconds:.1f} s after the command started")
+    out.print(table)
