@@ -119,15 +119,23 @@ def plan_extraction(config: ExtractConfig, on_checked: Callable[[int], None] | N
     return Extraction(config, spec, image_size, weights, dataset, samples, splits)
 
 
-def extract(
-    plan: Extraction, on_batch: Callable[[int], None] | None = None
-) -> ExtractionResult:
-    """Run the frozen backbone over every image of the plan and write the features file."""
-    from tlcli.features import feature_batches, feature_shape
+def build_extractor(plan: Extraction):
     from tlcli.model import build_feature_extractor
 
+    return build_feature_extractor(plan.spec, plan.image_size, plan.weights, plan.config.pooling)
+
+
+def extract(
+    plan: Extraction, on_batch: Callable[[int], None] | None = None, extractor=None
+) -> ExtractionResult:
+    """Run the frozen backbone over every image of the plan and write the features file.
+
+    `extractor` (from `build_extractor`) may be given to reuse one already built and traced.
+    """
+    from tlcli.features import feature_batches, feature_shape
+
     config = plan.config
-    extractor = build_feature_extractor(plan.spec, plan.image_size, plan.weights, config.pooling)
+    extractor = extractor if extractor is not None else build_extractor(plan)
     shape = feature_shape(extractor)
     out = Path(config.out)
     out.parent.mkdir(parents=True, exist_ok=True)

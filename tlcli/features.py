@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -29,6 +30,20 @@ def feature_shape(extractor) -> tuple[int, ...]:
     return tuple(int(size) for size in extractor.output_shape[1:])
 
 
+_FORWARD_PASSES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def forward_pass(extractor):
+    """The extractor's inference call as a tf.function, traced once per extractor and reused
+    (cached training extracts train and val; a benchmark extracts many times)."""
+    if extractor not in _FORWARD_PASSES:
+        # A tf.function forward pass: Keras's `predict` is slower and erratic on single batches.
+        _FORWARD_PASSES[extractor] = tf.function(
+            lambda images: extractor(images, training=False), reduce_retracing=True
+        )
+    return _FORWARD_PASSES[extractor]
+
+
 def feature_batches(
     extractor, samples: Sequence[Sample], image_size: int, batch_size: int = 32
 ) -> Iterator[FeatureBatch]:
@@ -37,8 +52,7 @@ def feature_batches(
     Nothing but the current batches is held, so a caller that writes each batch away keeps
     memory flat however many images there are.
     """
-    # A tf.function forward pass: Keras's `predict` is slower and erratic on single batches.
-    forward = tf.function(lambda images: extractor(images, training=False), reduce_retracing=True)
+    forward = forward_pass(extractor)
     for images, labels, indices in image_dataset(samples, image_size, batch_size, with_index=True):
         yield FeatureBatch(
             forward(images).numpy(), labels.numpy().astype(np.int64), indices.numpy()
