@@ -64,12 +64,12 @@ class ExtractConfig:
 
 def check_output(out: Path, overwrite: bool) -> None:
     """Refuse an output path that would not work, before any image is read."""
+    if out.is_dir():
+        raise TlcliError(f"--out {out} is a folder. Give a file name, e.g. --out {out / 'features.npz'}.")
     if out.suffix.lower() != FEATURES_SUFFIX:
         raise TlcliError(
             f"--out {out}: features are written as a {FEATURES_SUFFIX} file. Use e.g. --out {out.with_suffix(FEATURES_SUFFIX)}."
         )
-    if out.is_dir():
-        raise TlcliError(f"--out {out} is a folder. Give a file name, e.g. --out {out / 'features.npz'}.")
     if out.exists() and not overwrite:
         raise TlcliError(f"--out {out} already exists. Choose another file, or add --overwrite to replace it.")
     if out.parent.exists() and not out.parent.is_dir():
