@@ -42,3 +42,12 @@ TestSplit = Annotated[
 Seed = Annotated[int, typer.Option(help="Random seed for splits, shuffling and initialisation.")]
 Strict = Annotated[bool, typer.Option("--strict", help="Treat any unusable file as an error.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
+RunPath = Annotated[
+    Path,
+    typer.Argument(
+        help="A run directory, or a .keras file with labels.txt beside it.",
+        metavar="MODEL",
+        show_default=False,
+    ),
+]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace --out if it already exists.")]
