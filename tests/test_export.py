@@ -75,6 +75,9 @@ def test_every_format_is_written_and_verified_against_the_keras_model(exported, 
     assert (out / "saved_model" / "saved_model.pb").is_file()
     assert all((out / name).is_file() for name in ("model.keras", "model.tflite", "labels.txt"))
     assert (out / "labels.txt").read_text().split() == ["blue", "green", "red"]
+    # Each weight stored once (keras-team/keras#23553 stores them twice after track()).
+    weights = sum(path.stat().st_size for path in (out / "saved_model" / "variables").iterdir())
+    assert weights < 1.1 * (out / "model.tflite").stat().st_size
     metadata = json.loads((out / "metadata.json").read_text())
     assert metadata["backbone"] == "vgg16" and metadata["image_size"] == 32
     assert metadata["class_names"] == ["blue", "green", "red"]
@@ -237,6 +240,10 @@ def test_a_killed_export_leaves_nothing_at_out(tiny_run, tmp_path):
 
 
 def test_bad_requests_fail_at_once_with_one_line(tiny_run, tmp_path, monkeypatch):
+    into_the_run = _export(tiny_run, "--out", tiny_run, "--overwrite")
+    assert into_the_run.exit_code == 2 and "holds the model being exported" in into_the_run.output
+    assert (tiny_run / "model.keras").is_file()
+
     quantize_alone = _export(tiny_run, "--out", tmp_path / "a", "--quantize", "int8")
     assert quantize_alone.exit_code == 2 and "applies to TFLite only" in quantize_alone.output
 

@@ -93,7 +93,10 @@ class ExportReport:
     checks: list[Check] = field(default_factory=list)
 
 
-def check_destination(out: Path, overwrite: bool) -> None:
+def check_destination(out: Path, overwrite: bool, source: Path) -> None:
+    source, target = Path(source).expanduser().resolve(), out.resolve()
+    if target == source or target in source.parents:
+        raise TlcliError(f"--out {out} holds the model being exported ({source}). Choose another --out.")
     if out.exists() and not overwrite:
         raise TlcliError(f"--out {out} already exists. Use --overwrite to replace it, or choose another --out.")
     if not out.parent.is_dir():
@@ -118,7 +121,7 @@ def export_model(
 ) -> ExportReport:
     """Write the asked-for formats of a run's model to `options.out`, verified, all or nothing."""
     out = options.out
-    check_destination(out, options.overwrite)
+    check_destination(out, options.overwrite, model_path)
     if "onnx" in options.formats:
         require_tf2onnx()
     model, info = load_run_model(model_path)
@@ -208,8 +211,10 @@ def write_saved_model(model, image_size: int, path: Path) -> None:
     keras = import_keras()
     from tlcli.pipeline import decode_image
 
+    # No archive.track(model): the endpoints capture every variable they use, and track() would
+    # store each weight a second time (2x the size on disk and in a server's memory:
+    # keras-team/keras#23553).
     archive = keras.export.ExportArchive()
-    archive.track(model)
     image_spec = tf.TensorSpec([image_size, image_size, 3], tf.float32)
 
     # training=False in both endpoints: dropout or augmentation layers must never run when
