@@ -207,9 +207,10 @@ def _when_staging_appears(folder, action):
 
     def watch():
         deadline = time.monotonic() + 120
-        while not list(folder.glob(".model.partial-*/saved_model")) and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            if list(folder.glob(".model.partial-*/saved_model")):
+                return action()
             time.sleep(0.02)
-        action()
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()

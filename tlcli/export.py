@@ -342,7 +342,9 @@ def pick_samples(root: Path, count: int, splits: tuple[str, ...]) -> list[Sample
     Only the chosen files are opened, so this stays quick on a large dataset.
     """
     found = discover(root)
-    split = next(name for name in splits if name in found.files)
+    split = next((name for name in splits if any(found.files.get(name, {}).values())), None)
+    if split is None:
+        raise TlcliError(f"{root} holds no images. Pass --data with the dataset, or --verify-images.")
     classes = found.files[split]
     label_of = {name: index for index, name in enumerate(sorted(classes))}
     queues = [[(path, label_of[name]) for path in paths] for name, paths in sorted(classes.items())]
