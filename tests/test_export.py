@@ -260,3 +260,19 @@ def test_bad_requests_fail_at_once_with_one_line(tiny_run, tmp_path, monkeypatch
     no_data = _export(lonely / "model.keras", "--out", tmp_path / "c")
     assert no_data.exit_code == 2 and "--data" in no_data.output and "--verify-images" in no_data.output
     assert sorted(path.name for path in tmp_path.iterdir()) == ["lonely"]  # nothing written
+
+
+def test_verification_thresholds_for_float_and_quantised_formats():
+    from tlcli.verify import compare
+
+    reference = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6], [0.5, 0.3, 0.2]])
+    assert compare("onnx", reference + 5e-5, reference, quantized=False).passed
+    drifted = compare("onnx", reference + 2e-4, reference, quantized=False)
+    assert not drifted.passed and drifted.max_abs_difference == pytest.approx(2e-4)
+    one_flip = reference.copy()
+    one_flip[0] = [0.1, 0.2, 0.7]
+    assert compare("tflite", one_flip, reference, quantized=True).top_class_agreement == 0.75
+    assert compare("tflite", one_flip, reference, quantized=True).passed
+    two_flips = one_flip.copy()
+    two_flips[1] = [0.8, 0.1, 0.1]
+    assert not compare("tflite", two_flips, reference, quantized=True).passed

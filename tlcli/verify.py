@@ -74,7 +74,11 @@ def verify_artefacts(model, files: dict[str, Path], samples, image_size: int, qu
             "output": str(scratch / "outputs.npz"),
         }
         (scratch / "request.json").write_text(json.dumps(request))
-        environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
+        # The child imports this very tlcli (not another copy on its path) and stays quiet.
+        package_root = str(Path(__file__).resolve().parents[1])
+        python_path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
+        environment = {**os.environ, "PYTHONPATH": python_path,
+                       "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
         result = subprocess.run(
             [sys.executable, "-m", "tlcli.verify", str(scratch / "request.json")],
             capture_output=True, text=True, env=environment,
