@@ -17,7 +17,10 @@ def print_json(document) -> None:
 
 
 def print_error(message: str) -> None:
-    err.print(f"[bold red]Error:[/] {message}", markup=True, soft_wrap=True)
+    from rich.markup import escape
+
+    # Escaped: messages quote user values and commands such as `pip install "tlcli[onnx]"`.
+    err.print(f"[bold red]Error:[/] {escape(message)}", markup=True, soft_wrap=True)
 
 
 def progress(description: str, total: int | None, transient: bool = True, rate: str | None = None):

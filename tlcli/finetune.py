@@ -10,25 +10,31 @@ weights by validation loss are kept across stages: a stage that ends worse is ro
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from tlcli.backbones import BackboneSpec, get_backbone
 from tlcli.config import FitConfig
 from tlcli.console import err, out
 from tlcli.data import SplitOptions, load_dataset
+from tlcli.distribute import DistributeConfig, place, worker_run_dir
 from tlcli.errors import TlcliError
-from tlcli.pipeline import image_dataset
 from tlcli.runs import (
-    BACKUP, CONFIG, HISTORY, LABELS, default_run_dir, load_run_model, prepare_run_dir, resumable, write_atomic,
+    BACKUP, CONFIG, HISTORY, LABELS, default_run_dir, load_run_model, resumable, write_atomic,
     write_json,
 )
 from tlcli.runtime import import_keras, set_seed
-from tlcli.train import Outcome, check_same_settings, dataset_facts, report_dataset, save_outcome, versions, with_one_hot
-from tlcli.training import History, balanced_class_weight, compile_model, fit
+from tlcli.train import (
+    Outcome, check_same_settings, dataset_facts, image_batches, open_run_dir, report_dataset, report_placement,
+    save_outcome, versions,
+)
+from tlcli.training import History, balanced_class_weights, compile_model, fit
 from tlcli.weights import find_base
 
 keras = import_keras()
@@ -122,8 +128,17 @@ class FinetuneConfig:
         return document
 
 
-def finetune(config: FinetuneConfig, *, overwrite: bool = False, resume: bool = False, quiet: bool = False) -> Outcome:
-    model, run = load_run_model(config.source)
+def finetune(
+    config: FinetuneConfig,
+    *,
+    distribution: DistributeConfig = DistributeConfig(),
+    overwrite: bool = False,
+    resume: bool = False,
+    quiet: bool = False,
+) -> Outcome:
+    placement = place(distribution, config.data)  # first: multi-worker collectives need it so
+    with placement.strategy.scope():
+        model, run = load_run_model(config.source)
     spec = get_backbone(run.backbone or "")
     source_config = run.config
     fit_config = config.fit
@@ -146,6 +161,7 @@ def finetune(config: FinetuneConfig, *, overwrite: bool = False, resume: bool = 
             f"({', '.join(run.class_names)}). Fine-tune on data with the same class folders."
         )
     report_dataset(dataset, quiet)
+    report_placement(placement, fit_config.batch_size, quiet)
     base = find_base(model, spec)
     run_dir = Path(config.out) if config.out else default_run_dir(spec.name, prefix="finetune-")
     if run_dir.resolve() == run.path.resolve():
@@ -161,10 +177,13 @@ def finetune(config: FinetuneConfig, *, overwrite: bool = False, resume: bool = 
         "pooling": source_config.get("pooling"),
         "val_split": options.val_split,
         "test_split": options.test_split,
+        "distribution": placement.describe(),
+        "global_batch_size": placement.global_batch(fit_config.batch_size),
         **dataset_facts(dataset),
         "versions": versions(),
     }
-    run_dir = prepare_run_dir(run_dir, overwrite=overwrite, resume=resume)
+    requested_dir = run_dir
+    run_dir = open_run_dir(worker_run_dir(run_dir, placement), placement, overwrite=overwrite, resume=resume)
     if resume:
         check_same_settings(run_dir, document)
     write_json(run_dir / CONFIG, document)
@@ -173,27 +192,26 @@ def finetune(config: FinetuneConfig, *, overwrite: bool = False, resume: bool = 
     set_seed(fit_config.seed)
     num_classes = len(dataset.class_names)
     train_samples, val_samples = dataset.split("train"), dataset.splits.get("val", ())
-    train_data = with_one_hot(
-        image_dataset(train_samples, run.image_size, fit_config.batch_size, shuffle=True, seed=fit_config.seed),
-        num_classes,
-    )
-    val_data = (
-        with_one_hot(image_dataset(val_samples, run.image_size, fit_config.batch_size), num_classes)
-        if val_samples else None
-    )
-    class_weight = None
+    class_weights = None
     if fit_config.class_weight == "balanced":
-        import numpy as np
-
-        class_weight = balanced_class_weight(np.array([s.label for s in train_samples]), num_classes)
-    steps = max(1, -(-len(train_samples) // fit_config.batch_size))
+        class_weights = balanced_class_weights(np.array([s.label for s in train_samples]), num_classes)
+    batch_size, image_size = fit_config.batch_size, run.image_size
+    train_data, steps = image_batches(placement, train_samples, image_size, batch_size, num_classes,
+                                      shuffle=True, seed=fit_config.seed, class_weights=class_weights)
+    val_data, val_steps = (
+        image_batches(placement, val_samples, image_size, batch_size, num_classes) if val_samples else (None, None)
+    )
+    repeating = placement.num_workers > 1
+    evaluate = functools.partial(_validation_loss, model, val_data or train_data,
+                                 steps=(val_steps if val_data else steps) if repeating else None)
     history = History.load(run_dir / HISTORY)
 
-    compile_model(model, fit_config, fit_config.learning_rate, steps)
+    with placement.strategy.scope():
+        compile_model(model, fit_config, fit_config.learning_rate, steps)
     progress = _StageProgress(run_dir / BACKUP)
     state = progress.load(model)
     if state is None:
-        state = {"stages_done": 0, "best_loss": _validation_loss(model, val_data, train_data), "best_epoch": 0, "seconds": 0.0}
+        state = {"stages_done": 0, "best_loss": evaluate(), "best_epoch": 0, "seconds": 0.0}
         if not quiet:
             err.print(f"Before fine-tuning: {'val_loss' if val_data else 'loss'} {state['best_loss']:.4f}")
     elif not quiet:
@@ -205,18 +223,20 @@ def finetune(config: FinetuneConfig, *, overwrite: bool = False, resume: bool = 
         start = first_unfrozen_index(base, spec, stage.unfreeze)
         unfreeze(base, start, config.train_batch_norm)
         stage_fit = dataclasses.replace(fit_config, learning_rate=stage.learning_rate, epochs=stage.epochs)
-        compile_model(model, stage_fit, stage.learning_rate, steps * stage.epochs)  # after every trainable change
+        with placement.strategy.scope():  # recompiled after every change of what is trainable
+            compile_model(model, stage_fit, stage.learning_rate, steps * stage.epochs)
         if not quiet:
             print_stage_table(number, stage, base, start, model)
         name = f"stage{number}-{stage.unfreeze}"
-        with resumable(run_dir):
+        with resumable(requested_dir):
             result = fit(
                 model, train_data, val_data, stage_fit,
                 epochs=stage.epochs, steps_per_epoch=steps, run_dir=run_dir, stage=name,
-                history=history, first_epoch=_epochs_before(history, name), class_weight=class_weight, quiet=quiet,
+                history=history, first_epoch=_epochs_before(history, name),
+                fixed_steps=repeating, validation_steps=val_steps if repeating else None, quiet=quiet,
             )
         state["seconds"] += result.seconds
-        loss = _validation_loss(model, val_data, train_data)
+        loss = evaluate()
         if loss <= state["best_loss"]:
             state.update(best_loss=loss, best_epoch=result.best_epoch)
             best_weights = model.get_weights()
@@ -230,13 +250,14 @@ def finetune(config: FinetuneConfig, *, overwrite: bool = False, resume: bool = 
         progress.save(model, state)
 
     unfreeze(base, len(base.layers), False)  # the saved model's backbone is frozen again
-    compile_model(model, fit_config, fit_config.learning_rate, steps)
+    with placement.strategy.scope():
+        compile_model(model, fit_config, fit_config.learning_rate, steps)
     metrics = {"best_epoch": state["best_epoch"], "epochs_run": history.last_epoch, "seconds": round(state["seconds"], 2)}
     if val_data is not None:
-        loss, accuracy = model.evaluate(val_data, verbose=0)
+        loss, accuracy = model.evaluate(val_data, steps=val_steps if repeating else None, verbose=0)
         metrics.update(val_loss=float(loss), val_accuracy=float(accuracy))
-    save_outcome(run_dir, model, history, metrics)
-    return Outcome(run_dir, metrics, "fine-tuning")
+    save_outcome(run_dir, model, history, metrics, placement)
+    return Outcome(requested_dir, metrics, "fine-tuning")
 
 
 def _epochs_before(history: History, stage: str) -> int:
@@ -266,8 +287,8 @@ class _StageProgress:
         write_json(self.state, state)
 
 
-def _validation_loss(model, val_data, train_data) -> float:
-    loss, _ = model.evaluate(val_data if val_data is not None else train_data, verbose=0)
+def _validation_loss(model, data, steps=None) -> float:
+    loss, _ = model.evaluate(data, steps=steps, verbose=0)
     return float(loss)
 
 

@@ -66,6 +66,11 @@ EarlyStopping = Annotated[int, typer.Option(help="Stop after this many epochs wi
 WeightDecay = Annotated[float, typer.Option(help="L2 penalty on the head's kernels; with adamw, AdamW's decoupled weight decay.")]
 Config = Annotated[Optional[Path], typer.Option("--config", help="TOML file supplying any option (the command line overrides it).", show_default=False)]
 Out = Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory to write  [default: runs/<time>-<model>]", show_default=False)]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the output if it already exists.")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last completed epoch.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output; the summary only.")]
+
+# Where to run (tf.distribute).
+Strategy = Annotated[str, typer.Option(help="auto|default|one-device|mirrored|multi-worker|tpu. auto: a TPU with --tpu, all GPUs if several, one GPU, else the CPU.")]
+Tpu = Annotated[Optional[str], typer.Option(help="TPU name, or 'local' on a TPU VM.", show_default=False)]
+Precision = Annotated[str, typer.Option(help="float32|mixed_float16 (GPU)|mixed_bfloat16.")]

@@ -77,8 +77,12 @@ def image_dataset(
     seed: int = 0,
     with_index: bool = False,
     augment=None,
+    shard: tuple[int, int] = (1, 0),
 ):
     """Batches of (images, labels), or (images, labels, indices) with `with_index`.
+
+    `shard=(count, index)` keeps every count-th file, after the seeded shuffle and before
+    decoding, so that workers sharing one shuffle order read disjoint files.
 
     `indices` are positions in `samples`: a file that passed the checks but still fails to
     decode is dropped alone (errors are ignored per image, before batching), and the indices
@@ -96,6 +100,8 @@ def image_dataset(
     ))
     if shuffle:
         dataset = dataset.shuffle(max(1, len(samples)), seed=seed, reshuffle_each_iteration=True)
+    if shard[0] > 1:
+        dataset = dataset.shard(*shard)
     dataset = dataset.map(
         lambda path, label, pil, index: (_load(path, pil, image_size), label, index),
         num_parallel_calls=tf.data.AUTOTUNE,

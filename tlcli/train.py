@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from tlcli.config import TrainConfig
 from tlcli.console import err
 from tlcli.curves import plot_curves
 from tlcli.data import Dataset, SplitOptions, load_dataset
+from tlcli.distribute import DistributeConfig, Placement, distribute, place, worker_run_dir
 from tlcli.errors import TlcliError
 from tlcli.features import extract_features
 from tlcli.model import build_classifier, build_head
@@ -24,7 +27,7 @@ from tlcli.runs import (
     prepare_run_dir, resumable, save_model_atomic, write_atomic, write_json,
 )
 from tlcli.runtime import import_keras, set_seed
-from tlcli.training import History, balanced_class_weight, compile_model, fit
+from tlcli.training import History, balanced_class_weights, compile_model, fit, with_targets
 from tlcli.weights import build_base, parse_weights
 
 keras = import_keras()
@@ -46,19 +49,16 @@ def versions() -> dict:
     }
 
 
-def with_one_hot(dataset, num_classes: int):
-    """Labels as one-hot vectors: Keras's label smoothing needs categorical targets."""
-    return dataset.map(lambda images, labels: (images, tf.one_hot(labels, num_classes)))
-
-
 def train(
     config: TrainConfig,
     *,
+    distribution: DistributeConfig = DistributeConfig(),
     overwrite: bool = False,
     resume: bool = False,
     quiet: bool = False,
     augment=None,
 ) -> Outcome:
+    placement = place(distribution, config.data)  # first: multi-worker collectives need it so
     spec = get_backbone(config.model)
     image_size = resolve_image_size(spec, config.image_size)
     weights = parse_weights(config.weights)
@@ -67,25 +67,26 @@ def train(
         config.data, SplitOptions(config.val_split, config.test_split, fit_config.seed), strict=config.strict
     )
     report_dataset(dataset, quiet)
+    report_placement(placement, fit_config.batch_size, quiet)
     run_dir = Path(config.out) if config.out else default_run_dir(spec.name)
     route = "cached features" if config.cache_features and augment is None else "end to end"
     if config.cache_features and augment is not None and not quiet:
         err.print("Augmentation is on: the backbone sees new pixels every epoch, so features are not cached.")
 
     set_seed(fit_config.seed)
-    base = build_base(spec, image_size, weights)
     num_classes = len(dataset.class_names)
-    pool_output = base.output_shape[1:] if config.pooling == "flatten" else (spec.feature_size,)
-    feature_shape = (int(np.prod(pool_output)),)
-    head = build_head(
-        feature_shape,
-        num_classes,
-        dense=config.dense,
-        activation=config.activation,
-        dropout=config.dropout,
-        l2=0.0 if fit_config.optimizer == "adamw" else fit_config.weight_decay,
-    )
-    model = build_classifier(spec, image_size, base, head, config.pooling)
+    with placement.strategy.scope():
+        base = build_base(spec, image_size, weights)
+        pool_output = base.output_shape[1:] if config.pooling == "flatten" else (spec.feature_size,)
+        head = build_head(
+            (int(np.prod(pool_output)),),
+            num_classes,
+            dense=config.dense,
+            activation=config.activation,
+            dropout=config.dropout,
+            l2=0.0 if fit_config.optimizer == "adamw" else fit_config.weight_decay,
+        )
+        model = build_classifier(spec, image_size, base, head, config.pooling)
 
     document = {
         **config.to_dict(),
@@ -93,63 +94,96 @@ def train(
         "image_size": image_size,
         "preprocessing": spec.preprocessing,
         "route": route,
+        "distribution": placement.describe(),
+        "global_batch_size": placement.global_batch(fit_config.batch_size),
         **dataset_facts(dataset),
         "versions": versions(),
     }
-    run_dir = prepare_run_dir(run_dir, overwrite=overwrite, resume=resume)
+    requested_dir = run_dir
+    run_dir = open_run_dir(worker_run_dir(run_dir, placement), placement, overwrite=overwrite, resume=resume)
     if resume:
         check_same_settings(run_dir, document)
     write_json(run_dir / CONFIG, document)
     write_atomic(run_dir / LABELS, "\n".join(dataset.class_names) + "\n")
 
     train_samples, val_samples = dataset.split("train"), dataset.splits.get("val", ())
-    class_weight = None
+    class_weights = None
     if fit_config.class_weight == "balanced":
-        class_weight = balanced_class_weight(np.array([s.label for s in train_samples]), num_classes)
+        class_weights = balanced_class_weights(np.array([s.label for s in train_samples]), num_classes)
     history = History.load(run_dir / HISTORY)
-    batch_size = fit_config.batch_size
-    steps = max(1, -(-len(train_samples) // batch_size))
+    batch_size, seed = fit_config.batch_size, fit_config.seed
 
     if route == "cached features":
         extractor = keras.Model(model.input, model.get_layer(f"{config.pooling}_pool").output)
         train_features = _features(extractor, train_samples, image_size, batch_size, "train", quiet)
         val_features = _features(extractor, val_samples, image_size, batch_size, "val", quiet) if val_samples else None
 
-        def batches(features, shuffle):
-            data = tf.data.Dataset.from_tensor_slices(
-                (features.features, tf.one_hot(features.labels, num_classes))
-            )
-            if shuffle:
-                data = data.shuffle(len(features.labels), seed=fit_config.seed, reshuffle_each_iteration=True)
-            return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        def feature_batches(features, shuffle, weights):
+            def make(count, index, batch):
+                data = tf.data.Dataset.from_tensor_slices((features.features, features.labels))
+                if shuffle:
+                    data = data.shuffle(len(features.labels), seed=seed, reshuffle_each_iteration=True)
+                data = with_targets(data.shard(count, index), num_classes, weights)
+                return data.batch(batch).prefetch(tf.data.AUTOTUNE)
 
-        compile_model(head, fit_config, fit_config.learning_rate, steps * fit_config.epochs)
-        train_data = batches(train_features, shuffle=True)
-        val_data = batches(val_features, shuffle=False) if val_features else None
+            return distribute(placement, make, len(features.labels), batch_size)
+
+        train_data, steps = feature_batches(train_features, True, class_weights)
+        val_data, val_steps = feature_batches(val_features, False, None) if val_features else (None, None)
         trained = head
     else:
-        compile_model(model, fit_config, fit_config.learning_rate, steps * fit_config.epochs)
-        train_data = with_one_hot(
-            image_dataset(train_samples, image_size, batch_size, shuffle=True, seed=fit_config.seed, augment=augment),
-            num_classes,
-        )
-        val_data = (
-            with_one_hot(image_dataset(val_samples, image_size, batch_size), num_classes) if val_samples else None
+        train_data, steps = image_batches(placement, train_samples, image_size, batch_size, num_classes,
+                                          shuffle=True, seed=seed, class_weights=class_weights, augment=augment)
+        val_data, val_steps = (
+            image_batches(placement, val_samples, image_size, batch_size, num_classes) if val_samples else (None, None)
         )
         trained = model
+    with placement.strategy.scope():
+        compile_model(trained, fit_config, fit_config.learning_rate, steps * fit_config.epochs)
 
-    with resumable(run_dir):
+    repeating = placement.num_workers > 1
+    with resumable(requested_dir):
         result = fit(
             trained, train_data, val_data, fit_config,
             epochs=fit_config.epochs, steps_per_epoch=steps, run_dir=run_dir, stage="train",
-            history=history, class_weight=class_weight, quiet=quiet,
+            history=history, fixed_steps=repeating, validation_steps=val_steps if repeating else None,
+            quiet=quiet,
         )
     metrics = {"best_epoch": result.best_epoch, "epochs_run": history.last_epoch, "seconds": round(result.seconds, 2)}
     if val_data is not None:
-        loss, accuracy = trained.evaluate(val_data, verbose=0)
+        loss, accuracy = trained.evaluate(val_data, steps=val_steps if repeating else None, verbose=0)
         metrics.update(val_loss=float(loss), val_accuracy=float(accuracy))
-    save_outcome(run_dir, model, history, metrics)
-    return Outcome(run_dir, metrics, route)
+    save_outcome(run_dir, model, history, metrics, placement)
+    return Outcome(requested_dir, metrics, route)
+
+
+def image_batches(placement: Placement, samples, image_size: int, batch_size: int, num_classes: int, *,
+                  shuffle: bool = False, seed: int = 0, class_weights=None, augment=None):
+    """(batches of images and targets, steps per epoch), shared out as the placement needs."""
+    def make(count, index, batch):
+        images = image_dataset(samples, image_size, batch, shuffle=shuffle, seed=seed, augment=augment,
+                               shard=(count, index))
+        return with_targets(images, num_classes, class_weights)
+
+    return distribute(placement, make, len(samples), batch_size)
+
+
+def open_run_dir(run_dir: Path, placement: Placement, *, overwrite: bool, resume: bool) -> Path:
+    """The chief's run directory, or a worker's scratch folder (fresh unless resuming)."""
+    if placement.is_chief:
+        return prepare_run_dir(run_dir, overwrite=overwrite, resume=resume)
+    return prepare_run_dir(run_dir, overwrite=not resume, resume=resume and run_dir.exists())
+
+
+def report_placement(placement: Placement, batch_size: int, quiet: bool) -> None:
+    if quiet:
+        return
+    where = ", ".join(placement.devices)
+    workers = f", worker {placement.worker_index + 1} of {placement.num_workers}" if placement.num_workers > 1 else ""
+    err.print(
+        f"Strategy {placement.name}: {placement.replicas} replica(s) on {where}{workers}; "
+        f"batch {batch_size} per replica, {placement.global_batch(batch_size)} global; {placement.precision}."
+    )
 
 
 def _features(extractor, samples, image_size, batch_size, split, quiet):
@@ -162,13 +196,25 @@ def _features(extractor, samples, image_size, batch_size, split, quiet):
         return extract_features(extractor, samples, image_size, batch_size, on_batch=advance)
 
 
-def save_outcome(run_dir: Path, model, history: History, metrics: dict) -> None:
+def save_outcome(run_dir: Path, model, history: History, metrics: dict, placement: Placement) -> None:
+    """Write the model and reports; every worker saves (to its own folder), only the chief keeps."""
+    metrics["weights_sha256"] = weights_fingerprint(model)
     save_model_atomic(model, run_dir / MODEL)
     write_json(run_dir / METRICS, metrics)
     rows = [history.rows[key] for key in sorted(history.rows)]
     if rows:
         plot_curves(rows, run_dir / CURVES)
     finish_run_dir(run_dir)
+    if not placement.is_chief:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def weights_fingerprint(model) -> str:
+    """A hash of every weight, to tell identical models apart from merely similar ones."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()
 
 
 def dataset_facts(dataset: Dataset) -> dict:

@@ -13,7 +13,7 @@ import numpy as np
 
 from tlcli.config import FitConfig
 from tlcli.runs import BACKUP, HISTORY, LOGS, write_atomic
-from tlcli.runtime import import_keras
+from tlcli.runtime import import_keras, import_tensorflow
 
 keras = import_keras()
 
@@ -46,12 +46,31 @@ def compile_model(model, fit: FitConfig, learning_rate: float, total_steps: int)
     )
 
 
-def balanced_class_weight(labels: np.ndarray, num_classes: int) -> dict[int, float]:
+def balanced_class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Per-class weights inversely proportional to class frequency (scikit-learn's "balanced")."""
     from sklearn.utils.class_weight import compute_class_weight
 
     present = np.unique(labels)
-    weights = compute_class_weight("balanced", classes=present, y=labels)
-    return {int(label): float(weight) for label, weight in zip(present, weights)}
+    weights = np.ones(num_classes, np.float32)
+    weights[present] = compute_class_weight("balanced", classes=present, y=labels)
+    return weights
+
+
+def with_targets(dataset, num_classes: int, class_weights: np.ndarray | None = None):
+    """(inputs, labels) -> (inputs, one-hot labels[, per-example class weights]).
+
+    One-hot because Keras's label smoothing needs categorical targets; class weights travel as
+    sample weights, which work under every distribution strategy.
+    """
+    tf = import_tensorflow()
+
+    def targets(inputs, labels):
+        one_hot = tf.one_hot(labels, num_classes)
+        if class_weights is None:
+            return inputs, one_hot
+        return inputs, one_hot, tf.gather(tf.constant(class_weights), labels)
+
+    return dataset.map(targets)
 
 
 @dataclass
@@ -163,11 +182,15 @@ def fit(
     stage: str,
     history: History,
     first_epoch: int = 0,
-    class_weight: dict | None = None,
+    validation_steps: int | None = None,
+    fixed_steps: bool = False,
     quiet: bool = False,
 ) -> FitResult:
     """Fit with early stopping (best weights restored), TensorBoard logs, history.csv and
-    per-epoch backups, so that a killed run resumes from its last completed epoch."""
+    per-epoch backups, so that a killed run resumes from its last completed epoch.
+
+    `fixed_steps` is for repeating (multi-worker) datasets; otherwise an epoch is one pass.
+    """
     monitor = "val_loss" if val_data is not None else "loss"
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / BACKUP / stage), save_freq="epoch"),
@@ -193,8 +216,9 @@ def fit(
         train_data,
         validation_data=val_data,
         epochs=epochs,
+        steps_per_epoch=steps_per_epoch if fixed_steps else None,
+        validation_steps=validation_steps,
         callbacks=callbacks,
-        class_weight=class_weight,
         shuffle=False,  # the input pipeline shuffles, reproducibly under --seed
         verbose=0,
     )

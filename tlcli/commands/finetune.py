@@ -6,14 +6,15 @@ from typing import Annotated, Optional
 import typer
 
 from tlcli.config import FitConfig, given_on_command_line, load_toml, merge_settings, split_fit_settings
+from tlcli.distribute import DistributeConfig
 from tlcli.options import (
     BatchSize, ClassWeight, Config, EarlyStopping, LabelSmoothing, LearningRate, Momentum,
-    Nesterov, Optimizer, Out, Overwrite, Quiet, Resume, Schedule, Seed, Strict, WeightDecay,
+    Nesterov, Optimizer, Out, Overwrite, Quiet, Precision, Resume, Schedule, Seed, Strategy, Strict, Tpu, WeightDecay,
 )
 
 NAME = "finetune"
 _DEFAULTS = FitConfig(learning_rate=1e-4, early_stopping=3)
-_NOT_SETTINGS = {"ctx", "run_dir", "config", "overwrite", "resume", "quiet"}
+_NOT_SETTINGS = {"strategy", "tpu", "precision", "ctx", "run_dir", "config", "overwrite", "resume", "quiet"}
 
 
 def run(
@@ -37,6 +38,9 @@ def run(
     weight_decay: WeightDecay = _DEFAULTS.weight_decay,
     seed: Seed = _DEFAULTS.seed,
     strict: Strict = False,
+    strategy: Strategy = "auto",
+    tpu: Tpu = None,
+    precision: Precision = "float32",
     config: Config = None,
     overwrite: Overwrite = False,
     resume: Resume = False,
@@ -57,5 +61,6 @@ def run(
     from tlcli.commands.train import print_summary
     from tlcli.finetune import FinetuneConfig, finetune
 
-    outcome = finetune(FinetuneConfig(source=run_dir, fit=fit, **rest), overwrite=overwrite, resume=resume, quiet=quiet)
+    outcome = finetune(FinetuneConfig(source=run_dir, fit=fit, **rest), distribution=DistributeConfig(strategy, tpu, precision), overwrite=overwrite,
+        resume=resume, quiet=quiet)
     print_summary(outcome.run_dir, outcome.metrics, outcome.route)

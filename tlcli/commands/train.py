@@ -7,16 +7,17 @@ import typer
 
 from tlcli.config import FitConfig, TrainConfig, given_on_command_line, load_toml, merge_settings, parse_dense, split_fit_settings
 from tlcli.console import out
+from tlcli.distribute import DistributeConfig
 from tlcli.options import (
     BatchSize, ClassWeight, Config, DataPath, EarlyStopping, Epochs, ImageSize, LabelSmoothing,
-    LearningRate, ModelName, Momentum, Nesterov, Optimizer, Out, Overwrite, Quiet, Resume, Schedule,
-    Seed, Strict, TestSplit, ValSplit, WeightDecay, Weights,
+    LearningRate, ModelName, Momentum, Nesterov, Optimizer, Out, Overwrite, Quiet, Precision, Resume, Schedule,
+    Seed, Strategy, Strict, Tpu, TestSplit, ValSplit, WeightDecay, Weights,
 )
 
 NAME = "train"
 
 # Settings a --config file may hold: every option below except the per-invocation ones.
-_NOT_SETTINGS = {"ctx", "data", "config", "overwrite", "resume", "quiet"}
+_NOT_SETTINGS = {"strategy", "tpu", "precision", "ctx", "data", "config", "overwrite", "resume", "quiet"}
 
 
 def run(
@@ -46,6 +47,9 @@ def run(
     test_split: TestSplit = 0.0,
     cache_features: Annotated[bool, typer.Option("--cache-features/--no-cache-features", help="Compute the frozen backbone's features once and train the head on them.")] = True,
     strict: Strict = False,
+    strategy: Strategy = "auto",
+    tpu: Tpu = None,
+    precision: Precision = "float32",
     config: Config = None,
     overwrite: Overwrite = False,
     resume: Resume = False,
@@ -63,7 +67,8 @@ def run(
 
     from tlcli.train import train
 
-    outcome = train(train_config, overwrite=overwrite, resume=resume, quiet=quiet)
+    outcome = train(train_config, distribution=DistributeConfig(strategy, tpu, precision), overwrite=overwrite,
+        resume=resume, quiet=quiet)
     print_summary(outcome.run_dir, outcome.metrics, outcome.route)
 
 
@@ -78,4 +83,5 @@ def print_summary(run_dir: Path, metrics: dict, route: str) -> None:
         table.add_row("val loss", f"{metrics['val_loss']:.4f}")
         table.add_row("val accuracy", f"{metrics['val_accuracy']:.4f}")
     table.add_row("time", f"{metrics['seconds']:.1f} s")
+    table.add_row("weights sha256", metrics["weights_sha256"][:16])
     out.print(table)

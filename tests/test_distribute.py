@@ -1,0 +1,162 @@
+"""Distribution through tf.distribute, in real processes on this machine (loopback only)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from tlcli.cli import app
+
+runner = CliRunner()
+TRAIN = ("--model", "vgg16", "--weights", "none", "--image-size", "32", "--quiet")
+
+# Runs the tlcli command line with the CPU split into two logical devices, which must happen
+# before TensorFlow initialises its devices: the only way to test MirroredStrategy without GPUs.
+TWO_CPUS = (
+    "import sys\n"
+    "from tlcli.runtime import import_tensorflow\n"
+    "tf = import_tensorflow()\n"
+    "cpu = tf.config.list_physical_devices('CPU')[0]\n"
+    "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)\n"
+    "from tlcli.cli import main\n"
+    "sys.argv[0] = 'tlcli'\n"
+    "main()\n"
+)
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def _workers_env(ports, index):
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    return {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+
+
+def _start_workers(arguments, ports, **kwargs):
+    command = [sys.executable, "-m", "tlcli", *arguments]
+    return [
+        subprocess.Popen(command, env=_workers_env(ports, index), stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, **kwargs)
+        for index in range(len(ports))
+    ]
+
+
+def _finish(processes, timeout=300):
+    outputs = []
+    try:
+        for process in processes:
+            outputs.append(process.communicate(timeout=timeout)[0])
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    return outputs
+
+
+def _history(run_dir):
+    with open(run_dir / "history.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_mirrored_on_two_cpu_devices_matches_the_default_strategy(colour_dataset, tmp_path):
+    common = [*TRAIN, "--epochs", "4", "--learning-rate", "0.01", "--early-stopping", "0"]
+    default = runner.invoke(app, ["train", str(colour_dataset), *common, "--batch-size", "8",
+                                  "--out", str(tmp_path / "default")])
+    assert default.exit_code == 0, default.output
+    mirrored = subprocess.run(
+        [sys.executable, "-c", TWO_CPUS, "train", str(colour_dataset), *common, "--batch-size", "4",
+         "--strategy", "mirrored", "--out", str(tmp_path / "mirrored")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert mirrored.returncode == 0, mirrored.stderr
+    config = json.loads((tmp_path / "mirrored" / "config.json").read_text())
+    assert config["distribution"]["strategy"] == "mirrored" and config["distribution"]["replicas"] == 2
+    assert config["global_batch_size"] == 8
+    one, two = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("default", "mirrored"))
+    assert two["val_loss"] == pytest.approx(one["val_loss"], abs=0.02)
+    assert two["val_accuracy"] == pytest.approx(one["val_accuracy"], abs=0.1)
+
+
+@pytest.mark.slow
+def test_two_workers_train_identical_weights_and_write_one_run(colour_dataset, tmp_path):
+    run_dir = tmp_path / "cluster-run"
+    arguments = ["train", str(colour_dataset), *TRAIN, "--epochs", "2", "--batch-size", "4",
+                 "--no-cache-features", "--strategy", "multi-worker", "--out", str(run_dir)]
+    outputs = _finish(_start_workers(arguments, _free_ports(2), cwd=tmp_path))
+    fingerprints = [line.split("│")[2].strip() for output in outputs for line in output.splitlines()
+                    if "weights sha256" in line]
+    assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1], outputs
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["weights_sha256"].startswith(fingerprints[0])
+    assert json.loads((run_dir / "config.json").read_text())["distribution"]["workers"] == 2
+    assert [path.name for path in tmp_path.iterdir()] == ["cluster-run"]
+    assert not any(path.name.startswith("tlcli-worker") for path in __import__("pathlib").Path(
+        __import__("tempfile").gettempdir()).iterdir() if str(run_dir.resolve()) in str(path))
+
+
+@pytest.mark.slow
+def test_a_killed_multi_worker_run_resumes(colour_dataset, tmp_path):
+    run_dir = tmp_path / "cluster-run"
+    arguments = ["train", str(colour_dataset), *TRAIN, "--epochs", "6", "--batch-size", "2",
+                 "--no-cache-features", "--early-stopping", "0", "--strategy", "multi-worker",
+                 "--out", str(run_dir)]
+    processes = _start_workers(arguments, _free_ports(2))
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and all(p.poll() is None for p in processes):
+        if (run_dir / "history.csv").exists() and len(_history(run_dir)) >= 2:
+            break
+        time.sleep(0.05)
+    for process in processes:
+        process.send_signal(signal.SIGKILL)
+        process.communicate()
+    assert 2 <= len(_history(run_dir)) < 6
+    outputs = _finish(_start_workers(arguments + ["--resume"], _free_ports(2)))
+    assert [int(row["epoch"]) for row in _history(run_dir)] == list(range(1, 7)), outputs
+    assert not (run_dir / ".in-progress").exists()
+
+
+@pytest.mark.parametrize(
+    "arguments, environment, message",
+    [
+        (["--strategy", "tpu"], {}, "TPUs read only Cloud Storage"),
+        (["--strategy", "multi-worker"], {"TF_CONFIG": ""}, "--strategy multi-worker needs TF_CONFIG"),
+        (["--strategy", "multi-worker"], {"TF_CONFIG": '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}'},
+         "TF_CONFIG is not a valid cluster description"),
+        (["--strategy", "multi-worker"], {"TF_CONFIG": "{not json"}, "TF_CONFIG is not a valid cluster description"),
+        (["--precision", "mixed_float16"], {}, "--precision mixed_float16 needs a GPU"),
+        (["--strategy", "gpus"], {}, "--strategy 'gpus' is not one of"),
+    ],
+)
+def test_bad_placements_are_one_line_errors(colour_dataset, tmp_path, monkeypatch, arguments, environment, message):
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    result = runner.invoke(app, ["train", str(colour_dataset), *TRAIN, *arguments, "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_tpu_without_a_tpu_fails_fast_and_says_so(tmp_path):
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "tlcli", "train", "gs://bucket/data", *TRAIN, "--tpu", "local",
+         "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.startswith("Error: No TPU available") and "--strategy auto" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert time.monotonic() - started < 60

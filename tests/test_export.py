@@ -1,0 +1,278 @@
+"""`tlcli export`: every format reloads outside tlcli and answers as the Keras model does."""
+
+from __future__ import annotations
+
+import _thread
+import importlib.util
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tlcli.cli import app
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+HAS_ONNX = all(importlib.util.find_spec(name) for name in ("tf2onnx", "onnxruntime"))
+NO_ONNX = "the optional extra is not installed: pip install 'tlcli[onnx]' (tf2onnx, onnxruntime)"
+FORMATS = ["saved_model", "keras", "tflite"] + (["onnx"] if HAS_ONNX else [])
+
+
+def _export(*args):
+    return runner.invoke(app, ["export", *map(str, args)])
+
+
+def _formats(names):
+    return [option for name in names for option in ("--format", name)]
+
+
+def _python(code: str, *args):
+    """Run code in a fresh interpreter; it prints one JSON document last."""
+    result = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "model"
+    result = _export(tiny_run, "--out", out, *_formats(FORMATS), "--json")
+    assert result.exit_code == 0, result.output
+    return out, json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_run, colour_dataset, tmp_path_factory):
+    """Test-split PNGs, their pixels (as the training pipeline reads them) and the Keras answers."""
+    from tlcli.data import load_dataset
+    from tlcli.pipeline import image_dataset
+    from tlcli.runs import load_run_model
+
+    model, info = load_run_model(tiny_run)
+    samples = load_dataset(colour_dataset).split("test")
+    pixels = np.concatenate([images.numpy() for images, _ in image_dataset(samples, info.image_size, 64)])
+    pixels_path = tmp_path_factory.mktemp("reference") / "pixels.npy"
+    np.save(pixels_path, pixels)
+    probabilities = model(pixels, training=False).numpy()
+    return {"files": [str(s.path) for s in samples], "pixels": pixels_path, "probabilities": probabilities}
+
+
+def test_every_format_is_written_and_verified_against_the_keras_model(exported, tiny_run):
+    out, report = exported
+    checks = {check["format"]: check for check in report["checks"]}
+    assert set(checks) == set(FORMATS) | {"saved_model (bytes)"}
+    for check in checks.values():
+        assert check["passed"] and check["max_abs_difference"] <= 1e-4 and check["images"] >= 3
+    assert (out / "saved_model" / "saved_model.pb").is_file()
+    assert all((out / name).is_file() for name in ("model.keras", "model.tflite", "labels.txt"))
+    assert (out / "labels.txt").read_text().split() == ["blue", "green", "red"]
+    # Each weight stored once (keras-team/keras#23553 stores them twice after track()).
+    weights = sum(path.stat().st_size for path in (out / "saved_model" / "variables").iterdir())
+    assert weights < 1.1 * (out / "model.tflite").stat().st_size
+    metadata = json.loads((out / "metadata.json").read_text())
+    assert metadata["backbone"] == "vgg16" and metadata["image_size"] == 32
+    assert metadata["class_names"] == ["blue", "green", "red"]
+    assert metadata["preprocessing"].startswith("caffe")
+    assert metadata["versions"]["tensorflow"].startswith("2.")
+    assert [check["format"] for check in metadata["verification"]] == [c["format"] for c in report["checks"]]
+    assert not [path for path in out.parent.iterdir() if path.name.startswith(".")], "staging folder left behind"
+
+
+SAVED_MODEL_CLIENT = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+path, pixels, files = sys.argv[1], np.load(sys.argv[2]), sys.argv[3:]
+loaded = tf.saved_model.load(path)
+by_pixels = loaded.signatures["serving_default"]
+by_bytes = loaded.signatures["serving_bytes"]
+encoded = tf.constant([open(name, "rb").read() for name in files])
+first = by_pixels(images=tf.constant(pixels))["probabilities"].numpy()
+again = by_pixels(images=tf.constant(pixels))["probabilities"].numpy()
+from_bytes = by_bytes(image_bytes=encoded)["probabilities"].numpy()
+print(json.dumps({
+    "tlcli_imported": any(name.split(".")[0] == "tlcli" for name in sys.modules),
+    "signatures": sorted(loaded.signatures),
+    "pixels": first.tolist(), "repeat_identical": bool((first == again).all()),
+    "bytes": from_bytes.tolist(),
+}))
+"""
+
+
+def test_saved_model_serves_pixels_and_image_bytes_in_plain_tensorflow(exported, reference):
+    out, _ = exported
+    served = _python(SAVED_MODEL_CLIENT, out / "saved_model", reference["pixels"], *reference["files"])
+    assert not served["tlcli_imported"]
+    assert served["signatures"] == ["serving_bytes", "serving_default"]
+    pixels, from_bytes = np.array(served["pixels"]), np.array(served["bytes"])
+    np.testing.assert_allclose(pixels, reference["probabilities"], atol=1e-4)
+    assert served["repeat_identical"]  # no augmentation or dropout at serving time
+    # PNG files sent as they are: decoded in the graph exactly as the training pipeline does.
+    assert list(from_bytes.argmax(axis=1)) == list(pixels.argmax(axis=1))
+    np.testing.assert_allclose(from_bytes, pixels, atol=1e-4)
+
+
+def test_saved_model_cli_lists_both_signatures(exported):
+    out, _ = exported
+    command = shutil.which("saved_model_cli")
+    command = [command] if command else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+    shown = subprocess.run([*command, "show", "--dir", str(out / "saved_model"), "--all"],
+                           capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    for expected in ("signature_def['serving_default']", "signature_def['serving_bytes']",
+                     "inputs['images']", "inputs['image_bytes']", "DT_STRING", "(-1, 32, 32, 3)",
+                     "outputs['probabilities']"):
+        assert expected in shown.stdout
+
+
+TFLITE_CLIENT = """
+import json, sys, warnings
+import numpy as np
+import tensorflow as tf
+warnings.simplefilter("ignore")
+pixels = np.load(sys.argv[2])
+interpreter = tf.lite.Interpreter(model_path=sys.argv[1])
+image_input = interpreter.get_input_details()[0]
+interpreter.resize_tensor_input(image_input["index"], list(pixels.shape))
+interpreter.allocate_tensors()
+interpreter.set_tensor(image_input["index"], pixels)
+interpreter.invoke()
+output = interpreter.get_output_details()[0]
+print(json.dumps({"dtype": str(image_input["dtype"].__name__),
+                  "probabilities": interpreter.get_tensor(output["index"]).tolist()}))
+"""
+
+
+def test_tflite_file_runs_in_the_interpreter(exported, reference):
+    out, _ = exported
+    result = _python(TFLITE_CLIENT, out / "model.tflite", reference["pixels"])
+    assert result["dtype"] == "float32"
+    np.testing.assert_allclose(np.array(result["probabilities"]), reference["probabilities"], atol=1e-4)
+
+
+ONNX_CLIENT = """
+import json, sys
+import numpy as np
+import onnxruntime
+session = onnxruntime.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+(image_input,), (output,) = session.get_inputs(), session.get_outputs()
+probabilities = session.run(None, {image_input.name: np.load(sys.argv[2])})[0]
+print(json.dumps({"input": image_input.name, "output": output.name,
+                  "tensorflow_imported": "tensorflow" in sys.modules,
+                  "probabilities": probabilities.tolist()}))
+"""
+
+
+@pytest.mark.skipif(not HAS_ONNX, reason=NO_ONNX)
+def test_onnx_file_runs_in_onnxruntime_without_tensorflow(exported, reference):
+    out, _ = exported
+    result = _python(ONNX_CLIENT, out / "model.onnx", reference["pixels"])
+    assert (result["input"], result["output"]) == ("images", "probabilities")
+    assert not result["tensorflow_imported"]
+    np.testing.assert_allclose(np.array(result["probabilities"]), reference["probabilities"], atol=1e-4)
+
+
+def test_int8_tflite_keeps_the_top_class_and_overwrite_replaces_the_folder(tiny_run, colour_dataset, tmp_path, exported):
+    out = tmp_path / "quantised"
+    out.mkdir()
+    (out / "stale.txt").write_text("from an earlier export")
+    verify_on = colour_dataset / "test" / "red"
+    refused = _export(tiny_run, "--out", out, "--format", "tflite", "--quantize", "int8")
+    assert refused.exit_code == 2 and "--overwrite" in refused.output
+    assert (out / "stale.txt").exists()
+
+    result = _export(tiny_run, "--out", out, "--format", "tflite", "--quantize", "int8",
+                     "--verify-images", verify_on, "--overwrite", "--json")
+    assert result.exit_code == 0, result.output
+    (check,) = json.loads(result.stdout)["checks"]
+    assert check["format"] == "tflite" and check["images"] == len(list(verify_on.iterdir()))
+    assert check["top_class_agreement"] >= 0.75 and check["requirement"].startswith("top class agrees")
+    assert sorted(path.name for path in out.iterdir()) == ["labels.txt", "metadata.json", "model.tflite"]
+    float_size = (exported[0] / "model.tflite").stat().st_size
+    assert (out / "model.tflite").stat().st_size < float_size / 2  # int8 weights: about a quarter
+    assert json.loads((out / "metadata.json").read_text())["tflite_quantization"] == "int8"
+
+
+def _when_staging_appears(folder, action):
+    """Call `action` as soon as an export's staging folder holds a SavedModel, from a thread."""
+
+    def watch():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if list(folder.glob(".model.partial-*/saved_model")):
+                return action()
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_ctrl_c_during_export_leaves_nothing_behind(tiny_run, tmp_path):
+    out = tmp_path / "model"
+    # interrupt_main raises KeyboardInterrupt in the exporting thread, exactly as Ctrl-C does.
+    watcher = _when_staging_appears(tmp_path, _thread.interrupt_main)
+    result = _export(tiny_run, "--out", out, "--format", "saved_model", "--format", "tflite", "--no-verify")
+    watcher.join()
+    assert result.exit_code == 130 and "Interrupted" in result.output
+    assert list(tmp_path.iterdir()) == []  # neither --out nor the staging folder
+
+
+def test_a_killed_export_leaves_nothing_at_out(tiny_run, tmp_path):
+    out = tmp_path / "model"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tlcli", "export", str(tiny_run), "--out", str(out), "--format", "saved_model",
+         "--format", "tflite"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    _when_staging_appears(tmp_path, process.kill).join()
+    assert process.wait(timeout=120) == -signal.SIGKILL
+    assert not out.exists()
+    assert [path.name.startswith(".model.partial-") for path in tmp_path.iterdir()] == [True]
+
+
+def test_bad_requests_fail_at_once_with_one_line(tiny_run, tmp_path, monkeypatch):
+    into_the_run = _export(tiny_run, "--out", tiny_run, "--overwrite")
+    assert into_the_run.exit_code == 2 and "holds the model being exported" in into_the_run.output
+    assert (tiny_run / "model.keras").is_file()
+
+    quantize_alone = _export(tiny_run, "--out", tmp_path / "a", "--quantize", "int8")
+    assert quantize_alone.exit_code == 2 and "applies to TFLite only" in quantize_alone.output
+
+    monkeypatch.setitem(sys.modules, "tf2onnx", None)  # as on a machine without the extra
+    no_onnx = _export(tiny_run, "--out", tmp_path / "b", "--format", "onnx")
+    assert no_onnx.exit_code == 2 and "tlcli[onnx]" in no_onnx.output
+    monkeypatch.undo()
+
+    lonely = tmp_path / "lonely"
+    lonely.mkdir()
+    (lonely / "model.keras").symlink_to(tiny_run / "model.keras")
+    (lonely / "labels.txt").write_text("blue\ngreen\nred\n")
+    no_data = _export(lonely / "model.keras", "--out", tmp_path / "c")
+    assert no_data.exit_code == 2 and "--data" in no_data.output and "--verify-images" in no_data.output
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["lonely"]  # nothing written
+
+
+def test_verification_thresholds_for_float_and_quantised_formats():
+    from tlcli.verify import compare
+
+    reference = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6], [0.5, 0.3, 0.2]])
+    assert compare("onnx", reference + 5e-5, reference, quantized=False).passed
+    drifted = compare("onnx", reference + 2e-4, reference, quantized=False)
+    assert not drifted.passed and drifted.max_abs_difference == pytest.approx(2e-4)
+    one_flip = reference.copy()
+    one_flip[0] = [0.1, 0.2, 0.7]
+    assert compare("tflite", one_flip, reference, quantized=True).top_class_agreement == 0.75
+    assert compare("tflite", one_flip, reference, quantized=True).passed
+    two_flips = one_flip.copy()
+    two_flips[1] = [0.8, 0.1, 0.1]
+    assert not compare("tflite", two_flips, reference, quantized=True).passed

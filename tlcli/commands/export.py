@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tlcli.console import err, out, print_json
+from tlcli.export import FORMATS, QUANTIZATIONS, ExportOptions, export_model  # TF is imported when it runs
+from tlcli.options import Json, Overwrite, RunPath
+
+NAME = "export"
+
+Format = Enum("Format", {name: name for name in FORMATS}, type=str)
+Quantize = Enum("Quantize", {name: name for name in QUANTIZATIONS}, type=str)
+
+
+def run(
+    model: RunPath,
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder to write (must not exist, unless --overwrite).", show_default=False)
+    ],
+    formats: Annotated[
+        Optional[list[Format]],
+        typer.Option("--format", "-f", help="Format to write; repeat for several. [default: saved_model]", show_default=False),
+    ] = None,
+    quantize: Annotated[
+        Optional[Quantize],
+        typer.Option(help="TFLite only: dynamic-range, float16 or int8 (calibrated on training images).", show_default=False),
+    ] = None,
+    overwrite: Overwrite = False,
+    verify: Annotated[
+        bool,
+        typer.Option(help="Reload each artefact in a fresh process and compare it with the Keras model."),
+    ] = True,
+    verify_images: Annotated[
+        Optional[list[Path]],
+        typer.Option(help="Images (files or folders) to verify on (and to calibrate int8 on without a dataset).",
+                     show_default=False),
+    ] = None,
+    data: Annotated[
+        Optional[Path],
+        typer.Option(help="The dataset, where the run's recorded one has moved.", show_default=False),
+    ] = None,
+    as_json: Json = False,
+) -> None:
+    """Export a trained model: SavedModel for serving, Keras, TFLite, ONNX; each verified by reloading."""
+    options = ExportOptions(
+        out=out_dir,
+        formats=tuple(choice.value for choice in formats or ()),
+        quantize=quantize.value if quantize else None,
+        overwrite=overwrite,
+        verify=verify,
+        verify_images=tuple(verify_images or ()),
+        data=data,
+    )
+    report = export_model(model, options, on_step=lambda message: err.print(f"[dim]{message}...[/]"))
+    if as_json:
+        print_json({
+            "out": str(report.out),
+            "files": {name: str(path) for name, path in report.files.items()},
+            "checks": [vars(check) for check in report.checks],
+        })
+        return
+    _print_report(report)
+
+
+def _print_report(report) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"Exported to {report.out}")
+    for column in ("format", "file", "size"):
+        table.add_column(column)
+    for name, path in report.files.items():
+        table.add_row(name, str(path), _size(path))
+    out.print(table)
+    if not report.checks:
+        out.print("[yellow]Not verified (--no-verify).[/]")
+        return
+    checks = Table(title="Reloaded in a fresh process and compared with the Keras model")
+    for column in ("format", "images", "max |difference|", "top class agrees", "required", ""):
+        checks.add_column(column)
+    for check in report.checks:
+        checks.add_row(
+            check.format, str(check.images), f"{check.max_abs_difference:.2e}", f"{check.top_class_agreement:.0%}",
+            check.requirement, "[green]ok[/]" if check.passed else "[red]failed[/]",
+        )
+    out.print(checks)
+
+
+def _size(path: Path) -> str:
+    size = sum(file.stat().st_size for file in path.rglob("*") if file.is_file()) if path.is_dir() else path.stat().st_size
+    return f"{size / 1e6:.1f} MB"
