@@ -95,7 +95,7 @@ class ExtractionResult:
     images: int
     feature_size: int
     skipped: list[Problem] = field(default_factory=list)  # files the data layer or TensorFlow refused
-    seconds: float = 0.0  # extraction proper: from the first image read to the file written
+    seconds: float = 0.0  # extraction proper: from building the pipeline to the file written
     first_batch_seconds: float | None = None  # from the start of the process to the first batch done
 
     @property
