@@ -37,9 +37,11 @@ def forward_pass(extractor):
     """The extractor's inference call as a tf.function, traced once per extractor and reused
     (cached training extracts train and val; a benchmark extracts many times)."""
     if extractor not in _FORWARD_PASSES:
+        # Through a weak reference, so that the cached function does not keep the model alive.
+        model = weakref.ref(extractor)
         # A tf.function forward pass: Keras's `predict` is slower and erratic on single batches.
         _FORWARD_PASSES[extractor] = tf.function(
-            lambda images: extractor(images, training=False), reduce_retracing=True
+            lambda images: model()(images, training=False), reduce_retracing=True
         )
     return _FORWARD_PASSES[extractor]
 
