@@ -23,7 +23,7 @@ STRENGTHS = {
     "rotation": (0.5, "rotate by up to this fraction of a full turn either way (0.1 = 36 degrees)"),
     "translation": (1.0, "shift by up to this fraction of the width and height"),
     "zoom": (0.9, "zoom in or out by up to this fraction"),
-    "crop": (0.9, "crop a random box whose sides are at least 1 - this of the image's, resized back"),
+    "crop": (0.9, "crop a random square keeping (1 - this) to all of each side, resized back"),
     "brightness": (1.0, "add up to this fraction of the pixel range (255) to every pixel"),
     "contrast": (1.0, "scale the contrast by a factor in [1 - this, 1 + this]"),
     "saturation": (1.0, "scale the saturation by up to (1 + this) / (1 - this) either way"),
@@ -124,6 +124,16 @@ def resolve_augment(
         return dataclasses.replace(base, **{**section, **overrides})
     except TypeError as error:  # an unknown key in overrides is a programming error
         raise ValueError(str(error)) from error
+
+
+def augmentation_from_options(
+    preset: str | None, flags: dict, config_path=None, default: str = "none"
+) -> AugmentConfig:
+    """Settings from parsed command-line values: --augment, the strength flags, --config FILE."""
+    from tlcli.config_file import load_toml, table
+
+    section = table(load_toml(config_path), "augmentation", config_path) if config_path else None
+    return resolve_augment(preset, overrides_from_flags(**flags), section, default)
 
 
 def describe(config: AugmentConfig) -> str:

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from tlcli.augment import FLIPS, PRESETS, STRENGTHS
 from tlcli.backbones import MODEL_NAMES
 
 DataPath = Annotated[
@@ -42,3 +43,55 @@ TestSplit = Annotated[
 Seed = Annotated[int, typer.Option(help="Random seed for splits, shuffling and initialisation.")]
 Strict = Annotated[bool, typer.Option("--strict", help="Treat any unusable file as an error.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
+
+# Augmentation: the same flags for `tlcli train` and `tlcli augment`. None means "not given",
+# so a preset or the TOML [augmentation] table decides (tlcli.augment.resolve_augment).
+_AUGMENTATION = "Augmentation (flags override --augment and the --config file)"
+
+
+def _strength(name: str):
+    largest, meaning = STRENGTHS[name]
+    return Annotated[
+        Optional[float],
+        typer.Option(
+            f"--{name}", help=f"0-{largest:g}: {meaning}.", rich_help_panel=_AUGMENTATION,
+            show_default=False,
+        ),
+    ]
+
+
+AugmentPreset = Annotated[
+    Optional[str],
+    typer.Option(
+        "--augment",
+        help="Augmentation preset: " + "|".join(PRESETS) + ".",
+        metavar="[" + "|".join(PRESETS) + "]",
+        rich_help_panel=_AUGMENTATION,
+        show_default=False,
+    ),
+]
+Rotation = _strength("rotation")
+Translation = _strength("translation")
+Zoom = _strength("zoom")
+Flip = Annotated[
+    Optional[str],
+    typer.Option(
+        help="Random mirroring: " + "|".join(FLIPS) + ".",
+        metavar="[" + "|".join(FLIPS) + "]",
+        rich_help_panel=_AUGMENTATION,
+        show_default=False,
+    ),
+]
+Crop = _strength("crop")
+Brightness = _strength("brightness")
+Contrast = _strength("contrast")
+Saturation = _strength("saturation")
+Hue = _strength("hue")
+Noise = _strength("noise")
+ConfigFile = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--config", help="TOML settings file; its \\[augmentation] table sets the same keys as the flags.",
+        show_default=False,
+    ),
+]
