@@ -120,10 +120,7 @@ def resolve_augment(
             f"Known keys: {PRESET_KEY}, {', '.join(FIELDS)}."
         )
     base = preset_config(preset or section_preset or default)
-    try:
-        return dataclasses.replace(base, **{**section, **overrides})
-    except TypeError as error:  # an unknown key in overrides is a programming error
-        raise ValueError(str(error)) from error
+    return dataclasses.replace(base, **{**section, **overrides})
 
 
 def augmentation_from_options(

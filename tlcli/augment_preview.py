@@ -98,7 +98,10 @@ def render_grid(labels: list[str], originals: np.ndarray, variants: np.ndarray):
     draw, font = ImageDraw.Draw(grid), _font()
     for column in range(columns):
         x, _ = cell_origin(0, column, image_size)
-        draw.text((x, GAP), "original" if column == 0 else f"variant {column}", fill="black", font=font)
+        title = "original" if column == 0 else f"variant {column}"
+        if draw.textlength(title, font=font) > image_size + GAP:  # narrow cells: short titles
+            title = "orig." if column == 0 else str(column)
+        draw.text((x, GAP), title, fill="black", font=font)
     for row, label in enumerate(labels):
         x, y = cell_origin(row, 0, image_size)
         text = label if draw.textlength(label, font=font) <= LABEL_WIDTH - GAP else label[:12] + "..."

@@ -60,28 +60,21 @@ def _strength(name: str):
     ]
 
 
-AugmentPreset = Annotated[
-    Optional[str],
-    typer.Option(
-        "--augment",
-        help="Augmentation preset: " + "|".join(PRESETS) + ".",
-        metavar="[" + "|".join(PRESETS) + "]",
-        rich_help_panel=_AUGMENTATION,
-        show_default=False,
-    ),
-]
+def _choice(flag: str, choices, meaning: str):
+    return Annotated[
+        Optional[str],
+        typer.Option(
+            flag, help=f"{meaning}: {'|'.join(choices)}.", metavar="[" + "|".join(choices) + "]",
+            rich_help_panel=_AUGMENTATION, show_default=False,
+        ),
+    ]
+
+
+AugmentPreset = _choice("--augment", PRESETS, "Augmentation preset")
 Rotation = _strength("rotation")
 Translation = _strength("translation")
 Zoom = _strength("zoom")
-Flip = Annotated[
-    Optional[str],
-    typer.Option(
-        help="Random mirroring: " + "|".join(FLIPS) + ".",
-        metavar="[" + "|".join(FLIPS) + "]",
-        rich_help_panel=_AUGMENTATION,
-        show_default=False,
-    ),
-]
+Flip = _choice("--flip", FLIPS, "Random mirroring")
 Crop = _strength("crop")
 Brightness = _strength("brightness")
 Contrast = _strength("contrast")
