@@ -213,6 +213,7 @@ def test_preview_is_reproducible_and_accepts_a_single_image(tmp_path):
         (["--rotation", "-0.2"], "--rotation -0.2 is out of range"),
         (["--samples", "0"], "--samples 0 is too small"),
         (["--out", "{tmp}/preview.jpg"], "is not a .png file name"),
+        (["--config", "{tmp}/missing.toml"], "missing.toml does not exist"),
     ],
 )
 def test_bad_preview_options_exit_with_one_line_and_write_nothing(colour_dataset, tmp_path, arguments, words):

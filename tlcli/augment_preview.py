@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from tlcli.augment import AugmentConfig, build_augmenter
-from tlcli.data import Sample, load_dataset
+from tlcli.data import Sample, SplitOptions, load_dataset
 from tlcli.errors import TlcliError
 from tlcli.images import Problem, check_image
 from tlcli.runs import write_atomic
@@ -53,7 +53,7 @@ def _image_or_dataset(path: Path, count: int, seed: int) -> list[tuple[Sample, s
         if isinstance(checked, Problem):
             raise TlcliError(f"{path} cannot be used: {checked.reason}. Pass an image or a dataset folder.")
         return [(Sample(path, 0, checked.needs_pil), path.name)]
-    dataset = load_dataset(path)
+    dataset = load_dataset(path, SplitOptions(seed=seed))  # the training split train would use
     split = "train" if "train" in dataset.splits else next(iter(dataset.splits))
     return choose_samples(dataset.splits[split], dataset.class_names, count, seed)
 
@@ -100,7 +100,7 @@ def render_grid(labels: list[str], originals: np.ndarray, variants: np.ndarray):
         x, _ = cell_origin(0, column, image_size)
         title = "original" if column == 0 else f"variant {column}"
         if draw.textlength(title, font=font) > image_size + GAP:  # narrow cells: short titles
-            title = "orig." if column == 0 else str(column)
+            title = "" if column == 0 else str(column)
         draw.text((x, GAP), title, fill="black", font=font)
     for row, label in enumerate(labels):
         x, y = cell_origin(row, 0, image_size)
