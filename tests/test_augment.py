@@ -84,6 +84,31 @@ def test_noise_has_the_requested_standard_deviation():
     assert abs(np.mean(result - 128.0)) < 0.5
 
 
+def test_saturation_changes_the_saturation_and_keeps_the_hue():
+    orange = np.tile(np.array([200.0, 150.0, 100.0], np.float32), (32, 4, 4, 1))
+    result = _augment(AugmentConfig(saturation=1.0), orange)[:, 0, 0]
+    assert np.allclose(result[:, 0], 200, atol=0.5)  # the value (brightest channel) stays
+    assert np.allclose(result[:, 1], (result[:, 0] + result[:, 2]) / 2, atol=0.5)  # so does the hue
+    spread = result[:, 0] - result[:, 2]
+    assert spread.min() < 60 and spread.max() > 140  # from greyer to fully saturated (200, 100, 0)
+
+
+def test_hue_turns_the_colour_and_keeps_saturation_and_value():
+    orange = np.tile(np.array([200.0, 150.0, 100.0], np.float32), (32, 4, 4, 1))
+    result = _augment(AugmentConfig(hue=0.5), orange)[:, 0, 0]
+    assert np.allclose(result.max(axis=1), 200, atol=1) and np.allclose(result.min(axis=1), 100, atol=1)
+    assert (np.abs(result - orange[0, 0, 0]).max(axis=1) > 20).sum() > 16
+
+
+def test_contrast_scales_each_image_about_its_mean_within_its_range():
+    images = _ramp_batch() * 0.5 + 60  # room either side, so nothing is clipped
+    result = _augment(AugmentConfig(contrast=0.3), images)
+    mean = images.mean(axis=(1, 2), keepdims=True)
+    factors = ((result - mean) / (images - mean + 1e-6))[:, 5, 3, 0]
+    assert np.allclose(result.mean(axis=(1, 2)), mean[:, 0, 0], atol=0.1)
+    assert factors.min() >= 0.7 - 1e-3 and factors.max() <= 1.3 + 1e-3 and factors.std() > 0.05
+
+
 @pytest.mark.parametrize("name", [name for name in STRENGTHS if name not in ("brightness", "noise")])
 def test_every_technique_changes_images_and_keeps_shape_and_range(name):
     images = _ramp_batch(count=8)

@@ -58,9 +58,11 @@ class Augmenter:
             self.colour.append(keras.layers.RandomContrast(config.contrast, value_range=(0, 255)))
         if config.saturation > 0:
             # Keras maps a factor f to a saturation scale f / (1 - f): 0.5 leaves images alone.
+            # It clips the saturation channel, always in [0, 1], to value_range (the HSV round
+            # trip itself works on any pixel scale), so (0, 1) is right for [0, 255] images.
             half = config.saturation / 2
             self.colour.append(
-                keras.layers.RandomSaturation((0.5 - half, min(0.5 + half, 0.999)), value_range=(0, 255))
+                keras.layers.RandomSaturation((0.5 - half, min(0.5 + half, 0.999)), value_range=(0, 1))
             )
         if config.hue > 0:
             self.colour.append(keras.layers.RandomHue(config.hue, value_range=(0, 255)))
