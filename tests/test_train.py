@@ -290,3 +290,15 @@ def test_finetune_resumes_after_sigkill_without_repeating_finished_stages(tiny_r
     rows = history(run_dir)
     assert [(int(r["epoch"]), r["stage"]) for r in rows] == [
         (1, "stage1-block5"), (2, "stage1-block5"), (3, "stage2-block4"), (4, "stage2-block4"), (5, "stage2-block4")]
+
+
+def test_training_with_augmentation_goes_end_to_end_and_says_so(colour_dataset, tmp_path):
+    settings = tmp_path / "settings.toml"
+    settings.write_text('[augmentation]\naugment = "light"\nnoise = 0.02\n')
+    result = invoke("train", colour_dataset, "--model", "vgg16", "--weights", "none", "--image-size", 32,
+                    "--epochs", 1, "--config", settings, "--rotation", 0.2, "--out", tmp_path / "run")
+    assert "features are not cached" in result.output
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["route"] == "end to end"
+    assert config["augmentation"]["rotation"] == 0.2 and config["augmentation"]["noise"] == 0.02
+    assert config["augmentation"]["flip"] == "horizontal"  # from the light preset

@@ -23,13 +23,23 @@ ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "gelu", "tanh", "sigmoid")
 def load_toml(path: Path) -> dict:
     """Read a TOML settings file; keys may use dashes or underscores."""
     path = Path(path).expanduser()
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise TlcliError(f"--config {path} {what}. Pass a TOML settings file.")
     try:
-        document = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise TlcliError(f"--config {path}: no such file. Give the path of a TOML settings file.") from None
-    except tomllib.TOMLDecodeError as error:
-        raise TlcliError(f"--config {path} is not valid TOML: {error}. Fix the file and retry.") from None
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise TlcliError(f"--config {path} is not valid TOML ({error}). Fix the file.") from None
     return _normalise_keys(document)
+
+
+def table(document: dict, name: str, path: Path | None = None) -> dict:
+    """One `[name]` table of a loaded file ({} when absent)."""
+    section = document.get(name, {})
+    if not isinstance(section, dict):
+        where = f"--config {path}: " if path else ""
+        raise TlcliError(f"{where}{name} must be a [{name}] table, not {section!r}.")
+    return section
 
 
 def _normalise_keys(document: dict) -> dict:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from tlcli import __version__
+from tlcli.augment import AugmentConfig, build_augmenter, describe
 from tlcli.backbones import get_backbone, resolve_image_size
 from tlcli.config import TrainConfig
 from tlcli.console import err
@@ -52,11 +53,11 @@ def versions() -> dict:
 def train(
     config: TrainConfig,
     *,
+    augmentation: AugmentConfig | None = None,
     distribution: DistributeConfig = DistributeConfig(),
     overwrite: bool = False,
     resume: bool = False,
     quiet: bool = False,
-    augment=None,
 ) -> Outcome:
     placement = place(distribution, config.data)  # first: multi-worker collectives need it so
     spec = get_backbone(config.model)
@@ -69,9 +70,14 @@ def train(
     report_dataset(dataset, quiet)
     report_placement(placement, fit_config.batch_size, quiet)
     run_dir = Path(config.out) if config.out else default_run_dir(spec.name)
+    augmentation = augmentation or AugmentConfig()
+    augment = build_augmenter(augmentation, fit_config.seed)
     route = "cached features" if config.cache_features and augment is None else "end to end"
     if config.cache_features and augment is not None and not quiet:
-        err.print("Augmentation is on: the backbone sees new pixels every epoch, so features are not cached.")
+        err.print(
+            f"Augmentation is on ({describe(augmentation)}): the backbone sees new pixels every epoch, "
+            "so features are not cached; training end to end."
+        )
 
     set_seed(fit_config.seed)
     num_classes = len(dataset.class_names)
@@ -94,6 +100,7 @@ def train(
         "image_size": image_size,
         "preprocessing": spec.preprocessing,
         "route": route,
+        "augmentation": augmentation.to_dict(),
         "distribution": placement.describe(),
         "global_batch_size": placement.global_batch(fit_config.batch_size),
         **dataset_facts(dataset),
