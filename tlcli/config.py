@@ -76,6 +76,20 @@ def merge_settings(given: dict, explicit: set[str], file_settings: dict, allowed
     return merged
 
 
+def command_settings(context, values: dict, exclude: set[str], renamed: dict[str, str], config_path,
+                     section: str | None = None) -> dict:
+    """A command's settings: its option values (named as the config dataclasses name them),
+    with a --config file supplying whatever was not typed on the command line."""
+    settings = {renamed.get(key, key): value for key, value in values.items() if key not in exclude}
+    if config_path is None:
+        return settings
+    explicit = {renamed.get(name, name) for name in given_on_command_line(context)}
+    document = load_toml(config_path)
+    if section and isinstance(document.get(section), dict):
+        document = document[section]
+    return merge_settings(settings, explicit, document, set(settings))
+
+
 def parse_dense(value) -> tuple[int, ...]:
     """`--dense 512,128` (or a TOML list) -> (512, 128); empty for none."""
     if value in (None, "", "none", 0):

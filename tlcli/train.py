@@ -101,22 +101,13 @@ def train(
         "preprocessing": spec.preprocessing,
         "route": route,
         "augmentation": augmentation.to_dict(),
-        "distribution": placement.describe(),
-        "global_batch_size": placement.global_batch(fit_config.batch_size),
-        **dataset_facts(dataset),
-        "versions": versions(),
+        **run_facts(placement, fit_config.batch_size, dataset),
     }
     requested_dir = run_dir
-    run_dir = open_run_dir(worker_run_dir(run_dir, placement), placement, overwrite=overwrite, resume=resume)
-    if resume:
-        check_same_settings(run_dir, document)
-    write_json(run_dir / CONFIG, document)
-    write_atomic(run_dir / LABELS, "\n".join(dataset.class_names) + "\n")
+    run_dir = start_run(run_dir, placement, document, dataset.class_names, overwrite=overwrite, resume=resume)
 
     train_samples, val_samples = dataset.split("train"), dataset.splits.get("val", ())
-    class_weights = None
-    if fit_config.class_weight == "balanced":
-        class_weights = balanced_class_weights(np.array([s.label for s in train_samples]), num_classes)
+    class_weights = class_weights_for(fit_config, train_samples, num_classes)
     history = History.load(run_dir / HISTORY)
     batch_size, seed = fit_config.batch_size, fit_config.seed
 
@@ -173,6 +164,34 @@ def image_batches(placement: Placement, samples, image_size: int, batch_size: in
         return with_targets(images, num_classes, class_weights)
 
     return distribute(placement, make, len(samples), batch_size)
+
+
+def run_facts(placement: Placement, batch_size: int, dataset: Dataset) -> dict:
+    """What config.json records of any run besides its options: where it ran, on what data."""
+    return {
+        "distribution": placement.describe(),
+        "global_batch_size": placement.global_batch(batch_size),
+        **dataset_facts(dataset),
+        "versions": versions(),
+    }
+
+
+def start_run(requested: Path, placement: Placement, document: dict, class_names, *, overwrite: bool,
+              resume: bool) -> Path:
+    """Open this process's run directory and write config.json and labels.txt into it."""
+    run_dir = open_run_dir(worker_run_dir(requested, placement), placement, overwrite=overwrite, resume=resume)
+    if resume:
+        check_same_settings(run_dir, document)
+    write_json(run_dir / CONFIG, document)
+    write_atomic(run_dir / LABELS, "\n".join(class_names) + "\n")
+    return run_dir
+
+
+def class_weights_for(fit_config, samples, num_classes: int):
+    """Per-class weights for --class-weight balanced, else None."""
+    if fit_config.class_weight != "balanced":
+        return None
+    return balanced_class_weights(np.array([sample.label for sample in samples]), num_classes)
 
 
 def open_run_dir(run_dir: Path, placement: Placement, *, overwrite: bool, resume: bool) -> Path:

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tlcli.config import FitConfig, TrainConfig, given_on_command_line, load_toml, merge_settings, parse_dense, split_fit_settings
+from tlcli.config import FitConfig, TrainConfig, command_settings, parse_dense, split_fit_settings
 from tlcli.console import out
 from tlcli.distribute import DistributeConfig
 from tlcli.options import (
@@ -70,11 +70,7 @@ def run(
 ) -> None:
     """Train a new head on a frozen backbone (feature-extraction transfer learning)."""
     given = locals()
-    settings = {key: value for key, value in given.items() if key not in _NOT_SETTINGS}
-    settings["out"] = settings.pop("out_dir")
-    explicit = {"out" if name == "out_dir" else name for name in given_on_command_line(ctx)}
-    if config is not None:
-        settings = merge_settings(settings, explicit, load_toml(config), set(settings))
+    settings = command_settings(ctx, given, _NOT_SETTINGS, {"out_dir": "out"}, config)
     settings["dense"] = parse_dense(settings["dense"])
     rest, fit = split_fit_settings(settings)
     train_config = TrainConfig(data=data, fit=fit, **rest)
