@@ -11,12 +11,12 @@ import numpy as np
 
 from tlcli import __version__
 from tlcli.backbones import get_backbone, resolve_image_size
-from tlcli.config import TrainConfig
+from tlcli.config import FitConfig, TrainConfig
 from tlcli.console import err
 from tlcli.curves import plot_curves
 from tlcli.data import Dataset, SplitOptions, load_dataset
 from tlcli.errors import TlcliError
-from tlcli.features import extract_features
+from tlcli.features import Features, extract_features
 from tlcli.model import build_classifier, build_head
 from tlcli.pipeline import image_dataset, tf
 from tlcli.runs import (
@@ -75,16 +75,7 @@ def train(
     set_seed(fit_config.seed)
     base = build_base(spec, image_size, weights)
     num_classes = len(dataset.class_names)
-    pool_output = base.output_shape[1:] if config.pooling == "flatten" else (spec.feature_size,)
-    feature_shape = (int(np.prod(pool_output)),)
-    head = build_head(
-        feature_shape,
-        num_classes,
-        dense=config.dense,
-        activation=config.activation,
-        dropout=config.dropout,
-        l2=0.0 if fit_config.optimizer == "adamw" else fit_config.weight_decay,
-    )
+    head = build_config_head(config, pooled_feature_shape(spec, base, config.pooling), num_classes)
     model = build_classifier(spec, image_size, base, head, config.pooling)
 
     document = {
@@ -103,32 +94,17 @@ def train(
     write_atomic(run_dir / LABELS, "\n".join(dataset.class_names) + "\n")
 
     train_samples, val_samples = dataset.split("train"), dataset.splits.get("val", ())
-    class_weight = None
-    if fit_config.class_weight == "balanced":
-        class_weight = balanced_class_weight(np.array([s.label for s in train_samples]), num_classes)
+    class_weight = class_weight_for(fit_config, np.array([s.label for s in train_samples]), num_classes)
     history = History.load(run_dir / HISTORY)
     batch_size = fit_config.batch_size
-    steps = max(1, -(-len(train_samples) // batch_size))
 
     if route == "cached features":
-        extractor = keras.Model(model.input, model.get_layer(f"{config.pooling}_pool").output)
-        train_features = _features(extractor, train_samples, image_size, batch_size, "train", quiet)
-        val_features = _features(extractor, val_samples, image_size, batch_size, "val", quiet) if val_samples else None
-
-        def batches(features, shuffle):
-            data = tf.data.Dataset.from_tensor_slices(
-                (features.features, tf.one_hot(features.labels, num_classes))
-            )
-            if shuffle:
-                data = data.shuffle(len(features.labels), seed=fit_config.seed, reshuffle_each_iteration=True)
-            return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-        compile_model(head, fit_config, fit_config.learning_rate, steps * fit_config.epochs)
-        train_data = batches(train_features, shuffle=True)
-        val_data = batches(val_features, shuffle=False) if val_features else None
+        train_features, val_features = cached_features(model, config.pooling, train_samples, val_samples,
+                                                       image_size, batch_size, quiet)
+        train_data = feature_batches(train_features, num_classes, batch_size, fit_config.seed, shuffle=True)
+        val_data = feature_batches(val_features, num_classes, batch_size) if val_features else None
         trained = head
     else:
-        compile_model(model, fit_config, fit_config.learning_rate, steps * fit_config.epochs)
         train_data = with_one_hot(
             image_dataset(train_samples, image_size, batch_size, shuffle=True, seed=fit_config.seed, augment=augment),
             num_classes,
@@ -139,17 +115,72 @@ def train(
         trained = model
 
     with resumable(run_dir):
-        result = fit(
-            trained, train_data, val_data, fit_config,
-            epochs=fit_config.epochs, steps_per_epoch=steps, run_dir=run_dir, stage="train",
+        metrics = fit_and_measure(
+            trained, train_data, val_data, fit_config, num_train=len(train_samples), run_dir=run_dir,
             history=history, class_weight=class_weight, quiet=quiet,
         )
+    save_outcome(run_dir, model, history, metrics)
+    return Outcome(run_dir, metrics, route)
+
+
+def pooled_feature_shape(spec, base, pooling: str) -> tuple[int]:
+    pool_output = base.output_shape[1:] if pooling == "flatten" else (spec.feature_size,)
+    return (int(np.prod(pool_output)),)
+
+
+def build_config_head(config: TrainConfig, feature_shape: tuple[int, ...], num_classes: int):
+    """The head a TrainConfig describes; weight decay is an L2 penalty except with adamw."""
+    # The seed is set again here so that a head depends only on its own settings, whatever
+    # was built before it: a `tlcli tune` trial and the `tlcli train` it recommends then match.
+    set_seed(config.fit.seed)
+    return build_head(
+        feature_shape,
+        num_classes,
+        dense=config.dense,
+        activation=config.activation,
+        dropout=config.dropout,
+        l2=0.0 if config.fit.optimizer == "adamw" else config.fit.weight_decay,
+    )
+
+
+def class_weight_for(fit_config: FitConfig, labels: np.ndarray, num_classes: int) -> dict | None:
+    if fit_config.class_weight == "balanced":
+        return balanced_class_weight(labels, num_classes)
+    return None
+
+
+def cached_features(model, pooling: str, train_samples, val_samples, image_size: int, batch_size: int, quiet: bool):
+    """(train, val) features of a classifier's frozen backbone, computed once; val is None without samples."""
+    extractor = keras.Model(model.input, model.get_layer(f"{pooling}_pool").output)
+    train_features = _features(extractor, train_samples, image_size, batch_size, "train", quiet)
+    val_features = _features(extractor, val_samples, image_size, batch_size, "val", quiet) if val_samples else None
+    return train_features, val_features
+
+
+def feature_batches(features: Features, num_classes: int, batch_size: int, seed: int = 0, shuffle: bool = False):
+    data = tf.data.Dataset.from_tensor_slices((features.features, tf.one_hot(features.labels, num_classes)))
+    if shuffle:
+        data = data.shuffle(len(features.labels), seed=seed, reshuffle_each_iteration=True)
+    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def fit_and_measure(
+    trained, train_data, val_data, fit_config: FitConfig, *, num_train: int, run_dir: Path,
+    history: History, class_weight: dict | None, quiet: bool,
+) -> dict:
+    """Compile, fit (early stopping restores the best weights) and measure on the validation data."""
+    steps = max(1, -(-num_train // fit_config.batch_size))
+    compile_model(trained, fit_config, fit_config.learning_rate, steps * fit_config.epochs)
+    result = fit(
+        trained, train_data, val_data, fit_config,
+        epochs=fit_config.epochs, steps_per_epoch=steps, run_dir=run_dir, stage="train",
+        history=history, class_weight=class_weight, quiet=quiet,
+    )
     metrics = {"best_epoch": result.best_epoch, "epochs_run": history.last_epoch, "seconds": round(result.seconds, 2)}
     if val_data is not None:
         loss, accuracy = trained.evaluate(val_data, verbose=0)
         metrics.update(val_loss=float(loss), val_accuracy=float(accuracy))
-    save_outcome(run_dir, model, history, metrics)
-    return Outcome(run_dir, metrics, route)
+    return metrics
 
 
 def _features(extractor, samples, image_size, batch_size, split, quiet):
