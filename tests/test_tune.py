@@ -33,10 +33,22 @@ def write_space(path, text):
 
 @pytest.fixture(scope="module")
 def grid_search(colour_dataset, tmp_path_factory):
+    """A 2x2 grid from a --config file: fixed settings on top, then [tune] and [space] tables."""
     root = tmp_path_factory.mktemp("tune")
-    space = write_space(root / "space.toml", "learning_rate = [0.01, 0.03]\ndense = [[], [8]]\n")
+    settings = write_space(root / "tune.toml", """
+model = "vgg16"
+weights = "none"
+image-size = 32
+epochs = 2
+optimizer = "sgd"
+[tune]
+search = "grid"
+[space]
+learning_rate = [0.01, 0.03]
+dense = [[], [8]]
+""")
     tune_dir = root / "grid"
-    result = invoke("tune", colour_dataset, *COMMON, "--search", "grid", "--space", space, "--out", tune_dir)
+    result = invoke("tune", colour_dataset, "--config", settings, "--out", tune_dir)
     return tune_dir, result.output
 
 
@@ -65,7 +77,7 @@ def test_best_toml_trains_with_tlcli_train_and_reproduces_the_best_trial(grid_se
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["learning_rate"] == best["params"]["learning_rate"]
     assert config["dense"] == best["params"]["dense"]
-    assert (config["model"], config["image_size"], config["epochs"]) == ("vgg16", 32, 2)
+    assert (config["model"], config["image_size"], config["epochs"], config["optimizer"]) == ("vgg16", 32, 2, "sgd")
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["val_loss"] == pytest.approx(best["val_loss"], rel=1e-3)
 

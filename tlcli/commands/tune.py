@@ -87,17 +87,18 @@ def run(
 def print_leaderboard(outcome, objective: str) -> None:
     from rich.table import Table
 
-    from tlcli.tuning import format_value
+    from tlcli.tuning import format_params
 
-    names = sorted({key for record in outcome.leaderboard for key in record["params"]})
     table = Table(title=f"Leaderboard by {objective} ({outcome.ran} run now, {outcome.skipped} earlier)")
-    for column in ("rank", "trial", *names, objective, "epochs", "seconds"):
-        table.add_column(column, justify="left" if column in names else "right")
+    table.add_column("rank", justify="right", no_wrap=True)
+    table.add_column("trial", justify="right", no_wrap=True)
+    table.add_column("parameters", ratio=1)
+    for column in (objective, "epochs", "seconds"):
+        table.add_column(column, justify="right", no_wrap=True)
     for record in outcome.leaderboard:
         score = "diverged" if record["objective"] is None else f"{record['objective']:.4f}"
         table.add_row(
-            str(record["rank"]), str(record["trial"]),
-            *(format_value(record["params"].get(name, "")) for name in names),
+            str(record["rank"]), str(record["trial"]), format_params(record["params"]),
             score, f"{record['best_epoch']}/{record['epochs_run']}", f"{record['seconds']:.1f}",
         )
     out.print(table)
