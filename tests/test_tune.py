@@ -142,7 +142,7 @@ def test_random_trials_are_a_seeded_prefix():
         ("learning_rate = ['fast']\n", (), "is not a number"),
         ("dense = ['wide']\n", (), "is not a list of layer sizes"),
         ("learning_rate = [0.1\n", (), "is not valid TOML"),
-        ("dropout = [0.1]\n", ("--search", "bayesian"), "--search bayesian is not supported yet"),
+        ("dropout = [0.1]\n", ("--search", "annealing"), "--search 'annealing' is not one of"),
     ],
 )
 def test_bad_search_spaces_are_one_line_errors(colour_dataset, tmp_path, space, args, message):
@@ -151,3 +151,21 @@ def test_bad_search_spaces_are_one_line_errors(colour_dataset, tmp_path, space, 
     assert message in result.output
     assert result.output.strip().startswith("Error:") and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_bayesian_search_records_each_trial_and_resumes_without_repeating(colour_dataset, tmp_path):
+    space = write_space(tmp_path / "space.toml", "learning_rate = {low = 0.001, high = 0.1, log = true}\n"
+                        "dense = [[], [8]]\n")
+    args = ("tune", colour_dataset, *COMMON, "--search", "bayesian", "--space", space, "--out", tmp_path / "bo")
+    invoke(*args, "--trials", 2)
+    first = leaderboard(tmp_path / "bo")
+    assert sorted(t["trial"] for t in first) == [1, 2]
+    result = invoke(*args, "--trials", 3, "--resume")
+    assert "1 run now, 2 earlier" in result.output
+    resumed = {t["trial"]: t for t in leaderboard(tmp_path / "bo")}
+    assert sorted(resumed) == [1, 2, 3]
+    for old in first:
+        assert resumed[old["trial"]]["seconds"] == old["seconds"] and resumed[old["trial"]]["params"] == old["params"]
+    settings = tomllib.loads((tmp_path / "bo" / "best.toml").read_text())
+    best = leaderboard(tmp_path / "bo")[0]["params"]
+    assert (settings["learning_rate"], settings["dense"]) == (best["learning_rate"], best["dense"])

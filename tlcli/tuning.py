@@ -4,10 +4,12 @@ The frozen backbone's features are computed once for the train and validation im
 trial then builds a head, fits it on those features with early stopping and is scored on the
 validation features, so a trial costs seconds rather than a pass over the images.
 
-The search itself uses scikit-learn's ParameterGrid and ParameterSampler: already installed,
-small, and reproducible under a seed (ParameterSampler draws from one seeded generator, in
-sorted key order). KerasTuner would add bayesian optimisation and hyperband, but it owns the
-trial loop, the directory layout and resumption; grid and random search need none of that.
+Grid and random search use scikit-learn's ParameterGrid and ParameterSampler: already
+installed, small, and reproducible under a seed (ParameterSampler draws from one seeded
+generator, in sorted key order), and they plan every trial up front, so a resumed search knows
+which trials are left. Bayesian optimisation and hyperband choose each trial from the results
+so far; for those, KerasTuner's oracles propose the values (tlcli/adaptive_search.py), and
+tlcli runs and records the trials the same way.
 
 The tuning directory (`--out`):
 
@@ -16,6 +18,7 @@ The tuning directory (`--out`):
     leaderboard.json  the same, with every trial's full result
     best.toml         the best trial as settings that `tlcli train --config best.toml DATA` takes
     trials/NNNN/      each trial's history.csv and TensorBoard logs
+    keras_tuner/      the oracle's state (bayesian and hyperband)
 
 Each finished trial is recorded at once (atomically), so `--resume` skips it.
 """
@@ -35,8 +38,9 @@ from tlcli.config import FitConfig, TrainConfig, parse_dense, split_fit_settings
 from tlcli.errors import TlcliError
 from tlcli.runs import HISTORY, default_run_dir, finish_run_dir, write_atomic, write_json
 
-SEARCHES = ("grid", "random")
-NOT_YET_SUPPORTED = ("bayesian", "hyperband")
+PLANNED_SEARCHES = ("grid", "random")  # scikit-learn plans every trial up front
+ADAPTIVE_SEARCHES = ("bayesian", "hyperband")  # KerasTuner picks each trial from the results so far
+SEARCHES = PLANNED_SEARCHES + ADAPTIVE_SEARCHES
 OBJECTIVES = {"val_loss": "minimise", "val_accuracy": "maximise"}
 
 # What a head search may vary, and the type of each value.
@@ -220,11 +224,6 @@ class TuneConfig:
 
 
 def check_search(search: str) -> None:
-    if search in NOT_YET_SUPPORTED:
-        raise TlcliError(
-            f"--search {search} is not supported yet: tlcli tune runs grid and random search. "
-            "Use --search grid or --search random."
-        )
     if search not in SEARCHES:
         raise TlcliError(f"--search {search!r} is not one of: {', '.join(SEARCHES)}.")
 
@@ -263,7 +262,6 @@ def tune(config: TuneConfig, *, overwrite: bool = False, resume: bool = False, q
     spec = get_backbone(base.model)
     image_size = resolve_image_size(spec, base.image_size)
     weights = parse_weights(base.weights)
-    planned = plan_trials(config.space, config.search, config.trials or 10, base.fit.seed)
     dataset = load_dataset(base.data, SplitOptions(base.val_split, base.test_split, base.fit.seed), strict=base.strict)
     train_samples, val_samples = dataset.split("train"), dataset.splits.get("val", ())
     if not val_samples:
@@ -275,46 +273,67 @@ def tune(config: TuneConfig, *, overwrite: bool = False, resume: bool = False, q
 
     out_dir = prepare_tune_dir(Path(config.out) if config.out else default_run_dir(spec.name, "tune-"),
                                config, overwrite=overwrite, resume=resume)
-    finished = read_leaderboard(out_dir) if resume else []
-    done = {trial_key(record["params"]) for record in finished}
-    pending = [(number, params) for number, params in enumerate(planned, start=1) if trial_key(params) not in done]
-    skipped = len(planned) - len(pending)
+    finished = {record["trial"]: record for record in (read_leaderboard(out_dir) if resume else [])}
+    adaptive = config.search in ADAPTIVE_SEARCHES
+    if adaptive:  # hyperband's number of trials follows from --epochs
+        pending, total = None, config.trials or 10 if config.search == "bayesian" else None
+    else:
+        planned = plan_trials(config.space, config.search, config.trials or 10, base.fit.seed)
+        done = {trial_key(record["params"]) for record in finished.values()}
+        pending = [(number, params) for number, params in enumerate(planned, start=1) if trial_key(params) not in done]
+        total = len(planned)
+        if not quiet:
+            err.print(f"{config.search.capitalize()} search: {total} trial(s), {total - len(pending)} finished earlier.")
     best_settings_base = dataclasses.replace(base, image_size=image_size)
-    if not quiet:
-        err.print(f"{config.search.capitalize()} search: {len(planned)} trial(s), {skipped} finished earlier.")
-    if pending:
-        set_seed(base.fit.seed)  # as train does before building the backbone: the same features
-        extractor = build_feature_extractor(spec, image_size, weights, base.pooling)
-        train_features, val_features = cached_features(
-            extractor, base.pooling, train_samples, val_samples, image_size, base.fit.batch_size, quiet
+    if not pending and not adaptive:
+        return TuneOutcome(out_dir, write_tune_results(out_dir, list(finished.values()), config, best_settings_base),
+                           ran=0, skipped=len(finished))
+
+    set_seed(base.fit.seed)  # as train does before building the backbone: the same features
+    extractor = build_feature_extractor(spec, image_size, weights, base.pooling)
+    train_features, val_features = cached_features(
+        extractor, base.pooling, train_samples, val_samples, image_size, base.fit.batch_size, quiet
+    )
+    num_classes = len(dataset.class_names)
+    feature_shape = tuple(extractor.output_shape[1:])
+    class_weight = class_weight_for(base.fit, train_features.labels, num_classes)
+    earlier = len(finished)
+
+    def run_trial(number: int, params: dict) -> dict:
+        """Fit one head on the cached features; record the result at once."""
+        trial = trial_config(base, params)
+        trial_dir = out_dir / TRIALS / f"{number:04d}"
+        shutil.rmtree(trial_dir, ignore_errors=True)  # an unfinished trial starts over
+        head = build_config_head(trial, feature_shape, num_classes)
+        fit_config = trial.fit
+        metrics = fit_and_measure(
+            head,
+            feature_batches(train_features, num_classes, fit_config.batch_size, fit_config.seed, shuffle=True),
+            feature_batches(val_features, num_classes, fit_config.batch_size),
+            fit_config, num_train=len(train_features.labels), run_dir=trial_dir,
+            history=History(trial_dir / HISTORY), class_weight=class_weight, quiet=True,
         )
-        num_classes = len(dataset.class_names)
-        feature_shape = tuple(extractor.output_shape[1:])
-        class_weight = class_weight_for(base.fit, train_features.labels, num_classes)
+        finish_run_dir(trial_dir)
+        record = trial_record(number, params, metrics, config.objective)
+        finished[number] = record
+        write_tune_results(out_dir, list(finished.values()), config, best_settings_base)
+        if not quiet:
+            err.print(f"trial {number}{f'/{total}' if total else ''}: {format_params(params)} -> "
+                      f"{config.objective} {_format_number(record['objective'])} "
+                      f"({record['epochs_run']} epochs, {record['seconds']:.1f} s)")
+        return record
+
     with resumable(out_dir):
-        for number, params in pending:
-            trial = trial_config(base, params)
-            trial_dir = out_dir / TRIALS / f"{number:04d}"
-            shutil.rmtree(trial_dir, ignore_errors=True)  # an unfinished trial starts over
-            head = build_config_head(trial, feature_shape, num_classes)
-            fit_config = trial.fit
-            metrics = fit_and_measure(
-                head,
-                feature_batches(train_features, num_classes, fit_config.batch_size, fit_config.seed, shuffle=True),
-                feature_batches(val_features, num_classes, fit_config.batch_size),
-                fit_config, num_train=len(train_features.labels), run_dir=trial_dir,
-                history=History(trial_dir / HISTORY), class_weight=class_weight, quiet=True,
-            )
-            finish_run_dir(trial_dir)
-            record = trial_record(number, params, metrics, config.objective)
-            finished.append(record)
-            write_tune_results(out_dir, finished, config, best_settings_base)
-            if not quiet:
-                err.print(f"trial {number}/{len(planned)}: {format_params(params)} -> "
-                          f"{config.objective} {_format_number(record['objective'])} "
-                          f"({record['epochs_run']} epochs, {record['seconds']:.1f} s)")
-    leaderboard = write_tune_results(out_dir, finished, config, best_settings_base)
-    return TuneOutcome(out_dir, leaderboard, ran=len(pending), skipped=skipped)
+        if adaptive:
+            from tlcli.adaptive_search import adaptive_search
+
+            adaptive_search(config, out_dir, run_trial)
+        else:
+            for number, params in pending:
+                run_trial(number, params)
+    leaderboard = write_tune_results(out_dir, list(finished.values()), config, best_settings_base)
+    ran = len(pending) if pending is not None else len(finished) - earlier
+    return TuneOutcome(out_dir, leaderboard, ran=ran, skipped=len(leaderboard) - ran)
 
 
 def prepare_tune_dir(path: Path, config: TuneConfig, *, overwrite: bool, resume: bool) -> Path:

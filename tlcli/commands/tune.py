@@ -25,10 +25,10 @@ def run(
     ctx: typer.Context,
     data: DataPath,
     model: ModelName = "resnet50",
-    search: Annotated[str, typer.Option(help="grid (every combination) or random.")] = "random",
-    trials: Annotated[Optional[int], typer.Option(help="Random search: how many trials.  [default: 10]", show_default=False)] = None,
+    search: Annotated[str, typer.Option(help="grid (every combination), random, bayesian or hyperband.")] = "random",
+    trials: Annotated[Optional[int], typer.Option(help="Random and bayesian search: how many trials.  [default: 10]", show_default=False)] = None,
     space: Annotated[Optional[Path], typer.Option(
-        help="TOML search space: lists of values, or {low, high, log = true} ranges for random search.  "
+        help="TOML search space: lists of values, or {low, high, log = true} ranges (not for grid).  "
         "[default: learning rate, dropout, dense layers, ...]", show_default=False)] = None,
     objective: Annotated[str, typer.Option(help="val_loss (minimised) or val_accuracy (maximised).")] = "val_loss",
     out_dir: Annotated[Optional[Path], typer.Option(
