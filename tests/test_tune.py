@@ -169,3 +169,15 @@ def test_bayesian_search_records_each_trial_and_resumes_without_repeating(colour
     settings = tomllib.loads((tmp_path / "bo" / "best.toml").read_text())
     best = leaderboard(tmp_path / "bo")[0]["params"]
     assert (settings["learning_rate"], settings["dense"]) == (best["learning_rate"], best["dense"])
+
+
+def test_a_dataset_without_validation_images_is_refused(flat_dataset, tmp_path):
+    result = invoke("tune", flat_dataset, *COMMON, "--val-split", 0, "--out", tmp_path / "out", expect=2)
+    assert "has no validation images" in result.output and "--val-split" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_errors_in_a_config_files_space_table_name_the_table(colour_dataset, tmp_path):
+    settings = write_space(tmp_path / "tune.toml", "[tune]\nsearch = 'grid'\n[space]\ndropout = {low = 0.0, high = 0.5}\n")
+    result = invoke("tune", colour_dataset, *COMMON, "--config", settings, "--out", tmp_path / "out", expect=2)
+    assert f"--config {settings} [space]: dropout is a range, but grid search needs a list" in result.output

@@ -17,7 +17,10 @@ def print_json(document) -> None:
 
 
 def print_error(message: str) -> None:
-    err.print(f"[bold red]Error:[/] {message}", markup=True, soft_wrap=True)
+    from rich.markup import escape
+
+    # Messages quote user input and TOML ("[space]", "[0.1, 0.5]"): shown as written, not as markup.
+    err.print(f"[bold red]Error:[/] {escape(message)}", markup=True, soft_wrap=True)
 
 
 def progress(description: str, total: int | None, transient: bool = True):

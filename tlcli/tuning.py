@@ -36,7 +36,7 @@ from pathlib import Path
 
 from tlcli.config import FitConfig, TrainConfig, parse_dense, split_fit_settings
 from tlcli.errors import TlcliError
-from tlcli.runs import HISTORY, default_run_dir, finish_run_dir, write_atomic, write_json
+from tlcli.runs import HISTORY, default_run_dir, finish_run_dir, prepare_run_dir, write_atomic, write_json
 
 PLANNED_SEARCHES = ("grid", "random")  # scikit-learn plans every trial up front
 ADAPTIVE_SEARCHES = ("bayesian", "hyperband")  # KerasTuner picks each trial from the results so far
@@ -59,13 +59,12 @@ _FIT_NAMES = {f.name for f in dataclasses.fields(FitConfig)}
 # Keys a settings file (`tlcli train --config`) holds: every train option by name.
 TRAIN_SETTINGS = {f.name for f in dataclasses.fields(TrainConfig)} - {"data", "fit"} | _FIT_NAMES
 
-TUNE_DIR_FILES = ("tune.json", "leaderboard.csv", "leaderboard.json", "best.toml")
 TRIALS = "trials"
 
 
 @dataclass(frozen=True)
 class Range:
-    """A numeric range for random search, sampled uniformly or on a log scale."""
+    """A numeric range, sampled uniformly or on a log scale (every search but grid)."""
 
     low: float
     high: float
@@ -149,6 +148,12 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _is_kind(value, kind) -> bool:
+    if kind is str:
+        return isinstance(value, str)
+    return _is_number(value) and (kind is float or isinstance(value, int))
+
+
 def _check_value(base: TrainConfig, key: str, value, source: str):
     """Validate one candidate value the way train would, and return it in canonical form."""
     kind = SEARCHABLE[key]
@@ -157,9 +162,7 @@ def _check_value(base: TrainConfig, key: str, value, source: str):
             value = parse_dense(value)
         except TlcliError as error:
             raise TlcliError(f"{source}: {error} Give dense as e.g. [[], [128], [256, 64]].") from None
-    elif kind is str and not isinstance(value, str) or kind is int and not (
-        isinstance(value, int) and not isinstance(value, bool)
-    ) or kind is float and not _is_number(value):
+    elif not _is_kind(value, kind):
         expected = {str: "a name", int: "a whole number", float: "a number"}[kind]
         raise TlcliError(f"{source}: {key} value {value!r} is not {expected}.")
     try:
@@ -276,7 +279,7 @@ def tune(config: TuneConfig, *, overwrite: bool = False, resume: bool = False, q
     finished = {record["trial"]: record for record in (read_leaderboard(out_dir) if resume else [])}
     adaptive = config.search in ADAPTIVE_SEARCHES
     if adaptive:  # hyperband's number of trials follows from --epochs
-        pending, total = None, config.trials or 10 if config.search == "bayesian" else None
+        pending, total = None, (config.trials or 10) if config.search == "bayesian" else None
     else:
         planned = plan_trials(config.space, config.search, config.trials or 10, base.fit.seed)
         done = {trial_key(record["params"]) for record in finished.values()}
@@ -286,6 +289,7 @@ def tune(config: TuneConfig, *, overwrite: bool = False, resume: bool = False, q
             err.print(f"{config.search.capitalize()} search: {total} trial(s), {total - len(pending)} finished earlier.")
     best_settings_base = dataclasses.replace(base, image_size=image_size)
     if not pending and not adaptive:
+        finish_run_dir(out_dir)
         return TuneOutcome(out_dir, write_tune_results(out_dir, list(finished.values()), config, best_settings_base),
                            ran=0, skipped=len(finished))
 
@@ -332,6 +336,7 @@ def tune(config: TuneConfig, *, overwrite: bool = False, resume: bool = False, q
             for number, params in pending:
                 run_trial(number, params)
     leaderboard = write_tune_results(out_dir, list(finished.values()), config, best_settings_base)
+    finish_run_dir(out_dir)
     ran = len(pending) if pending is not None else len(finished) - earlier
     return TuneOutcome(out_dir, leaderboard, ran=ran, skipped=len(leaderboard) - ran)
 
@@ -355,14 +360,7 @@ def prepare_tune_dir(path: Path, config: TuneConfig, *, overwrite: bool, resume:
                 "Repeat the original command with --resume (only --trials may grow), or use --overwrite."
             )
         return path
-    if path.exists() and any(path.iterdir()):
-        if not overwrite:
-            raise TlcliError(
-                f"Tuning directory {path} already exists. Use --resume to continue its search, "
-                "--overwrite to start over, or --out for another directory."
-            )
-        shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
+    prepare_run_dir(path, overwrite=overwrite, resume=False)
     write_json(settings_path, description)
     return path
 
