@@ -5,6 +5,10 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import signal
+import subprocess
+import sys
+import time
 import tomllib
 
 import pytest
@@ -181,3 +185,32 @@ def test_errors_in_a_config_files_space_table_name_the_table(colour_dataset, tmp
     settings = write_space(tmp_path / "tune.toml", "[tune]\nsearch = 'grid'\n[space]\ndropout = {low = 0.0, high = 0.5}\n")
     result = invoke("tune", colour_dataset, *COMMON, "--config", settings, "--out", tmp_path / "out", expect=2)
     assert f"--config {settings} [space]: dropout is a range, but grid search needs a list" in result.output
+
+
+def test_a_killed_search_resumes_without_repeating_finished_trials(colour_dataset, tmp_path):
+    tune_dir = tmp_path / "killed"
+    space = write_space(tmp_path / "space.toml", "learning_rate = [0.003, 0.01, 0.03, 0.1]\ndropout = [0.0, 0.2]\n")
+    command = [sys.executable, "-m", "tlcli", "tune", colour_dataset, *COMMON[:-3], "--epochs", 6,
+               "--early-stopping", 0, "--search", "grid", "--space", space, "--quiet", "--out", tune_dir]
+    command = [str(part) for part in command]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if (tune_dir / "leaderboard.json").exists() and len(leaderboard(tune_dir)) >= 2:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = {t["trial"]: t for t in leaderboard(tune_dir)}
+    assert 2 <= len(before) < 8, "the search should have been killed mid-way"
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "--resume" in again.stderr and "--overwrite" in again.stderr
+
+    resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    after = {t["trial"]: t for t in leaderboard(tune_dir)}
+    assert sorted(after) == list(range(1, 9))
+    assert all(after[number]["seconds"] == trial["seconds"] for number, trial in before.items())
+    assert f"{8 - len(before)} run now, {len(before)} earlier" in resumed.stdout
+    assert not (tune_dir / ".in-progress").exists()
