@@ -1,4 +1,4 @@
-"""`tlcli tune`: grid and random search over the head and optimiser, on cached backbone features.
+"""`tlcli tune`: hyperparameter search over the head and optimiser, on cached backbone features.
 
 The frozen backbone's features are computed once for the train and validation images; every
 trial then builds a head, fits it on those features with early stopping and is scored on the
