@@ -5,15 +5,14 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import signal
 import subprocess
 import sys
-import time
 import tomllib
 
 import pytest
 from typer.testing import CliRunner
 
+from conftest import kill_when
 from tlcli.cli import app
 
 runner = CliRunner()
@@ -193,14 +192,7 @@ def test_a_killed_search_resumes_without_repeating_finished_trials(colour_datase
     command = [sys.executable, "-m", "tlcli", "tune", colour_dataset, *COMMON[:-3], "--epochs", 6,
                "--early-stopping", 0, "--search", "grid", "--space", space, "--quiet", "--out", tune_dir]
     command = [str(part) for part in command]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        if (tune_dir / "leaderboard.json").exists() and len(leaderboard(tune_dir)) >= 2:
-            break
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_when(command, lambda: (tune_dir / "leaderboard.json").exists() and len(leaderboard(tune_dir)) >= 2)
     before = {t["trial"]: t for t in leaderboard(tune_dir)}
     assert 2 <= len(before) < 8, "the search should have been killed mid-way"
 
