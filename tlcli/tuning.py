@@ -285,6 +285,8 @@ def tune(config: TuneConfig, *, overwrite: bool = False, resume: bool = False, q
         done = {trial_key(record["params"]) for record in finished.values()}
         pending = [(number, params) for number, params in enumerate(planned, start=1) if trial_key(params) not in done]
         total = len(planned)
+        if config.search == "grid" and config.trials and not quiet:
+            err.print("[dim]Grid search runs every combination; --trials is for random and bayesian search.[/]")
         if not quiet:
             err.print(f"{config.search.capitalize()} search: {total} trial(s), {total - len(pending)} finished earlier.")
     best_settings_base = dataclasses.replace(base, image_size=image_size)
