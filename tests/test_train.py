@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import write_colour_dataset
+from conftest import kill_when, write_colour_dataset
 from tlcli.backbones import BACKBONES, get_backbone
 from tlcli.cli import app
 from tlcli.errors import TlcliError
@@ -168,14 +166,7 @@ def test_resume_after_sigkill_finishes_with_all_epochs(colour_dataset, tmp_path)
                "--weights", "none", "--image-size", 32, "--epochs", 8, "--no-cache-features",
                "--early-stopping", 0, "--batch-size", 4, "--quiet", "--out", str(run_dir)]
     command = [str(part) for part in command]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        if (run_dir / "history.csv").exists() and len(history(run_dir)) >= 2:
-            break
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_when(command, lambda: (run_dir / "history.csv").exists() and len(history(run_dir)) >= 2)
     done = len(history(run_dir))
     assert 2 <= done < 8, "the run should have been killed mid-way"
 
@@ -275,14 +266,7 @@ def test_finetune_resumes_after_sigkill_without_repeating_finished_stages(tiny_r
     command = [sys.executable, "-m", "tlcli", "finetune", str(tiny_run), "--stage", "block5:2:1e-4",
                "--stage", "block4:3:1e-5", "--batch-size", "4", "--early-stopping", "0", "--quiet",
                "--out", str(run_dir)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and process.poll() is None:
-        if (run_dir / "history.csv").exists() and len(history(run_dir)) >= 3:
-            break
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_when(command, lambda: (run_dir / "history.csv").exists() and len(history(run_dir)) >= 3, timeout=180)
     assert 3 <= len(history(run_dir)) < 5
     resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr

@@ -182,7 +182,7 @@ def finetune(
     set_seed(fit_config.seed)
     num_classes = len(dataset.class_names)
     train_samples, val_samples = dataset.split("train"), dataset.splits.get("val", ())
-    class_weights = class_weights_for(fit_config, train_samples, num_classes)
+    class_weights = class_weights_for(fit_config, [sample.label for sample in train_samples], num_classes)
     batch_size, image_size = fit_config.batch_size, run.image_size
     train_data, steps = image_batches(placement, train_samples, image_size, batch_size, num_classes,
                                       shuffle=True, seed=fit_config.seed, class_weights=class_weights)
