@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
+import subprocess
+import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -13,6 +17,16 @@ from PIL import Image
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 _counter = itertools.count()
+
+
+def kill_when(command: list, ready: Callable[[], bool], timeout: float = 120) -> None:
+    """Run `command` and SIGKILL it as soon as `ready()` holds (or it ends, or time runs out)."""
+    process = subprocess.Popen([str(part) for part in command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None and not ready():
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
 
 
 def write_image(path: Path, mode: str = "RGB", size=(12, 10), fmt: str | None = None, pixels=None) -> Path:

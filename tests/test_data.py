@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from conftest import write_class_folders, write_image
-from tlcli.data import SplitOptions, build_dataset, load_dataset, scan
+from tlcli.data import SplitOptions, load_dataset, scan
 from tlcli.errors import TlcliError
 from tlcli.inspection import inspect_dataset
 

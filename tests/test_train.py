@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import write_colour_dataset
+from conftest import kill_when, write_colour_dataset
 from tlcli.backbones import BACKBONES, get_backbone
 from tlcli.cli import app
 from tlcli.errors import TlcliError
@@ -169,14 +166,7 @@ def test_resume_after_sigkill_finishes_with_all_epochs(colour_dataset, tmp_path)
                "--weights", "none", "--image-size", 32, "--epochs", 8, "--no-cache-features",
                "--early-stopping", 0, "--batch-size", 4, "--quiet", "--out", str(run_dir)]
     command = [str(part) for part in command]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        if (run_dir / "history.csv").exists() and len(history(run_dir)) >= 2:
-            break
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_when(command, lambda: (run_dir / "history.csv").exists() and len(history(run_dir)) >= 2)
     done = len(history(run_dir))
     assert 2 <= done < 8, "the run should have been killed mid-way"
 
@@ -276,17 +266,22 @@ def test_finetune_resumes_after_sigkill_without_repeating_finished_stages(tiny_r
     command = [sys.executable, "-m", "tlcli", "finetune", str(tiny_run), "--stage", "block5:2:1e-4",
                "--stage", "block4:3:1e-5", "--batch-size", "4", "--early-stopping", "0", "--quiet",
                "--out", str(run_dir)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and process.poll() is None:
-        if (run_dir / "history.csv").exists() and len(history(run_dir)) >= 3:
-            break
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_when(command, lambda: (run_dir / "history.csv").exists() and len(history(run_dir)) >= 3, timeout=180)
     assert 3 <= len(history(run_dir)) < 5
     resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     rows = history(run_dir)
     assert [(int(r["epoch"]), r["stage"]) for r in rows] == [
         (1, "stage1-block5"), (2, "stage1-block5"), (3, "stage2-block4"), (4, "stage2-block4"), (5, "stage2-block4")]
+
+
+def test_training_with_augmentation_goes_end_to_end_and_says_so(colour_dataset, tmp_path):
+    settings = tmp_path / "settings.toml"
+    settings.write_text('[augmentation]\naugment = "light"\nnoise = 0.02\n')
+    result = invoke("train", colour_dataset, "--model", "vgg16", "--weights", "none", "--image-size", 32,
+                    "--epochs", 1, "--config", settings, "--rotation", 0.2, "--out", tmp_path / "run")
+    assert "features are not cached" in result.output
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["route"] == "end to end"
+    assert config["augmentation"]["rotation"] == 0.2 and config["augmentation"]["noise"] == 0.02
+    assert config["augmentation"]["flip"] == "horizontal"  # from the light preset

@@ -23,13 +23,23 @@ ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "gelu", "tanh", "sigmoid")
 def load_toml(path: Path) -> dict:
     """Read a TOML settings file; keys may use dashes or underscores."""
     path = Path(path).expanduser()
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise TlcliError(f"--config {path} {what}. Pass a TOML settings file.")
     try:
-        document = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise TlcliError(f"--config {path}: no such file. Give the path of a TOML settings file.") from None
-    except tomllib.TOMLDecodeError as error:
-        raise TlcliError(f"--config {path} is not valid TOML: {error}. Fix the file and retry.") from None
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise TlcliError(f"--config {path} is not valid TOML ({error}). Fix the file.") from None
     return _normalise_keys(document)
+
+
+def table(document: dict, name: str, path: Path | None = None) -> dict:
+    """One `[name]` table of a loaded file ({} when absent)."""
+    section = document.get(name, {})
+    if not isinstance(section, dict):
+        where = f"--config {path}: " if path else ""
+        raise TlcliError(f"{where}{name} must be a [{name}] table, not {section!r}.")
+    return section
 
 
 def _normalise_keys(document: dict) -> dict:
@@ -64,6 +74,20 @@ def merge_settings(given: dict, explicit: set[str], file_settings: dict, allowed
         if key in allowed and key not in explicit:
             merged[key] = value
     return merged
+
+
+def command_settings(context, values: dict, exclude: set[str], renamed: dict[str, str], config_path,
+                     section: str | None = None) -> dict:
+    """A command's settings: its option values (named as the config dataclasses name them),
+    with a --config file supplying whatever was not typed on the command line."""
+    settings = {renamed.get(key, key): value for key, value in values.items() if key not in exclude}
+    if config_path is None:
+        return settings
+    explicit = {renamed.get(name, name) for name in given_on_command_line(context)}
+    document = load_toml(config_path)
+    if section and isinstance(document.get(section), dict):
+        document = document[section]
+    return merge_settings(settings, explicit, document, set(settings))
 
 
 def parse_dense(value) -> tuple[int, ...]:

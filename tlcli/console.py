@@ -19,7 +19,7 @@ def print_json(document) -> None:
 def print_error(message: str) -> None:
     from rich.markup import escape
 
-    # Escaped: messages quote user values and commands such as `pip install "tlcli[onnx]"`.
+    # Messages quote user input and TOML ("[space]", "[0.1, 0.5]"): shown as written, not as markup.
     err.print(f"[bold red]Error:[/] {escape(message)}", markup=True, soft_wrap=True)
 
 

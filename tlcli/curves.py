@@ -13,6 +13,7 @@ def plot_curves(rows: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [int(row["epoch"]) for row in rows]
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -26,6 +27,7 @@ def plot_curves(rows: list[dict], path: Path) -> None:
             if row["stage"] != previous["stage"]:
                 axis.axvline(int(previous["epoch"]) + 0.5, color="grey", linestyle=":")
                 axis.text(int(row["epoch"]), axis.get_ylim()[1], row["stage"], fontsize=8, va="top")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_xlabel("epoch")
         axis.set_title(metric)
         axis.legend()

@@ -17,24 +17,21 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from tlcli.backbones import BackboneSpec, get_backbone
 from tlcli.config import FitConfig
 from tlcli.console import err, out
 from tlcli.data import SplitOptions, load_dataset
-from tlcli.distribute import DistributeConfig, place, worker_run_dir
+from tlcli.distribute import DistributeConfig, place
 from tlcli.errors import TlcliError
 from tlcli.runs import (
-    BACKUP, CONFIG, HISTORY, LABELS, default_run_dir, load_run_model, resumable, write_atomic,
-    write_json,
+    BACKUP, HISTORY, default_run_dir, load_run_model, resumable, write_json,
 )
 from tlcli.runtime import import_keras, set_seed
 from tlcli.train import (
-    Outcome, check_same_settings, dataset_facts, image_batches, open_run_dir, report_dataset, report_placement,
-    save_outcome, versions,
+    Outcome, class_weights_for, image_batches, report_dataset, report_placement, run_facts, save_outcome, start_run,
 )
-from tlcli.training import History, balanced_class_weights, compile_model, fit
+from tlcli.training import History, compile_model, fit
 from tlcli.weights import find_base
 
 keras = import_keras()
@@ -177,24 +174,15 @@ def finetune(
         "pooling": source_config.get("pooling"),
         "val_split": options.val_split,
         "test_split": options.test_split,
-        "distribution": placement.describe(),
-        "global_batch_size": placement.global_batch(fit_config.batch_size),
-        **dataset_facts(dataset),
-        "versions": versions(),
+        **run_facts(placement, fit_config.batch_size, dataset),
     }
     requested_dir = run_dir
-    run_dir = open_run_dir(worker_run_dir(run_dir, placement), placement, overwrite=overwrite, resume=resume)
-    if resume:
-        check_same_settings(run_dir, document)
-    write_json(run_dir / CONFIG, document)
-    write_atomic(run_dir / LABELS, "\n".join(dataset.class_names) + "\n")
+    run_dir = start_run(run_dir, placement, document, dataset.class_names, overwrite=overwrite, resume=resume)
 
     set_seed(fit_config.seed)
     num_classes = len(dataset.class_names)
     train_samples, val_samples = dataset.split("train"), dataset.splits.get("val", ())
-    class_weights = None
-    if fit_config.class_weight == "balanced":
-        class_weights = balanced_class_weights(np.array([s.label for s in train_samples]), num_classes)
+    class_weights = class_weights_for(fit_config, [sample.label for sample in train_samples], num_classes)
     batch_size, image_size = fit_config.batch_size, run.image_size
     train_data, steps = image_batches(placement, train_samples, image_size, batch_size, num_classes,
                                       shuffle=True, seed=fit_config.seed, class_weights=class_weights)

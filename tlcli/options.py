@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from tlcli.augment import FLIPS, PRESETS, STRENGTHS
 from tlcli.backbones import MODEL_NAMES
 
 DataPath = Annotated[
@@ -64,7 +65,7 @@ LabelSmoothing = Annotated[float, typer.Option(help="Label smoothing in [0, 1)."
 ClassWeight = Annotated[str, typer.Option(help="none|balanced: weight classes inversely to their frequency.")]
 EarlyStopping = Annotated[int, typer.Option(help="Stop after this many epochs without a better val_loss, restoring the best weights; 0 = off.")]
 WeightDecay = Annotated[float, typer.Option(help="L2 penalty on the head's kernels; with adamw, AdamW's decoupled weight decay.")]
-Config = Annotated[Optional[Path], typer.Option("--config", help="TOML file supplying any option (the command line overrides it).", show_default=False)]
+Config = Annotated[Optional[Path], typer.Option("--config", help="TOML settings file: any option by name, augmentation in an \\[augmentation] table; the command line overrides it.", show_default=False)]
 Out = Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory to write  [default: runs/<time>-<model>]", show_default=False)]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the output if it already exists.")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last completed epoch.")]
@@ -74,3 +75,41 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output; 
 Strategy = Annotated[str, typer.Option(help="auto|default|one-device|mirrored|multi-worker|tpu. auto: a TPU with --tpu, all GPUs if several, one GPU, else the CPU.")]
 Tpu = Annotated[Optional[str], typer.Option(help="TPU name, or 'local' on a TPU VM.", show_default=False)]
 Precision = Annotated[str, typer.Option(help="float32|mixed_float16 (GPU)|mixed_bfloat16.")]
+
+# Augmentation: the same flags for `tlcli train` and `tlcli augment`. None means "not given",
+# so a preset or the TOML [augmentation] table decides (tlcli.augment.resolve_augment).
+_AUGMENTATION = "Augmentation (flags override --augment and the --config file)"
+
+
+def _strength(name: str):
+    largest, meaning = STRENGTHS[name]
+    return Annotated[
+        Optional[float],
+        typer.Option(
+            f"--{name}", help=f"0-{largest:g}: {meaning}.", rich_help_panel=_AUGMENTATION,
+            show_default=False,
+        ),
+    ]
+
+
+def _choice(flag: str, choices, meaning: str):
+    return Annotated[
+        Optional[str],
+        typer.Option(
+            flag, help=f"{meaning}: {'|'.join(choices)}.", metavar="[" + "|".join(choices) + "]",
+            rich_help_panel=_AUGMENTATION, show_default=False,
+        ),
+    ]
+
+
+AugmentPreset = _choice("--augment", PRESETS, "Augmentation preset")
+Rotation = _strength("rotation")
+Translation = _strength("translation")
+Zoom = _strength("zoom")
+Flip = _choice("--flip", FLIPS, "Random mirroring")
+Crop = _strength("crop")
+Brightness = _strength("brightness")
+Contrast = _strength("contrast")
+Saturation = _strength("saturation")
+Hue = _strength("hue")
+Noise = _strength("noise")

@@ -86,7 +86,8 @@ def image_dataset(
 
     `indices` are positions in `samples`: a file that passed the checks but still fails to
     decode is dropped alone (errors are ignored per image, before batching), and the indices
-    say which images a batch holds.
+    say which images a batch holds. `augment(images, batch_seed)` (see `tlcli.augment`) is
+    mapped over the batches, after decoding, when given.
     """
     paths = [str(sample.path) for sample in samples]
     labels = [sample.label for sample in samples]
@@ -110,8 +111,11 @@ def image_dataset(
     dataset = dataset.ignore_errors()
     dataset = dataset.batch(batch_size)
     if augment is not None:
-        dataset = dataset.map(
-            lambda images, labels, index: (augment(images), labels, index),
+        # One seed per batch from a seeded stream that differs each epoch: parallel calls share
+        # no random state, so augmentation repeats exactly under the same seed.
+        batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        dataset = tf.data.Dataset.zip(dataset, batch_seeds).map(
+            lambda batch, batch_seed: (augment(batch[0], batch_seed), batch[1], batch[2]),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import platform
@@ -12,14 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from tlcli import __version__
+from tlcli.augment import AugmentConfig, build_augmenter, describe
 from tlcli.backbones import get_backbone, resolve_image_size
-from tlcli.config import TrainConfig
+from tlcli.config import FitConfig, TrainConfig
 from tlcli.console import err
 from tlcli.curves import plot_curves
 from tlcli.data import Dataset, SplitOptions, load_dataset
 from tlcli.distribute import DistributeConfig, Placement, distribute, place, worker_run_dir
 from tlcli.errors import TlcliError
-from tlcli.features import extract_features
+from tlcli.features import Features, extract_features
 from tlcli.model import build_classifier, build_head
 from tlcli.pipeline import image_dataset, tf
 from tlcli.runs import (
@@ -52,11 +54,11 @@ def versions() -> dict:
 def train(
     config: TrainConfig,
     *,
+    augmentation: AugmentConfig | None = None,
     distribution: DistributeConfig = DistributeConfig(),
     overwrite: bool = False,
     resume: bool = False,
     quiet: bool = False,
-    augment=None,
 ) -> Outcome:
     placement = place(distribution, config.data)  # first: multi-worker collectives need it so
     spec = get_backbone(config.model)
@@ -69,23 +71,20 @@ def train(
     report_dataset(dataset, quiet)
     report_placement(placement, fit_config.batch_size, quiet)
     run_dir = Path(config.out) if config.out else default_run_dir(spec.name)
+    augmentation = augmentation or AugmentConfig()
+    augment = build_augmenter(augmentation, fit_config.seed)
     route = "cached features" if config.cache_features and augment is None else "end to end"
     if config.cache_features and augment is not None and not quiet:
-        err.print("Augmentation is on: the backbone sees new pixels every epoch, so features are not cached.")
+        err.print(
+            f"Augmentation is on ({describe(augmentation)}): the backbone sees new pixels every epoch, "
+            "so features are not cached; training end to end."
+        )
 
     set_seed(fit_config.seed)
     num_classes = len(dataset.class_names)
     with placement.strategy.scope():
         base = build_base(spec, image_size, weights)
-        pool_output = base.output_shape[1:] if config.pooling == "flatten" else (spec.feature_size,)
-        head = build_head(
-            (int(np.prod(pool_output)),),
-            num_classes,
-            dense=config.dense,
-            activation=config.activation,
-            dropout=config.dropout,
-            l2=0.0 if fit_config.optimizer == "adamw" else fit_config.weight_decay,
-        )
+        head = build_config_head(config, pooled_feature_shape(spec, base, config.pooling), num_classes)
         model = build_classifier(spec, image_size, base, head, config.pooling)
 
     document = {
@@ -94,42 +93,30 @@ def train(
         "image_size": image_size,
         "preprocessing": spec.preprocessing,
         "route": route,
-        "distribution": placement.describe(),
-        "global_batch_size": placement.global_batch(fit_config.batch_size),
-        **dataset_facts(dataset),
-        "versions": versions(),
+        "augmentation": augmentation.to_dict(),
+        **run_facts(placement, fit_config.batch_size, dataset),
     }
     requested_dir = run_dir
-    run_dir = open_run_dir(worker_run_dir(run_dir, placement), placement, overwrite=overwrite, resume=resume)
-    if resume:
-        check_same_settings(run_dir, document)
-    write_json(run_dir / CONFIG, document)
-    write_atomic(run_dir / LABELS, "\n".join(dataset.class_names) + "\n")
+    run_dir = start_run(run_dir, placement, document, dataset.class_names, overwrite=overwrite, resume=resume)
 
     train_samples, val_samples = dataset.split("train"), dataset.splits.get("val", ())
-    class_weights = None
-    if fit_config.class_weight == "balanced":
-        class_weights = balanced_class_weights(np.array([s.label for s in train_samples]), num_classes)
-    history = History.load(run_dir / HISTORY)
+    class_weights = class_weights_for(fit_config, [sample.label for sample in train_samples], num_classes)
     batch_size, seed = fit_config.batch_size, fit_config.seed
 
     if route == "cached features":
-        extractor = keras.Model(model.input, model.get_layer(f"{config.pooling}_pool").output)
-        train_features = _features(extractor, train_samples, image_size, batch_size, "train", quiet)
-        val_features = _features(extractor, val_samples, image_size, batch_size, "val", quiet) if val_samples else None
+        train_features, val_features = cached_features(
+            model, config.pooling, train_samples, val_samples, image_size, batch_size, quiet
+        )
 
-        def feature_batches(features, shuffle, weights):
+        def distributed_features(features, shuffle, weights):
             def make(count, index, batch):
-                data = tf.data.Dataset.from_tensor_slices((features.features, features.labels))
-                if shuffle:
-                    data = data.shuffle(len(features.labels), seed=seed, reshuffle_each_iteration=True)
-                data = with_targets(data.shard(count, index), num_classes, weights)
-                return data.batch(batch).prefetch(tf.data.AUTOTUNE)
+                return feature_batches(features, num_classes, batch, seed, shuffle=shuffle,
+                                       class_weights=weights, shard=(count, index))
 
             return distribute(placement, make, len(features.labels), batch_size)
 
-        train_data, steps = feature_batches(train_features, True, class_weights)
-        val_data, val_steps = feature_batches(val_features, False, None) if val_features else (None, None)
+        train_data, steps = distributed_features(train_features, True, class_weights)
+        val_data, val_steps = distributed_features(val_features, False, None) if val_features else (None, None)
         trained = head
     else:
         train_data, steps = image_batches(placement, train_samples, image_size, batch_size, num_classes,
@@ -138,23 +125,76 @@ def train(
             image_batches(placement, val_samples, image_size, batch_size, num_classes) if val_samples else (None, None)
         )
         trained = model
-    with placement.strategy.scope():
-        compile_model(trained, fit_config, fit_config.learning_rate, steps * fit_config.epochs)
 
-    repeating = placement.num_workers > 1
+    history = History.load(run_dir / HISTORY)
     with resumable(requested_dir):
-        result = fit(
-            trained, train_data, val_data, fit_config,
-            epochs=fit_config.epochs, steps_per_epoch=steps, run_dir=run_dir, stage="train",
-            history=history, fixed_steps=repeating, validation_steps=val_steps if repeating else None,
-            quiet=quiet,
+        metrics = fit_and_measure(
+            trained, train_data, val_data, fit_config, steps=steps, val_steps=val_steps, run_dir=run_dir,
+            history=history, placement=placement, quiet=quiet,
         )
+    save_outcome(run_dir, model, history, metrics, placement)
+    return Outcome(requested_dir, metrics, route)
+
+
+def pooled_feature_shape(spec, base, pooling: str) -> tuple[int]:
+    """The length of the vector the pooling layer makes of the backbone's feature map."""
+    pool_output = base.output_shape[1:] if pooling == "flatten" else (spec.feature_size,)
+    return (int(np.prod(pool_output)),)
+
+
+def build_config_head(config: TrainConfig, feature_shape: tuple[int, ...], num_classes: int):
+    """The head a TrainConfig describes; weight decay is an L2 penalty except with adamw."""
+    # The seed is set again here so that a head depends only on its own settings, whatever
+    # was built before it: a `tlcli tune` trial and the `tlcli train` it recommends then match.
+    set_seed(config.fit.seed)
+    return build_head(
+        feature_shape,
+        num_classes,
+        dense=config.dense,
+        activation=config.activation,
+        dropout=config.dropout,
+        l2=0.0 if config.fit.optimizer == "adamw" else config.fit.weight_decay,
+    )
+
+
+def cached_features(model, pooling: str, train_samples, val_samples, image_size: int, batch_size: int, quiet: bool):
+    """(train, val) features of a model's frozen backbone, computed once; val is None without samples."""
+    extractor = keras.Model(model.input, model.get_layer(f"{pooling}_pool").output)
+    train_features = _features(extractor, train_samples, image_size, batch_size, "train", quiet)
+    val_features = _features(extractor, val_samples, image_size, batch_size, "val", quiet) if val_samples else None
+    return train_features, val_features
+
+
+def feature_batches(features: Features, num_classes: int, batch_size: int, seed: int = 0, *, shuffle: bool = False,
+                    class_weights=None, shard: tuple[int, int] = (1, 0)):
+    """Batches of cached features and their targets, for training a head."""
+    data = tf.data.Dataset.from_tensor_slices((features.features, features.labels))
+    if shuffle:
+        data = data.shuffle(len(features.labels), seed=seed, reshuffle_each_iteration=True)
+    data = with_targets(data.shard(*shard), num_classes, class_weights)
+    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def fit_and_measure(
+    trained, train_data, val_data, fit_config: FitConfig, *, steps: int, run_dir: Path, history: History,
+    val_steps: int | None = None, placement: Placement | None = None, quiet: bool = False,
+) -> dict:
+    """Compile, fit (early stopping restores the best weights) and measure on the validation data."""
+    scope = placement.strategy.scope() if placement else contextlib.nullcontext()
+    with scope:
+        compile_model(trained, fit_config, fit_config.learning_rate, steps * fit_config.epochs)
+    repeating = placement is not None and placement.num_workers > 1
+    result = fit(
+        trained, train_data, val_data, fit_config,
+        epochs=fit_config.epochs, steps_per_epoch=steps, run_dir=run_dir, stage="train",
+        history=history, fixed_steps=repeating, validation_steps=val_steps if repeating else None,
+        quiet=quiet,
+    )
     metrics = {"best_epoch": result.best_epoch, "epochs_run": history.last_epoch, "seconds": round(result.seconds, 2)}
     if val_data is not None:
         loss, accuracy = trained.evaluate(val_data, steps=val_steps if repeating else None, verbose=0)
         metrics.update(val_loss=float(loss), val_accuracy=float(accuracy))
-    save_outcome(run_dir, model, history, metrics, placement)
-    return Outcome(requested_dir, metrics, route)
+    return metrics
 
 
 def image_batches(placement: Placement, samples, image_size: int, batch_size: int, num_classes: int, *,
@@ -166,6 +206,34 @@ def image_batches(placement: Placement, samples, image_size: int, batch_size: in
         return with_targets(images, num_classes, class_weights)
 
     return distribute(placement, make, len(samples), batch_size)
+
+
+def run_facts(placement: Placement, batch_size: int, dataset: Dataset) -> dict:
+    """What config.json records of any run besides its options: where it ran, on what data."""
+    return {
+        "distribution": placement.describe(),
+        "global_batch_size": placement.global_batch(batch_size),
+        **dataset_facts(dataset),
+        "versions": versions(),
+    }
+
+
+def start_run(requested: Path, placement: Placement, document: dict, class_names, *, overwrite: bool,
+              resume: bool) -> Path:
+    """Open this process's run directory and write config.json and labels.txt into it."""
+    run_dir = open_run_dir(worker_run_dir(requested, placement), placement, overwrite=overwrite, resume=resume)
+    if resume:
+        check_same_settings(run_dir, document)
+    write_json(run_dir / CONFIG, document)
+    write_atomic(run_dir / LABELS, "\n".join(class_names) + "\n")
+    return run_dir
+
+
+def class_weights_for(fit_config: FitConfig, labels, num_classes: int):
+    """Per-class weights for --class-weight balanced, else None."""
+    if fit_config.class_weight != "balanced":
+        return None
+    return balanced_class_weights(np.asarray(labels), num_classes)
 
 
 def open_run_dir(run_dir: Path, placement: Placement, *, overwrite: bool, resume: bool) -> Path:

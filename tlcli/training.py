@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from tlcli.config import FitConfig
-from tlcli.runs import BACKUP, HISTORY, LOGS, write_atomic
+from tlcli.runs import BACKUP, LOGS, write_atomic
 from tlcli.runtime import import_keras, import_tensorflow
 
 keras = import_keras()

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tlcli.config import FitConfig, given_on_command_line, load_toml, merge_settings, split_fit_settings
+from tlcli.config import FitConfig, command_settings, split_fit_settings
 from tlcli.distribute import DistributeConfig
 from tlcli.options import (
     BatchSize, ClassWeight, Config, EarlyStopping, LabelSmoothing, LearningRate, Momentum,
@@ -47,15 +47,10 @@ def run(
     quiet: Quiet = False,
 ) -> None:
     """Fine-tune a trained run in stages, unfreezing the backbone from the top, into a new run."""
-    settings = {key: value for key, value in locals().items() if key not in _NOT_SETTINGS}
-    settings["out"], settings["stages"], settings["train_batch_norm"] = (
-        settings.pop("out_dir"), tuple(settings.pop("stage") or ()), settings.pop("train_bn"))
+    given = locals()
     renamed = {"out_dir": "out", "stage": "stages", "train_bn": "train_batch_norm"}
-    explicit = {renamed.get(name, name) for name in given_on_command_line(ctx)}
-    if config is not None:
-        file_settings = load_toml(config)
-        settings = merge_settings(settings, explicit, file_settings.get("finetune", file_settings), set(settings))
-        settings["stages"] = tuple(settings["stages"])
+    settings = command_settings(ctx, given, _NOT_SETTINGS, renamed, config, section="finetune")
+    settings["stages"] = tuple(settings["stages"] or ())
     rest, fit = split_fit_settings(settings)
 
     from tlcli.commands.train import print_summary

@@ -5,10 +5,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from tlcli.config import FitConfig, TrainConfig, given_on_command_line, load_toml, merge_settings, parse_dense, split_fit_settings
+from tlcli.config import FitConfig, TrainConfig, command_settings, parse_dense, split_fit_settings
 from tlcli.console import out
 from tlcli.distribute import DistributeConfig
 from tlcli.options import (
+    AugmentPreset, Brightness, Contrast, Crop, Flip, Hue, Noise, Rotation, Saturation, Translation, Zoom,
     BatchSize, ClassWeight, Config, DataPath, EarlyStopping, Epochs, ImageSize, LabelSmoothing,
     LearningRate, ModelName, Momentum, Nesterov, Optimizer, Out, Overwrite, Quiet, Precision, Resume, Schedule,
     Seed, Strategy, Strict, Tpu, TestSplit, ValSplit, WeightDecay, Weights,
@@ -17,7 +18,8 @@ from tlcli.options import (
 NAME = "train"
 
 # Settings a --config file may hold: every option below except the per-invocation ones.
-_NOT_SETTINGS = {"strategy", "tpu", "precision", "ctx", "data", "config", "overwrite", "resume", "quiet"}
+_AUGMENT_FLAGS = ("rotation", "translation", "zoom", "flip", "crop", "brightness", "contrast", "saturation", "hue", "noise")
+_NOT_SETTINGS = {"augment", *_AUGMENT_FLAGS, "strategy", "tpu", "precision", "ctx", "data", "config", "overwrite", "resume", "quiet"}
 
 
 def run(
@@ -47,6 +49,17 @@ def run(
     test_split: TestSplit = 0.0,
     cache_features: Annotated[bool, typer.Option("--cache-features/--no-cache-features", help="Compute the frozen backbone's features once and train the head on them.")] = True,
     strict: Strict = False,
+    augment: AugmentPreset = None,
+    rotation: Rotation = None,
+    translation: Translation = None,
+    zoom: Zoom = None,
+    flip: Flip = None,
+    crop: Crop = None,
+    brightness: Brightness = None,
+    contrast: Contrast = None,
+    saturation: Saturation = None,
+    hue: Hue = None,
+    noise: Noise = None,
     strategy: Strategy = "auto",
     tpu: Tpu = None,
     precision: Precision = "float32",
@@ -56,19 +69,19 @@ def run(
     quiet: Quiet = False,
 ) -> None:
     """Train a new head on a frozen backbone (feature-extraction transfer learning)."""
-    settings = {key: value for key, value in locals().items() if key not in _NOT_SETTINGS}
-    settings["out"] = settings.pop("out_dir")
-    explicit = {"out" if name == "out_dir" else name for name in given_on_command_line(ctx)}
-    if config is not None:
-        settings = merge_settings(settings, explicit, load_toml(config), set(settings))
+    given = locals()
+    settings = command_settings(ctx, given, _NOT_SETTINGS, {"out_dir": "out"}, config)
     settings["dense"] = parse_dense(settings["dense"])
     rest, fit = split_fit_settings(settings)
     train_config = TrainConfig(data=data, fit=fit, **rest)
 
+    from tlcli.augment import augmentation_from_options
     from tlcli.train import train
 
-    outcome = train(train_config, distribution=DistributeConfig(strategy, tpu, precision), overwrite=overwrite,
-        resume=resume, quiet=quiet)
+    augmentation = augmentation_from_options(augment, {flag: given[flag] for flag in _AUGMENT_FLAGS}, config)
+
+    outcome = train(train_config, augmentation=augmentation, distribution=DistributeConfig(strategy, tpu, precision),
+                    overwrite=overwrite, resume=resume, quiet=quiet)
     print_summary(outcome.run_dir, outcome.metrics, outcome.route)
 
 

@@ -1,0 +1,208 @@
+"""`tlcli tune`, run for real on the colour fixture with a 32x32 VGG16 of random weights."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import subprocess
+import sys
+import tomllib
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import kill_when
+from tlcli.cli import app
+
+runner = CliRunner()
+COMMON = ("--model", "vgg16", "--weights", "none", "--image-size", 32, "--epochs", 2, "--quiet")
+
+
+def invoke(*args, expect=0):
+    result = runner.invoke(app, [str(arg) for arg in args])
+    assert result.exit_code == expect, result.output + repr(result.exception)
+    return result
+
+
+def leaderboard(tune_dir):
+    return json.loads((tune_dir / "leaderboard.json").read_text())["trials"]
+
+
+def write_space(path, text):
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def grid_search(colour_dataset, tmp_path_factory):
+    """A 2x2 grid from a --config file: fixed settings on top, then [tune] and [space] tables."""
+    root = tmp_path_factory.mktemp("tune")
+    settings = write_space(root / "tune.toml", """
+model = "vgg16"
+weights = "none"
+image-size = 32
+epochs = 2
+optimizer = "sgd"
+[tune]
+search = "grid"
+[space]
+learning_rate = [0.01, 0.03]
+dense = [[], [8]]
+""")
+    tune_dir = root / "grid"
+    result = invoke("tune", colour_dataset, "--config", settings, "--out", tune_dir)
+    return tune_dir, result.output
+
+
+def test_a_grid_runs_every_combination_exactly_once(grid_search):
+    tune_dir, output = grid_search
+    trials = leaderboard(tune_dir)
+    expected = [{"dense": list(dense), "learning_rate": rate} for dense, rate in itertools.product([(), (8,)], [0.01, 0.03])]
+    assert sorted(json.dumps(t["params"], sort_keys=True) for t in trials) == sorted(json.dumps(p, sort_keys=True) for p in expected)
+    assert [t["rank"] for t in trials] == [1, 2, 3, 4]
+    losses = [t["val_loss"] for t in trials]
+    assert losses == sorted(losses)
+    assert sorted(path.name for path in (tune_dir / "trials").iterdir()) == ["0001", "0002", "0003", "0004"]
+    with open(tune_dir / "leaderboard.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["trial"] for row in rows] == [str(t["trial"]) for t in trials]
+    assert {row["dense"] for row in rows} == {"none", "8"}
+    assert "Leaderboard by val_loss" in output and "best.toml" in output
+
+
+def test_best_toml_trains_with_tlcli_train_and_reproduces_the_best_trial(grid_search, colour_dataset, tmp_path):
+    tune_dir, _ = grid_search
+    best = leaderboard(tune_dir)[0]
+    settings = tomllib.loads((tune_dir / "best.toml").read_text())
+    assert (settings["model"], settings["weights"], settings["image_size"]) == ("vgg16", "none", 32)
+    invoke("train", colour_dataset, "--config", tune_dir / "best.toml", "--out", tmp_path / "run", "--quiet")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["learning_rate"] == best["params"]["learning_rate"]
+    assert config["dense"] == best["params"]["dense"]
+    assert (config["model"], config["image_size"], config["epochs"], config["optimizer"]) == ("vgg16", 32, 2, "sgd")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["val_loss"] == pytest.approx(best["val_loss"], rel=1e-3)
+
+
+def test_an_existing_tuning_directory_is_not_overwritten(grid_search, colour_dataset):
+    tune_dir, _ = grid_search
+    before = (tune_dir / "leaderboard.json").read_text()
+    result = invoke("tune", colour_dataset, *COMMON, "--search", "grid", "--out", tune_dir, expect=2)
+    assert "already exists" in result.output and "--resume" in result.output
+    assert (tune_dir / "leaderboard.json").read_text() == before
+
+
+def test_random_search_repeats_under_a_seed_and_resume_skips_finished_trials(colour_dataset, tmp_path):
+    space = write_space(tmp_path / "space.toml", "[space]\nlearning_rate = {low = 0.001, high = 0.1, log = true}\n"
+                        "dropout = {low = 0.0, high = 0.5}\noptimizer = ['adam', 'sgd']\n")
+    args = ("tune", colour_dataset, *COMMON, "--space", space, "--seed", 3, "--objective", "val_accuracy")
+    invoke(*args, "--trials", 2, "--out", tmp_path / "a")
+    invoke(*args, "--trials", 2, "--out", tmp_path / "b")
+    first, second = leaderboard(tmp_path / "a"), leaderboard(tmp_path / "b")
+    assert [t["params"] for t in first] == [t["params"] for t in second]
+    assert [t["val_accuracy"] for t in first] == pytest.approx([t["val_accuracy"] for t in second])
+    assert first[0]["params"] != first[1]["params"]
+
+    result = invoke(*args, "--trials", 3, "--out", tmp_path / "a", "--resume")
+    assert "1 run now, 2 earlier" in result.output
+    resumed = leaderboard(tmp_path / "a")
+    assert sorted(t["trial"] for t in resumed) == [1, 2, 3]
+    by_trial = {t["trial"]: t for t in resumed}
+    for old in first:  # finished trials are kept as they were, not run again
+        assert {k: v for k, v in by_trial[old["trial"]].items() if k != "rank"} == {k: v for k, v in old.items() if k != "rank"}
+    accuracies = [t["val_accuracy"] for t in resumed]
+    assert accuracies == sorted(accuracies, reverse=True)
+
+    changed = invoke(*args, "--trials", 4, "--seed", 4, "--out", tmp_path / "a", "--resume", expect=2)
+    assert "other settings" in changed.output and "seed" in changed.output
+
+
+def test_random_trials_are_a_seeded_prefix():
+    from tlcli.tuning import Range, plan_trials
+
+    space = {"learning_rate": Range(1e-4, 1e-1, log=True), "dense": [(), (64,)], "batch_size": Range(8, 64, integer=True)}
+    five = plan_trials(space, "random", 5, seed=1)
+    assert plan_trials(space, "random", 3, seed=1) == five[:3]
+    assert plan_trials(space, "random", 5, seed=2) != five
+    assert all(1e-4 <= t["learning_rate"] <= 1e-1 and isinstance(t["batch_size"], int) for t in five)
+    lists = {"learning_rate": [0.1, 0.01, 0.001], "dropout": [0.0, 0.5]}
+    every = plan_trials(lists, "random", 6, seed=1)
+    assert plan_trials(lists, "random", 2, seed=1) == every[:2]
+    assert len({json.dumps(t, sort_keys=True) for t in every}) == 6  # without replacement
+
+
+@pytest.mark.parametrize(
+    "space, args, message",
+    [
+        ("lr = [0.1]\n", (), "'lr' cannot be searched"),
+        ("learning_rate = {low = 0.001, high = 0.1}\n", ("--search", "grid"), "grid search needs a list"),
+        ("learning_rate = {low = 0, high = 0.1, log = true}\n", (), "needs low > 0"),
+        ("learning_rate = {low = 0.1, high = 0.01}\n", (), "above high"),
+        ("dropout = []\n", (), "has no values"),
+        ("dropout = [0.2, 1.5]\n", (), "--dropout 1.5 is out of range"),
+        ("optimizer = ['adam', 'adagrad']\n", (), "'adagrad' is not one of"),
+        ("learning_rate = ['fast']\n", (), "is not a number"),
+        ("dense = ['wide']\n", (), "is not a list of layer sizes"),
+        ("learning_rate = [0.1\n", (), "is not valid TOML"),
+        ("dropout = [0.1]\n", ("--search", "annealing"), "--search 'annealing' is not one of"),
+    ],
+)
+def test_bad_search_spaces_are_one_line_errors(colour_dataset, tmp_path, space, args, message):
+    path = write_space(tmp_path / "space.toml", space)
+    result = invoke("tune", colour_dataset, *COMMON, "--space", path, *args, "--out", tmp_path / "out", expect=2)
+    assert message in result.output
+    assert result.output.strip().startswith("Error:") and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_bayesian_search_records_each_trial_and_resumes_without_repeating(colour_dataset, tmp_path):
+    space = write_space(tmp_path / "space.toml", "learning_rate = {low = 0.001, high = 0.1, log = true}\n"
+                        "dense = [[], [8]]\n")
+    args = ("tune", colour_dataset, *COMMON, "--search", "bayesian", "--space", space, "--out", tmp_path / "bo")
+    invoke(*args, "--trials", 2)
+    first = leaderboard(tmp_path / "bo")
+    assert sorted(t["trial"] for t in first) == [1, 2]
+    result = invoke(*args, "--trials", 3, "--resume")
+    assert "1 run now, 2 earlier" in result.output
+    resumed = {t["trial"]: t for t in leaderboard(tmp_path / "bo")}
+    assert sorted(resumed) == [1, 2, 3]
+    for old in first:
+        assert resumed[old["trial"]]["seconds"] == old["seconds"] and resumed[old["trial"]]["params"] == old["params"]
+    settings = tomllib.loads((tmp_path / "bo" / "best.toml").read_text())
+    best = leaderboard(tmp_path / "bo")[0]["params"]
+    assert (settings["learning_rate"], settings["dense"]) == (best["learning_rate"], best["dense"])
+
+
+def test_a_dataset_without_validation_images_is_refused(flat_dataset, tmp_path):
+    result = invoke("tune", flat_dataset, *COMMON, "--val-split", 0, "--out", tmp_path / "out", expect=2)
+    assert "has no validation images" in result.output and "--val-split" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_errors_in_a_config_files_space_table_name_the_table(colour_dataset, tmp_path):
+    settings = write_space(tmp_path / "tune.toml", "[tune]\nsearch = 'grid'\n[space]\ndropout = {low = 0.0, high = 0.5}\n")
+    result = invoke("tune", colour_dataset, *COMMON, "--config", settings, "--out", tmp_path / "out", expect=2)
+    assert f"--config {settings} [space]: dropout is a range, but grid search needs a list" in result.output
+
+
+def test_a_killed_search_resumes_without_repeating_finished_trials(colour_dataset, tmp_path):
+    tune_dir = tmp_path / "killed"
+    space = write_space(tmp_path / "space.toml", "learning_rate = [0.003, 0.01, 0.03, 0.1]\ndropout = [0.0, 0.2]\n")
+    command = [sys.executable, "-m", "tlcli", "tune", colour_dataset, *COMMON[:-3], "--epochs", 6,
+               "--early-stopping", 0, "--search", "grid", "--space", space, "--quiet", "--out", tune_dir]
+    command = [str(part) for part in command]
+    kill_when(command, lambda: (tune_dir / "leaderboard.json").exists() and len(leaderboard(tune_dir)) >= 2)
+    before = {t["trial"]: t for t in leaderboard(tune_dir)}
+    assert 2 <= len(before) < 8, "the search should have been killed mid-way"
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "--resume" in again.stderr and "--overwrite" in again.stderr
+
+    resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    after = {t["trial"]: t for t in leaderboard(tune_dir)}
+    assert sorted(after) == list(range(1, 9))
+    assert all(after[number]["seconds"] == trial["seconds"] for number, trial in before.items())
+    assert f"{8 - len(before)} run now, {len(before)} earlier" in resumed.stdout
+    assert not (tune_dir / ".in-progress").exists()

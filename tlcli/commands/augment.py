@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tlcli.console import out
+from tlcli.options import (
+    AugmentPreset, Brightness, Config, Contrast, Crop, Flip, Hue, Noise, Rotation, Saturation,
+    Seed, Translation, Zoom,
+)
+
+NAME = "augment"
+
+DataOrImage = Annotated[
+    Path,
+    typer.Argument(help="A dataset folder (its training images are used) or one image.",
+                   metavar="DATA_OR_IMAGE", show_default=False),
+]
+Out = Annotated[Path, typer.Option("--out", "-o", help="Where to write the grid (.png).")]
+Samples = Annotated[int, typer.Option(help="Rows: images picked in turn from each class.")]
+Variants = Annotated[int, typer.Option(help="Augmented versions shown beside each original.")]
+PreviewSize = Annotated[int, typer.Option(help="Size in pixels of each image in the grid.")]
+
+
+def run(
+    data: DataOrImage,
+    out_path: Out = Path("augment_preview.png"),
+    samples: Samples = 8,
+    variants: Variants = 5,
+    seed: Seed = 0,
+    image_size: PreviewSize = 128,
+    augment: AugmentPreset = None,
+    rotation: Rotation = None,
+    translation: Translation = None,
+    zoom: Zoom = None,
+    flip: Flip = None,
+    crop: Crop = None,
+    brightness: Brightness = None,
+    contrast: Contrast = None,
+    saturation: Saturation = None,
+    hue: Hue = None,
+    noise: Noise = None,
+    config: Config = None,
+) -> None:
+    """Preview augmentation: images beside augmented versions drawn by the training pipeline (default preset: standard)."""
+    from tlcli.augment import augmentation_from_options, describe
+    from tlcli.augment_preview import write_preview
+
+    settings = augmentation_from_options(
+        augment,
+        dict(rotation=rotation, translation=translation, zoom=zoom, flip=flip, crop=crop,
+             brightness=brightness, contrast=contrast, saturation=saturation, hue=hue, noise=noise),
+        config,
+        default="standard",
+    )
+    preview = write_preview(
+        data, out_path, settings, samples=samples, variants=variants, image_size=image_size, seed=seed
+    )
+    out.print(
+        f"Wrote {preview.path}: {preview.rows} image(s), each with {preview.columns - 1} "
+        f"variant(s) ({describe(settings)})."
+    )
