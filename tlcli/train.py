@@ -110,7 +110,7 @@ def train(
 
         def distributed_features(features, shuffle, weights):
             def make(count, index, batch):
-                return feature_batches(features, num_classes, batch, seed, shuffle=shuffle,
+                return feature_dataset(features, num_classes, batch, seed, shuffle=shuffle,
                                        class_weights=weights, shard=(count, index))
 
             return distribute(placement, make, len(features.labels), batch_size)
@@ -165,7 +165,7 @@ def cached_features(model, pooling: str, train_samples, val_samples, image_size:
     return train_features, val_features
 
 
-def feature_batches(features: Features, num_classes: int, batch_size: int, seed: int = 0, *, shuffle: bool = False,
+def feature_dataset(features: Features, num_classes: int, batch_size: int, seed: int = 0, *, shuffle: bool = False,
                     class_weights=None, shard: tuple[int, int] = (1, 0)):
     """Batches of cached features and their targets, for training a head."""
     data = tf.data.Dataset.from_tensor_slices((features.features, features.labels))

@@ -256,7 +256,7 @@ def tune(config: TuneConfig, *, overwrite: bool = False, resume: bool = False, q
     from tlcli.runs import resumable
     from tlcli.runtime import set_seed
     from tlcli.train import (
-        build_config_head, cached_features, class_weights_for, feature_batches, fit_and_measure, report_dataset,
+        build_config_head, cached_features, class_weights_for, feature_dataset, fit_and_measure, report_dataset,
     )
     from tlcli.training import History
     from tlcli.weights import parse_weights
@@ -314,9 +314,9 @@ def tune(config: TuneConfig, *, overwrite: bool = False, resume: bool = False, q
         fit_config = trial.fit
         metrics = fit_and_measure(
             head,
-            feature_batches(train_features, num_classes, fit_config.batch_size, fit_config.seed, shuffle=True,
+            feature_dataset(train_features, num_classes, fit_config.batch_size, fit_config.seed, shuffle=True,
                             class_weights=class_weights),
-            feature_batches(val_features, num_classes, fit_config.batch_size),
+            feature_dataset(val_features, num_classes, fit_config.batch_size),
             fit_config, steps=-(-len(train_features.labels) // fit_config.batch_size), run_dir=trial_dir,
             history=History(trial_dir / HISTORY), quiet=True,
         )
