@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import _thread
 import importlib.util
 import json
 import shutil
@@ -219,11 +218,15 @@ def _when_staging_appears(folder, action):
 
 def test_ctrl_c_during_export_leaves_nothing_behind(tiny_run, tmp_path):
     out = tmp_path / "model"
-    # interrupt_main raises KeyboardInterrupt in the exporting thread, exactly as Ctrl-C does.
-    watcher = _when_staging_appears(tmp_path, _thread.interrupt_main)
-    result = _export(tiny_run, "--out", out, "--format", "saved_model", "--format", "tflite", "--no-verify")
-    watcher.join()
-    assert result.exit_code == 130 and "Interrupted" in result.output
+    # SIGINT is what Ctrl-C sends; a child process keeps a late interrupt away from pytest itself.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tlcli", "export", str(tiny_run), "--out", str(out), "--format", "saved_model",
+         "--format", "tflite", "--no-verify"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    _when_staging_appears(tmp_path, lambda: process.send_signal(signal.SIGINT)).join()
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Interrupted" in stderr
     assert list(tmp_path.iterdir()) == []  # neither --out nor the staging folder
 
 
