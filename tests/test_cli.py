@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 from typer.testing import CliRunner
 
@@ -21,28 +20,26 @@ def _tlcli(*args, **kwargs):
     )
 
 
-def test_help_answers_fast_without_importing_tensorflow():
+def test_help_does_not_import_tensorflow():
+    """What keeps `tlcli --help` fast (bench/cli_latency.py times it): no TensorFlow import."""
     code = (
-        "import sys, time; start = time.perf_counter(); sys.argv = ['tlcli', '--help']\n"
+        "import sys; sys.argv = ['tlcli', '--help']\n"
         "from tlcli.cli import main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "print('SECONDS', time.perf_counter() - start, 'TF', 'tensorflow' in sys.modules, file=sys.stderr)"
+        "print('TF', 'tensorflow' in sys.modules, 'KERAS', 'keras' in sys.modules, file=sys.stderr)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    seconds, tensorflow_loaded = result.stderr.split()[1], result.stderr.split()[3]
-    assert "inspect" in result.stdout and "models" in result.stdout
-    assert tensorflow_loaded == "False"
-    # Generous for a busy CI machine; the benchmark measures the real figure (~0.3 s).
-    assert float(seconds) < 2.0
+    assert "inspect" in result.stdout and "train" in result.stdout and "export" in result.stdout
+    assert result.stderr.split() == ["TF", "False", "KERAS", "False"]
 
 
 def test_whole_process_help_and_version():
-    started = time.perf_counter()
     result = _tlcli("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"tlcli {__version__}"
-    assert time.perf_counter() - started < 5
-    for command in ("models", "inspect"):
-        assert _tlcli(command, "--help").returncode == 0
+    for command in ("models", "inspect", "augment", "train", "finetune", "tune", "evaluate", "predict",
+                    "export", "extract"):
+        help_text = _tlcli(command, "--help")
+        assert help_text.returncode == 0 and "Usage: tlcli " + command in help_text.stdout
 
 
 def test_models_json_lists_the_four_backbones():
