@@ -22,8 +22,8 @@ ModelName = Annotated[
     str,
     typer.Option(
         "--model", "-m",
-        help=f"Backbone: {'|'.join(MODEL_NAMES)}.",
-        metavar="[" + "|".join(MODEL_NAMES) + "]",
+        help=f"Backbone: {', '.join(MODEL_NAMES)}.",
+        metavar="NAME",
     ),
 ]
 ImageSize = Annotated[
@@ -54,27 +54,27 @@ RunPath = Annotated[
 
 # Training and fine-tuning. Commands take their defaults from the config dataclasses; a
 # --config file supplies any option not given on the command line.
-Optimizer = Annotated[str, typer.Option(help="adam|adamw|sgd|rmsprop")]
-LearningRate = Annotated[float, typer.Option("--learning-rate", "--lr", help="Learning rate.")]
-Momentum = Annotated[float, typer.Option(help="SGD momentum.")]
-Nesterov = Annotated[bool, typer.Option("--nesterov/--no-nesterov", help="Nesterov momentum for SGD.")]
-Schedule = Annotated[str, typer.Option(help="Learning-rate schedule: constant|cosine|plateau.")]
-Epochs = Annotated[int, typer.Option(help="Epochs.")]
+Optimizer = Annotated[str, typer.Option(help="adam|adamw|sgd|rmsprop", rich_help_panel="Optimisation")]
+LearningRate = Annotated[float, typer.Option("--learning-rate", "--lr", help="Learning rate.", rich_help_panel="Optimisation")]
+Momentum = Annotated[float, typer.Option(help="SGD momentum.", rich_help_panel="Optimisation")]
+Nesterov = Annotated[bool, typer.Option("--nesterov/--no-nesterov", help="Nesterov momentum for SGD.", rich_help_panel="Optimisation")]
+Schedule = Annotated[str, typer.Option(help="Learning-rate schedule: constant|cosine|plateau.", rich_help_panel="Optimisation")]
+Epochs = Annotated[int, typer.Option(help="Epochs.", rich_help_panel="Optimisation")]
 BatchSize = Annotated[int, typer.Option(help="Images per batch.", min=1)]
-LabelSmoothing = Annotated[float, typer.Option(help="Label smoothing in [0, 1).")]
-ClassWeight = Annotated[str, typer.Option(help="none|balanced: weight classes inversely to their frequency.")]
-EarlyStopping = Annotated[int, typer.Option(help="Stop after this many epochs without a better val_loss, restoring the best weights; 0 = off.")]
-WeightDecay = Annotated[float, typer.Option(help="L2 penalty on the head's kernels; with adamw, AdamW's decoupled weight decay.")]
-Config = Annotated[Optional[Path], typer.Option("--config", help="TOML settings file: any option by name, augmentation in an \\[augmentation] table; the command line overrides it.", show_default=False)]
-Out = Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory to write  [default: runs/<time>-<model>]", show_default=False)]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the output if it already exists.")]
-Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last completed epoch.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output; the summary only.")]
+LabelSmoothing = Annotated[float, typer.Option(help="Label smoothing in [0, 1).", rich_help_panel="Optimisation")]
+ClassWeight = Annotated[str, typer.Option(help="none|balanced: weight classes inversely to their frequency.", rich_help_panel="Optimisation")]
+EarlyStopping = Annotated[int, typer.Option(help="Stop after this many epochs without a better val_loss, restoring the best weights; 0 = off.", rich_help_panel="Optimisation")]
+WeightDecay = Annotated[float, typer.Option(help="L2 penalty on the head's kernels; with adamw, AdamW's decoupled weight decay.", rich_help_panel="Optimisation")]
+Config = Annotated[Optional[Path], typer.Option("--config", help="TOML settings file: any option by name, augmentation in an \\[augmentation] table; the command line overrides it.", show_default=False, rich_help_panel="Run")]
+Out = Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory to write  [default: runs/<time>-<model>]", show_default=False, rich_help_panel="Run")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the output if it already exists.", rich_help_panel="Run")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last completed epoch.", rich_help_panel="Run")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output; the summary only.", rich_help_panel="Run")]
 
 # Where to run (tf.distribute).
-Strategy = Annotated[str, typer.Option(help="auto|default|one-device|mirrored|multi-worker|tpu. auto: a TPU with --tpu, all GPUs if several, one GPU, else the CPU.")]
-Tpu = Annotated[Optional[str], typer.Option(help="TPU name, or 'local' on a TPU VM.", show_default=False)]
-Precision = Annotated[str, typer.Option(help="float32|mixed_float16 (GPU)|mixed_bfloat16.")]
+Strategy = Annotated[str, typer.Option(help="auto|default|one-device|mirrored|multi-worker|tpu. auto: a TPU with --tpu, all GPUs if several, one GPU, else the CPU.", rich_help_panel="Distribution")]
+Tpu = Annotated[Optional[str], typer.Option(help="TPU name, or 'local' on a TPU VM.", show_default=False, rich_help_panel="Distribution")]
+Precision = Annotated[str, typer.Option(help="float32|mixed_float16 (GPU)|mixed_bfloat16.", rich_help_panel="Distribution")]
 
 # Augmentation: the same flags for `tlcli train` and `tlcli augment`. None means "not given",
 # so a preset or the TOML [augmentation] table decides (tlcli.augment.resolve_augment).
