@@ -87,9 +87,3 @@ def build_classifier(spec: BackboneSpec, image_size: int, base, head, pooling: s
     inputs = image_input(image_size)
     features = backbone_features(inputs, spec, base, pooling)
     return keras.Model(inputs, head(features), name=f"{spec.name}_classifier")
-
-
-def get_base(model, spec: BackboneSpec):
-    from tlcli.weights import find_base
-
-    return find_base(model, spec)

@@ -173,16 +173,21 @@ def read_run(path: Path) -> RunInfo:
     )
 
 
-def load_run_model(path: Path):
-    """(Keras model, RunInfo) for a run directory or `.keras` file."""
+def load_keras_model(path: Path):
+    """A `.keras` file written by tlcli, loaded in Keras's safe mode (raises what Keras raises)."""
     from tlcli.runtime import import_keras
 
     keras = import_keras()
     import tlcli.layers  # noqa: F401  (registers tlcli's layers for safe-mode loading)
 
+    return keras.saving.load_model(path, compile=False)
+
+
+def load_run_model(path: Path):
+    """(Keras model, RunInfo) for a run directory or `.keras` file."""
     info = read_run(path)
     try:
-        model = keras.saving.load_model(info.model_path, compile=False)
+        model = load_keras_model(info.model_path)
     except Exception as error:  # a damaged or foreign file
         raise TlcliError(f"{info.model_path} cannot be loaded as a Keras model: {error}") from error
     image_size = info.image_size or int(model.input_shape[1])

@@ -84,13 +84,10 @@ def build_base(spec: BackboneSpec, image_size: int, weights: WeightsSource):
 
 def _base_from_model(spec: BackboneSpec, image_size: int, model_path: Path):
     """A fresh backbone carrying the trained backbone weights of an earlier tlcli model."""
-    from tlcli.runtime import import_keras
-
-    keras = import_keras()
-    import tlcli.layers  # noqa: F401  (registers tlcli's layers for loading)
+    from tlcli.runs import load_keras_model
 
     try:
-        source = keras.saving.load_model(model_path, compile=False)
+        source = load_keras_model(model_path)
     except Exception as error:  # a corrupt or foreign file: say which, keep the cause
         raise TlcliError(
             f"--weights {model_path}: cannot be loaded as a Keras model ({error}). "
