@@ -141,6 +141,7 @@ def test_a_killed_multi_worker_run_resumes(colour_dataset, tmp_path):
         (["--strategy", "multi-worker"], {"TF_CONFIG": "{not json"}, "TF_CONFIG is not a valid cluster description"),
         (["--precision", "mixed_float16"], {}, "--precision mixed_float16 needs a GPU"),
         (["--strategy", "gpus"], {}, "--strategy 'gpus' is not one of"),
+        (["--strategy", "mirrored", "--tpu", "local"], {}, "--tpu local is for --strategy tpu"),
     ],
 )
 def test_bad_placements_are_one_line_errors(colour_dataset, tmp_path, monkeypatch, arguments, environment, message):
@@ -151,10 +152,97 @@ def test_bad_placements_are_one_line_errors(colour_dataset, tmp_path, monkeypatc
     assert not (tmp_path / "x").exists()
 
 
-def test_tpu_without_a_tpu_fails_fast_and_says_so(tmp_path):
+def test_tpu_without_a_tpu_fails_fast_and_says_so(colour_dataset, tmp_path):
+    # On a TPU VM (--tpu local) the host reads local folders, so the data passes and the TPU is sought.
     result = subprocess.run(
-        [sys.executable, "-m", "tlcli", "train", "gs://bucket/data", *TRAIN, "--tpu", "local",
+        [sys.executable, "-m", "tlcli", "train", str(colour_dataset), *TRAIN, "--tpu", "local",
          "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.startswith("Error: No TPU available") and "--strategy auto" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def _two_cpus(*arguments):
+    return subprocess.run([sys.executable, "-c", TWO_CPUS, *map(str, arguments)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def _features(path):
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files}
+
+
+EXTRACT = ("--model", "vgg16", "--weights", "none", "--image-size", "32", "--batch-size", "4")
+
+
+@pytest.fixture(scope="module")
+def default_features(colour_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("extract") / "default.npz"
+    result = runner.invoke(app, ["extract", str(colour_dataset), *EXTRACT, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return _features(out)
+
+
+def test_mirrored_extraction_shares_batches_and_gives_the_same_features(colour_dataset, default_features, tmp_path):
+    result = _two_cpus("extract", colour_dataset, *EXTRACT, "--strategy", "mirrored", "--out", tmp_path / "f.npz")
+    assert result.returncode == 0, result.stderr
+    assert "Strategy mirrored: 2 replica(s)" in result.stderr and "4 per replica, 8 global" in result.stderr
+    mirrored = _features(tmp_path / "f.npz")
+    assert list(mirrored["paths"]) == list(default_features["paths"])
+    assert abs(mirrored["features"] - default_features["features"]).max() < 1e-4
+    assert json.loads(mirrored["distribution"].item())["replicas"] == 2
+
+
+@pytest.mark.slow
+def test_two_workers_extract_every_image_once_into_one_file(colour_dataset, default_features, tmp_path):
+    out = tmp_path / "features.npz"
+    outputs = _finish(_start_workers(["extract", str(colour_dataset), *EXTRACT, "--strategy", "multi-worker",
+                                      "--out", str(out)], _free_ports(2), cwd=tmp_path))
+    assert [path.name for path in tmp_path.iterdir()] == ["features.npz"], outputs
+    assert "the chief writes" in outputs[1]
+    extracted = _features(out)
+    assert list(extracted["paths"]) == list(default_features["paths"])
+    assert abs(extracted["features"] - default_features["features"]).max() < 1e-4
+    assert json.loads(extracted["distribution"].item())["workers"] == 2
+
+
+def test_mirrored_evaluation_matches_the_default_strategy(tiny_run, colour_dataset, tmp_path):
+    default = runner.invoke(app, ["evaluate", str(tiny_run), str(colour_dataset), "--out", str(tmp_path / "one")])
+    assert default.exit_code == 0, default.output
+    mirrored = _two_cpus("evaluate", tiny_run, colour_dataset, "--batch-size", "2", "--strategy", "mirrored",
+                         "--out", tmp_path / "two")
+    assert mirrored.returncode == 0, mirrored.stderr
+    one, two = (json.loads((tmp_path / name / "evaluation.json").read_text()) for name in ("one", "two"))
+    assert two["distribution"]["strategy"] == "mirrored" and two["distribution"]["replicas"] == 2
+    assert two["samples"] == one["samples"] and two["confusion_matrix"] == one["confusion_matrix"]
+    assert two["log_loss"] == pytest.approx(one["log_loss"], abs=1e-5)
+
+
+def test_bfloat16_evaluation_computes_in_bfloat16_and_agrees(tiny_run, colour_dataset, tmp_path):
+    reports = {}
+    for precision in ("float32", "mixed_bfloat16"):
+        result = runner.invoke(app, ["evaluate", str(tiny_run), str(colour_dataset), "--precision", precision,
+                                     "--out", str(tmp_path / precision)])
+        assert result.exit_code == 0, result.output
+        reports[precision] = json.loads((tmp_path / precision / "evaluation.json").read_text())
+    float32, bfloat16 = reports["float32"], reports["mixed_bfloat16"]
+    assert bfloat16["distribution"]["precision"] == "mixed_bfloat16"
+    # bfloat16 keeps 8 bits of mantissa: the losses differ, but only a little.
+    assert bfloat16["log_loss"] != float32["log_loss"]
+    assert bfloat16["log_loss"] == pytest.approx(float32["log_loss"], rel=0.1, abs=0.02)
+    assert bfloat16["accuracy"] == pytest.approx(float32["accuracy"], abs=0.1)
+
+
+def test_finetuning_in_bfloat16_computes_the_loaded_model_in_bfloat16(tiny_run, tmp_path):
+    result = runner.invoke(app, ["finetune", str(tiny_run), "--stage", "block5:1:0.0001", "--precision",
+                                 "mixed_bfloat16", "--quiet", "--out", str(tmp_path / "ft")])
+    assert result.exit_code == 0, result.output
+    from tlcli.runs import load_run_model
+
+    model, _ = load_run_model(tmp_path / "ft")
+    base = model.get_layer("vgg16")
+    assert base.get_layer("block5_conv3").compute_dtype == "bfloat16"
+    assert model.get_layer("head").get_layer("predictions").compute_dtype == "float32"
+    assert json.loads((tmp_path / "ft" / "config.json").read_text())["distribution"]["precision"] == "mixed_bfloat16"

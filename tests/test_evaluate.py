@@ -172,7 +172,8 @@ def test_an_unknown_class_is_a_clear_error_and_writes_nothing(tiny_run, colour_d
     assert result.exit_code == 2
     assert "purple" in result.stderr and "not classes of the model (blue, green, red)" in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 2 and lines[1].startswith("Error: ")  # after "Evaluating ..."
+    assert lines[0].startswith("Evaluating") and lines[1].startswith("Strategy default")
+    assert len(lines) == 3 and lines[2].startswith("Error: ")
     assert not (tmp_path / "out").exists()
 
 

@@ -15,7 +15,7 @@ from tlcli.cli import app
 runner = CliRunner()
 TINY = ("--model", "vgg16", "--weights", "none", "--image-size", "32", "--batch-size", "8")
 FILE_ARRAYS = {"features", "labels", "class_names", "splits", "paths", "backbone", "weights", "image_size",
-               "pooling", "preprocessing"}
+               "pooling", "preprocessing", "distribution"}
 
 
 def _extract(*args):

@@ -15,6 +15,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from tlcli.console import err
 from tlcli.errors import TlcliError
 from tlcli.runtime import import_keras, import_tensorflow
 
@@ -33,6 +36,8 @@ class DistributeConfig:
             raise TlcliError(f"--strategy {self.strategy!r} is not one of: {', '.join(STRATEGIES)}.")
         if self.precision not in PRECISIONS:
             raise TlcliError(f"--precision {self.precision!r} is not one of: {', '.join(PRECISIONS)}.")
+        if self.tpu and self.strategy not in ("auto", "tpu"):
+            raise TlcliError(f"--tpu {self.tpu} is for --strategy tpu (or auto), not {self.strategy}. Drop one of them.")
 
 
 @dataclass
@@ -64,12 +69,14 @@ class Placement:
 
 def place(config: DistributeConfig, data: Path | str | None = None) -> Placement:
     """Create the strategy (first thing in a run: multi-worker collectives need it so)."""
-    if config.strategy == "tpu" or config.tpu:
-        # A Path argument turns gs://bucket into gs:/bucket, so match either form.
+    uses_tpu = config.strategy == "tpu" or (config.strategy == "auto" and config.tpu)
+    if uses_tpu and config.tpu != "local":
+        # A remote TPU's host reads only Cloud Storage; on a TPU VM (--tpu local) this
+        # machine is the host and reads local folders. A Path turns gs://b into gs:/b.
         if data is not None and not str(data).startswith("gs:/"):
             raise TlcliError(
-                f"TPUs read only Cloud Storage, so {data} cannot be used with --strategy tpu. "
-                "Copy the dataset to a gs:// bucket and pass that path."
+                f"TPUs read only Cloud Storage, so {data} cannot be used with --strategy tpu on a remote TPU. "
+                "On a TPU VM use --tpu local; otherwise copy the dataset to a gs:// bucket and pass that path."
             )
     tf = import_tensorflow()
     for gpu in tf.config.list_physical_devices("GPU"):
@@ -159,6 +166,18 @@ def _set_precision(precision: str, tf, placement: Placement) -> str:
     return precision
 
 
+def report_placement(placement: Placement, batch_size: int, quiet: bool) -> None:
+    """One line on where the work runs and how batches are shared."""
+    if quiet:
+        return
+    where = ", ".join(placement.devices)
+    workers = f", worker {placement.worker_index + 1} of {placement.num_workers}" if placement.num_workers > 1 else ""
+    err.print(
+        f"Strategy {placement.name}: {placement.replicas} replica(s) on {where}{workers}; "
+        f"batch {batch_size} per replica, {placement.global_batch(batch_size)} global; {placement.precision}."
+    )
+
+
 def worker_run_dir(run_dir: Path, placement: Placement) -> Path:
     """Only the chief writes the run directory; other workers use a stable scratch folder
     (stable so that --resume finds their state), removed when the run finishes."""
@@ -192,6 +211,55 @@ def distribute(placement: Placement, make_dataset, num_examples: int, per_replic
 
     options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
     return placement.strategy.distribute_datasets_from_function(per_worker, options), steps
+
+
+def map_batches(placement: Placement | None, function, make_dataset, per_replica_batch: int):
+    """Run `function` over the images of every batch, spread over the replicas and workers.
+
+    `make_dataset(shard_count, shard_index, batch_size)` builds batches of (images, labels,
+    indices). Yields (outputs, labels, indices) as NumPy arrays, every image exactly once; under
+    several workers each worker reads its own shard and every worker receives all results.
+    Without a placement (or with one device) it is a plain loop.
+    """
+    tf = import_tensorflow()
+    if placement is None or (placement.replicas == 1 and placement.num_workers == 1):
+        for images, labels, indices in make_dataset(1, 0, per_replica_batch):
+            yield np.asarray(function(images)), labels.numpy(), indices.numpy()
+        return
+    strategy = placement.strategy
+    global_batch = placement.global_batch(per_replica_batch)
+    dataset = strategy.distribute_datasets_from_function(
+        lambda context: make_dataset(context.num_input_pipelines, context.input_pipeline_id,
+                                     context.get_per_replica_batch_size(global_batch))
+    )
+
+    @tf.function
+    def step(batch):
+        per_replica = strategy.run(lambda images, labels, indices: (function(images), labels, indices), args=batch)
+        # Gathered one tensor at a time: `gather` on the tuple kept only the first replica's
+        # rows (TF 2.21, MirroredStrategy). A worker whose shard has run out contributes an
+        # empty batch, which the collectives accept.
+        return tuple(strategy.gather(value, axis=0) for value in per_replica)
+
+    for batch in dataset:
+        outputs, labels, indices = (value.numpy() for value in step(batch))
+        order = np.argsort(indices, kind="stable")  # replicas' rows interleave; keep file order
+        yield outputs[order], labels[order], indices[order]
+
+
+def set_model_precision(model, precision: str) -> None:
+    """Give a loaded model the run's precision policy, as a freshly built one gets it.
+
+    A saved model keeps the policy it was trained under, whatever the global policy is now.
+    The output layer, "predictions", stays float32 (see `model.build_head`).
+    """
+    def set_layers(layer):
+        for inner in getattr(layer, "layers", ()):
+            if inner.name != "predictions":
+                inner.dtype_policy = precision
+            set_layers(inner)
+
+    set_layers(model)
 
 
 def patch_keras_for_multi_worker() -> None:

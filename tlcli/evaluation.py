@@ -187,12 +187,14 @@ class Evaluation:
     probabilities: np.ndarray
     metrics: dict
     problems: list[Problem]
+    distribution: dict | None = None  # where it ran (see distribute.Placement.describe)
 
     def to_dict(self) -> dict:
         return {
             "model": str(self.model_path),
             "data": str(self.data.folder),
             "data_description": self.data.description,
+            **({"distribution": self.distribution} if self.distribution else {}),
             **self.metrics,
             "misclassified": int(np.sum(self.probabilities.argmax(axis=1) != self.y_true)),
             "skipped": [{"path": str(p.path), "reason": p.reason} for p in self.problems],
@@ -209,11 +211,12 @@ def evaluate_model(
     top_k: int | None = None,
     batch_size: int = 32,
     on_predicted: Callable[[int], None] | None = None,
+    placement=None,
 ) -> Evaluation:
-    """Predict every image of `data` and compute the metrics."""
+    """Predict every image of `data` (shared among the placement's replicas) and compute the metrics."""
     from tlcli.inference import DECODE_FAILED, predict_samples
 
-    indices, probabilities = predict_samples(model, data.samples, image_size, batch_size, on_predicted)
+    indices, probabilities = predict_samples(model, data.samples, image_size, batch_size, on_predicted, placement)
     read = set(indices.tolist())
     problems = list(data.problems) + [
         Problem(sample.path, DECODE_FAILED) for i, sample in enumerate(data.samples) if i not in read
@@ -231,6 +234,7 @@ def evaluate_model(
         probabilities=normalise_rows(probabilities),
         metrics=metrics,
         problems=problems,
+        distribution=placement.describe() if placement is not None else None,
     )
 
 

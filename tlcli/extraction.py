@@ -9,6 +9,7 @@ The file holds plain NumPy arrays only (strings as unicode arrays), so that
     splits       unicode, "train", "val" or "test" for each image
     paths        unicode, each image's file
     backbone, weights, image_size, pooling, preprocessing   scalars: how the features were made
+    distribution  scalar: JSON of the strategy, devices, replicas and precision used
 
 Feature rows stream to a scratch file batch by batch and are copied into the archive at the
 end, so memory does not grow with the number of images.
@@ -16,6 +17,8 @@ end, so memory does not grow with the number of images.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -119,31 +122,42 @@ def plan_extraction(config: ExtractConfig, on_checked: Callable[[int], None] | N
     return Extraction(config, spec, image_size, weights, dataset, samples, splits)
 
 
-def build_extractor(plan: Extraction):
-    from tlcli.model import build_feature_extractor
+def build_extractor(plan: Extraction, placement=None):
+    """The frozen backbone, its variables placed by the strategy when a placement is given.
 
-    return build_feature_extractor(plan.spec, plan.image_size, plan.weights, plan.config.pooling)
+    Seeded, so that randomly initialised weights (--weights none) give the same features each time.
+    """
+    from tlcli.model import build_feature_extractor
+    from tlcli.runtime import set_seed
+
+    set_seed(plan.config.seed)
+    with placement.strategy.scope() if placement is not None else contextlib.nullcontext():
+        return build_feature_extractor(plan.spec, plan.image_size, plan.weights, plan.config.pooling)
 
 
 def extract(
-    plan: Extraction, on_batch: Callable[[int], None] | None = None, extractor=None
+    plan: Extraction, on_batch: Callable[[int], None] | None = None, extractor=None, placement=None
 ) -> ExtractionResult:
     """Run the frozen backbone over every image of the plan and write the features file.
 
     `extractor` (from `build_extractor`) may be given to reuse one already built and traced.
+    With a `placement`, the batches are shared among its replicas and workers; every worker
+    computes, and only the chief writes the file.
     """
     from tlcli.features import feature_batches, feature_shape
 
     config = plan.config
-    extractor = extractor if extractor is not None else build_extractor(plan)
+    extractor = extractor if extractor is not None else build_extractor(plan, placement)
     shape = feature_shape(extractor)
+    writes = placement is None or placement.is_chief
     out = Path(config.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if writes:
+        out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     first_batch_seconds = None
     kept = []
-    with tempfile.TemporaryFile(dir=out.parent, prefix=f".{out.name}.rows.") as rows:
-        for batch in feature_batches(extractor, plan.samples, plan.image_size, config.batch_size):
+    with tempfile.TemporaryFile(dir=out.parent if writes else None, prefix=f".{out.name}.rows.") as rows:
+        for batch in feature_batches(extractor, plan.samples, plan.image_size, config.batch_size, placement):
             rows.write(np.ascontiguousarray(batch.features, dtype="<f4").tobytes())
             kept.append(batch.indices)
             if first_batch_seconds is None:
@@ -156,17 +170,19 @@ def extract(
                 f"None of the {len(plan.samples)} image(s) in {config.data} could be decoded. "
                 "Check the files with `tlcli inspect`."
             )
-        _write_archive(out, rows, (len(indices), *shape), _described_arrays(plan, indices))
+        if writes:
+            _write_archive(out, rows, (len(indices), *shape), _described_arrays(plan, indices, placement))
     seconds = time.perf_counter() - started
     failed = sorted(set(range(len(plan.samples))) - set(indices.tolist()))
     skipped = list(plan.dataset.problems) + [Problem(plan.samples[i].path, DECODE_FAILED) for i in failed]
     return ExtractionResult(out, len(indices), int(np.prod(shape)), skipped, seconds, first_batch_seconds)
 
 
-def _described_arrays(plan: Extraction, indices: np.ndarray) -> dict[str, np.ndarray]:
+def _described_arrays(plan: Extraction, indices: np.ndarray, placement=None) -> dict[str, np.ndarray]:
     """Every array of the file except the features, for the rows in `indices` (in row order)."""
     config = plan.config
     kept = [plan.samples[index] for index in indices]
+    distribution = placement.describe() if placement is not None else {"strategy": "default", "replicas": 1}
     return {
         "labels": np.array([sample.label for sample in kept], np.int64),
         "class_names": np.array(plan.dataset.class_names, dtype=np.str_),
@@ -177,6 +193,7 @@ def _described_arrays(plan: Extraction, indices: np.ndarray) -> dict[str, np.nda
         "image_size": np.array(plan.image_size, np.int64),
         "pooling": np.array(config.pooling),
         "preprocessing": np.array(plan.spec.preprocessing),
+        "distribution": np.array(json.dumps(distribution)),
     }
 
 

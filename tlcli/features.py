@@ -47,18 +47,27 @@ def forward_pass(extractor):
 
 
 def feature_batches(
-    extractor, samples: Sequence[Sample], image_size: int, batch_size: int = 32
+    extractor, samples: Sequence[Sample], image_size: int, batch_size: int = 32, placement=None
 ) -> Iterator[FeatureBatch]:
     """Stream images through `extractor`, one batch of features at a time, in sample order.
 
     Nothing but the current batches is held, so a caller that writes each batch away keeps
-    memory flat however many images there are.
+    memory flat however many images there are. With a `placement` of several replicas or
+    workers, each batch is shared out among them (`batch_size` per replica).
     """
+    from tlcli.distribute import map_batches
+
     forward = forward_pass(extractor)
-    for images, labels, indices in image_dataset(samples, image_size, batch_size, with_index=True):
-        yield FeatureBatch(
-            forward(images).numpy(), labels.numpy().astype(np.int64), indices.numpy()
-        )
+
+    def make(shard_count, shard_index, batch):
+        return image_dataset(samples, image_size, batch, with_index=True, shard=(shard_count, shard_index))
+
+    # Features are float32 whatever the precision the backbone computed in.
+    def features(images):
+        return tf.cast(forward(images), tf.float32)
+
+    for batch_features, labels, indices in map_batches(placement, features, make, batch_size):
+        yield FeatureBatch(batch_features, labels.astype(np.int64), indices)
 
 
 def extract_features(

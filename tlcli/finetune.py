@@ -22,14 +22,14 @@ from tlcli.backbones import BackboneSpec, get_backbone
 from tlcli.config import FitConfig
 from tlcli.console import err, out
 from tlcli.data import SplitOptions, load_dataset
-from tlcli.distribute import DistributeConfig, place
+from tlcli.distribute import DistributeConfig, place, report_placement, set_model_precision
 from tlcli.errors import TlcliError
 from tlcli.runs import (
     BACKUP, HISTORY, default_run_dir, load_run_model, resumable, write_json,
 )
 from tlcli.runtime import import_keras, set_seed
 from tlcli.train import (
-    Outcome, class_weights_for, image_batches, report_dataset, report_placement, run_facts, save_outcome, start_run,
+    Outcome, class_weights_for, image_batches, report_dataset, run_facts, save_outcome, start_run,
 )
 from tlcli.training import History, compile_model, fit
 from tlcli.weights import find_base
@@ -136,6 +136,7 @@ def finetune(
     placement = place(distribution, config.data)  # first: multi-worker collectives need it so
     with placement.strategy.scope():
         model, run = load_run_model(config.source)
+    set_model_precision(model, placement.precision)
     spec = get_backbone(run.backbone or "")
     source_config = run.config
     fit_config = config.fit

@@ -28,13 +28,15 @@ class Prediction:
     probabilities: np.ndarray  # one per class, in label order
 
 
-def predict_batches(model, samples: Sequence[Sample], image_size: int, batch_size: int):
-    """Yield (indices into `samples`, probabilities) per batch; undecodable files are absent."""
-    from tlcli.pipeline import image_dataset
+def predict_batches(model, samples: Sequence[Sample], image_size: int, batch_size: int, placement=None):
+    """Yield (indices into `samples`, probabilities) per batch; undecodable files are absent.
 
-    dataset = image_dataset(samples, image_size, batch_size, with_index=True)
-    for images, _labels, indices in dataset:
-        yield indices.numpy(), np.asarray(model.predict_on_batch(images))
+    With a `placement` of several replicas or workers, each batch is shared out among them.
+    """
+    from tlcli.features import feature_batches
+
+    for batch in feature_batches(model, samples, image_size, batch_size, placement):
+        yield batch.indices, batch.features
 
 
 def predict_samples(
@@ -43,10 +45,11 @@ def predict_samples(
     image_size: int,
     batch_size: int,
     on_predicted: Callable[[int], None] | None = None,
+    placement=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(indices of the samples that were read, their probabilities), in sample order."""
     all_indices, all_probabilities = [], []
-    for indices, probabilities in predict_batches(model, samples, image_size, batch_size):
+    for indices, probabilities in predict_batches(model, samples, image_size, batch_size, placement):
         all_indices.append(indices)
         all_probabilities.append(probabilities)
         if on_predicted is not None:

@@ -19,7 +19,7 @@ from tlcli.config import FitConfig, TrainConfig
 from tlcli.console import err
 from tlcli.curves import plot_curves
 from tlcli.data import Dataset, SplitOptions, load_dataset
-from tlcli.distribute import DistributeConfig, Placement, distribute, place, worker_run_dir
+from tlcli.distribute import DistributeConfig, Placement, distribute, place, report_placement, worker_run_dir
 from tlcli.errors import TlcliError
 from tlcli.features import Features, extract_features
 from tlcli.model import build_classifier, build_head
@@ -241,17 +241,6 @@ def open_run_dir(run_dir: Path, placement: Placement, *, overwrite: bool, resume
     if placement.is_chief:
         return prepare_run_dir(run_dir, overwrite=overwrite, resume=resume)
     return prepare_run_dir(run_dir, overwrite=not resume, resume=resume and run_dir.exists())
-
-
-def report_placement(placement: Placement, batch_size: int, quiet: bool) -> None:
-    if quiet:
-        return
-    where = ", ".join(placement.devices)
-    workers = f", worker {placement.worker_index + 1} of {placement.num_workers}" if placement.num_workers > 1 else ""
-    err.print(
-        f"Strategy {placement.name}: {placement.replicas} replica(s) on {where}{workers}; "
-        f"batch {batch_size} per replica, {placement.global_batch(batch_size)} global; {placement.precision}."
-    )
 
 
 def _features(extractor, samples, image_size, batch_size, split, quiet):

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from tlcli.console import err, out, print_json, progress
-from tlcli.options import BatchSize, Json, RunPath
+from tlcli.options import BatchSize, Json, Precision, RunPath, Strategy, Tpu
 
 NAME = "evaluate"
 _SHOWN_PROBLEMS = 10
@@ -42,10 +42,14 @@ def run(
                      show_default=False),
     ] = None,
     batch_size: BatchSize = 32,
+    strategy: Strategy = "auto",
+    tpu: Tpu = None,
+    precision: Precision = "float32",
     as_json: Json = False,
 ) -> None:
     """Evaluate a model on labelled images: scikit-learn metrics, confusion matrix, worst mistakes."""
     from tlcli.data import count_files, discover
+    from tlcli.distribute import DistributeConfig, place, report_placement, set_model_precision
     from tlcli.evaluation import (
         check_thresholds_apply,
         evaluate_model,
@@ -60,10 +64,14 @@ def run(
 
     thresholds = parse_thresholds(fail_under or [])
     folder, description = find_evaluation_folder(data)
-    keras_model, info = load_run_model(model)
+    placement = place(DistributeConfig(strategy, tpu, precision), data)  # before any model: multi-worker needs it so
+    with placement.strategy.scope():
+        keras_model, info = load_run_model(model)
+    set_model_precision(keras_model, placement.precision)
     top_k = resolve_top_k(top_k, len(info.class_names))
     check_thresholds_apply(thresholds, len(info.class_names), top_k)
     err.print(f"Evaluating {info.model_path} on {description}.")
+    report_placement(placement, batch_size, quiet=False)
 
     bar, advance = progress("Checking images", count_files(discover(folder)))
     with bar:
@@ -71,18 +79,20 @@ def run(
     bar, advance = progress("Predicting", len(selection.samples))
     with bar:
         evaluation = evaluate_model(keras_model, info.class_names, info.image_size, selection,
-                                    info.model_path, top_k, batch_size, on_predicted=advance)
-    written = write_reports(evaluation, out_dir or info.path)
-
+                                    info.model_path, top_k, batch_size, on_predicted=advance, placement=placement)
     report = evaluation.to_dict()
-    _print_problems(report["skipped"])
-    if as_json:
-        print_json({**report, "reports": [str(path) for path in written]})
+    if placement.is_chief:
+        written = write_reports(evaluation, out_dir or info.path)
+        _print_problems(report["skipped"])
+        if as_json:
+            print_json({**report, "reports": [str(path) for path in written]})
+        else:
+            _print_report(report)
+        for note in report["notes"]:
+            err.print(f"[dim]Note: {note}.[/]")
+        err.print(f"Reports written to {out_dir or info.path}: {', '.join(path.name for path in written)}")
     else:
-        _print_report(report)
-    for note in report["notes"]:
-        err.print(f"[dim]Note: {note}.[/]")
-    err.print(f"Reports written to {out_dir or info.path}: {', '.join(path.name for path in written)}")
+        err.print(f"Worker {placement.worker_index + 1} of {placement.num_workers}: the chief writes the reports.")
 
     failures = failed_thresholds(report, thresholds)
     for failure in failures:

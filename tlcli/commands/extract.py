@@ -6,7 +6,9 @@ from typing import Annotated
 import typer
 
 from tlcli.console import err, out, progress
-from tlcli.options import BatchSize, DataPath, ImageSize, ModelName, Quiet, Seed, Strict, TestSplit, ValSplit, Weights
+from tlcli.options import (
+    BatchSize, DataPath, ImageSize, ModelName, Precision, Quiet, Seed, Strategy, Strict, TestSplit, Tpu, ValSplit, Weights,
+)
 
 NAME = "extract"
 _SHOWN_PROBLEMS = 10
@@ -31,9 +33,13 @@ def run(
     seed: Seed = 0,
     strict: Strict = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing features file.")] = False,
+    strategy: Strategy = "auto",
+    tpu: Tpu = None,
+    precision: Precision = "float32",
     quiet: Quiet = False,
 ) -> None:
     """Extract a frozen backbone's features for every image into one .npz file (features, labels, splits, paths)."""
+    from tlcli.distribute import DistributeConfig, place, report_placement
     from tlcli.extraction import ExtractConfig, extract, plan_extraction
 
     config = ExtractConfig(
@@ -41,19 +47,25 @@ def run(
         batch_size=batch_size, val_split=val_split, test_split=test_split, seed=seed, strict=strict,
         overwrite=overwrite,
     )
+    placement = place(DistributeConfig(strategy, tpu, precision), data)  # first: multi-worker needs it so
     plan = plan_extraction(config)
+    quiet = quiet or not placement.is_chief  # the chief reports for the cluster
+    report_placement(placement, batch_size, quiet)
     if not quiet:
         sizes = ", ".join(f"{split} {len(samples)}" for split, samples in plan.dataset.splits.items())
         err.print(f"{len(plan.dataset.class_names)} classes; images: {sizes}.")
         for note in plan.dataset.notes:
             err.print(f"[dim]{note}[/]")
     if quiet:
-        result = extract(plan)
+        result = extract(plan, placement=placement)
     else:
         bar, advance = progress(f"Extracting ({plan.spec.name} at {plan.image_size}px)", len(plan.samples),
                                 rate="images")
         with bar:
-            result = extract(plan, on_batch=advance)
+            result = extract(plan, on_batch=advance, placement=placement)
+    if not placement.is_chief:
+        err.print(f"Worker {placement.worker_index + 1} of {placement.num_workers}: the chief writes {features_out}.")
+        return
     for problem in result.skipped[:_SHOWN_PROBLEMS]:
         err.print(f"[yellow]Skipped[/] {problem.path}: {problem.reason}")
     if len(result.skipped) > _SHOWN_PROBLEMS:
