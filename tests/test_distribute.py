@@ -246,3 +246,27 @@ def test_finetuning_in_bfloat16_computes_the_loaded_model_in_bfloat16(tiny_run, 
     assert base.get_layer("block5_conv3").compute_dtype == "bfloat16"
     assert model.get_layer("head").get_layer("predictions").compute_dtype == "float32"
     assert json.loads((tmp_path / "ft" / "config.json").read_text())["distribution"]["precision"] == "mixed_bfloat16"
+
+
+@pytest.mark.slow
+def test_two_workers_evaluate_together_and_the_chief_writes_the_reports(tiny_run, colour_dataset, tmp_path):
+    default = runner.invoke(app, ["evaluate", str(tiny_run), str(colour_dataset), "--out", str(tmp_path / "one")])
+    assert default.exit_code == 0, default.output
+    processes = _start_workers(["evaluate", str(tiny_run), str(colour_dataset), "--batch-size", "2",
+                                "--strategy", "multi-worker", "--fail-under", "accuracy=0",
+                                "--out", str(tmp_path / "two")], _free_ports(2))
+    outputs = _finish(processes)
+    assert [process.returncode for process in processes] == [0, 0], outputs
+    assert "the chief writes the reports" in outputs[1] and "Per class" not in outputs[1]
+    one, two = (json.loads((tmp_path / name / "evaluation.json").read_text()) for name in ("one", "two"))
+    assert two["distribution"]["workers"] == 2
+    assert two["samples"] == one["samples"] and two["confusion_matrix"] == one["confusion_matrix"]
+
+
+@pytest.mark.parametrize("command", ["extract", "evaluate"])
+def test_extract_and_evaluate_refuse_a_remote_tpu_with_local_data(command, tiny_run, colour_dataset, tmp_path):
+    out = tmp_path / "out.npz" if command == "extract" else tmp_path / "reports"
+    head = ["extract", str(colour_dataset), *EXTRACT] if command == "extract" else ["evaluate", str(tiny_run), str(colour_dataset)]
+    result = runner.invoke(app, [*head, "--strategy", "tpu", "--tpu", "my-tpu", "--out", str(out)])
+    assert result.exit_code == 2 and "TPUs read only Cloud Storage" in result.output and "--tpu local" in result.output
+    assert not out.exists()
