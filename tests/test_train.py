@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 
@@ -177,6 +178,29 @@ def test_resume_after_sigkill_finishes_with_all_epochs(colour_dataset, tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert [int(row["epoch"]) for row in history(run_dir)] == list(range(1, 9))
     assert not (run_dir / ".in-progress").exists()
+
+
+def test_a_resumed_run_still_ends_on_its_best_epoch(colour_dataset, tmp_path):
+    # Validation images filed under the wrong colours: the better the head fits the training
+    # images, the worse it does on these, so the best epoch comes before the interruption.
+    data = tmp_path / "data"
+    shutil.copytree(colour_dataset / "train", data / "train")
+    for true, filed_as in (("red", "green"), ("green", "blue"), ("blue", "red")):
+        shutil.copytree(colour_dataset / "val" / true, data / "val" / filed_as)
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "tlcli", "train", str(data), "--model", "vgg16", "--weights", "none",
+               "--image-size", "32", "--epochs", "8", "--early-stopping", "20", "--learning-rate", "0.03",
+               "--batch-size", "4", "--quiet", "--out", str(run_dir)]
+    kill_when(command, lambda: (run_dir / "history.csv").exists() and len(history(run_dir)) >= 3)
+    assert 3 <= len(history(run_dir)) < 8
+    resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    rows = history(run_dir)
+    best = min(rows, key=lambda row: float(row["val_loss"]))
+    assert int(best["epoch"]) <= 3 < len(rows) == 8
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["best_epoch"] == int(best["epoch"])
+    assert metrics["val_loss"] == pytest.approx(float(best["val_loss"]), rel=1e-4)
 
 
 @pytest.mark.parametrize(

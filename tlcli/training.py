@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from tlcli.config import FitConfig
-from tlcli.runs import BACKUP, LOGS, write_atomic
+from tlcli.runs import BACKUP, LOGS, atomic_file, write_atomic
 from tlcli.runtime import import_keras, import_tensorflow
 
 keras = import_keras()
@@ -163,6 +164,40 @@ class _RichProgress(keras.callbacks.Callback):
         self.progress.stop()
 
 
+class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping whose progress survives a killed run.
+
+    Keras's BackupAndRestore brings back the model and the epoch, not the callbacks: a resumed
+    run would forget its best epoch so far and its patience, and end on the best epoch after
+    the interruption. This one saves its counters, and the best weights whenever they improve,
+    beside the backup, and reads them back when training resumes.
+    """
+
+    def __init__(self, folder: Path, **kwargs):
+        super().__init__(**kwargs)
+        self.folder = folder
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        state_file = self.folder / "state.json"
+        if state_file.is_file():
+            state = json.loads(state_file.read_text())
+            self.wait, self.best, self.best_epoch = state["wait"], state["best"], state["best_epoch"]
+            with np.load(self.folder / "best_weights.npz", allow_pickle=False) as saved:
+                self.best_weights = [saved[f"arr_{index}"] for index in range(len(saved.files))]
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if self.best is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if self.best_epoch == epoch:  # improved (or the first epoch): keep its weights
+            with atomic_file(self.folder / "best_weights.npz") as handle:
+                np.savez(handle, *self.best_weights)
+        state = {"wait": self.wait, "best": float(self.best), "best_epoch": self.best_epoch}
+        write_atomic(self.folder / "state.json", json.dumps(state))
+
+
 @dataclass
 class FitResult:
     epochs_run: int
@@ -192,17 +227,20 @@ def fit(
     `fixed_steps` is for repeating (multi-worker) datasets; otherwise an epoch is one pass.
     """
     monitor = "val_loss" if val_data is not None else "loss"
-    callbacks = [
+    callbacks = []
+    if fit_config.early_stopping:
+        # Before BackupAndRestore, so that its state is saved first at each epoch's end.
+        callbacks.append(
+            _ResumableEarlyStopping(
+                run_dir / BACKUP / f"{stage}-early-stopping",
+                monitor=monitor, patience=fit_config.early_stopping, restore_best_weights=True,
+            )
+        )
+    callbacks += [
         keras.callbacks.BackupAndRestore(str(run_dir / BACKUP / stage), save_freq="epoch"),
         _EpochRecorder(history, stage, first_epoch),
         keras.callbacks.TensorBoard(str(run_dir / LOGS / stage), write_graph=False),
     ]
-    if fit_config.early_stopping:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=monitor, patience=fit_config.early_stopping, restore_best_weights=True
-            )
-        )
     if fit_config.schedule == "plateau":
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(
