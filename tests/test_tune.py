@@ -119,7 +119,7 @@ def test_random_search_repeats_under_a_seed_and_resume_skips_finished_trials(col
 
 
 def test_random_trials_are_a_seeded_prefix():
-    from tlcli.tuning import Range, plan_trials
+    from tlcli.search_space import Range, plan_trials
 
     space = {"learning_rate": Range(1e-4, 1e-1, log=True), "dense": [(), (64,)], "batch_size": Range(8, 64, integer=True)}
     five = plan_trials(space, "random", 5, seed=1)

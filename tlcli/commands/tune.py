@@ -52,34 +52,27 @@ def run(
     """Search head and optimiser settings (grid or random) on cached features; write a leaderboard and best.toml."""
     given = locals()
     explicit = given_on_command_line(ctx)
+    from tlcli import head_search
+
     settings = {key: given[key] for key in _TRAIN_OPTIONS}
     search_settings = {key: given[key] for key in _SEARCH_OPTIONS}
     space_document = None
-
-    from tlcli.tuning import TRAIN_SETTINGS
-
     if config is not None:
         file_settings = load_toml(config)
         space_document = file_settings.pop("space", None)
         search_settings = merge_settings(search_settings, explicit, file_settings.pop("tune", {}), set(_SEARCH_OPTIONS))
-        settings = merge_settings(settings, explicit, file_settings, TRAIN_SETTINGS)
+        settings = merge_settings(settings, explicit, file_settings, head_search.SETTINGS)
     source = f"--config {config} [space]"
     if space is not None:
         document = load_toml(space)
         space_document, source = document.get("space", document), f"--space {space}"
 
-    from tlcli.tuning import TuneConfig, check_search, default_space, parse_space, settings_from
+    from tlcli.tuning import TuneConfig, check_search, tune
 
     check_search(search_settings["search"])
-    base = settings_from(settings, data)
-    if space_document is None:
-        parsed_space = default_space(search_settings["search"])
-    else:
-        parsed_space = parse_space(space_document, search_settings["search"], base, source)
+    base = head_search.settings_from(settings, data)
+    parsed_space = head_search.search_space(space_document, search_settings["search"], base, source)
     tune_config = TuneConfig(base=base, space=parsed_space, out=out_dir, **search_settings)
-
-    from tlcli.tuning import tune
-
     outcome = tune(tune_config, overwrite=overwrite, resume=resume, quiet=quiet)
     print_leaderboard(outcome, tune_config.objective)
 
@@ -87,7 +80,7 @@ def run(
 def print_leaderboard(outcome, objective: str) -> None:
     from rich.table import Table
 
-    from tlcli.tuning import format_params
+    from tlcli.leaderboard import format_params
 
     table = Table(title=f"Leaderboard by {objective} ({outcome.ran} run now, {outcome.skipped} earlier)")
     table.add_column("rank", justify="right", no_wrap=True)
@@ -104,6 +97,6 @@ def print_leaderboard(outcome, objective: str) -> None:
     out.print(table)
     best = outcome.out_dir / "best.toml"
     if best.is_file():
-        out.print(f"Best settings: {best}  (tlcli train --config {best} DATA)")
+        out.print(f"Best settings: {best}  ({outcome.next_command})")
     else:
         raise TlcliError(f"No trial in {outcome.out_dir} reached a finite {objective}. Try lower learning rates.")
