@@ -1,9 +1,13 @@
-"""`tlcli tune`: hyperparameter search.
+"""`tlcli tune`: hyperparameter search of a new head, or of fine-tuning a trained run.
 
-The machinery here plans, runs and records trials; a search's own module says how a trial
-runs and what best.toml holds. The head search (tlcli/head_search.py) computes the frozen
-backbone's features once and fits every trial's head on them, so a trial costs seconds rather
-than a pass over the images; its best.toml is for `tlcli train --config best.toml DATA`.
+Both searches share this machinery and differ only in how a trial runs and what best.toml holds:
+
+- The head search (tlcli/head_search.py) computes the frozen backbone's features once and fits
+  every trial's head on them, so a trial costs seconds rather than a pass over the images.
+  Its best.toml is for `tlcli train --config best.toml DATA`.
+- The fine-tuning search (tlcli/finetune_search.py, `--finetune RUN_DIR`) starts every trial
+  from the run's saved model, unfreezes the backbone from the trial's depth and fits on the
+  images at the trial's learning rate. Its best.toml is for `tlcli finetune RUN_DIR --config best.toml`.
 
 Every trial is scored on the validation images after early stopping has restored its best epoch.
 
@@ -15,7 +19,7 @@ trial from the results so far; for those, KerasTuner's oracles propose the value
 
 The tuning directory (`--out`):
 
-    tune.json         the search: settings, space, objective, seed
+    tune.json         the search: which kind, settings, space, objective, seed
     leaderboard.csv   one row per finished trial, best first
     leaderboard.json  the same, with every trial's full result
     best.toml         the best trial as settings for the command named in its first lines
@@ -49,7 +53,9 @@ BEST = "best.toml"
 
 @dataclass(frozen=True)
 class TuneConfig:
-    base: TrainConfig  # data, backbone and every setting that no trial varies
+    # Every setting that no trial varies: a TrainConfig for the head search, or a
+    # FinetuneConfig (the source run, data, fitting settings) for the fine-tuning search.
+    base: object
     space: dict = field(default_factory=dict)
     search: str = "random"
     trials: int | None = None  # random search; grid search runs every combination
@@ -63,12 +69,17 @@ class TuneConfig:
         if self.trials is not None and self.trials < 1:
             raise TlcliError(f"--trials {self.trials} is out of range: it must be at least 1.")
 
+    @property
+    def kind(self) -> str:
+        return "head" if isinstance(self.base, TrainConfig) else "finetune"
+
     def description(self) -> dict:
         """What makes a search the same search (compared on --resume); --trials may grow."""
         base = self.base.to_dict()
         base.pop("out")
         space = {key: value.to_dict() if isinstance(value, Range) else value for key, value in self.space.items()}
-        document = {"search": self.search, "objective": self.objective, "space": space, "base": base}
+        document = {"kind": self.kind, "search": self.search, "objective": self.objective, "space": space,
+                    "base": base}
         return json.loads(json.dumps(document, default=str))  # as it reads back from tune.json
 
 
@@ -98,9 +109,13 @@ class Trials(Protocol):
 
 
 def search_trials(config: TuneConfig) -> Trials:
-    from tlcli.head_search import HeadTrials
+    if config.kind == "head":
+        from tlcli.head_search import HeadTrials
 
-    return HeadTrials(config.base)
+        return HeadTrials(config.base)
+    from tlcli.finetune_search import FinetuneTrials
+
+    return FinetuneTrials(config.base)
 
 
 def validation_samples(dataset, remedy: str):
@@ -188,8 +203,8 @@ def prepare_tune_dir(path: Path, config: TuneConfig, *, overwrite: bool, resume:
                 f"--resume: {path} holds no tuning search (tune.json is missing). "
                 "Start one without --resume, or give the --out of the search to continue."
             )
-        saved = json.loads(settings_path.read_text())
-        changed = [key for key in ("search", "objective", "space") if saved.get(key) != description[key]]
+        saved = {"kind": "head", **json.loads(settings_path.read_text())}  # head searches came first
+        changed = [key for key in ("kind", "search", "objective", "space") if saved.get(key) != description[key]]
         changed += [key for key in description["base"] if saved.get("base", {}).get(key) != description["base"][key]]
         if changed:
             raise TlcliError(
