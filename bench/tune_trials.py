@@ -20,8 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, save  # noqa: E402
 
 from tlcli.config import FitConfig, TrainConfig  # noqa: E402
+from tlcli.head_search import trial_config  # noqa: E402
+from tlcli.search_space import plan_trials  # noqa: E402
 from tlcli.train import train  # noqa: E402
-from tlcli.tuning import TuneConfig, plan_trials, trial_config, tune  # noqa: E402
+from tlcli.tuning import TuneConfig, tune  # noqa: E402
 
 SPACE = {"learning_rate": [0.001, 0.01], "dropout": [0.0, 0.3]}
 

@@ -1,4 +1,5 @@
-"""`tlcli tune`, run for real on the colour fixture with a 32x32 VGG16 of random weights."""
+"""`tlcli tune`, run for real on the colour fixture with a 32x32 VGG16 of random weights: the head search,
+and the fine-tuning search (`--finetune`) over the tiny run."""
 
 from __future__ import annotations
 
@@ -119,7 +120,7 @@ def test_random_search_repeats_under_a_seed_and_resume_skips_finished_trials(col
 
 
 def test_random_trials_are_a_seeded_prefix():
-    from tlcli.tuning import Range, plan_trials
+    from tlcli.search_space import Range, plan_trials
 
     space = {"learning_rate": Range(1e-4, 1e-1, log=True), "dense": [(), (64,)], "batch_size": Range(8, 64, integer=True)}
     five = plan_trials(space, "random", 5, seed=1)
@@ -206,3 +207,94 @@ def test_a_killed_search_resumes_without_repeating_finished_trials(colour_datase
     assert all(after[number]["seconds"] == trial["seconds"] for number, trial in before.items())
     assert f"{8 - len(before)} run now, {len(before)} earlier" in resumed.stdout
     assert not (tune_dir / ".in-progress").exists()
+
+
+# The fine-tuning search: `tlcli tune --finetune RUN_DIR`.
+
+
+@pytest.fixture(scope="module")
+def finetune_grid(tiny_run, tmp_path_factory):
+    """unfreeze block5 or all x two learning rates, one epoch each, on the run's own dataset."""
+    root = tmp_path_factory.mktemp("finetune-search")
+    space = root / "space.toml"
+    space.write_text('unfreeze = ["block5", "all"]\nlearning_rate = [1e-4, 1e-3]\n')
+    tune_dir = root / "grid"
+    result = invoke("tune", "--finetune", tiny_run, "--search", "grid", "--space", space, "--epochs", 1,
+                    "--out", tune_dir)
+    return tune_dir, result.output
+
+
+def vgg16_parameters_below_block5() -> int:
+    import keras
+
+    base = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
+    return sum(layer.count_params() for layer in base.layers if layer.name.split("_")[0] in
+               ("block1", "block2", "block3", "block4"))
+
+
+def test_a_finetune_grid_runs_every_combination_once_with_what_each_unfroze(finetune_grid):
+    tune_dir, output = finetune_grid
+    trials = leaderboard(tune_dir)
+    expected = [{"unfreeze": depth, "learning_rate": rate} for depth, rate in itertools.product(["block5", "all"], [1e-4, 1e-3])]
+    assert sorted(json.dumps(t["params"], sort_keys=True) for t in trials) == sorted(json.dumps(p, sort_keys=True) for p in expected)
+    assert sorted(path.name for path in (tune_dir / "trials").iterdir()) == ["0001", "0002", "0003", "0004"]
+
+    trainable = {t["params"]["unfreeze"]: set() for t in trials}
+    for trial in trials:
+        trainable[trial["params"]["unfreeze"]].add(trial["trainable_parameters"])
+    (block5,), (everything,) = trainable["block5"], trainable["all"]
+    assert everything - block5 == vgg16_parameters_below_block5()
+
+    with open(tune_dir / "leaderboard.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {row["unfreeze"] for row in rows} == {"block5", "all"}
+    assert {int(row["trainable_parameters"]) for row in rows} == {block5, everything}
+    with open(tune_dir / "trials" / f"{trials[0]['trial']:04d}" / "history.csv") as handle:
+        assert [row["stage"] for row in csv.DictReader(handle)] == [f"stage1-{trials[0]['params']['unfreeze']}"]
+    assert "tlcli finetune" in output and "best.toml" in output
+
+
+def test_best_toml_runs_with_tlcli_finetune_unchanged_and_reproduces_the_best_trial(finetune_grid, tiny_run, tmp_path):
+    tune_dir, _ = finetune_grid
+    best = leaderboard(tune_dir)[0]
+    assert "tlcli finetune" in (tune_dir / "best.toml").read_text()
+    invoke("finetune", tiny_run, "--config", tune_dir / "best.toml", "--out", tmp_path / "ft", "--quiet")
+    config = json.loads((tmp_path / "ft" / "config.json").read_text())
+    unfreeze, rate = best["params"]["unfreeze"], best["params"]["learning_rate"]
+    assert config["stages"] == [f"{unfreeze}:1:{rate:g}"] and config["learning_rate"] == rate
+    metrics = json.loads((tmp_path / "ft" / "metrics.json").read_text())
+    assert metrics["val_loss"] == pytest.approx(best["val_loss"], rel=1e-3)
+
+
+def test_a_resumed_finetune_search_skips_finished_trials(tiny_run, tmp_path):
+    space = tmp_path / "space.toml"
+    space.write_text('unfreeze = ["block5", "25%"]\nlearning_rate = [1e-4, 3e-4]\n')
+    args = ("tune", "--finetune", tiny_run, "--space", space, "--epochs", 1, "--seed", 1, "--quiet",
+            "--out", tmp_path / "search")
+    invoke(*args, "--trials", 1)
+    (first,) = leaderboard(tmp_path / "search")
+    result = invoke(*args, "--trials", 2, "--resume")
+    assert "1 run now, 1 earlier" in result.output
+    resumed = {t["trial"]: t for t in leaderboard(tmp_path / "search")}
+    assert sorted(resumed) == [1, 2] and resumed[2]["params"] != first["params"]
+    assert {k: v for k, v in resumed[1].items() if k != "rank"} == {k: v for k, v in first.items() if k != "rank"}
+
+
+@pytest.mark.parametrize(
+    "space, args, message",
+    [
+        ('unfreeze = ["block5", "block9"]\n', (), "unfreeze 'block9' is not a block of vgg16 (block1,"),
+        ("unfreeze = [2.5]\n", (), "unfreeze value 2.5 is not a block name, a layer count"),
+        ('unfreeze = ["150%"]\n', (), "unfreeze '150%' is not a block of vgg16"),
+        ("weight_decay = [0.001]\n", (), 'Set optimizer = "adamw"'),
+        ("learning_rate = [0.001]\n", ("--model", "vgg16"), "--model does not go with --finetune"),
+        ("epochs = [1, 2]\n", ("--search", "hyperband"), "epochs cannot be searched by hyperband"),
+    ],
+)
+def test_bad_finetune_search_settings_are_one_line_errors(tiny_run, tmp_path, space, args, message):
+    path = tmp_path / "space.toml"
+    path.write_text(space)
+    result = invoke("tune", "--finetune", tiny_run, "--space", path, *args, "--out", tmp_path / "out", expect=2)
+    assert message in result.output
+    assert result.output.strip().startswith("Error:") and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()

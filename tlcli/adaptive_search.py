@@ -2,7 +2,7 @@
 
 KerasTuner's oracles choose the next trial from the results so far (a Gaussian process for
 bayesian optimisation; successive halving of the epoch budget for hyperband). tlcli keeps its
-own trial: the oracle only proposes values, and `run_trial` fits a head on the cached features.
+own trial: the oracle only proposes values, and `run` runs the trial as every search does.
 The oracle's state lives in DIR/keras_tuner, which is how `--resume` skips finished trials.
 """
 
@@ -17,7 +17,9 @@ import_tensorflow()  # KerasTuner imports TensorFlow: let tlcli do it quietly fi
 
 import keras_tuner  # noqa: E402
 
-from tlcli.tuning import OBJECTIVES, Range, TuneConfig  # noqa: E402
+from tlcli.leaderboard import OBJECTIVES  # noqa: E402
+from tlcli.search_space import Range  # noqa: E402
+from tlcli.tuning import TuneConfig  # noqa: E402
 
 ORACLE_DIR = "keras_tuner"
 _DENSE_NONE = "none"
@@ -55,7 +57,7 @@ def trial_params(values: dict) -> dict:
     return params
 
 
-class _HeadTuner(keras_tuner.engine.base_tuner.BaseTuner):
+class _TrialTuner(keras_tuner.engine.base_tuner.BaseTuner):
     def __init__(self, oracle, directory: Path, run: Callable[[int, dict], dict], objective: str):
         super().__init__(oracle, directory=str(directory), project_name="search", overwrite=False)
         self._run, self._objective = run, objective
@@ -86,5 +88,5 @@ def adaptive_search(config: TuneConfig, out_dir: Path, run: Callable[[int, dict]
     else:
         oracle = keras_tuner.oracles.HyperbandOracle(
             max_epochs=config.base.fit.epochs, factor=3, max_consecutive_failed_trials=100, **common)
-    tuner = _HeadTuner(oracle, out_dir / ORACLE_DIR, run, config.objective)
+    tuner = _TrialTuner(oracle, out_dir / ORACLE_DIR, run, config.objective)
     tuner.search(verbose=0)

@@ -21,11 +21,11 @@ from pathlib import Path
 from tlcli.backbones import BackboneSpec, get_backbone
 from tlcli.config import FitConfig
 from tlcli.console import err, out
-from tlcli.data import SplitOptions, load_dataset
+from tlcli.data import Dataset, SplitOptions, load_dataset
 from tlcli.distribute import DistributeConfig, place, report_placement, set_model_precision
 from tlcli.errors import TlcliError
 from tlcli.runs import (
-    BACKUP, HISTORY, default_run_dir, load_run_model, resumable, write_json,
+    BACKUP, HISTORY, RunInfo, default_run_dir, load_run_model, resumable, write_json,
 )
 from tlcli.runtime import import_keras, set_seed
 from tlcli.train import (
@@ -49,6 +49,11 @@ class Stage:
         return f"{self.unfreeze}:{self.epochs}:{self.learning_rate:g}"
 
 
+def stage_name(number: int, stage: Stage) -> str:
+    """How history.csv and the TensorBoard logs name a stage."""
+    return f"stage{number}-{stage.unfreeze}"
+
+
 def parse_stage(text: str, spec: BackboneSpec) -> Stage:
     parts = text.strip().split(":")
     if len(parts) != 3:
@@ -63,15 +68,24 @@ def parse_stage(text: str, spec: BackboneSpec) -> Stage:
         ) from None
     if epochs_value < 1 or rate_value <= 0:
         raise TlcliError(f"--stage {text!r}: epochs and learning rate must be positive. Expected {STAGE_HELP}.")
-    unfreeze = unfreeze.lower()
+    try:
+        unfreeze = parse_unfreeze(unfreeze, spec)
+    except TlcliError as error:
+        raise TlcliError(f"--stage {text!r}: {error}") from None
+    return Stage(unfreeze, epochs_value, rate_value)
+
+
+def parse_unfreeze(text: str, spec: BackboneSpec) -> str:
+    """A stage's UNFREEZE part, lower-cased: a block of `spec`, a layer count, a share or 'all'."""
+    unfreeze = text.strip().lower()
     if unfreeze != "all" and unfreeze not in spec.block_names:
         share = re.fullmatch(r"(\d+(?:\.\d+)?)%", unfreeze)
         if share and not 0 < float(share.group(1)) <= 100 or not (share or unfreeze.isdigit()) or unfreeze == "0":
             raise TlcliError(
-                f"--stage {text!r}: {unfreeze!r} is not a block of {spec.name} "
+                f"{unfreeze!r} is not a block of {spec.name} "
                 f"({', '.join(spec.block_names)}), a layer count, a percentage or 'all'."
             )
-    return Stage(unfreeze, epochs_value, rate_value)
+    return unfreeze
 
 
 def default_stages(spec: BackboneSpec, learning_rate: float) -> list[Stage]:
@@ -145,19 +159,7 @@ def finetune(
         if config.stages
         else default_stages(spec, float(source_config.get("learning_rate", 1e-3)))
     )
-    data_root = config.data or source_config.get("data")
-    if not data_root:
-        raise TlcliError(f"{run.path} does not record its dataset. Pass it with --data DATA.")
-    # The source run's split settings, so a flat dataset is split exactly as it was in training.
-    options = SplitOptions(
-        source_config.get("val_split", 0.2), source_config.get("test_split", 0.0), source_config.get("seed", 0)
-    )
-    dataset = load_dataset(Path(data_root), options, strict=config.strict)
-    if tuple(dataset.class_names) != tuple(run.class_names):
-        raise TlcliError(
-            f"The classes in {data_root} ({', '.join(dataset.class_names)}) differ from the run's "
-            f"({', '.join(run.class_names)}). Fine-tune on data with the same class folders."
-        )
+    dataset, options = run_dataset(run, config.data, config.strict)
     report_dataset(dataset, quiet)
     report_placement(placement, fit_config.batch_size, quiet)
     base = find_base(model, spec)
@@ -216,7 +218,7 @@ def finetune(
             compile_model(model, stage_fit, stage.learning_rate, steps * stage.epochs)
         if not quiet:
             print_stage_table(number, stage, base, start, model)
-        name = f"stage{number}-{stage.unfreeze}"
+        name = stage_name(number, stage)
         with resumable(requested_dir):
             result = fit(
                 model, train_data, val_data, stage_fit,
@@ -247,6 +249,25 @@ def finetune(
         metrics.update(val_loss=float(loss), val_accuracy=float(accuracy))
     save_outcome(run_dir, model, history, metrics, placement)
     return Outcome(requested_dir, metrics, "fine-tuning")
+
+
+def run_dataset(run: RunInfo, data: Path | None, strict: bool) -> tuple[Dataset, SplitOptions]:
+    """The dataset a run is fine-tuned on (`data`, else the run's own), split exactly as the run
+    was trained, and refused if its classes are not the run's."""
+    source_config = run.config
+    data_root = data or source_config.get("data")
+    if not data_root:
+        raise TlcliError(f"{run.path} does not record its dataset. Pass it with --data DATA.")
+    options = SplitOptions(
+        source_config.get("val_split", 0.2), source_config.get("test_split", 0.0), source_config.get("seed", 0)
+    )
+    dataset = load_dataset(Path(data_root), options, strict=strict)
+    if tuple(dataset.class_names) != tuple(run.class_names):
+        raise TlcliError(
+            f"The classes in {data_root} ({', '.join(dataset.class_names)}) differ from the run's "
+            f"({', '.join(run.class_names)}). Fine-tune on data with the same class folders."
+        )
+    return dataset, options
 
 
 def _epochs_before(history: History, stage: str) -> int:

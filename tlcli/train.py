@@ -177,7 +177,7 @@ def feature_dataset(features: Features, num_classes: int, batch_size: int, seed:
 
 def fit_and_measure(
     trained, train_data, val_data, fit_config: FitConfig, *, steps: int, run_dir: Path, history: History,
-    val_steps: int | None = None, placement: Placement | None = None, quiet: bool = False,
+    val_steps: int | None = None, placement: Placement | None = None, stage: str = "train", quiet: bool = False,
 ) -> dict:
     """Compile, fit (early stopping restores the best weights) and measure on the validation data."""
     scope = placement.strategy.scope() if placement else contextlib.nullcontext()
@@ -186,7 +186,7 @@ def fit_and_measure(
     repeating = placement is not None and placement.num_workers > 1
     result = fit(
         trained, train_data, val_data, fit_config,
-        epochs=fit_config.epochs, steps_per_epoch=steps, run_dir=run_dir, stage="train",
+        epochs=fit_config.epochs, steps_per_epoch=steps, run_dir=run_dir, stage=stage,
         history=history, fixed_steps=repeating, validation_steps=val_steps if repeating else None,
         quiet=quiet,
     )

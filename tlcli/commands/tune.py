@@ -9,8 +9,7 @@ from tlcli.config import FitConfig, given_on_command_line, load_toml, merge_sett
 from tlcli.console import out
 from tlcli.errors import TlcliError
 from tlcli.options import (
-    DataPath, EarlyStopping, Epochs, ImageSize, ModelName, Overwrite, Quiet, Seed, Strict, TestSplit,
-    ValSplit, Weights,
+    EarlyStopping, Epochs, ImageSize, ModelName, Overwrite, Quiet, Seed, Strict, TestSplit, ValSplit, Weights,
 )
 
 NAME = "tune"
@@ -18,18 +17,26 @@ NAME = "tune"
 # Options that are settings of the searched runs (the rest steer the search itself).
 _TRAIN_OPTIONS = ("model", "weights", "image_size", "pooling", "epochs", "early_stopping", "seed",
                   "val_split", "test_split", "strict")
+_FINETUNE_OPTIONS = ("epochs", "early_stopping", "seed", "strict")  # the rest are the source run's
 _SEARCH_OPTIONS = ("search", "trials", "objective")
 
 
 def run(
     ctx: typer.Context,
-    data: DataPath,
+    data: Annotated[Optional[Path], typer.Argument(
+        help="Dataset folder: DATA/<class>/<images> or DATA/train|val|test/<class>/<images>. "
+        "With --finetune, default: the run's dataset.", metavar="DATA", show_default=False)] = None,
+    finetune: Annotated[Optional[Path], typer.Option(
+        "--finetune", metavar="RUN_DIR", help="Search fine-tuning of this `tlcli train` run instead: how deep "
+        "to unfreeze (unfreeze) and the learning rate; best.toml is for `tlcli finetune RUN_DIR --config`.",
+        show_default=False)] = None,
     model: ModelName = "resnet50",
     search: Annotated[str, typer.Option(help="grid (every combination), random, bayesian or hyperband.")] = "random",
     trials: Annotated[Optional[int], typer.Option(help="Random and bayesian search: how many trials.  [default: 10]", show_default=False)] = None,
     space: Annotated[Optional[Path], typer.Option(
         help="TOML search space: lists of values, or {low, high, log = true} ranges (not for grid).  "
-        "[default: learning rate, dropout, dense layers, ...]", show_default=False)] = None,
+        "[default: learning rate, dropout, dense layers, ...; with --finetune: unfreeze, learning rate]",
+        show_default=False)] = None,
     objective: Annotated[str, typer.Option(help="val_loss (minimised) or val_accuracy (maximised).")] = "val_loss",
     out_dir: Annotated[Optional[Path], typer.Option(
         "--out", "-o", help="Tuning directory to write  [default: runs/<time>-tune-<model>]", show_default=False)] = None,
@@ -43,43 +50,50 @@ def run(
     test_split: TestSplit = 0.0,
     strict: Strict = False,
     config: Annotated[Optional[Path], typer.Option(
-        "--config", help="TOML file: train settings that no trial varies, plus optional tables tune (search, "
+        "--config", help="TOML file: settings that no trial varies, plus optional tables tune (search, "
         "trials, objective) and space. The command line overrides it.", show_default=False)] = None,
     overwrite: Overwrite = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue a search in --out, skipping finished trials.")] = False,
     quiet: Quiet = False,
 ) -> None:
-    """Search head and optimiser settings (grid or random) on cached features; write a leaderboard and best.toml."""
+    """Search head and optimiser settings on cached features, or fine-tuning settings of a trained run (--finetune); write a leaderboard and best.toml."""
     given = locals()
     explicit = given_on_command_line(ctx)
-    settings = {key: given[key] for key in _TRAIN_OPTIONS}
+    if finetune is None:
+        from tlcli import head_search as kind
+
+        if data is None:
+            raise TlcliError("tlcli tune needs DATA, the dataset folder; or --finetune RUN_DIR to search "
+                             "fine-tuning of a trained run.")
+        names = _TRAIN_OPTIONS
+    else:
+        from tlcli import finetune_search as kind
+
+        names = _FINETUNE_OPTIONS
+        ignored = [name for name in _TRAIN_OPTIONS if name in explicit and name not in names]
+        if ignored:
+            option = "--" + ignored[0].replace("_", "-")
+            raise TlcliError(f"{option} does not go with --finetune: the backbone, weights, image size, pooling "
+                             f"and data split are those of {finetune}. Leave {option} out.")
+    settings = {key: given[key] for key in names}
     search_settings = {key: given[key] for key in _SEARCH_OPTIONS}
     space_document = None
-
-    from tlcli.tuning import TRAIN_SETTINGS
-
     if config is not None:
         file_settings = load_toml(config)
         space_document = file_settings.pop("space", None)
         search_settings = merge_settings(search_settings, explicit, file_settings.pop("tune", {}), set(_SEARCH_OPTIONS))
-        settings = merge_settings(settings, explicit, file_settings, TRAIN_SETTINGS)
+        settings = merge_settings(settings, explicit, file_settings, kind.SETTINGS)
     source = f"--config {config} [space]"
     if space is not None:
         document = load_toml(space)
         space_document, source = document.get("space", document), f"--space {space}"
 
-    from tlcli.tuning import TuneConfig, check_search, default_space, parse_space, settings_from
+    from tlcli.tuning import TuneConfig, check_search, tune
 
     check_search(search_settings["search"])
-    base = settings_from(settings, data)
-    if space_document is None:
-        parsed_space = default_space(search_settings["search"])
-    else:
-        parsed_space = parse_space(space_document, search_settings["search"], base, source)
+    base = kind.settings_from(settings, data) if finetune is None else kind.settings_from(settings, data, finetune)
+    parsed_space = kind.search_space(space_document, search_settings["search"], base, source)
     tune_config = TuneConfig(base=base, space=parsed_space, out=out_dir, **search_settings)
-
-    from tlcli.tuning import tune
-
     outcome = tune(tune_config, overwrite=overwrite, resume=resume, quiet=quiet)
     print_leaderboard(outcome, tune_config.objective)
 
@@ -87,23 +101,25 @@ def run(
 def print_leaderboard(outcome, objective: str) -> None:
     from rich.table import Table
 
-    from tlcli.tuning import format_params
+    from tlcli.leaderboard import format_params
 
     table = Table(title=f"Leaderboard by {objective} ({outcome.ran} run now, {outcome.skipped} earlier)")
     table.add_column("rank", justify="right", no_wrap=True)
     table.add_column("trial", justify="right", no_wrap=True)
     table.add_column("parameters", ratio=1)
-    for column in (objective, "epochs", "seconds"):
+    trainable = any("trainable_parameters" in record for record in outcome.leaderboard)
+    for column in (objective, "epochs", "seconds", *(["trainable params"] if trainable else [])):
         table.add_column(column, justify="right", no_wrap=True)
     for record in outcome.leaderboard:
         score = "diverged" if record["objective"] is None else f"{record['objective']:.4f}"
         table.add_row(
             str(record["rank"]), str(record["trial"]), format_params(record["params"]),
             score, f"{record['best_epoch']}/{record['epochs_run']}", f"{record['seconds']:.1f}",
+            *([f"{record.get('trainable_parameters', 0):,}"] if trainable else []),
         )
     out.print(table)
     best = outcome.out_dir / "best.toml"
     if best.is_file():
-        out.print(f"Best settings: {best}  (tlcli train --config {best} DATA)")
+        out.print(f"Best settings: {best}  ({outcome.next_command})")
     else:
         raise TlcliError(f"No trial in {outcome.out_dir} reached a finite {objective}. Try lower learning rates.")
