@@ -148,6 +148,10 @@ def test_same_seed_gives_the_same_history(colour_dataset, tmp_path):
     strip = lambda rows: [{k: v for k, v in row.items()} for row in rows]  # noqa: E731
     assert strip(history(tmp_path / "a")) == strip(history(tmp_path / "b"))
     assert history(tmp_path / "a") != history(tmp_path / "c")
+    # Fine-tuning the dropout head repeats too.
+    for name in ("fine-a", "fine-b"):
+        invoke("finetune", tmp_path / "a", "--stage", "block5:2:0.001", "--seed", 5, "--quiet", "--out", tmp_path / name)
+    assert history(tmp_path / "fine-a") == history(tmp_path / "fine-b")
 
 
 def test_config_file_supplies_options_and_the_command_line_wins(colour_dataset, tmp_path):
@@ -247,6 +251,9 @@ def test_finetune_refuses_a_folder_that_is_not_a_run_or_other_classes(tiny_run, 
     result = runner.invoke(app, ["finetune", str(tiny_run), "--data", str(other), "--out", str(tmp_path / "y")])
     assert result.exit_code == 2 and "differ from the run's" in result.output
     assert not (tmp_path / "y").exists()
+    result = runner.invoke(app, ["finetune", str(tiny_run), "--weight-decay", "0.01", "--out", str(tmp_path / "z")])
+    assert result.exit_code == 2 and "--weight-decay 0.01 does nothing with --optimizer adam" in result.output
+    assert not (tmp_path / "z").exists()
 
 
 def test_stage_parsing_accepts_blocks_counts_shares_and_all():

@@ -148,6 +148,9 @@ def finetune(
     quiet: bool = False,
 ) -> Outcome:
     placement = place(distribution, config.data)  # first: multi-worker collectives need it so
+    check_weight_decay(config.fit)
+    # Seeded before loading: the head's dropout layers draw their random state when they are made.
+    set_seed(config.fit.seed)
     with placement.strategy.scope():
         model, run = load_run_model(config.source)
     set_model_precision(model, placement.precision)
@@ -182,7 +185,6 @@ def finetune(
     requested_dir = run_dir
     run_dir = start_run(run_dir, placement, document, dataset.class_names, overwrite=overwrite, resume=resume)
 
-    set_seed(fit_config.seed)
     num_classes = len(dataset.class_names)
     train_samples, val_samples = dataset.split("train"), dataset.splits.get("val", ())
     class_weights = class_weights_for(fit_config, [sample.label for sample in train_samples], num_classes)
@@ -249,6 +251,15 @@ def finetune(
         metrics.update(val_loss=float(loss), val_accuracy=float(accuracy))
     save_outcome(run_dir, model, history, metrics, placement)
     return Outcome(requested_dir, metrics, "fine-tuning")
+
+
+def check_weight_decay(fit: FitConfig) -> None:
+    """Weight decay acts on fine-tuning only through AdamW: the head's L2 penalty was set when it was built."""
+    if fit.weight_decay > 0 and fit.optimizer != "adamw":
+        raise TlcliError(
+            f"--weight-decay {fit.weight_decay:g} does nothing with --optimizer {fit.optimizer} when fine-tuning "
+            "(the head's L2 penalty was fixed in training). Add --optimizer adamw, or leave --weight-decay out."
+        )
 
 
 def run_dataset(run: RunInfo, data: Path | None, strict: bool) -> tuple[Dataset, SplitOptions]:

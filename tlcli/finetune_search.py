@@ -83,6 +83,8 @@ def check_value(base: FinetuneConfig, spec: BackboneSpec, key: str, value):
 def trial_config(base: FinetuneConfig, params: dict, spec: BackboneSpec) -> FinetuneConfig:
     """The base settings with one trial's values, the trial as the one stage (the top block by default)."""
     fit = dataclasses.replace(base.fit, **{key: value for key, value in params.items() if key in _FIT_NAMES})
+    if fit.optimizer != "adamw":  # weight decay acts on fine-tuning only through AdamW
+        fit = dataclasses.replace(fit, weight_decay=0.0)
     stage = Stage(params.get("unfreeze", spec.blocks[-1].name), fit.epochs, fit.learning_rate)
     train_batch_norm = params.get("train_batch_norm", base.train_batch_norm)
     return dataclasses.replace(base, fit=fit, stages=(str(stage),), train_batch_norm=train_batch_norm)
@@ -139,8 +141,8 @@ class FinetuneTrials:
         trial = trial_config(self.base, params, self.spec)
         stage = parse_stage(trial.stages[0], self.spec)  # as `tlcli finetune` reads best.toml's stage
         fit_config = dataclasses.replace(trial.fit, learning_rate=stage.learning_rate, epochs=stage.epochs)
+        set_seed(fit_config.seed)  # before loading: the head's dropout draws its random state then
         model, run = load_run_model(self.base.source)
-        set_seed(fit_config.seed)
         backbone = find_base(model, self.spec)
         unfreeze(backbone, first_unfrozen_index(backbone, self.spec, stage.unfreeze), trial.train_batch_norm)
         batches = functools.partial(image_batches, self.placement, image_size=run.image_size,
