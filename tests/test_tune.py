@@ -4,6 +4,7 @@ and the fine-tuning search (`--finetune`) over the tiny run."""
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import json
 import subprocess
@@ -298,3 +299,32 @@ def test_bad_finetune_search_settings_are_one_line_errors(tiny_run, tmp_path, sp
     assert message in result.output
     assert result.output.strip().startswith("Error:") and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+
+@pytest.mark.parametrize("width", [80, 200])
+@pytest.mark.parametrize("params, trainable", [
+    ({"learning_rate": 0.000312346, "optimizer": "rmsprop", "dropout": 0.311826, "dense": [512, 128],
+      "label_smoothing": 0.1, "weight_decay": 0.0001, "activation": "leaky_relu", "batch_size": 64}, None),
+    ({"learning_rate": 1e-05, "unfreeze": "block4"}, 14719818),
+    ({"learning_rate": 0.000312346, "unfreeze": "block4", "epochs": 3, "optimizer": "adamw", "batch_size": 64,
+      "weight_decay": 0.0001, "train_batch_norm": False}, 14719818),
+])
+def test_the_leaderboard_shows_every_setting_in_full(tmp_path, monkeypatch, width, params, trainable):
+    from rich.console import Console
+
+    import tlcli.commands.tune as tune_command
+    from tlcli.tuning import TuneOutcome
+
+    terminal = Console(width=width, record=True, file=io.StringIO())
+    monkeypatch.setattr(tune_command, "out", terminal)
+    (tmp_path / "best.toml").write_text("")
+    record = {"rank": 1, "trial": 7, "params": params, "objective": 0.1234, "best_epoch": 3, "epochs_run": 5,
+              "seconds": 1.5, **({"trainable_parameters": trainable} if trainable else {})}
+    tune_command.print_leaderboard(TuneOutcome(tmp_path, [record], 1, 0, "tlcli train"), "val_loss")
+    table = terminal.export_text().split("Best settings")[0]
+    assert "…" not in table and max(map(len, table.splitlines())) <= width
+    shown = {"0.000312346": "0.0003123", "0.311826": "0.3118", "[512, 128]": "512,128"}  # 4 significant digits
+    for value in [*(shown.get(str(value), str(value)) for value in params.values()), "0.1234", "3/5", "1.5s",
+                  *(["14.7M"] if trainable else [])]:
+        assert value in table

@@ -98,28 +98,57 @@ def run(
     print_leaderboard(outcome, tune_config.objective)
 
 
+def _table_width(columns: list[tuple[str, list[str]]]) -> int:
+    """Characters a table of these columns needs when headers wrap between words and cells never
+    do: 3 a column for border and padding, less 2 for the hidden outer edge."""
+    return sum(
+        max(*map(len, header.split()), *(len(line) for cell in cells for line in cell.splitlines())) + 3
+        for header, cells in columns
+    ) - 2
+
+
 def print_leaderboard(outcome, objective: str) -> None:
+    """A column per searched setting where the terminal is wide enough, else one column with a
+    setting per line: every value shows in full."""
     from rich.table import Table
 
-    from tlcli.leaderboard import format_params
+    from tlcli.leaderboard import format_value
 
-    table = Table(title=f"Leaderboard by {objective} ({outcome.ran} run now, {outcome.skipped} earlier)")
-    table.add_column("rank", justify="right", no_wrap=True)
-    table.add_column("trial", justify="right", no_wrap=True)
-    table.add_column("parameters", ratio=1)
-    trainable = any("trainable_parameters" in record for record in outcome.leaderboard)
-    for column in (objective, "epochs", "seconds", *(["trainable params"] if trainable else [])):
-        table.add_column(column, justify="right", no_wrap=True)
-    for record in outcome.leaderboard:
-        score = "diverged" if record["objective"] is None else f"{record['objective']:.4f}"
-        table.add_row(
-            str(record["rank"]), str(record["trial"]), format_params(record["params"]),
-            score, f"{record['best_epoch']}/{record['epochs_run']}", f"{record['seconds']:.1f}",
-            *([f"{record.get('trainable_parameters', 0):,}"] if trainable else []),
-        )
+    records = outcome.leaderboard
+    # Four significant digits on screen; leaderboard.csv and .json keep every digit.
+    settings = [
+        {key: f"{value:.4g}" if isinstance(value, float) else format_value(value) for key, value in record["params"].items()}
+        for record in records
+    ]
+    keys = sorted({key for row in settings for key in row})
+    numbers = [
+        ("rank", [str(r["rank"]) for r in records]),
+        ("trial", [str(r["trial"]) for r in records]),
+    ]
+    results = [
+        (objective, ["diverged" if r["objective"] is None else f"{r['objective']:.4f}" for r in records]),
+        ("epochs", [f"{r['best_epoch']}/{r['epochs_run']}" for r in records]),
+        ("time", [f"{r['seconds']:.1f}s" for r in records]),
+    ]
+    if any("trainable_parameters" in record for record in records):
+        results.append(("trainable", [f"{r.get('trainable_parameters', 0) / 1e6:.1f}M" for r in records]))
+    per_setting = [(key.replace("_", " "), [row.get(key, "") for row in settings]) for key in keys]
+    one_column = [("parameters", ["\n".join(f"{key}={value}" for key, value in sorted(row.items())) for row in settings])]
+    columns = numbers + per_setting + results
+    if _table_width(columns) > out.width:
+        columns = numbers + one_column + results
+
+    table = Table(title=f"Leaderboard by {objective} ({outcome.ran} run now, {outcome.skipped} earlier)",
+                  show_edge=False)
+    for header, cells in columns:
+        numeric = (header, cells) in numbers + results
+        longest = max((len(line) for cell in cells for line in cell.splitlines()), default=0)
+        table.add_column(header, justify="right" if numeric else "left", min_width=longest)
+    for row in zip(*(cells for _, cells in columns)):
+        table.add_row(*row)
     out.print(table)
     best = outcome.out_dir / "best.toml"
     if best.is_file():
-        out.print(f"Best settings: {best}  ({outcome.next_command})")
+        out.print(f"Best settings: {best}\nTo use them:  {outcome.next_command}", soft_wrap=True)
     else:
         raise TlcliError(f"No trial in {outcome.out_dir} reached a finite {objective}. Try lower learning rates.")
