@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -270,3 +271,65 @@ def test_extract_and_evaluate_refuse_a_remote_tpu_with_local_data(command, tiny_
     result = runner.invoke(app, [*head, "--strategy", "tpu", "--tpu", "my-tpu", "--out", str(out)])
     assert result.exit_code == 2 and "TPUs read only Cloud Storage" in result.output and "--tpu local" in result.output
     assert not out.exists()
+
+
+def _consecutive_free_ports():
+    """A port p with p + 1 free too (Slurm workers on one node take consecutive ports)."""
+    for _ in range(50):
+        (port,) = _free_ports(1)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+    pytest.skip("no two consecutive free ports")
+
+
+@pytest.mark.slow
+def test_two_slurm_tasks_extract_together_without_tf_config(colour_dataset, default_features, tmp_path):
+    # What `srun --ntasks=2` sets on one node; there is no Slurm here, and no scontrol is needed.
+    port = _consecutive_free_ports()
+    environment = {key: value for key, value in os.environ.items() if key != "TF_CONFIG"}
+    slurm = {"SLURM_STEP_NODELIST": "127.0.0.1", "SLURM_STEP_TASKS_PER_NODE": "2", "TLCLI_PORT_BASE": str(port)}
+    out = tmp_path / "features.npz"
+    command = [sys.executable, "-m", "tlcli", "extract", str(colour_dataset), *EXTRACT, "--strategy", "multi-worker",
+               "--out", str(out)]
+    processes = [subprocess.Popen(command, env={**environment, **slurm, "SLURM_PROCID": str(rank)},
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for rank in (0, 1)]
+    outputs = _finish(processes)
+    assert [process.returncode for process in processes] == [0, 0], outputs
+    extracted = _features(out)
+    assert json.loads(extracted["distribution"].item())["workers"] == 2
+    assert abs(extracted["features"] - default_features["features"]).max() < 1e-4
+
+
+@pytest.mark.parametrize(
+    "environment, message",
+    [
+        ({"SLURM_PROCID": "1", "SLURM_STEP_NODELIST": "n1,n2", "SLURM_STEP_TASKS_PER_NODE": "2(x2)",
+          "SLURMD_NODENAME": "n2"}, "Run srun with --distribution=block"),
+        ({"SLURM_PROCID": "4", "SLURM_STEP_NODELIST": "n1,n2", "SLURM_STEP_TASKS_PER_NODE": "2(x2)"},
+         "SLURM_PROCID 4 is outside the step's 4 task(s)"),
+        ({"SLURM_PROCID": "0", "SLURM_STEP_NODELIST": "n1"}, "This Slurm step does not describe its tasks"),
+        ({"SLURM_PROCID": "0", "SLURM_STEP_NODELIST": "n1,n2", "SLURM_STEP_TASKS_PER_NODE": "1"},
+         "lists 1 node(s) but SLURM_STEP_NODELIST 2"),
+    ],
+)
+def test_a_slurm_step_that_cannot_be_a_cluster_is_a_clear_error(environment, message):
+    from tlcli.cluster import cluster_config
+    from tlcli.errors import TlcliError
+
+    with pytest.raises(TlcliError, match=re.escape(message)):
+        cluster_config(environment)
+
+
+def test_a_slurm_step_gives_every_task_its_own_worker_address():
+    from tlcli.cluster import cluster_config
+
+    environment = {"SLURM_PROCID": "3", "SLURM_STEP_NODELIST": "n1,n2", "SLURM_STEP_TASKS_PER_NODE": "3,1",
+                   "SLURMD_NODENAME": "n2", "TLCLI_PORT_BASE": "20000"}
+    assert cluster_config(environment) == {
+        "cluster": {"worker": ["n1:20000", "n1:20001", "n1:20002", "n2:20000"]},
+        "task": {"type": "worker", "index": 3},
+    }

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tlcli.cluster import cluster_config
 from tlcli.console import err
 from tlcli.errors import TlcliError
 from tlcli.runtime import import_keras, import_tensorflow
@@ -121,29 +122,10 @@ def _tpu(tf, tpu: str | None) -> Placement:
     return Placement(strategy, "tpu", devices, strategy.num_replicas_in_sync)
 
 
-def read_tf_config() -> dict:
-    """TF_CONFIG, checked, so that a typo is an error here and not a hang in a collective."""
-    text = os.environ.get("TF_CONFIG", "")
-    example = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
-    if not text:
-        raise TlcliError(f"--strategy multi-worker needs TF_CONFIG, e.g. TF_CONFIG='{example}'.")
-    try:
-        document = json.loads(text)
-        cluster, task = document["cluster"], document["task"]
-        members = cluster[task["type"]]
-        index = int(task["index"])
-        if not 0 <= index < len(members):
-            raise IndexError(index)
-    except (ValueError, KeyError, TypeError, IndexError) as error:
-        raise TlcliError(
-            f"TF_CONFIG is not a valid cluster description ({type(error).__name__}: {error}). "
-            f"Expected e.g. {example}, with this process's task type and index in the cluster."
-        ) from None
-    return document
-
-
 def _multi_worker(tf) -> Placement:
-    document = read_tf_config()
+    document = cluster_config()
+    # MultiWorkerMirroredStrategy reads its cluster from TF_CONFIG (derived from Slurm or not).
+    os.environ["TF_CONFIG"] = json.dumps(document)
     patch_keras_for_multi_worker()
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     task_type, task_index = document["task"]["type"], int(document["task"]["index"])
