@@ -60,7 +60,7 @@ Momentum = Annotated[float, typer.Option(help="SGD momentum.", rich_help_panel="
 Nesterov = Annotated[bool, typer.Option("--nesterov/--no-nesterov", help="Nesterov momentum for SGD.", rich_help_panel="Optimisation")]
 Schedule = Annotated[str, typer.Option(help="Learning-rate schedule: constant|cosine|plateau.", rich_help_panel="Optimisation")]
 Epochs = Annotated[int, typer.Option(help="Epochs.", rich_help_panel="Optimisation")]
-BatchSize = Annotated[int, typer.Option(help="Images per batch.", min=1)]
+BatchSize = Annotated[int, typer.Option(help="Images per batch; per replica under --strategy (global = this x replicas).", min=1)]
 LabelSmoothing = Annotated[float, typer.Option(help="Label smoothing in [0, 1).", rich_help_panel="Optimisation")]
 ClassWeight = Annotated[str, typer.Option(help="none|balanced: weight classes inversely to their frequency.", rich_help_panel="Optimisation")]
 EarlyStopping = Annotated[int, typer.Option(help="Stop after this many epochs without a better val_loss, restoring the best weights; 0 = off.", rich_help_panel="Optimisation")]
