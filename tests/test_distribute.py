@@ -333,3 +333,18 @@ def test_a_slurm_step_gives_every_task_its_own_worker_address():
         "cluster": {"worker": ["n1:20000", "n1:20001", "n1:20002", "n2:20000"]},
         "task": {"type": "worker", "index": 3},
     }
+
+
+def test_mirrored_prediction_gives_the_same_rows(tiny_run, colour_dataset):
+    arguments = ["predict", tiny_run, colour_dataset / "test", "--format", "csv", "--batch-size", "2"]
+    default = runner.invoke(app, list(map(str, arguments)))
+    assert default.exit_code == 0, default.output
+    mirrored = _two_cpus(*arguments, "--strategy", "mirrored")
+    assert mirrored.returncode == 0, mirrored.stderr
+    assert "Strategy mirrored: 2 replica(s)" in mirrored.stderr
+    header, *one = csv.reader(default.stdout.splitlines())
+    _, *two = csv.reader(mirrored.stdout.splitlines())
+    assert len(one) == 12 and [row[:2] for row in one] == [row[:2] for row in two]  # paths and predictions
+    probabilities = [header.index(name) for name in header if name.startswith("probability")]
+    for first, second in zip(one, two):
+        assert [float(first[i]) for i in probabilities] == pytest.approx([float(second[i]) for i in probabilities], abs=1e-5)

@@ -96,6 +96,7 @@ def predict_files(
     image_size: int,
     batch_size: int,
     chunk_size: int = 512,
+    placement=None,
 ) -> Iterator[Prediction | Problem]:
     """Check and predict files chunk by chunk: a Prediction or a Problem per file, in order.
 
@@ -113,7 +114,7 @@ def predict_files(
         results: dict[Path, Prediction | Problem] = {
             path: result for path, result in checked.items() if isinstance(result, Problem)
         }
-        for indices, probabilities in predict_batches(model, samples, image_size, batch_size):
+        for indices, probabilities in predict_batches(model, samples, image_size, batch_size, placement):
             for index, row in zip(indices, probabilities):
                 results[samples[index].path] = Prediction(samples[index].path, row)
             # Yield in file order as far as this chunk has got.

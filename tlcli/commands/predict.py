@@ -10,7 +10,7 @@ import typer
 
 from tlcli.console import err, out, progress
 from tlcli.errors import TlcliError
-from tlcli.options import BatchSize, RunPath
+from tlcli.options import BatchSize, Precision, RunPath, Strategy, Tpu
 
 NAME = "predict"
 
@@ -31,26 +31,39 @@ def run(
     output_format: Annotated[OutputFormat, typer.Option("--format", help="Output on stdout.")] = OutputFormat.table,
     top_k: Annotated[int, typer.Option("--top-k", help="Classes shown per image, most probable first.", min=1)] = 3,
     batch_size: BatchSize = 32,
+    strategy: Strategy = "auto",
+    tpu: Tpu = None,
+    precision: Precision = "float32",
 ) -> None:
     """Predict the classes of images: the top-k classes with probabilities, per image."""
+    from tlcli.distribute import DistributeConfig, place, report_placement, set_model_precision
     from tlcli.images import Problem
     from tlcli.inference import collect_image_files, predict_files, top_classes
     from tlcli.runs import load_run_model
 
     files = collect_image_files(paths)
-    keras_model, info = load_run_model(model)
+    placement = place(DistributeConfig(strategy, tpu, precision), paths[0])  # before any model: multi-worker needs it so
+    with placement.strategy.scope():
+        keras_model, info = load_run_model(model)
+    set_model_precision(keras_model, placement.precision)
+    if placement.name != "default":
+        report_placement(placement, batch_size, quiet=False)
     top_k = min(top_k, len(info.class_names))
     fields = ["path", "prediction", "probability"]
     for rank in range(2, top_k + 1):
         fields += [f"class_{rank}", f"probability_{rank}"]
     # Rich sends sys.stdout to its (stderr) console while a bar runs on a terminal; keep the real
     # stdout for piped CSV and JSON, and let the bar print rows above itself on a terminal.
-    writer = _WRITERS[output_format](sys.stdout, sys.stdout.isatty(), fields)
+    if placement.is_chief:
+        writer = _WRITERS[output_format](sys.stdout, sys.stdout.isatty(), fields)
+    else:  # every worker predicts its share; the chief writes them all
+        err.print(f"Worker {placement.worker_index + 1} of {placement.num_workers}: the chief writes the predictions.")
+        writer = _Discard(sys.stdout, False, fields)
 
     predicted, skipped = 0, 0
     bar, advance = progress("Predicting", len(files))
     with bar:
-        for result in predict_files(keras_model, files, info.image_size, batch_size):
+        for result in predict_files(keras_model, files, info.image_size, batch_size, placement=placement):
             advance()
             if isinstance(result, Problem):
                 skipped += 1
@@ -84,6 +97,11 @@ class _Writer:
 
     def close(self) -> None:
         self.stream.flush()
+
+
+class _Discard(_Writer):
+    def write(self, row: dict) -> None:
+        pass
 
 
 class _CsvWriter(_Writer):
