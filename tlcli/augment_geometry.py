@@ -2,7 +2,7 @@
 
 Applied one after another, as Keras's layers do, the crop, rotation, zoom and translation each
 resampled the whole image (and the flip copied it): the standard preset interpolated, and so
-blurred, every image four times, each pass costing about as much as the one warp does now.
+blurred, every image four times, taking about three times as long as the one warp does now.
 Here each technique gives a 3x3 matrix per image, the matrices are multiplied, and
 `ImageProjectiveTransformV3` samples the input once, bilinearly, filling outside the image by
 reflection as the Keras layers do.
