@@ -1,9 +1,10 @@
 """Data augmentation for training batches: settings, presets, and the augmenter built from them.
 
-The augmenter is made of Keras's own preprocessing layers and runs inside the `tf.data` input
-pipeline (`tlcli.pipeline.image_dataset(..., augment=...)`), on training batches only. It is
-never part of a model: Keras's random layers stay active in an exported SavedModel, so a model
-that contained them would answer differently on every call.
+The augmenter (`tlcli.augmenter`) does what Keras's random preprocessing layers do, one warp
+for all the geometry, and runs inside the `tf.data` input pipeline
+(`tlcli.pipeline.image_dataset(..., augment=...)`), on training batches only. It is never part
+of a model: Keras's random layers stay active in an exported SavedModel, so a model that
+contained them would answer differently on every call.
 
 Nothing here imports TensorFlow until `build_augmenter` is called, so the command line can
 import the settings cheaply.

@@ -1,4 +1,7 @@
-"""The augmenter: Keras preprocessing layers applied to training batches inside `tf.data`.
+"""The augmenter: random changes to training batches inside `tf.data`.
+
+Geometry is one warp per image (`tlcli.augment_geometry`); brightness and contrast are Keras's
+layers; saturation and hue share one trip through HSV; noise is added last.
 
 Randomness comes from a seed given with each batch (see `tlcli.pipeline.image_dataset`), not
 from the layers' own seed generators: those keep their state in a variable that parallel
@@ -10,12 +13,11 @@ number from the batch's seed keeps the pipeline parallel and the result repeatab
 from __future__ import annotations
 
 from tlcli.augment import AugmentConfig
+from tlcli.augment_geometry import random_transforms, warp
 from tlcli.runtime import import_keras, import_tensorflow
 
 tf = import_tensorflow()
 keras = import_keras()
-
-_FLIP_MODES = {"horizontal": "horizontal", "vertical": "vertical", "both": "horizontal_and_vertical"}
 
 
 class _BatchSeeds(keras.random.SeedGenerator):
@@ -41,42 +43,25 @@ class Augmenter:
     def __init__(self, config: AugmentConfig, seed: int = 0):
         self.config = config
         self.seed = seed
-        self.geometric = []  # Keras layers, applied in this order after the crop
-        self.colour = []
-        if config.flip != "none":
-            self.geometric.append(keras.layers.RandomFlip(_FLIP_MODES[config.flip]))
-        if config.rotation > 0:
-            self.geometric.append(keras.layers.RandomRotation(config.rotation))
-        if config.zoom > 0:
-            # A negative height factor zooms in, a positive one out; width follows (same aspect).
-            self.geometric.append(keras.layers.RandomZoom((-config.zoom, config.zoom)))
-        if config.translation > 0:
-            self.geometric.append(keras.layers.RandomTranslation(config.translation, config.translation))
+        self.colour = []  # Keras layers, applied in this order after the geometry
         if config.brightness > 0:
             self.colour.append(keras.layers.RandomBrightness(config.brightness, value_range=(0, 255)))
         if config.contrast > 0:
             self.colour.append(keras.layers.RandomContrast(config.contrast, value_range=(0, 255)))
-        if config.saturation > 0:
-            # Keras maps a factor f to a saturation scale f / (1 - f): 0.5 leaves images alone.
-            # It clips the saturation channel, always in [0, 1], to value_range (the HSV round
-            # trip itself works on any pixel scale), so (0, 1) is right for [0, 255] images.
-            half = config.saturation / 2
-            self.colour.append(
-                keras.layers.RandomSaturation((0.5 - half, min(0.5 + half, 0.999)), value_range=(0, 1))
-            )
-        if config.hue > 0:
-            self.colour.append(keras.layers.RandomHue(config.hue, value_range=(0, 255)))
 
     def __call__(self, images, batch_seed):
         seeds = _BatchSeeds(
             tf.random.experimental.stateless_fold_in(tf.cast(batch_seed, tf.int64), self.seed)
         )
         images = tf.cast(images, tf.float32)
-        if self.config.crop > 0:
-            images = self._crop_and_resize(images, seeds)
-        for layer in self.geometric + self.colour:
+        transforms = random_transforms(self.config, images, seeds)
+        if transforms is not None:
+            images = warp(images, transforms)
+        for layer in self.colour:
             transformation = layer.get_random_transformation(images, training=True, seed=seeds)
             images = layer.transform_images(images, transformation, training=True)
+        if self.config.saturation > 0 or self.config.hue > 0:
+            images = self._adjust_saturation_and_hue(images, seeds)
         if self.config.noise > 0:
             # What keras.layers.GaussianNoise does, with the batch's seed and a stddev in pixels.
             images = images + keras.random.normal(
@@ -84,20 +69,26 @@ class Augmenter:
             )
         return tf.clip_by_value(images, 0.0, 255.0)
 
-    def _crop_and_resize(self, images, seeds):
-        """A random square-proportioned box per image, at least (1 - crop) of each side, resized back.
+    def _adjust_saturation_and_hue(self, images, seeds):
+        """What RandomSaturation and then RandomHue do, in one RGB -> HSV -> RGB round trip.
 
-        keras.layers.RandomCrop picks one box for the whole batch and returns a smaller image;
-        this picks one per image and keeps the input size.
+        Each Keras layer converts to HSV and back on its own; the conversions cost most of their
+        time, and converting back and forth in between changes nothing.
         """
-        shape = tf.shape(images)
-        batch_size = shape[0]
-        side = keras.random.uniform((batch_size, 1), 1.0 - self.config.crop, 1.0, seed=seeds)
-        top = keras.random.uniform((batch_size, 1), 0.0, 1.0, seed=seeds) * (1.0 - side)
-        left = keras.random.uniform((batch_size, 1), 0.0, 1.0, seed=seeds) * (1.0 - side)
-        boxes = tf.concat([top, left, top + side, left + side], axis=1)
-        cropped = tf.image.crop_and_resize(
-            images, boxes, tf.range(batch_size), crop_size=shape[1:3], method="bilinear"
-        )
-        cropped.set_shape(images.shape)
-        return cropped
+        batch_size = tf.shape(images)[0]
+        hue, saturation, value = tf.unstack(tf.image.rgb_to_hsv(images), axis=-1)
+        if self.config.saturation > 0:
+            # Keras maps a factor f to a saturation scale f / (1 - f): 0.5 leaves images alone,
+            # and the scaled saturation is clipped to [0, 1].
+            half = self.config.saturation / 2
+            factor = keras.random.uniform(
+                (batch_size, 1, 1), 0.5 - half, min(0.5 + half, 0.999), seed=seeds
+            )
+            scale = factor / (1.0 - factor + keras.config.epsilon())
+            saturation = tf.clip_by_value(saturation * scale, 0.0, 1.0)
+        if self.config.hue > 0:
+            # RandomHue shifts by a random sign times U(0, hue) / 2: U(-hue / 2, hue / 2) in all.
+            half = self.config.hue / 2
+            hue = hue + keras.random.uniform((batch_size, 1, 1), -half, half, seed=seeds)
+            hue = hue - tf.floor(hue)  # round the colour circle
+        return tf.image.hsv_to_rgb(tf.stack([hue, saturation, value], axis=-1))
