@@ -229,7 +229,18 @@ def map_batches(placement: Placement | None, function, make_dataset, per_replica
         yield outputs[order], labels[order], indices[order]
 
 
-def set_model_precision(model, precision: str) -> None:
+def load_placed_model(path: Path, placement: Placement):
+    """(Keras model, RunInfo) of a run, its variables placed by the strategy and computing in
+    the placement's precision."""
+    from tlcli.runs import load_run_model
+
+    with placement.strategy.scope():
+        model, info = load_run_model(path)
+    _set_model_precision(model, placement.precision)
+    return model, info
+
+
+def _set_model_precision(model, precision: str) -> None:
     """Give a loaded model the run's precision policy, as a freshly built one gets it.
 
     A saved model keeps the policy it was trained under, whatever the global policy is now.

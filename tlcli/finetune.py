@@ -22,10 +22,10 @@ from tlcli.backbones import BackboneSpec, get_backbone
 from tlcli.config import FitConfig
 from tlcli.console import err, out
 from tlcli.data import Dataset, SplitOptions, load_dataset
-from tlcli.distribute import DistributeConfig, place, report_placement, set_model_precision
+from tlcli.distribute import DistributeConfig, load_placed_model, place, report_placement
 from tlcli.errors import TlcliError
 from tlcli.runs import (
-    BACKUP, HISTORY, RunInfo, default_run_dir, load_run_model, resumable, write_json,
+    BACKUP, HISTORY, RunInfo, default_run_dir, resumable, write_json,
 )
 from tlcli.runtime import import_keras, set_seed
 from tlcli.train import (
@@ -151,9 +151,7 @@ def finetune(
     check_weight_decay(config.fit)
     # Seeded before loading: the head's dropout layers draw their random state when they are made.
     set_seed(config.fit.seed)
-    with placement.strategy.scope():
-        model, run = load_run_model(config.source)
-    set_model_precision(model, placement.precision)
+    model, run = load_placed_model(config.source, placement)
     spec = get_backbone(run.backbone or "")
     source_config = run.config
     fit_config = config.fit

@@ -21,7 +21,7 @@ from tlcli.finetune import (
     FinetuneConfig, Stage, count_parameters, first_unfrozen_index, parse_stage, parse_unfreeze, run_dataset,
     stage_name, unfreeze,
 )
-from tlcli.runs import HISTORY, default_run_dir, load_run_model, read_run
+from tlcli.runs import HISTORY, default_run_dir, read_run
 from tlcli.search_space import Kinds, Range, parse_space
 
 # What a fine-tuning search may vary; unfreeze (a block, a layer count, a percentage or all) is read by check_value.
@@ -133,6 +133,7 @@ class FinetuneTrials:
         self.class_weights = class_weights_for(self.base.fit, labels, self.num_classes)
 
     def run(self, params: dict, trial_dir: Path) -> dict:
+        from tlcli.distribute import load_placed_model
         from tlcli.runtime import set_seed
         from tlcli.train import fit_and_measure, image_batches
         from tlcli.training import History
@@ -142,7 +143,7 @@ class FinetuneTrials:
         stage = parse_stage(trial.stages[0], self.spec)  # as `tlcli finetune` reads best.toml's stage
         fit_config = dataclasses.replace(trial.fit, learning_rate=stage.learning_rate, epochs=stage.epochs)
         set_seed(fit_config.seed)  # before loading: the head's dropout draws its random state then
-        model, run = load_run_model(self.base.source)
+        model, run = load_placed_model(self.base.source, self.placement)  # as `tlcli finetune` loads it
         backbone = find_base(model, self.spec)
         unfreeze(backbone, first_unfrozen_index(backbone, self.spec, stage.unfreeze), trial.train_batch_norm)
         batches = functools.partial(image_batches, self.placement, image_size=run.image_size,

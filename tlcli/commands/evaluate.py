@@ -49,7 +49,7 @@ def run(
 ) -> None:
     """Evaluate a model on labelled images: scikit-learn metrics, confusion matrix, worst mistakes."""
     from tlcli.data import count_files, discover
-    from tlcli.distribute import DistributeConfig, place, report_placement, set_model_precision
+    from tlcli.distribute import DistributeConfig, load_placed_model, place, report_placement
     from tlcli.evaluation import (
         check_thresholds_apply,
         evaluate_model,
@@ -60,14 +60,11 @@ def run(
         select_samples,
         write_reports,
     )
-    from tlcli.runs import load_run_model
 
     thresholds = parse_thresholds(fail_under or [])
     folder, description = find_evaluation_folder(data)
     placement = place(DistributeConfig(strategy, tpu, precision), data)  # before any model: multi-worker needs it so
-    with placement.strategy.scope():
-        keras_model, info = load_run_model(model)
-    set_model_precision(keras_model, placement.precision)
+    keras_model, info = load_placed_model(model, placement)
     top_k = resolve_top_k(top_k, len(info.class_names))
     check_thresholds_apply(thresholds, len(info.class_names), top_k)
     err.print(f"Evaluating {info.model_path} on {description}.")

@@ -36,16 +36,13 @@ def run(
     precision: Precision = "float32",
 ) -> None:
     """Predict the classes of images: the top-k classes with probabilities, per image."""
-    from tlcli.distribute import DistributeConfig, place, report_placement, set_model_precision
+    from tlcli.distribute import DistributeConfig, load_placed_model, place, report_placement
     from tlcli.images import Problem
     from tlcli.inference import collect_image_files, predict_files, top_classes
-    from tlcli.runs import load_run_model
 
     files = collect_image_files(paths)
     placement = place(DistributeConfig(strategy, tpu, precision), paths[0])  # before any model: multi-worker needs it so
-    with placement.strategy.scope():
-        keras_model, info = load_run_model(model)
-    set_model_precision(keras_model, placement.precision)
+    keras_model, info = load_placed_model(model, placement)
     if placement.name != "default":
         report_placement(placement, batch_size, quiet=False)
     top_k = min(top_k, len(info.class_names))

@@ -98,13 +98,14 @@ def run(
     print_leaderboard(outcome, tune_config.objective)
 
 
+def _longest_line(cells: list[str]) -> int:
+    return max((len(line) for cell in cells for line in cell.splitlines()), default=0)
+
+
 def _table_width(columns: list[tuple[str, list[str]]]) -> int:
     """Characters a table of these columns needs when headers wrap between words and cells never
     do: 3 a column for border and padding, less 2 for the hidden outer edge."""
-    return sum(
-        max(*map(len, header.split()), *(len(line) for cell in cells for line in cell.splitlines())) + 3
-        for header, cells in columns
-    ) - 2
+    return sum(max(*map(len, header.split()), _longest_line(cells)) + 3 for header, cells in columns) - 2
 
 
 def print_leaderboard(outcome, objective: str) -> None:
@@ -132,18 +133,16 @@ def print_leaderboard(outcome, objective: str) -> None:
     ]
     if any("trainable_parameters" in record for record in records):
         results.append(("trainable", [f"{r.get('trainable_parameters', 0) / 1e6:.1f}M" for r in records]))
-    per_setting = [(key.replace("_", " "), [row.get(key, "") for row in settings]) for key in keys]
-    one_column = [("parameters", ["\n".join(f"{key}={value}" for key, value in sorted(row.items())) for row in settings])]
-    columns = numbers + per_setting + results
+    columns = numbers + [(key.replace("_", " "), [row.get(key, "") for row in settings]) for key in keys] + results
     if _table_width(columns) > out.width:
-        columns = numbers + one_column + results
+        parameters = ["\n".join(f"{key}={value}" for key, value in sorted(row.items())) for row in settings]
+        columns = numbers + [("parameters", parameters)] + results
 
     table = Table(title=f"Leaderboard by {objective} ({outcome.ran} run now, {outcome.skipped} earlier)",
                   show_edge=False)
     for header, cells in columns:
         numeric = (header, cells) in numbers + results
-        longest = max((len(line) for cell in cells for line in cell.splitlines()), default=0)
-        table.add_column(header, justify="right" if numeric else "left", min_width=longest)
+        table.add_column(header, justify="right" if numeric else "left", min_width=_longest_line(cells))
     for row in zip(*(cells for _, cells in columns)):
         table.add_row(*row)
     out.print(table)
