@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,10 @@ from typer.testing import CliRunner
 from conftest import kill_when, write_colour_dataset
 from tlcli.backbones import BACKBONES, get_backbone
 from tlcli.cli import app
+from tlcli.config import FitConfig
 from tlcli.errors import TlcliError
+from tlcli.runtime import import_keras, import_tensorflow
+from tlcli.training import History, fit
 
 runner = CliRunner()
 RUN_FILES = {"config.json", "labels.txt", "model.keras", "history.csv", "curves.png", "metrics.json", "logs"}
@@ -205,6 +209,41 @@ def test_a_resumed_run_still_ends_on_its_best_epoch(colour_dataset, tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["best_epoch"] == int(best["epoch"])
     assert metrics["val_loss"] == pytest.approx(float(best["val_loss"]), rel=1e-4)
+
+
+class _Killed(Exception):
+    """Stands in for SIGKILL arriving while a backup is being written."""
+
+
+def test_a_run_killed_while_saving_its_backup_resumes_from_the_last_complete_epoch(tmp_path, monkeypatch):
+    keras, tf = import_keras(), import_tensorflow()
+    features = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+    batches = tf.data.Dataset.from_tensor_slices((features, (features[:, 0] > 0).astype("int32"))).batch(8)
+
+    def fit_once():
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+        model.compile("sgd", "sparse_categorical_crossentropy")
+        return fit(model, batches, None, FitConfig(early_stopping=0, batch_size=8), epochs=5,
+                   steps_per_epoch=4, run_dir=tmp_path, stage="head", history=History(tmp_path / "history.csv"),
+                   quiet=True)
+
+    real_save = keras.Model.save_weights
+    saves = []
+
+    def save_and_die_on_the_third(model, filepath, *args, **kwargs):
+        saves.append(filepath)
+        if len(saves) == 3:  # the process dies half-way through epoch 3's backup
+            Path(filepath).write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(40))
+            raise _Killed
+        real_save(model, filepath, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "save_weights", save_and_die_on_the_third)
+    with pytest.raises(_Killed):
+        fit_once()
+    monkeypatch.setattr(keras.Model, "save_weights", real_save)
+    resumed = fit_once()
+    assert resumed.epochs_run == 3  # epochs 3 to 5: the two complete epochs were kept
 
 
 @pytest.mark.parametrize(

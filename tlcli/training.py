@@ -183,19 +183,52 @@ class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         if state_file.is_file():
             state = json.loads(state_file.read_text())
             self.wait, self.best, self.best_epoch = state["wait"], state["best"], state["best_epoch"]
-            with np.load(self.folder / "best_weights.npz", allow_pickle=False) as saved:
+            with np.load(self.folder / state["weights"], allow_pickle=False) as saved:
                 self.best_weights = [saved[f"arr_{index}"] for index in range(len(saved.files))]
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
         if self.best is None:
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
+        # The state names its weights file, so that the two always agree after a kill.
+        weights = f"best-epoch-{self.best_epoch}.npz"
         if self.best_epoch == epoch:  # improved (or the first epoch): keep its weights
-            with atomic_file(self.folder / "best_weights.npz") as handle:
+            with atomic_file(self.folder / weights) as handle:
                 np.savez(handle, *self.best_weights)
-        state = {"wait": self.wait, "best": float(self.best), "best_epoch": self.best_epoch}
+        state = {"wait": self.wait, "best": float(self.best), "best_epoch": self.best_epoch, "weights": weights}
         write_atomic(self.folder / "state.json", json.dumps(state))
+        for old in self.folder.glob("best-epoch-*.npz"):
+            if old.name != weights:
+                old.unlink()
+
+
+class _AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore that a kill cannot leave half-written.
+
+    Keras rewrites latest.weights.h5 in place, so a run killed while saving it could not resume
+    ("Unable to synchronously open file (bad object header version number)"). Here each save
+    goes to a new weights file, and the metadata naming it is replaced atomically once the file
+    is complete: a resumed run finds the last complete epoch, weights and epoch number together.
+    """
+
+    METADATA = "training_metadata.json"
+
+    def _load_model(self):
+        metadata = Path(self.backup_dir) / self.METADATA
+        if metadata.is_file():
+            self._weights_path = str(Path(self.backup_dir) / json.loads(metadata.read_text())["weights"])
+        super()._load_model()
+
+    def _save_model(self):
+        folder = Path(self.backup_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"epoch-{self._current_epoch}-batch-{self._last_batch_seen}.weights.h5"
+        self.model.save_weights(str(folder / name), overwrite=True)
+        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name}
+        write_atomic(folder / self.METADATA, json.dumps(metadata))
+        for old in folder.glob("*.weights.h5"):
+            if old.name != name:
+                old.unlink()
 
 
 @dataclass
@@ -237,7 +270,7 @@ def fit(
             )
         )
     callbacks += [
-        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP / stage), save_freq="epoch"),
+        _AtomicBackupAndRestore(str(run_dir / BACKUP / stage), save_freq="epoch"),
         _EpochRecorder(history, stage, first_epoch),
         keras.callbacks.TensorBoard(str(run_dir / LOGS / stage), write_graph=False),
     ]
