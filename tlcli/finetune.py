@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -285,25 +284,30 @@ def _epochs_before(history: History, stage: str) -> int:
 
 
 class _StageProgress:
-    """Weights and bookkeeping after each finished stage, so --resume skips finished stages."""
+    """Weights and bookkeeping after each finished stage, so --resume skips finished stages.
+
+    The state names its weights file, written first, so that a kill leaves the two in step.
+    """
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self.weights = folder / "finished-stages.weights.h5"
         self.state = folder / "finished-stages.json"
 
     def load(self, model) -> dict | None:
         if not self.state.is_file():
             return None
-        model.load_weights(self.weights)
-        return json.loads(self.state.read_text())
+        state = json.loads(self.state.read_text())
+        model.load_weights(self.folder / state.pop("weights"))
+        return state
 
     def save(self, model, state: dict) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        temporary = self.folder / "finished-stages.tmp.weights.h5"
-        model.save_weights(temporary)
-        os.replace(temporary, self.weights)
-        write_json(self.state, state)
+        weights = f"finished-stages-{state['stages_done']}.weights.h5"
+        model.save_weights(self.folder / weights)
+        write_json(self.state, {**state, "weights": weights})
+        for old in self.folder.glob("finished-stages-*.weights.h5"):
+            if old.name != weights:
+                old.unlink()
 
 
 def _validation_loss(model, data, steps=None) -> float:
