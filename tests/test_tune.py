@@ -253,6 +253,18 @@ def test_a_finetune_grid_runs_every_combination_once_with_what_each_unfroze(fine
     with open(tune_dir / "trials" / f"{trials[0]['trial']:04d}" / "history.csv") as handle:
         assert [row["stage"] for row in csv.DictReader(handle)] == [f"stage1-{trials[0]['params']['unfreeze']}"]
     assert "tlcli finetune" in output and "best.toml" in output
+    assert "No trial beat the run" not in output  # at 1e-4 fine-tuning helps this run
+
+
+def test_a_finetune_search_that_only_made_the_run_worse_says_so(tiny_run, tmp_path):
+    space = write_space(tmp_path / "space.toml", 'unfreeze = ["block5"]\nlearning_rate = [0.05]\n')
+    result = invoke("tune", "--finetune", tiny_run, "--search", "grid", "--space", space, "--epochs", 1,
+                    "--quiet", "--out", tmp_path / "search")
+    (trial,) = leaderboard(tmp_path / "search")
+    before = json.loads((tiny_run / "metrics.json").read_text())["val_loss"]
+    assert trial["val_loss"] > before
+    assert "No trial beat the run before fine-tuning" in result.output
+    assert f"the run's own {before:.4f}" in result.output
 
 
 def test_best_toml_runs_with_tlcli_finetune_unchanged_and_reproduces_the_best_trial(finetune_grid, tiny_run, tmp_path):

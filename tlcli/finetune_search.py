@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from pathlib import Path
 
 from tlcli.backbones import BackboneSpec, get_backbone
@@ -21,7 +22,7 @@ from tlcli.finetune import (
     FinetuneConfig, Stage, count_parameters, first_unfrozen_index, parse_stage, parse_unfreeze, run_dataset,
     stage_name, unfreeze,
 )
-from tlcli.runs import HISTORY, default_run_dir, read_run
+from tlcli.runs import HISTORY, METRICS, default_run_dir, read_run
 from tlcli.search_space import Kinds, Range, parse_space
 
 # What a fine-tuning search may vary; unfreeze (a block, a layer count, a percentage or all) is read by check_value.
@@ -167,3 +168,8 @@ class FinetuneTrials:
 
     def next_command(self, best: Path | str) -> str:
         return f"tlcli finetune {self.base.source} --config {best}"
+
+    def baseline(self, objective: str) -> float | None:
+        """The source run's own score on the same validation images, before any fine-tuning."""
+        metrics = self.run_info.path / METRICS
+        return json.loads(metrics.read_text()).get(objective) if metrics.is_file() else None

@@ -153,3 +153,6 @@ class HeadTrials:
 
     def next_command(self, best: Path | str) -> str:
         return f"tlcli train --config {best} DATA"
+
+    def baseline(self, objective: str) -> None:
+        return None  # a new head has nothing to beat

@@ -36,6 +36,17 @@ def trial_record(number: int, params: dict, metrics: dict, objective: str) -> di
     }
 
 
+def format_score(value: float | None) -> str:
+    """Four decimals, or four significant digits for a loss that blew up."""
+    if value is None:
+        return "diverged"
+    return f"{value:.4f}" if abs(value) < 1e5 else f"{value:.4g}"
+
+
+def better(score: float, than: float, objective: str) -> bool:
+    return score < than if OBJECTIVES[objective] == "minimise" else score > than
+
+
 def rank(records: list[dict], objective: str) -> list[dict]:
     """Best first; a trial whose loss diverged (no finite objective) ranks last."""
     sign = 1 if OBJECTIVES[objective] == "minimise" else -1

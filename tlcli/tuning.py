@@ -39,7 +39,7 @@ from typing import Protocol
 
 from tlcli.config import TrainConfig
 from tlcli.errors import TlcliError
-from tlcli.leaderboard import OBJECTIVES, format_params, read_leaderboard, to_toml, trial_record, write_leaderboard
+from tlcli.leaderboard import OBJECTIVES, format_params, format_score, read_leaderboard, to_toml, trial_record, write_leaderboard
 from tlcli.runs import finish_run_dir, prepare_run_dir, write_atomic, write_json
 from tlcli.search_space import Range, plan_trials, trial_key
 
@@ -107,6 +107,9 @@ class Trials(Protocol):
     def next_command(self, best: Path | str) -> str:
         """The command that runs best.toml."""
 
+    def baseline(self, objective: str) -> float | None:
+        """The score a trial must beat to be worth using (the source run's own), or None."""
+
 
 def search_trials(config: TuneConfig) -> Trials:
     if config.kind == "head":
@@ -133,6 +136,7 @@ class TuneOutcome:
     ran: int  # trials run by this invocation
     skipped: int  # finished earlier, not repeated
     next_command: str  # how to use best.toml
+    baseline: float | None = None  # the score to beat, when the search starts from a trained run
 
 
 def tune(config: TuneConfig, *, overwrite: bool = False, resume: bool = False, quiet: bool = False) -> TuneOutcome:
@@ -159,7 +163,8 @@ def tune(config: TuneConfig, *, overwrite: bool = False, resume: bool = False, q
     if not pending and not adaptive:
         finish_run_dir(out_dir)
         return TuneOutcome(out_dir, write_tune_results(out_dir, list(finished.values()), config, trials),
-                           ran=0, skipped=len(finished), next_command=next_command)
+                           ran=0, skipped=len(finished), next_command=next_command,
+                           baseline=trials.baseline(config.objective))
 
     trials.start(quiet)
     earlier = len(finished)
@@ -174,9 +179,8 @@ def tune(config: TuneConfig, *, overwrite: bool = False, resume: bool = False, q
         finished[number] = record
         write_tune_results(out_dir, list(finished.values()), config, trials)
         if not quiet:
-            score = "n/a" if record["objective"] is None else f"{record['objective']:.4f}"
             err.print(f"trial {number}{f'/{total}' if total else ''}: {format_params(params)} -> "
-                      f"{config.objective} {score} ({record['epochs_run']} epochs, {record['seconds']:.1f} s)")
+                      f"{config.objective} {format_score(record['objective'])} ({record['epochs_run']} epochs, {record['seconds']:.1f} s)")
         return record
 
     with resumable(out_dir):
@@ -190,7 +194,8 @@ def tune(config: TuneConfig, *, overwrite: bool = False, resume: bool = False, q
     leaderboard = write_tune_results(out_dir, list(finished.values()), config, trials)
     finish_run_dir(out_dir)
     ran = len(pending) if pending is not None else len(finished) - earlier
-    return TuneOutcome(out_dir, leaderboard, ran=ran, skipped=len(leaderboard) - ran, next_command=next_command)
+    return TuneOutcome(out_dir, leaderboard, ran=ran, skipped=len(leaderboard) - ran, next_command=next_command,
+                       baseline=trials.baseline(config.objective))
 
 
 def prepare_tune_dir(path: Path, config: TuneConfig, *, overwrite: bool, resume: bool) -> Path:

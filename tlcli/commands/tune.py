@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from tlcli.config import FitConfig, given_on_command_line, load_toml, merge_settings
-from tlcli.console import out
+from tlcli.console import err, out
 from tlcli.errors import TlcliError
 from tlcli.options import (
     EarlyStopping, Epochs, ImageSize, ModelName, Overwrite, Quiet, Seed, Strict, TestSplit, ValSplit, Weights,
@@ -108,12 +108,24 @@ def _table_width(columns: list[tuple[str, list[str]]]) -> int:
     return sum(max(*map(len, header.split()), _longest_line(cells)) + 3 for header, cells in columns) - 2
 
 
+def _warn_if_no_gain(best: float, baseline: float | None, objective: str) -> None:
+    from tlcli.leaderboard import better, format_score
+
+    if baseline is not None and not better(best, baseline, objective):
+        err.print(
+            f"[yellow]No trial beat the run before fine-tuning: best {objective} {format_score(best)}, the run's "
+            f"own {format_score(baseline)}. `tlcli finetune` rolls back a stage that ends worse; try lower learning rates "
+            "or unfreezing less.[/]",
+            soft_wrap=True,
+        )
+
+
 def print_leaderboard(outcome, objective: str) -> None:
     """A column per searched setting where the terminal is wide enough, else one column with a
     setting per line: every value shows in full."""
     from rich.table import Table
 
-    from tlcli.leaderboard import format_value
+    from tlcli.leaderboard import format_score, format_value
 
     records = outcome.leaderboard
     # Four significant digits on screen; leaderboard.csv and .json keep every digit.
@@ -127,7 +139,7 @@ def print_leaderboard(outcome, objective: str) -> None:
         ("trial", [str(r["trial"]) for r in records]),
     ]
     results = [
-        (objective, ["diverged" if r["objective"] is None else f"{r['objective']:.4f}" for r in records]),
+        (objective, [format_score(r["objective"]) for r in records]),
         ("epochs", [f"{r['best_epoch']}/{r['epochs_run']}" for r in records]),
         ("time", [f"{r['seconds']:.1f}s" for r in records]),
     ]
@@ -149,5 +161,6 @@ def print_leaderboard(outcome, objective: str) -> None:
     best = outcome.out_dir / "best.toml"
     if best.is_file():
         out.print(f"Best settings: {best}\nTo use them:  {outcome.next_command}", soft_wrap=True)
+        _warn_if_no_gain(records[0]["objective"], outcome.baseline, objective)
     else:
         raise TlcliError(f"No trial in {outcome.out_dir} reached a finite {objective}. Try lower learning rates.")
