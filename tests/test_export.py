@@ -230,6 +230,26 @@ def test_ctrl_c_during_export_leaves_nothing_behind(tiny_run, tmp_path):
     assert list(tmp_path.iterdir()) == []  # neither --out nor the staging folder
 
 
+class _PressesCtrlCWhenCollected:
+    """Ctrl-C arriving while a finaliser runs, where Python drops the KeyboardInterrupt (it is how
+    TensorFlow's AtomicFunction.__del__ swallowed one during the TFLite conversion)."""
+
+    def __del__(self):
+        signal.raise_signal(signal.SIGINT)
+
+
+def test_a_ctrl_c_that_a_finaliser_swallows_still_stops_the_export(tiny_run, tmp_path):
+    from tlcli.export import ExportOptions, export_model
+
+    def press_ctrl_c_inside_a_finaliser(message):
+        _PressesCtrlCWhenCollected()  # collected at once: the interrupt is raised and dropped in __del__
+
+    with pytest.raises(KeyboardInterrupt):
+        export_model(tiny_run, ExportOptions(out=tmp_path / "model", verify=False),
+                     on_step=press_ctrl_c_inside_a_finaliser)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_killed_export_leaves_nothing_at_out(tiny_run, tmp_path):
     out = tmp_path / "model"
     process = subprocess.Popen(

@@ -34,7 +34,7 @@ from tlcli.data import Sample, discover, is_hidden
 from tlcli.errors import TlcliError
 from tlcli.images import ImageInfo, check_images, is_image_name
 from tlcli.runs import LABELS, METRICS, RunInfo, load_run_model
-from tlcli.runtime import import_keras, import_tensorflow, silenced_stderr
+from tlcli.runtime import import_keras, import_tensorflow, latched_interrupts, silenced_stderr
 from tlcli.verify import Check, verify_artefacts
 
 FORMATS = ("saved_model", "keras", "tflite", "onnx")
@@ -131,27 +131,40 @@ def export_model(
 
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
     staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a model server may run as another user
-    try:
-        files = write_artefacts(model, info, options, staging, calibration, on_step)
-        checks = []
-        if options.verify:
-            on_step(f"Verifying in a fresh process on {len(verify_samples)} image(s)")
-            checks = verify_artefacts(model, files, verify_samples, info.image_size, options.quantize)
-        (staging / LABELS).write_text("\n".join(info.class_names) + "\n")
-        metadata = build_metadata(info, options, files, checks)
-        (staging / METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
-        failed = [check for check in checks if not check.passed]
-        if failed:
-            raise TlcliError(
-                "Verification failed, nothing was written to --out: "
-                + "; ".join(f"{c.format}: {_describe(c)}, required {c.requirement}" for c in failed)
-                + ". Re-export without --quantize (or with another --quantize), or report a bug."
-            )
-        move_into_place(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    with latched_interrupts() as interrupts:
+
+        def step(message: str) -> None:
+            interrupts.check()  # a Ctrl-C that TensorFlow swallowed stops the export here
+            on_step(message)
+
+        try:
+            files, checks = _write_and_verify(model, info, options, staging, calibration, verify_samples, step)
+            interrupts.check()
+            move_into_place(staging, out)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     return ExportReport(out, {name: out / path.relative_to(staging) for name, path in files.items()}, checks)
+
+
+def _write_and_verify(model, info, options, staging, calibration, verify_samples, on_step):
+    """Every artefact, labels.txt and metadata.json in `staging`; raises if verification fails."""
+    files = write_artefacts(model, info, options, staging, calibration, on_step)
+    checks = []
+    if options.verify:
+        on_step(f"Verifying in a fresh process on {len(verify_samples)} image(s)")
+        checks = verify_artefacts(model, files, verify_samples, info.image_size, options.quantize)
+    (staging / LABELS).write_text("\n".join(info.class_names) + "\n")
+    metadata = build_metadata(info, options, files, checks)
+    (staging / METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
+    failed = [check for check in checks if not check.passed]
+    if failed:
+        raise TlcliError(
+            "Verification failed, nothing was written to --out: "
+            + "; ".join(f"{c.format}: {_describe(c)}, required {c.requirement}" for c in failed)
+            + ". Re-export without --quantize (or with another --quantize), or report a bug."
+        )
+    return files, checks
 
 
 def _umask() -> int:

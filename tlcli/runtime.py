@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import tempfile
+import threading
 
 DEBUG_ENV = "TLCLI_DEBUG"
 
@@ -76,3 +78,38 @@ def set_seed(seed: int) -> None:
     """Seed Python, NumPy, TensorFlow and Keras so that runs repeat on the same machine."""
     keras = import_keras()
     keras.utils.set_random_seed(seed)
+
+
+class InterruptLatch:
+    """Remembers a Ctrl-C, even one whose KeyboardInterrupt a library dropped."""
+
+    pressed = False
+
+    def check(self) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def latched_interrupts():
+    """Ctrl-C that cannot be lost: `check()` raises it again at the next safe point.
+
+    Python raises KeyboardInterrupt wherever the main thread happens to be. Inside a finaliser,
+    such as TensorFlow's AtomicFunction.__del__ that the TFLite converter's gc.collect() runs,
+    it is printed as "Exception ignored" and dropped, and the work would carry on to the end.
+    """
+    latch = InterruptLatch()
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is not signal.default_int_handler:
+        yield latch  # Ctrl-C is handled (or ignored) by someone else here
+        return
+
+    def note_and_raise(signum, frame):
+        latch.pressed = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, note_and_raise)
+    try:
+        yield latch
+    finally:
+        signal.signal(signal.SIGINT, previous)
