@@ -39,7 +39,9 @@ from typing import Protocol
 
 from tlcli.config import TrainConfig
 from tlcli.errors import TlcliError
-from tlcli.leaderboard import OBJECTIVES, format_params, format_score, read_leaderboard, to_toml, trial_record, write_leaderboard
+from tlcli.leaderboard import (
+    OBJECTIVES, format_params, format_score, read_leaderboard, to_toml, trial_record, write_leaderboard,
+)
 from tlcli.runs import finish_run_dir, prepare_run_dir, write_atomic, write_json
 from tlcli.search_space import Range, plan_trials, trial_key
 
@@ -159,12 +161,11 @@ def tune(config: TuneConfig, *, overwrite: bool = False, resume: bool = False, q
             err.print("[dim]Grid search runs every combination; --trials is for random and bayesian search.[/]")
         if not quiet:
             err.print(f"{config.search.capitalize()} search: {total} trial(s), {total - len(pending)} finished earlier.")
-    next_command = trials.next_command(out_dir / BEST)
+    next_command, baseline = trials.next_command(out_dir / BEST), trials.baseline(config.objective)
     if not pending and not adaptive:
         finish_run_dir(out_dir)
         return TuneOutcome(out_dir, write_tune_results(out_dir, list(finished.values()), config, trials),
-                           ran=0, skipped=len(finished), next_command=next_command,
-                           baseline=trials.baseline(config.objective))
+                           ran=0, skipped=len(finished), next_command=next_command, baseline=baseline)
 
     trials.start(quiet)
     earlier = len(finished)
@@ -180,7 +181,8 @@ def tune(config: TuneConfig, *, overwrite: bool = False, resume: bool = False, q
         write_tune_results(out_dir, list(finished.values()), config, trials)
         if not quiet:
             err.print(f"trial {number}{f'/{total}' if total else ''}: {format_params(params)} -> "
-                      f"{config.objective} {format_score(record['objective'])} ({record['epochs_run']} epochs, {record['seconds']:.1f} s)")
+                      f"{config.objective} {format_score(record['objective'])} "
+                      f"({record['epochs_run']} epochs, {record['seconds']:.1f} s)")
         return record
 
     with resumable(out_dir):
@@ -195,7 +197,7 @@ def tune(config: TuneConfig, *, overwrite: bool = False, resume: bool = False, q
     finish_run_dir(out_dir)
     ran = len(pending) if pending is not None else len(finished) - earlier
     return TuneOutcome(out_dir, leaderboard, ran=ran, skipped=len(leaderboard) - ran, next_command=next_command,
-                       baseline=trials.baseline(config.objective))
+                       baseline=baseline)
 
 
 def prepare_tune_dir(path: Path, config: TuneConfig, *, overwrite: bool, resume: bool) -> Path:
