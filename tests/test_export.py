@@ -216,13 +216,27 @@ def _when_staging_appears(folder, action):
     return thread
 
 
+def _as_in_a_terminal():
+    """Ctrl-C's default action in the child, which inherits SIGINT ignored when the test runner
+    was started in the background (`pytest &`), as a terminal's foreground command has it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def ctrl_c_reaches_python():
+    """Python's own Ctrl-C handler in this process, whatever the test runner was started with."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def test_ctrl_c_during_export_leaves_nothing_behind(tiny_run, tmp_path):
     out = tmp_path / "model"
     # SIGINT is what Ctrl-C sends; a child process keeps a late interrupt away from pytest itself.
     process = subprocess.Popen(
         [sys.executable, "-m", "tlcli", "export", str(tiny_run), "--out", str(out), "--format", "saved_model",
          "--format", "tflite", "--no-verify"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_as_in_a_terminal,
     )
     _when_staging_appears(tmp_path, lambda: process.send_signal(signal.SIGINT)).join()
     _, stderr = process.communicate(timeout=120)
@@ -238,7 +252,7 @@ class _PressesCtrlCWhenCollected:
         signal.raise_signal(signal.SIGINT)
 
 
-def test_a_ctrl_c_that_a_finaliser_swallows_still_stops_the_export(tiny_run, tmp_path):
+def test_a_ctrl_c_that_a_finaliser_swallows_still_stops_the_export(tiny_run, tmp_path, ctrl_c_reaches_python):
     from tlcli.export import ExportOptions, export_model
 
     def press_ctrl_c_inside_a_finaliser(message):
