@@ -217,8 +217,8 @@ def _when_staging_appears(folder, action):
 
 
 def _as_in_a_terminal():
-    """Ctrl-C's default action in the child, which inherits SIGINT ignored when the test runner
-    was started in the background (`pytest &`), as a terminal's foreground command has it."""
+    """Give the child Ctrl-C's default action, as a terminal's foreground command has it; from a
+    test runner started in the background (`pytest &`) it would inherit SIGINT ignored."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
