@@ -1,0 +1,181 @@
+"""A linear head solved, not trained: multinomial logistic regression on standardized features.
+
+On cached features a head with no hidden layer is a small convex problem, so tlcli solves it
+with scikit-learn's L-BFGS `LogisticRegression` instead of running an optimiser for a guessed
+number of epochs. The L2 penalty is chosen by stratified k-fold cross-validation on the
+training features over a log grid of C (scikit-learn's inverse penalty), walked from the
+strongest penalty up with warm starts and stopped once it stops improving.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tlcli.errors import TlcliError
+
+PENALTIES = tuple(float(c) for c in np.logspace(-4, 4, 17))  # C, strongest penalty first
+MAX_FOLDS = 5
+PATIENCE = 3  # grid points without a better cross-validated score before the walk stops
+DEFAULT_PENALTY = 1.0  # scikit-learn's default C, when no cross-validation is possible
+_ABSENT_CLASS_BIAS = -1e4  # a class with no training image is never predicted
+_MAX_ITERATIONS = 1000
+# Cross-validation only ranks penalties, so its fits stop at a looser tolerance (3x fewer
+# iterations); the final fit converges tightly, so that it is the optimum to float precision.
+_CV_TOLERANCE, _FINAL_TOLERANCE = 1e-3, 1e-10
+
+
+@dataclass
+class LinearSolution:
+    """The solved head: weights for standardized features, and how the penalty was chosen."""
+
+    kernel: np.ndarray  # features x classes, float32
+    bias: np.ndarray  # classes, float32
+    penalty: float  # the chosen C
+    folds: int  # 0 when the penalty was not cross-validated
+    path: list[dict] = field(default_factory=list)  # per C tried: C, cv_accuracy, cv_log_loss
+    note: str | None = None  # why the penalty was not cross-validated, if it was not
+    seconds: float = 0.0
+
+    @property
+    def cv_accuracy(self) -> float | None:
+        return next((point["cv_accuracy"] for point in self.path if point["C"] == self.penalty), None)
+
+    def describe(self) -> dict:
+        """What metrics.json records of the solve."""
+        return {
+            "penalty_C": self.penalty,
+            "folds": self.folds,
+            "cv_accuracy": self.cv_accuracy,
+            "path": self.path,
+            "note": self.note,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) per feature, as scikit-learn's StandardScaler computes them (a constant
+    feature gets std 1, so it stays 0 instead of blowing up)."""
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(np.asarray(features, np.float64))
+    return scaler.mean_.astype(np.float32), scaler.scale_.astype(np.float32)
+
+
+def penalty_for_weight_decay(weight_decay: float, num_samples: int) -> float:
+    """The C that matches Keras's L2(weight_decay) on the kernel with a mean loss over
+    `num_samples`: mean(loss) + wd*|w|^2 is C*sum(loss) + |w|^2/2 scaled by 1/(C n)."""
+    return 1.0 / (2.0 * num_samples * weight_decay)
+
+
+def solve_linear_head(
+    features: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    *,
+    sample_weight: np.ndarray | None = None,
+    penalty: float | None = None,
+    seed: int = 0,
+) -> LinearSolution:
+    """Fit multinomial logistic regression on standardized `features`.
+
+    With `penalty` (C) given, it is used as it is; otherwise it is cross-validated.
+    """
+    from sklearn import config_context
+    from threadpoolctl import threadpool_limits
+
+    started = time.perf_counter()
+    labels = np.asarray(labels)
+    present, counts = np.unique(labels, return_counts=True)
+    if len(present) < 2:
+        raise TlcliError("The training images hold a single class; a classifier needs two or more.")
+    # One BLAS thread: on problems this size more threads only contend (measured 10x slower
+    # with the second core busy). The features are checked once, here, not in each of the
+    # hundred fits and scores (scikit-learn's checks were a third of the time).
+    if not np.all(np.isfinite(features)):
+        raise TlcliError("The backbone produced non-finite features (NaN or infinity); check the weights.")
+    with threadpool_limits(1), warnings.catch_warnings(), config_context(assume_finite=True, skip_parameter_validation=True):
+        warnings.simplefilter("ignore")  # ConvergenceWarning at the weakest penalties
+        # The solution lies in the span of the training features, so the problem is solved in
+        # coordinates of that span: exact, and far smaller when features outnumber images.
+        coordinates, basis = _row_space(np.asarray(features, np.float64))
+        folds, path, note = 0, [], None
+        if penalty is None:
+            penalty, folds, path, note = _cross_validate(coordinates, labels, sample_weight, int(counts.min()), seed)
+        model = _classifier(penalty).fit(coordinates, labels, sample_weight=sample_weight)
+    kernel, bias = _dense_weights(model, basis, num_classes)
+    return LinearSolution(kernel, bias, penalty, folds, path, note, time.perf_counter() - started)
+
+
+def _classifier(penalty: float, tolerance: float = _FINAL_TOLERANCE):
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=penalty, tol=tolerance, max_iter=_MAX_ITERATIONS, warm_start=True)
+
+
+def _row_space(features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(features in an orthonormal basis that spans their rows, the basis as rows), or
+    (features, None) when there are at least as many images as features."""
+    if features.shape[0] >= features.shape[1]:
+        return features, None
+    basis, triangle = np.linalg.qr(features.T)  # features = triangle.T @ basis.T
+    return triangle.T, basis.T
+
+
+def _cross_validate(features, labels, sample_weight, smallest_class: int, seed: int):
+    """(chosen C, folds, the path of scores per C, a note when no fold was possible)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    folds = min(MAX_FOLDS, smallest_class)
+    if folds < 2:
+        note = (f"A class has a single training image, so no cross-validation fold is possible: "
+                f"the penalty is scikit-learn's default, C={DEFAULT_PENALTY:g}.")
+        return DEFAULT_PENALTY, 0, [], note
+    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(features, labels))
+    models = [_classifier(PENALTIES[0], _CV_TOLERANCE) for _ in splits]
+    classes = np.unique(labels)
+    path, best, since_best = [], None, 0
+    for penalty in PENALTIES:
+        scores = [_fold_scores(model, penalty, features, labels, sample_weight, train, held_out, classes)
+                  for model, (train, held_out) in zip(models, splits)]
+        accuracy, log_loss = (float(np.mean(values)) for values in zip(*scores))
+        path.append({"C": penalty, "cv_accuracy": accuracy, "cv_log_loss": log_loss})
+        # Best accuracy first; among equal accuracies the lower log loss (better calibrated).
+        if best is None or (round(accuracy, 9), -log_loss) > (round(best["cv_accuracy"], 9), -best["cv_log_loss"]):
+            best, since_best = path[-1], 0
+        else:
+            since_best += 1
+            if since_best >= PATIENCE:
+                break
+    return best["C"], folds, path, None
+
+
+def _fold_scores(model, penalty, features, labels, sample_weight, train, held_out, classes):
+    from sklearn.metrics import accuracy_score, log_loss
+
+    weights = None if sample_weight is None else sample_weight[train]
+    model.set_params(C=penalty).fit(features[train], labels[train], sample_weight=weights)
+    held_out_weights = None if sample_weight is None else sample_weight[held_out]
+    probabilities = model.predict_proba(features[held_out])
+    return (
+        accuracy_score(labels[held_out], model.classes_[probabilities.argmax(1)], sample_weight=held_out_weights),
+        log_loss(labels[held_out], probabilities, labels=classes, sample_weight=held_out_weights),
+    )
+
+
+def _dense_weights(model, basis, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The fitted model as a softmax Dense layer's (kernel, bias) over all `num_classes`."""
+    coefficients, intercepts = model.coef_, model.intercept_
+    if len(model.classes_) == 2:  # binary: one logit z; softmax([0, z]) is sigmoid(z)
+        coefficients = np.vstack([np.zeros_like(coefficients), coefficients])
+        intercepts = np.concatenate([[0.0], intercepts])
+    if basis is not None:
+        coefficients = coefficients @ basis
+    kernel = np.zeros((coefficients.shape[1], num_classes))
+    bias = np.full(num_classes, _ABSENT_CLASS_BIAS)
+    kernel[:, model.classes_] = coefficients.T
+    bias[model.classes_] = intercepts
+    return kernel.astype(np.float32), bias.astype(np.float32)
