@@ -108,6 +108,26 @@ def write_colour_dataset(root: Path, per_split=None, size=(20, 20)) -> Path:
     return root
 
 
+def write_digits_dataset(root: Path, per_split: dict[str, int], size: int = 32, seed: int = 0) -> Path:
+    """scikit-learn's bundled handwritten digits (no download) as PNG class folders: ten
+    classes that a linear classifier separates well but not perfectly."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    rng = np.random.default_rng(seed)
+    for digit in range(10):
+        indices = rng.permutation(np.flatnonzero(digits.target == digit))
+        start = 0
+        for split, count in per_split.items():
+            for index in indices[start:start + count]:
+                pixels = (255 - digits.images[index] * (255 / 16)).astype(np.uint8)
+                path = root / split / str(digit) / f"{index:04d}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(pixels, mode="L").resize((size, size), Image.BICUBIC).save(path)
+            start += count
+    return root
+
+
 @pytest.fixture(scope="session")
 def colour_dataset(tmp_path_factory) -> Path:
     return write_colour_dataset(tmp_path_factory.mktemp("colours") / "data")

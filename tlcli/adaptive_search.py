@@ -13,6 +13,9 @@ from typing import Callable
 
 from tlcli.runtime import import_tensorflow
 
+# Hyperband needs a largest epoch budget; without --epochs, this one.
+HYPERBAND_EPOCHS = 30
+
 import_tensorflow()  # KerasTuner imports TensorFlow: let tlcli do it quietly first
 
 import keras_tuner  # noqa: E402
@@ -87,6 +90,6 @@ def adaptive_search(config: TuneConfig, out_dir: Path, run: Callable[[int, dict]
             max_trials=trials, max_consecutive_failed_trials=trials, **common)
     else:
         oracle = keras_tuner.oracles.HyperbandOracle(
-            max_epochs=config.base.fit.epochs, factor=3, max_consecutive_failed_trials=100, **common)
+            max_epochs=config.base.fit.epochs or HYPERBAND_EPOCHS, factor=3, max_consecutive_failed_trials=100, **common)
     tuner = _TrialTuner(oracle, out_dir / ORACLE_DIR, run, config.objective)
     tuner.search(verbose=0)

@@ -17,6 +17,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "plateau")
 CLASS_WEIGHTS = ("none", "balanced")
 POOLINGS = ("avg", "max", "flatten")
+HEAD_SOLVERS = ("auto", "lbfgs", "gradient")
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "gelu", "tanh", "sigmoid")
 
 
@@ -125,11 +126,11 @@ class FitConfig:
     momentum: float = 0.9
     nesterov: bool = False
     schedule: str = "constant"
-    epochs: int = 10
+    epochs: int | None = None  # None: enough epochs for about 1,000 optimiser steps (training.fit_length)
     batch_size: int = 32
     label_smoothing: float = 0.0
     class_weight: str = "none"
-    early_stopping: int = 5  # patience in epochs on val_loss; 0 turns it off
+    early_stopping: int | None = None  # patience in epochs on val_loss; 0 turns it off; None: automatic
     weight_decay: float = 0.0
     seed: int = 0
 
@@ -138,9 +139,11 @@ class FitConfig:
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("class_weight", self.class_weight, CLASS_WEIGHTS)
         _at_least("learning_rate", self.learning_rate, 0, inclusive=False)
-        _at_least("epochs", self.epochs, 1)
+        if self.epochs is not None:
+            _at_least("epochs", self.epochs, 1)
         _at_least("batch_size", self.batch_size, 1)
-        _at_least("early_stopping", self.early_stopping, 0)
+        if self.early_stopping is not None:
+            _at_least("early_stopping", self.early_stopping, 0)
         _at_least("weight_decay", self.weight_decay, 0)
         _at_least("momentum", self.momentum, 0)
         if not 0 <= self.label_smoothing < 1:
@@ -163,6 +166,7 @@ class TrainConfig:
     val_split: float = 0.2
     test_split: float = 0.0
     cache_features: bool = True
+    head_solver: str = "auto"  # auto: solve a linear head on cached features when its settings allow
     strict: bool = False
     fit: FitConfig = field(default_factory=FitConfig)
 
@@ -171,6 +175,7 @@ class TrainConfig:
 
         get_backbone(self.model)
         _choice("pooling", self.pooling, POOLINGS)
+        _choice("head_solver", self.head_solver, HEAD_SOLVERS)
         _choice("activation", self.activation, ACTIVATIONS)
         if not 0 <= self.dropout < 1:
             raise TlcliError(f"--dropout {self.dropout} is out of range. Use a value in [0, 1).")

@@ -244,11 +244,12 @@ def _set_model_precision(model, precision: str) -> None:
     """Give a loaded model the run's precision policy, as a freshly built one gets it.
 
     A saved model keeps the policy it was trained under, whatever the global policy is now.
-    The output layer, "predictions", stays float32 (see `model.build_head`).
+    The head's first and last layers, "standardization" and "predictions", stay float32
+    (see `model.build_head`).
     """
     def set_layers(layer):
         for inner in getattr(layer, "layers", ()):
-            if inner.name != "predictions":
+            if inner.name not in ("standardization", "predictions"):
                 inner.dtype_policy = precision
             set_layers(inner)
 
@@ -312,3 +313,26 @@ def patch_keras_for_multi_worker() -> None:
     tf_trainer.TensorFlowTrainer._maybe_symbolic_build = _maybe_symbolic_build
     tf_trainer.reduce_per_replica = reduce_per_replica
     tf_trainer._tlcli_patched = True
+
+
+def broadcast_from_chief(placement: Placement, arrays):
+    """The chief's `arrays` on every worker; the arrays themselves on a single machine.
+
+    A sum over all replicas to which only the first replica, on the chief, adds anything.
+    Every worker must call it, with arrays of the same shapes.
+    """
+    if placement.num_workers == 1:
+        return list(arrays)
+    tf = import_tensorflow()
+    strategy = placement.strategy
+
+    def first_replica_only(value):
+        first = tf.distribute.get_replica_context().replica_id_in_sync_group == 0
+        return tf.where(first, value, tf.zeros_like(value))
+
+    shared = []
+    for array in arrays:
+        mine = np.asarray(array, np.float32) if placement.is_chief else np.zeros(np.shape(array), np.float32)
+        total = strategy.reduce("SUM", strategy.run(first_replica_only, args=(tf.constant(mine),)), axis=None)
+        shared.append(total.numpy())
+    return shared

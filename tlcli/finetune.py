@@ -30,7 +30,7 @@ from tlcli.runtime import import_keras, set_seed
 from tlcli.train import (
     Outcome, class_weights_for, image_batches, report_dataset, run_facts, save_outcome, start_run,
 )
-from tlcli.training import History, compile_model, fit
+from tlcli.training import History, compile_model, fit, fit_length
 from tlcli.weights import find_base
 
 keras = import_keras()
@@ -221,7 +221,7 @@ def finetune(
         with resumable(requested_dir):
             result = fit(
                 model, train_data, val_data, stage_fit,
-                epochs=stage.epochs, steps_per_epoch=steps, run_dir=run_dir, stage=name,
+                length=fit_length(stage_fit, steps), steps_per_epoch=steps, run_dir=run_dir, stage=name,
                 history=history, first_epoch=_epochs_before(history, name),
                 fixed_steps=repeating, validation_steps=val_steps if repeating else None, quiet=quiet,
             )

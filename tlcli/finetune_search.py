@@ -81,12 +81,14 @@ def check_value(base: FinetuneConfig, spec: BackboneSpec, key: str, value):
     return value
 
 
+TRIAL_EPOCHS = 10  # a trial's one stage, without --epochs
+
 def trial_config(base: FinetuneConfig, params: dict, spec: BackboneSpec) -> FinetuneConfig:
     """The base settings with one trial's values, the trial as the one stage (the top block by default)."""
     fit = dataclasses.replace(base.fit, **{key: value for key, value in params.items() if key in _FIT_NAMES})
     if fit.optimizer != "adamw":  # weight decay acts on fine-tuning only through AdamW
         fit = dataclasses.replace(fit, weight_decay=0.0)
-    stage = Stage(params.get("unfreeze", spec.blocks[-1].name), fit.epochs, fit.learning_rate)
+    stage = Stage(params.get("unfreeze", spec.blocks[-1].name), fit.epochs or TRIAL_EPOCHS, fit.learning_rate)
     train_batch_norm = params.get("train_batch_norm", base.train_batch_norm)
     return dataclasses.replace(base, fit=fit, stages=(str(stage),), train_batch_norm=train_batch_norm)
 
@@ -94,7 +96,8 @@ def trial_config(base: FinetuneConfig, params: dict, spec: BackboneSpec) -> Fine
 def settings_from(settings: dict, data: Path | None, source: Path) -> FinetuneConfig:
     """The settings no trial varies, over `tlcli finetune`'s defaults."""
     base = FinetuneConfig(source=Path(source), data=data)
-    rest, fit = split_fit_settings({**dataclasses.asdict(base.fit), **settings})
+    given = {key: value for key, value in settings.items() if value is not None}  # None: finetune's default
+    rest, fit = split_fit_settings({**dataclasses.asdict(base.fit), **given})
     return dataclasses.replace(base, fit=fit, **rest)
 
 

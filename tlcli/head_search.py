@@ -34,13 +34,17 @@ SETTINGS = {f.name for f in dataclasses.fields(TrainConfig)} - {"data", "fit"} |
 
 
 def default_space(search: str) -> dict:
-    """A sensible head search: eight grid points, or ranges for random search."""
+    """A sensible head search: six grid points, or ranges for random search.
+
+    The linear head without dropout is solved (its penalty cross-validated, its optimiser
+    settings unused), so the grid varies what the solver does not: hidden layers and dropout.
+    """
     if search == "grid":
-        return {"learning_rate": [1e-3, 1e-2], "dropout": [0.0, 0.3], "dense": [(), (256,)]}
+        return {"dense": [(), (256,), (512,)], "dropout": [0.0, 0.3]}
     return {
         "learning_rate": Range(1e-4, 3e-2, log=True),
         "optimizer": ["adam", "adamw", "sgd", "rmsprop"],
-        "dropout": Range(0.0, 0.5),
+        "dropout": [0.0, 0.2, 0.5],
         "dense": [(), (128,), (256,), (512, 128)],
         "weight_decay": [0.0, 1e-5, 1e-4, 1e-3],
         "label_smoothing": [0.0, 0.1],
@@ -114,7 +118,10 @@ class HeadTrials:
         from tlcli.runtime import set_seed
         from tlcli.train import cached_features, class_weights_for
 
+        from tlcli.distribute import DistributeConfig, place
+
         base = self.base
+        self.placement = place(DistributeConfig(strategy="default"))
         set_seed(base.fit.seed)  # as train does before building the backbone: the same features
         extractor = build_feature_extractor(self.spec, self.image_size, self.weights, base.pooling)
         self.train_features, self.val_features = cached_features(
@@ -127,20 +134,14 @@ class HeadTrials:
 
     def run(self, params: dict, trial_dir: Path) -> dict:
         from tlcli.runs import HISTORY
-        from tlcli.train import build_config_head, feature_dataset, fit_and_measure
+        from tlcli.train import build_config_head, fit_head, head_route
         from tlcli.training import History
 
         trial = trial_config(self.base, params)
+        route, _ = head_route(trial, None)
         head = build_config_head(trial, self.feature_shape, self.num_classes)
-        fit_config = trial.fit
-        return fit_and_measure(
-            head,
-            feature_dataset(self.train_features, self.num_classes, fit_config.batch_size, fit_config.seed,
-                            shuffle=True, class_weights=self.class_weights),
-            feature_dataset(self.val_features, self.num_classes, fit_config.batch_size),
-            fit_config, steps=-(-len(self.train_features.labels) // fit_config.batch_size), run_dir=trial_dir,
-            history=History(trial_dir / HISTORY), quiet=True,
-        )
+        return fit_head(route, head, self.train_features, self.val_features, trial.fit, self.class_weights,
+                        run_dir=trial_dir, history=History(trial_dir / HISTORY), placement=self.placement)
 
     def best_settings(self, params: dict) -> dict:
         """The trial's full settings under train's option names (what `tlcli train --config` reads)."""

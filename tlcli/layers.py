@@ -34,3 +34,25 @@ class BackbonePreprocessing(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "backbone": self.backbone}
+
+
+@keras.saving.register_keras_serializable(package="tlcli")
+class Standardization(keras.layers.Layer):
+    """(features - mean) / std with the training images' statistics, fixed and saved with the model.
+
+    The head starts with it, so every head, solved or trained by gradient, sees features of
+    unit scale whatever the backbone, and a served model needs nothing beside it. Unlike Keras's
+    Normalization, the statistics are ordinary (non-trainable) weights read at every call, so
+    `set_weights` and distribution strategies can never leave a stale copy behind.
+    """
+
+    def build(self, input_shape):
+        size = (input_shape[-1],)
+        self.mean = self.add_weight(name="mean", shape=size, initializer="zeros", trainable=False)
+        self.std = self.add_weight(name="std", shape=size, initializer="ones", trainable=False)
+
+    def call(self, inputs):
+        return (keras.ops.cast(inputs, self.compute_dtype) - self.mean) / self.std
+
+    def compute_output_shape(self, input_shape):
+        return input_shape

@@ -22,18 +22,27 @@ def trial_record(number: int, params: dict, metrics: dict, objective: str) -> di
 
     val_loss, val_accuracy = finite(metrics.get("val_loss")), finite(metrics.get("val_accuracy"))
     values = {"val_loss": val_loss, "val_accuracy": val_accuracy}
-    facts = {key: value for key, value in metrics.items() if key not in _RESULTS}
+    facts = {key: value for key, value in metrics.items() if key not in _RESULTS and key != "solver"}
+    if "solver" in metrics:  # a solved head: its cross-validated penalty instead of epochs
+        facts["penalty_C"] = metrics["solver"]["penalty_C"]
     return {
         "trial": number,
         "params": params,
         "objective": values[objective],
         "val_loss": val_loss,
         "val_accuracy": val_accuracy,
-        "best_epoch": metrics["best_epoch"],
-        "epochs_run": metrics["epochs_run"],
+        "best_epoch": metrics.get("best_epoch"),
+        "epochs_run": metrics.get("epochs_run"),
         "seconds": metrics["seconds"],
         **facts,
     }
+
+
+def format_epochs(record: dict) -> str:
+    """'best/run' epochs of a trained trial; 'solved' for a solved head."""
+    if record.get("epochs_run") is None:
+        return "solved"
+    return f"{record['best_epoch']}/{record['epochs_run']}"
 
 
 def format_score(value: float | None) -> str:

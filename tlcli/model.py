@@ -8,8 +8,9 @@ from tlcli.weights import WeightsSource, build_base
 
 keras = import_keras()
 
-from tlcli.layers import BackbonePreprocessing  # noqa: E402  (needs Keras imported quietly)
+from tlcli.layers import BackbonePreprocessing, Standardization  # noqa: E402  (needs Keras imported quietly)
 
+STANDARDIZATION = "standardization"
 
 
 def pooling_layer(pooling: str):
@@ -52,12 +53,19 @@ def build_head(
     dropout: float = 0.0,
     l2: float = 0.0,
 ):
-    """The new classifier on top of the pooled features: [dense -> dropout]* -> dropout -> softmax.
+    """The new classifier on top of the pooled features:
+    standardization -> [dense -> dropout]* -> dropout -> softmax.
 
-    `l2` is a coupled L2 penalty on the kernels (AdamW's decoupled decay lives in the optimiser).
+    The standardization's statistics start as the identity; `set_feature_statistics` fills them
+    in from the training features. `l2` is a coupled L2 penalty on the kernels (AdamW's
+    decoupled decay lives in the optimiser).
     """
     regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
-    layers = [keras.Input(shape=feature_shape, name="features")]
+    layers = [
+        keras.Input(shape=feature_shape, name="features"),
+        # float32 under mixed precision too: raw features can be large, their spread small.
+        Standardization(dtype="float32", name=STANDARDIZATION),
+    ]
     for index, units in enumerate(dense, start=1):
         layers.append(
             keras.layers.Dense(
@@ -87,3 +95,8 @@ def build_classifier(spec: BackboneSpec, image_size: int, base, head, pooling: s
     inputs = image_input(image_size)
     features = backbone_features(inputs, spec, base, pooling)
     return keras.Model(inputs, head(features), name=f"{spec.name}_classifier")
+
+
+def set_feature_statistics(head, mean, std) -> None:
+    """Give the head's standardization the training features' mean and standard deviation."""
+    head.get_layer(STANDARDIZATION).set_weights([mean, std])

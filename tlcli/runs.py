@@ -4,7 +4,8 @@
     labels.txt    class names, one per line, in label order
     model.keras   the best model (RGB pixels in [0, 255] -> class probabilities)
     history.csv   epoch, stage, loss, accuracy, val_loss, val_accuracy, learning_rate
-    curves.png    loss and accuracy per epoch, with stage boundaries
+    curves.png    loss and accuracy per epoch, with stage boundaries (heads trained by gradient)
+    penalty.png   cross-validated accuracy and log loss against the L2 penalty (solved heads)
     metrics.json  validation metrics of the saved model
     logs/         TensorBoard logs
 """
@@ -27,6 +28,7 @@ LABELS = "labels.txt"
 MODEL = "model.keras"
 HISTORY = "history.csv"
 CURVES = "curves.png"
+PENALTY = "penalty.png"
 METRICS = "metrics.json"
 LOGS = "logs"
 BACKUP = ".backup"  # Keras BackupAndRestore state while a run is in progress

@@ -17,19 +17,22 @@ from tlcli.augment import AugmentConfig, build_augmenter, describe
 from tlcli.backbones import get_backbone, resolve_image_size
 from tlcli.config import FitConfig, TrainConfig
 from tlcli.console import err
-from tlcli.curves import plot_curves
+from tlcli.curves import plot_curves, plot_penalty_path
 from tlcli.data import Dataset, SplitOptions, load_dataset
-from tlcli.distribute import DistributeConfig, Placement, distribute, place, report_placement, worker_run_dir
+from tlcli.distribute import (
+    DistributeConfig, Placement, broadcast_from_chief, distribute, place, report_placement, worker_run_dir,
+)
 from tlcli.errors import TlcliError
 from tlcli.features import Features, extract_features
-from tlcli.model import build_classifier, build_head
+from tlcli.head_solver import LinearSolution, feature_statistics, penalty_for_weight_decay, solve_linear_head
+from tlcli.model import STANDARDIZATION, build_classifier, build_head, set_feature_statistics
 from tlcli.pipeline import image_dataset, tf
 from tlcli.runs import (
-    CONFIG, CURVES, HISTORY, LABELS, METRICS, MODEL, default_run_dir, finish_run_dir,
+    CONFIG, CURVES, HISTORY, LABELS, METRICS, MODEL, PENALTY, default_run_dir, finish_run_dir,
     prepare_run_dir, resumable, save_model_atomic, write_atomic, write_json,
 )
 from tlcli.runtime import import_keras, set_seed
-from tlcli.training import History, balanced_class_weights, compile_model, fit, with_targets
+from tlcli.training import History, balanced_class_weights, compile_model, fit, fit_length, with_targets
 from tlcli.weights import build_base, parse_weights
 
 keras = import_keras()
@@ -49,6 +52,9 @@ def versions() -> dict:
         "keras": keras.__version__,
         "python": platform.python_version(),
     }
+
+
+SOLVED, CACHED, END_TO_END = "solved (L-BFGS)", "cached features", "end to end"
 
 
 def train(
@@ -73,12 +79,9 @@ def train(
     run_dir = Path(config.out) if config.out else default_run_dir(spec.name)
     augmentation = augmentation or AugmentConfig()
     augment = build_augmenter(augmentation, fit_config.seed)
-    route = "cached features" if config.cache_features and augment is None else "end to end"
-    if config.cache_features and augment is not None and not quiet:
-        err.print(
-            f"Augmentation is on ({describe(augmentation)}): the backbone sees new pixels every epoch, "
-            "so features are not cached; training end to end."
-        )
+    route, reason = head_route(config, augmentation if augment is not None else None)
+    if reason and not quiet:
+        err.print(f"{reason}.", markup=False)
 
     set_seed(fit_config.seed)
     num_classes = len(dataset.class_names)
@@ -102,38 +105,146 @@ def train(
     train_samples, val_samples = dataset.split("train"), dataset.splits.get("val", ())
     class_weights = class_weights_for(fit_config, [sample.label for sample in train_samples], num_classes)
     batch_size, seed = fit_config.batch_size, fit_config.seed
-
-    if route == "cached features":
-        train_features, val_features = cached_features(
-            model, config.pooling, train_samples, val_samples, image_size, batch_size, quiet
-        )
-
-        def distributed_features(features, shuffle, weights):
-            def make(count, index, batch):
-                return feature_dataset(features, num_classes, batch, seed, shuffle=shuffle,
-                                       class_weights=weights, shard=(count, index))
-
-            return distribute(placement, make, len(features.labels), batch_size)
-
-        train_data, steps = distributed_features(train_features, True, class_weights)
-        val_data, val_steps = distributed_features(val_features, False, None) if val_features else (None, None)
-        trained = head
-    else:
+    # Every route standardizes the pooled features with the training images' statistics, and
+    # every route but end to end trains on those features, computed once.
+    train_features, val_features = cached_features(
+        model, config.pooling, train_samples, () if route == END_TO_END else val_samples, image_size, batch_size,
+        quiet,
+    )
+    history = History.load(run_dir / HISTORY)
+    if route == END_TO_END:
+        standardize(head, train_features, placement)
         train_data, steps = image_batches(placement, train_samples, image_size, batch_size, num_classes,
                                           shuffle=True, seed=seed, class_weights=class_weights, augment=augment)
         val_data, val_steps = (
             image_batches(placement, val_samples, image_size, batch_size, num_classes) if val_samples else (None, None)
         )
-        trained = model
-
-    history = History.load(run_dir / HISTORY)
-    with resumable(requested_dir):
-        metrics = fit_and_measure(
-            trained, train_data, val_data, fit_config, steps=steps, val_steps=val_steps, run_dir=run_dir,
-            history=history, placement=placement, quiet=quiet,
-        )
+        with resumable(requested_dir):
+            metrics = fit_and_measure(
+                model, train_data, val_data, fit_config, steps=steps, val_steps=val_steps, run_dir=run_dir,
+                history=history, placement=placement, quiet=quiet,
+            )
+    else:
+        with resumable(requested_dir):
+            metrics = fit_head(route, head, train_features, val_features, fit_config, class_weights,
+                               run_dir=run_dir, history=history, placement=placement, quiet=quiet)
+    metrics["route"] = route
     save_outcome(run_dir, model, history, metrics, placement)
     return Outcome(requested_dir, metrics, route)
+
+
+def head_route(config: TrainConfig, augmentation: AugmentConfig | None) -> tuple[str, str | None]:
+    """(how the head is fitted, why it is not solved when the solver was not asked against).
+
+    A head with no hidden layer on cached features is solved by logistic regression, unless a
+    setting has no equivalent there; everything else is trained by gradient, on cached features
+    when the backbone's output is the same every epoch, else end to end.
+    """
+    cached = config.cache_features and augmentation is None
+    gradient_route = CACHED if cached else END_TO_END
+    if config.head_solver == "gradient":
+        return gradient_route, None
+    obstacle = solver_obstacle(config, augmentation)
+    if obstacle is None:
+        return SOLVED, None
+    if config.head_solver == "lbfgs":
+        raise TlcliError(
+            f"--head-solver lbfgs solves a linear head on cached features, but {obstacle}. "
+            "Drop that setting, or use --head-solver auto or gradient."
+        )
+    return gradient_route, f"Training the head by gradient ({gradient_route}): {obstacle}"
+
+
+def solver_obstacle(config: TrainConfig, augmentation: AugmentConfig | None) -> str | None:
+    """What in `config` the logistic-regression solver cannot express, if anything."""
+    fit = config.fit
+    if config.dense:
+        return f"the head has hidden layers (--dense {','.join(map(str, config.dense))})"
+    if augmentation is not None:
+        return f"augmentation is on ({describe(augmentation)}), so the features change every epoch"
+    if not config.cache_features:
+        return "--no-cache-features trains through the backbone"
+    if fit.label_smoothing > 0:
+        return f"--label-smoothing {fit.label_smoothing:g} has no logistic-regression equivalent"
+    if config.dropout > 0:
+        return f"--dropout {config.dropout:g} has no logistic-regression equivalent"
+    if fit.weight_decay > 0 and fit.optimizer == "adamw":
+        return "AdamW's decoupled weight decay has no logistic-regression equivalent"
+    return None
+
+
+def fit_head(route: str, head, train_features: Features, val_features: Features | None, fit_config: FitConfig,
+             class_weights, *, run_dir: Path, history: History, placement: Placement, quiet: bool = False) -> dict:
+    """Standardize, then solve or train `head` on cached features; its validation metrics.
+
+    `tlcli train` and every `tlcli tune` trial fit their heads here, so a trial and the run
+    that replays it match.
+    """
+    num_classes = head.output_shape[-1]
+    standardize(head, train_features, placement)
+    if route == SOLVED:
+        solution = solve_head(head, train_features, num_classes, fit_config, class_weights, placement)
+        if solution.note and not quiet:
+            err.print(solution.note, markup=False)
+        plot_penalty_path(solution, run_dir / PENALTY)
+        return {**measure_head(head, val_features, num_classes), "seconds": round(solution.seconds, 2),
+                "solver": solution.describe()}
+    batch_size, seed = fit_config.batch_size, fit_config.seed
+
+    def distributed_features(features, shuffle, weights):
+        def make(count, index, batch):
+            return feature_dataset(features, num_classes, batch, seed, shuffle=shuffle,
+                                   class_weights=weights, shard=(count, index))
+
+        return distribute(placement, make, len(features.labels), batch_size)
+
+    train_data, steps = distributed_features(train_features, True, class_weights)
+    val_data, val_steps = distributed_features(val_features, False, None) if val_features else (None, None)
+    return fit_and_measure(head, train_data, val_data, fit_config, steps=steps, val_steps=val_steps,
+                           run_dir=run_dir, history=history, placement=placement, backups=False, quiet=quiet)
+
+
+def standardize(head, train_features: Features, placement: Placement) -> None:
+    """Fix the head's standardization to the training features' mean and spread (the chief's,
+    on every worker)."""
+    mean, std = broadcast_from_chief(placement, feature_statistics(train_features.features))
+    set_feature_statistics(head, mean, std)
+
+
+def solve_head(head, train_features: Features, num_classes: int, fit_config: FitConfig, class_weights,
+               placement: Placement) -> LinearSolution:
+    """Solve the linear head on the chief and give every worker its weights.
+
+    A --weight-decay is taken as the L2 penalty it is in a gradient-trained head; otherwise the
+    penalty is cross-validated.
+    """
+    standardized = head.get_layer(STANDARDIZATION)(train_features.features)
+    labels = train_features.labels
+    penalty = (penalty_for_weight_decay(fit_config.weight_decay, len(labels)) if fit_config.weight_decay > 0
+               else None)
+    solution = None
+    if placement.is_chief:
+        solution = solve_linear_head(
+            np.asarray(standardized), labels, num_classes, penalty=penalty, seed=fit_config.seed,
+            sample_weight=None if class_weights is None else class_weights[labels],
+        )
+    shapes = [weight.shape for weight in head.get_layer("predictions").get_weights()]
+    kernel, bias = broadcast_from_chief(
+        placement, (solution.kernel, solution.bias) if solution else [np.zeros(shape, np.float32) for shape in shapes]
+    )
+    head.get_layer("predictions").set_weights([kernel, bias])
+    return solution or LinearSolution(kernel, bias, penalty or 0.0, folds=0)
+
+
+def measure_head(head, features: Features | None, num_classes: int) -> dict:
+    """Validation loss and accuracy of a head on cached features, as `evaluate` reports them."""
+    if features is None:
+        return {}
+    probabilities = head.predict(features.features, batch_size=1024, verbose=0)
+    targets = keras.ops.one_hot(features.labels, num_classes)
+    loss = keras.losses.CategoricalCrossentropy()(targets, probabilities)
+    accuracy = np.mean(np.argmax(probabilities, axis=1) == features.labels)
+    return {"val_loss": float(loss), "val_accuracy": float(accuracy)}
 
 
 def pooled_feature_shape(spec, base, pooling: str) -> tuple[int]:
@@ -177,18 +288,20 @@ def feature_dataset(features: Features, num_classes: int, batch_size: int, seed:
 
 def fit_and_measure(
     trained, train_data, val_data, fit_config: FitConfig, *, steps: int, run_dir: Path, history: History,
-    val_steps: int | None = None, placement: Placement | None = None, stage: str = "train", quiet: bool = False,
+    val_steps: int | None = None, placement: Placement | None = None, stage: str = "train", backups: bool = True,
+    quiet: bool = False,
 ) -> dict:
     """Compile, fit (early stopping restores the best weights) and measure on the validation data."""
+    length = fit_length(fit_config, steps)
     scope = placement.strategy.scope() if placement else contextlib.nullcontext()
     with scope:
-        compile_model(trained, fit_config, fit_config.learning_rate, steps * fit_config.epochs)
+        compile_model(trained, fit_config, fit_config.learning_rate, steps * length.epochs)
     repeating = placement is not None and placement.num_workers > 1
     result = fit(
         trained, train_data, val_data, fit_config,
-        epochs=fit_config.epochs, steps_per_epoch=steps, run_dir=run_dir, stage=stage,
+        length=length, steps_per_epoch=steps, run_dir=run_dir, stage=stage,
         history=history, fixed_steps=repeating, validation_steps=val_steps if repeating else None,
-        quiet=quiet,
+        backups=backups, quiet=quiet,
     )
     metrics = {"best_epoch": result.best_epoch, "epochs_run": history.last_epoch, "seconds": round(result.seconds, 2)}
     if val_data is not None:

@@ -20,6 +20,38 @@ keras = import_keras()
 
 HISTORY_COLUMNS = ("epoch", "stage", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 
+# Automatic training length (--epochs and --early-stopping left out). A fixed number of epochs
+# gives a small dataset a few dozen optimiser steps, far from converged, so the budget is in
+# steps; early stopping judges only after a warm-up of steps, so that a few validation images
+# cannot stop a run on noise before it has learnt anything.
+AUTO_STEPS = 1000
+AUTO_EPOCHS = (10, 300)  # the fewest and the most epochs an automatic run takes
+WARMUP_STEPS = 200
+AUTO_PATIENCE = 5  # epochs, and at least the warm-up's worth of steps
+
+
+@dataclass(frozen=True)
+class FitLength:
+    """How long a fit runs: epochs, early stopping's patience (0 = off) and the epochs before
+    early stopping starts judging."""
+
+    epochs: int
+    patience: int
+    warmup_epochs: int = 0
+
+
+def fit_length(fit: FitConfig, steps_per_epoch: int) -> FitLength:
+    """The FitConfig's epochs and early stopping, resolved for this many steps per epoch."""
+    def epochs_for(steps: int) -> int:
+        return -(-steps // max(1, steps_per_epoch))
+
+    fewest, most = AUTO_EPOCHS
+    epochs = fit.epochs or min(most, max(fewest, epochs_for(AUTO_STEPS)))
+    if fit.early_stopping is not None:
+        return FitLength(epochs, fit.early_stopping)
+    warmup = min(epochs_for(WARMUP_STEPS), epochs // 2)
+    return FitLength(epochs, max(AUTO_PATIENCE, epochs_for(WARMUP_STEPS)), warmup)
+
 
 def make_optimizer(fit: FitConfig, learning_rate: float, total_steps: int):
     """The optimiser, with a cosine-decayed rate for `--schedule cosine`.
@@ -244,7 +276,7 @@ def fit(
     val_data,
     fit_config: FitConfig,
     *,
-    epochs: int,
+    length: FitLength,
     steps_per_epoch: int,
     run_dir: Path,
     stage: str,
@@ -252,41 +284,45 @@ def fit(
     first_epoch: int = 0,
     validation_steps: int | None = None,
     fixed_steps: bool = False,
+    backups: bool = True,
     quiet: bool = False,
 ) -> FitResult:
-    """Fit with early stopping (best weights restored), TensorBoard logs, history.csv and
-    per-epoch backups, so that a killed run resumes from its last completed epoch.
+    """Fit with early stopping (best weights restored), TensorBoard logs and history.csv.
 
+    With `backups`, every epoch is backed up, so that a killed run resumes from its last
+    completed epoch. A head trained on cached features has none: the features are computed
+    again on resume anyway, and the head's seconds of training simply run again, identically.
     `fixed_steps` is for repeating (multi-worker) datasets; otherwise an epoch is one pass.
     """
     monitor = "val_loss" if val_data is not None else "loss"
     callbacks = []
-    if fit_config.early_stopping:
+    if length.patience:
+        settings = dict(monitor=monitor, patience=length.patience, restore_best_weights=True,
+                        start_from_epoch=length.warmup_epochs)
         # Before BackupAndRestore, so that its state is saved first at each epoch's end.
         callbacks.append(
-            _ResumableEarlyStopping(
-                run_dir / BACKUP / f"{stage}-early-stopping",
-                monitor=monitor, patience=fit_config.early_stopping, restore_best_weights=True,
-            )
+            _ResumableEarlyStopping(run_dir / BACKUP / f"{stage}-early-stopping", **settings) if backups
+            else keras.callbacks.EarlyStopping(**settings)
         )
+    if backups:
+        callbacks.append(_AtomicBackupAndRestore(str(run_dir / BACKUP / stage), save_freq="epoch"))
     callbacks += [
-        _AtomicBackupAndRestore(str(run_dir / BACKUP / stage), save_freq="epoch"),
         _EpochRecorder(history, stage, first_epoch),
         keras.callbacks.TensorBoard(str(run_dir / LOGS / stage), write_graph=False),
     ]
     if fit_config.schedule == "plateau":
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(
-                monitor=monitor, factor=0.2, patience=max(1, fit_config.early_stopping // 2)
+                monitor=monitor, factor=0.2, patience=max(1, length.patience // 2)
             )
         )
     if not quiet:
-        callbacks.append(_RichProgress(epochs, steps_per_epoch, stage))
+        callbacks.append(_RichProgress(length.epochs, steps_per_epoch, stage))
     started = time.perf_counter()
     result = model.fit(
         train_data,
         validation_data=val_data,
-        epochs=epochs,
+        epochs=length.epochs,
         steps_per_epoch=steps_per_epoch if fixed_steps else None,
         validation_steps=validation_steps,
         callbacks=callbacks,
@@ -294,7 +330,9 @@ def fit(
         verbose=0,
     )
     losses = result.history.get(monitor, [])
-    rows = [row for row in history.rows.values() if row["stage"] == stage and row.get(monitor)]
+    # The best epoch early stopping could pick: after its warm-up.
+    rows = [row for row in history.rows.values()
+            if row["stage"] == stage and row.get(monitor) and int(row["epoch"]) > first_epoch + length.warmup_epochs]
     best_row = min(rows, key=lambda row: float(row[monitor]), default=None)
     return FitResult(
         epochs_run=len(losses),

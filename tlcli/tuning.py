@@ -40,7 +40,8 @@ from typing import Protocol
 from tlcli.config import TrainConfig
 from tlcli.errors import TlcliError
 from tlcli.leaderboard import (
-    OBJECTIVES, format_params, format_score, read_leaderboard, to_toml, trial_record, write_leaderboard,
+    OBJECTIVES, format_epochs, format_params, format_score, read_leaderboard, to_toml, trial_record,
+    write_leaderboard,
 )
 from tlcli.runs import finish_run_dir, prepare_run_dir, write_atomic, write_json
 from tlcli.search_space import Range, plan_trials, trial_key
@@ -182,7 +183,7 @@ def tune(config: TuneConfig, *, overwrite: bool = False, resume: bool = False, q
         if not quiet:
             err.print(f"trial {number}{f'/{total}' if total else ''}: {format_params(params)} -> "
                       f"{config.objective} {format_score(record['objective'])} "
-                      f"({record['epochs_run']} epochs, {record['seconds']:.1f} s)")
+                      f"({format_epochs(record)} epochs, {record['seconds']:.1f} s)")
         return record
 
     with resumable(out_dir):

@@ -48,6 +48,7 @@ def run(
     val_split: ValSplit = 0.2,
     test_split: TestSplit = 0.0,
     cache_features: Annotated[bool, typer.Option("--cache-features/--no-cache-features", help="Compute the frozen backbone's features once and train the head on them.")] = True,
+    head_solver: Annotated[str, typer.Option(help="auto|lbfgs|gradient. auto: a head without hidden layers on cached features is solved (logistic regression, penalty cross-validated); others are trained by gradient.")] = "auto",
     strict: Strict = False,
     augment: AugmentPreset = None,
     rotation: Rotation = None,
@@ -91,7 +92,14 @@ def print_summary(run_dir: Path, metrics: dict, route: str) -> None:
     table = Table(title="Training finished", show_header=False)
     table.add_row("run directory", str(run_dir))
     table.add_row("route", route)
-    table.add_row("best epoch", f"{metrics['best_epoch']} of {metrics['epochs_run']}")
+    solver = metrics.get("solver")
+    if solver:
+        chosen = f"C = {solver['penalty_C']:.3g}"
+        if solver["folds"]:
+            chosen += f" ({solver['folds']}-fold cross-validated accuracy {solver['cv_accuracy']:.4f})"
+        table.add_row("L2 penalty", chosen)
+    else:
+        table.add_row("best epoch", f"{metrics['best_epoch']} of {metrics['epochs_run']}")
     if "val_loss" in metrics:
         table.add_row("val loss", f"{metrics['val_loss']:.4f}")
         table.add_row("val accuracy", f"{metrics['val_accuracy']:.4f}")

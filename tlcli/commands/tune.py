@@ -44,7 +44,7 @@ def run(
     image_size: ImageSize = None,
     pooling: Annotated[str, typer.Option(help="avg|max|flatten: how the feature map becomes a vector.")] = "avg",
     epochs: Epochs = FitConfig.epochs,
-    early_stopping: EarlyStopping = 3,
+    early_stopping: EarlyStopping = None,
     seed: Seed = FitConfig.seed,
     val_split: ValSplit = 0.2,
     test_split: TestSplit = 0.0,
@@ -125,7 +125,7 @@ def print_leaderboard(outcome, objective: str) -> None:
     setting per line: every value shows in full."""
     from rich.table import Table
 
-    from tlcli.leaderboard import format_score, format_value
+    from tlcli.leaderboard import format_epochs, format_score, format_value
 
     records = outcome.leaderboard
     # Four significant digits on screen; leaderboard.csv and .json keep every digit.
@@ -140,7 +140,7 @@ def print_leaderboard(outcome, objective: str) -> None:
     ]
     results = [
         (objective, [format_score(r["objective"]) for r in records]),
-        ("epochs", [f"{r['best_epoch']}/{r['epochs_run']}" for r in records]),
+        ("epochs", [format_epochs(r) for r in records]),
         ("time", [f"{r['seconds']:.1f}s" for r in records]),
     ]
     if any("trainable_parameters" in record for record in records):
