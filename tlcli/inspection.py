@@ -10,6 +10,7 @@ from pathlib import Path
 from tlcli.data import Scan, SplitOptions, build_dataset
 from tlcli.errors import TlcliError
 from tlcli.images import ImageInfo
+from tlcli.walk import BROKEN, LOOP, OUTSIDE, REPEAT, Link
 
 # A class this many times larger than the smallest one skews a classifier towards it.
 IMBALANCE_RATIO = 3.0
@@ -29,6 +30,7 @@ class Report:
     sizes: dict[str, dict[str, int]]  # "width"/"height" -> min/median/max
     problems: list[dict[str, str]]
     duplicates: list[dict] = field(default_factory=list)
+    links: list[dict] = field(default_factory=list)  # symbolic links and what was done with them
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -60,7 +62,9 @@ def inspect_dataset(found: Scan, options: SplitOptions = SplitOptions()) -> Repo
         problems=[{"path": str(p.path), "reason": p.reason} for p in found.problems],
     )
     report.duplicates = _duplicates(found, infos)
-    report.warnings += _imbalance_warnings(counts)
+    report.links = [link.to_dict() for link in found.links]
+    report.warnings += _imbalance_warnings(counts) + _link_summaries(found.links, LOOP, REPEAT, BROKEN)
+    report.notes += _link_summaries(found.links, OUTSIDE)
     for group in report.duplicates:
         if group["kind"] != "same split":
             report.warnings.append(
@@ -112,6 +116,25 @@ def _imbalance_warnings(counts: dict[str, dict[str, int]]) -> list[str]:
                 "consider --class-weight balanced or more images"
             )
     return warnings
+
+
+_LINK_SUMMARIES = {
+    LOOP: "symbolic link(s) loop back to a folder that contains them; not followed",
+    REPEAT: "path(s) lead to files or folders already counted; skipped, so each image counts once",
+    BROKEN: "symbolic link(s) lead nowhere; skipped",
+    OUTSIDE: "symbolic link(s) lead outside DATA; followed",
+}
+
+
+def _link_summaries(links: list[Link], *statuses: str) -> list[str]:
+    """One line per kind of link, with the first one as an example."""
+    lines = []
+    for status in statuses:
+        chosen = [link for link in links if link.status == status]
+        if chosen:
+            example = chosen[0]
+            lines.append(f"{len(chosen)} {_LINK_SUMMARIES[status]} (e.g. {example.path} -> {example.target})")
+    return lines
 
 
 def _duplicates(found: Scan, infos: dict[Path, ImageInfo]) -> list[dict]:

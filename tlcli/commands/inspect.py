@@ -8,6 +8,7 @@ from tlcli.inspection import Report, inspect_dataset
 from tlcli.options import DataPath, Json, Seed, Strict, TestSplit, ValSplit
 
 NAME = "inspect"
+_SHOWN_LINKS = 20
 
 
 def run(
@@ -33,15 +34,16 @@ def run(
 
 
 def _print_report(report: Report) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     splits = list(report.counts)
-    table = Table(title=f"{report.root} ({report.layout} layout)")
+    table = Table(title=f"{escape(report.root)} ({report.layout} layout)")
     table.add_column("class")
     for split in splits:
         table.add_column(split, justify="right")
     for name in report.classes:
-        table.add_row(name, *(str(report.counts[split].get(name, "-")) for split in splits))
+        table.add_row(escape(name), *(str(report.counts[split].get(name, "-")) for split in splits))
     table.add_row(
         "[bold]total[/]",
         *(f"[bold]{sum(report.counts[split].values())}[/]" for split in splits),
@@ -64,11 +66,27 @@ def _print_report(report: Report) -> None:
         problems.add_column("file")
         problems.add_column("reason")
         for problem in report.problems:
-            problems.add_row(problem["path"], problem["reason"])
+            problems.add_row(escape(problem["path"]), escape(problem["reason"]))
         out.print(problems)
+    if report.links:
+        _print_links(report.links)
     for warning in report.warnings:
-        out.print(f"[yellow]Warning:[/] {warning}")
+        out.print(f"[yellow]Warning:[/] {escape(warning)}")
     for note in report.notes:
-        out.print(f"[dim]Note: {note}[/]")
+        out.print(f"[dim]Note: {escape(note)}[/]")
     if report.clean:
         out.print("[green]No problems found.[/]")
+
+
+def _print_links(links: list[dict]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"{len(links)} symbolic link(s)")
+    for column in ("link", "leads to", "what tlcli did"):
+        table.add_column(column, overflow="fold")  # a path cut short would hide which file it is
+    for link in links[:_SHOWN_LINKS]:
+        table.add_row(escape(link["path"]), escape(link["target"]), escape(link["reason"]))
+    out.print(table)
+    if len(links) > _SHOWN_LINKS:
+        out.print(f"... and {len(links) - _SHOWN_LINKS} more; --json lists all.")
