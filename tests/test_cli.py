@@ -48,6 +48,7 @@ def test_models_json_lists_the_four_backbones():
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert list(rows) == ["vgg16", "resnet50", "inceptionv3", "xception"]
     assert rows["inceptionv3"]["min_size"] == 75 and rows["xception"]["default_size"] == 299
+    assert rows["vgg16"]["max_size"] == 1024 and rows["xception"]["max_size"] == 1440
     assert rows["vgg16"]["preprocessing"] == "caffe" and rows["xception"]["preprocessing"] == "tf"
 
 
@@ -55,6 +56,7 @@ def test_models_table_mentions_every_backbone():
     result = runner.invoke(app, ["models"])
     assert result.exit_code == 0
     assert all(name in result.stdout for name in ("vgg16", "resnet50", "inceptionv3", "xception"))
+    assert "Largest --image-size: vgg16 1024, resnet50 2016" in result.stdout
 
 
 def test_inspect_json_reports_the_messy_folder(messy_dataset):
