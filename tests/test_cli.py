@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -75,6 +76,19 @@ def test_inspect_strict_exits_non_zero_only_when_problems_exist(messy_dataset, s
     assert runner.invoke(app, ["inspect", str(messy_dataset), "--strict"]).exit_code == 1
     clean = runner.invoke(app, ["inspect", str(split_dataset), "--strict"])
     assert clean.exit_code == 0 and "No problems found" in clean.stdout
+
+
+def test_inspect_reports_huge_images_without_pillows_raw_warning(flat_dataset):
+    from PIL import Image
+
+    Image.new("1", (10000, 10000)).save(flat_dataset / "cat" / "huge.png")
+    table = _tlcli("inspect", str(flat_dataset), env={**os.environ, "COLUMNS": "250"})
+    assert table.returncode == 0
+    assert "DecompressionBomb" not in table.stderr + table.stdout
+    assert f"Huge images: 1 over 89.5 megapixels, the largest {flat_dataset / 'cat' / 'huge.png'} (10000x10000)." in (
+        table.stdout)
+    report = json.loads(_tlcli("inspect", str(flat_dataset), "--json").stdout)
+    assert report["huge_images"]["count"] == 1 and report["huge_images"]["largest"]["width"] == 10000
 
 
 def test_errors_are_one_line_without_traceback(tmp_path):

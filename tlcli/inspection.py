@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tlcli.data import Scan, SplitOptions, build_dataset
 from tlcli.errors import TlcliError
-from tlcli.images import ImageInfo
+from tlcli.images import HUGE_PIXELS, ImageInfo
 from tlcli.walk import BROKEN, LOOP, OUTSIDE, REPEAT, Link
 
 # A class this many times larger than the smallest one skews a classifier towards it.
@@ -28,6 +28,7 @@ class Report:
     formats: dict[str, int]
     modes: dict[str, int]
     sizes: dict[str, dict[str, int]]  # "width"/"height" -> min/median/max
+    huge_images: dict  # how many are over HUGE_PIXELS, and the largest
     problems: list[dict[str, str]]
     duplicates: list[dict] = field(default_factory=list)
     links: list[dict] = field(default_factory=list)  # symbolic links and what was done with them
@@ -59,6 +60,7 @@ def inspect_dataset(found: Scan, options: SplitOptions = SplitOptions()) -> Repo
         formats=dict(Counter(info.format for info in infos.values()).most_common()),
         modes=dict(Counter(info.mode for info in infos.values()).most_common()),
         sizes=_size_summary(infos.values()),
+        huge_images=_huge_images(infos),
         problems=[{"path": str(p.path), "reason": p.reason} for p in found.problems],
     )
     report.duplicates = _duplicates(found, infos)
@@ -98,6 +100,16 @@ def _size_summary(infos) -> dict[str, dict[str, int]]:
             "median": int(statistics.median(values)),
             "max": max(values),
         }
+    return summary
+
+
+def _huge_images(infos: dict[Path, ImageInfo]) -> dict:
+    """Images Pillow would warn about: slow to decode at full size, which all but JPEG need."""
+    huge = {path: info for path, info in infos.items() if info.huge}
+    summary = {"count": len(huge), "over_megapixels": round(HUGE_PIXELS / 1e6, 1), "largest": None}
+    if huge:
+        path, info = max(huge.items(), key=lambda item: (item[1].width * item[1].height, str(item[0])))
+        summary["largest"] = {"path": str(path), "width": info.width, "height": info.height}
     return summary
 
 

@@ -61,6 +61,14 @@ def _print_report(report: Report) -> None:
             "Formats: " + ", ".join(f"{name} {n}" for name, n in report.formats.items())
             + ". Modes: " + ", ".join(f"{name} {n}" for name, n in report.modes.items()) + "."
         )
+    huge = report.huge_images
+    if huge["count"]:
+        largest = huge["largest"]
+        out.print(
+            f"Huge images: {huge['count']} over {huge['over_megapixels']} megapixels, the largest "
+            f"{escape(largest['path'])} ({largest['width']}x{largest['height']}). All but JPEGs are decoded at full "
+            "size: shrinking them speeds up training."
+        )
     if report.problems:
         problems = Table(title=f"{len(report.problems)} file(s) that will be skipped", title_style="bold red")
         problems.add_column("file")
