@@ -91,6 +91,16 @@ def test_inspect_reports_huge_images_without_pillows_raw_warning(flat_dataset):
     assert report["huge_images"]["count"] == 1 and report["huge_images"]["largest"]["width"] == 10000
 
 
+def test_inspect_prints_names_literally_not_as_markup(flat_dataset):
+    (flat_dataset / "cat" / "[bold]notes.txt").write_text("not an image")
+    os.symlink("..", flat_dataset / "dog" / "[red]up")
+    (flat_dataset / "[blue]bird").mkdir()
+    table = _tlcli("inspect", str(flat_dataset), env={**os.environ, "COLUMNS": "250"})
+    assert table.returncode == 0
+    for name in ("[bold]notes.txt", "[red]up", "[blue]bird"):
+        assert name in table.stdout
+
+
 def test_errors_are_one_line_without_traceback(tmp_path):
     result = _tlcli("inspect", str(tmp_path / "missing"))
     assert result.returncode == 2

@@ -6,6 +6,7 @@ from tlcli.console import out, print_json, progress
 from tlcli.data import SplitOptions, count_files, discover, scan
 from tlcli.inspection import Report, inspect_dataset
 from tlcli.options import DataPath, Json, Seed, Strict, TestSplit, ValSplit
+from tlcli.walk import OUTSIDE
 
 NAME = "inspect"
 _SHOWN_LINKS = 20
@@ -90,9 +91,10 @@ def _print_links(links: list[dict]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"{len(links)} symbolic link(s)")
+    table = Table(title=f"{len(links)} link(s)")
     for column in ("link", "leads to", "what tlcli did"):
         table.add_column(column, overflow="fold")  # a path cut short would hide which file it is
+    links = sorted(links, key=lambda link: link["status"] == OUTSIDE)  # the ones not followed first
     for link in links[:_SHOWN_LINKS]:
         table.add_row(escape(link["path"]), escape(link["target"]), escape(link["reason"]))
     out.print(table)
