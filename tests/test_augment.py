@@ -327,6 +327,7 @@ def test_preview_is_reproducible_and_accepts_a_single_image(tmp_path):
         (["--augment", "extreme"], "--augment 'extreme' is not a preset"),
         (["--rotation", "-0.2"], "--rotation -0.2 is out of range"),
         (["--samples", "0"], "--samples 0 is too small"),
+        (["--image-size", "5000"], "--image-size 5000 is too large for a preview (maximum 1024"),
         (["--out", "{tmp}/preview.jpg"], "is not a .png file name"),
         (["--config", "{tmp}/missing.toml"], "missing.toml does not exist"),
     ],

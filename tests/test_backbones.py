@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tlcli.backbones import BACKBONES, cached_weights_path, get_backbone, resolve_image_size
+from tlcli.backbones import (
+    BACKBONES, MAX_FEATURE_MAP_BYTES, cached_weights_path, get_backbone, resolve_image_size,
+)
 from tlcli.errors import TlcliError
 from tlcli.weights import WeightsSource, build_base, find_base, parse_weights
 
@@ -92,6 +94,26 @@ def test_image_size_below_the_minimum_names_it():
     assert resolve_image_size(spec, 75) == 75
     with pytest.raises(TlcliError, match=r"--image-size 20 is too small for inceptionv3 \(minimum 75\)"):
         resolve_image_size(spec, 20)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_image_size_above_the_maximum_names_it_and_why(spec):
+    assert resolve_image_size(spec, spec.max_size) == spec.max_size
+    with pytest.raises(TlcliError) as raised:
+        resolve_image_size(spec, 10000)
+    message = str(raised.value)
+    assert f"--image-size 10000 is too large for {spec.name} (maximum {spec.max_size})" in message
+    assert "GiB for a single layer's output" in message and f"Use --image-size {spec.max_size} or less." in message
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_the_maximum_image_size_keeps_the_largest_feature_map_within_its_budget(spec):
+    """The table's maximum: the largest side (a multiple of 32) whose largest feature map fits."""
+    base = build_base(spec, spec.max_size, WeightsSource("none"))
+    largest = max(4 * int(np.prod(layer.output.shape[1:])) for layer in base.layers[1:])
+    assert largest <= MAX_FEATURE_MAP_BYTES
+    assert largest * ((spec.max_size + 32) / spec.max_size) ** 2 > MAX_FEATURE_MAP_BYTES
+    assert spec.max_size % 32 == 0
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -48,6 +49,7 @@ def test_models_json_lists_the_four_backbones():
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert list(rows) == ["vgg16", "resnet50", "inceptionv3", "xception"]
     assert rows["inceptionv3"]["min_size"] == 75 and rows["xception"]["default_size"] == 299
+    assert rows["vgg16"]["max_size"] == 1024 and rows["xception"]["max_size"] == 1440
     assert rows["vgg16"]["preprocessing"] == "caffe" and rows["xception"]["preprocessing"] == "tf"
 
 
@@ -55,6 +57,7 @@ def test_models_table_mentions_every_backbone():
     result = runner.invoke(app, ["models"])
     assert result.exit_code == 0
     assert all(name in result.stdout for name in ("vgg16", "resnet50", "inceptionv3", "xception"))
+    assert "Largest --image-size: vgg16 1024, resnet50 2016" in result.stdout
 
 
 def test_inspect_json_reports_the_messy_folder(messy_dataset):
@@ -73,6 +76,29 @@ def test_inspect_strict_exits_non_zero_only_when_problems_exist(messy_dataset, s
     assert runner.invoke(app, ["inspect", str(messy_dataset), "--strict"]).exit_code == 1
     clean = runner.invoke(app, ["inspect", str(split_dataset), "--strict"])
     assert clean.exit_code == 0 and "No problems found" in clean.stdout
+
+
+def test_inspect_reports_huge_images_without_pillows_raw_warning(flat_dataset):
+    from PIL import Image
+
+    Image.new("1", (10000, 10000)).save(flat_dataset / "cat" / "huge.png")
+    table = _tlcli("inspect", str(flat_dataset), env={**os.environ, "COLUMNS": "250"})
+    assert table.returncode == 0
+    assert "DecompressionBomb" not in table.stderr + table.stdout
+    assert f"Huge images: 1 over 89.5 megapixels, the largest {flat_dataset / 'cat' / 'huge.png'} (10000x10000)." in (
+        table.stdout)
+    report = json.loads(_tlcli("inspect", str(flat_dataset), "--json").stdout)
+    assert report["huge_images"]["count"] == 1 and report["huge_images"]["largest"]["width"] == 10000
+
+
+def test_inspect_prints_names_literally_not_as_markup(flat_dataset):
+    (flat_dataset / "cat" / "[bold]notes.txt").write_text("not an image")
+    os.symlink("..", flat_dataset / "dog" / "[red]up")
+    (flat_dataset / "[blue]bird").mkdir()
+    table = _tlcli("inspect", str(flat_dataset), env={**os.environ, "COLUMNS": "250"})
+    assert table.returncode == 0
+    for name in ("[bold]notes.txt", "[red]up", "[blue]bird"):
+        assert name in table.stdout
 
 
 def test_errors_are_one_line_without_traceback(tmp_path):

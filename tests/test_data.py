@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 
 import pytest
+from PIL import Image
 
 from conftest import write_class_folders, write_image
 from tlcli.data import SplitOptions, load_dataset, scan
 from tlcli.errors import TlcliError
+from tlcli.images import read_rgb
 from tlcli.inspection import inspect_dataset
 
 
@@ -136,3 +139,33 @@ def test_inspect_of_a_clean_dataset_is_clean(split_dataset):
     report = inspect_dataset(scan(split_dataset))
     assert report.clean and report.problems == [] and report.duplicates == []
     assert report.usable == report.files == 20
+
+
+def write_huge_png(path, width, height):
+    """A PNG of many pixels in a small file (1-bit and blank, so quick to write)."""
+    Image.new("1", (width, height)).save(path)
+    return path
+
+
+def test_huge_images_are_used_and_reported_and_a_decompression_bomb_is_a_problem(flat_dataset):
+    huge = write_huge_png(flat_dataset / "cat" / "huge.png", 10000, 10000)
+    write_huge_png(flat_dataset / "dog" / "bomb.png", 15000, 15000)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = inspect_dataset(scan(flat_dataset))
+        dataset = load_dataset(flat_dataset)
+    assert not [warning for warning in caught if "DecompressionBomb" in warning.category.__name__]
+    assert report.huge_images == {"count": 1, "over_megapixels": 89.5,
+                                  "largest": {"path": str(huge), "width": 10000, "height": 10000}}
+    assert [problem["path"].rsplit("/", 1)[1] for problem in report.problems] == ["bomb.png"]
+    assert report.problems[0]["reason"] == (
+        "too large to decode safely: 15000x15000 is 225 megapixels, above the 179-megapixel limit "
+        "against decompression bombs; shrink it or remove it")
+    used = {sample.path.name for samples in dataset.splits.values() for sample in samples}
+    assert "huge.png" in used and "bomb.png" not in used
+
+
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale_for_reports(tmp_path):
+    path = write_image(tmp_path / "photo.jpg", size=(4000, 3000))
+    assert read_rgb(str(path)).shape == (3000, 4000, 3)
+    assert read_rgb(str(path), least_side=240).shape == (375, 500, 3)  # 1/8 scale, still >= 240

@@ -123,6 +123,7 @@ def test_an_existing_file_is_kept_unless_overwrite(colour_dataset, colour_featur
         (("--out", "{tmp}/f.npz", "--pooling", "flatten"), "--pooling 'flatten' is not one of avg|max"),
         (("--out", "{tmp}/f.npz", "--model", "alexnet"), "Unknown model 'alexnet'"),
         (("--out", "{tmp}/f.npz", "--model", "inceptionv3", "--image-size", "32"), "too small for inceptionv3"),
+        (("--out", "{tmp}/f.npz", "--model", "vgg16", "--image-size", "10000"), "too large for vgg16 (maximum 1024)"),
         (("--out", "{tmp}/f.npz", "--weights", "{tmp}/missing.h5"), "no such file or folder"),
     ],
 )

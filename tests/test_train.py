@@ -256,6 +256,7 @@ def test_a_run_killed_while_saving_its_backup_resumes_from_the_last_complete_epo
     [
         (("--model", "resnet18"), "Unknown model 'resnet18'"),
         (("--model", "xception", "--image-size", 64), r"--image-size 64 is too small for xception \(minimum 71\)"),
+        (("--model", "vgg16", "--image-size", 10000), r"--image-size 10000 is too large for vgg16 \(maximum 1024\)"),
         (("--model", "vgg16", "--pooling", "median"), "--pooling 'median' is not one of: avg, max, flatten"),
         (("--model", "vgg16", "--dense", "12,x"), "--dense '12,x' is not a list of layer sizes"),
         (("--model", "vgg16", "--epochs", 0), "--epochs 0 is out of range"),

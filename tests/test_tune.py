@@ -176,6 +176,12 @@ def test_bayesian_search_records_each_trial_and_resumes_without_repeating(colour
     assert (settings["learning_rate"], settings["dense"]) == (best["learning_rate"], best["dense"])
 
 
+def test_an_image_size_beyond_the_backbones_maximum_is_refused_before_anything_is_written(colour_dataset, tmp_path):
+    result = invoke("tune", colour_dataset, *COMMON, "--image-size", 10000, "--out", tmp_path / "out", expect=2)
+    assert result.output.startswith("Error: --image-size 10000 is too large for vgg16 (maximum 1024)")
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
 def test_a_dataset_without_validation_images_is_refused(flat_dataset, tmp_path):
     result = invoke("tune", flat_dataset, *COMMON, "--val-split", 0, "--out", tmp_path / "out", expect=2)
     assert "has no validation images" in result.output and "--val-split" in result.output

@@ -22,6 +22,9 @@ from tlcli.runs import write_atomic
 LABEL_WIDTH = 110  # the row-label column, in pixels
 HEADER_HEIGHT = 22  # the column-title row
 GAP = 4
+# Larger cells show no more on a screen, and the float pixels of the 8 x 6 default grid at
+# 1024 px already take 0.6 GB while the grid is drawn.
+MAX_PREVIEW_SIZE = 1024
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,11 @@ def write_preview(
     for name, value, least in (("--samples", samples, 1), ("--variants", variants, 1), ("--image-size", image_size, 8)):
         if value < least:
             raise TlcliError(f"{name} {value} is too small. Use {least} or more.")
+    if image_size > MAX_PREVIEW_SIZE:
+        raise TlcliError(
+            f"--image-size {image_size} is too large for a preview (maximum {MAX_PREVIEW_SIZE}: a screen shows "
+            f"no more). Use --image-size {MAX_PREVIEW_SIZE} or less."
+        )
     chosen = _image_or_dataset(source, samples, seed)
     pictures = [sample for sample, _ in chosen]
     originals = _decode(pictures, image_size, seed)[0]

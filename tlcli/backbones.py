@@ -37,6 +37,7 @@ class BackboneSpec:
     preprocessing: str  # "caffe": RGB->BGR, minus ImageNet means; "tf": scaled to [-1, 1]
     default_size: int
     min_size: int
+    max_size: int  # see MAX_FEATURE_MAP_BYTES
     feature_size: int
     weights_file: str  # the no-top ImageNet weights file Keras downloads into its cache
     blocks: tuple[Block, ...]
@@ -72,6 +73,14 @@ def _numbered(prefix: str, numbers, first_layer: str) -> tuple[Block, ...]:
     )
 
 
+# The largest image side each backbone accepts is where one image's largest feature map (float32)
+# reaches 256 MiB, rounded down to a multiple of 32: a batch of 32 then needs 8 GiB for that one
+# layer's output, and memory grows with the square of the side (VGG16 at 10000 px took 22.7 GB
+# within 30 s). Measured from the output shapes of each backbone: the largest feature map holds
+# 64 floats per input pixel in VGG16 (block1), 16.3 in ResNet50 (pool1_pad), 15.6 in
+# InceptionV3 (its third convolution) and 31.3 in Xception (block2).
+MAX_FEATURE_MAP_BYTES = 256 * 2**20
+
 BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in (
@@ -83,6 +92,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             preprocessing="caffe",
             default_size=224,
             min_size=32,
+            max_size=1024,
             feature_size=512,
             weights_file="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
             blocks=_numbered("block", range(1, 6), "{prefix}{n}_conv1"),
@@ -95,6 +105,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             preprocessing="caffe",
             default_size=224,
             min_size=32,
+            max_size=2016,
             feature_size=2048,
             weights_file="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
             blocks=_numbered("conv", range(2, 6), "{prefix}{n}_block1_1_conv"),
@@ -107,6 +118,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             preprocessing="tf",
             default_size=299,
             min_size=75,
+            max_size=2048,
             feature_size=2048,
             weights_file="inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
             blocks=tuple(Block(f"mixed{n}", after_layer=f"mixed{n - 1}") for n in range(1, 11)),
@@ -119,6 +131,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             preprocessing="tf",
             default_size=299,
             min_size=71,
+            max_size=1440,
             feature_size=2048,
             weights_file="xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
             blocks=(
@@ -151,6 +164,12 @@ def resolve_image_size(spec: BackboneSpec, image_size: int | None) -> int:
         raise TlcliError(
             f"--image-size {image_size} is too small for {spec.name} (minimum {spec.min_size}). "
             f"Use --image-size {spec.min_size} or more."
+        )
+    if image_size > spec.max_size:
+        needed = MAX_FEATURE_MAP_BYTES * (image_size / spec.max_size) ** 2 / 2**30
+        raise TlcliError(
+            f"--image-size {image_size} is too large for {spec.name} (maximum {spec.max_size}): one image "
+            f"would need about {needed:.1f} GiB for a single layer's output. Use --image-size {spec.max_size} or less."
         )
     return image_size
 

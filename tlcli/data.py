@@ -15,30 +15,15 @@ from typing import Callable
 
 from tlcli.errors import TlcliError
 from tlcli.images import ImageInfo, Problem, check_images, is_image_name
+from tlcli.walk import Link, is_hidden, walk
 
 SPLITS = ("train", "val", "test")
 _SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
-_SYSTEM_FILES = {"thumbs.db", "desktop.ini", "__macosx"}
 LAYOUT_HELP = "Expected DATA/<class>/<images> or DATA/train|val|test/<class>/<images>."
-
-
-def is_hidden(path: Path) -> bool:
-    return path.name.startswith(".") or path.name.lower() in _SYSTEM_FILES
 
 
 def _visible_children(folder: Path) -> list[Path]:
     return sorted(child for child in folder.iterdir() if not is_hidden(child))
-
-
-def _files_below(folder: Path) -> list[Path]:
-    """Every visible file below a class folder, in sorted order, hidden folders skipped."""
-    found = []
-    for child in _visible_children(folder):
-        if child.is_dir():
-            found.extend(_files_below(child))
-        elif child.is_file():
-            found.append(child)
-    return found
 
 
 @dataclass(frozen=True)
@@ -57,6 +42,7 @@ class Scan:
     files: dict[str, dict[str, list[Path]]]  # split ("all" when flat) -> class -> files
     checked: dict[Path, ImageInfo | Problem] = field(default_factory=dict)
     stray_images: list[Path] = field(default_factory=list)  # images outside any class folder
+    links: list[Link] = field(default_factory=list)  # symbolic links met, and what was done with them
 
     @property
     def problems(self) -> list[Problem]:
@@ -92,6 +78,7 @@ def discover(root: Path) -> Scan:
                 f"other folders ({', '.join(others)}). {LAYOUT_HELP}"
             )
         files: dict[str, dict[str, list[Path]]] = {}
+        class_folders = []
         split_folders.sort(key=lambda folder: SPLITS.index(_SPLIT_ALIASES[folder.name.lower()]))
         for folder in split_folders:
             split = _SPLIT_ALIASES[folder.name.lower()]
@@ -99,15 +86,19 @@ def discover(root: Path) -> Scan:
                 raise TlcliError(
                     f"{root} has two folders for the {split} split. Keep one of them."
                 )
+            files[split] = {}
             split_children = _visible_children(folder)
             stray += [c for c in split_children if c.is_file() and is_image_name(c)]
-            files[split] = {c.name: _files_below(c) for c in split_children if c.is_dir()}
-        return Scan(root, "splits", files, stray_images=stray)
+            class_folders += [((split, c.name), c) for c in split_children if c.is_dir()]
+        found, links = walk(root, class_folders)
+        for (split, class_name), paths in found.items():
+            files[split][class_name] = paths
+        return Scan(root, "splits", files, stray_images=stray, links=links)
 
     if not folders:
         raise TlcliError(f"{root} has no class folders. {LAYOUT_HELP}")
-    files = {"all": {folder.name: _files_below(folder) for folder in folders}}
-    return Scan(root, "flat", files, stray_images=stray)
+    found, links = walk(root, [(folder.name, folder) for folder in folders])
+    return Scan(root, "flat", {"all": found}, stray_images=stray, links=links)
 
 
 def split_of(folder: Path) -> str | None:
@@ -124,8 +115,12 @@ def split_folder(root: Path, split: str) -> Path | None:
 
 
 def image_files_below(folder: Path) -> list[Path]:
-    """Image files below a folder, recursively and sorted, hidden files and folders skipped."""
-    return [path for path in _files_below(folder) if is_image_name(path)]
+    """Image files below a folder, recursively and sorted, hidden files and folders skipped.
+
+    Each file is listed once, however many links lead to it; links that loop are not followed.
+    """
+    found, _ = walk(folder, [(None, folder)])
+    return [path for path in found[None] if is_image_name(path)]
 
 
 def scan(root: Path, on_checked: Callable[[int], None] | None = None) -> Scan:

@@ -7,9 +7,11 @@ halfway through an epoch.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,15 @@ _EXTENSION_FORMATS = {
 }
 # TensorFlow reads palette and 1-bit BMPs as if they were grey levels; Pillow decodes those.
 _PIL_ONLY_BMP_MODES = {"P", "1", "L"}
+# Pillow warns about images above HUGE_PIXELS and refuses those above twice as many, its guard
+# against decompression bombs (small files that decode to gigabytes). tlcli applies the same
+# limits itself, from the header and before decoding, so that it names the file and its size
+# where Pillow would print a raw DecompressionBombWarning or raise.
+HUGE_PIXELS = 89_478_485  # Pillow's Image.MAX_IMAGE_PIXELS: 256 MiB of 24-bit pixels
+MAX_PIXELS = 2 * HUGE_PIXELS
+# Huge images that cannot be decoded at a reduced size (all but JPEG) are checked one at a time,
+# so that parallel checks hold at most one of them in memory.
+_ONE_HUGE_IMAGE = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,10 @@ class ImageInfo:
     needs_pil: bool = False
     note: str | None = None  # kept, but worth telling (e.g. PNG data in a .jpg file)
 
+    @property
+    def huge(self) -> bool:
+        return self.width * self.height > HUGE_PIXELS
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -44,6 +59,21 @@ class Problem:
 
 def is_image_name(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _pillow():
+    """Pillow's Image module, with its size check left to tlcli (see HUGE_PIXELS)."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None
+    return Image
+
+
+def _too_large(width: int, height: int) -> str:
+    return (
+        f"too large to decode safely: {width}x{height} is {width * height / 1e6:.0f} megapixels, "
+        f"above the {MAX_PIXELS / 1e6:.0f}-megapixel limit against decompression bombs; shrink it or remove it"
+    )
 
 
 def check_image(path: Path) -> ImageInfo | Problem:
@@ -61,18 +91,22 @@ def check_image(path: Path) -> ImageInfo | Problem:
     if not data:
         return Problem(path, "empty file (0 bytes)")
 
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with _pillow().open(io.BytesIO(data)) as image:
             image_format, mode, (width, height) = image.format, image.mode, image.size
             if image_format not in SUPPORTED_FORMATS:
                 return Problem(path, f"{image_format} images are not supported")
+            if width * height > MAX_PIXELS:
+                return Problem(path, _too_large(width, height))
             if image_format in ("JPEG", "MPO"):
                 # Decoding at 1/8 scale still reads every byte of the stream, so truncation
                 # is found, at a fraction of the cost.
                 image.draft("RGB", (1, 1))
-            image.load()
+            decoded_pixels = image.width * image.height  # after draft(), the reduced size
+            with _ONE_HUGE_IMAGE if decoded_pixels > HUGE_PIXELS else contextlib.nullcontext():
+                image.load()
     except UnidentifiedImageError:
         return Problem(path, "not a readable image (unknown or corrupt data)")
     except Exception as error:  # Pillow raises many types for damaged data
@@ -107,11 +141,16 @@ def check_images(
     return results
 
 
-def read_rgb(path: str | bytes) -> "numpy.ndarray":  # noqa: F821
-    """Decode one file to an RGB uint8 array with Pillow (for the files TensorFlow misreads)."""
+def read_rgb(path: str | bytes, least_side: int | None = None) -> "numpy.ndarray":  # noqa: F821
+    """Decode one file to an RGB uint8 array with Pillow (for the files TensorFlow misreads).
+
+    With `least_side`, a JPEG is decoded at the smallest DCT scale that keeps it at least that
+    large, as the training pipeline does; other formats always decode at full size.
+    """
     import numpy as np
-    from PIL import Image
 
     path = path.decode() if isinstance(path, bytes) else path
-    with Image.open(path) as image:
+    with _pillow().open(path) as image:
+        if least_side is not None:
+            image.draft("RGB", (least_side, least_side))
         return np.asarray(image.convert("RGB"), dtype=np.uint8)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from tlcli.data import Scan, SplitOptions, build_dataset
 from tlcli.errors import TlcliError
-from tlcli.images import ImageInfo
+from tlcli.images import HUGE_PIXELS, ImageInfo
+from tlcli.walk import BROKEN, LOOP, OUTSIDE, REPEAT, Link
 
 # A class this many times larger than the smallest one skews a classifier towards it.
 IMBALANCE_RATIO = 3.0
@@ -27,8 +28,10 @@ class Report:
     formats: dict[str, int]
     modes: dict[str, int]
     sizes: dict[str, dict[str, int]]  # "width"/"height" -> min/median/max
+    huge_images: dict  # how many are over HUGE_PIXELS, and the largest
     problems: list[dict[str, str]]
     duplicates: list[dict] = field(default_factory=list)
+    links: list[dict] = field(default_factory=list)  # symbolic links and what was done with them
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -57,10 +60,13 @@ def inspect_dataset(found: Scan, options: SplitOptions = SplitOptions()) -> Repo
         formats=dict(Counter(info.format for info in infos.values()).most_common()),
         modes=dict(Counter(info.mode for info in infos.values()).most_common()),
         sizes=_size_summary(infos.values()),
+        huge_images=_huge_images(infos),
         problems=[{"path": str(p.path), "reason": p.reason} for p in found.problems],
     )
     report.duplicates = _duplicates(found, infos)
-    report.warnings += _imbalance_warnings(counts)
+    report.links = [link.to_dict() for link in found.links]
+    report.warnings += _imbalance_warnings(counts) + _link_summaries(found.links, LOOP, REPEAT, BROKEN)
+    report.notes += _link_summaries(found.links, OUTSIDE)
     for group in report.duplicates:
         if group["kind"] != "same split":
             report.warnings.append(
@@ -97,6 +103,16 @@ def _size_summary(infos) -> dict[str, dict[str, int]]:
     return summary
 
 
+def _huge_images(infos: dict[Path, ImageInfo]) -> dict:
+    """Images Pillow would warn about: slow to decode at full size, which all but JPEG need."""
+    huge = {path: info for path, info in infos.items() if info.huge}
+    summary = {"count": len(huge), "over_megapixels": round(HUGE_PIXELS / 1e6, 1), "largest": None}
+    if huge:
+        path, info = max(huge.items(), key=lambda item: (item[1].width * item[1].height, str(item[0])))
+        summary["largest"] = {"path": str(path), "width": info.width, "height": info.height}
+    return summary
+
+
 def _imbalance_warnings(counts: dict[str, dict[str, int]]) -> list[str]:
     warnings = []
     for split, per_class in counts.items():
@@ -112,6 +128,25 @@ def _imbalance_warnings(counts: dict[str, dict[str, int]]) -> list[str]:
                 "consider --class-weight balanced or more images"
             )
     return warnings
+
+
+_LINK_SUMMARIES = {
+    LOOP: "symbolic link(s) loop back to a folder that contains them; not followed",
+    REPEAT: "path(s) lead to files or folders already counted; skipped, so each image counts once",
+    BROKEN: "symbolic link(s) lead nowhere; skipped",
+    OUTSIDE: "symbolic link(s) lead outside DATA; followed",
+}
+
+
+def _link_summaries(links: list[Link], *statuses: str) -> list[str]:
+    """One line per kind of link, with the first one as an example."""
+    lines = []
+    for status in statuses:
+        chosen = [link for link in links if link.status == status]
+        if chosen:
+            example = chosen[0]
+            lines.append(f"{len(chosen)} {_LINK_SUMMARIES[status]} (e.g. {example.path} -> {example.target})")
+    return lines
 
 
 def _duplicates(found: Scan, infos: dict[Path, ImageInfo]) -> list[dict]:

@@ -30,6 +30,7 @@ GATE_METRICS = (
     "top_k_accuracy", "roc_auc", "pr_auc",
 )
 MOST_CONFUSED = 10
+_GALLERY_PIXELS = 240  # a worst-losses cell is 2.4 inches wide at 100 dpi
 
 
 def default_top_k(num_classes: int) -> int | None:
@@ -277,7 +278,7 @@ def worst_losses_png(items: Sequence[dict], columns: int = 4) -> bytes:
         axes = figure.add_subplot(rows, columns, position + 1)
         axes.set_axis_off()
         try:
-            axes.imshow(read_rgb(str(item["path"])))
+            axes.imshow(read_rgb(str(item["path"]), least_side=_GALLERY_PIXELS))
         except Exception:  # the file changed since it was predicted: keep its caption
             axes.text(0.5, 0.5, "unreadable", ha="center", va="center")
         colour = "tab:green" if item["true"] == item["predicted"] else "tab:red"

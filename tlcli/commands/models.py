@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from tlcli.backbones import BACKBONES, cached_weights_path, keras_cache_dir
+from tlcli.backbones import BACKBONES, MAX_FEATURE_MAP_BYTES, cached_weights_path, keras_cache_dir
 from tlcli.console import out, print_json
 from tlcli.options import Json
 
@@ -18,6 +18,7 @@ def run(as_json: Json = False) -> None:
                 "keras_name": spec.display_name,
                 "default_size": spec.default_size,
                 "min_size": spec.min_size,
+                "max_size": spec.max_size,
                 "feature_size": spec.feature_size,
                 "preprocessing": spec.preprocessing,
                 "blocks": list(spec.block_names),
@@ -49,5 +50,9 @@ def run(as_json: Json = False) -> None:
     out.print(
         "Preprocessing (inside every model tlcli builds, so models take RGB pixels in [0, 255]): "
         "caffe = RGB to BGR minus the ImageNet channel means; tf = scaled to [-1, 1]."
+    )
+    out.print(
+        "Largest --image-size: " + ", ".join(f"{row['name']} {row['max_size']}" for row in rows)
+        + f" (one image's largest feature map within {MAX_FEATURE_MAP_BYTES // 2**20} MiB)."
     )
     out.print(f"ImageNet weights cache: {keras_cache_dir()}")
