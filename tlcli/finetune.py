@@ -87,11 +87,14 @@ def parse_unfreeze(text: str, spec: BackboneSpec) -> str:
     return unfreeze
 
 
-def default_stages(spec: BackboneSpec, learning_rate: float) -> list[Stage]:
-    """The top block first, then everything, each at a lower rate than the head was trained at."""
+def default_stages(spec: BackboneSpec) -> list[Stage]:
+    """The top block first, then everything, at rates low enough for a head on standardized
+    features: a feature's change counts in units of its spread over the training images, so
+    Adam's first steps at 1e-4 moved random VGG16 features far enough to send the validation
+    loss from 0.28 to 8, where 1e-5 took it to 0.0005."""
     return [
-        Stage(spec.blocks[-1].name, 3, learning_rate / 10),
-        Stage("all", 2, learning_rate / 100),
+        Stage(spec.blocks[-1].name, 3, 1e-5),
+        Stage("all", 2, 1e-6),
     ]
 
 
@@ -130,7 +133,7 @@ class FinetuneConfig:
     stages: tuple[str, ...] = ()
     train_batch_norm: bool = False
     strict: bool = False
-    fit: FitConfig = dataclasses.field(default_factory=lambda: FitConfig(learning_rate=1e-4, early_stopping=3))
+    fit: FitConfig = dataclasses.field(default_factory=lambda: FitConfig(learning_rate=1e-5, early_stopping=3))
 
     def to_dict(self) -> dict:
         document = dataclasses.asdict(self)
@@ -157,7 +160,7 @@ def finetune(
     stages = (
         [parse_stage(text, spec) for text in config.stages]
         if config.stages
-        else default_stages(spec, float(source_config.get("learning_rate", 1e-3)))
+        else default_stages(spec)
     )
     dataset, options = run_dataset(run, config.data, config.strict)
     report_dataset(dataset, quiet)

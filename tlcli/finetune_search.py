@@ -44,8 +44,8 @@ def default_space(search: str, spec: BackboneSpec) -> dict:
     """The top block, the top two blocks or everything, at a few fine-tuning learning rates."""
     depths = [spec.blocks[-1].name, spec.blocks[-2].name, "all"]
     if search == "grid":
-        return {"unfreeze": depths, "learning_rate": [1e-5, 1e-4]}
-    return {"unfreeze": depths, "learning_rate": Range(1e-5, 1e-3, log=True)}
+        return {"unfreeze": depths, "learning_rate": [1e-6, 1e-5]}
+    return {"unfreeze": depths, "learning_rate": Range(1e-6, 1e-4, log=True)}
 
 
 def search_space(document: dict | None, search: str, base: FinetuneConfig, source: str) -> dict:

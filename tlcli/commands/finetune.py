@@ -13,7 +13,7 @@ from tlcli.options import (
 )
 
 NAME = "finetune"
-_DEFAULTS = FitConfig(learning_rate=1e-4, early_stopping=3)
+_DEFAULTS = FitConfig(learning_rate=1e-5, early_stopping=3)
 _NOT_SETTINGS = {"strategy", "tpu", "precision", "ctx", "run_dir", "config", "overwrite", "resume", "quiet"}
 
 
