@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from tlcli import __version__
@@ -96,3 +97,47 @@ def test_tensorflow_start_up_noise_stays_off_stderr():
                             env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": ""})
     assert result.returncode == 0 and result.stdout.startswith("2.")
     assert result.stderr == ""
+
+
+def _one_line_error(result) -> str:
+    """The single `Error: ...` line of a failed command (no traceback, nothing else)."""
+    assert result.exit_code == 2, result.output + repr(result.exception)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("setting, message", [
+    ('epochs = "two"', '--epochs "two" is not a whole number. In the config file, write e.g. epochs = 10.'),
+    ('learning_rate = "abc"', '--learning-rate "abc" is not a number. In the config file, write e.g. learning_rate = 0.001.'),
+    ("batch_size = 1.5", "--batch-size 1.5 is not a whole number. In the config file, write e.g. batch_size = 32."),
+    ('seed = "x"', '--seed "x" is not a whole number. In the config file, write e.g. seed = 0.'),
+    ("model = 7", '--model 7 is not a name. In the config file, write e.g. model = "resnet50".'),
+    ("weights = 3", '--weights 3 is not a name. In the config file, write e.g. weights = "imagenet".'),
+    ("dropout = [0.1]", "--dropout [0.1] is not a number. In the config file, write e.g. dropout = 0.0."),
+    ("cache_features = 1", "--cache-features 1 is not true or false."),
+])
+def test_wrong_typed_train_settings_in_a_config_file_are_one_line_errors(flat_dataset, tmp_path, setting, message):
+    settings = tmp_path / "settings.toml"
+    settings.write_text(setting + "\n")
+    result = runner.invoke(app, ["train", str(flat_dataset), "--config", str(settings), "--out", str(tmp_path / "run")])
+    assert message in _one_line_error(result)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command, setting, message", [
+    ("finetune", 'stages = "block5:3:1e-4"',
+     '--stage "block5:3:1e-4" is not a list. In the config file, write e.g. stages = ["block5:3:1e-4"].'),
+    ("finetune", 'train_batch_norm = "yes"', '--train-bn "yes" is not true or false.'),
+    ("finetune", 'learning_rate = "small"', '--learning-rate "small" is not a number.'),
+    ("tune", "[tune]\ntrials = 2.5", "--trials 2.5 is not a whole number. In the config file, write e.g. trials = 10."),
+    ("tune", '[tune]\nobjective = ["val_loss"]', '--objective ["val_loss"] is not a name.'),
+    ("tune", 'early_stopping = "3"', '--early-stopping "3" is not a whole number.'),
+])
+def test_wrong_typed_finetune_and_tune_settings_are_one_line_errors(flat_dataset, tmp_path, command, setting, message):
+    settings = tmp_path / "settings.toml"
+    settings.write_text(setting + "\n")
+    target = [str(tmp_path / "no-run")] if command == "finetune" else [str(flat_dataset), "--model", "vgg16"]
+    result = runner.invoke(app, [command, *target, "--config", str(settings), "--out", str(tmp_path / "out")])
+    assert message in _one_line_error(result)
+    assert not (tmp_path / "out").exists()

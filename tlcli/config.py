@@ -7,7 +7,10 @@ underscores); options given on the command line override it.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,6 +107,86 @@ def parse_dense(value) -> tuple[int, ...]:
     return units
 
 
+# What a value of each kind of setting is, in error messages.
+EXPECTED = {str: "a name", int: "a whole number", float: "a number", bool: "true or false", Path: "a path"}
+# Examples for settings whose default shows none.
+_EXAMPLES = {"model": "resnet50", "image_size": 224, "out": "runs/my-run", "data": "data", "dense": [256],
+             "stages": ["block5:3:1e-4"], "trials": 10}
+_OPTIONS = {"stages": "--stage", "train_batch_norm": "--train-bn"}  # where the option is not the name
+
+
+def option_name(setting: str) -> str:
+    """The command-line option of a setting: `learning_rate` -> `--learning-rate`."""
+    return _OPTIONS.get(setting, "--" + setting.replace("_", "-"))
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_kind(value, kind) -> bool:
+    """Whether a value (from TOML, say) is of a setting's kind; a bool is not a number."""
+    if kind is Path:
+        return isinstance(value, (str, Path))
+    if kind is str or kind is bool:
+        return isinstance(value, kind)
+    return is_number(value) and (kind is float or isinstance(value, int))
+
+
+def check_types(config) -> None:
+    """Refuse a setting of the wrong type, naming it, and store numbers, paths and lists canonically.
+
+    Only a settings file can give a wrong type (the command line converts its own), so the
+    message shows the value as TOML writes it and how to write it instead.
+    """
+    for name, (kind, optional, many) in _setting_kinds(type(config)).items():
+        value = getattr(config, name)
+        if value is None and optional:
+            continue
+        if many:
+            if not isinstance(value, (list, tuple)) or not all(is_kind(item, kind) for item in value):
+                _wrong_type(config, name, value, "a list")
+            value = tuple(_canonical(item, kind) for item in value)
+        elif is_kind(value, kind):
+            value = _canonical(value, kind)
+        else:
+            _wrong_type(config, name, value, EXPECTED[kind])
+        object.__setattr__(config, name, value)
+
+
+@functools.cache
+def _setting_kinds(cls) -> dict[str, tuple[type, bool, bool]]:
+    """(kind, may be None, is a tuple of that kind) of each plain-valued field of a settings dataclass."""
+    kinds = {}
+    for name, hint in typing.get_type_hints(cls).items():
+        arguments = typing.get_args(hint)
+        optional = type(None) in arguments
+        if optional:
+            hint = next(argument for argument in arguments if argument is not type(None))
+        many = typing.get_origin(hint) is tuple
+        if many:
+            hint = typing.get_args(hint)[0]
+        if hint in EXPECTED:
+            kinds[name] = (hint, optional, many)
+    return kinds
+
+
+def _canonical(value, kind):
+    return float(value) if kind is float else Path(value) if kind is Path else value
+
+
+def _wrong_type(config, name: str, value, expected: str):
+    default = {f.name: f.default for f in dataclasses.fields(config)}.get(name)
+    example = _EXAMPLES.get(name, default)
+    fix = "" if example in (None, dataclasses.MISSING) else f" In the config file, write e.g. {name} = {_toml(example)}."
+    raise TlcliError(f"{option_name(name)} {_toml(value)} is not {expected}.{fix}")
+
+
+def _toml(value) -> str:
+    """A value as a TOML file writes it (JSON's strings, numbers, lists and booleans are TOML's)."""
+    return json.dumps(value, default=str)
+
+
 def _choice(name: str, value: str, choices) -> str:
     if value not in choices:
         raise TlcliError(f"--{name.replace('_', '-')} {value!r} is not one of: {', '.join(choices)}.")
@@ -134,6 +217,7 @@ class FitConfig:
     seed: int = 0
 
     def __post_init__(self):
+        check_types(self)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("class_weight", self.class_weight, CLASS_WEIGHTS)
@@ -169,6 +253,7 @@ class TrainConfig:
     def __post_init__(self):
         from tlcli.backbones import get_backbone
 
+        check_types(self)
         get_backbone(self.model)
         _choice("pooling", self.pooling, POOLINGS)
         _choice("activation", self.activation, ACTIVATIONS)

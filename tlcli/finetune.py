@@ -18,7 +18,7 @@ from pathlib import Path
 
 
 from tlcli.backbones import BackboneSpec, get_backbone
-from tlcli.config import FitConfig
+from tlcli.config import FitConfig, check_types
 from tlcli.console import err, out
 from tlcli.data import Dataset, SplitOptions, load_dataset
 from tlcli.distribute import DistributeConfig, load_placed_model, place, report_placement
@@ -131,6 +131,9 @@ class FinetuneConfig:
     train_batch_norm: bool = False
     strict: bool = False
     fit: FitConfig = dataclasses.field(default_factory=lambda: FitConfig(learning_rate=1e-4, early_stopping=3))
+
+    def __post_init__(self):
+        check_types(self)
 
     def to_dict(self) -> dict:
         document = dataclasses.asdict(self)
