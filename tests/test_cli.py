@@ -141,3 +141,25 @@ def test_wrong_typed_finetune_and_tune_settings_are_one_line_errors(flat_dataset
     result = runner.invoke(app, [command, *target, "--config", str(settings), "--out", str(tmp_path / "out")])
     assert message in _one_line_error(result)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command, text, message", [
+    ("train", "[trian]\nepochs = 2\n",
+     "Unknown table [trian] in --config {config}. Known tables: [augmentation]; other settings go at the top"),
+    ("train", 'epochs = 2\n[augmentation]\nflip = "none"\n[spcae]\ndropout = [0.1]\n',
+     "Unknown table [spcae] in --config {config}. Known tables: [augmentation];"),
+    ("augment", '[augmentaton]\nflip = "none"\n', "Unknown table [augmentaton] in --config {config}."),
+    ("finetune", '[augmentation]\nflip = "none"\n', "Unknown table [augmentation] in --config {config}. Known tables: [finetune];"),
+    ("finetune", "[finetune]\nbatch_size = 8\n[finetune.stage]\nepochs = 1\n",
+     "Unknown table [stage] in --config {config} [finetune]. It holds settings (key = value), not tables."),
+    ("tune", "[spcae]\nlearning_rate = [0.1]\n", "Unknown table [spcae] in --config {config}. Known tables: [tune], [space];"),
+    ("tune", '[tune]\nsearch = "grid"\n[tune.grid]\ntrials = 1\n', "Unknown table [grid] in --config {config} [tune]."),
+])
+def test_a_table_the_command_does_not_read_is_a_one_line_error(flat_dataset, tmp_path, command, text, message):
+    config, out = tmp_path / "settings.toml", tmp_path / "out"
+    config.write_text(text)
+    target = {"train": [flat_dataset], "augment": [flat_dataset], "finetune": [tmp_path / "no-run"],
+              "tune": [flat_dataset, "--model", "vgg16"]}[command]
+    result = runner.invoke(app, [command, *map(str, target), "--config", str(config), "--out", str(out)])
+    assert message.format(config=config) in _one_line_error(result)
+    assert not out.exists()

@@ -64,12 +64,17 @@ def given_on_command_line(context) -> set[str]:
     }
 
 
-def merge_settings(given: dict, explicit: set[str], file_settings: dict, allowed: set[str]) -> dict:
-    """Command-line values where given explicitly, else the file's, else the defaults."""
+def merge_settings(given: dict, explicit: set[str], file_settings: dict, allowed: set[str],
+                   tables=(), source: str = "the config file") -> dict:
+    """Command-line values where given explicitly, else the file's, else the defaults.
+
+    `tables` are the tables of the file that the command reads elsewhere; any other is refused.
+    """
+    check_tables(file_settings, tables, allowed, source)
     unknown = sorted(key for key, value in file_settings.items() if key not in allowed and not isinstance(value, dict))
     if unknown:
         raise TlcliError(
-            f"Unknown setting(s) in the config file: {', '.join(unknown)}. "
+            f"Unknown setting(s) in {source}: {', '.join(unknown)}. "
             f"Known: {', '.join(sorted(allowed))}."
         )
     merged = dict(given)
@@ -80,17 +85,34 @@ def merge_settings(given: dict, explicit: set[str], file_settings: dict, allowed
 
 
 def command_settings(context, values: dict, exclude: set[str], renamed: dict[str, str], config_path,
-                     section: str | None = None) -> dict:
+                     tables=(), section: str | None = None) -> dict:
     """A command's settings: its option values (named as the config dataclasses name them),
-    with a --config file supplying whatever was not typed on the command line."""
+    with a --config file supplying whatever was not typed on the command line.
+
+    The file's settings are at its top, or in the `section` table when it has one; `tables`
+    are the tables the command reads elsewhere.
+    """
     settings = {renamed.get(key, key): value for key, value in values.items() if key not in exclude}
     if config_path is None:
         return settings
     explicit = {renamed.get(name, name) for name in given_on_command_line(context)}
-    document = load_toml(config_path)
-    if section and isinstance(document.get(section), dict):
-        document = document[section]
-    return merge_settings(settings, explicit, document, set(settings))
+    document, source = load_toml(config_path), f"--config {config_path}"
+    tables = (*tables, section) if section else tables
+    if section in document:
+        check_tables(document, tables, set(settings), source)
+        document, source, tables = table(document, section, config_path), f"{source} [{section}]", ()
+    return merge_settings(settings, explicit, document, set(settings), tables, source)
+
+
+def check_tables(document: dict, tables, settings, source: str) -> None:
+    """Refuse a table that the command does not read (a misspelt [augmentation] would be
+    ignored without a word), as unknown settings are refused. `settings` may hold inline tables."""
+    unknown = [key for key, value in document.items()
+               if isinstance(value, dict) and key not in tables and key not in settings]
+    if unknown:
+        fix = (f"Known tables: {', '.join(f'[{name}]' for name in tables)}; other settings go at the top "
+               "of the file, before any table." if tables else "It holds settings (key = value), not tables.")
+        raise TlcliError(f"Unknown table [{unknown[0]}] in {source}. {fix}")
 
 
 def parse_dense(value) -> tuple[int, ...]:

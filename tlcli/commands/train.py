@@ -70,7 +70,7 @@ def run(
 ) -> None:
     """Train a new head on a frozen backbone (feature-extraction transfer learning)."""
     given = locals()
-    settings = command_settings(ctx, given, _NOT_SETTINGS, {"out_dir": "out"}, config)
+    settings = command_settings(ctx, given, _NOT_SETTINGS, {"out_dir": "out"}, config, tables=("augmentation",))
     settings["dense"] = parse_dense(settings["dense"])
     rest, fit = split_fit_settings(settings)
     train_config = TrainConfig(data=data, fit=fit, **rest)

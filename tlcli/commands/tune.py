@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tlcli.config import FitConfig, given_on_command_line, load_toml, merge_settings
+from tlcli.config import FitConfig, given_on_command_line, load_toml, merge_settings, table
 from tlcli.console import err, out
 from tlcli.errors import TlcliError
 from tlcli.options import (
@@ -79,10 +79,11 @@ def run(
     search_settings = {key: given[key] for key in _SEARCH_OPTIONS}
     space_document = None
     if config is not None:
-        file_settings = load_toml(config)
-        space_document = file_settings.pop("space", None)
-        search_settings = merge_settings(search_settings, explicit, file_settings.pop("tune", {}), set(_SEARCH_OPTIONS))
-        settings = merge_settings(settings, explicit, file_settings, kind.SETTINGS)
+        file_settings, where = load_toml(config), f"--config {config}"
+        settings = merge_settings(settings, explicit, file_settings, kind.SETTINGS, ("tune", "space"), where)
+        search_settings = merge_settings(search_settings, explicit, table(file_settings, "tune", config),
+                                         set(_SEARCH_OPTIONS), source=f"{where} [tune]")
+        space_document = file_settings.get("space")
     source = f"--config {config} [space]"
     if space is not None:
         document = load_toml(space)
