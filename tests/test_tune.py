@@ -158,6 +158,14 @@ def test_bad_search_spaces_are_one_line_errors(colour_dataset, tmp_path, space, 
     assert not (tmp_path / "out").exists()
 
 
+def test_a_bad_space_file_is_named_as_the_space_option(colour_dataset, tmp_path):
+    broken = write_space(tmp_path / "broken.toml", "learning_rate = [0.1\n")
+    for path, what in ((tmp_path / "missing.toml", "does not exist"), (tmp_path, "is a folder"),
+                       (broken, "is not valid TOML")):
+        result = invoke("tune", colour_dataset, *COMMON, "--space", path, "--out", tmp_path / "out", expect=2)
+        assert result.output.startswith(f"Error: --space {path} {what}") and "--config" not in result.output
+
+
 def test_bayesian_search_records_each_trial_and_resumes_without_repeating(colour_dataset, tmp_path):
     space = write_space(tmp_path / "space.toml", "learning_rate = {low = 0.001, high = 0.1, log = true}\n"
                         "dense = [[], [8]]\n")

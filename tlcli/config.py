@@ -23,16 +23,16 @@ POOLINGS = ("avg", "max", "flatten")
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "gelu", "tanh", "sigmoid")
 
 
-def load_toml(path: Path) -> dict:
-    """Read a TOML settings file; keys may use dashes or underscores."""
+def load_toml(path: Path, option: str = "--config") -> dict:
+    """Read a TOML file given with `option`; keys may use dashes or underscores."""
     path = Path(path).expanduser()
     if not path.is_file():
         what = "is a folder" if path.is_dir() else "does not exist"
-        raise TlcliError(f"--config {path} {what}. Pass a TOML settings file.")
+        raise TlcliError(f"{option} {path} {what}. Pass a TOML file.")
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise TlcliError(f"--config {path} is not valid TOML ({error}). Fix the file.") from None
+        raise TlcliError(f"{option} {path} is not valid TOML ({error}). Fix the file.") from None
     return _normalise_keys(document)
 
 

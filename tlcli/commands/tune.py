@@ -86,7 +86,7 @@ def run(
         space_document = file_settings.get("space")
     source = f"--config {config} [space]"
     if space is not None:
-        document = load_toml(space)
+        document = load_toml(space, "--space")
         space_document, source = document.get("space", document), f"--space {space}"
 
     from tlcli.tuning import TuneConfig, check_search, tune
