@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from conftest import MARKUP_NAMES, write_class_folders
 from tlcli import __version__
 from tlcli.cli import app
 
@@ -163,3 +165,17 @@ def test_a_table_the_command_does_not_read_is_a_one_line_error(flat_dataset, tmp
     result = runner.invoke(app, [command, *map(str, target), "--config", str(config), "--out", str(out)])
     assert message.format(config=config) in _one_line_error(result)
     assert not out.exists()
+
+
+def test_class_names_and_paths_print_as_written(tmp_path, monkeypatch):
+    """Rich reads `[...]` as markup and `:x:` as an emoji code; user input must print as typed."""
+    monkeypatch.chdir(tmp_path)
+    data = write_class_folders(Path("data [u]a:x:b"), dict.fromkeys(MARKUP_NAMES, 3))
+    (data / "a:x:b" / "[bold]notes.txt").write_text("not an image")
+    result = runner.invoke(app, ["inspect", str(data)])
+    assert result.exit_code == 0, result.output
+    assert all(name in result.stdout for name in MARKUP_NAMES)
+    assert "data [u]a:x:b/a:x:b/[bold]notes.txt" in result.stdout and "❌" not in result.stdout
+
+    missing = runner.invoke(app, ["inspect", "missing [bold]a:x:b"])
+    assert _one_line_error(missing).startswith("Error: Dataset folder missing [bold]a:x:b does not exist.")

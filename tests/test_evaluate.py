@@ -13,6 +13,7 @@ from PIL import Image
 from sklearn import metrics
 from typer.testing import CliRunner
 
+from conftest import MARKUP_NAMES, relabelled_run
 from tlcli.cli import app
 
 runner = CliRunner()
@@ -186,3 +187,15 @@ def test_bad_files_are_skipped_and_listed(tiny_run, colour_dataset, tmp_path):
     assert report["samples"] == 12
     assert [Path(problem["path"]).name for problem in report["skipped"]] == ["broken.png"]
     assert "broken.png" in result.stderr
+
+
+def test_class_names_and_paths_print_as_written(tiny_run, colour_dataset, tmp_path):
+    run = relabelled_run(tiny_run, tmp_path / "run [i]a:x:b", MARKUP_NAMES)
+    data = tmp_path / "data"
+    for colour, name in zip(("blue", "green", "red"), MARKUP_NAMES):
+        shutil.copytree(colour_dataset / "test" / colour, data / name)
+    result = _evaluate(run, data, "--out", tmp_path / "reports")
+    assert result.exit_code == 0, result.output
+    per_class = result.stdout.split("Per class")[1]
+    assert all(f"│ {name} " in per_class for name in MARKUP_NAMES)
+    assert f"Evaluating {run / 'model.keras'} on" in result.stderr and "❌" not in result.output

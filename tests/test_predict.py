@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import MARKUP_NAMES, relabelled_run
 from tlcli.cli import app
 from tlcli.images import Problem
 from tlcli.inference import Prediction, predict_files
@@ -99,3 +100,16 @@ def test_predict_files_keeps_file_order_across_chunks(tiny_run, photos):
     assert [type(result) for result in results] == [Prediction, Problem, Prediction, Prediction]
     assert results[0].probabilities.shape == (3,)
     assert np.isclose(results[0].probabilities.sum(), 1, atol=1e-5)
+
+
+def test_paths_and_class_names_print_as_written(tiny_run, colour_dataset, tmp_path, monkeypatch):
+    """A path through a folder `x[` to `b].png` reads as the closing tag [/b]: Rich raised MarkupError."""
+    run = relabelled_run(tiny_run, tmp_path / "run", MARKUP_NAMES)
+    monkeypatch.chdir(tmp_path)
+    Path("x[").mkdir()
+    shutil.copy(colour_dataset / "test" / "red" / "red_0.png", "x[/b].png")
+    Path("x[/[bold]broken.png").write_bytes(b"not a png")
+    result = _predict(run, "x[")
+    assert result.exit_code == 0, result.output
+    assert "x[/b].png" in result.stdout and all(name in result.stdout for name in MARKUP_NAMES)
+    assert "x[/[bold]broken.png" in result.stderr and "❌" not in result.output

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import typer
 
-from tlcli.console import out, print_json, progress
+from tlcli.console import literal, out, print_json, progress
 from tlcli.data import SplitOptions, count_files, discover, scan
 from tlcli.inspection import Report, inspect_dataset
 from tlcli.options import DataPath, Json, Seed, Strict, TestSplit, ValSplit
@@ -36,12 +36,12 @@ def _print_report(report: Report) -> None:
     from rich.table import Table
 
     splits = list(report.counts)
-    table = Table(title=f"{report.root} ({report.layout} layout)")
+    table = Table(title=f"{literal(report.root)} ({report.layout} layout)")
     table.add_column("class")
     for split in splits:
-        table.add_column(split, justify="right")
+        table.add_column(literal(split), justify="right")
     for name in report.classes:
-        table.add_row(name, *(str(report.counts[split].get(name, "-")) for split in splits))
+        table.add_row(literal(name), *(str(report.counts[split].get(name, "-")) for split in splits))
     table.add_row(
         "[bold]total[/]",
         *(f"[bold]{sum(report.counts[split].values())}[/]" for split in splits),
@@ -64,11 +64,11 @@ def _print_report(report: Report) -> None:
         problems.add_column("file")
         problems.add_column("reason")
         for problem in report.problems:
-            problems.add_row(problem["path"], problem["reason"])
+            problems.add_row(literal(problem["path"]), literal(problem["reason"]))
         out.print(problems)
     for warning in report.warnings:
-        out.print(f"[yellow]Warning:[/] {warning}")
+        out.print(f"[yellow]Warning:[/] {literal(warning)}")
     for note in report.notes:
-        out.print(f"[dim]Note: {note}[/]")
+        out.print(f"[dim]Note: {literal(note)}[/]")
     if report.clean:
         out.print("[green]No problems found.[/]")

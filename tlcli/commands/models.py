@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from tlcli.backbones import BACKBONES, cached_weights_path, keras_cache_dir
-from tlcli.console import out, print_json
+from tlcli.console import literal, out, print_json
 from tlcli.options import Json
 
 NAME = "models"
@@ -50,4 +50,4 @@ def run(as_json: Json = False) -> None:
         "Preprocessing (inside every model tlcli builds, so models take RGB pixels in [0, 255]): "
         "caffe = RGB to BGR minus the ImageNet channel means; tf = scaled to [-1, 1]."
     )
-    out.print(f"ImageNet weights cache: {keras_cache_dir()}")
+    out.print(f"ImageNet weights cache: {literal(keras_cache_dir())}")

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from tlcli.config import FitConfig, TrainConfig, command_settings, parse_dense, split_fit_settings
-from tlcli.console import out
+from tlcli.console import literal, out
 from tlcli.distribute import DistributeConfig
 from tlcli.options import (
     AugmentPreset, Brightness, Contrast, Crop, Flip, Hue, Noise, Rotation, Saturation, Translation, Zoom,
@@ -89,7 +89,7 @@ def print_summary(run_dir: Path, metrics: dict, route: str) -> None:
     from rich.table import Table
 
     table = Table(title="Training finished", show_header=False)
-    table.add_row("run directory", str(run_dir))
+    table.add_row("run directory", literal(run_dir))
     table.add_row("route", route)
     table.add_row("best epoch", f"{metrics['best_epoch']} of {metrics['epochs_run']}")
     if "val_loss" in metrics:

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from tlcli.config import FitConfig, given_on_command_line, load_toml, merge_settings, table
-from tlcli.console import err, out
+from tlcli.console import err, literal, out
 from tlcli.errors import TlcliError
 from tlcli.options import (
     EarlyStopping, Epochs, ImageSize, ModelName, Overwrite, Quiet, Seed, Strict, TestSplit, ValSplit, Weights,
@@ -161,7 +161,7 @@ def print_leaderboard(outcome, objective: str) -> None:
     out.print(table)
     best = outcome.out_dir / "best.toml"
     if best.is_file():
-        out.print(f"Best settings: {best}\nTo use them:  {outcome.next_command}", soft_wrap=True)
+        out.print(f"Best settings: {literal(best)}\nTo use them:  {literal(outcome.next_command)}", soft_wrap=True)
         _warn_if_no_gain(records[0]["objective"], outcome.baseline, objective)
     else:
         raise TlcliError(f"No trial in {outcome.out_dir} reached a finite {objective}. Try lower learning rates.")
