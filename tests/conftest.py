@@ -136,3 +136,12 @@ def relabelled_run(run: Path, folder: Path, class_names) -> Path:
     (folder / "model.keras").symlink_to(run / "model.keras")
     (folder / "labels.txt").write_text("\n".join(class_names) + "\n")
     return folder
+
+
+def run_with_model(run: Path, folder: Path, model: bytes) -> Path:
+    """A copy of a run directory whose model.keras holds `model` (say, a damaged copy)."""
+    folder.mkdir(parents=True)
+    for name in ("config.json", "labels.txt"):
+        shutil.copy(run / name, folder / name)
+    (folder / "model.keras").write_bytes(model)
+    return folder

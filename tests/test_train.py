@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import kill_when, write_colour_dataset
+from conftest import kill_when, run_with_model, write_colour_dataset
 from tlcli.backbones import BACKBONES, get_backbone
 from tlcli.cli import app
 from tlcli.config import FitConfig
@@ -293,6 +293,16 @@ def test_finetune_refuses_a_folder_that_is_not_a_run_or_other_classes(tiny_run, 
     result = runner.invoke(app, ["finetune", str(tiny_run), "--weight-decay", "0.01", "--out", str(tmp_path / "z")])
     assert result.exit_code == 2 and "--weight-decay 0.01 does nothing with --optimizer adam" in result.output
     assert not (tmp_path / "z").exists()
+
+
+def test_weights_from_a_damaged_run_name_the_option(tiny_run, colour_dataset, tmp_path):
+    model = (tiny_run / "model.keras").read_bytes()
+    damaged = run_with_model(tiny_run, tmp_path / "damaged", model[: len(model) // 3])
+    result = runner.invoke(app, ["train", str(colour_dataset), "--model", "vgg16", "--image-size", "32",
+                                 "--weights", str(damaged), "--out", str(tmp_path / "never")])
+    assert result.exit_code == 2
+    assert f"Error: --weights {damaged / 'model.keras'} is damaged or not a Keras model file" in result.output
+    assert not (tmp_path / "never").exists()
 
 
 def test_stage_parsing_accepts_blocks_counts_shares_and_all():
