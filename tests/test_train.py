@@ -305,6 +305,16 @@ def test_weights_from_a_damaged_run_name_the_option(tiny_run, colour_dataset, tm
     assert not (tmp_path / "never").exists()
 
 
+def test_finetune_of_an_export_folder_says_it_needs_the_run_directory(tiny_run, tmp_path):
+    exported = tmp_path / "exported"
+    invoke("export", tiny_run, "--format", "keras", "--no-verify", "--out", exported)
+    expected = f"Error: {exported} is an export folder, not a run directory: fine-tuning needs the run's config.json"
+    for command in (["finetune", exported], ["tune", "--finetune", exported]):
+        result = runner.invoke(app, [*map(str, command), "--out", str(tmp_path / "never")])
+        assert result.exit_code == 2 and result.output.startswith(expected), result.output
+        assert "Unknown model" not in result.output and not (tmp_path / "never").exists()
+
+
 def test_stage_parsing_accepts_blocks_counts_shares_and_all():
     from tlcli.finetune import parse_stage
 

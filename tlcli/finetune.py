@@ -24,7 +24,7 @@ from tlcli.data import Dataset, SplitOptions, load_dataset
 from tlcli.distribute import DistributeConfig, load_placed_model, place, report_placement
 from tlcli.errors import TlcliError
 from tlcli.runs import (
-    BACKUP, HISTORY, RunInfo, default_run_dir, resumable, write_json,
+    BACKUP, EXPORT_METADATA, HISTORY, RunInfo, default_run_dir, read_run, resumable, write_json,
 )
 from tlcli.runtime import import_keras, set_seed
 from tlcli.train import (
@@ -151,10 +151,10 @@ def finetune(
 ) -> Outcome:
     placement = place(distribution, config.data)  # first: multi-worker collectives need it so
     check_weight_decay(config.fit)
+    spec = run_backbone(read_run(config.source))
     # Seeded before loading: the head's dropout layers draw their random state when they are made.
     set_seed(config.fit.seed)
     model, run = load_placed_model(config.source, placement)
-    spec = get_backbone(run.backbone or "")
     source_config = run.config
     fit_config = config.fit
     stages = (
@@ -251,6 +251,18 @@ def finetune(
         metrics.update(val_loss=float(loss), val_accuracy=float(accuracy))
     save_outcome(run_dir, model, history, metrics, placement)
     return Outcome(requested_dir, metrics, "fine-tuning")
+
+
+def run_backbone(run: RunInfo) -> BackboneSpec:
+    """The backbone a run was trained with, as its config.json records it; an export folder or
+    a bare model.keras has no config.json, nor the dataset and split that fine-tuning reuses."""
+    if not run.backbone:
+        what = "an export folder" if (run.path / EXPORT_METADATA).is_file() else "a model without a config.json"
+        raise TlcliError(
+            f"{run.path} is {what}, not a run directory: fine-tuning needs the run's config.json (its "
+            "backbone, dataset and split). Pass the run directory that `tlcli train` wrote."
+        )
+    return get_backbone(run.backbone)
 
 
 def check_weight_decay(fit: FitConfig) -> None:

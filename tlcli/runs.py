@@ -33,6 +33,7 @@ METRICS = "metrics.json"
 LOGS = "logs"
 BACKUP = ".backup"  # Keras BackupAndRestore state while a run is in progress
 IN_PROGRESS = ".in-progress"
+EXPORT_METADATA = "metadata.json"  # what `tlcli export` writes beside its model.keras
 KERAS_ARCHITECTURE = "config.json"  # inside a .keras archive, beside the weights
 _TRUSTED_MODULES = ("keras", "tlcli")  # the only code a model file may name
 
