@@ -74,6 +74,13 @@ def test_json_from_globs_is_a_list_of_rows_with_top_k_capped_at_the_classes(tiny
     assert list(one[0]) == ["path", "prediction", "probability"]
 
 
+def test_a_top_k_beyond_the_classes_says_so(tiny_run, photos):
+    capped = _predict(tiny_run, photos / "a_red.png", "--top-k", "5")
+    assert capped.exit_code == 0 and "top 3" in capped.stdout and "top 4" not in capped.stdout
+    assert "Note: --top-k 5 is more than the model's 3 classes; showing all 3." in capped.stderr
+    assert "Note" not in _predict(tiny_run, photos / "a_red.png", "--top-k", "3").stderr
+
+
 def test_table_output_names_every_image(tiny_run, photos, monkeypatch):
     monkeypatch.chdir(photos.parent)
     result = _predict(tiny_run, "photos")

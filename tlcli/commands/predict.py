@@ -45,7 +45,10 @@ def run(
     keras_model, info = load_placed_model(model, placement)
     if placement.name != "default":
         report_placement(placement, batch_size, quiet=False)
-    top_k = min(top_k, len(info.class_names))
+    if top_k > len(info.class_names):
+        err.print(f"[dim]Note: --top-k {top_k} is more than the model's {len(info.class_names)} classes; "
+                  f"showing all {len(info.class_names)}.[/]")
+        top_k = len(info.class_names)
     fields = ["path", "prediction", "probability"]
     for rank in range(2, top_k + 1):
         fields += [f"class_{rank}", f"probability_{rank}"]
