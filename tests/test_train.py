@@ -272,6 +272,7 @@ def test_bad_training_options_are_one_line_errors(colour_dataset, tmp_path, args
         ("abc:1:x", "epochs must be a whole number"),
         ("block5:0:1e-4", "epochs and learning rate must be positive"),
         ("block5:1", "is not a stage"),
+        ("999:1:1e-4", "--stage '999:1:1e-4': 999 is more layers than vgg16 has (19). Unfreeze at most 19,"),
     ],
 )
 def test_bad_stage_specs_are_one_line_errors(tiny_run, tmp_path, stage, message):

@@ -307,6 +307,7 @@ def test_a_resumed_finetune_search_skips_finished_trials(tiny_run, tmp_path):
         ('unfreeze = ["block5", "block9"]\n', (), "unfreeze 'block9' is not a block of vgg16 (block1,"),
         ("unfreeze = [2.5]\n", (), "unfreeze value 2.5 is not a block name, a layer count"),
         ('unfreeze = ["150%"]\n', (), "unfreeze '150%' is not a block of vgg16"),
+        ("unfreeze = [20]\n", (), "unfreeze 20 is more layers than vgg16 has (19)"),
         ("weight_decay = [0.001]\n", (), 'Set optimizer = "adamw"'),
         ("learning_rate = [0.001]\n", ("--model", "vgg16"), "--model does not go with --finetune"),
         ("epochs = [1, 2]\n", ("--search", "hyperband"), "epochs cannot be searched by hyperband"),

@@ -84,6 +84,11 @@ def parse_unfreeze(text: str, spec: BackboneSpec) -> str:
                 f"{unfreeze!r} is not a block of {spec.name} "
                 f"({', '.join(spec.block_names)}), a layer count, a percentage or 'all'."
             )
+        if unfreeze.isdigit() and int(unfreeze) > spec.layer_count:
+            raise TlcliError(
+                f"{unfreeze} is more layers than {spec.name} has ({spec.layer_count}). Unfreeze at most "
+                f"{spec.layer_count}, or give a block ({', '.join(spec.block_names)}), a percentage or 'all'."
+            )
     return unfreeze
 
 
