@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -179,3 +180,19 @@ def test_class_names_and_paths_print_as_written(tmp_path, monkeypatch):
 
     missing = runner.invoke(app, ["inspect", "missing [bold]a:x:b"])
     assert _one_line_error(missing).startswith("Error: Dataset folder missing [bold]a:x:b does not exist.")
+
+
+def test_messages_wrap_between_words_at_80_columns_and_stay_whole_in_a_pipe():
+    """A terminal breaks an unwrapped line mid-word; a log file or pipe wants one line per message."""
+    from tlcli.console import stderr_console
+
+    message = ("Strategy default: 1 replica(s) on /device:CPU:0; batch 32 per replica, 32 global; float32. "
+               "Augmentation is on (rotation 0.08, flip horizontal): the backbone sees new pixels every epoch.")
+    terminal = stderr_console(file=io.StringIO(), width=80, force_terminal=True)
+    terminal.print(message)
+    lines = terminal.file.getvalue().splitlines()
+    assert len(lines) == 3 and all(len(line) <= 80 for line in lines)
+    assert [word for line in lines for word in line.split()] == message.split()
+    pipe = stderr_console(file=io.StringIO(), width=80, force_terminal=False)
+    pipe.print(message)
+    assert pipe.file.getvalue() == message + "\n"

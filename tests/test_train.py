@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -376,3 +378,28 @@ def test_training_with_augmentation_goes_end_to_end_and_says_so(colour_dataset, 
     assert config["route"] == "end to end"
     assert config["augmentation"]["rotation"] == 0.2 and config["augmentation"]["noise"] == 0.02
     assert config["augmentation"]["flip"] == "horizontal"  # from the light preset
+
+
+def test_the_training_progress_fits_80_columns(monkeypatch):
+    """At 80 columns the time column showed `0:00:…` and a fine-tuning stage's step count `…`."""
+    from rich.console import Console
+
+    import tlcli.console
+    from tlcli.training import _RichProgress
+
+    terminal = Console(width=80, file=io.StringIO())
+    monkeypatch.setattr(tlcli.console, "err", terminal)
+    progress = _RichProgress(epochs=10, steps=1234, stage="stage2-block14")
+    progress.on_train_begin()
+    progress.on_epoch_begin(9)
+    progress.on_train_batch_end(1232, {"loss": 1.09921, "accuracy": 0.33333})
+    live = Console(width=80, file=io.StringIO(), record=True)
+    live.print(progress.progress.get_renderable())
+    running = live.export_text().strip()
+    assert re.fullmatch(r"stage2-block14 10/10 \S+ 1233/1234 loss 1\.0992 acc 0\.333 \d:\d\d:\d\d", running), running
+
+    progress.on_epoch_end(9, {"loss": 1.09921, "accuracy": 0.33333, "val_loss": 1.09244, "val_accuracy": 0.33333})
+    progress.on_train_end()
+    lines = [line for line in terminal.file.getvalue().splitlines() if line.strip()]
+    assert len(lines) == 1 and len(lines[0]) <= 80, lines
+    assert re.fullmatch(r"stage2-block14 10/10 loss 1\.0992 acc 0\.333 val_loss 1\.0924 val_acc 0\.333 \d+\.\ds", lines[0])

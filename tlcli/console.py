@@ -8,9 +8,18 @@ import sys
 from rich.console import Console
 from rich.markup import escape
 
+
+def stderr_console(**options) -> Console:
+    """Progress and messages: wrapped between words on a terminal (a terminal breaks an
+    unwrapped line mid-word), one line per message in a pipe or log file."""
+    console = Console(stderr=True, highlight=False, emoji=False, **options)
+    console.soft_wrap = not console.is_terminal
+    return console
+
+
 # No emoji codes: a folder named `a:x:b` is a class name, not a cross mark.
 out = Console(highlight=False, emoji=False)
-err = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
+err = stderr_console()
 
 
 def literal(text) -> str:
@@ -26,7 +35,7 @@ def print_json(document) -> None:
 
 def print_error(message: str) -> None:
     # Messages quote user input and TOML ("[space]", "[0.1, 0.5]"): shown as written, not as markup.
-    err.print(f"[bold red]Error:[/] {literal(message)}", markup=True, soft_wrap=True)
+    err.print(f"[bold red]Error:[/] {literal(message)}", markup=True)
 
 
 def progress(description: str, total: int | None, transient: bool = True, rate: str | None = None):

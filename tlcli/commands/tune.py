@@ -116,8 +116,7 @@ def _warn_if_no_gain(best: float, baseline: float | None, objective: str) -> Non
         err.print(
             f"[yellow]No trial beat the run before fine-tuning: best {objective} {format_score(best)}, "
             f"the run's own {format_score(baseline)}. `tlcli finetune` rolls back a stage that ends worse; "
-            "try lower learning rates or unfreezing less.[/]",
-            soft_wrap=True,
+            "try lower learning rates or unfreezing less.[/]"
         )
 
 
