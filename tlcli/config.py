@@ -198,9 +198,9 @@ def _canonical(value, kind):
 
 
 def _wrong_type(config, name: str, value, expected: str):
-    default = {f.name: f.default for f in dataclasses.fields(config)}.get(name)
-    example = _EXAMPLES.get(name, default)
-    fix = "" if example in (None, dataclasses.MISSING) else f" In the config file, write e.g. {name} = {_toml(example)}."
+    example = _EXAMPLES.get(name, {f.name: f.default for f in dataclasses.fields(config)}.get(name))
+    shown = example not in (None, dataclasses.MISSING)
+    fix = f" In the config file, write e.g. {name} = {_toml(example)}." if shown else ""
     raise TlcliError(f"{option_name(name)} {_toml(value)} is not {expected}.{fix}")
 
 
