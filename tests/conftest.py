@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -17,6 +18,8 @@ from PIL import Image
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 _counter = itertools.count()
+# Class names that Rich would read as markup or an emoji code unless they are printed literally.
+MARKUP_NAMES = ("[bold red]alert", "a:x:b", "[i]tilt")
 
 
 def kill_when(command: list, ready: Callable[[], bool], timeout: float = 120) -> None:
@@ -146,3 +149,21 @@ def tiny_run(colour_dataset, tmp_path_factory) -> Path:
                          head_solver="gradient", fit=FitConfig(epochs=2, learning_rate=1e-3, batch_size=8))
     train(config, quiet=True)
     return run
+
+
+def relabelled_run(run: Path, folder: Path, class_names) -> Path:
+    """A run directory sharing `run`'s model, whose classes carry other names (labels.txt)."""
+    folder.mkdir(parents=True)
+    shutil.copy(run / "config.json", folder / "config.json")
+    (folder / "model.keras").symlink_to(run / "model.keras")
+    (folder / "labels.txt").write_text("\n".join(class_names) + "\n")
+    return folder
+
+
+def run_with_model(run: Path, folder: Path, model: bytes) -> Path:
+    """A copy of a run directory whose model.keras holds `model` (say, a damaged copy)."""
+    folder.mkdir(parents=True)
+    for name in ("config.json", "labels.txt"):
+        shutil.copy(run / name, folder / name)
+    (folder / "model.keras").write_bytes(model)
+    return folder

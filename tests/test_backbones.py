@@ -69,6 +69,13 @@ def test_every_block_in_the_table_starts_at_a_real_layer(spec, bases):
         assert (block.first_layer or block.after_layer) in names, block
 
 
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_the_tables_layer_count_is_the_backbones_at_any_size(spec, bases):
+    assert len(bases[spec.name].layers) == spec.layer_count
+    if spec.name == "vgg16":  # cheap enough to build twice
+        assert len(build_base(spec, 64, WeightsSource("none")).layers) == spec.layer_count
+
+
 def test_a_weights_file_for_another_backbone_is_a_clear_error(bases, tmp_path):
     path = tmp_path / "vgg.weights.h5"
     bases["vgg16"].save_weights(path)

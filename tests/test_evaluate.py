@@ -13,6 +13,7 @@ from PIL import Image
 from sklearn import metrics
 from typer.testing import CliRunner
 
+from conftest import MARKUP_NAMES, relabelled_run
 from tlcli.cli import app
 
 runner = CliRunner()
@@ -70,7 +71,9 @@ def test_json_numbers_equal_scikit_learn_on_the_predicted_probabilities(evaluate
                 "classes", "most_confused", "zero_division", "notes"):
         assert key in report
     assert report["top_k_accuracy"] is None  # 3 classes: top-5 says nothing
-    assert any("zero_division=0" in note for note in report["notes"])
+    matrix = np.array(report["confusion_matrix"])  # a 0/0 needs a class never predicted, or never true
+    zero_division = bool((matrix.sum(axis=0) == 0).any() or (matrix.sum(axis=1) == 0).any())
+    assert any("zero_division=0" in note for note in report["notes"]) == zero_division
 
 
 def test_report_files_are_written_and_agree_with_the_json(evaluated):
@@ -83,7 +86,8 @@ def test_report_files_are_written_and_agree_with_the_json(evaluated):
         assert list(rows[0]) == ["path", "true", "predicted", "confidence", "true_probability"]
         assert all(row["true"] != row["predicted"] and Path(row["path"]).is_file() for row in rows)
     text = (out / "classification_report.txt").read_text()
-    assert "macro avg" in text and "zero_division=0" in text
+    assert "macro avg" in text
+    assert ("zero_division=0" in text) == any("zero_division=0" in note for note in report["notes"])
     for name in ("confusion_matrix.png", "worst_losses.png"):
         with Image.open(out / name) as image:
             assert image.format == "PNG" and 400 <= image.size[0] <= 4000 and 250 <= image.size[1] <= 4000
@@ -186,3 +190,34 @@ def test_bad_files_are_skipped_and_listed(tiny_run, colour_dataset, tmp_path):
     assert report["samples"] == 12
     assert [Path(problem["path"]).name for problem in report["skipped"]] == ["broken.png"]
     assert "broken.png" in result.stderr
+
+
+def test_class_names_and_paths_print_as_written(tiny_run, colour_dataset, tmp_path):
+    run = relabelled_run(tiny_run, tmp_path / "run [i]a:x:b", MARKUP_NAMES)
+    data = tmp_path / "data"
+    for colour, name in zip(("blue", "green", "red"), MARKUP_NAMES):
+        shutil.copytree(colour_dataset / "test" / colour, data / name)
+    result = _evaluate(run, data, "--out", tmp_path / "reports")
+    assert result.exit_code == 0, result.output
+    per_class = result.stdout.split("Per class")[1]
+    assert all(f"│ {name} " in per_class for name in MARKUP_NAMES)
+    assert f"Evaluating {run / 'model.keras'} on" in result.stderr and "❌" not in result.output
+
+
+def test_the_zero_division_note_shows_only_when_a_class_has_no_predicted_or_no_true_images(
+        tiny_run, colour_dataset, tmp_path):
+    image = colour_dataset / "test" / "red" / "red_0.png"
+    predicted = json.loads(runner.invoke(app, ["predict", str(tiny_run), str(image), "--format", "json"]).stdout)
+    predicted = predicted[0]["prediction"]
+    other = next(name for name in ("blue", "green", "red") if name != predicted)
+    # Filed under its predicted class, every class present is predicted; under another, one never is.
+    for folder, applies in ((predicted, False), (other, True)):
+        data, out = tmp_path / folder / "data", tmp_path / folder / "reports"
+        (data / folder).mkdir(parents=True)
+        shutil.copy(image, data / folder)
+        result = _evaluate(tiny_run, data, "--out", out)
+        assert result.exit_code == 0, result.output
+        assert ("zero_division=0" in result.stderr) == applies
+        assert ("zero_division=0" in (out / "classification_report.txt").read_text()) == applies
+        notes = json.loads((out / "evaluation.json").read_text())["notes"]
+        assert any("zero_division=0" in note for note in notes) == applies

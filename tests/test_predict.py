@@ -6,12 +6,14 @@ import csv
 import io
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import MARKUP_NAMES, relabelled_run, run_with_model
 from tlcli.cli import app
 from tlcli.images import Problem
 from tlcli.inference import Prediction, predict_files
@@ -72,6 +74,13 @@ def test_json_from_globs_is_a_list_of_rows_with_top_k_capped_at_the_classes(tiny
     assert list(one[0]) == ["path", "prediction", "probability"]
 
 
+def test_a_top_k_beyond_the_classes_says_so(tiny_run, photos):
+    capped = _predict(tiny_run, photos / "a_red.png", "--top-k", "5")
+    assert capped.exit_code == 0 and "top 3" in capped.stdout and "top 4" not in capped.stdout
+    assert "Note: --top-k 5 is more than the model's 3 classes; showing all 3." in capped.stderr
+    assert "Note" not in _predict(tiny_run, photos / "a_red.png", "--top-k", "3").stderr
+
+
 def test_table_output_names_every_image(tiny_run, photos, monkeypatch):
     monkeypatch.chdir(photos.parent)
     result = _predict(tiny_run, "photos")
@@ -99,3 +108,47 @@ def test_predict_files_keeps_file_order_across_chunks(tiny_run, photos):
     assert [type(result) for result in results] == [Prediction, Problem, Prediction, Prediction]
     assert results[0].probabilities.shape == (3,)
     assert np.isclose(results[0].probabilities.sum(), 1, atol=1e-5)
+
+
+def test_paths_and_class_names_print_as_written(tiny_run, colour_dataset, tmp_path, monkeypatch):
+    """A path through a folder `x[` to `b].png` reads as the closing tag [/b]: Rich raised MarkupError."""
+    run = relabelled_run(tiny_run, tmp_path / "run", MARKUP_NAMES)
+    monkeypatch.chdir(tmp_path)
+    Path("x[").mkdir()
+    shutil.copy(colour_dataset / "test" / "red" / "red_0.png", "x[/b].png")
+    Path("x[/[bold]broken.png").write_bytes(b"not a png")
+    result = _predict(run, "x[")
+    assert result.exit_code == 0, result.output
+    assert "x[/b].png" in result.stdout and all(name in result.stdout for name in MARKUP_NAMES)
+    assert "x[/[bold]broken.png" in result.stderr and "❌" not in result.output
+
+
+def _edited(model: bytes, module: str, class_name: str) -> bytes:
+    """model.keras with its preprocessing layer renamed to module.class_name in config.json, by hand."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(model)) as source, zipfile.ZipFile(buffer, "w") as target:
+        for name in source.namelist():
+            content = source.read(name)
+            if name == "config.json":
+                content = content.replace(b'"tlcli.layers"', f'"{module}"'.encode())
+                content = content.replace(b"BackbonePreprocessing", class_name.encode())
+            target.writestr(name, content)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("truncated", "is damaged or not a Keras model file"),
+    ("text", "is damaged or not a Keras model file"),
+    ("os.system", "names os.system in its config.json, neither a Keras nor a tlcli class"),
+    ("builtins.eval", "names builtins.eval in its config.json, neither a Keras nor a tlcli class"),
+])
+def test_a_damaged_or_edited_model_file_is_a_one_line_error(tiny_run, photos, tmp_path, damage, message):
+    """Keras said "File not found" of a truncated file that exists, and refused a hand-edited
+    module with a dump of the whole architecture."""
+    model = (tiny_run / "model.keras").read_bytes()
+    damaged = {"truncated": model[: len(model) // 2], "text": b"not a model"}.get(damage)
+    run = run_with_model(tiny_run, tmp_path / "run", damaged or _edited(model, *damage.split(".")))
+    result = _predict(run, photos / "a_red.png")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith(f"Error: {run / 'model.keras'} {message}")
+    assert len(result.stderr.strip().splitlines()) == 1 and "File not found" not in result.stderr

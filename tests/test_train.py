@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +15,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import kill_when, write_colour_dataset
+from conftest import kill_when, run_with_model, write_colour_dataset
 from tlcli.backbones import BACKBONES, get_backbone
 from tlcli.cli import app
 from tlcli.config import FitConfig
@@ -278,6 +280,7 @@ def test_bad_training_options_are_one_line_errors(colour_dataset, tmp_path, args
         ("abc:1:x", "epochs must be a whole number"),
         ("block5:0:1e-4", "epochs and learning rate must be positive"),
         ("block5:1", "is not a stage"),
+        ("999:1:1e-4", "--stage '999:1:1e-4': 999 is more layers than vgg16 has (19). Unfreeze at most 19,"),
     ],
 )
 def test_bad_stage_specs_are_one_line_errors(tiny_run, tmp_path, stage, message):
@@ -299,6 +302,26 @@ def test_finetune_refuses_a_folder_that_is_not_a_run_or_other_classes(tiny_run, 
     result = runner.invoke(app, ["finetune", str(tiny_run), "--weight-decay", "0.01", "--out", str(tmp_path / "z")])
     assert result.exit_code == 2 and "--weight-decay 0.01 does nothing with --optimizer adam" in result.output
     assert not (tmp_path / "z").exists()
+
+
+def test_weights_from_a_damaged_run_name_the_option(tiny_run, colour_dataset, tmp_path):
+    model = (tiny_run / "model.keras").read_bytes()
+    damaged = run_with_model(tiny_run, tmp_path / "damaged", model[: len(model) // 3])
+    result = runner.invoke(app, ["train", str(colour_dataset), "--model", "vgg16", "--image-size", "32",
+                                 "--weights", str(damaged), "--out", str(tmp_path / "never")])
+    assert result.exit_code == 2
+    assert f"Error: --weights {damaged / 'model.keras'} is damaged or not a Keras model file" in result.output
+    assert not (tmp_path / "never").exists()
+
+
+def test_finetune_of_an_export_folder_says_it_needs_the_run_directory(tiny_run, tmp_path):
+    exported = tmp_path / "exported"
+    invoke("export", tiny_run, "--format", "keras", "--no-verify", "--out", exported)
+    expected = f"Error: {exported} is an export folder, not a run directory: fine-tuning needs the run's config.json"
+    for command in (["finetune", exported], ["tune", "--finetune", exported]):
+        result = runner.invoke(app, [*map(str, command), "--out", str(tmp_path / "never")])
+        assert result.exit_code == 2 and result.output.startswith(expected), result.output
+        assert "Unknown model" not in result.output and not (tmp_path / "never").exists()
 
 
 def test_stage_parsing_accepts_blocks_counts_shares_and_all():
@@ -438,3 +461,28 @@ def test_settings_the_solver_cannot_express_train_by_gradient_and_say_why(colour
                                   "--dense", "8", "--out", str(tmp_path / "never")])
     assert refused.exit_code == 2 and "--head-solver lbfgs" in refused.output and "--dense 8" in refused.output
     assert not (tmp_path / "never").exists()
+
+
+def test_the_training_progress_fits_80_columns(monkeypatch):
+    """At 80 columns the time column showed `0:00:…` and a fine-tuning stage's step count `…`."""
+    from rich.console import Console
+
+    import tlcli.console
+    from tlcli.training import _RichProgress
+
+    terminal = Console(width=80, file=io.StringIO())
+    monkeypatch.setattr(tlcli.console, "err", terminal)
+    progress = _RichProgress(epochs=10, steps=1234, stage="stage2-block14")
+    progress.on_train_begin()
+    progress.on_epoch_begin(9)
+    progress.on_train_batch_end(1232, {"loss": 1.09921, "accuracy": 0.33333})
+    live = Console(width=80, file=io.StringIO(), record=True)
+    live.print(progress.progress.get_renderable())
+    running = live.export_text().strip()
+    assert re.fullmatch(r"stage2-block14 10/10 \S+ 1233/1234 loss 1\.0992 acc 0\.333 \d:\d\d:\d\d", running), running
+
+    progress.on_epoch_end(9, {"loss": 1.09921, "accuracy": 0.33333, "val_loss": 1.09244, "val_accuracy": 0.33333})
+    progress.on_train_end()
+    lines = [line for line in terminal.file.getvalue().splitlines() if line.strip()]
+    assert len(lines) == 1 and len(lines[0]) <= 80, lines
+    assert re.fullmatch(r"stage2-block14 10/10 loss 1\.0992 acc 0\.333 val_loss 1\.0924 val_acc 0\.333 \d+\.\ds", lines[0])

@@ -158,6 +158,14 @@ def test_bad_search_spaces_are_one_line_errors(colour_dataset, tmp_path, space, 
     assert not (tmp_path / "out").exists()
 
 
+def test_a_bad_space_file_is_named_as_the_space_option(colour_dataset, tmp_path):
+    broken = write_space(tmp_path / "broken.toml", "learning_rate = [0.1\n")
+    for path, what in ((tmp_path / "missing.toml", "does not exist"), (tmp_path, "is a folder"),
+                       (broken, "is not valid TOML")):
+        result = invoke("tune", colour_dataset, *COMMON, "--space", path, "--out", tmp_path / "out", expect=2)
+        assert result.output.startswith(f"Error: --space {path} {what}") and "--config" not in result.output
+
+
 def test_bayesian_search_records_each_trial_and_resumes_without_repeating(colour_dataset, tmp_path):
     space = write_space(tmp_path / "space.toml", "learning_rate = {low = 0.001, high = 0.1, log = true}\n"
                         "dense = [[], [8]]\n")
@@ -305,6 +313,7 @@ def test_a_resumed_finetune_search_skips_finished_trials(tiny_run, tmp_path):
         ('unfreeze = ["block5", "block9"]\n', (), "unfreeze 'block9' is not a block of vgg16 (block1,"),
         ("unfreeze = [2.5]\n", (), "unfreeze value 2.5 is not a block name, a layer count"),
         ('unfreeze = ["150%"]\n', (), "unfreeze '150%' is not a block of vgg16"),
+        ("unfreeze = [20]\n", (), "unfreeze 20 is more layers than vgg16 has (19)"),
         ("weight_decay = [0.001]\n", (), 'Set optimizer = "adamw"'),
         ("learning_rate = [0.001]\n", ("--model", "vgg16"), "--model does not go with --finetune"),
         ("epochs = [1, 2]\n", ("--search", "hyperband"), "epochs cannot be searched by hyperband"),

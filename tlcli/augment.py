@@ -128,9 +128,13 @@ def augmentation_from_options(
     preset: str | None, flags: dict, config_path=None, default: str = "none"
 ) -> AugmentConfig:
     """Settings from parsed command-line values: --augment, the strength flags, --config FILE."""
-    from tlcli.config import load_toml, table
+    from tlcli.config import check_tables, load_toml, table
 
-    section = table(load_toml(config_path), "augmentation", config_path) if config_path else None
+    section = None
+    if config_path:
+        document = load_toml(config_path)
+        check_tables(document, ("augmentation",), (), f"--config {config_path}")
+        section = table(document, "augmentation", config_path)
     return resolve_augment(preset, overrides_from_flags(**flags), section, default)
 
 

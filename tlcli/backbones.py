@@ -39,6 +39,7 @@ class BackboneSpec:
     min_size: int
     max_size: int  # see MAX_FEATURE_MAP_BYTES
     feature_size: int
+    layer_count: int  # len(base.layers) without the top, whatever the image size: bounds a stage's count
     weights_file: str  # the no-top ImageNet weights file Keras downloads into its cache
     blocks: tuple[Block, ...]
 
@@ -94,6 +95,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             min_size=32,
             max_size=1024,
             feature_size=512,
+            layer_count=19,
             weights_file="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
             blocks=_numbered("block", range(1, 6), "{prefix}{n}_conv1"),
         ),
@@ -107,6 +109,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             min_size=32,
             max_size=2016,
             feature_size=2048,
+            layer_count=175,
             weights_file="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
             blocks=_numbered("conv", range(2, 6), "{prefix}{n}_block1_1_conv"),
         ),
@@ -120,6 +123,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             min_size=75,
             max_size=2048,
             feature_size=2048,
+            layer_count=311,
             weights_file="inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
             blocks=tuple(Block(f"mixed{n}", after_layer=f"mixed{n - 1}") for n in range(1, 11)),
         ),
@@ -133,6 +137,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             min_size=71,
             max_size=1440,
             feature_size=2048,
+            layer_count=132,
             weights_file="xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
             blocks=(
                 Block("block1", first_layer="block1_conv1"),

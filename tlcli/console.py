@@ -6,9 +6,26 @@ import json
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+def stderr_console(**options) -> Console:
+    """Progress and messages: wrapped between words on a terminal (a terminal breaks an
+    unwrapped line mid-word), one line per message in a pipe or log file."""
+    console = Console(stderr=True, highlight=False, emoji=False, **options)
+    console.soft_wrap = not console.is_terminal
+    return console
+
+
+# No emoji codes: a folder named `a:x:b` is a class name, not a cross mark.
+out = Console(highlight=False, emoji=False)
+err = stderr_console()
+
+
+def literal(text) -> str:
+    """User input (a path, a class name, a message quoting them) as Rich markup that prints it as
+    written: `[bold red]alert` keeps its brackets, a path holding `[/b]` is no closing tag."""
+    return escape(str(text))
 
 
 def print_json(document) -> None:
@@ -17,10 +34,8 @@ def print_json(document) -> None:
 
 
 def print_error(message: str) -> None:
-    from rich.markup import escape
-
     # Messages quote user input and TOML ("[space]", "[0.1, 0.5]"): shown as written, not as markup.
-    err.print(f"[bold red]Error:[/] {escape(message)}", markup=True, soft_wrap=True)
+    err.print(f"[bold red]Error:[/] {literal(message)}", markup=True)
 
 
 def progress(description: str, total: int | None, transient: bool = True, rate: str | None = None):

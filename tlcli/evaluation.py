@@ -28,6 +28,7 @@ from tlcli.reports import (
     per_image_losses,
     rows_to_csv,
     worst_losses_png,
+    zero_division_classes,
 )
 from tlcli.runs import write_atomic
 
@@ -198,7 +199,7 @@ class Evaluation:
             **self.metrics,
             "misclassified": int(np.sum(self.probabilities.argmax(axis=1) != self.y_true)),
             "skipped": [{"path": str(p.path), "reason": p.reason} for p in self.problems],
-            "notes": [*self.data.notes, ZERO_DIVISION_NOTE],
+            "notes": [*self.data.notes, *([ZERO_DIVISION_NOTE] if zero_division_classes(self.metrics) else [])],
         }
 
 

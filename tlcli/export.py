@@ -33,7 +33,7 @@ from tlcli.backbones import BACKBONES
 from tlcli.data import Sample, discover, is_hidden
 from tlcli.errors import TlcliError
 from tlcli.images import ImageInfo, check_images, is_image_name
-from tlcli.runs import LABELS, METRICS, RunInfo, load_run_model
+from tlcli.runs import EXPORT_METADATA, LABELS, METRICS, RunInfo, load_run_model
 from tlcli.runtime import import_keras, import_tensorflow, latched_interrupts, silenced_stderr
 from tlcli.verify import Check, verify_artefacts
 
@@ -45,7 +45,7 @@ ARTEFACTS = {
     "tflite": "model.tflite",
     "onnx": "model.onnx",
 }
-METADATA = "metadata.json"
+METADATA = EXPORT_METADATA
 EVALUATION = "evaluation.json"
 PIXELS_SIGNATURE = "serving_default"
 BYTES_SIGNATURE = "serving_bytes"

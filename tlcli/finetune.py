@@ -18,13 +18,13 @@ from pathlib import Path
 
 
 from tlcli.backbones import BackboneSpec, get_backbone
-from tlcli.config import FitConfig
+from tlcli.config import FitConfig, check_types
 from tlcli.console import err, out
 from tlcli.data import Dataset, SplitOptions, load_dataset
 from tlcli.distribute import DistributeConfig, load_placed_model, place, report_placement
 from tlcli.errors import TlcliError
 from tlcli.runs import (
-    BACKUP, HISTORY, RunInfo, default_run_dir, resumable, write_json,
+    BACKUP, EXPORT_METADATA, HISTORY, RunInfo, default_run_dir, read_run, resumable, write_json,
 )
 from tlcli.runtime import import_keras, set_seed
 from tlcli.train import (
@@ -84,6 +84,11 @@ def parse_unfreeze(text: str, spec: BackboneSpec) -> str:
                 f"{unfreeze!r} is not a block of {spec.name} "
                 f"({', '.join(spec.block_names)}), a layer count, a percentage or 'all'."
             )
+        if unfreeze.isdigit() and int(unfreeze) > spec.layer_count:
+            raise TlcliError(
+                f"{unfreeze} is more layers than {spec.name} has ({spec.layer_count}). Unfreeze at most "
+                f"{spec.layer_count}, or give a block ({', '.join(spec.block_names)}), a percentage or 'all'."
+            )
     return unfreeze
 
 
@@ -135,6 +140,9 @@ class FinetuneConfig:
     strict: bool = False
     fit: FitConfig = dataclasses.field(default_factory=lambda: FitConfig(learning_rate=1e-5, early_stopping=3))
 
+    def __post_init__(self):
+        check_types(self)
+
     def to_dict(self) -> dict:
         document = dataclasses.asdict(self)
         document.update(document.pop("fit"))
@@ -151,10 +159,10 @@ def finetune(
 ) -> Outcome:
     placement = place(distribution, config.data)  # first: multi-worker collectives need it so
     check_weight_decay(config.fit)
+    spec = run_backbone(read_run(config.source))
     # Seeded before loading: the head's dropout layers draw their random state when they are made.
     set_seed(config.fit.seed)
     model, run = load_placed_model(config.source, placement)
-    spec = get_backbone(run.backbone or "")
     source_config = run.config
     fit_config = config.fit
     stages = (
@@ -251,6 +259,18 @@ def finetune(
         metrics.update(val_loss=float(loss), val_accuracy=float(accuracy))
     save_outcome(run_dir, model, history, metrics, placement)
     return Outcome(requested_dir, metrics, "fine-tuning")
+
+
+def run_backbone(run: RunInfo) -> BackboneSpec:
+    """The backbone a run was trained with, as its config.json records it; an export folder or
+    a bare model.keras has no config.json, nor the dataset and split that fine-tuning reuses."""
+    if not run.backbone:
+        what = "an export folder" if (run.path / EXPORT_METADATA).is_file() else "a model without a config.json"
+        raise TlcliError(
+            f"{run.path} is {what}, not a run directory: fine-tuning needs the run's config.json (its "
+            "backbone, dataset and split). Pass the run directory that `tlcli train` wrote."
+        )
+    return get_backbone(run.backbone)
 
 
 def check_weight_decay(fit: FitConfig) -> None:

@@ -15,12 +15,12 @@ import functools
 import json
 from pathlib import Path
 
-from tlcli.backbones import BackboneSpec, get_backbone
+from tlcli.backbones import BackboneSpec
 from tlcli.config import FitConfig, split_fit_settings
 from tlcli.errors import TlcliError
 from tlcli.finetune import (
-    FinetuneConfig, Stage, count_parameters, first_unfrozen_index, parse_stage, parse_unfreeze, run_dataset,
-    stage_name, unfreeze,
+    FinetuneConfig, Stage, count_parameters, first_unfrozen_index, parse_stage, parse_unfreeze, run_backbone,
+    run_dataset, stage_name, unfreeze,
 )
 from tlcli.runs import HISTORY, METRICS, default_run_dir, read_run
 from tlcli.search_space import Kinds, Range, parse_space
@@ -63,7 +63,7 @@ def search_space(document: dict | None, search: str, base: FinetuneConfig, sourc
 
 
 def source_backbone(base: FinetuneConfig) -> BackboneSpec:
-    return get_backbone(read_run(base.source).backbone or "")
+    return run_backbone(read_run(base.source))
 
 
 def check_value(base: FinetuneConfig, spec: BackboneSpec, key: str, value):
@@ -107,7 +107,7 @@ class FinetuneTrials:
     def __init__(self, base: FinetuneConfig):
         self.base = base
         self.run_info = read_run(base.source)
-        self.spec = get_backbone(self.run_info.backbone or "")
+        self.spec = run_backbone(self.run_info)
 
     def open(self, out: Path | None, quiet: bool) -> Path:
         from tlcli.train import report_dataset

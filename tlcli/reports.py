@@ -2,7 +2,7 @@
 
 Every number is scikit-learn's, computed from true labels and the model's probabilities.
 Precision, recall and F1 of a class that is never predicted (or never present) are 0/0: they
-count as 0 (scikit-learn's `zero_division=0`), and every report says so.
+count as 0 (scikit-learn's `zero_division=0`), and a report where that happens says so.
 
 Nothing here imports TensorFlow; matplotlib is imported (with its Agg backend) only to plot.
 """
@@ -114,6 +114,14 @@ def compute_metrics(
     return result
 
 
+def zero_division_classes(result: dict) -> list[str]:
+    """The classes of a `compute_metrics` result whose precision or recall is 0/0: never
+    predicted, or without true images."""
+    matrix = np.asarray(result["confusion_matrix"])
+    return [name for name, true, predicted in zip(result["classes"], matrix.sum(axis=1), matrix.sum(axis=0))
+            if not true or not predicted]
+
+
 def _roc_auc(y_true: np.ndarray, probabilities: np.ndarray, num_classes: int) -> float | None:
     """One-vs-rest macro ROC-AUC; for two classes, the positive (second) class's ROC-AUC.
 
@@ -200,7 +208,8 @@ def classification_report_text(y_true, probabilities, class_names: Sequence[str]
     lines = [table.rstrip(), ""]
     for key, value in summary_rows(result):
         lines.append(f"{key:>24}  {value}")
-    lines += ["", f"Note: {ZERO_DIVISION_NOTE}."]
+    if zero_division_classes(result):
+        lines += ["", f"Note: {ZERO_DIVISION_NOTE}."]
     return "\n".join(lines) + "\n"
 
 

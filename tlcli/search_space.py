@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+from tlcli.config import EXPECTED, is_kind, is_number
 from tlcli.errors import TlcliError
 
 # A searchable setting's kind: float, int, str or bool, checked here before the search's own
@@ -19,8 +20,6 @@ from tlcli.errors import TlcliError
 Kinds = dict[str, type | None]
 # check(key, value) -> the value in canonical form; raises TlcliError naming what is wrong.
 Check = Callable[[str, object], object]
-
-_EXPECTED = {str: "a name", int: "a whole number", float: "a number", bool: "true or false"}
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,7 @@ def _parse_range(key: str, value: dict, search: str, kind, source: str) -> Range
         )
     unknown = sorted(set(value) - {"low", "high", "log"})
     low, high, log = value.get("low"), value.get("high"), value.get("log", False)
-    if unknown or not all(_is_number(bound) for bound in (low, high)) or not isinstance(log, bool):
+    if unknown or not all(is_number(bound) for bound in (low, high)) or not isinstance(log, bool):
         raise TlcliError(f"{source}: {key} = {value} is not a range. Expected {example}.")
     if low > high:
         raise TlcliError(f"{source}: {key} has low {low} above high {high}. Swap them.")
@@ -94,20 +93,10 @@ def _parse_range(key: str, value: dict, search: str, kind, source: str) -> Range
     return Range(low, high, log, integer=kind is int)
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _is_kind(value, kind) -> bool:
-    if kind is str or kind is bool:
-        return isinstance(value, kind)
-    return _is_number(value) and (kind is float or isinstance(value, int))
-
-
 def _check_value(key: str, value, kind, check: Check, source: str):
     """Validate one candidate value as the searched command would, and return it in canonical form."""
-    if kind is not None and not _is_kind(value, kind):
-        raise TlcliError(f"{source}: {key} value {value!r} is not {_EXPECTED[kind]}.")
+    if kind is not None and not is_kind(value, kind):
+        raise TlcliError(f"{source}: {key} value {value!r} is not {EXPECTED[kind]}.")
     try:
         value = check(key, value)
     except TlcliError as error:

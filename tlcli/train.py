@@ -16,7 +16,7 @@ from tlcli import __version__
 from tlcli.augment import AugmentConfig, build_augmenter, describe
 from tlcli.backbones import get_backbone, resolve_image_size
 from tlcli.config import FitConfig, TrainConfig
-from tlcli.console import err
+from tlcli.console import err, literal
 from tlcli.curves import plot_curves, plot_penalty_path
 from tlcli.data import Dataset, SplitOptions, load_dataset
 from tlcli.distribute import (
@@ -405,10 +405,11 @@ def report_dataset(dataset: Dataset, quiet: bool) -> None:
     if dataset.problems:
         err.print(
             f"[yellow]Skipping {len(dataset.problems)} unusable file(s)[/] "
-            f"(e.g. {dataset.problems[0].path}: {dataset.problems[0].reason}); `tlcli inspect` lists all."
+            f"(e.g. {literal(dataset.problems[0].path)}: {literal(dataset.problems[0].reason)}); "
+            "`tlcli inspect` lists all."
         )
     for note in dataset.notes:
-        err.print(f"[dim]{note}[/]")
+        err.print(f"[dim]{literal(note)}[/]")
 
 
 _NOT_COMPARED = {"out", "versions"}

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from tlcli.config import TrainConfig
+from tlcli.config import TrainConfig, check_types
 from tlcli.errors import TlcliError
 from tlcli.leaderboard import (
     OBJECTIVES, format_epochs, format_params, format_score, read_leaderboard, to_toml, trial_record,
@@ -66,6 +66,7 @@ class TuneConfig:
     out: Path | None = None
 
     def __post_init__(self):
+        check_types(self)
         check_search(self.search)
         if self.objective not in OBJECTIVES:
             raise TlcliError(f"--objective {self.objective!r} is not one of: {', '.join(OBJECTIVES)}.")

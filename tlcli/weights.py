@@ -88,11 +88,8 @@ def _base_from_model(spec: BackboneSpec, image_size: int, model_path: Path):
 
     try:
         source = load_keras_model(model_path)
-    except Exception as error:  # a corrupt or foreign file: say which, keep the cause
-        raise TlcliError(
-            f"--weights {model_path}: cannot be loaded as a Keras model ({error}). "
-            f"Expected {WEIGHTS_HELP}."
-        ) from error
+    except TlcliError as error:  # a damaged or foreign file: say which option named it
+        raise TlcliError(f"--weights {error}") from error
     source_base = find_base(source, spec)
     base = spec.build_constructor()(
         include_top=False, weights=None, input_shape=(image_size, image_size, 3)

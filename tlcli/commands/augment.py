@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from tlcli.console import out
+from tlcli.console import literal, out
 from tlcli.options import (
     AugmentPreset, Brightness, Config, Contrast, Crop, Flip, Hue, Noise, Rotation, Saturation,
     Seed, Translation, Zoom,
@@ -59,6 +59,6 @@ def run(
         data, out_path, settings, samples=samples, variants=variants, image_size=image_size, seed=seed
     )
     out.print(
-        f"Wrote {preview.path}: {preview.rows} image(s), each with {preview.columns - 1} "
+        f"Wrote {literal(preview.path)}: {preview.rows} image(s), each with {preview.columns - 1} "
         f"variant(s) ({describe(settings)})."
     )

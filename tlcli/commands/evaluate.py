@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tlcli.console import err, out, print_json, progress
+from tlcli.console import err, literal, out, print_json, progress
 from tlcli.options import BatchSize, Json, Precision, RunPath, Strategy, Tpu
 
 NAME = "evaluate"
@@ -67,7 +67,7 @@ def run(
     keras_model, info = load_placed_model(model, placement)
     top_k = resolve_top_k(top_k, len(info.class_names))
     check_thresholds_apply(thresholds, len(info.class_names), top_k)
-    err.print(f"Evaluating {info.model_path} on {description}.")
+    err.print(f"Evaluating {literal(info.model_path)} on {literal(description)}.")
     report_placement(placement, batch_size, quiet=False)
 
     bar, advance = progress("Checking images", count_files(discover(folder)))
@@ -86,8 +86,8 @@ def run(
         else:
             _print_report(report)
         for note in report["notes"]:
-            err.print(f"[dim]Note: {note}.[/]")
-        err.print(f"Reports written to {out_dir or info.path}: {', '.join(path.name for path in written)}")
+            err.print(f"[dim]Note: {literal(note)}.[/]")
+        err.print(f"Reports written to {literal(out_dir or info.path)}: {', '.join(path.name for path in written)}")
     else:
         err.print(f"Worker {placement.worker_index + 1} of {placement.num_workers}: the chief writes the reports.")
 
@@ -103,7 +103,7 @@ def _print_problems(skipped: list[dict]) -> None:
         return
     err.print(f"[yellow]Skipped {len(skipped)} file(s) that cannot be read:[/]")
     for problem in skipped[:_SHOWN_PROBLEMS]:
-        err.print(f"  {problem['path']}: {problem['reason']}")
+        err.print(f"  {literal(problem['path'])}: {literal(problem['reason'])}")
     if len(skipped) > _SHOWN_PROBLEMS:
         err.print(f"  ... and {len(skipped) - _SHOWN_PROBLEMS} more (all are in evaluation.json)")
 
@@ -113,7 +113,7 @@ def _print_report(report: dict) -> None:
 
     from tlcli.reports import summary_rows
 
-    summary = Table(title=f"Evaluation on {report['data']}")
+    summary = Table(title=f"Evaluation on {literal(report['data'])}")
     summary.add_column("metric")
     summary.add_column("value", justify="right")
     for name, value in summary_rows(report):
@@ -124,7 +124,7 @@ def _print_report(report: dict) -> None:
     for column in ("class", "precision", "recall", "f1", "support"):
         per_class.add_column(column, justify="left" if column == "class" else "right")
     for name, scores in report["per_class"].items():
-        per_class.add_row(name, *(f"{scores[key]:.3f}" for key in ("precision", "recall", "f1")),
+        per_class.add_row(literal(name), *(f"{scores[key]:.3f}" for key in ("precision", "recall", "f1")),
                           str(scores["support"]))
     per_class.add_section()
     for average in ("macro", "weighted"):
@@ -138,9 +138,9 @@ def _print_report(report: dict) -> None:
         matrix = Table(title="Confusion matrix", caption="rows: true class, columns: predicted class")
         matrix.add_column("")
         for name in classes:
-            matrix.add_column(name, justify="right")
+            matrix.add_column(literal(name), justify="right")
         for name, row in zip(classes, report["confusion_matrix"]):
-            matrix.add_row(name, *(f"[bold]{count}[/]" if i == classes.index(name) else str(count)
+            matrix.add_row(literal(name), *(f"[bold]{count}[/]" if i == classes.index(name) else str(count)
                                    for i, count in enumerate(row)))
         out.print(matrix)
 
@@ -149,7 +149,8 @@ def _print_report(report: dict) -> None:
         for column in ("true", "predicted as", "images", "share of true"):
             confused.add_column(column, justify="right" if column in ("images", "share of true") else "left")
         for pair in report["most_confused"][:5]:
-            confused.add_row(pair["true"], pair["predicted"], str(pair["count"]), f"{pair['share_of_true']:.0%}")
+            confused.add_row(literal(pair["true"]), literal(pair["predicted"]), str(pair["count"]),
+                             f"{pair['share_of_true']:.0%}")
         out.print(confused)
     else:
         out.print("[green]No misclassified images.[/]")

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tlcli.console import err, out, print_json
+from tlcli.console import err, literal, out, print_json
 from tlcli.export import FORMATS, QUANTIZATIONS, ExportOptions, export_model  # TF is imported when it runs
 from tlcli.options import Json, Overwrite, RunPath
 
@@ -55,7 +55,7 @@ def run(
         verify_images=tuple(verify_images or ()),
         data=data,
     )
-    report = export_model(model, options, on_step=lambda message: err.print(f"[dim]{message}...[/]"))
+    report = export_model(model, options, on_step=lambda message: err.print(f"[dim]{literal(message)}...[/]"))
     if as_json:
         print_json({
             "out": str(report.out),
@@ -69,11 +69,11 @@ def run(
 def _print_report(report) -> None:
     from rich.table import Table
 
-    table = Table(title=f"Exported to {report.out}")
+    table = Table(title=f"Exported to {literal(report.out)}")
     for column in ("format", "file", "size"):
         table.add_column(column)
     for name, path in report.files.items():
-        table.add_row(name, str(path), _size(path))
+        table.add_row(name, literal(path), _size(path))
     out.print(table)
     if not report.checks:
         out.print("[yellow]Not verified (--no-verify).[/]")

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from tlcli.console import err, out, progress
+from tlcli.console import err, literal, out, progress
 from tlcli.options import (
     BatchSize, DataPath, ImageSize, ModelName, Precision, Quiet, Seed, Strategy, Strict, TestSplit, Tpu, ValSplit, Weights,
 )
@@ -55,7 +55,7 @@ def run(
         sizes = ", ".join(f"{split} {len(samples)}" for split, samples in plan.dataset.splits.items())
         err.print(f"{len(plan.dataset.class_names)} classes; images: {sizes}.")
         for note in plan.dataset.notes:
-            err.print(f"[dim]{note}[/]")
+            err.print(f"[dim]{literal(note)}[/]")
     if quiet:
         result = extract(plan, placement=placement)
     else:
@@ -64,10 +64,11 @@ def run(
         with bar:
             result = extract(plan, on_batch=advance, placement=placement)
     if not placement.is_chief:
-        err.print(f"Worker {placement.worker_index + 1} of {placement.num_workers}: the chief writes {features_out}.")
+        err.print(f"Worker {placement.worker_index + 1} of {placement.num_workers}: "
+                  f"the chief writes {literal(features_out)}.")
         return
     for problem in result.skipped[:_SHOWN_PROBLEMS]:
-        err.print(f"[yellow]Skipped[/] {problem.path}: {problem.reason}")
+        err.print(f"[yellow]Skipped[/] {literal(problem.path)}: {literal(problem.reason)}")
     if len(result.skipped) > _SHOWN_PROBLEMS:
         err.print(f"[yellow]... and {len(result.skipped) - _SHOWN_PROBLEMS} more skipped file(s)[/]; `tlcli inspect` lists all.")
     print_summary(result)
@@ -77,7 +78,7 @@ def print_summary(result) -> None:
     from rich.table import Table
 
     table = Table(title="Features written", show_header=False)
-    table.add_row("file", str(result.out))
+    table.add_row("file", literal(result.out))
     table.add_row("images", f"{result.images} x {result.feature_size} features")
     table.add_row("skipped files", str(len(result.skipped)))
     table.add_row("speed", f"{result.images_per_second:.1f} images/s ({result.seconds:.1f} s)")

@@ -50,7 +50,7 @@ def run(
     given = locals()
     renamed = {"out_dir": "out", "stage": "stages", "train_bn": "train_batch_norm"}
     settings = command_settings(ctx, given, _NOT_SETTINGS, renamed, config, section="finetune")
-    settings["stages"] = tuple(settings["stages"] or ())
+    settings["stages"] = settings["stages"] or ()
     rest, fit = split_fit_settings(settings)
 
     from tlcli.commands.train import print_summary

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import typer
 
-from tlcli.console import out, print_json, progress
+from tlcli.console import literal, out, print_json, progress
 from tlcli.data import SplitOptions, count_files, discover, scan
 from tlcli.inspection import Report, inspect_dataset
 from tlcli.options import DataPath, Json, Seed, Strict, TestSplit, ValSplit
@@ -35,16 +35,15 @@ def run(
 
 
 def _print_report(report: Report) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     splits = list(report.counts)
-    table = Table(title=f"{escape(report.root)} ({report.layout} layout)")
+    table = Table(title=f"{literal(report.root)} ({report.layout} layout)")
     table.add_column("class")
     for split in splits:
-        table.add_column(split, justify="right")
+        table.add_column(literal(split), justify="right")
     for name in report.classes:
-        table.add_row(escape(name), *(str(report.counts[split].get(name, "-")) for split in splits))
+        table.add_row(literal(name), *(str(report.counts[split].get(name, "-")) for split in splits))
     table.add_row(
         "[bold]total[/]",
         *(f"[bold]{sum(report.counts[split].values())}[/]" for split in splits),
@@ -67,7 +66,7 @@ def _print_report(report: Report) -> None:
         largest = huge["largest"]
         out.print(
             f"Huge images: {huge['count']} over {huge['over_megapixels']} megapixels, the largest "
-            f"{escape(largest['path'])} ({largest['width']}x{largest['height']}). All but JPEGs are decoded at full "
+            f"{literal(largest['path'])} ({largest['width']}x{largest['height']}). All but JPEGs are decoded at full "
             "size: shrinking them speeds up training."
         )
     if report.problems:
@@ -75,20 +74,19 @@ def _print_report(report: Report) -> None:
         problems.add_column("file")
         problems.add_column("reason")
         for problem in report.problems:
-            problems.add_row(escape(problem["path"]), escape(problem["reason"]))
+            problems.add_row(literal(problem["path"]), literal(problem["reason"]))
         out.print(problems)
     if report.links:
         _print_links(report.links)
     for warning in report.warnings:
-        out.print(f"[yellow]Warning:[/] {escape(warning)}")
+        out.print(f"[yellow]Warning:[/] {literal(warning)}")
     for note in report.notes:
-        out.print(f"[dim]Note: {escape(note)}[/]")
+        out.print(f"[dim]Note: {literal(note)}[/]")
     if report.clean:
         out.print("[green]No problems found.[/]")
 
 
 def _print_links(links: list[dict]) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"{len(links)} link(s)")
@@ -96,7 +94,7 @@ def _print_links(links: list[dict]) -> None:
         table.add_column(column, overflow="fold")  # a path cut short would hide which file it is
     links = sorted(links, key=lambda link: link["status"] == OUTSIDE)  # the ones not followed first
     for link in links[:_SHOWN_LINKS]:
-        table.add_row(escape(link["path"]), escape(link["target"]), escape(link["reason"]))
+        table.add_row(literal(link["path"]), literal(link["target"]), literal(link["reason"]))
     out.print(table)
     if len(links) > _SHOWN_LINKS:
         out.print(f"... and {len(links) - _SHOWN_LINKS} more; --json lists all.")

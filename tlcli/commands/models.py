@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from tlcli.backbones import BACKBONES, MAX_FEATURE_MAP_BYTES, cached_weights_path, keras_cache_dir
-from tlcli.console import out, print_json
+from tlcli.console import literal, out, print_json
 from tlcli.options import Json
 
 NAME = "models"
@@ -55,4 +55,4 @@ def run(as_json: Json = False) -> None:
         "Largest --image-size: " + ", ".join(f"{row['name']} {row['max_size']}" for row in rows)
         + f" (one image's largest feature map within {MAX_FEATURE_MAP_BYTES // 2**20} MiB)."
     )
-    out.print(f"ImageNet weights cache: {keras_cache_dir()}")
+    out.print(f"ImageNet weights cache: {literal(keras_cache_dir())}")

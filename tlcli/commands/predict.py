@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from tlcli.console import err, out, progress
+from tlcli.console import err, literal, out, progress
 from tlcli.errors import TlcliError
 from tlcli.options import BatchSize, Precision, RunPath, Strategy, Tpu
 
@@ -45,7 +45,10 @@ def run(
     keras_model, info = load_placed_model(model, placement)
     if placement.name != "default":
         report_placement(placement, batch_size, quiet=False)
-    top_k = min(top_k, len(info.class_names))
+    if top_k > len(info.class_names):
+        err.print(f"[dim]Note: --top-k {top_k} is more than the model's {len(info.class_names)} classes; "
+                  f"showing all {len(info.class_names)}.[/]")
+        top_k = len(info.class_names)
     fields = ["path", "prediction", "probability"]
     for rank in range(2, top_k + 1):
         fields += [f"class_{rank}", f"probability_{rank}"]
@@ -64,7 +67,7 @@ def run(
             advance()
             if isinstance(result, Problem):
                 skipped += 1
-                err.print(f"[yellow]Skipped[/] {result.path}: {result.reason}")
+                err.print(f"[yellow]Skipped[/] {literal(result.path)}: {literal(result.reason)}")
                 continue
             predicted += 1
             values = [str(result.path)]
@@ -135,8 +138,8 @@ class _TableWriter(_Writer):
 
     def write(self, row: dict) -> None:
         values = [row[field] for field in self.fields]
-        ranked = [f"{name} {probability:.1%}" for name, probability in zip(values[1::2], values[2::2])]
-        self._rows.append([values[0], *ranked])
+        ranked = [f"{literal(name)} {probability:.1%}" for name, probability in zip(values[1::2], values[2::2])]
+        self._rows.append([literal(values[0]), *ranked])
 
     def close(self) -> None:
         from rich.table import Table

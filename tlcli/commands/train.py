@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from tlcli.config import FitConfig, TrainConfig, command_settings, parse_dense, split_fit_settings
-from tlcli.console import out
+from tlcli.console import literal, out
 from tlcli.distribute import DistributeConfig
 from tlcli.options import (
     AugmentPreset, Brightness, Contrast, Crop, Flip, Hue, Noise, Rotation, Saturation, Translation, Zoom,
@@ -71,7 +71,7 @@ def run(
 ) -> None:
     """Train a new head on a frozen backbone (feature-extraction transfer learning)."""
     given = locals()
-    settings = command_settings(ctx, given, _NOT_SETTINGS, {"out_dir": "out"}, config)
+    settings = command_settings(ctx, given, _NOT_SETTINGS, {"out_dir": "out"}, config, tables=("augmentation",))
     settings["dense"] = parse_dense(settings["dense"])
     rest, fit = split_fit_settings(settings)
     train_config = TrainConfig(data=data, fit=fit, **rest)
@@ -90,7 +90,7 @@ def print_summary(run_dir: Path, metrics: dict, route: str) -> None:
     from rich.table import Table
 
     table = Table(title="Training finished", show_header=False)
-    table.add_row("run directory", str(run_dir))
+    table.add_row("run directory", literal(run_dir))
     table.add_row("route", route)
     solver = metrics.get("solver")
     if solver:

@@ -5,8 +5,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from tlcli.config import FitConfig, given_on_command_line, load_toml, merge_settings
-from tlcli.console import err, out
+from tlcli.config import FitConfig, given_on_command_line, load_toml, merge_settings, table
+from tlcli.console import err, literal, out
 from tlcli.errors import TlcliError
 from tlcli.options import (
     EarlyStopping, Epochs, ImageSize, ModelName, Overwrite, Quiet, Seed, Strict, TestSplit, ValSplit, Weights,
@@ -79,13 +79,14 @@ def run(
     search_settings = {key: given[key] for key in _SEARCH_OPTIONS}
     space_document = None
     if config is not None:
-        file_settings = load_toml(config)
-        space_document = file_settings.pop("space", None)
-        search_settings = merge_settings(search_settings, explicit, file_settings.pop("tune", {}), set(_SEARCH_OPTIONS))
-        settings = merge_settings(settings, explicit, file_settings, kind.SETTINGS)
+        file_settings, where = load_toml(config), f"--config {config}"
+        settings = merge_settings(settings, explicit, file_settings, kind.SETTINGS, ("tune", "space"), where)
+        search_settings = merge_settings(search_settings, explicit, table(file_settings, "tune", config),
+                                         set(_SEARCH_OPTIONS), source=f"{where} [tune]")
+        space_document = file_settings.get("space")
     source = f"--config {config} [space]"
     if space is not None:
-        document = load_toml(space)
+        document = load_toml(space, "--space")
         space_document, source = document.get("space", document), f"--space {space}"
 
     from tlcli.tuning import TuneConfig, check_search, tune
@@ -115,8 +116,7 @@ def _warn_if_no_gain(best: float, baseline: float | None, objective: str) -> Non
         err.print(
             f"[yellow]No trial beat the run before fine-tuning: best {objective} {format_score(best)}, "
             f"the run's own {format_score(baseline)}. `tlcli finetune` rolls back a stage that ends worse; "
-            "try lower learning rates or unfreezing less.[/]",
-            soft_wrap=True,
+            "try lower learning rates or unfreezing less.[/]"
         )
 
 
@@ -160,7 +160,7 @@ def print_leaderboard(outcome, objective: str) -> None:
     out.print(table)
     best = outcome.out_dir / "best.toml"
     if best.is_file():
-        out.print(f"Best settings: {best}\nTo use them:  {outcome.next_command}", soft_wrap=True)
+        out.print(f"Best settings: {literal(best)}\nTo use them:  {literal(outcome.next_command)}", soft_wrap=True)
         _warn_if_no_gain(records[0]["objective"], outcome.baseline, objective)
     else:
         raise TlcliError(f"No trial in {outcome.out_dir} reached a finite {objective}. Try lower learning rates.")
