@@ -156,7 +156,7 @@ def test_wrong_typed_train_settings_in_a_config_file_are_one_line_errors(flat_da
 
 @pytest.mark.parametrize("command, setting, message", [
     ("finetune", 'stages = "block5:3:1e-4"',
-     '--stage "block5:3:1e-4" is not a list. In the config file, write e.g. stages = ["block5:3:1e-4"].'),
+     '--stage "block5:3:1e-4" is not a list. In the config file, write e.g. stages = ["block5:3:1e-5"].'),
     ("finetune", 'train_batch_norm = "yes"', '--train-bn "yes" is not true or false.'),
     ("finetune", 'learning_rate = "small"', '--learning-rate "small" is not a number.'),
     ("tune", "[tune]\ntrials = 2.5", "--trials 2.5 is not a whole number. In the config file, write e.g. trials = 10."),

@@ -486,3 +486,11 @@ def test_the_training_progress_fits_80_columns(monkeypatch):
     lines = [line for line in terminal.file.getvalue().splitlines() if line.strip()]
     assert len(lines) == 1 and len(lines[0]) <= 80, lines
     assert re.fullmatch(r"stage2-block14 10/10 loss 1\.0992 acc 0\.333 val_loss 1\.0924 val_acc 0\.333 \d+\.\ds", lines[0])
+
+
+def test_options_a_solved_head_does_not_read_are_named(colour_dataset, tmp_path):
+    result = invoke("train", colour_dataset, "--model", "vgg16", "--weights", "none", "--image-size", 32,
+                    "--learning-rate", 0.01, "--epochs", 30, "--out", tmp_path / "run")
+    assert ("the linear head is solved, not trained, so --epochs, --learning-rate play(s) no part; "
+            "add --head-solver gradient") in result.output
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["route"] == "solved (L-BFGS)"

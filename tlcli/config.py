@@ -133,8 +133,8 @@ def parse_dense(value) -> tuple[int, ...]:
 # What a value of each kind of setting is, in error messages.
 EXPECTED = {str: "a name", int: "a whole number", float: "a number", bool: "true or false", Path: "a path"}
 # Examples for settings whose default shows none.
-_EXAMPLES = {"model": "resnet50", "image_size": 224, "out": "runs/my-run", "data": "data", "dense": [256],
-             "stages": ["block5:3:1e-5"], "trials": 10}
+_EXAMPLES = {"model": "resnet50", "image_size": 224, "epochs": 10, "early_stopping": 5, "out": "runs/my-run",
+             "data": "data", "dense": [256], "stages": ["block5:3:1e-5"], "trials": 10}
 _OPTIONS = {"stages": "--stage", "train_batch_norm": "--train-bn"}  # where the option is not the name
 
 

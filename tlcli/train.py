@@ -79,7 +79,7 @@ def train(
     run_dir = Path(config.out) if config.out else default_run_dir(spec.name)
     augmentation = augmentation or AugmentConfig()
     augment = build_augmenter(augmentation, fit_config.seed)
-    route, reason = head_route(config, augmentation if augment is not None else None)
+    route, reason = head_route(config, augmentation)
     if reason and not quiet:
         err.print(f"{reason}.", markup=False)
 
@@ -140,11 +140,12 @@ def head_route(config: TrainConfig, augmentation: AugmentConfig | None) -> tuple
     setting has no equivalent there; everything else is trained by gradient, on cached features
     when the backbone's output is the same every epoch, else end to end.
     """
-    cached = config.cache_features and augmentation is None
+    augmenting = augmentation is not None and not augmentation.is_identity
+    cached = config.cache_features and not augmenting
     gradient_route = CACHED if cached else END_TO_END
     if config.head_solver == "gradient":
         return gradient_route, None
-    obstacle = solver_obstacle(config, augmentation)
+    obstacle = solver_obstacle(config, augmenting and augmentation)
     if obstacle is None:
         return SOLVED, None
     if config.head_solver == "lbfgs":
@@ -156,11 +157,12 @@ def head_route(config: TrainConfig, augmentation: AugmentConfig | None) -> tuple
 
 
 def solver_obstacle(config: TrainConfig, augmentation: AugmentConfig | None) -> str | None:
-    """What in `config` the logistic-regression solver cannot express, if anything."""
+    """What in `config` (and an augmentation that changes images) the logistic-regression
+    solver cannot express, if anything."""
     fit = config.fit
     if config.dense:
         return f"the head has hidden layers (--dense {','.join(map(str, config.dense))})"
-    if augmentation is not None:
+    if augmentation:
         return f"augmentation is on ({describe(augmentation)}), so the features change every epoch"
     if not config.cache_features:
         return "--no-cache-features trains through the backbone"

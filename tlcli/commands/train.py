@@ -5,8 +5,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from tlcli.config import FitConfig, TrainConfig, command_settings, parse_dense, split_fit_settings
-from tlcli.console import literal, out
+from tlcli.config import (
+    FitConfig, TrainConfig, command_settings, given_on_command_line, parse_dense, split_fit_settings,
+)
+from tlcli.console import err, literal, out
 from tlcli.distribute import DistributeConfig
 from tlcli.options import (
     AugmentPreset, Brightness, Contrast, Crop, Flip, Hue, Noise, Rotation, Saturation, Translation, Zoom,
@@ -77,13 +79,26 @@ def run(
     train_config = TrainConfig(data=data, fit=fit, **rest)
 
     from tlcli.augment import augmentation_from_options
-    from tlcli.train import train
+    from tlcli.train import SOLVED, head_route, train
 
     augmentation = augmentation_from_options(augment, {flag: given[flag] for flag in _AUGMENT_FLAGS}, config)
+    if not quiet and head_route(train_config, augmentation)[0] == SOLVED:
+        _note_unused(given_on_command_line(ctx) & _GRADIENT_ONLY)
 
     outcome = train(train_config, augmentation=augmentation, distribution=DistributeConfig(strategy, tpu, precision),
                     overwrite=overwrite, resume=resume, quiet=quiet)
     print_summary(outcome.run_dir, outcome.metrics, outcome.route)
+
+
+# Settings that only gradient training reads.
+_GRADIENT_ONLY = {"optimizer", "learning_rate", "momentum", "nesterov", "schedule", "epochs", "early_stopping"}
+
+
+def _note_unused(names: set[str]) -> None:
+    if names:
+        options = ", ".join(sorted(f"--{name.replace('_', '-')}" for name in names))
+        err.print(f"Note: the linear head is solved, not trained, so {options} play(s) no part; "
+                  "add --head-solver gradient to train it by gradient.", markup=False)
 
 
 def print_summary(run_dir: Path, metrics: dict, route: str) -> None:
