@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from tlcli.head_solver import PATIENCE, feature_statistics, penalty_for_weight_decay, solve_linear_head
+from tlcli.head_solver import (
+    PATIENCE, STD_FLOOR, feature_statistics, penalty_for_weight_decay, solve_linear_head,
+)
 
 
 def blobs(num_classes: int, per_class: int, size: int, seed: int = 0, spread: float = 3.0):
@@ -88,3 +90,15 @@ def test_balanced_class_weights_move_the_boundary_towards_the_larger_class():
     predicted = {name: softmax_probabilities(solution, features).argmax(1).sum()
                  for name, solution in (("plain", plain), ("balanced", balanced))}
     assert predicted["balanced"] > predicted["plain"]  # more images called the rare class
+
+
+def test_a_nearly_constant_feature_is_not_magnified_beyond_the_floor():
+    rng = np.random.default_rng(0)
+    features = rng.normal(0, 1, (50, 4))
+    features[:, 0] = 5 + rng.normal(0, 1e-6, 50)  # a nearly dead unit
+    features[:, 1] = 3.0  # a dead one
+    mean, std = feature_statistics(features)
+    np.testing.assert_allclose(mean, features.mean(axis=0), rtol=1e-6)
+    median = np.median(features[:, [0, 2, 3]].std(axis=0))
+    assert std[0] == pytest.approx(STD_FLOOR * median, rel=1e-5) and std[1] == 1.0
+    np.testing.assert_allclose(std[2:], features[:, 2:].std(axis=0), rtol=1e-5)

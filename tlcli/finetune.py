@@ -94,9 +94,9 @@ def parse_unfreeze(text: str, spec: BackboneSpec) -> str:
 
 def default_stages(spec: BackboneSpec) -> list[Stage]:
     """The top block first, then everything, at rates low enough for a head on standardized
-    features: a feature's change counts in units of its spread over the training images, so
-    Adam's first steps at 1e-4 moved random VGG16 features far enough to send the validation
-    loss from 0.28 to 8, where 1e-5 took it to 0.0005."""
+    features: a feature's change counts in units of its spread over the training images, so one
+    epoch of Adam at 1e-4 moved random VGG16 features far enough to take the validation loss
+    from 0.30 to 34, where 1e-5 reached 0.008 in two."""
     return [
         Stage(spec.blocks[-1].name, 3, 1e-5),
         Stage("all", 2, 1e-6),

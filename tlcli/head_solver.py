@@ -56,13 +56,24 @@ class LinearSolution:
         }
 
 
+# A feature that barely varies over the training images is scaled up no more than one whose
+# spread is this share of the median spread. A nearly dead unit of a randomly initialised
+# backbone varies by 1/500 of the median (measured on VGG16 at 32 px); unchecked, its gradient
+# and then its change under fine-tuning were both magnified 500 times, and one step at 1e-5
+# sent the validation loss from 0.28 to 78.
+STD_FLOOR = 0.1
+
+
 def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, std) per feature, as scikit-learn's StandardScaler computes them (a constant
-    feature gets std 1, so it stays 0 instead of blowing up)."""
+    """(mean, std) per feature, as scikit-learn's StandardScaler computes them, but no std
+    below STD_FLOOR x the median std (a constant feature gets std 1, as there)."""
     from sklearn.preprocessing import StandardScaler
 
     scaler = StandardScaler().fit(np.asarray(features, np.float64))
-    return scaler.mean_.astype(np.float32), scaler.scale_.astype(np.float32)
+    varying = scaler.var_ > 0
+    floor = STD_FLOOR * np.median(scaler.scale_[varying]) if varying.any() else 0.0
+    std = np.where(varying, np.maximum(scaler.scale_, floor), 1.0)
+    return scaler.mean_.astype(np.float32), std.astype(np.float32)
 
 
 def penalty_for_weight_decay(weight_decay: float, num_samples: int) -> float:
