@@ -17,6 +17,14 @@ from PIL import Image
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 _counter = itertools.count()
+SOURCE_TREE = Path(__file__).resolve().parents[1]
+
+
+def source_env() -> dict:
+    """The environment of a child process that imports the code under test (this tree's tlcli),
+    wherever tlcli is installed from."""
+    paths = [str(SOURCE_TREE), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in paths if path)}
 
 
 def kill_when(command: list, ready: Callable[[], bool], timeout: float = 120) -> None:
