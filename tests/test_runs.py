@@ -67,6 +67,10 @@ def finetune_command(tiny_run, data, out):
     return ["finetune", tiny_run, "--data", data, "--stage", "block5:1:1e-4", "--quiet", "--out", out]
 
 
+def evaluate_command(tiny_run, data, out):
+    return ["evaluate", tiny_run, data, "--out", out]
+
+
 FOLDER_WRITERS = {"train": train_command, "tune": tune_command, "export": export_command}
 
 
@@ -97,14 +101,15 @@ def test_overwrite_never_deletes_a_folder_tlcli_did_not_make(command, tiny_run, 
     assert snapshot(precious) == before
 
 
-@pytest.mark.parametrize("command", [*FOLDER_WRITERS, "finetune"])
+@pytest.mark.parametrize("command", [*FOLDER_WRITERS, "finetune", "evaluate"])
 @pytest.mark.parametrize("where", ["the file itself", "a path under it"])
 def test_an_existing_file_is_never_replaced_by_a_folder(command, where, tiny_run, mydata, tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("keep me")
     out = notes if where == "the file itself" else notes / "run"
-    writers = {**FOLDER_WRITERS, "finetune": finetune_command}
-    message = refused(*writers[command](tiny_run, mydata, out), "--overwrite")
+    writers = {**FOLDER_WRITERS, "finetune": finetune_command, "evaluate": evaluate_command}
+    flags = [] if command == "evaluate" else ["--overwrite"]  # evaluate has no --overwrite
+    message = refused(*writers[command](tiny_run, mydata, out), *flags)
     assert f"{notes} is a file, where a folder is needed" in message
     assert notes.read_text() == "keep me" and sorted(path.name for path in tmp_path.iterdir()) == ["mydata", "notes.txt"]
 
@@ -270,7 +275,12 @@ def make_read_only():
         folder.chmod(0o755)
 
 
-WRITERS = FOLDER_WRITERS
+WRITERS = {
+    **FOLDER_WRITERS,
+    "extract": lambda run, data, out: ["extract", data, *TINY[:-3], "--quiet", "--out", out / "features.npz"],
+    "evaluate": evaluate_command,
+    "augment": lambda run, data, out: ["augment", data, "--samples", 2, "--variants", 1, "--out", out / "grid.png"],
+}
 
 
 @pytest.mark.parametrize("command", WRITERS)
@@ -281,6 +291,15 @@ def test_a_read_only_location_is_one_line_and_writes_nothing(command, tiny_run, 
     message = refused(*WRITERS[command](tiny_run, mydata, locked / "new"))
     assert f"cannot write in {locked}" in message and "write to" in message
     assert list(locked.iterdir()) == [] and sorted(path.name for path in tmp_path.iterdir()) == ["locked", "mydata"]
+
+
+def test_evaluate_into_a_read_only_run_directory_is_one_line(tiny_run, mydata, tmp_path, make_read_only):
+    run = Path(shutil.copytree(tiny_run, tmp_path / "run"))
+    before = snapshot(run)
+    make_read_only(run)
+    message = refused("evaluate", run, mydata)
+    assert f"The run directory {run}" in message and f"cannot write in {run}" in message and "--out" in message
+    assert snapshot(run) == before
 
 
 # --- parent folders ---------------------------------------------------------------------------

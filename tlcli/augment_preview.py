@@ -17,7 +17,7 @@ from tlcli.augment import AugmentConfig, build_augmenter
 from tlcli.data import Sample, SplitOptions, load_dataset
 from tlcli.errors import TlcliError
 from tlcli.images import Problem, check_image
-from tlcli.runs import write_atomic
+from tlcli.runs import check_writable_folder, write_atomic
 
 LABEL_WIDTH = 110  # the row-label column, in pixels
 HEADER_HEIGHT = 22  # the column-title row
@@ -131,6 +131,9 @@ def write_preview(
     for name, value, least in (("--samples", samples, 1), ("--variants", variants, 1), ("--image-size", image_size, 8)):
         if value < least:
             raise TlcliError(f"{name} {value} is too small. Use {least} or more.")
+    if out.is_dir():
+        raise TlcliError(f"--out {out} is a folder. Give the .png file to write, e.g. --out {out / 'preview.png'}.")
+    check_writable_folder(out.parent, f"--out {out}")
     chosen = _image_or_dataset(source, samples, seed)
     pictures = [sample for sample, _ in chosen]
     originals = _decode(pictures, image_size, seed)[0]
