@@ -302,6 +302,17 @@ def test_evaluate_into_a_read_only_run_directory_is_one_line(tiny_run, mydata, t
     assert snapshot(run) == before
 
 
+@pytest.mark.parametrize("name, content", [("x.h5", "not weights at all\n"), ("x.keras", "nor a model\n")])
+@pytest.mark.parametrize("command", ["train", "extract"])
+def test_a_weights_file_of_the_wrong_kind_is_one_line(name, content, command, mydata, tmp_path):
+    weights = tmp_path / name
+    weights.write_text(content)
+    out = tmp_path / ("run" if command == "train" else "features.npz")
+    message = refused(command, mydata, "--model", "vgg16", "--weights", weights, "--image-size", 32, "--out", out)
+    assert f"--weights {weights} is not" in message and "Expected" in message
+    assert not out.exists()
+
+
 # --- parent folders ---------------------------------------------------------------------------
 
 
