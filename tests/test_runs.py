@@ -313,6 +313,21 @@ def test_a_weights_file_of_the_wrong_kind_is_one_line(name, content, command, my
     assert not out.exists()
 
 
+@pytest.mark.parametrize("command", ["evaluate", "predict", "export", "finetune"])
+def test_a_run_with_a_damaged_config_is_one_line(command, tiny_run, mydata, tmp_path):
+    run = Path(shutil.copytree(tiny_run, tmp_path / "run"))
+    (run / "config.json").write_text('{"model": "vgg16", "image_size": 3')  # cut short
+    arguments = {
+        "evaluate": ["evaluate", run, mydata],
+        "predict": ["predict", run, mydata / "test"],
+        "export": ["export", run, "--no-verify", "--out", tmp_path / "export"],
+        "finetune": ["finetune", run, "--data", mydata, "--out", tmp_path / "tuned"],
+    }[command]
+    message = refused(*arguments)
+    assert f"{run / 'config.json'} cannot be read as JSON" in message and "restore it" in message
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["mydata", "run"]
+
+
 # --- parent folders ---------------------------------------------------------------------------
 
 

@@ -131,6 +131,21 @@ def _json_object(path: Path) -> dict:
     return document if isinstance(document, dict) else {}
 
 
+def read_json(path: Path) -> dict:
+    """A JSON object that tlcli wrote; a damaged file is a one-line error naming it."""
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        reason = (error.strerror or error) if isinstance(error, OSError) else str(error).splitlines()[0]
+        raise TlcliError(
+            f"{path} cannot be read as JSON ({reason}). It is damaged: restore it from a copy, "
+            "or write it again with the command that made it."
+        ) from None
+    if not isinstance(document, dict):
+        raise TlcliError(f"{path} holds JSON but not an object (it is damaged). Restore it from a copy.")
+    return document
+
+
 def check_writable_folder(folder: Path, name: str) -> None:
     """Refuse, before anything is written, a folder that cannot be made or written in: a file, a
     path under a file, or a place this process may not write to. `name` starts the message."""
@@ -296,7 +311,7 @@ def read_run(path: Path) -> RunInfo:
         )
     config = {}
     if (folder / CONFIG).is_file():
-        config = json.loads((folder / CONFIG).read_text())
+        config = read_json(folder / CONFIG)
     if (folder / LABELS).is_file():
         class_names = tuple(line for line in (folder / LABELS).read_text().splitlines() if line)
     elif config.get("class_names"):

@@ -27,7 +27,7 @@ from tlcli.model import build_classifier, build_head
 from tlcli.pipeline import image_dataset, tf
 from tlcli.runs import (
     CONFIG, CURVES, HISTORY, LABELS, METRICS, MODEL, claim_run_dir, default_run_dir, finish_run_dir,
-    prepare_run_dir, resumable, save_model_atomic, write_atomic, write_json,
+    prepare_run_dir, read_json, resumable, save_model_atomic, write_atomic, write_json,
 )
 from tlcli.runtime import import_keras, set_seed
 from tlcli.training import History, balanced_class_weights, compile_model, fit, with_targets
@@ -324,7 +324,7 @@ def check_same_settings(run_dir: Path, document: dict) -> None:
     path = run_dir / CONFIG
     if not path.is_file():
         return
-    saved = json.loads(path.read_text())
+    saved = read_json(path)
     changed = sorted(
         key for key in set(saved) | set(document)
         if key not in _NOT_COMPARED and json.dumps(saved.get(key), default=str) != json.dumps(document.get(key), default=str)

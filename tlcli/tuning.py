@@ -44,7 +44,7 @@ from tlcli.leaderboard import (
 )
 from tlcli.locks import locks_outputs
 from tlcli.runs import (
-    TUNE_SETTINGS, claim_output, finish_run_dir, start_output_dir, write_atomic, write_json,
+    TUNE_SETTINGS, claim_output, finish_run_dir, read_json, start_output_dir, write_atomic, write_json,
 )
 from tlcli.search_space import Range, plan_trials, trial_key
 
@@ -218,7 +218,7 @@ def prepare_tune_dir(path: Path, config: TuneConfig, trials: Trials, *, overwrit
                 f"--resume: {path} holds no tuning search (tune.json is missing). "
                 "Start one without --resume, or give the --out of the search to continue."
             )
-        saved = {"kind": "head", **json.loads(settings_path.read_text())}  # head searches came first
+        saved = {"kind": "head", **read_json(settings_path)}  # head searches came first
         changed = [key for key in ("kind", "search", "objective", "space") if saved.get(key) != description[key]]
         changed += [key for key in description["base"] if saved.get("base", {}).get(key) != description["base"][key]]
         if changed:
