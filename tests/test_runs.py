@@ -328,6 +328,17 @@ def test_a_run_with_a_damaged_config_is_one_line(command, tiny_run, mydata, tmp_
     assert sorted(path.name for path in tmp_path.iterdir()) == ["mydata", "run"]
 
 
+# --- a run that never finished an epoch -------------------------------------------------------------
+
+
+def test_a_bad_setting_in_a_config_file_is_refused_before_anything_is_written(mydata, tmp_path):
+    settings = tmp_path / "settings.toml"
+    settings.write_text("batch_size = 1.5\n")
+    message = refused(*train_command(None, mydata, tmp_path / "run"), "--config", settings)
+    assert "--batch-size 1.5 is not a whole number" in message
+    assert not (tmp_path / "run").exists()
+
+
 # --- parent folders ---------------------------------------------------------------------------
 
 

@@ -110,6 +110,19 @@ def _choice(name: str, value: str, choices) -> str:
     return value
 
 
+_NUMBERS = {"int": (int, "a whole number"), "float": ((int, float), "a number")}
+
+
+def _check_numbers(settings) -> None:
+    """Refuse a number setting of another kind (a --config file may hold any), before it is used."""
+    for item in dataclasses.fields(settings):
+        kinds, expected = _NUMBERS.get(item.type, (object, ""))
+        value = getattr(settings, item.name)
+        if not isinstance(value, kinds) or (isinstance(value, bool) and item.type in _NUMBERS):
+            flag = "--" + item.name.replace("_", "-")
+            raise TlcliError(f"{flag} {value!r} is not {expected}. Use {expected}, e.g. {flag} {item.default}.")
+
+
 def _at_least(name: str, value, minimum, inclusive=True) -> None:
     if value < minimum or (not inclusive and value == minimum):
         relation = "at least" if inclusive else "more than"
@@ -134,6 +147,7 @@ class FitConfig:
     seed: int = 0
 
     def __post_init__(self):
+        _check_numbers(self)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("class_weight", self.class_weight, CLASS_WEIGHTS)
@@ -169,6 +183,7 @@ class TrainConfig:
     def __post_init__(self):
         from tlcli.backbones import get_backbone
 
+        _check_numbers(self)
         get_backbone(self.model)
         _choice("pooling", self.pooling, POOLINGS)
         _choice("activation", self.activation, ACTIVATIONS)
