@@ -74,7 +74,7 @@ def evaluate_command(tiny_run, data, out):
 FOLDER_WRITERS = {"train": train_command, "tune": tune_command, "export": export_command}
 
 
-# --- --overwrite replaces only what tlcli made ---------------------------------------------------
+# --- --overwrite replaces only what tlcli made ----------------------------------------------------
 
 
 @pytest.mark.parametrize("command", FOLDER_WRITERS)
@@ -176,7 +176,7 @@ def test_overwrite_refuses_another_kind_of_tlcli_folder(tiny_run, mydata, tmp_pa
     assert snapshot(run) == before
 
 
-# --- one writer at a time -----------------------------------------------------------------------
+# --- one writer at a time -------------------------------------------------------------------------
 
 
 def tlcli_process(arguments, **kwargs) -> subprocess.Popen:
@@ -247,7 +247,7 @@ def test_a_search_or_export_in_progress_keeps_its_out_to_itself(command, written
         assert (snapshot(out) if out.exists() else None) == before
 
 
-# --- outputs that cannot be written -------------------------------------------------------------
+# --- outputs that cannot be written ---------------------------------------------------------------
 
 
 @pytest.fixture
@@ -328,7 +328,7 @@ def test_a_run_with_a_damaged_config_is_one_line(command, tiny_run, mydata, tmp_
     assert sorted(path.name for path in tmp_path.iterdir()) == ["mydata", "run"]
 
 
-# --- a run that never finished an epoch -------------------------------------------------------------
+# --- a run that never finished an epoch -----------------------------------------------------------
 
 
 def test_a_bad_setting_in_a_config_file_is_refused_before_anything_is_written(mydata, tmp_path):
@@ -339,7 +339,29 @@ def test_a_bad_setting_in_a_config_file_is_refused_before_anything_is_written(my
     assert not (tmp_path / "run").exists()
 
 
-# --- parent folders ---------------------------------------------------------------------------
+@pytest.mark.parametrize("marked", [False, True], ids=["earlier version", "this version"])
+def test_a_run_that_never_finished_an_epoch_starts_again_without_resume(marked, tiny_run, mydata, tmp_path):
+    # What a run that crashed before its first epoch ended leaves behind.
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("config.json", "labels.txt") + ((".tlcli",) if marked else ()):
+        shutil.copy(tiny_run / name, run / name)
+    (run / ".in-progress").write_text("")
+    succeeded(*train_command(tiny_run, mydata, run))
+    assert (run / "model.keras").is_file() and not (run / ".in-progress").exists()
+
+
+def test_a_run_with_a_finished_epoch_still_needs_resume_or_overwrite(tiny_run, mydata, tmp_path):
+    run = Path(shutil.copytree(tiny_run, tmp_path / "run"))
+    (run / "model.keras").unlink()
+    (run / ".in-progress").write_text("")  # killed after its epochs were recorded in history.csv
+    before = snapshot(run)
+    message = refused(*train_command(tiny_run, mydata, run))
+    assert "holds an interrupted run" in message and "--resume" in message and "--overwrite" in message
+    assert snapshot(run) == before
+
+
+# --- parent folders -------------------------------------------------------------------------------
 
 
 def test_export_creates_the_folders_above_out(tiny_run, tmp_path):

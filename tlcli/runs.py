@@ -94,6 +94,8 @@ def default_run_dir(model_name: str, prefix: str = "") -> Path:
 
 
 OUTPUT_KINDS = {"run": "a training run", "tune": "a tuning search", "export": "an export"}
+# What --resume continues from: an interrupted folder without any of these holds nothing to resume.
+_PROGRESS = {"run": (HISTORY, BACKUP), "tune": (LEADERBOARD,)}
 _INTERRUPTED = {"run": "an interrupted run", "tune": "an interrupted search"}
 
 
@@ -193,7 +195,7 @@ def claim_output(path: Path, kind: str, *, overwrite: bool = False, resume: bool
     - never a file, a path under a file, or a place that cannot be written;
     - never a folder another process is writing (whatever the flags);
     - an existing folder must be empty, or a `kind` folder tlcli made: replaced only with
-      --overwrite, or continued with --resume.
+      --overwrite, continued with --resume, or started again when it never finished an epoch.
     """
     path = Path(path)
     check_apart(path, data, sources)
@@ -206,7 +208,7 @@ def claim_output(path: Path, kind: str, *, overwrite: bool = False, resume: bool
     found = output_kind(path)
     if found != kind:
         raise TlcliError(_not_replaceable(path, kind, found))
-    if resume or overwrite:
+    if resume or overwrite or _restartable(path, kind):
         return
     interrupted = (path / IN_PROGRESS).exists()
     state = f"holds {_INTERRUPTED[kind]}" if interrupted else "already exists"
@@ -219,6 +221,11 @@ def claim_output(path: Path, kind: str, *, overwrite: bool = False, resume: bool
 
 def _occupied(path: Path) -> bool:
     return os.path.lexists(path) and not (path.is_dir() and not path.is_symlink() and not any(path.iterdir()))
+
+
+def _restartable(path: Path, kind: str) -> bool:
+    """Interrupted before its first epoch (or trial) ended: nothing to resume, so it starts again."""
+    return (path / IN_PROGRESS).exists() and not any((path / name).exists() for name in _PROGRESS.get(kind, ()))
 
 
 def _not_replaceable(path: Path, kind: str, found: str | None) -> str:
