@@ -266,7 +266,7 @@ def report_contents(evaluation: Evaluation) -> dict[str, str | bytes]:
 def reports_folder(model: Path, out_dir: Path | None) -> Path:
     """Where the reports go (--out, else the run directory), checked before any model is loaded."""
     folder = Path(out_dir) if out_dir is not None else read_run(model).path
-    name = f"--out {folder}" if out_dir is not None else f"The run directory {folder} (the reports' folder without --out)"
+    name = f"--out {folder}" if out_dir is not None else f"The run directory {folder} (reports go there without --out)"
     check_writable_folder(folder, name)
     return folder
 
