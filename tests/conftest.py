@@ -22,6 +22,16 @@ _counter = itertools.count()
 MARKUP_NAMES = ("[bold red]alert", "a:x:b", "[i]tilt")
 
 
+SOURCE_TREE = Path(__file__).resolve().parents[1]
+
+
+def source_env() -> dict:
+    """The environment of a child process that imports the code under test (this tree's tlcli),
+    wherever tlcli is installed from."""
+    paths = [str(SOURCE_TREE), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in paths if path)}
+
+
 def kill_when(command: list, ready: Callable[[], bool], timeout: float = 120) -> None:
     """Run `command` and SIGKILL it as soon as `ready()` holds (or it ends, or time runs out)."""
     process = subprocess.Popen([str(part) for part in command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

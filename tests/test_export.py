@@ -181,8 +181,7 @@ def test_onnx_file_runs_in_onnxruntime_without_tensorflow(exported, reference):
 
 
 def test_int8_tflite_keeps_the_top_class_and_overwrite_replaces_the_folder(tiny_run, colour_dataset, tmp_path, exported):
-    out = tmp_path / "quantised"
-    out.mkdir()
+    out = shutil.copytree(exported[0], tmp_path / "quantised")  # an earlier export
     (out / "stale.txt").write_text("from an earlier export")
     verify_on = colour_dataset / "test" / "red"
     refused = _export(tiny_run, "--out", out, "--format", "tflite", "--quantize", "int8")
@@ -195,7 +194,7 @@ def test_int8_tflite_keeps_the_top_class_and_overwrite_replaces_the_folder(tiny_
     (check,) = json.loads(result.stdout)["checks"]
     assert check["format"] == "tflite" and check["images"] == len(list(verify_on.iterdir()))
     assert check["top_class_agreement"] >= 0.75 and check["requirement"].startswith("top class agrees")
-    assert sorted(path.name for path in out.iterdir()) == ["labels.txt", "metadata.json", "model.tflite"]
+    assert sorted(path.name for path in out.iterdir()) == [".tlcli", "labels.txt", "metadata.json", "model.tflite"]
     float_size = (exported[0] / "model.tflite").stat().st_size
     assert (out / "model.tflite").stat().st_size < float_size / 2  # int8 weights: about a quarter
     assert json.loads((out / "metadata.json").read_text())["tflite_quantization"] == "int8"
@@ -274,7 +273,9 @@ def test_a_killed_export_leaves_nothing_at_out(tiny_run, tmp_path):
     _when_staging_appears(tmp_path, process.kill).join()
     assert process.wait(timeout=120) == -signal.SIGKILL
     assert not out.exists()
-    assert [path.name.startswith(".model.partial-") for path in tmp_path.iterdir()] == [True]
+    # The staging folder, and the lock file, which no longer locks anything once its process is gone.
+    left = sorted(path.name for path in tmp_path.iterdir())
+    assert len(left) == 2 and left[0] == ".model.lock" and left[1].startswith(".model.partial-"), left
 
 
 def test_bad_requests_fail_at_once_with_one_line(tiny_run, tmp_path, monkeypatch):

@@ -17,7 +17,7 @@ from tlcli.augment import AugmentConfig, build_augmenter
 from tlcli.data import Sample, SplitOptions, load_dataset
 from tlcli.errors import TlcliError
 from tlcli.images import Problem, check_image
-from tlcli.runs import write_atomic
+from tlcli.runs import check_writable_folder, write_atomic
 
 LABEL_WIDTH = 110  # the row-label column, in pixels
 HEADER_HEIGHT = 22  # the column-title row
@@ -139,6 +139,9 @@ def write_preview(
             f"--image-size {image_size} is too large for a preview (maximum {MAX_PREVIEW_SIZE}: a screen shows "
             f"no more). Use --image-size {MAX_PREVIEW_SIZE} or less."
         )
+    if out.is_dir():
+        raise TlcliError(f"--out {out} is a folder. Give the .png file to write, e.g. --out {out / 'preview.png'}.")
+    check_writable_folder(out.parent, f"--out {out}")
     chosen = _image_or_dataset(source, samples, seed)
     pictures = [sample for sample, _ in chosen]
     originals = _decode(pictures, image_size, seed)[0]

@@ -30,7 +30,7 @@ from tlcli.reports import (
     worst_losses_png,
     zero_division_classes,
 )
-from tlcli.runs import write_atomic
+from tlcli.runs import check_writable_folder, read_run, write_atomic
 
 EVALUATION = "evaluation.json"
 CLASSIFICATION_REPORT = "classification_report.txt"
@@ -262,6 +262,14 @@ def report_contents(evaluation: Evaluation) -> dict[str, str | bytes]:
         MISCLASSIFIED: rows_to_csv(misclassified, MISCLASSIFIED_FIELDS),
         WORST_LOSSES: worst_losses_png(worst),
     }
+
+
+def reports_folder(model: Path, out_dir: Path | None) -> Path:
+    """Where the reports go (--out, else the run directory), checked before any model is loaded."""
+    folder = Path(out_dir) if out_dir is not None else read_run(model).path
+    name = f"--out {folder}" if out_dir is not None else f"The run directory {folder} (reports go there without --out)"
+    check_writable_folder(folder, name)
+    return folder
 
 
 def write_reports(evaluation: Evaluation, out_dir: Path) -> list[Path]:

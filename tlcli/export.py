@@ -33,7 +33,10 @@ from tlcli.backbones import BACKBONES
 from tlcli.data import Sample, discover, is_hidden
 from tlcli.errors import TlcliError
 from tlcli.images import ImageInfo, check_images, is_image_name
-from tlcli.runs import EXPORT_METADATA, LABELS, METRICS, RunInfo, load_run_model
+from tlcli.locks import locks_outputs
+from tlcli.runs import (
+    EXPORT_METADATA, LABELS, METRICS, RunInfo, claim_output, load_run_model, read_run, write_marker,
+)
 from tlcli.runtime import import_keras, import_tensorflow, latched_interrupts, silenced_stderr
 from tlcli.verify import Check, verify_artefacts
 
@@ -93,14 +96,12 @@ class ExportReport:
     checks: list[Check] = field(default_factory=list)
 
 
-def check_destination(out: Path, overwrite: bool, source: Path) -> None:
-    source, target = Path(source).expanduser().resolve(), out.resolve()
-    if target == source or target in source.parents:
-        raise TlcliError(f"--out {out} holds the model being exported ({source}). Choose another --out.")
-    if out.exists() and not overwrite:
-        raise TlcliError(f"--out {out} already exists. Use --overwrite to replace it, or choose another --out.")
-    if not out.parent.is_dir():
-        raise TlcliError(f"--out {out}: its folder {out.parent} does not exist. Create it first.")
+def claim_destination(options: ExportOptions, model_path: Path) -> None:
+    """Lock --out and refuse one that would lose anything (runs.claim_output), before any model is loaded."""
+    info = read_run(model_path)
+    data = options.data or _recorded_data(info)
+    claim_output(options.out, "export", overwrite=options.overwrite, data=data,
+                 sources={Path(model_path).expanduser(): "the model being exported"})
 
 
 def require_tf2onnx():
@@ -116,12 +117,13 @@ def require_tf2onnx():
     return tf2onnx
 
 
+@locks_outputs
 def export_model(
     model_path: Path, options: ExportOptions, on_step: Callable[[str], None] = lambda message: None
 ) -> ExportReport:
     """Write the asked-for formats of a run's model to `options.out`, verified, all or nothing."""
     out = options.out
-    check_destination(out, options.overwrite, model_path)
+    claim_destination(options, model_path)
     if "onnx" in options.formats:
         require_tf2onnx()
     model, info = load_run_model(model_path)
@@ -157,6 +159,7 @@ def _write_and_verify(model, info, options, staging, calibration, verify_samples
     (staging / LABELS).write_text("\n".join(info.class_names) + "\n")
     metadata = build_metadata(info, options, files, checks)
     (staging / METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
+    write_marker(staging, "export")
     failed = [check for check in checks if not check.passed]
     if failed:
         raise TlcliError(

@@ -35,6 +35,7 @@ from tlcli.data import SPLITS, Dataset, Sample, SplitOptions, load_dataset
 from tlcli.errors import TlcliError
 from tlcli.images import Problem
 from tlcli.inference import DECODE_FAILED
+from tlcli.runs import check_writable_folder
 from tlcli.weights import WeightsSource, parse_weights
 
 POOLINGS = ("avg", "max")
@@ -75,8 +76,7 @@ def check_output(out: Path, overwrite: bool) -> None:
         )
     if out.exists() and not overwrite:
         raise TlcliError(f"--out {out} already exists. Choose another file, or add --overwrite to replace it.")
-    if out.parent.exists() and not out.parent.is_dir():
-        raise TlcliError(f"--out {out}: {out.parent} is a file, not a folder. Choose another path.")
+    check_writable_folder(out.parent, f"--out {out}")
 
 
 @dataclass

@@ -23,12 +23,13 @@ from tlcli.console import err, out
 from tlcli.data import Dataset, SplitOptions, load_dataset
 from tlcli.distribute import DistributeConfig, load_placed_model, place, report_placement
 from tlcli.errors import TlcliError
+from tlcli.locks import locks_outputs
 from tlcli.runs import (
     BACKUP, EXPORT_METADATA, HISTORY, RunInfo, default_run_dir, read_run, resumable, write_json,
 )
 from tlcli.runtime import import_keras, set_seed
 from tlcli.train import (
-    Outcome, class_weights_for, image_batches, report_dataset, run_facts, save_outcome, start_run,
+    Outcome, claim_run, class_weights_for, image_batches, report_dataset, run_facts, save_outcome, start_run,
 )
 from tlcli.training import History, compile_model, fit, fit_length
 from tlcli.weights import find_base
@@ -149,6 +150,7 @@ class FinetuneConfig:
         return document
 
 
+@locks_outputs
 def finetune(
     config: FinetuneConfig,
     *,
@@ -159,10 +161,8 @@ def finetune(
 ) -> Outcome:
     placement = place(distribution, config.data)  # first: multi-worker collectives need it so
     check_weight_decay(config.fit)
-    spec = run_backbone(read_run(config.source))
-    # Seeded before loading: the head's dropout layers draw their random state when they are made.
-    set_seed(config.fit.seed)
-    model, run = load_placed_model(config.source, placement)
+    run = read_run(config.source)
+    spec = run_backbone(run)
     source_config = run.config
     fit_config = config.fit
     stages = (
@@ -173,10 +173,12 @@ def finetune(
     dataset, options = run_dataset(run, config.data, config.strict)
     report_dataset(dataset, quiet)
     report_placement(placement, fit_config.batch_size, quiet)
-    base = find_base(model, spec)
     run_dir = Path(config.out) if config.out else default_run_dir(spec.name, prefix="finetune-")
-    if run_dir.resolve() == run.path.resolve():
-        raise TlcliError(f"--out {run_dir} is the source run; fine-tuning never modifies it. Choose another --out.")
+    claim_run(run_dir, placement, data=dataset.root, source=run.path, overwrite=overwrite, resume=resume)
+    # Seeded before loading: the head's dropout layers draw their random state when they are made.
+    set_seed(config.fit.seed)
+    model, run = load_placed_model(config.source, placement)
+    base = find_base(model, spec)
     document = {
         **config.to_dict(),
         "stages": [str(stage) for stage in stages],

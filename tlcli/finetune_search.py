@@ -119,14 +119,8 @@ class FinetuneTrials:
         self.train_samples = dataset.split("train")
         self.num_classes = len(dataset.class_names)
         report_dataset(dataset, quiet)
-        out_dir = Path(out) if out else default_run_dir(self.spec.name, "tune-finetune-")
-        source = self.run_info.path.resolve()
-        if out_dir.resolve() == source or out_dir.resolve() in source.parents:
-            raise TlcliError(
-                f"--out {out_dir} holds the source run {self.run_info.path}, which a search never modifies. "
-                "Choose another --out."
-            )
-        return out_dir
+        self.data, self.sources = dataset.root, {self.run_info.path: "the source run"}
+        return Path(out) if out else default_run_dir(self.spec.name, "tune-finetune-")
 
     def start(self, quiet: bool) -> None:
         from tlcli.distribute import DistributeConfig, place

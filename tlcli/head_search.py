@@ -111,6 +111,8 @@ class HeadTrials:
                                     strict=base.strict)
         validation_samples(self.dataset, "Add a val/ folder or use --val-split above 0.")
         report_dataset(self.dataset, quiet)
+        self.data = self.dataset.root
+        self.sources = {self.weights.path: f"the --weights {self.weights.kind}"} if self.weights.path else {}
         return Path(out) if out else default_run_dir(self.spec.name, "tune-")
 
     def start(self, quiet: bool) -> None:

@@ -8,10 +8,9 @@ import json
 import math
 from pathlib import Path
 
-from tlcli.runs import write_atomic, write_json
+from tlcli.runs import LEADERBOARD, write_atomic, write_json
 
 OBJECTIVES = {"val_loss": "minimise", "val_accuracy": "maximise"}
-LEADERBOARD = "leaderboard.json"
 _RESULTS = ("val_loss", "val_accuracy", "best_epoch", "epochs_run", "seconds")
 
 

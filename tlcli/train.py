@@ -25,11 +25,12 @@ from tlcli.distribute import (
 from tlcli.errors import TlcliError
 from tlcli.features import Features, extract_features
 from tlcli.head_solver import LinearSolution, feature_statistics, penalty_for_weight_decay, solve_linear_head
+from tlcli.locks import locks_outputs
 from tlcli.model import STANDARDIZATION, build_classifier, build_head, set_feature_statistics
 from tlcli.pipeline import image_dataset, tf
 from tlcli.runs import (
-    CONFIG, CURVES, HISTORY, LABELS, METRICS, MODEL, PENALTY, default_run_dir, finish_run_dir,
-    prepare_run_dir, resumable, save_model_atomic, write_atomic, write_json,
+    CONFIG, CURVES, HISTORY, LABELS, METRICS, MODEL, PENALTY, claim_run_dir, default_run_dir, finish_run_dir,
+    prepare_run_dir, read_json, resumable, save_model_atomic, write_atomic, write_json,
 )
 from tlcli.runtime import import_keras, set_seed
 from tlcli.training import History, balanced_class_weights, compile_model, fit, fit_length, with_targets
@@ -57,6 +58,7 @@ def versions() -> dict:
 SOLVED, CACHED, END_TO_END = "solved (L-BFGS)", "cached features", "end to end"
 
 
+@locks_outputs
 def train(
     config: TrainConfig,
     *,
@@ -83,6 +85,7 @@ def train(
     if reason and not quiet:
         err.print(f"{reason}.", markup=False)
 
+    claim_run(run_dir, placement, data=dataset.root, weights=weights, overwrite=overwrite, resume=resume)
     set_seed(fit_config.seed)
     num_classes = len(dataset.class_names)
     with placement.strategy.scope():
@@ -333,9 +336,20 @@ def run_facts(placement: Placement, batch_size: int, dataset: Dataset) -> dict:
     }
 
 
+def claim_run(requested: Path, placement: Placement, *, data: Path, weights=None, source: Path | None = None,
+              overwrite: bool, resume: bool) -> None:
+    """Lock this process's run directory and refuse, before any model is built, an --out that would
+    lose anything (runs.claim_output): the dataset, the --weights model or the source run among them."""
+    run_dir = worker_run_dir(requested, placement)
+    sources = {weights.path: f"the --weights {weights.kind}"} if weights is not None and weights.path else {}
+    if source is not None:
+        sources[source] = "the source run"
+    claim_run_dir(run_dir, data=data, sources=sources, **_run_dir_flags(run_dir, placement, overwrite, resume))
+
+
 def start_run(requested: Path, placement: Placement, document: dict, class_names, *, overwrite: bool,
               resume: bool) -> Path:
-    """Open this process's run directory and write config.json and labels.txt into it."""
+    """Open this process's run directory (claimed by claim_run) and write config.json and labels.txt into it."""
     run_dir = open_run_dir(worker_run_dir(requested, placement), placement, overwrite=overwrite, resume=resume)
     if resume:
         check_same_settings(run_dir, document)
@@ -353,9 +367,13 @@ def class_weights_for(fit_config: FitConfig, labels, num_classes: int):
 
 def open_run_dir(run_dir: Path, placement: Placement, *, overwrite: bool, resume: bool) -> Path:
     """The chief's run directory, or a worker's scratch folder (fresh unless resuming)."""
+    return prepare_run_dir(run_dir, **_run_dir_flags(run_dir, placement, overwrite, resume))
+
+
+def _run_dir_flags(run_dir: Path, placement: Placement, overwrite: bool, resume: bool) -> dict:
     if placement.is_chief:
-        return prepare_run_dir(run_dir, overwrite=overwrite, resume=resume)
-    return prepare_run_dir(run_dir, overwrite=not resume, resume=resume and run_dir.exists())
+        return {"overwrite": overwrite, "resume": resume}
+    return {"overwrite": not resume, "resume": resume and run_dir.exists()}
 
 
 def _features(extractor, samples, image_size, batch_size, split, quiet):
@@ -422,7 +440,7 @@ def check_same_settings(run_dir: Path, document: dict) -> None:
     path = run_dir / CONFIG
     if not path.is_file():
         return
-    saved = json.loads(path.read_text())
+    saved = read_json(path)
     changed = sorted(
         key for key in set(saved) | set(document)
         if key not in _NOT_COMPARED and json.dumps(saved.get(key), default=str) != json.dumps(document.get(key), default=str)

@@ -43,7 +43,10 @@ from tlcli.leaderboard import (
     OBJECTIVES, format_epochs, format_params, format_score, read_leaderboard, to_toml, trial_record,
     write_leaderboard,
 )
-from tlcli.runs import finish_run_dir, prepare_run_dir, write_atomic, write_json
+from tlcli.locks import locks_outputs
+from tlcli.runs import (
+    TUNE_SETTINGS, claim_output, finish_run_dir, read_json, start_output_dir, write_atomic, write_json,
+)
 from tlcli.search_space import Range, plan_trials, trial_key
 
 PLANNED_SEARCHES = ("grid", "random")  # scikit-learn plans every trial up front
@@ -95,6 +98,9 @@ def check_search(search: str) -> None:
 class Trials(Protocol):
     """One kind of search: how its trials run and what its best.toml holds."""
 
+    data: Path  # the dataset the trials read, known once open() returns
+    sources: dict[Path, str]  # what else they read (path -> what it is), which --out must not hold
+
     def open(self, out: Path | None, quiet: bool) -> Path:
         """Read and check the data before anything is written; return the tuning directory."""
 
@@ -143,12 +149,13 @@ class TuneOutcome:
     baseline: float | None = None  # the score to beat, when the search starts from a trained run
 
 
+@locks_outputs
 def tune(config: TuneConfig, *, overwrite: bool = False, resume: bool = False, quiet: bool = False) -> TuneOutcome:
     from tlcli.console import err
     from tlcli.runs import resumable
 
     trials = search_trials(config)
-    out_dir = prepare_tune_dir(trials.open(config.out, quiet), config, overwrite=overwrite, resume=resume)
+    out_dir = prepare_tune_dir(trials.open(config.out, quiet), config, trials, overwrite=overwrite, resume=resume)
     finished = {record["trial"]: record for record in (read_leaderboard(out_dir) if resume else [])}
     seed = config.base.fit.seed
     adaptive = config.search in ADAPTIVE_SEARCHES
@@ -202,9 +209,10 @@ def tune(config: TuneConfig, *, overwrite: bool = False, resume: bool = False, q
                        baseline=baseline)
 
 
-def prepare_tune_dir(path: Path, config: TuneConfig, *, overwrite: bool, resume: bool) -> Path:
-    """Create the tuning directory, or reopen it for --resume; never clobber one by accident."""
-    settings_path = path / "tune.json"
+def prepare_tune_dir(path: Path, config: TuneConfig, trials: Trials, *, overwrite: bool, resume: bool) -> Path:
+    """Claim the tuning directory (runs.claim_output), then create it or reopen it for --resume."""
+    claim_output(path, "tune", overwrite=overwrite, resume=resume, data=trials.data, sources=trials.sources)
+    settings_path = path / TUNE_SETTINGS
     description = config.description()
     if resume:
         if not settings_path.is_file():
@@ -212,7 +220,7 @@ def prepare_tune_dir(path: Path, config: TuneConfig, *, overwrite: bool, resume:
                 f"--resume: {path} holds no tuning search (tune.json is missing). "
                 "Start one without --resume, or give the --out of the search to continue."
             )
-        saved = {"kind": "head", **json.loads(settings_path.read_text())}  # head searches came first
+        saved = {"kind": "head", **read_json(settings_path)}  # head searches came first
         changed = [key for key in ("kind", "search", "objective", "space") if saved.get(key) != description[key]]
         changed += [key for key in description["base"] if saved.get("base", {}).get(key) != description["base"][key]]
         if changed:
@@ -221,7 +229,7 @@ def prepare_tune_dir(path: Path, config: TuneConfig, *, overwrite: bool, resume:
                 "Repeat the original command with --resume (only --trials may grow), or use --overwrite."
             )
         return path
-    prepare_run_dir(path, overwrite=overwrite, resume=False)
+    start_output_dir(path, "tune")
     write_json(settings_path, description)
     return path
 

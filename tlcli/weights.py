@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,17 +37,41 @@ def parse_weights(value: str) -> WeightsSource:
                 f"--weights {value}: the folder has no model.keras, so it is not a tlcli run. "
                 f"Expected {WEIGHTS_HELP}."
             )
-        return WeightsSource("model", model_file.resolve())
+        return WeightsSource("model", _check_format(model_file, value, "keras"))
     if path.is_file():
         if path.suffix == ".keras":
-            return WeightsSource("model", path.resolve())
+            return WeightsSource("model", _check_format(path, value, "keras"))
         if path.suffix in (".h5", ".hdf5"):
-            return WeightsSource("file", path.resolve())
+            return WeightsSource("file", _check_format(path, value, "h5"))
         raise TlcliError(
             f"--weights {value}: {path.suffix or 'no extension'} is not a weights format. "
             f"Expected {WEIGHTS_HELP}."
         )
     raise TlcliError(f"--weights {value}: no such file or folder. Expected {WEIGHTS_HELP}.")
+
+
+def _is_hdf5(path: Path) -> bool:
+    import h5py  # a Keras dependency
+
+    return bool(h5py.is_hdf5(str(path)))
+
+
+_FORMATS = {"keras": ("a Keras model (a zip archive)", zipfile.is_zipfile), "h5": ("an HDF5 weights file", _is_hdf5)}
+
+
+def _check_format(path: Path, value: str, kind: str) -> Path:
+    """`path`, resolved, if its content is the format its name says; else a one-line error."""
+    expected, recognise = _FORMATS[kind]
+    try:
+        recognised = recognise(path)
+    except OSError as error:
+        raise TlcliError(f"--weights {value} cannot be read ({error.strerror or error}). Check the file.") from None
+    if not recognised:
+        raise TlcliError(
+            f"--weights {value} is not {expected}, whatever its name says (damaged, or another kind of file). "
+            f"Expected {WEIGHTS_HELP}."
+        )
+    return path.resolve()
 
 
 _FETCH_FAILURE = re.compile(r"URL fetch failure on (\S+): ")

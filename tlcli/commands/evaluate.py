@@ -48,6 +48,7 @@ def run(
     as_json: Json = False,
 ) -> None:
     """Evaluate a model on labelled images: scikit-learn metrics, confusion matrix, worst mistakes."""
+
     from tlcli.data import count_files, discover
     from tlcli.distribute import DistributeConfig, load_placed_model, place, report_placement
     from tlcli.evaluation import (
@@ -56,6 +57,7 @@ def run(
         failed_thresholds,
         find_evaluation_folder,
         parse_thresholds,
+        reports_folder,
         resolve_top_k,
         select_samples,
         write_reports,
@@ -63,6 +65,7 @@ def run(
 
     thresholds = parse_thresholds(fail_under or [])
     folder, description = find_evaluation_folder(data)
+    reports = reports_folder(model, out_dir)
     placement = place(DistributeConfig(strategy, tpu, precision), data)  # before any model: multi-worker needs it so
     keras_model, info = load_placed_model(model, placement)
     top_k = resolve_top_k(top_k, len(info.class_names))
@@ -79,7 +82,7 @@ def run(
                                     info.model_path, top_k, batch_size, on_predicted=advance, placement=placement)
     report = evaluation.to_dict()
     if placement.is_chief:
-        written = write_reports(evaluation, out_dir or info.path)
+        written = write_reports(evaluation, reports)
         _print_problems(report["skipped"])
         if as_json:
             print_json({**report, "reports": [str(path) for path in written]})
@@ -87,7 +90,7 @@ def run(
             _print_report(report)
         for note in report["notes"]:
             err.print(f"[dim]Note: {literal(note)}.[/]")
-        err.print(f"Reports written to {literal(out_dir or info.path)}: {', '.join(path.name for path in written)}")
+        err.print(f"Reports written to {literal(reports)}: {', '.join(path.name for path in written)}")
     else:
         err.print(f"Worker {placement.worker_index + 1} of {placement.num_workers}: the chief writes the reports.")
 

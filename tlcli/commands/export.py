@@ -19,7 +19,9 @@ Quantize = Enum("Quantize", {name: name for name in QUANTIZATIONS}, type=str)
 def run(
     model: RunPath,
     out_dir: Annotated[
-        Path, typer.Option("--out", "-o", help="Folder to write (must not exist, unless --overwrite).", show_default=False)
+        Path,
+        typer.Option("--out", "-o", help="Folder to write (new or empty; an earlier export only with --overwrite).",
+                     show_default=False),
     ],
     formats: Annotated[
         Optional[list[Format]],
