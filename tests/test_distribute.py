@@ -95,17 +95,20 @@ def test_mirrored_on_two_cpu_devices_matches_the_default_strategy(colour_dataset
 
 
 @pytest.mark.slow
-def test_two_workers_train_identical_weights_and_write_one_run(colour_dataset, tmp_path):
+@pytest.mark.parametrize("route, options", [("end to end", ["--no-cache-features"]), ("solved (L-BFGS)", [])])
+def test_two_workers_train_identical_weights_and_write_one_run(colour_dataset, tmp_path, route, options):
+    # Solved: the chief alone solves, and every worker receives its weights and standardization.
     run_dir = tmp_path / "cluster-run"
     arguments = ["train", str(colour_dataset), *TRAIN, "--epochs", "2", "--batch-size", "4",
-                 "--no-cache-features", "--strategy", "multi-worker", "--out", str(run_dir)]
+                 *options, "--strategy", "multi-worker", "--out", str(run_dir)]
     outputs = _finish(_start_workers(arguments, _free_ports(2), cwd=tmp_path))
     fingerprints = [line.split("│")[2].strip() for output in outputs for line in output.splitlines()
                     if "weights sha256" in line]
     assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1], outputs
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["weights_sha256"].startswith(fingerprints[0])
-    assert json.loads((run_dir / "config.json").read_text())["distribution"]["workers"] == 2
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["distribution"]["workers"] == 2 and config["route"] == route
     assert [path.name for path in tmp_path.iterdir()] == ["cluster-run"]
     assert not any(path.name.startswith("tlcli-worker") for path in __import__("pathlib").Path(
         __import__("tempfile").gettempdir()).iterdir() if str(run_dir.resolve()) in str(path))
