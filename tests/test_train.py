@@ -26,7 +26,7 @@ from tlcli.training import FitLength, History, fit
 
 runner = CliRunner()
 RUN_FILES = {"config.json", "labels.txt", "model.keras", "history.csv", "curves.png", "metrics.json", "logs"}
-SOLVED_RUN_FILES = {"config.json", "labels.txt", "model.keras", "metrics.json", "penalty.png"}
+SOLVED_RUN_FILES = {".tlcli", "config.json", "labels.txt", "model.keras", "metrics.json", "penalty.png"}
 
 
 def invoke(*args):
@@ -311,7 +311,8 @@ def test_weights_from_a_damaged_run_name_the_option(tiny_run, colour_dataset, tm
     result = runner.invoke(app, ["train", str(colour_dataset), "--model", "vgg16", "--image-size", "32",
                                  "--weights", str(damaged), "--out", str(tmp_path / "never")])
     assert result.exit_code == 2
-    assert f"Error: --weights {damaged / 'model.keras'} is damaged or not a Keras model file" in result.output
+    assert result.output.startswith(f"Error: --weights {damaged} is not a Keras model (a zip archive)")
+    assert result.output.count("\n") == 1
     assert not (tmp_path / "never").exists()
 
 
