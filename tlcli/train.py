@@ -137,7 +137,7 @@ def train(
 
 
 def head_route(config: TrainConfig, augmentation: AugmentConfig | None) -> tuple[str, str | None]:
-    """(how the head is fitted, why it is not solved when the solver was not asked against).
+    """(route, reason): how the head is fitted, and why not solved when auto could not solve it.
 
     A head with no hidden layer on cached features is solved by logistic regression, unless a
     setting has no equivalent there; everything else is trained by gradient, on cached features
@@ -148,7 +148,7 @@ def head_route(config: TrainConfig, augmentation: AugmentConfig | None) -> tuple
     gradient_route = CACHED if cached else END_TO_END
     if config.head_solver == "gradient":
         return gradient_route, None
-    obstacle = solver_obstacle(config, augmenting and augmentation)
+    obstacle = solver_obstacle(config, augmentation if augmenting else None)
     if obstacle is None:
         return SOLVED, None
     if config.head_solver == "lbfgs":
@@ -165,7 +165,7 @@ def solver_obstacle(config: TrainConfig, augmentation: AugmentConfig | None) -> 
     fit = config.fit
     if config.dense:
         return f"the head has hidden layers (--dense {','.join(map(str, config.dense))})"
-    if augmentation:
+    if augmentation is not None:
         return f"augmentation is on ({describe(augmentation)}), so the features change every epoch"
     if not config.cache_features:
         return "--no-cache-features trains through the backbone"
