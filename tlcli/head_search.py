@@ -116,11 +116,10 @@ class HeadTrials:
         return Path(out) if out else default_run_dir(self.spec.name, "tune-")
 
     def start(self, quiet: bool) -> None:
+        from tlcli.distribute import DistributeConfig, place
         from tlcli.model import build_feature_extractor
         from tlcli.runtime import set_seed
         from tlcli.train import cached_features, class_weights_for
-
-        from tlcli.distribute import DistributeConfig, place
 
         base = self.base
         self.placement = place(DistributeConfig(strategy="default"))
