@@ -211,18 +211,23 @@ def test_every_technique_changes_images_and_keeps_shape_and_range(name):
 
 def test_augmentation_repeats_under_a_seed_and_changes_every_epoch(colour_dataset):
     from tlcli.data import load_dataset
-    from tlcli.pipeline import image_dataset
+    from tlcli.pipeline import epoch_counter, image_dataset
 
     samples = load_dataset(colour_dataset).split("train")
 
-    def two_epochs(seed):
-        dataset = image_dataset(samples, 16, 4, shuffle=True, seed=seed,
+    def epochs(seed, numbers=(0, 1)):
+        epoch = epoch_counter()
+        dataset = image_dataset(samples, 16, 4, shuffle=True, seed=seed, epoch=epoch,
                                 augment=build_augmenter(PRESETS["heavy"], seed))
-        return [np.concatenate([b[0].numpy() for b in dataset]) for _ in range(2)]
+        result = {}
+        for number in numbers:
+            epoch.assign(number)
+            result[number] = np.concatenate([b[0].numpy() for b in dataset])
+        return result
 
-    first, again, other = two_epochs(1), two_epochs(1), two_epochs(2)
+    first, again, other = epochs(1), epochs(1, numbers=(1, 0)), epochs(2)
     np.testing.assert_array_equal(first[0], again[0])  # parallel batches, same images
-    np.testing.assert_array_equal(first[1], again[1])
+    np.testing.assert_array_equal(first[1], again[1])  # an epoch is the same whenever it is read
     assert not np.array_equal(first[0], first[1])  # each epoch sees new variants
     assert not np.array_equal(first[0], other[0])
 

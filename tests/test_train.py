@@ -21,6 +21,7 @@ from tlcli.cli import app
 from tlcli.config import FitConfig
 from tlcli.errors import TlcliError
 from tlcli.head_solver import STD_FLOOR
+from tlcli.runs import load_run_model
 from tlcli.runtime import import_keras, import_tensorflow
 from tlcli.training import FitLength, History, fit
 
@@ -177,23 +178,34 @@ def test_config_file_supplies_options_and_the_command_line_wins(colour_dataset, 
     assert len(history(tmp_path / "run")) == 1
 
 
-def test_resume_after_sigkill_finishes_with_all_epochs(colour_dataset, tmp_path):
-    run_dir = tmp_path / "killed"
-    command = [sys.executable, "-m", "tlcli", "train", str(colour_dataset), "--model", "vgg16",
-               "--weights", "none", "--image-size", 32, "--epochs", 8, "--no-cache-features",
-               "--early-stopping", 0, "--batch-size", 4, "--quiet", "--out", str(run_dir)]
-    command = [str(part) for part in command]
-    kill_when(command, lambda: (run_dir / "history.csv").exists() and len(history(run_dir)) >= 2)
-    done = len(history(run_dir))
-    assert 2 <= done < 8, "the run should have been killed mid-way"
+def test_a_run_resumed_after_sigkill_is_the_uninterrupted_run(colour_dataset, tmp_path):
+    # Dropout, augmentation, early stopping and a plateau schedule: every kind of state that a
+    # resumed run must bring back (random state, data order, callbacks' counters, optimiser).
+    def command(out):
+        return [str(part) for part in (
+            sys.executable, "-m", "tlcli", "train", colour_dataset, "--model", "vgg16", "--weights", "none",
+            "--image-size", 32, "--epochs", 6, "--dense", 8, "--dropout", 0.5, "--augment", "light",
+            "--schedule", "plateau", "--early-stopping", 4, "--learning-rate", 0.01, "--batch-size", 4,
+            "--seed", 3, "--out", out)]
 
-    again = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    reference = subprocess.run(command(whole) + ["--quiet"], capture_output=True, text=True, timeout=300)
+    assert reference.returncode == 0, reference.stderr
+    kill_when(command(killed) + ["--quiet"], lambda: (killed / "history.csv").exists() and len(history(killed)) >= 2)
+    done = len(history(killed))
+    assert 2 <= done < 6, "the run should have been killed mid-way"
+
+    again = subprocess.run(command(killed), capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "--resume" in again.stderr and "--overwrite" in again.stderr
 
-    resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(command(killed) + ["--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    assert [int(row["epoch"]) for row in history(run_dir)] == list(range(1, 9))
-    assert not (run_dir / ".in-progress").exists()
+    # History is written just before the backup, so a kill between the two repeats that epoch.
+    assert re.search(rf"train: resuming from epoch ({done}|{done + 1})\.", resumed.stderr), resumed.stderr
+    assert history(killed) == history(whole)  # every epoch's losses, accuracies and learning rate
+    for ours, theirs in zip(load_run_model(killed)[0].get_weights(), load_run_model(whole)[0].get_weights()):
+        np.testing.assert_array_equal(ours, theirs)
+    assert not (killed / ".in-progress").exists() and not (killed / ".backup").exists()
 
 
 def test_a_resumed_run_still_ends_on_its_best_epoch(colour_dataset, tmp_path):
@@ -362,18 +374,27 @@ def test_a_stage_that_ends_worse_is_rolled_back(tiny_run, tmp_path):
     assert source.count_params() == tuned.count_params()
 
 
-def test_finetune_resumes_after_sigkill_without_repeating_finished_stages(tiny_run, tmp_path):
-    run_dir = tmp_path / "ft"
-    command = [sys.executable, "-m", "tlcli", "finetune", str(tiny_run), "--stage", "block5:2:1e-4",
-               "--stage", "block4:3:1e-5", "--batch-size", "4", "--early-stopping", "0", "--quiet",
-               "--out", str(run_dir)]
-    kill_when(command, lambda: (run_dir / "history.csv").exists() and len(history(run_dir)) >= 3, timeout=180)
-    assert 3 <= len(history(run_dir)) < 5
-    resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=300)
+def test_finetune_resumed_after_sigkill_is_the_uninterrupted_fine_tuning(tiny_run, tmp_path):
+    def command(out):
+        return [sys.executable, "-m", "tlcli", "finetune", str(tiny_run), "--stage", "block5:2:1e-4",
+                "--stage", "block4:3:1e-5", "--batch-size", "4", "--early-stopping", "0", "--out", str(out)]
+
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    reference = subprocess.run(command(whole) + ["--quiet"], capture_output=True, text=True, timeout=300)
+    assert reference.returncode == 0, reference.stderr
+    kill_when(command(killed) + ["--quiet"], lambda: (killed / "history.csv").exists() and len(history(killed)) >= 3,
+              timeout=180)
+    assert 3 <= len(history(killed)) < 5  # killed in the second stage
+    resumed = subprocess.run(command(killed) + ["--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    rows = history(run_dir)
+    assert "Resuming after stage 1 of 2." in resumed.stderr
+    assert "stage1-block5" not in resumed.stderr.split("Resuming")[1]  # the finished stage is not repeated
+    rows = history(killed)
     assert [(int(r["epoch"]), r["stage"]) for r in rows] == [
         (1, "stage1-block5"), (2, "stage1-block5"), (3, "stage2-block4"), (4, "stage2-block4"), (5, "stage2-block4")]
+    assert rows == history(whole)
+    for ours, theirs in zip(load_run_model(killed)[0].get_weights(), load_run_model(whole)[0].get_weights()):
+        np.testing.assert_array_equal(ours, theirs)
 
 
 def test_training_with_augmentation_goes_end_to_end_and_says_so(colour_dataset, tmp_path):

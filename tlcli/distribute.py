@@ -172,14 +172,15 @@ def worker_run_dir(run_dir: Path, placement: Placement) -> Path:
 def distribute(placement: Placement, make_dataset, num_examples: int, per_replica_batch: int):
     """(dataset or distributed dataset, steps per epoch) for `fit`.
 
-    `make_dataset(shard_count, shard_index, batch_size)` builds one input pipeline. On one
-    device it is the whole dataset; otherwise each worker builds its own shard, batched per
-    replica. Across workers every worker must run the same number of steps (or the collectives
-    wait for ever), so the shards repeat and an epoch is the whole number of global batches.
+    `make_dataset(shard_count, shard_index, batch_size, repeat_batches)` builds one input
+    pipeline. On one device it is the whole dataset, one epoch per pass (`repeat_batches` 0);
+    otherwise each worker builds its own shard, batched per replica. Across workers every worker
+    must run the same number of steps (or the collectives wait for ever), so an epoch is the
+    whole number of global batches and each shard repeats, epoch after epoch, cut to that many.
     """
     tf = import_tensorflow()
     if placement.replicas == 1 and placement.num_workers == 1:
-        return make_dataset(1, 0, per_replica_batch), max(1, -(-num_examples // per_replica_batch))
+        return make_dataset(1, 0, per_replica_batch, 0), max(1, -(-num_examples // per_replica_batch))
     global_batch = placement.global_batch(per_replica_batch)
     if placement.num_workers > 1:
         steps = max(1, num_examples // global_batch)
@@ -187,9 +188,10 @@ def distribute(placement: Placement, make_dataset, num_examples: int, per_replic
         steps = max(1, -(-num_examples // global_batch))
 
     def per_worker(context):
-        dataset = make_dataset(context.num_input_pipelines, context.input_pipeline_id,
-                               context.get_per_replica_batch_size(global_batch))
-        return dataset.repeat() if placement.num_workers > 1 else dataset
+        replicas_per_pipeline = context.num_replicas_in_sync // context.num_input_pipelines
+        repeat_batches = steps * replicas_per_pipeline if placement.num_workers > 1 else 0
+        return make_dataset(context.num_input_pipelines, context.input_pipeline_id,
+                            context.get_per_replica_batch_size(global_batch), repeat_batches)
 
     options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
     return placement.strategy.distribute_datasets_from_function(per_worker, options), steps

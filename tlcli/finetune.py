@@ -31,7 +31,8 @@ from tlcli.runtime import import_keras, set_seed
 from tlcli.train import (
     Outcome, claim_run, class_weights_for, image_batches, report_dataset, run_facts, save_outcome, start_run,
 )
-from tlcli.training import History, compile_model, fit, fit_length
+from tlcli.pipeline import epoch_counter
+from tlcli.training import History, compile_model, fit, fit_length, load_model_state, save_model_state
 from tlcli.weights import find_base
 
 keras = import_keras()
@@ -199,8 +200,9 @@ def finetune(
     train_samples, val_samples = dataset.split("train"), dataset.splits.get("val", ())
     class_weights = class_weights_for(fit_config, [sample.label for sample in train_samples], num_classes)
     batch_size, image_size = fit_config.batch_size, run.image_size
-    train_data, steps = image_batches(placement, train_samples, image_size, batch_size, num_classes,
-                                      shuffle=True, seed=fit_config.seed, class_weights=class_weights)
+    epoch = epoch_counter()
+    train_data, steps = image_batches(placement, train_samples, image_size, batch_size, num_classes, shuffle=True,
+                                      seed=fit_config.seed, epoch=epoch, class_weights=class_weights)
     val_data, val_steps = (
         image_batches(placement, val_samples, image_size, batch_size, num_classes) if val_samples else (None, None)
     )
@@ -235,7 +237,7 @@ def finetune(
             result = fit(
                 model, train_data, val_data, stage_fit,
                 length=fit_length(stage_fit, steps), steps_per_epoch=steps, run_dir=run_dir, stage=name,
-                history=history, first_epoch=_epochs_before(history, name),
+                history=history, first_epoch=_epochs_before(history, name), epoch=epoch,
                 fixed_steps=repeating, validation_steps=val_steps if repeating else None, quiet=quiet,
             )
         state["seconds"] += result.seconds
@@ -322,16 +324,15 @@ class _StageProgress:
         if not self.state.is_file():
             return None
         state = json.loads(self.state.read_text())
-        model.load_weights(self.folder / state.pop("weights"))
+        load_model_state(model, self.folder, state.pop("weights"))
         return state
 
     def save(self, model, state: dict) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        weights = f"finished-stages-{state['stages_done']}.weights.h5"
-        model.save_weights(self.folder / weights)
-        write_json(self.state, {**state, "weights": weights})
-        for old in self.folder.glob("finished-stages-*.weights.h5"):
-            if old.name != weights:
+        name = save_model_state(model, self.folder, f"finished-stages-{state['stages_done']}")
+        write_json(self.state, {**state, "weights": name})
+        for old in self.folder.glob("finished-stages-*"):
+            if not old.name.startswith(f"{name}."):
                 old.unlink()
 
 

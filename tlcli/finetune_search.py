@@ -132,6 +132,7 @@ class FinetuneTrials:
 
     def run(self, params: dict, trial_dir: Path) -> dict:
         from tlcli.distribute import load_placed_model
+        from tlcli.pipeline import epoch_counter
         from tlcli.runtime import set_seed
         from tlcli.train import fit_and_measure, image_batches
         from tlcli.training import History
@@ -146,11 +147,13 @@ class FinetuneTrials:
         unfreeze(backbone, first_unfrozen_index(backbone, self.spec, stage.unfreeze), trial.train_batch_norm)
         batches = functools.partial(image_batches, self.placement, image_size=run.image_size,
                                     batch_size=fit_config.batch_size, num_classes=self.num_classes)
-        train_data, steps = batches(self.train_samples, shuffle=True, seed=fit_config.seed,
+        epoch = epoch_counter()
+        train_data, steps = batches(self.train_samples, shuffle=True, seed=fit_config.seed, epoch=epoch,
                                     class_weights=self.class_weights)
         val_data, _ = batches(self.val_samples)
         metrics = fit_and_measure(model, train_data, val_data, fit_config, steps=steps, run_dir=trial_dir,
-                                  history=History(trial_dir / HISTORY), stage=stage_name(1, stage), quiet=True)
+                                  history=History(trial_dir / HISTORY), stage=stage_name(1, stage), epoch=epoch,
+                                  quiet=True)
         return {**metrics, "trainable_parameters": count_parameters(model.trainable_weights)}
 
     def best_settings(self, params: dict) -> dict:

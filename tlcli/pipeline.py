@@ -68,6 +68,37 @@ def _load(path, needs_pil, image_size: int):
     )
 
 
+def epoch_counter():
+    """The number of the epoch a training pipeline reads (see `image_dataset`); fit sets it."""
+    with tf.device("/cpu:0"):
+        return tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+
+
+def epochs(columns: tuple, batches, *, shuffle: bool, seed: int, epoch=None, repeat_batches: int = 0):
+    """Epochs of `batches(rows, epoch_seed)`, where `rows` is a dataset of the `columns`' rows,
+    in an order (with `shuffle`) that depends only on the seed and the epoch's number.
+
+    The number is read from `epoch` (an `epoch_counter()`; 0 without one) when a pass begins,
+    so a resumed run reads each epoch exactly as the uninterrupted run did. One pass is one
+    epoch, or with `repeat_batches=n` epoch after epoch without end, each cut to n batches.
+    """
+    def one_epoch(number):
+        epoch_seed = tf.stack([tf.constant(seed, tf.int64), number])
+        rows = columns
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(tf.range(tf.shape(columns[0])[0]), epoch_seed)
+            rows = tuple(tf.gather(column, order) for column in columns)
+        dataset = batches(tf.data.Dataset.from_tensor_slices(rows), epoch_seed)
+        return dataset.take(repeat_batches) if repeat_batches else dataset
+
+    def numbers(_):
+        # Read once, as the pass begins: never ahead of it by the prefetch.
+        first = epoch.read_value() if epoch is not None else tf.constant(0, tf.int64)
+        return tf.data.Dataset.range(first, tf.int64.max if repeat_batches else first + 1)
+
+    return tf.data.Dataset.from_tensors(0).flat_map(numbers).flat_map(one_epoch)
+
+
 def image_dataset(
     samples: Sequence[Sample],
     image_size: int,
@@ -75,11 +106,18 @@ def image_dataset(
     *,
     shuffle: bool = False,
     seed: int = 0,
+    epoch=None,
+    repeat_batches: int = 0,
     with_index: bool = False,
     augment=None,
     shard: tuple[int, int] = (1, 0),
 ):
     """Batches of (images, labels), or (images, labels, indices) with `with_index`.
+
+    An epoch's order (`shuffle`) and augmentation depend only on the seed and the epoch's
+    number (see `epochs`): a resumed run reads exactly what the uninterrupted one read.
+    `repeat_batches=n` reads epoch after epoch, each cut to n batches, for multi-worker
+    training, where every worker must run the same number of steps.
 
     `shard=(count, index)` keeps every count-th file, after the seeded shuffle and before
     decoding, so that workers sharing one shuffle order read disjoint files.
@@ -89,36 +127,36 @@ def image_dataset(
     say which images a batch holds. `augment(images, batch_seed)` (see `tlcli.augment`) is
     mapped over the batches, after decoding, when given.
     """
-    paths = [str(sample.path) for sample in samples]
-    labels = [sample.label for sample in samples]
-    needs_pil = [sample.needs_pil for sample in samples]
-    indices = list(range(len(samples)))
-    dataset = tf.data.Dataset.from_tensor_slices((
-        tf.constant(paths, tf.string, shape=[len(paths)]),
-        tf.constant(labels, tf.int32, shape=[len(labels)]),
-        tf.constant(needs_pil, tf.bool, shape=[len(needs_pil)]),
-        tf.constant(indices, tf.int64, shape=[len(indices)]),
-    ))
-    if shuffle:
-        dataset = dataset.shuffle(max(1, len(samples)), seed=seed, reshuffle_each_iteration=True)
-    if shard[0] > 1:
-        dataset = dataset.shard(*shard)
-    dataset = dataset.map(
-        lambda path, label, pil, index: (_load(path, pil, image_size), label, index),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
+    columns = (
+        tf.constant([str(sample.path) for sample in samples], tf.string, shape=[len(samples)]),
+        tf.constant([sample.label for sample in samples], tf.int32, shape=[len(samples)]),
+        tf.constant([sample.needs_pil for sample in samples], tf.bool, shape=[len(samples)]),
+        tf.range(len(samples), dtype=tf.int64),
     )
-    dataset = dataset.ignore_errors()
-    dataset = dataset.batch(batch_size)
-    if augment is not None:
-        # One seed per batch from a seeded stream that differs each epoch: parallel calls share
-        # no random state, so augmentation repeats exactly under the same seed.
-        batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        dataset = tf.data.Dataset.zip(dataset, batch_seeds).map(
-            lambda batch, batch_seed: (augment(batch[0], batch_seed), batch[1], batch[2]),
+
+    def batches(files, epoch_seed):
+        if shard[0] > 1:
+            files = files.shard(*shard)
+        dataset = files.map(
+            lambda path, label, pil, index: (_load(path, pil, image_size), label, index),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
+        dataset = dataset.ignore_errors().batch(batch_size)
+        if augment is not None:
+            # One seed per batch, from the epoch's: parallel calls share no random state, so
+            # augmentation repeats exactly under the same seed.
+            batch_seeds = tf.data.Dataset.range(tf.int64.max).map(
+                lambda batch: tf.random.experimental.stateless_fold_in(epoch_seed, batch)
+            )
+            dataset = tf.data.Dataset.zip(dataset, batch_seeds).map(
+                lambda batch, batch_seed: (augment(batch[0], batch_seed), batch[1], batch[2]),
+                num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True,
+            )
+        return dataset
+
+    dataset = epochs(columns, batches, shuffle=shuffle, seed=seed, epoch=epoch, repeat_batches=repeat_batches)
     if not with_index:
         dataset = dataset.map(lambda images, labels, index: (images, labels))
     # tf.data's autotuner, left on, cost the model a fifth of its speed on 2 cores (ResNet50

@@ -27,7 +27,7 @@ from tlcli.features import Features, extract_features
 from tlcli.head_solver import LinearSolution, feature_statistics, penalty_for_weight_decay, solve_linear_head
 from tlcli.locks import locks_outputs
 from tlcli.model import STANDARDIZATION, build_classifier, build_head, set_feature_statistics
-from tlcli.pipeline import image_dataset, tf
+from tlcli.pipeline import epoch_counter, epochs, image_dataset, tf
 from tlcli.runs import (
     CONFIG, CURVES, HISTORY, LABELS, METRICS, MODEL, PENALTY, claim_run_dir, default_run_dir, finish_run_dir,
     prepare_run_dir, read_json, resumable, save_model_atomic, write_atomic, write_json,
@@ -117,15 +117,16 @@ def train(
     history = History.load(run_dir / HISTORY)
     if route == END_TO_END:
         standardize(head, train_features, placement)
-        train_data, steps = image_batches(placement, train_samples, image_size, batch_size, num_classes,
-                                          shuffle=True, seed=seed, class_weights=class_weights, augment=augment)
+        epoch = epoch_counter()
+        train_data, steps = image_batches(placement, train_samples, image_size, batch_size, num_classes, shuffle=True,
+                                          seed=seed, epoch=epoch, class_weights=class_weights, augment=augment)
         val_data, val_steps = (
             image_batches(placement, val_samples, image_size, batch_size, num_classes) if val_samples else (None, None)
         )
         with resumable(requested_dir):
             metrics = fit_and_measure(
                 model, train_data, val_data, fit_config, steps=steps, val_steps=val_steps, run_dir=run_dir,
-                history=history, placement=placement, quiet=quiet,
+                history=history, placement=placement, epoch=epoch, quiet=quiet,
             )
     else:
         with resumable(requested_dir):
@@ -194,19 +195,20 @@ def fit_head(route: str, head, train_features: Features, val_features: Features 
         plot_penalty_path(solution, run_dir / PENALTY)
         return {**measure_head(head, val_features, num_classes), "seconds": round(solution.seconds, 2),
                 "solver": solution.describe()}
-    batch_size, seed = fit_config.batch_size, fit_config.seed
+    batch_size, seed, epoch = fit_config.batch_size, fit_config.seed, epoch_counter()
 
     def distributed_features(features, shuffle, weights):
-        def make(count, index, batch):
-            return feature_dataset(features, num_classes, batch, seed, shuffle=shuffle,
-                                   class_weights=weights, shard=(count, index))
+        def make(count, index, batch, repeat_batches):
+            return feature_dataset(features, num_classes, batch, seed, shuffle=shuffle, epoch=epoch,
+                                   repeat_batches=repeat_batches, class_weights=weights, shard=(count, index))
 
         return distribute(placement, make, len(features.labels), batch_size)
 
     train_data, steps = distributed_features(train_features, True, class_weights)
     val_data, val_steps = distributed_features(val_features, False, None) if val_features else (None, None)
     return fit_and_measure(head, train_data, val_data, fit_config, steps=steps, val_steps=val_steps,
-                           run_dir=run_dir, history=history, placement=placement, backups=False, quiet=quiet)
+                           run_dir=run_dir, history=history, placement=placement, backups=False, epoch=epoch,
+                           quiet=quiet)
 
 
 def standardize(head, train_features: Features, placement: Placement) -> None:
@@ -282,21 +284,24 @@ def cached_features(model, pooling: str, train_samples, val_samples, image_size:
 
 
 def feature_dataset(features: Features, num_classes: int, batch_size: int, seed: int = 0, *, shuffle: bool = False,
-                    class_weights=None, shard: tuple[int, int] = (1, 0)):
-    """Batches of cached features and their targets, for training a head."""
-    data = tf.data.Dataset.from_tensor_slices((features.features, features.labels))
-    if shuffle:
-        data = data.shuffle(len(features.labels), seed=seed, reshuffle_each_iteration=True)
-    data = with_targets(data.shard(*shard), num_classes, class_weights)
-    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+                    epoch=None, repeat_batches: int = 0, class_weights=None, shard: tuple[int, int] = (1, 0)):
+    """Batches of cached features and their targets, for training a head, in the order in which
+    `image_dataset` would give their images under the same seed and epoch."""
+    def batches(rows, _):
+        return with_targets(rows.shard(*shard), num_classes, class_weights).batch(batch_size)
+
+    columns = (tf.constant(features.features), tf.constant(features.labels))
+    data = epochs(columns, batches, shuffle=shuffle, seed=seed, epoch=epoch, repeat_batches=repeat_batches)
+    return data.prefetch(tf.data.AUTOTUNE)
 
 
 def fit_and_measure(
     trained, train_data, val_data, fit_config: FitConfig, *, steps: int, run_dir: Path, history: History,
     val_steps: int | None = None, placement: Placement | None = None, stage: str = "train", backups: bool = True,
-    quiet: bool = False,
+    epoch=None, quiet: bool = False,
 ) -> dict:
-    """Compile, fit (early stopping restores the best weights) and measure on the validation data."""
+    """Compile, fit (early stopping restores the best weights) and measure on the validation data.
+    `epoch` is the training images' `epoch_counter()`, if they are read through one."""
     length = fit_length(fit_config, steps)
     scope = placement.strategy.scope() if placement else contextlib.nullcontext()
     with scope:
@@ -305,7 +310,7 @@ def fit_and_measure(
     result = fit(
         trained, train_data, val_data, fit_config,
         length=length, steps_per_epoch=steps, run_dir=run_dir, stage=stage,
-        history=history, fixed_steps=repeating, validation_steps=val_steps if repeating else None,
+        history=history, epoch=epoch, fixed_steps=repeating, validation_steps=val_steps if repeating else None,
         backups=backups, quiet=quiet,
     )
     metrics = {"best_epoch": result.best_epoch, "epochs_run": history.last_epoch, "seconds": round(result.seconds, 2)}
@@ -316,11 +321,12 @@ def fit_and_measure(
 
 
 def image_batches(placement: Placement, samples, image_size: int, batch_size: int, num_classes: int, *,
-                  shuffle: bool = False, seed: int = 0, class_weights=None, augment=None):
-    """(batches of images and targets, steps per epoch), shared out as the placement needs."""
-    def make(count, index, batch):
-        images = image_dataset(samples, image_size, batch, shuffle=shuffle, seed=seed, augment=augment,
-                               shard=(count, index))
+                  shuffle: bool = False, seed: int = 0, epoch=None, class_weights=None, augment=None):
+    """(batches of images and targets, steps per epoch), shared out as the placement needs.
+    `epoch` is the `epoch_counter()` that numbers the epochs for the shuffle and augmentation."""
+    def make(count, index, batch, repeat_batches):
+        images = image_dataset(samples, image_size, batch, shuffle=shuffle, seed=seed, epoch=epoch, augment=augment,
+                               shard=(count, index), repeat_batches=repeat_batches)
         return with_targets(images, num_classes, class_weights)
 
     return distribute(placement, make, len(samples), batch_size)

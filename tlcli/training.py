@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from tlcli.config import FitConfig
+from tlcli.console import err
 from tlcli.runs import BACKUP, LOGS, atomic_file, write_atomic
 from tlcli.runtime import import_keras, import_tensorflow
 
@@ -173,7 +175,7 @@ class _RichProgress(keras.callbacks.Callback):
         self.epochs, self.steps, self.stage = epochs, steps, stage
 
     def on_train_begin(self, logs=None):
-        from tlcli.console import err
+        from tlcli.console import err  # looked up now, so that tests can give it a narrow terminal
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.progress = Progress(
@@ -201,71 +203,117 @@ class _RichProgress(keras.callbacks.Callback):
         self.progress.stop()
 
 
-class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """EarlyStopping whose progress survives a killed run.
+def save_model_state(model, folder: Path, name: str) -> str:
+    """Save the weights, the optimiser's state and the random state of the model's layers
+    (dropout's seed generators, which Keras's weight files leave out) as NAME.weights.h5 and
+    NAME.seeds.npz in `folder`. Returns NAME, for `load_model_state`."""
+    model.save_weights(folder / f"{name}.weights.h5")
+    with atomic_file(folder / f"{name}.seeds.npz") as handle:
+        np.savez(handle, *[keras.ops.convert_to_numpy(state) for state in _seed_states(model)])
+    return name
 
-    Keras's BackupAndRestore brings back the model and the epoch, not the callbacks: a resumed
-    run would forget its best epoch so far and its patience, and end on the best epoch after
-    the interruption. This one saves its counters, and the best weights whenever they improve,
-    beside the backup, and reads them back when training resumes.
+
+def load_model_state(model, folder: Path, name: str) -> None:
+    """Restore what `save_model_state` saved, the optimiser's state included when it is compiled."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    model.load_weights(folder / f"{name}.weights.h5")
+    with np.load(folder / f"{name}.seeds.npz", allow_pickle=False) as saved:
+        for index, state in enumerate(_seed_states(model)):
+            state.assign(saved[f"arr_{index}"])
+
+
+def _seed_states(model) -> list:
+    """The state variables of the model's random seed generators (`variables` minus `weights`)."""
+    weights = {id(weight) for weight in model.weights}
+    return [variable for variable in model.variables if id(variable) not in weights]
+
+
+class _EpochNumber(keras.callbacks.Callback):
+    """Sets the pipeline's epoch counter (`tlcli.pipeline.epoch_counter`) as each epoch begins,
+    so that its order and augmentation follow from the run's epoch number, not from how many
+    times the dataset was read before."""
+
+    def __init__(self, counter, first_epoch: int):
+        super().__init__()
+        self.counter, self.first_epoch = counter, first_epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.counter.assign(self.first_epoch + epoch)
+
+
+class _Checkpoint(keras.callbacks.Callback):
+    """A backup after every epoch from which a killed fit goes on exactly as if it had never
+    stopped, and that a kill cannot leave half-written.
+
+    Keras's BackupAndRestore brings back the weights, the optimiser and the epoch number, not
+    dropout's random state nor the callbacks' state: a resumed run drew other dropout masks,
+    forgot early stopping's best epoch and patience, and ended on the best epoch after the
+    interruption. It also rewrote its weights file in place, so a kill while saving left a run
+    that could not resume. Here every epoch's state goes to new files, and the metadata naming
+    them (checkpoint.json) is replaced atomically last: a resumed run finds the last complete
+    epoch's files together. `stateful` are the callbacks whose counters are saved; they must
+    come before this one, so that their state at the end of an epoch is the one saved.
     """
 
-    def __init__(self, folder: Path, **kwargs):
-        super().__init__(**kwargs)
-        self.folder = folder
+    METADATA = "checkpoint.json"
+    COUNTERS = ("wait", "best", "best_epoch", "stopped_epoch", "cooldown_counter")
+
+    def __init__(self, folder: Path, stateful: list):
+        super().__init__()
+        self.folder, self.stateful = folder, stateful
+
+    @property
+    def epochs_done(self) -> int:
+        """The epochs of this fit that the backup holds (0 if there is none)."""
+        metadata = self.folder / self.METADATA
+        return json.loads(metadata.read_text())["epoch"] if metadata.is_file() else 0
 
     def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        state_file = self.folder / "state.json"
-        if state_file.is_file():
-            state = json.loads(state_file.read_text())
-            self.wait, self.best, self.best_epoch = state["wait"], state["best"], state["best_epoch"]
-            with np.load(self.folder / state["weights"], allow_pickle=False) as saved:
-                self.best_weights = [saved[f"arr_{index}"] for index in range(len(saved.files))]
+        metadata = self.folder / self.METADATA
+        if not metadata.is_file():
+            return
+        state = json.loads(metadata.read_text())
+        load_model_state(self.model, self.folder, state["model"])
+        for callback, counters in zip(self.stateful, state["callbacks"]):
+            for key, value in counters.items():
+                setattr(callback, key, value)
+            if isinstance(callback, keras.callbacks.EarlyStopping) and state.get("best_weights"):
+                with np.load(self.folder / state["best_weights"], allow_pickle=False) as saved:
+                    callback.best_weights = [saved[f"arr_{index}"] for index in range(len(saved.files))]
+        # An early stop that was saved but not finished: run no more epochs.
+        self.model._initial_epoch = self.params["epochs"] if state["stopped"] else state["epoch"]
 
     def on_epoch_end(self, epoch, logs=None):
-        super().on_epoch_end(epoch, logs)
-        if self.best is None:
-            return
-        # The state names its weights file, so that the two always agree after a kill.
-        weights = f"best-epoch-{self.best_epoch}.npz"
-        if self.best_epoch == epoch:  # improved (or the first epoch): keep its weights
-            with atomic_file(self.folder / weights) as handle:
-                np.savez(handle, *self.best_weights)
-        state = {"wait": self.wait, "best": float(self.best), "best_epoch": self.best_epoch, "weights": weights}
-        write_atomic(self.folder / "state.json", json.dumps(state))
-        for old in self.folder.glob("best-epoch-*.npz"):
-            if old.name != weights:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        state = {"epoch": epoch + 1, "model": save_model_state(self.model, self.folder, f"epoch-{epoch + 1}"),
+                 "stopped": bool(self.model.stop_training), "callbacks": [], "best_weights": None}
+        for callback in self.stateful:
+            state["callbacks"].append(
+                {key: _plain(getattr(callback, key)) for key in self.COUNTERS if hasattr(callback, key)}
+            )
+            if isinstance(callback, keras.callbacks.EarlyStopping) and callback.best_weights is not None:
+                state["best_weights"] = f"best-epoch-{callback.best_epoch + 1}.npz"
+                if callback.best_epoch == epoch:  # improved (or the first judged epoch): keep its weights
+                    with atomic_file(self.folder / state["best_weights"]) as handle:
+                        np.savez(handle, *callback.best_weights)
+        write_atomic(self.folder / self.METADATA, json.dumps(state))
+        kept = {f"{state['model']}.weights.h5", f"{state['model']}.seeds.npz", state["best_weights"], self.METADATA}
+        for old in self.folder.iterdir():
+            if old.name not in kept:
                 old.unlink()
 
+    def on_train_end(self, logs=None):
+        self.model._initial_epoch = None  # Keras would start the model's next fit at this epoch
+        shutil.rmtree(self.folder, ignore_errors=True)
 
-class _AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """BackupAndRestore that a kill cannot leave half-written.
 
-    Keras rewrites latest.weights.h5 in place, so a run killed while saving it could not resume
-    ("Unable to synchronously open file (bad object header version number)"). Here each save
-    goes to a new weights file, and the metadata naming it is replaced atomically once the file
-    is complete: a resumed run finds the last complete epoch, weights and epoch number together.
-    """
-
-    METADATA = "training_metadata.json"
-
-    def _load_model(self):
-        metadata = Path(self.backup_dir) / self.METADATA
-        if metadata.is_file():
-            self._weights_path = str(Path(self.backup_dir) / json.loads(metadata.read_text())["weights"])
-        super()._load_model()
-
-    def _save_model(self):
-        folder = Path(self.backup_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        name = f"epoch-{self._current_epoch}-batch-{self._last_batch_seen}.weights.h5"
-        self.model.save_weights(str(folder / name), overwrite=True)
-        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name}
-        write_atomic(folder / self.METADATA, json.dumps(metadata))
-        for old in folder.glob("*.weights.h5"):
-            if old.name != name:
-                old.unlink()
+def _plain(value):
+    """A callback counter as JSON holds it (Keras keeps some as NumPy or backend scalars)."""
+    if value is None or isinstance(value, (int, str)):
+        return value
+    return float(keras.ops.convert_to_numpy(value))
 
 
 @dataclass
@@ -287,6 +335,7 @@ def fit(
     stage: str,
     history: History,
     first_epoch: int = 0,
+    epoch=None,
     validation_steps: int | None = None,
     fixed_steps: bool = False,
     backups: bool = True,
@@ -297,30 +346,32 @@ def fit(
     With `backups`, every epoch is backed up, so that a killed run resumes from its last
     completed epoch. A head trained on cached features has none: the features are computed
     again on resume anyway, and the head's seconds of training simply run again, identically.
-    `fixed_steps` is for repeating (multi-worker) datasets; otherwise an epoch is one pass.
+    `epoch` is the training pipeline's `epoch_counter()`, set to the run's epoch number as each
+    epoch begins. `fixed_steps` is for repeating (multi-worker) datasets; otherwise an epoch is
+    one pass.
     """
     monitor = "val_loss" if val_data is not None else "loss"
-    callbacks = []
+    callbacks, stateful = [], []
+    if epoch is not None:
+        callbacks.append(_EpochNumber(epoch, first_epoch))
     if length.patience:
-        settings = dict(monitor=monitor, patience=length.patience, restore_best_weights=True,
-                        start_from_epoch=length.warmup_epochs)
-        # Before BackupAndRestore, so that its state is saved first at each epoch's end.
-        callbacks.append(
-            _ResumableEarlyStopping(run_dir / BACKUP / f"{stage}-early-stopping", **settings) if backups
-            else keras.callbacks.EarlyStopping(**settings)
-        )
-    if backups:
-        callbacks.append(_AtomicBackupAndRestore(str(run_dir / BACKUP / stage), save_freq="epoch"))
-    callbacks += [
-        _EpochRecorder(history, stage, first_epoch),
-        keras.callbacks.TensorBoard(str(run_dir / LOGS / stage), write_graph=False),
-    ]
+        stateful.append(keras.callbacks.EarlyStopping(
+            monitor=monitor, patience=length.patience, restore_best_weights=True,
+            start_from_epoch=length.warmup_epochs,
+        ))
     if fit_config.schedule == "plateau":
-        callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(
-                monitor=monitor, factor=0.2, patience=max(1, length.patience // 2)
-            )
-        )
+        stateful.append(keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, factor=0.2, patience=max(1, length.patience // 2)
+        ))
+    # The epoch's row in history.csv is written before its backup: a run killed between the two
+    # repeats the epoch and rewrites the row.
+    callbacks += [*stateful, _EpochRecorder(history, stage, first_epoch)]
+    if backups:
+        checkpoint = _Checkpoint(run_dir / BACKUP / stage, stateful)
+        if checkpoint.epochs_done and not quiet:
+            err.print(f"{stage}: resuming from epoch {first_epoch + checkpoint.epochs_done + 1}.", markup=False)
+        callbacks.append(checkpoint)
+    callbacks.append(keras.callbacks.TensorBoard(str(run_dir / LOGS / stage), write_graph=False))
     if not quiet:
         callbacks.append(_RichProgress(length.epochs, steps_per_epoch, stage))
     started = time.perf_counter()
