@@ -71,15 +71,21 @@ def test_resizing_is_pillows_bilinear_antialiased_when_shrinking(tmp_path, width
     np.testing.assert_allclose(resized, _pillow_bilinear(pixels, image_size), atol=5e-3)
 
 
-def test_large_jpeg_is_decoded_at_reduced_scale_close_to_full_decode(tmp_path):
-    y, x = np.mgrid[0:480, 0:640]
-    pixels = np.stack([x * 255 / 640, y * 255 / 480, np.full_like(x, 128)], -1).astype(np.uint8)
+@pytest.mark.parametrize("width, height, mode, progressive", [
+    (640, 480, "RGB", False), (255, 300, "RGB", False), (63, 200, "RGB", True), (129, 257, "L", False), (40, 30, "RGB", False),
+])
+def test_jpeg_decodes_to_the_pixels_of_pillows_draft_then_bilinear(width, height, mode, progressive):
+    y, x = np.mgrid[0:height, 0:width]
+    pixels = np.stack([x * 255 / width, y * 255 / height, (x + y) % 32 * 8], -1).astype(np.uint8)
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "JPEG", quality=95)
-    fast = decode_image(buffer.getvalue(), 32).numpy()
-    reference = np.asarray(Image.fromarray(pixels).resize((32, 32), Image.BILINEAR), np.float32)
-    assert fast.shape == (32, 32, 3)
-    assert np.abs(fast - reference).mean() < 4
+    Image.fromarray(pixels).convert(mode).save(buffer, "JPEG", quality=90, progressive=progressive)
+    decoded = decode_image(buffer.getvalue(), 32).numpy()
+    # draft() picks the DCT scale (1/8 for 640x480, 1/4 for 255x300, 1 for 63x200); the same
+    # scale and the same (accurate integer) DCT give the same pixels.
+    image = Image.open(buffer)
+    image.draft("RGB", (32, 32))
+    reference = _pillow_bilinear(np.asarray(image.convert("RGB")), 32)
+    np.testing.assert_allclose(decoded, reference, atol=5e-3)
 
 
 def test_shuffled_order_is_reproducible_under_a_seed(flat_dataset):
