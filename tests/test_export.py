@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -13,8 +14,10 @@ import time
 
 import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
+from conftest import SOURCE_TREE
 from tlcli.cli import app
 
 pytestmark = pytest.mark.slow
@@ -131,6 +134,79 @@ def test_saved_model_cli_lists_both_signatures(exported):
                      "inputs['images']", "inputs['image_bytes']", "DT_STRING", "(-1, 32, 32, 3)",
                      "outputs['probabilities']"):
         assert expected in shown.stdout
+
+
+# (format, width, height, mode, save options): larger, smaller and not square; JPEGs that decode
+# at 1/8, 1/4, 1/2 and full scale at 32 px.
+CLIENT_FILES = [
+    ("png", 20, 20, "RGB", {}), ("png", 32, 32, "RGB", {}), ("png", 100, 63, "RGB", {}),
+    ("png", 31, 97, "RGB", {}), ("png", 50, 40, "RGBA", {}), ("png", 50, 40, "I;16", {}),
+    ("jpg", 640, 480, "RGB", {}), ("jpg", 255, 300, "RGB", {}), ("jpg", 130, 90, "L", {}),
+    ("jpg", 63, 200, "RGB", {"progressive": True}), ("jpg", 40, 30, "RGB", {}),
+    ("jpg", 300, 200, "CMYK", {}), ("gif", 60, 45, "P", {}), ("webp", 90, 70, "RGB", {}), ("bmp", 70, 50, "RGB", {}),
+]
+
+
+@pytest.fixture(scope="module")
+def client_files(tmp_path_factory):
+    """Photo-like images (smooth colour with noise) in every format and shape of CLIENT_FILES."""
+    folder = tmp_path_factory.mktemp("client")
+    rng = np.random.default_rng(0)
+    paths = []
+    for number, (fmt, width, height, mode, options) in enumerate(CLIENT_FILES):
+        y, x = np.mgrid[0:height, 0:width]
+        waves = [np.sin(x / (3 + c) + rng.uniform(0, 6)) * np.cos(y / (5 + c)) for c in range(3)]
+        pixels = np.clip(128 + 100 * np.stack(waves, -1) + rng.normal(0, 30, (height, width, 3)), 0, 255)
+        image = Image.fromarray(pixels.astype(np.uint8))
+        if mode == "I;16":
+            image = Image.fromarray(pixels[..., 0].astype(np.uint16) * 257)
+        elif mode != "RGB":
+            image = image.convert(mode)
+        path = folder / f"{number:02d}_{width}x{height}_{mode.replace(';', '')}.{fmt}"
+        image.save(path, **options)
+        paths.append(path)
+    return paths
+
+
+def _readme_recipe() -> str:
+    """The README's `read_pixels` block, as a user copies it into read_pixels.py."""
+    blocks = re.findall(r"```python\n(.*?)```", (SOURCE_TREE / "README.md").read_text(), re.DOTALL)
+    (recipe,) = [block for block in blocks if "def read_pixels(" in block]
+    return recipe
+
+
+RECIPE_CLIENT = """
+import json, sys
+folder, saved_model, size, pixels_path, files = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5:]
+sys.path.insert(0, folder)
+from read_pixels import read_pixels
+import numpy as np
+pixels = np.stack([read_pixels(name, size) for name in files])
+imported = sorted({name.split(".")[0] for name in sys.modules} & {"tensorflow", "tlcli", "keras"})
+np.save(pixels_path, pixels)
+import tensorflow as tf
+loaded = tf.saved_model.load(saved_model)
+by_pixels = loaded.signatures["serving_default"](images=tf.constant(pixels))["probabilities"].numpy()
+encoded = tf.constant([open(name, "rb").read() for name in files])
+by_bytes = loaded.signatures["serving_bytes"](image_bytes=encoded)["probabilities"].numpy()
+print(json.dumps({"imported": imported, "pixels": by_pixels.tolist(), "bytes": by_bytes.tolist()}))
+"""
+
+
+def test_readme_pixel_recipe_gives_the_probabilities_of_serving_bytes(exported, client_files, tmp_path):
+    from tlcli.pipeline import decode_image
+
+    out, _ = exported
+    (tmp_path / "read_pixels.py").write_text(_readme_recipe())
+    pixels_path = tmp_path / "pixels.npy"
+    served = _python(RECIPE_CLIENT, tmp_path, out / "saved_model", 32, pixels_path, *client_files)
+    assert served["imported"] == []  # Pillow and NumPy only
+    in_graph = np.stack([decode_image(path.read_bytes(), 32).numpy() for path in client_files])
+    pixel_gap = np.abs(np.load(pixels_path) - in_graph).max(axis=(1, 2, 3))
+    probability_gap = np.abs(np.array(served["pixels"]) - np.array(served["bytes"])).max(axis=1)
+    gaps = "; ".join(f"{path.name}: pixels {pixels:.1e}, probabilities {probabilities:.1e}"
+                     for path, pixels, probabilities in zip(client_files, pixel_gap, probability_gap))
+    assert pixel_gap.max() <= 5e-3 and probability_gap.max() <= 1e-4, gaps  # measured: 2.5e-4, 8e-6
 
 
 TFLITE_CLIENT = """

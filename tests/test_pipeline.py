@@ -53,15 +53,39 @@ def test_sixteen_bit_png_keeps_its_full_range(tmp_path):
     assert np.all(np.diff(row) > 0)  # scaled down, not clipped at 255
 
 
-def test_large_jpeg_is_decoded_at_reduced_scale_close_to_full_decode(tmp_path):
-    y, x = np.mgrid[0:480, 0:640]
-    pixels = np.stack([x * 255 / 640, y * 255 / 480, np.full_like(x, 128)], -1).astype(np.uint8)
+def _pillow_bilinear(pixels, image_size):
+    """Pillow's BILINEAR resize of each channel as a float ("F") image, without uint8 rounding."""
+    channels = [Image.fromarray(pixels[..., c].astype(np.float32)) for c in range(3)]
+    return np.stack([np.asarray(c.resize((image_size, image_size), Image.BILINEAR)) for c in channels], -1)
+
+
+@pytest.mark.parametrize("width, height, image_size", [
+    (640, 480, 32), (100, 63, 32), (33, 50, 32), (31, 97, 32), (300, 7, 32), (32, 32, 32), (20, 20, 32), (50, 33, 75),
+])
+def test_resizing_is_pillows_bilinear_antialiased_when_shrinking(tmp_path, width, height, image_size):
+    pixels = np.random.default_rng(width * height).integers(0, 256, (height, width, 3), dtype=np.uint8)
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "JPEG", quality=95)
-    fast = decode_image(buffer.getvalue(), 32).numpy()
-    reference = np.asarray(Image.fromarray(pixels).resize((32, 32), Image.BILINEAR), np.float32)
-    assert fast.shape == (32, 32, 3)
-    assert np.abs(fast - reference).mean() < 4
+    Image.fromarray(pixels).save(buffer, "PNG")
+    resized = decode_image(buffer.getvalue(), image_size).numpy()
+    assert resized.shape == (image_size, image_size, 3)
+    np.testing.assert_allclose(resized, _pillow_bilinear(pixels, image_size), atol=5e-3)
+
+
+@pytest.mark.parametrize("width, height, mode, progressive", [
+    (640, 480, "RGB", False), (255, 300, "RGB", False), (63, 200, "RGB", True), (129, 257, "L", False), (40, 30, "RGB", False),
+])
+def test_jpeg_decodes_to_the_pixels_of_pillows_draft_then_bilinear(width, height, mode, progressive):
+    y, x = np.mgrid[0:height, 0:width]
+    pixels = np.stack([x * 255 / width, y * 255 / height, (x + y) % 32 * 8], -1).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).convert(mode).save(buffer, "JPEG", quality=90, progressive=progressive)
+    decoded = decode_image(buffer.getvalue(), 32).numpy()
+    # draft() picks the DCT scale (1/8 for 640x480, 1/4 for 255x300, 1 for 63x200); the same
+    # scale and the same (accurate integer) DCT give the same pixels.
+    image = Image.open(buffer)
+    image.draft("RGB", (32, 32))
+    reference = _pillow_bilinear(np.asarray(image.convert("RGB")), 32)
+    np.testing.assert_allclose(decoded, reference, atol=5e-3)
 
 
 def test_shuffled_order_is_reproducible_under_a_seed(flat_dataset):

@@ -20,20 +20,22 @@ _JPEG_RATIOS = (1, 2, 4, 8)
 
 
 def _decode_jpeg_scaled(image_bytes, image_size: int):
-    """Decode a JPEG at the smallest DCT scale (1, 1/2, 1/4 or 1/8) still >= image_size.
+    """Decode a JPEG at the smallest DCT scale 1/s (s = 1, 2, 4 or 8) that leaves both sides at
+    least s * image_size: the scale Pillow's `draft("RGB", (image_size, image_size))` picks.
 
-    Reduced-size DCT decoding skips most of the work for photos larger than the model's input
-    and downsamples better than decoding at full size and then shrinking without antialiasing.
+    Reduced-size DCT decoding skips most of the work for photos larger than the model's input.
+    The accurate integer DCT is libjpeg's own default, so Pillow decodes the same pixels.
     """
     shape = tf.image.extract_jpeg_shape(image_bytes)
     shorter = tf.minimum(shape[0], shape[1])
     ratios = tf.constant(_JPEG_RATIOS, dtype=shorter.dtype)
-    fits = (shorter + ratios - 1) // ratios >= image_size
+    fits = shorter // ratios >= image_size
     branch = tf.reduce_max(tf.where(fits, tf.range(len(_JPEG_RATIOS)), 0))
     return tf.switch_case(
         branch,
         [
-            (lambda ratio=ratio: tf.io.decode_jpeg(image_bytes, channels=3, ratio=ratio))
+            (lambda ratio=ratio: tf.io.decode_jpeg(
+                image_bytes, channels=3, ratio=ratio, dct_method="INTEGER_ACCURATE"))
             for ratio in _JPEG_RATIOS
         ],
     )
@@ -54,8 +56,10 @@ def decode_image(image_bytes, image_size: int):
 
 
 def resize(image, image_size: int):
+    """Bilinear resize to a square, antialiased when shrinking (the triangle filter widened by
+    the scale factor, as Pillow's BILINEAR does), so fine detail averages instead of aliasing."""
     image = tf.ensure_shape(image, [None, None, 3])
-    return tf.image.resize(image, [image_size, image_size], method="bilinear")
+    return tf.image.resize(image, [image_size, image_size], method="bilinear", antialias=True)
 
 
 def _load(path, needs_pil, image_size: int):
