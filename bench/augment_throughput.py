@@ -27,9 +27,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import tlcli
-from tlcli.augment import PRESETS, build_augmenter
-from tlcli.data import load_dataset
-from tlcli.pipeline import image_dataset
+from tlcli.augment.settings import PRESETS
+from tlcli.augment.augmenter import build_augmenter
+from tlcli.data.dataset import load_dataset
+from tlcli.data.pipeline import image_dataset
 
 HERE = Path(__file__).resolve().parent
 # The last commit whose augmenter applied Keras's preprocessing layers one by one.
@@ -58,10 +59,10 @@ def images_per_second(dataset, epochs: int) -> float:
 
 def training_epoch(samples, num_classes: int, image_size: int, batch_size: int, augment):
     """A function timing one epoch of model.fit through the pipeline (warmed up once here)."""
-    from tlcli.backbones import get_backbone
-    from tlcli.model import build_classifier, build_head
+    from tlcli.models.backbones import get_backbone
+    from tlcli.models.build import build_classifier, build_head
     from tlcli.runtime import set_seed
-    from tlcli.weights import WeightsSource, build_base
+    from tlcli.models.weights import WeightsSource, build_base
 
     set_seed(0)
     spec = get_backbone("vgg16")

@@ -18,8 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's tlcli
 
-from tlcli.export import ARTEFACTS, write_onnx, write_saved_model, write_tflite  # noqa: E402
-from tlcli.runs import LABELS, MODEL, load_run_model  # noqa: E402
+from tlcli.export.export import ARTEFACTS, write_onnx, write_saved_model, write_tflite  # noqa: E402
+from tlcli.runs.directory import LABELS, MODEL  # noqa: E402
+from tlcli.models.saved import load_run_model  # noqa: E402
 from tlcli.runtime import import_keras, import_tensorflow, silenced_stderr  # noqa: E402
 
 
@@ -29,9 +30,9 @@ def size_mb(path: Path) -> float:
 
 
 def untrained_run(folder: Path) -> Path:
-    from tlcli.backbones import get_backbone
-    from tlcli.model import build_classifier, build_head
-    from tlcli.weights import WeightsSource, build_base
+    from tlcli.models.backbones import get_backbone
+    from tlcli.models.build import build_classifier, build_head
+    from tlcli.models.weights import WeightsSource, build_base
 
     spec = get_backbone("vgg16")
     base = build_base(spec, 32, WeightsSource("none"))

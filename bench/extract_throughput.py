@@ -39,13 +39,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import machine, save  # noqa: E402
 
-from tlcli.backbones import MODEL_NAMES, get_backbone  # noqa: E402
-from tlcli.extraction import ExtractConfig, extract, plan_extraction  # noqa: E402
-from tlcli.model import build_feature_extractor  # noqa: E402
-from tlcli.pipeline import tf  # noqa: E402
-from tlcli.weights import WeightsSource  # noqa: E402
+from tlcli.models.backbones import MODEL_NAMES, get_backbone  # noqa: E402
+from tlcli.extract import ExtractConfig, extract, plan_extraction  # noqa: E402
+from tlcli.models.build import build_feature_extractor  # noqa: E402
+from tlcli.data.pipeline import tf  # noqa: E402
+from tlcli.models.weights import WeightsSource  # noqa: E402
 
-import keras  # noqa: E402  (after tlcli.pipeline imported TensorFlow quietly)
+import keras  # noqa: E402  (after tlcli.data.pipeline imported TensorFlow quietly)
 
 MULTIPLY_ADDS = {"vgg16": 15.5e9, "resnet50": 4.1e9, "inceptionv3": 5.7e9, "xception": 8.4e9}
 

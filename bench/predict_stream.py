@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tlcli.backbones import get_backbone
-from tlcli.data import Sample
-from tlcli.inference import Prediction, predict_files
-from tlcli.model import build_classifier, build_head
-from tlcli.pipeline import image_dataset
+from tlcli.models.backbones import get_backbone
+from tlcli.data.dataset import Sample
+from tlcli.evaluate.predict import Prediction, predict_files
+from tlcli.models.build import build_classifier, build_head
+from tlcli.data.pipeline import image_dataset
 from tlcli.runtime import set_seed
-from tlcli.weights import WeightsSource, build_base
+from tlcli.models.weights import WeightsSource, build_base
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

@@ -19,8 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, save  # noqa: E402
 
-from tlcli.config import FitConfig, TrainConfig  # noqa: E402
-from tlcli.train import train  # noqa: E402
+from tlcli.training.config import FitConfig, TrainConfig  # noqa: E402
+from tlcli.training.train import train  # noqa: E402
 
 
 def main() -> None:

@@ -20,11 +20,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, save  # noqa: E402
 
-from tlcli.config import FitConfig, TrainConfig  # noqa: E402
-from tlcli.head_search import trial_config  # noqa: E402
-from tlcli.search_space import plan_trials  # noqa: E402
-from tlcli.train import train  # noqa: E402
-from tlcli.tuning import TuneConfig, tune  # noqa: E402
+from tlcli.training.config import FitConfig, TrainConfig  # noqa: E402
+from tlcli.tune.head import trial_config  # noqa: E402
+from tlcli.tune.space import plan_trials  # noqa: E402
+from tlcli.training.train import train  # noqa: E402
+from tlcli.tune.search import tune  # noqa: E402
+from tlcli.tune.trials import TuneConfig  # noqa: E402
 
 SPACE = {"learning_rate": [0.001, 0.01], "dropout": [0.0, 0.3]}
 

@@ -151,8 +151,8 @@ def tiny_run(colour_dataset, tmp_path_factory) -> Path:
     """A small VGG16 run directory trained by `tlcli train` (32x32, random base weights), its
     head trained by gradient for six steps: far from the optimum, so that it makes mistakes to
     report and fine-tuning has something to improve (the solved head is perfect on these colours)."""
-    from tlcli.config import FitConfig, TrainConfig
-    from tlcli.train import train
+    from tlcli.training.config import FitConfig, TrainConfig
+    from tlcli.training.train import train
 
     run = tmp_path_factory.mktemp("runs") / "tiny"
     config = TrainConfig(data=colour_dataset, model="vgg16", out=run, weights="none", image_size=32,

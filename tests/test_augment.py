@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import write_image
-from tlcli.augment import (
-    PRESETS, STRENGTHS, AugmentConfig, augmentation_from_options, build_augmenter,
-    overrides_from_flags, resolve_augment,
+from tlcli.augment.augmenter import build_augmenter
+from tlcli.augment.settings import (
+    PRESETS,
+    STRENGTHS,
+    AugmentConfig,
+    augmentation_from_options,
+    overrides_from_flags,
+    resolve_augment,
 )
 from tlcli.cli import app
-from tlcli.config import load_toml
 from tlcli.errors import TlcliError
+from tlcli.settings import load_toml
 
 runner = CliRunner()
 
@@ -143,8 +147,8 @@ def test_same_seed_gives_the_same_batch_and_another_seed_another():
 
 
 def test_zero_strength_changes_nothing_and_skips_the_step(colour_dataset):
-    from tlcli.data import load_dataset
-    from tlcli.pipeline import image_dataset
+    from tlcli.data.dataset import load_dataset
+    from tlcli.data.pipeline import image_dataset
 
     zeroed = resolve_augment("heavy", {name: 0.0 for name in STRENGTHS} | {"flip": "none"})
     assert zeroed.is_identity and build_augmenter(zeroed, 0) is None
@@ -210,8 +214,8 @@ def test_every_technique_changes_images_and_keeps_shape_and_range(name):
 
 
 def test_augmentation_repeats_under_a_seed_and_changes_every_epoch(colour_dataset):
-    from tlcli.data import load_dataset
-    from tlcli.pipeline import epoch_counter, image_dataset
+    from tlcli.data.dataset import load_dataset
+    from tlcli.data.pipeline import epoch_counter, image_dataset
 
     samples = load_dataset(colour_dataset).split("train")
 
@@ -289,7 +293,7 @@ def test_bad_config_files_are_one_line_errors(tmp_path):
 
 
 def test_preview_grid_has_the_requested_cells_and_unchanged_originals(colour_dataset, tmp_path):
-    from tlcli.augment_preview import cell_origin
+    from tlcli.augment.preview import cell_origin
 
     out = tmp_path / "preview.png"
     result = runner.invoke(app, ["augment", str(colour_dataset), "--out", str(out), "--samples", "4",
@@ -321,7 +325,7 @@ def test_preview_is_reproducible_and_accepts_a_single_image(tmp_path):
         assert result.exit_code == 0, result.output
         outputs.append(np.asarray(Image.open(tmp_path / name)))
     np.testing.assert_array_equal(*outputs)
-    from tlcli.augment_preview import cell_origin
+    from tlcli.augment.preview import cell_origin
 
     assert outputs[0].shape[:2] == tuple(reversed(cell_origin(1, 3, 24)))  # one row, 1 + 2 columns
 
@@ -351,13 +355,14 @@ def test_bad_preview_options_exit_with_one_line_and_write_nothing(colour_dataset
 
 @pytest.mark.slow
 def test_training_with_augmentation_runs_and_the_saved_model_is_deterministic(colour_dataset, tmp_path):
-    from tlcli.backbones import get_backbone
-    from tlcli.data import load_dataset
-    from tlcli.model import build_classifier, build_head
-    from tlcli.pipeline import image_dataset
-    from tlcli.runs import load_run_model, save_model_atomic
+    from tlcli.data.dataset import load_dataset
+    from tlcli.data.pipeline import image_dataset
+    from tlcli.models.backbones import get_backbone
+    from tlcli.models.build import build_classifier, build_head
+    from tlcli.models.saved import load_run_model
+    from tlcli.models.weights import WeightsSource, build_base
+    from tlcli.runs.directory import save_model_atomic
     from tlcli.runtime import import_keras, set_seed
-    from tlcli.weights import WeightsSource, build_base
 
     keras = import_keras()
     set_seed(0)

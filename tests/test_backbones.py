@@ -5,11 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tlcli.backbones import (
-    BACKBONES, MAX_FEATURE_MAP_BYTES, cached_weights_path, get_backbone, resolve_image_size,
-)
 from tlcli.errors import TlcliError
-from tlcli.weights import WeightsSource, build_base, find_base, parse_weights
+from tlcli.models.backbones import (
+    BACKBONES,
+    MAX_FEATURE_MAP_BYTES,
+    cached_weights_path,
+    get_backbone,
+    resolve_image_size,
+)
+from tlcli.models.weights import WeightsSource, build_base, find_base, parse_weights
 
 SPECS = list(BACKBONES.values())
 IDS = [spec.name for spec in SPECS]
@@ -29,7 +33,7 @@ def _reference_preprocessing(style: str, pixels: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
 def test_features_have_the_tables_size(spec):
-    from tlcli.model import build_feature_extractor
+    from tlcli.models.build import build_feature_extractor
 
     extractor = build_feature_extractor(spec, spec.min_size, WeightsSource("none"), pooling="avg")
     pixels = np.random.default_rng(0).uniform(0, 255, (2, spec.min_size, spec.min_size, 3))
@@ -42,7 +46,7 @@ def test_features_have_the_tables_size(spec):
 def test_in_graph_preprocessing_is_the_backbones_own(spec):
     import keras
 
-    from tlcli.layers import BackbonePreprocessing
+    from tlcli.models.layers import BackbonePreprocessing
 
     pixels = np.random.default_rng(1).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
     inputs = keras.Input((8, 8, 3))

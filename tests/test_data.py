@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 from conftest import write_class_folders, write_image
-from tlcli.data import SplitOptions, load_dataset, scan
+from tlcli.data.dataset import SplitOptions, load_dataset, scan
+from tlcli.data.images import read_rgb
+from tlcli.data.inspection import inspect_dataset
 from tlcli.errors import TlcliError
-from tlcli.images import read_rgb
-from tlcli.inspection import inspect_dataset
 
 
 def test_bad_files_are_excluded_and_reported_with_reasons(messy_dataset):

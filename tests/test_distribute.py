@@ -243,7 +243,7 @@ def test_finetuning_in_bfloat16_computes_the_loaded_model_in_bfloat16(tiny_run, 
     result = runner.invoke(app, ["finetune", str(tiny_run), "--stage", "block5:1:0.0001", "--precision",
                                  "mixed_bfloat16", "--quiet", "--out", str(tmp_path / "ft")])
     assert result.exit_code == 0, result.output
-    from tlcli.runs import load_run_model
+    from tlcli.models.saved import load_run_model
 
     model, _ = load_run_model(tmp_path / "ft")
     base = model.get_layer("vgg16")
@@ -320,7 +320,7 @@ def test_two_slurm_tasks_extract_together_without_tf_config(colour_dataset, defa
     ],
 )
 def test_a_slurm_step_that_cannot_be_a_cluster_is_a_clear_error(environment, message):
-    from tlcli.cluster import cluster_config
+    from tlcli.distribute.cluster import cluster_config
     from tlcli.errors import TlcliError
 
     with pytest.raises(TlcliError, match=re.escape(message)):
@@ -328,7 +328,7 @@ def test_a_slurm_step_that_cannot_be_a_cluster_is_a_clear_error(environment, mes
 
 
 def test_a_slurm_step_gives_every_task_its_own_worker_address():
-    from tlcli.cluster import cluster_config
+    from tlcli.distribute.cluster import cluster_config
 
     environment = {"SLURM_PROCID": "3", "SLURM_STEP_NODELIST": "n1,n2", "SLURM_STEP_TASKS_PER_NODE": "3,1",
                    "SLURMD_NODENAME": "n2", "TLCLI_PORT_BASE": "20000"}

@@ -55,9 +55,9 @@ def exported(tiny_run, tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(tiny_run, colour_dataset, tmp_path_factory):
     """Test-split PNGs, their pixels (as the training pipeline reads them) and the Keras answers."""
-    from tlcli.data import load_dataset
-    from tlcli.pipeline import image_dataset
-    from tlcli.runs import load_run_model
+    from tlcli.data.dataset import load_dataset
+    from tlcli.data.pipeline import image_dataset
+    from tlcli.models.saved import load_run_model
 
     model, info = load_run_model(tiny_run)
     samples = load_dataset(colour_dataset).split("test")
@@ -194,7 +194,7 @@ print(json.dumps({"imported": imported, "pixels": by_pixels.tolist(), "bytes": b
 
 
 def test_readme_pixel_recipe_gives_the_probabilities_of_serving_bytes(exported, client_files, tmp_path):
-    from tlcli.pipeline import decode_image
+    from tlcli.data.pipeline import decode_image
 
     out, _ = exported
     (tmp_path / "read_pixels.py").write_text(_readme_recipe())
@@ -328,7 +328,7 @@ class _PressesCtrlCWhenCollected:
 
 
 def test_a_ctrl_c_that_a_finaliser_swallows_still_stops_the_export(tiny_run, tmp_path, ctrl_c_reaches_python):
-    from tlcli.export import ExportOptions, export_model
+    from tlcli.export.export import ExportOptions, export_model
 
     def press_ctrl_c_inside_a_finaliser(message):
         _PressesCtrlCWhenCollected()  # collected at once: the interrupt is raised and dropped in __del__
@@ -377,7 +377,7 @@ def test_bad_requests_fail_at_once_with_one_line(tiny_run, tmp_path, monkeypatch
 
 
 def test_verification_thresholds_for_float_and_quantised_formats():
-    from tlcli.verify import compare
+    from tlcli.export.verify import compare
 
     reference = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6], [0.5, 0.3, 0.2]])
     assert compare("onnx", reference + 5e-5, reference, quantized=False).passed

@@ -6,8 +6,12 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from tlcli.head_solver import (
-    PATIENCE, STD_FLOOR, feature_statistics, penalty_for_weight_decay, solve_linear_head,
+from tlcli.training.head_solver import (
+    PATIENCE,
+    STD_FLOOR,
+    feature_statistics,
+    penalty_for_weight_decay,
+    solve_linear_head,
 )
 
 

@@ -11,11 +11,11 @@ import pytest
 
 from conftest import source_env
 from tlcli.errors import TlcliError
-from tlcli.locks import lock_output, locks_outputs
+from tlcli.runs.locks import lock_output, locks_outputs
 
 HOLD = """
 import sys, time
-from tlcli.locks import lock_output, locks_outputs
+from tlcli.runs.locks import lock_output, locks_outputs
 
 @locks_outputs
 def hold(path):

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from conftest import write_image
-from tlcli.data import Sample, load_dataset
-from tlcli.pipeline import decode_image, image_dataset
+from tlcli.data.dataset import Sample, load_dataset
+from tlcli.data.pipeline import decode_image, image_dataset
 
 
 def _read(samples, image_size=16, batch_size=64, **kwargs):

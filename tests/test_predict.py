@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from conftest import MARKUP_NAMES, relabelled_run, run_with_model
 from tlcli.cli import app
-from tlcli.images import Problem
-from tlcli.inference import Prediction, predict_files
-from tlcli.runs import load_run_model
+from tlcli.data.images import Problem
+from tlcli.evaluate.predict import Prediction, predict_files
+from tlcli.models.saved import load_run_model
 
 runner = CliRunner()
 FIELDS = ["path", "prediction", "probability", "class_2", "probability_2", "class_3", "probability_3"]
@@ -130,7 +130,7 @@ def _edited(model: bytes, module: str, class_name: str) -> bytes:
         for name in source.namelist():
             content = source.read(name)
             if name == "config.json":
-                content = content.replace(b'"tlcli.layers"', f'"{module}"'.encode())
+                content = content.replace(b'"tlcli.models.layers"', f'"{module}"'.encode())
                 content = content.replace(b"BackbonePreprocessing", class_name.encode())
             target.writestr(name, content)
     return buffer.getvalue()

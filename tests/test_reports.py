@@ -11,7 +11,7 @@ from PIL import Image
 from sklearn import metrics
 
 from conftest import write_image
-from tlcli.reports import (
+from tlcli.evaluate.metrics import (
     ZERO_DIVISION_NOTE,
     classification_report_text,
     compute_metrics,

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from conftest import source_env
 from tlcli.cli import app
-from tlcli.runs import output_kind
+from tlcli.runs.directory import output_kind
 
 runner = CliRunner()
 TINY = ("--model", "vgg16", "--weights", "none", "--image-size", 32, "--epochs", 1, "--quiet")

@@ -16,14 +16,15 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import kill_when, run_with_model, write_colour_dataset
-from tlcli.backbones import BACKBONES, get_backbone
 from tlcli.cli import app
-from tlcli.config import FitConfig
 from tlcli.errors import TlcliError
-from tlcli.head_solver import STD_FLOOR
-from tlcli.runs import load_run_model
+from tlcli.models.backbones import BACKBONES, get_backbone
+from tlcli.models.saved import load_run_model
+from tlcli.runs.history import History
 from tlcli.runtime import import_keras, import_tensorflow
-from tlcli.training import FitLength, History, fit
+from tlcli.training.config import FitConfig
+from tlcli.training.fit import FitLength, fit
+from tlcli.training.head_solver import STD_FLOOR
 
 runner = CliRunner()
 RUN_FILES = {"config.json", "labels.txt", "model.keras", "history.csv", "curves.png", "metrics.json", "logs"}
@@ -60,7 +61,7 @@ def trained_runs(colour_dataset, tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(BACKBONES))
 def test_train_then_finetune_every_backbone(trained_runs, name):
-    from tlcli.runs import load_run_model
+    from tlcli.models.saved import load_run_model
 
     train_dir, tune_dir, _ = trained_runs[name]
     # The linear head is solved: no epochs, so no history; the penalty's cross-validation instead.
@@ -81,9 +82,9 @@ def test_train_then_finetune_every_backbone(trained_runs, name):
 
 
 def test_stage_table_counts_match_the_model(trained_runs):
-    from tlcli.finetune import count_parameters, first_unfrozen_index, unfreeze
-    from tlcli.runs import load_run_model
-    from tlcli.weights import find_base
+    from tlcli.models.saved import load_run_model
+    from tlcli.models.weights import find_base
+    from tlcli.training.finetune import count_parameters, first_unfrozen_index, unfreeze
 
     train_dir, _, output = trained_runs["resnet50"]
     model, _ = load_run_model(train_dir)
@@ -99,8 +100,8 @@ def test_stage_table_counts_match_the_model(trained_runs):
 
 
 def test_batch_norm_statistics_are_unchanged_by_fine_tuning(trained_runs):
-    from tlcli.runs import load_run_model
-    from tlcli.weights import find_base
+    from tlcli.models.saved import load_run_model
+    from tlcli.models.weights import find_base
 
     train_dir, tune_dir, _ = trained_runs["resnet50"]
     spec = get_backbone("resnet50")
@@ -118,8 +119,8 @@ def test_batch_norm_statistics_are_unchanged_by_fine_tuning(trained_runs):
 
 
 def test_weights_from_a_run_directory_transfer_the_trained_backbone(trained_runs, tmp_path):
-    from tlcli.runs import load_run_model
-    from tlcli.weights import find_base
+    from tlcli.models.saved import load_run_model
+    from tlcli.models.weights import find_base
 
     source = trained_runs["vgg16"][1]
     dataset = write_colour_dataset(tmp_path / "new_task", per_split={"train": 3, "val": 2})
@@ -134,7 +135,7 @@ def test_weights_from_a_run_directory_transfer_the_trained_backbone(trained_runs
 
 
 def test_cached_and_end_to_end_gradient_routes_train_the_same_model(colour_dataset, tmp_path):
-    from tlcli.runs import load_run_model
+    from tlcli.models.saved import load_run_model
 
     common = ("--model", "vgg16", "--weights", "none", "--image-size", 32, "--epochs", 12, "--head-solver",
               "gradient", "--learning-rate", 0.03, "--batch-size", 8, "--quiet", "--early-stopping", 0)
@@ -339,7 +340,7 @@ def test_finetune_of_an_export_folder_says_it_needs_the_run_directory(tiny_run, 
 
 
 def test_stage_parsing_accepts_blocks_counts_shares_and_all():
-    from tlcli.finetune import parse_stage
+    from tlcli.training.finetune import parse_stage
 
     spec = get_backbone("inceptionv3")
     assert str(parse_stage("mixed9:3:1e-4", spec)) == "mixed9:3:0.0001"
@@ -359,7 +360,7 @@ def test_an_existing_run_directory_is_not_overwritten(tiny_run, colour_dataset):
 
 
 def test_a_stage_that_ends_worse_is_rolled_back(tiny_run, tmp_path):
-    from tlcli.runs import load_run_model
+    from tlcli.models.saved import load_run_model
 
     result = invoke("finetune", tiny_run, "--stage", "block5:1:1e-5", "--stage", "all:1:50",
                     "--optimizer", "sgd", "--batch-size", 8, "--early-stopping", 0, "--out", tmp_path / "ft")
@@ -414,9 +415,9 @@ def few_shot_run(tmp_path_factory):
     """Default `tlcli train` on ten digit classes with six training images each, and the
     pooled features of every split computed from the saved model."""
     from conftest import write_digits_dataset
-    from tlcli.data import SplitOptions, load_dataset
-    from tlcli.features import extract_features
-    from tlcli.runs import load_run_model
+    from tlcli.data.dataset import SplitOptions, load_dataset
+    from tlcli.models.features import extract_features
+    from tlcli.models.saved import load_run_model
 
     root = tmp_path_factory.mktemp("few-shot")
     data = write_digits_dataset(root / "data", {"train": 6, "val": 3, "test": 10})
@@ -496,11 +497,11 @@ def test_the_training_progress_fits_80_columns(monkeypatch):
     from rich.console import Console
 
     import tlcli.console
-    from tlcli.training import _RichProgress
+    from tlcli.training.callbacks import RichProgress
 
     terminal = Console(width=80, file=io.StringIO())
     monkeypatch.setattr(tlcli.console, "err", terminal)
-    progress = _RichProgress(epochs=10, steps=1234, stage="stage2-block14")
+    progress = RichProgress(epochs=10, steps=1234, stage="stage2-block14")
     progress.on_train_begin()
     progress.on_epoch_begin(9)
     progress.on_train_batch_end(1232, {"loss": 1.09921, "accuracy": 0.33333})

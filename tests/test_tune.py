@@ -9,9 +9,9 @@ import itertools
 import json
 import subprocess
 import sys
-import tomllib
 
 import pytest
+import tomllib
 from typer.testing import CliRunner
 
 from conftest import kill_when
@@ -121,7 +121,7 @@ def test_random_search_repeats_under_a_seed_and_resume_skips_finished_trials(col
 
 
 def test_random_trials_are_a_seeded_prefix():
-    from tlcli.search_space import Range, plan_trials
+    from tlcli.tune.space import Range, plan_trials
 
     space = {"learning_rate": Range(1e-4, 1e-1, log=True), "dense": [(), (64,)], "batch_size": Range(8, 64, integer=True)}
     five = plan_trials(space, "random", 5, seed=1)
@@ -341,7 +341,7 @@ def test_the_leaderboard_shows_every_setting_in_full(tmp_path, monkeypatch, widt
     from rich.console import Console
 
     import tlcli.commands.tune as tune_command
-    from tlcli.tuning import TuneOutcome
+    from tlcli.tune.search import TuneOutcome
 
     terminal = Console(width=width, record=True, file=io.StringIO())
     monkeypatch.setattr(tune_command, "out", terminal)

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from conftest import write_class_folders
 from tlcli.cli import app
-from tlcli.data import SplitOptions, load_dataset
-from tlcli.inference import collect_image_files
+from tlcli.data.dataset import SplitOptions, load_dataset
+from tlcli.evaluate.predict import collect_image_files
 
 runner = CliRunner()
 

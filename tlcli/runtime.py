@@ -52,8 +52,8 @@ def import_tensorflow():
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     with silenced_stderr():
-        import tensorflow as tf
         import keras  # noqa: F401  (its first import prints too)
+        import tensorflow as tf
     if not debug_enabled():
         import warnings
 

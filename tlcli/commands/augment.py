@@ -5,11 +5,22 @@ from typing import Annotated
 
 import typer
 
-from tlcli.console import literal, out
-from tlcli.options import (
-    AugmentPreset, Brightness, Config, Contrast, Crop, Flip, Hue, Noise, Rotation, Saturation,
-    Seed, Translation, Zoom,
+from tlcli.commands._options import (
+    AugmentPreset,
+    Brightness,
+    Config,
+    Contrast,
+    Crop,
+    Flip,
+    Hue,
+    Noise,
+    Rotation,
+    Saturation,
+    Seed,
+    Translation,
+    Zoom,
 )
+from tlcli.console import literal, out
 
 NAME = "augment"
 
@@ -45,8 +56,8 @@ def run(
     config: Config = None,
 ) -> None:
     """Preview augmentation: images beside augmented versions drawn by the training pipeline (default preset: standard)."""
-    from tlcli.augment import augmentation_from_options, describe
-    from tlcli.augment_preview import write_preview
+    from tlcli.augment.preview import write_preview
+    from tlcli.augment.settings import augmentation_from_options, describe
 
     settings = augmentation_from_options(
         augment,

@@ -5,8 +5,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from tlcli.commands._options import BatchSize, Json, Precision, RunPath, Strategy, Tpu
 from tlcli.console import err, literal, out, print_json, progress
-from tlcli.options import BatchSize, Json, Precision, RunPath, Strategy, Tpu
 
 NAME = "evaluate"
 _SHOWN_PROBLEMS = 10
@@ -49,9 +49,9 @@ def run(
 ) -> None:
     """Evaluate a model on labelled images: scikit-learn metrics, confusion matrix, worst mistakes."""
 
-    from tlcli.data import count_files, discover
-    from tlcli.distribute import DistributeConfig, load_placed_model, place, report_placement
-    from tlcli.evaluation import (
+    from tlcli.data.dataset import count_files, discover
+    from tlcli.distribute.placement import DistributeConfig, place, report_placement
+    from tlcli.evaluate.evaluate import (
         check_thresholds_apply,
         evaluate_model,
         failed_thresholds,
@@ -62,6 +62,7 @@ def run(
         select_samples,
         write_reports,
     )
+    from tlcli.models.saved import load_placed_model
 
     thresholds = parse_thresholds(fail_under or [])
     folder, description = find_evaluation_folder(data)
@@ -114,7 +115,7 @@ def _print_problems(skipped: list[dict]) -> None:
 def _print_report(report: dict) -> None:
     from rich.table import Table
 
-    from tlcli.reports import summary_rows
+    from tlcli.evaluate.metrics import summary_rows
 
     summary = Table(title=f"Evaluation on {literal(report['data'])}")
     summary.add_column("metric")

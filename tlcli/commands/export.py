@@ -6,9 +6,14 @@ from typing import Annotated, Optional
 
 import typer
 
+from tlcli.commands._options import Json, Overwrite, RunPath
 from tlcli.console import err, literal, out, print_json
-from tlcli.export import FORMATS, QUANTIZATIONS, ExportOptions, export_model  # TF is imported when it runs
-from tlcli.options import Json, Overwrite, RunPath
+from tlcli.export.export import (  # TF is imported when it runs
+    FORMATS,
+    QUANTIZATIONS,
+    ExportOptions,
+    export_model,
+)
 
 NAME = "export"
 

@@ -5,10 +5,22 @@ from typing import Annotated
 
 import typer
 
-from tlcli.console import err, literal, out, progress
-from tlcli.options import (
-    BatchSize, DataPath, ImageSize, ModelName, Precision, Quiet, Seed, Strategy, Strict, TestSplit, Tpu, ValSplit, Weights,
+from tlcli.commands._options import (
+    BatchSize,
+    DataPath,
+    ImageSize,
+    ModelName,
+    Precision,
+    Quiet,
+    Seed,
+    Strategy,
+    Strict,
+    TestSplit,
+    Tpu,
+    ValSplit,
+    Weights,
 )
+from tlcli.console import err, literal, out, progress
 
 NAME = "extract"
 _SHOWN_PROBLEMS = 10
@@ -39,8 +51,8 @@ def run(
     quiet: Quiet = False,
 ) -> None:
     """Extract a frozen backbone's features for every image into one .npz file (features, labels, splits, paths)."""
-    from tlcli.distribute import DistributeConfig, place, report_placement
-    from tlcli.extraction import ExtractConfig, extract, plan_extraction
+    from tlcli.distribute.placement import DistributeConfig, place, report_placement
+    from tlcli.extract import ExtractConfig, extract, plan_extraction
 
     config = ExtractConfig(
         data=data, model=model, out=features_out, weights=weights, image_size=image_size, pooling=pooling,

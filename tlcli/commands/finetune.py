@@ -5,12 +5,31 @@ from typing import Annotated, Optional
 
 import typer
 
-from tlcli.config import FitConfig, command_settings, split_fit_settings
-from tlcli.distribute import DistributeConfig
-from tlcli.options import (
-    BatchSize, ClassWeight, Config, EarlyStopping, LabelSmoothing, LearningRate, Momentum,
-    Nesterov, Optimizer, Out, Overwrite, Quiet, Precision, Resume, Schedule, Seed, Strategy, Strict, Tpu, WeightDecay,
+from tlcli.commands._options import (
+    BatchSize,
+    ClassWeight,
+    Config,
+    EarlyStopping,
+    LabelSmoothing,
+    LearningRate,
+    Momentum,
+    Nesterov,
+    Optimizer,
+    Out,
+    Overwrite,
+    Precision,
+    Quiet,
+    Resume,
+    Schedule,
+    Seed,
+    Strategy,
+    Strict,
+    Tpu,
+    WeightDecay,
 )
+from tlcli.commands._settings import command_settings
+from tlcli.distribute.placement import DistributeConfig
+from tlcli.training.config import FitConfig, split_fit_settings
 
 NAME = "finetune"
 _DEFAULTS = FitConfig(learning_rate=1e-5, early_stopping=3)
@@ -53,8 +72,8 @@ def run(
     settings["stages"] = settings["stages"] or ()
     rest, fit = split_fit_settings(settings)
 
-    from tlcli.commands.train import print_summary
-    from tlcli.finetune import FinetuneConfig, finetune
+    from tlcli.commands._render import print_summary
+    from tlcli.training.finetune import FinetuneConfig, finetune
 
     outcome = finetune(FinetuneConfig(source=run_dir, fit=fit, **rest), distribution=DistributeConfig(strategy, tpu, precision), overwrite=overwrite,
         resume=resume, quiet=quiet)

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import typer
 
+from tlcli.commands._options import DataPath, Json, Seed, Strict, TestSplit, ValSplit
 from tlcli.console import literal, out, print_json, progress
-from tlcli.data import SplitOptions, count_files, discover, scan
-from tlcli.inspection import Report, inspect_dataset
-from tlcli.options import DataPath, Json, Seed, Strict, TestSplit, ValSplit
-from tlcli.walk import OUTSIDE
+from tlcli.data.dataset import SplitOptions, count_files, discover, scan
+from tlcli.data.inspection import Report, inspect_dataset
+from tlcli.data.walk import OUTSIDE
 
 NAME = "inspect"
 _SHOWN_LINKS = 20

@@ -1,8 +1,13 @@
 from __future__ import annotations
 
-from tlcli.backbones import BACKBONES, MAX_FEATURE_MAP_BYTES, cached_weights_path, keras_cache_dir
+from tlcli.commands._options import Json
 from tlcli.console import literal, out, print_json
-from tlcli.options import Json
+from tlcli.models.backbones import (
+    BACKBONES,
+    MAX_FEATURE_MAP_BYTES,
+    cached_weights_path,
+    keras_cache_dir,
+)
 
 NAME = "models"
 

@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
+from tlcli.commands._options import BatchSize, Precision, RunPath, Strategy, Tpu
 from tlcli.console import err, literal, out, progress
 from tlcli.errors import TlcliError
-from tlcli.options import BatchSize, Precision, RunPath, Strategy, Tpu
 
 NAME = "predict"
 
@@ -36,9 +36,10 @@ def run(
     precision: Precision = "float32",
 ) -> None:
     """Predict the classes of images: the top-k classes with probabilities, per image."""
-    from tlcli.distribute import DistributeConfig, load_placed_model, place, report_placement
-    from tlcli.images import Problem
-    from tlcli.inference import collect_image_files, predict_files, top_classes
+    from tlcli.data.images import Problem
+    from tlcli.distribute.placement import DistributeConfig, place, report_placement
+    from tlcli.evaluate.predict import collect_image_files, predict_files, top_classes
+    from tlcli.models.saved import load_placed_model
 
     files = collect_image_files(paths)
     placement = place(DistributeConfig(strategy, tpu, precision), paths[0])  # before any model: multi-worker needs it so

@@ -1,20 +1,58 @@
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from tlcli.config import (
-    FitConfig, TrainConfig, command_settings, given_on_command_line, parse_dense, split_fit_settings,
+from tlcli.commands._options import (
+    AugmentPreset,
+    BatchSize,
+    Brightness,
+    ClassWeight,
+    Config,
+    Contrast,
+    Crop,
+    DataPath,
+    EarlyStopping,
+    Epochs,
+    Flip,
+    Hue,
+    ImageSize,
+    LabelSmoothing,
+    LearningRate,
+    ModelName,
+    Momentum,
+    Nesterov,
+    Noise,
+    Optimizer,
+    Out,
+    Overwrite,
+    Precision,
+    Quiet,
+    Resume,
+    Rotation,
+    Saturation,
+    Schedule,
+    Seed,
+    Strategy,
+    Strict,
+    TestSplit,
+    Tpu,
+    Translation,
+    ValSplit,
+    WeightDecay,
+    Weights,
+    Zoom,
 )
-from tlcli.console import err, literal, out
-from tlcli.distribute import DistributeConfig
-from tlcli.options import (
-    AugmentPreset, Brightness, Contrast, Crop, Flip, Hue, Noise, Rotation, Saturation, Translation, Zoom,
-    BatchSize, ClassWeight, Config, DataPath, EarlyStopping, Epochs, ImageSize, LabelSmoothing,
-    LearningRate, ModelName, Momentum, Nesterov, Optimizer, Out, Overwrite, Quiet, Precision, Resume, Schedule,
-    Seed, Strategy, Strict, Tpu, TestSplit, ValSplit, WeightDecay, Weights,
+from tlcli.commands._render import print_summary
+from tlcli.commands._settings import command_settings, given_on_command_line
+from tlcli.console import err
+from tlcli.distribute.placement import DistributeConfig
+from tlcli.training.config import (
+    FitConfig,
+    TrainConfig,
+    parse_dense,
+    split_fit_settings,
 )
 
 NAME = "train"
@@ -78,8 +116,8 @@ def run(
     rest, fit = split_fit_settings(settings)
     train_config = TrainConfig(data=data, fit=fit, **rest)
 
-    from tlcli.augment import augmentation_from_options
-    from tlcli.train import SOLVED, head_route, train
+    from tlcli.augment.settings import augmentation_from_options
+    from tlcli.training.train import SOLVED, head_route, train
 
     augmentation = augmentation_from_options(augment, {flag: given[flag] for flag in _AUGMENT_FLAGS}, config)
     if not quiet and head_route(train_config, augmentation)[0] == SOLVED:
@@ -99,25 +137,3 @@ def _note_unused(names: set[str]) -> None:
         options = ", ".join(sorted(f"--{name.replace('_', '-')}" for name in names))
         err.print(f"Note: the linear head is solved, not trained, so {options} play(s) no part; "
                   "add --head-solver gradient to train it by gradient.", markup=False)
-
-
-def print_summary(run_dir: Path, metrics: dict, route: str) -> None:
-    from rich.table import Table
-
-    table = Table(title="Training finished", show_header=False)
-    table.add_row("run directory", literal(run_dir))
-    table.add_row("route", route)
-    solver = metrics.get("solver")
-    if solver:
-        chosen = f"C = {solver['penalty_C']:.3g}"
-        if solver["folds"]:
-            chosen += f" ({solver['folds']}-fold cross-validated accuracy {solver['cv_accuracy']:.4f})"
-        table.add_row("L2 penalty", chosen)
-    else:
-        table.add_row("best epoch", f"{metrics['best_epoch']} of {metrics['epochs_run']}")
-    if "val_loss" in metrics:
-        table.add_row("val loss", f"{metrics['val_loss']:.4f}")
-        table.add_row("val accuracy", f"{metrics['val_accuracy']:.4f}")
-    table.add_row("time", f"{metrics['seconds']:.1f} s")
-    table.add_row("weights sha256", metrics["weights_sha256"][:16])
-    out.print(table)

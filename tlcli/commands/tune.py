@@ -5,12 +5,24 @@ from typing import Annotated, Optional
 
 import typer
 
-from tlcli.config import FitConfig, given_on_command_line, load_toml, merge_settings, table
+from tlcli.commands._options import (
+    EarlyStopping,
+    Epochs,
+    ImageSize,
+    ModelName,
+    Overwrite,
+    Quiet,
+    Seed,
+    Strict,
+    TestSplit,
+    ValSplit,
+    Weights,
+)
+from tlcli.commands._settings import given_on_command_line, merge_settings
 from tlcli.console import err, literal, out
 from tlcli.errors import TlcliError
-from tlcli.options import (
-    EarlyStopping, Epochs, ImageSize, ModelName, Overwrite, Quiet, Seed, Strict, TestSplit, ValSplit, Weights,
-)
+from tlcli.settings import load_toml, table
+from tlcli.training.config import FitConfig
 
 NAME = "tune"
 
@@ -60,14 +72,14 @@ def run(
     given = locals()
     explicit = given_on_command_line(ctx)
     if finetune is None:
-        from tlcli import head_search as kind
+        from tlcli.tune import head as kind
 
         if data is None:
             raise TlcliError("tlcli tune needs DATA, the dataset folder; or --finetune RUN_DIR to search "
                              "fine-tuning of a trained run.")
         names = _TRAIN_OPTIONS
     else:
-        from tlcli import finetune_search as kind
+        from tlcli.tune import finetune as kind
 
         names = _FINETUNE_OPTIONS
         ignored = [name for name in _TRAIN_OPTIONS if name in explicit and name not in names]
@@ -89,7 +101,8 @@ def run(
         document = load_toml(space, "--space")
         space_document, source = document.get("space", document), f"--space {space}"
 
-    from tlcli.tuning import TuneConfig, check_search, tune
+    from tlcli.tune.search import tune
+    from tlcli.tune.trials import TuneConfig, check_search
 
     check_search(search_settings["search"])
     base = kind.settings_from(settings, data) if finetune is None else kind.settings_from(settings, data, finetune)
@@ -110,7 +123,7 @@ def _table_width(columns: list[tuple[str, list[str]]]) -> int:
 
 
 def _warn_if_no_gain(best: float, baseline: float | None, objective: str) -> None:
-    from tlcli.leaderboard import better, format_score
+    from tlcli.tune.leaderboard import better, format_score
 
     if baseline is not None and not better(best, baseline, objective):
         err.print(
@@ -125,7 +138,7 @@ def print_leaderboard(outcome, objective: str) -> None:
     setting per line: every value shows in full."""
     from rich.table import Table
 
-    from tlcli.leaderboard import format_epochs, format_score, format_value
+    from tlcli.tune.leaderboard import format_epochs, format_score, format_value
 
     records = outcome.leaderboard
     # Four significant digits on screen; leaderboard.csv and .json keep every digit.

@@ -1,0 +1,1 @@
+"""Augmentation: its settings, the in-pipeline augmenter and its previews."""

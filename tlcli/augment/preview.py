@@ -1,0 +1,158 @@
+"""`tlcli augment`: a grid showing what augmentation does to a dataset's images.
+
+The variants come from the training pipeline itself (`image_dataset(..., augment=...)`), so
+the preview shows exactly what training would see with the same settings and seed.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tlcli.augment.augmenter import build_augmenter
+from tlcli.augment.settings import AugmentConfig
+from tlcli.data.dataset import Sample, SplitOptions, load_dataset
+from tlcli.data.images import Problem, check_image
+from tlcli.errors import TlcliError
+from tlcli.runs.directory import check_writable_folder, write_atomic
+
+LABEL_WIDTH = 110  # the row-label column, in pixels
+HEADER_HEIGHT = 22  # the column-title row
+GAP = 4
+# Larger cells show no more on a screen, and the float pixels of the 8 x 6 default grid at
+# 1024 px already take 0.6 GB while the grid is drawn.
+MAX_PREVIEW_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class Preview:
+    path: Path
+    rows: int
+    columns: int  # the original and its variants
+
+
+def choose_samples(samples, class_names, count: int, seed: int) -> list[tuple[Sample, str]]:
+    """Up to `count` images, one class after another in turn, picked reproducibly under `seed`."""
+    by_class = {label: [] for label in range(len(class_names))}
+    for sample in samples:
+        by_class[sample.label].append(sample)
+    for label, members in by_class.items():
+        random.Random(f"{seed}/{label}").shuffle(members)
+    chosen = []
+    while len(chosen) < count and any(by_class.values()):
+        for label, members in by_class.items():
+            if members and len(chosen) < count:
+                chosen.append((members.pop(), class_names[label]))
+    return chosen
+
+
+def _image_or_dataset(path: Path, count: int, seed: int) -> list[tuple[Sample, str]]:
+    path = Path(path).expanduser()
+    if path.is_file():
+        checked = check_image(path)
+        if isinstance(checked, Problem):
+            raise TlcliError(f"{path} cannot be used: {checked.reason}. Pass an image or a dataset folder.")
+        return [(Sample(path, 0, checked.needs_pil), path.name)]
+    dataset = load_dataset(path, SplitOptions(seed=seed))  # the training split train would use
+    split = "train" if "train" in dataset.splits else next(iter(dataset.splits))
+    return choose_samples(dataset.splits[split], dataset.class_names, count, seed)
+
+
+def _decode(samples: list[Sample], image_size: int, seed: int, augment=None, repeats: int = 1):
+    """Run the training pipeline over the samples `repeats` times, one batch per repeat."""
+    from tlcli.data.pipeline import image_dataset
+
+    batches = list(
+        image_dataset(samples * repeats, image_size, len(samples), seed=seed, with_index=True, augment=augment)
+    )
+    if len(batches) != repeats or any(len(indices) != len(samples) for _, _, indices in batches):
+        raise TlcliError("An image passed the checks but failed to decode. Run `tlcli inspect` on it.")
+    return np.stack([images.numpy() for images, _, _ in batches])
+
+
+def cell_origin(row: int, column: int, image_size: int) -> tuple[int, int]:
+    """Top-left (x, y) of a grid cell; column 0 holds the originals."""
+    return (
+        LABEL_WIDTH + GAP + column * (image_size + GAP),
+        HEADER_HEIGHT + GAP + row * (image_size + GAP),
+    )
+
+
+def _font():
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=13)
+    except TypeError:  # Pillow without FreeType scaling
+        return ImageFont.load_default()
+
+
+def render_grid(labels: list[str], originals: np.ndarray, variants: np.ndarray):
+    """A Pillow image: one row per label, the original then each variant ([variant, row, ...])."""
+    from PIL import Image, ImageDraw
+
+    rows, image_size = originals.shape[0], originals.shape[1]
+    columns = 1 + variants.shape[0]
+    width, height = cell_origin(rows, columns, image_size)
+    grid = Image.new("RGB", (width, height), "white")
+    draw, font = ImageDraw.Draw(grid), _font()
+    for column in range(columns):
+        x, _ = cell_origin(0, column, image_size)
+        title = "original" if column == 0 else f"variant {column}"
+        if draw.textlength(title, font=font) > image_size + GAP:  # narrow cells: short titles
+            title = "" if column == 0 else str(column)
+        draw.text((x, GAP), title, fill="black", font=font)
+    for row, label in enumerate(labels):
+        x, y = cell_origin(row, 0, image_size)
+        text = label if draw.textlength(label, font=font) <= LABEL_WIDTH - GAP else label[:12] + "..."
+        draw.text((GAP, y + image_size // 2), text, fill="black", font=font, anchor="lm")
+        cells = [originals[row]] + [variant[row] for variant in variants]
+        for column, pixels in enumerate(cells):
+            # Round, do not truncate: the original column must show the decoded pixels.
+            tile = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
+            grid.paste(tile, cell_origin(row, column, image_size))
+    return grid
+
+
+def write_preview(
+    source: Path,
+    out: Path,
+    config: AugmentConfig,
+    *,
+    samples: int = 8,
+    variants: int = 5,
+    image_size: int = 128,
+    seed: int = 0,
+) -> Preview:
+    """Pick images, augment them through the training pipeline, and write the grid as PNG."""
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise TlcliError(f"--out {out} is not a .png file name. Use e.g. --out preview.png.")
+    for name, value, least in (("--samples", samples, 1), ("--variants", variants, 1), ("--image-size", image_size, 8)):
+        if value < least:
+            raise TlcliError(f"{name} {value} is too small. Use {least} or more.")
+    if image_size > MAX_PREVIEW_SIZE:
+        raise TlcliError(
+            f"--image-size {image_size} is too large for a preview (maximum {MAX_PREVIEW_SIZE}: a screen shows "
+            f"no more). Use --image-size {MAX_PREVIEW_SIZE} or less."
+        )
+    if out.is_dir():
+        raise TlcliError(f"--out {out} is a folder. Give the .png file to write, e.g. --out {out / 'preview.png'}.")
+    check_writable_folder(out.parent, f"--out {out}")
+    chosen = _image_or_dataset(source, samples, seed)
+    pictures = [sample for sample, _ in chosen]
+    originals = _decode(pictures, image_size, seed)[0]
+    augmenter = build_augmenter(config, seed)
+    if augmenter is None:
+        augmented = np.stack([originals] * variants)
+    else:
+        augmented = _decode(pictures, image_size, seed, augment=augmenter, repeats=variants)
+    grid = render_grid([label for _, label in chosen], originals, augmented)
+    buffer = io.BytesIO()
+    grid.save(buffer, format="PNG", optimize=True)
+    write_atomic(out, buffer.getvalue())
+    return Preview(out, len(chosen), 1 + variants)

@@ -1,0 +1,115 @@
+"""Command-line options shared by several commands, defined once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tlcli.augment.settings import FLIPS, PRESETS, STRENGTHS
+from tlcli.models.backbones import MODEL_NAMES
+
+DataPath = Annotated[
+    Path,
+    typer.Argument(
+        help="Dataset folder: DATA/<class>/<images> or DATA/train|val|test/<class>/<images>.",
+        metavar="DATA",
+        show_default=False,
+    ),
+]
+ModelName = Annotated[
+    str,
+    typer.Option(
+        "--model", "-m",
+        help=f"Backbone: {', '.join(MODEL_NAMES)}.",
+        metavar="NAME",
+    ),
+]
+ImageSize = Annotated[
+    Optional[int],
+    typer.Option(help="Square input size in pixels (default: the backbone's native size).", show_default=False),
+]
+Weights = Annotated[
+    str,
+    typer.Option(help="imagenet (downloads once), none, a .h5 / .weights.h5 file, a run directory or .keras model."),
+]
+ValSplit = Annotated[
+    float, typer.Option(help="Flat layout: fraction of each class held out for validation.")
+]
+TestSplit = Annotated[
+    float, typer.Option(help="Flat layout: fraction of each class held out for testing.")
+]
+Seed = Annotated[int, typer.Option(help="Random seed for splits, shuffling and initialisation.")]
+Strict = Annotated[bool, typer.Option("--strict", help="Treat any unusable file as an error.")]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
+RunPath = Annotated[
+    Path,
+    typer.Argument(
+        help="A run directory written by tlcli, or a .keras model with labels.txt beside it.",
+        metavar="MODEL",
+        show_default=False,
+    ),
+]
+
+# Training and fine-tuning. Commands take their defaults from the config dataclasses; a
+# --config file supplies any option not given on the command line.
+Optimizer = Annotated[str, typer.Option(help="adam|adamw|sgd|rmsprop", rich_help_panel="Optimisation")]
+LearningRate = Annotated[float, typer.Option("--learning-rate", "--lr", help="Learning rate.", rich_help_panel="Optimisation")]
+Momentum = Annotated[float, typer.Option(help="SGD momentum.", rich_help_panel="Optimisation")]
+Nesterov = Annotated[bool, typer.Option("--nesterov/--no-nesterov", help="Nesterov momentum for SGD.", rich_help_panel="Optimisation")]
+Schedule = Annotated[str, typer.Option(help="Learning-rate schedule: constant|cosine|plateau.", rich_help_panel="Optimisation")]
+Epochs = Annotated[Optional[int], typer.Option(help="Epochs of gradient training.  [default: enough for about 1,000 optimiser steps, 10 to 300]", show_default=False, rich_help_panel="Optimisation")]
+BatchSize = Annotated[int, typer.Option(help="Images per batch; per replica under --strategy (global = this x replicas).", min=1)]
+LabelSmoothing = Annotated[float, typer.Option(help="Label smoothing in [0, 1).", rich_help_panel="Optimisation")]
+ClassWeight = Annotated[str, typer.Option(help="none|balanced: weight classes inversely to their frequency.", rich_help_panel="Optimisation")]
+EarlyStopping = Annotated[Optional[int], typer.Option(help="Stop after this many epochs without a better val_loss, restoring the best weights; 0 = off.  [default: automatic: judged after about 200 steps, patience 5 epochs and at least 200 steps]", show_default=False, rich_help_panel="Optimisation")]
+WeightDecay = Annotated[float, typer.Option(help="L2 penalty on the head's kernels; with adamw, AdamW's decoupled weight decay (finetune: adamw only).", rich_help_panel="Optimisation")]
+Config = Annotated[Optional[Path], typer.Option("--config", help="TOML settings file: any option by name, augmentation in an \\[augmentation] table; the command line overrides it.", show_default=False, rich_help_panel="Run")]
+Out = Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory to write  [default: runs/<time>-<model>]", show_default=False, rich_help_panel="Run")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the output if it already exists.", rich_help_panel="Run")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last completed epoch.", rich_help_panel="Run")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output; the summary only.", rich_help_panel="Run")]
+
+# Where to run (tf.distribute).
+Strategy = Annotated[str, typer.Option(help="auto|default|one-device|mirrored|multi-worker|tpu. auto: a TPU with --tpu, all GPUs if several, one GPU, else the CPU.", rich_help_panel="Distribution")]
+Tpu = Annotated[Optional[str], typer.Option(help="TPU name, or 'local' on a TPU VM.", show_default=False, rich_help_panel="Distribution")]
+Precision = Annotated[str, typer.Option(help="float32|mixed_float16 (GPU)|mixed_bfloat16.", rich_help_panel="Distribution")]
+
+# Augmentation: the same flags for `tlcli train` and `tlcli augment`. None means "not given",
+# so a preset or the TOML [augmentation] table decides (tlcli.augment.settings.resolve_augment).
+_AUGMENTATION = "Augmentation (flags override --augment and the --config file)"
+
+
+def _strength(name: str):
+    largest, meaning = STRENGTHS[name]
+    return Annotated[
+        Optional[float],
+        typer.Option(
+            f"--{name}", help=f"0-{largest:g}: {meaning}.", rich_help_panel=_AUGMENTATION,
+            show_default=False,
+        ),
+    ]
+
+
+def _choice(flag: str, choices, meaning: str):
+    return Annotated[
+        Optional[str],
+        typer.Option(
+            flag, help=f"{meaning}: {'|'.join(choices)}.", metavar="[" + "|".join(choices) + "]",
+            rich_help_panel=_AUGMENTATION, show_default=False,
+        ),
+    ]
+
+
+AugmentPreset = _choice("--augment", PRESETS, "Augmentation preset")
+Rotation = _strength("rotation")
+Translation = _strength("translation")
+Zoom = _strength("zoom")
+Flip = _choice("--flip", FLIPS, "Random mirroring")
+Crop = _strength("crop")
+Brightness = _strength("brightness")
+Contrast = _strength("contrast")
+Saturation = _strength("saturation")
+Hue = _strength("hue")
+Noise = _strength("noise")

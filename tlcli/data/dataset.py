@@ -1,0 +1,301 @@
+"""Finding a dataset's images, checking them, and splitting them.
+
+A dataset is a folder of class folders, either split already (`DATA/train|val|test/<class>/`)
+or flat (`DATA/<class>/`, split here with a seeded, stratified split). Nothing in this module
+imports TensorFlow: `pipeline.py` turns the result into a `tf.data` pipeline.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from tlcli.data.images import ImageInfo, Problem, check_images, is_image_name
+from tlcli.data.walk import Link, is_hidden, walk
+from tlcli.errors import TlcliError
+
+SPLITS = ("train", "val", "test")
+_SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+LAYOUT_HELP = "Expected DATA/<class>/<images> or DATA/train|val|test/<class>/<images>."
+
+
+def _visible_children(folder: Path) -> list[Path]:
+    return sorted(child for child in folder.iterdir() if not is_hidden(child))
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: int
+    needs_pil: bool = False
+
+
+@dataclass
+class Scan:
+    """What is on disk: class folders per split, and what every file turned out to be."""
+
+    root: Path
+    layout: str  # "splits" or "flat"
+    files: dict[str, dict[str, list[Path]]]  # split ("all" when flat) -> class -> files
+    checked: dict[Path, ImageInfo | Problem] = field(default_factory=dict)
+    stray_images: list[Path] = field(default_factory=list)  # images outside any class folder
+    links: list[Link] = field(default_factory=list)  # symbolic links met, and what was done with them
+
+    @property
+    def problems(self) -> list[Problem]:
+        found = [r for r in self.checked.values() if isinstance(r, Problem)]
+        found += [Problem(p, "not inside a class folder, so it has no label") for p in self.stray_images]
+        return sorted(found, key=lambda problem: str(problem.path))
+
+    def good_files(self, split: str, class_name: str) -> list[Path]:
+        return [
+            path
+            for path in self.files[split].get(class_name, [])
+            if isinstance(self.checked.get(path), ImageInfo)
+        ]
+
+
+def discover(root: Path) -> Scan:
+    """Find the layout, the class folders and their files, without opening any image."""
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise TlcliError(f"Dataset folder {root} does not exist. {LAYOUT_HELP}")
+    if not root.is_dir():
+        raise TlcliError(f"{root} is a file, not a dataset folder. {LAYOUT_HELP}")
+    children = _visible_children(root)
+    folders = [child for child in children if child.is_dir()]
+    split_folders = [child for child in folders if child.name.lower() in _SPLIT_ALIASES]
+    stray = [child for child in children if child.is_file() and is_image_name(child)]
+
+    if split_folders:
+        others = [child.name for child in folders if child not in split_folders]
+        if others:
+            raise TlcliError(
+                f"{root} mixes split folders ({', '.join(f.name for f in split_folders)}) with "
+                f"other folders ({', '.join(others)}). {LAYOUT_HELP}"
+            )
+        files: dict[str, dict[str, list[Path]]] = {}
+        class_folders = []
+        split_folders.sort(key=lambda folder: SPLITS.index(_SPLIT_ALIASES[folder.name.lower()]))
+        for folder in split_folders:
+            split = _SPLIT_ALIASES[folder.name.lower()]
+            if split in files:
+                raise TlcliError(
+                    f"{root} has two folders for the {split} split. Keep one of them."
+                )
+            files[split] = {}
+            split_children = _visible_children(folder)
+            stray += [c for c in split_children if c.is_file() and is_image_name(c)]
+            class_folders += [((split, c.name), c) for c in split_children if c.is_dir()]
+        found, links = walk(root, class_folders)
+        for (split, class_name), paths in found.items():
+            files[split][class_name] = paths
+        return Scan(root, "splits", files, stray_images=stray, links=links)
+
+    if not folders:
+        raise TlcliError(f"{root} has no class folders. {LAYOUT_HELP}")
+    found, links = walk(root, [(folder.name, folder) for folder in folders])
+    return Scan(root, "flat", {"all": found}, stray_images=stray, links=links)
+
+
+def split_of(folder: Path) -> str | None:
+    """"train", "val" or "test" when a folder is named for a split (val/, valid/, ...)."""
+    return _SPLIT_ALIASES.get(Path(folder).name.lower())
+
+
+def split_folder(root: Path, split: str) -> Path | None:
+    """The folder that holds `split` ("train", "val" or "test") under a dataset root, if any."""
+    for child in _visible_children(Path(root).expanduser()):
+        if child.is_dir() and split_of(child) == split:
+            return child
+    return None
+
+
+def image_files_below(folder: Path) -> list[Path]:
+    """Image files below a folder, recursively and sorted, hidden files and folders skipped.
+
+    Each file is listed once, however many links lead to it; links that loop are not followed.
+    """
+    found, _ = walk(folder, [(None, folder)])
+    return [path for path in found[None] if is_image_name(path)]
+
+
+def scan(root: Path, on_checked: Callable[[int], None] | None = None) -> Scan:
+    """Discover a dataset and check every file in it."""
+    found = discover(root)
+    paths = [path for classes in found.files.values() for paths in classes.values() for path in paths]
+    found.checked = check_images(paths, on_checked)
+    return found
+
+
+def count_files(found: Scan) -> int:
+    return sum(len(paths) for classes in found.files.values() for paths in classes.values())
+
+
+@dataclass(frozen=True)
+class SplitOptions:
+    val_split: float = 0.2
+    test_split: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self):
+        for name, value in (("--val-split", self.val_split), ("--test-split", self.test_split)):
+            if not 0.0 <= value < 1.0:
+                raise TlcliError(f"{name} {value} is out of range. Use a fraction in [0, 1).")
+        if self.val_split + self.test_split >= 1.0:
+            raise TlcliError(
+                f"--val-split {self.val_split} and --test-split {self.test_split} leave no images "
+                "for training. Keep their sum below 1."
+            )
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Labelled, checked images ready for a pipeline, split into train/val/test."""
+
+    root: Path
+    layout: str
+    class_names: tuple[str, ...]
+    splits: dict[str, tuple[Sample, ...]]
+    problems: tuple[Problem, ...]
+    notes: tuple[str, ...] = ()
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Images per split and class, in class order."""
+        result = {}
+        for split, samples in self.splits.items():
+            per_label = Counter(sample.label for sample in samples)
+            result[split] = {name: per_label.get(i, 0) for i, name in enumerate(self.class_names)}
+        return result
+
+    def split(self, name: str) -> tuple[Sample, ...]:
+        if name not in self.splits:
+            raise TlcliError(
+                f"{self.root} has no {name} split (it has: {', '.join(self.splits)}). "
+                f"Add a {name}/ folder, or use a flat layout with --val-split / --test-split."
+            )
+        return self.splits[name]
+
+
+def _stratified_split(
+    files: dict[str, list[Path]], options: SplitOptions, fractions: dict[str, float]
+) -> dict[str, dict[str, list[Path]]]:
+    """Split each class's files by the given fractions, reproducibly under the seed."""
+    result: dict[str, dict[str, list[Path]]] = {"train": {}, **{split: {} for split in fractions}}
+    for class_name, paths in files.items():
+        shuffled = sorted(paths)
+        random.Random(f"{options.seed}/{class_name}").shuffle(shuffled)
+        start = 0
+        for split, fraction in fractions.items():
+            # Every class gets at least one image in each requested split.
+            take = max(1, round(len(shuffled) * fraction)) if fraction > 0 else 0
+            result[split][class_name] = sorted(shuffled[start : start + take])
+            start += take
+        result["train"][class_name] = sorted(shuffled[start:])
+    return result
+
+
+def build_dataset(found: Scan, options: SplitOptions = SplitOptions()) -> Dataset:
+    """Split and validate a scanned dataset; raise a TlcliError when it cannot be trained on."""
+    notes = []
+    good = {
+        split: {name: found.good_files(split, name) for name in classes}
+        for split, classes in found.files.items()
+    }
+    if found.layout == "flat":
+        fractions = {"val": options.val_split, "test": options.test_split}
+        fractions = {split: value for split, value in fractions.items() if value > 0}
+        _require_enough(good["all"], found.root, minimum=max(2, 1 + len(fractions)))
+        per_split = _stratified_split(good["all"], options, fractions)
+        notes.append(
+            "split "
+            + ", ".join(f"{split} {value:.0%}" for split, value in fractions.items())
+            + f" per class with seed {options.seed}"
+            if fractions
+            else "no validation split (--val-split 0)"
+        )
+    else:
+        per_split = dict(good)
+        if "train" in per_split and "val" not in per_split and options.val_split > 0:
+            _require_enough(per_split["train"], found.root / "train", minimum=2)
+            carved = _stratified_split(per_split["train"], options, {"val": options.val_split})
+            per_split.update(carved)
+            notes.append(
+                f"no val/ folder: took {options.val_split:.0%} of train/ per class as validation"
+            )
+
+    class_sets = {split: sorted(classes) for split, classes in per_split.items()}
+    reference_split, class_names = next(iter(class_sets.items()))
+    for split, names in class_sets.items():
+        if names != class_names:
+            only_here = sorted(set(names) - set(class_names))
+            missing = sorted(set(class_names) - set(names))
+            raise TlcliError(
+                f"Class folders differ between {reference_split}/ and {split}/ "
+                f"(only in {split}/: {', '.join(only_here) or '-'}; "
+                f"missing from {split}/: {', '.join(missing) or '-'}). "
+                "Every split needs the same class folders."
+            )
+    if len(class_names) < 2:
+        raise TlcliError(
+            f"{found.root} has {len(class_names)} class ({', '.join(class_names) or 'none'}); "
+            "classification needs at least 2 class folders."
+        )
+    for split, classes in per_split.items():
+        if not any(classes.values()):
+            raise TlcliError(
+                f"The {split} split of {found.root} has no usable images. "
+                f"Add images to it, or remove the {split}/ folder."
+            )
+    if "train" in per_split:
+        _require_enough(per_split["train"], found.root / "train", minimum=1)
+
+    label_of = {name: index for index, name in enumerate(class_names)}
+    splits = {}
+    for split in SPLITS:
+        if split not in per_split:
+            continue
+        samples = [
+            Sample(path, label_of[name], found.checked[path].needs_pil)
+            for name in class_names
+            for path in per_split[split][name]
+        ]
+        splits[split] = tuple(sorted(samples, key=lambda sample: str(sample.path)))
+    return Dataset(
+        root=found.root,
+        layout=found.layout,
+        class_names=tuple(class_names),
+        splits=splits,
+        problems=tuple(found.problems),
+        notes=tuple(notes),
+    )
+
+
+def _require_enough(classes: dict[str, list[Path]], where: Path, minimum: int) -> None:
+    for class_name, paths in classes.items():
+        if len(paths) < minimum:
+            raise TlcliError(
+                f"Class {class_name!r} in {where} has {len(paths)} usable image(s); "
+                f"at least {minimum} are needed. "
+                "Add images, or remove the class folder."
+            )
+
+
+def load_dataset(
+    root: Path,
+    options: SplitOptions = SplitOptions(),
+    strict: bool = False,
+    on_checked: Callable[[int], None] | None = None,
+) -> Dataset:
+    """Scan, check and split a dataset. With `strict`, any bad file is an error."""
+    found = scan(root, on_checked)
+    if strict and found.problems:
+        first = found.problems[0]
+        raise TlcliError(
+            f"{len(found.problems)} file(s) cannot be used, e.g. {first.path}: {first.reason}. "
+            "Fix or remove them (`tlcli inspect` lists all), or drop --strict to skip them."
+        )
+    return build_dataset(found, options)

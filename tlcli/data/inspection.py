@@ -1,0 +1,175 @@
+"""`tlcli inspect`: what is in a dataset and what is wrong with it."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tlcli.data.dataset import Scan, SplitOptions, build_dataset
+from tlcli.data.images import HUGE_PIXELS, ImageInfo
+from tlcli.data.walk import BROKEN, LOOP, OUTSIDE, REPEAT, Link
+from tlcli.errors import TlcliError
+
+# A class this many times larger than the smallest one skews a classifier towards it.
+IMBALANCE_RATIO = 3.0
+_PLAIN_MODES = {"RGB", "L"}
+
+
+@dataclass
+class Report:
+    root: str
+    layout: str
+    classes: list[str]
+    counts: dict[str, dict[str, int]]  # split -> class -> usable images
+    files: int
+    usable: int
+    formats: dict[str, int]
+    modes: dict[str, int]
+    sizes: dict[str, dict[str, int]]  # "width"/"height" -> min/median/max
+    huge_images: dict  # how many are over HUGE_PIXELS, and the largest
+    problems: list[dict[str, str]]
+    duplicates: list[dict] = field(default_factory=list)
+    links: list[dict] = field(default_factory=list)  # symbolic links and what was done with them
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.problems or self.warnings or self.duplicates)
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "clean": self.clean}
+
+
+def inspect_dataset(found: Scan, options: SplitOptions = SplitOptions()) -> Report:
+    infos = {path: info for path, info in found.checked.items() if isinstance(info, ImageInfo)}
+    classes = sorted({name for per_class in found.files.values() for name in per_class})
+    counts = {
+        split: {name: len(found.good_files(split, name)) for name in classes if name in per_class}
+        for split, per_class in found.files.items()
+    }
+    report = Report(
+        root=str(found.root),
+        layout=found.layout,
+        classes=classes,
+        counts=counts,
+        files=len(found.checked),
+        usable=len(infos),
+        formats=dict(Counter(info.format for info in infos.values()).most_common()),
+        modes=dict(Counter(info.mode for info in infos.values()).most_common()),
+        sizes=_size_summary(infos.values()),
+        huge_images=_huge_images(infos),
+        problems=[{"path": str(p.path), "reason": p.reason} for p in found.problems],
+    )
+    report.duplicates = _duplicates(found, infos)
+    report.links = [link.to_dict() for link in found.links]
+    report.warnings += _imbalance_warnings(counts) + _link_summaries(found.links, LOOP, REPEAT, BROKEN)
+    report.notes += _link_summaries(found.links, OUTSIDE)
+    for group in report.duplicates:
+        if group["kind"] != "same split":
+            report.warnings.append(
+                f"{len(group['paths'])} identical files across {group['kind']}: "
+                f"{', '.join(group['paths'])}"
+            )
+    odd_modes = {mode: n for mode, n in report.modes.items() if mode not in _PLAIN_MODES}
+    if odd_modes:
+        report.notes.append(
+            "converted to RGB when read: "
+            + ", ".join(f"{n} {mode}" for mode, n in odd_modes.items())
+        )
+    report.notes += [f"{path}: {info.note}" for path, info in infos.items() if info.note]
+    try:
+        dataset = build_dataset(found, options)
+        report.notes += list(dataset.notes)
+    except TlcliError as error:
+        report.warnings.insert(0, f"cannot train on it as it is: {error}")
+    return report
+
+
+def _size_summary(infos) -> dict[str, dict[str, int]]:
+    infos = list(infos)
+    if not infos:
+        return {}
+    summary = {}
+    for axis in ("width", "height"):
+        values = [getattr(info, axis) for info in infos]
+        summary[axis] = {
+            "min": min(values),
+            "median": int(statistics.median(values)),
+            "max": max(values),
+        }
+    return summary
+
+
+def _huge_images(infos: dict[Path, ImageInfo]) -> dict:
+    """Images Pillow would warn about: slow to decode at full size, which all but JPEG need."""
+    huge = {path: info for path, info in infos.items() if info.huge}
+    summary = {"count": len(huge), "over_megapixels": round(HUGE_PIXELS / 1e6, 1), "largest": None}
+    if huge:
+        path, info = max(huge.items(), key=lambda item: (item[1].width * item[1].height, str(item[0])))
+        summary["largest"] = {"path": str(path), "width": info.width, "height": info.height}
+    return summary
+
+
+def _imbalance_warnings(counts: dict[str, dict[str, int]]) -> list[str]:
+    warnings = []
+    for split, per_class in counts.items():
+        if split in ("val", "test") or len(per_class) < 2:
+            continue
+        largest = max(per_class, key=per_class.get)
+        smallest = min(per_class, key=per_class.get)
+        if per_class[smallest] and per_class[largest] / per_class[smallest] >= IMBALANCE_RATIO:
+            warnings.append(
+                f"class imbalance in {split}: {largest!r} has {per_class[largest]} images, "
+                f"{smallest!r} only {per_class[smallest]} "
+                f"({per_class[largest] / per_class[smallest]:.1f}x); "
+                "consider --class-weight balanced or more images"
+            )
+    return warnings
+
+
+_LINK_SUMMARIES = {
+    LOOP: "symbolic link(s) loop back to a folder that contains them; not followed",
+    REPEAT: "path(s) lead to files or folders already counted; skipped, so each image counts once",
+    BROKEN: "symbolic link(s) lead nowhere; skipped",
+    OUTSIDE: "symbolic link(s) lead outside DATA; followed",
+}
+
+
+def _link_summaries(links: list[Link], *statuses: str) -> list[str]:
+    """One line per kind of link, with the first one as an example."""
+    lines = []
+    for status in statuses:
+        chosen = [link for link in links if link.status == status]
+        if chosen:
+            example = chosen[0]
+            lines.append(f"{len(chosen)} {_LINK_SUMMARIES[status]} (e.g. {example.path} -> {example.target})")
+    return lines
+
+
+def _duplicates(found: Scan, infos: dict[Path, ImageInfo]) -> list[dict]:
+    """Groups of byte-identical files. Across splits they leak test images into training."""
+    where = {}
+    for split, per_class in found.files.items():
+        for class_name, paths in per_class.items():
+            for path in paths:
+                where[path] = (split, class_name)
+    groups = defaultdict(list)
+    for path, info in infos.items():
+        groups[info.digest].append(path)
+    found_groups = []
+    for paths in groups.values():
+        if len(paths) < 2:
+            continue
+        splits = {where[path][0] for path in paths}
+        classes = {where[path][1] for path in paths}
+        if len(splits) > 1:
+            kind = "splits (leakage)"
+        elif len(classes) > 1:
+            kind = "classes (conflicting labels)"
+        else:
+            kind = "same split"
+        found_groups.append({"kind": kind, "paths": sorted(str(path) for path in paths)})
+    return sorted(found_groups, key=lambda group: group["paths"])

@@ -1,0 +1,175 @@
+"""The one `tf.data` pipeline that serves training, evaluation, prediction and extraction.
+
+Images are decoded and resized in parallel inside the pipeline, batched and prefetched, so
+decoding overlaps with the model's compute. The pipeline streams file paths, never a list of
+decoded images, so memory does not grow with the dataset. Evaluation, prediction and export
+never augment: augmentation, when asked for, is mapped over training batches only.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from tlcli.data.dataset import Sample
+from tlcli.data.images import read_rgb
+from tlcli.runtime import import_tensorflow
+
+tf = import_tensorflow()
+
+_JPEG_RATIOS = (1, 2, 4, 8)
+# What a file that passed the checks but fails to decode in the pipeline is reported as.
+DECODE_FAILED = "could not be decoded by TensorFlow (it changed, or is damaged in a way Pillow tolerates)"
+
+
+def _decode_jpeg_scaled(image_bytes, image_size: int):
+    """Decode a JPEG at the smallest DCT scale 1/s (s = 1, 2, 4 or 8) that leaves both sides at
+    least s * image_size: the scale Pillow's `draft("RGB", (image_size, image_size))` picks.
+
+    Reduced-size DCT decoding skips most of the work for photos larger than the model's input.
+    The accurate integer DCT is libjpeg's own default, so Pillow decodes the same pixels.
+    """
+    shape = tf.image.extract_jpeg_shape(image_bytes)
+    shorter = tf.minimum(shape[0], shape[1])
+    ratios = tf.constant(_JPEG_RATIOS, dtype=shorter.dtype)
+    fits = shorter // ratios >= image_size
+    branch = tf.reduce_max(tf.where(fits, tf.range(len(_JPEG_RATIOS)), 0))
+    return tf.switch_case(
+        branch,
+        [
+            (lambda ratio=ratio: tf.io.decode_jpeg(
+                image_bytes, channels=3, ratio=ratio, dct_method="INTEGER_ACCURATE"))
+            for ratio in _JPEG_RATIOS
+        ],
+    )
+
+
+def decode_image(image_bytes, image_size: int):
+    """Encoded JPEG/PNG/GIF/BMP/WebP bytes -> float32 RGB [image_size, image_size, 3] in [0, 255].
+
+    Grey, palette, RGBA, CMYK and 16-bit images all come out as 3-channel RGB. This is the
+    only decoding code in tlcli: the exported SavedModel's bytes signature runs it too.
+    """
+    image = tf.cond(
+        tf.io.is_jpeg(image_bytes),
+        lambda: _decode_jpeg_scaled(image_bytes, image_size),
+        lambda: tf.io.decode_image(image_bytes, channels=3, expand_animations=False),
+    )
+    return resize(image, image_size)
+
+
+def resize(image, image_size: int):
+    """Bilinear resize to a square, antialiased when shrinking (the triangle filter widened by
+    the scale factor, as Pillow's BILINEAR does), so fine detail averages instead of aliasing."""
+    image = tf.ensure_shape(image, [None, None, 3])
+    return tf.image.resize(image, [image_size, image_size], method="bilinear", antialias=True)
+
+
+def _load(path, needs_pil, image_size: int):
+    def with_pillow():
+        image = tf.numpy_function(read_rgb, [path], tf.uint8, stateful=False)
+        return resize(image, image_size)
+
+    return tf.cond(
+        needs_pil, with_pillow, lambda: decode_image(tf.io.read_file(path), image_size)
+    )
+
+
+def epoch_counter():
+    """The number of the epoch a training pipeline reads (see `image_dataset`); fit sets it."""
+    with tf.device("/cpu:0"):
+        return tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+
+
+def epochs(columns: tuple, batches, *, shuffle: bool, seed: int, epoch=None, repeat_batches: int = 0):
+    """Epochs of `batches(rows, epoch_seed)`, where `rows` is a dataset of the `columns`' rows,
+    in an order (with `shuffle`) that depends only on the seed and the epoch's number.
+
+    The number is read from `epoch` (an `epoch_counter()`; 0 without one) when a pass begins,
+    so a resumed run reads each epoch exactly as the uninterrupted run did. One pass is one
+    epoch, or with `repeat_batches=n` epoch after epoch without end, each cut to n batches.
+    """
+    def one_epoch(number):
+        epoch_seed = tf.stack([tf.constant(seed, tf.int64), number])
+        rows = columns
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(tf.range(tf.shape(columns[0])[0]), epoch_seed)
+            rows = tuple(tf.gather(column, order) for column in columns)
+        dataset = batches(tf.data.Dataset.from_tensor_slices(rows), epoch_seed)
+        return dataset.take(repeat_batches) if repeat_batches else dataset
+
+    def numbers(_):
+        # Read once, as the pass begins: never ahead of it by the prefetch.
+        first = epoch.read_value() if epoch is not None else tf.constant(0, tf.int64)
+        return tf.data.Dataset.range(first, tf.int64.max if repeat_batches else first + 1)
+
+    return tf.data.Dataset.from_tensors(0).flat_map(numbers).flat_map(one_epoch)
+
+
+def image_dataset(
+    samples: Sequence[Sample],
+    image_size: int,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+    epoch=None,
+    repeat_batches: int = 0,
+    with_index: bool = False,
+    augment=None,
+    shard: tuple[int, int] = (1, 0),
+):
+    """Batches of (images, labels), or (images, labels, indices) with `with_index`.
+
+    An epoch's order (`shuffle`) and augmentation depend only on the seed and the epoch's
+    number (see `epochs`): a resumed run reads exactly what the uninterrupted one read.
+    `repeat_batches=n` reads epoch after epoch, each cut to n batches, for multi-worker
+    training, where every worker must run the same number of steps.
+
+    `shard=(count, index)` keeps every count-th file, after the seeded shuffle and before
+    decoding, so that workers sharing one shuffle order read disjoint files.
+
+    `indices` are positions in `samples`: a file that passed the checks but still fails to
+    decode is dropped alone (errors are ignored per image, before batching), and the indices
+    say which images a batch holds. `augment(images, batch_seed)` (see `tlcli.augment.settings`) is
+    mapped over the batches, after decoding, when given.
+    """
+    columns = (
+        tf.constant([str(sample.path) for sample in samples], tf.string, shape=[len(samples)]),
+        tf.constant([sample.label for sample in samples], tf.int32, shape=[len(samples)]),
+        tf.constant([sample.needs_pil for sample in samples], tf.bool, shape=[len(samples)]),
+        tf.range(len(samples), dtype=tf.int64),
+    )
+
+    def batches(files, epoch_seed):
+        if shard[0] > 1:
+            files = files.shard(*shard)
+        dataset = files.map(
+            lambda path, label, pil, index: (_load(path, pil, image_size), label, index),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        dataset = dataset.ignore_errors().batch(batch_size)
+        if augment is not None:
+            # One seed per batch, from the epoch's: parallel calls share no random state, so
+            # augmentation repeats exactly under the same seed.
+            batch_seeds = tf.data.Dataset.range(tf.int64.max).map(
+                lambda batch: tf.random.experimental.stateless_fold_in(epoch_seed, batch)
+            )
+            dataset = tf.data.Dataset.zip(dataset, batch_seeds).map(
+                lambda batch, batch_seed: (augment(batch[0], batch_seed), batch[1], batch[2]),
+                num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True,
+            )
+        return dataset
+
+    dataset = epochs(columns, batches, shuffle=shuffle, seed=seed, epoch=epoch, repeat_batches=repeat_batches)
+    if not with_index:
+        dataset = dataset.map(lambda images, labels, index: (images, labels))
+    # tf.data's autotuner, left on, cost the model a fifth of its speed on 2 cores (ResNet50
+    # fed from JPEGs: 18.5 images/s against 23.5 without it and 23.8 from memory, measured
+    # with bench/extract_throughput.py). Without it, AUTOTUNE means one decoding thread per core
+    # and a fixed prefetch buffer, enough to keep decoding ahead of any of the backbones.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
+

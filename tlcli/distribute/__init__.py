@@ -1,0 +1,1 @@
+"""Where training runs: tf.distribute strategies, clusters, and sharing data out."""

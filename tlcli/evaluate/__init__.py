@@ -1,0 +1,1 @@
+"""Evaluation and prediction: metrics, reports and batch inference."""

@@ -1,0 +1,282 @@
+"""`tlcli evaluate`: which images to evaluate on, the model's predictions, the report files.
+
+DATA is a dataset root (its test/ split, else val/) or a folder of class folders. Its class
+folders are matched to the model's labels by name: a subset is fine, an unknown class is not.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from tlcli.data.dataset import Sample, discover, scan, split_folder, split_of
+from tlcli.data.images import Problem
+from tlcli.errors import TlcliError
+from tlcli.evaluate.metrics import (
+    GATE_METRICS,
+    ZERO_DIVISION_NOTE,
+    classification_report_text,
+    compute_metrics,
+    confusion_matrix_png,
+    default_top_k,
+    misclassified_rows,
+    normalise_rows,
+    per_image_losses,
+    rows_to_csv,
+    worst_losses_png,
+    zero_division_classes,
+)
+from tlcli.runs.directory import check_writable_folder, read_run, write_atomic
+
+EVALUATION = "evaluation.json"
+CLASSIFICATION_REPORT = "classification_report.txt"
+CONFUSION_MATRIX = "confusion_matrix.png"
+MISCLASSIFIED = "misclassified.csv"
+WORST_LOSSES = "worst_losses.png"
+MISCLASSIFIED_FIELDS = ("path", "true", "predicted", "confidence", "true_probability")
+WORST_LOSS_IMAGES = 16
+
+
+@dataclass(frozen=True)
+class EvaluationData:
+    """Checked images to evaluate on, labelled with the model's label indices."""
+
+    folder: Path
+    description: str
+    samples: tuple[Sample, ...]
+    problems: tuple[Problem, ...]
+    notes: tuple[str, ...]
+
+
+def find_evaluation_folder(data: Path) -> tuple[Path, str]:
+    """The folder of class folders to evaluate on, and how it was chosen (for the user)."""
+    data = Path(data).expanduser()
+    if discover(data).layout == "splits":
+        for split in ("test", "val"):
+            folder = split_folder(data, split)
+            if folder is not None:
+                return folder, f"the {folder.name}/ split of {data}"
+        raise TlcliError(
+            f"{data} has no test/ or val/ split to evaluate on (only train/). Add a test/ folder "
+            f"of held-out images, or pass a folder of class folders such as {data / 'train'}."
+        )
+    split = split_of(data)
+    if split == "train":
+        return data, f"{data}, a training split (a model scores best on the images it learnt from)"
+    if split is not None:
+        return data, f"{data}, a {split} split folder"
+    return data, (
+        f"every image in {data}, a folder of class folders "
+        "(if the model was trained on it, this includes its training images)"
+    )
+
+
+def select_samples(
+    folder: Path,
+    class_names: Sequence[str],
+    description: str = "",
+    on_checked: Callable[[int], None] | None = None,
+) -> EvaluationData:
+    """Check the images under `folder` and label them with the model's class indices."""
+    found = scan(folder, on_checked)
+    if found.layout != "flat":
+        raise TlcliError(
+            f"{folder} holds split folders; pass the dataset root or one split folder of class folders."
+        )
+    per_class = found.files["all"]
+    label_of = {name: index for index, name in enumerate(class_names)}
+    unknown = sorted(set(per_class) - set(label_of))
+    if unknown:
+        raise TlcliError(
+            f"Class folder(s) {', '.join(unknown)} in {folder} are not classes of the model "
+            f"({', '.join(class_names)}). Name class folders as in the model's labels.txt, "
+            "or remove the others."
+        )
+    samples = sorted(
+        (
+            Sample(path, label_of[name], found.checked[path].needs_pil)
+            for name in per_class
+            for path in found.good_files("all", name)
+        ),
+        key=lambda sample: str(sample.path),
+    )
+    if not samples:
+        raise TlcliError(f"{folder} has no usable images in its class folders. Add images to evaluate on.")
+    notes = []
+    present = {sample.label for sample in samples}
+    missing = [name for index, name in enumerate(class_names) if index not in present]
+    if missing:
+        notes.append(
+            f"the data has images of {len(present)} of the model's {len(class_names)} classes "
+            f"(none of: {', '.join(missing)}); per-class numbers cover the classes present or "
+            "predicted, and ROC-AUC averages over the classes present"
+        )
+    return EvaluationData(Path(folder), description or str(folder), tuple(samples),
+                          tuple(found.problems), tuple(notes))
+
+
+def resolve_top_k(top_k: int | None, num_classes: int) -> int | None:
+    if top_k is None:
+        return default_top_k(num_classes)
+    if not 1 <= top_k < num_classes:
+        raise TlcliError(
+            f"--top-k {top_k} does not fit a model with {num_classes} classes. "
+            f"Use a value from 1 to {num_classes - 1}."
+        )
+    return top_k
+
+
+def parse_thresholds(specs: Sequence[str]) -> dict[str, float]:
+    """`--fail-under METRIC=VALUE` options as {metric: minimum}."""
+    thresholds = {}
+    for spec in specs:
+        name, _, value = spec.partition("=")
+        name = name.strip().lower().replace("-", "_")
+        try:
+            minimum = float(value)
+        except ValueError:
+            minimum = None
+        if name not in GATE_METRICS or minimum is None:
+            raise TlcliError(
+                f"--fail-under {spec!r} is not METRIC=VALUE with a known metric. "
+                f"Use e.g. accuracy=0.9; metrics: {', '.join(GATE_METRICS)}."
+            )
+        thresholds[name] = minimum
+    return thresholds
+
+
+def check_thresholds_apply(thresholds: dict[str, float], num_classes: int, top_k: int | None) -> None:
+    """Refuse, before any work, a gate on a metric that will not be computed."""
+    if "top_k_accuracy" in thresholds and top_k is None:
+        raise TlcliError(
+            f"--fail-under top_k_accuracy needs --top-k (the model has {num_classes} classes, so "
+            "top-k accuracy is not computed by default). Add --top-k K."
+        )
+    if "pr_auc" in thresholds and num_classes != 2:
+        raise TlcliError(
+            f"--fail-under pr_auc applies to two-class models; this one has {num_classes} classes. "
+            "Gate on roc_auc or f1_macro instead."
+        )
+
+
+def failed_thresholds(metrics: dict, thresholds: dict[str, float]) -> list[str]:
+    """A line for each metric below its minimum."""
+    failures = []
+    for name, minimum in thresholds.items():
+        value = metrics.get(name)
+        if value is None:
+            raise TlcliError(
+                f"--fail-under {name}: {name} is undefined for this data (it needs images of at "
+                "least two classes). Evaluate on data with more classes, or gate on accuracy."
+            )
+        if value < minimum:
+            failures.append(f"{name} {value:.4f} is below --fail-under {name}={minimum:g}")
+    return failures
+
+
+@dataclass
+class Evaluation:
+    model_path: Path
+    data: EvaluationData
+    class_names: tuple[str, ...]  # the model's
+    paths: list[Path]
+    y_true: np.ndarray
+    probabilities: np.ndarray
+    metrics: dict
+    problems: list[Problem]
+    distribution: dict | None = None  # where it ran (see distribute.Placement.describe)
+
+    def to_dict(self) -> dict:
+        return {
+            "model": str(self.model_path),
+            "data": str(self.data.folder),
+            "data_description": self.data.description,
+            **({"distribution": self.distribution} if self.distribution else {}),
+            **self.metrics,
+            "misclassified": int(np.sum(self.probabilities.argmax(axis=1) != self.y_true)),
+            "skipped": [{"path": str(p.path), "reason": p.reason} for p in self.problems],
+            "notes": [*self.data.notes, *([ZERO_DIVISION_NOTE] if zero_division_classes(self.metrics) else [])],
+        }
+
+
+def evaluate_model(
+    model,
+    class_names: Sequence[str],
+    image_size: int,
+    data: EvaluationData,
+    model_path: Path,
+    top_k: int | None = None,
+    batch_size: int = 32,
+    on_predicted: Callable[[int], None] | None = None,
+    placement=None,
+) -> Evaluation:
+    """Predict every image of `data` (shared among the placement's replicas) and compute the metrics."""
+    from tlcli.data.pipeline import DECODE_FAILED
+    from tlcli.evaluate.predict import predict_samples
+
+    indices, probabilities = predict_samples(model, data.samples, image_size, batch_size, on_predicted, placement)
+    read = set(indices.tolist())
+    problems = list(data.problems) + [
+        Problem(sample.path, DECODE_FAILED) for i, sample in enumerate(data.samples) if i not in read
+    ]
+    if not len(indices):
+        raise TlcliError(f"None of the images in {data.folder} could be read. Check them with `tlcli inspect`.")
+    y_true = np.array([data.samples[i].label for i in indices], dtype=int)
+    metrics = compute_metrics(y_true, probabilities, class_names, top_k)
+    return Evaluation(
+        model_path=Path(model_path),
+        data=data,
+        class_names=tuple(class_names),
+        paths=[data.samples[i].path for i in indices],
+        y_true=y_true,
+        probabilities=normalise_rows(probabilities),
+        metrics=metrics,
+        problems=problems,
+        distribution=placement.describe() if placement is not None else None,
+    )
+
+
+def report_contents(evaluation: Evaluation) -> dict[str, str | bytes]:
+    """Every report file's name and content, rendered before any is written."""
+    names = evaluation.class_names
+    y_true, probabilities = evaluation.y_true, evaluation.probabilities
+    misclassified = misclassified_rows(evaluation.paths, y_true, probabilities, names)
+    losses = per_image_losses(y_true, probabilities)
+    worst = [
+        {
+            "path": evaluation.paths[i],
+            "true": names[y_true[i]],
+            "predicted": names[probabilities[i].argmax()],
+            "confidence": float(probabilities[i].max()),
+            "loss": float(losses[i]),
+        }
+        for i in np.argsort(-losses, kind="stable")[:WORST_LOSS_IMAGES]
+    ]
+    return {
+        EVALUATION: json.dumps(evaluation.to_dict(), indent=2) + "\n",
+        CLASSIFICATION_REPORT: classification_report_text(y_true, probabilities, names, evaluation.metrics),
+        CONFUSION_MATRIX: confusion_matrix_png(evaluation.metrics["confusion_matrix"], evaluation.metrics["classes"]),
+        MISCLASSIFIED: rows_to_csv(misclassified, MISCLASSIFIED_FIELDS),
+        WORST_LOSSES: worst_losses_png(worst),
+    }
+
+
+def reports_folder(model: Path, out_dir: Path | None) -> Path:
+    """Where the reports go (--out, else the run directory), checked before any model is loaded."""
+    folder = Path(out_dir) if out_dir is not None else read_run(model).path
+    name = f"--out {folder}" if out_dir is not None else f"The run directory {folder} (reports go there without --out)"
+    check_writable_folder(folder, name)
+    return folder
+
+
+def write_reports(evaluation: Evaluation, out_dir: Path) -> list[Path]:
+    contents = report_contents(evaluation)
+    written = []
+    for name, content in contents.items():
+        write_atomic(Path(out_dir) / name, content)
+        written.append(Path(out_dir) / name)
+    return written

@@ -1,0 +1,303 @@
+"""Evaluation metrics from scikit-learn, and the report files built from them.
+
+Every number is scikit-learn's, computed from true labels and the model's probabilities.
+Precision, recall and F1 of a class that is never predicted (or never present) are 0/0: they
+count as 0 (scikit-learn's `zero_division=0`), and a report where that happens says so.
+
+Nothing here imports TensorFlow; matplotlib is imported (with its Agg backend) only to plot.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+ZERO_DIVISION = 0
+ZERO_DIVISION_NOTE = (
+    "precision, recall and F1 of a class with no predicted (or no true) images are 0/0 "
+    "and count as 0 (scikit-learn zero_division=0)"
+)
+# Metrics where higher is better, so that `--fail-under METRIC=VALUE` makes sense.
+GATE_METRICS = (
+    "accuracy", "balanced_accuracy",
+    "precision_macro", "recall_macro", "f1_macro",
+    "precision_weighted", "recall_weighted", "f1_weighted",
+    "top_k_accuracy", "roc_auc", "pr_auc",
+)
+MOST_CONFUSED = 10
+_GALLERY_PIXELS = 240  # a worst-losses cell is 2.4 inches wide at 100 dpi
+
+
+def default_top_k(num_classes: int) -> int | None:
+    """Top-5 accuracy says something only when there are more than 5 classes."""
+    return 5 if num_classes > 5 else None
+
+
+def normalise_rows(probabilities) -> np.ndarray:
+    """float64 probabilities whose rows sum to 1 (float32 softmax is off by ~1e-7)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    return probabilities / probabilities.sum(axis=1, keepdims=True)
+
+
+def compute_metrics(
+    y_true: Sequence[int], probabilities, class_names: Sequence[str], top_k: int | None = None
+) -> dict:
+    """Every evaluation number, under plain keys, for labels and predicted probabilities.
+
+    `class_names` are the model's (one per probability column). Per-class numbers and the
+    confusion matrix cover the classes that occur in `y_true` or among the predictions, in
+    label order; `classes` names them. Top-k accuracy, ROC-AUC and log loss use all columns.
+    """
+    from sklearn import metrics
+
+    y_true = np.asarray(y_true, dtype=int)
+    probabilities = normalise_rows(probabilities)
+    num_classes = len(class_names)
+    y_pred = probabilities.argmax(axis=1)
+    labels = np.union1d(y_true, y_pred)
+    names = [class_names[label] for label in labels]
+    all_labels = np.arange(num_classes)
+
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=ZERO_DIVISION
+    )
+    result = {
+        "samples": int(len(y_true)),
+        "classes": names,
+        "accuracy": float(metrics.accuracy_score(y_true, y_pred)),
+    }
+    with warnings.catch_warnings():
+        # "y_pred contains classes not in y_true": the score then averages the true classes.
+        warnings.simplefilter("ignore", UserWarning)
+        result["balanced_accuracy"] = float(metrics.balanced_accuracy_score(y_true, y_pred))
+    for average in ("macro", "weighted"):
+        scores = metrics.precision_recall_fscore_support(
+            y_true, y_pred, labels=labels, average=average, zero_division=ZERO_DIVISION
+        )
+        for name, value in zip(("precision", "recall", "f1"), scores):
+            result[f"{name}_{average}"] = float(value)
+    result["top_k"] = top_k
+    result["top_k_accuracy"] = (
+        float(metrics.top_k_accuracy_score(y_true, probabilities, k=top_k, labels=all_labels))
+        if top_k
+        else None
+    )
+    result["roc_auc"] = _roc_auc(y_true, probabilities, num_classes)
+    result["log_loss"] = float(metrics.log_loss(y_true, probabilities, labels=all_labels))
+    if num_classes == 2:
+        result["positive_class"] = class_names[1]
+        both = len(np.unique(y_true)) == 2
+        result["pr_auc"] = (
+            float(metrics.average_precision_score(y_true == 1, probabilities[:, 1])) if both else None
+        )
+    result["per_class"] = {
+        name: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, name in enumerate(names)
+    }
+    with warnings.catch_warnings():
+        # "A single label was found": one class is all there is to tabulate, and that is fine.
+        warnings.simplefilter("ignore", UserWarning)
+        matrix = metrics.confusion_matrix(y_true, y_pred, labels=labels)
+    result["confusion_matrix"] = matrix.tolist()
+    result["most_confused"] = most_confused_pairs(matrix, names)
+    result["zero_division"] = ZERO_DIVISION
+    return result
+
+
+def zero_division_classes(result: dict) -> list[str]:
+    """The classes of a `compute_metrics` result whose precision or recall is 0/0: never
+    predicted, or without true images."""
+    matrix = np.asarray(result["confusion_matrix"])
+    return [name for name, true, predicted in zip(result["classes"], matrix.sum(axis=1), matrix.sum(axis=0))
+            if not true or not predicted]
+
+
+def _roc_auc(y_true: np.ndarray, probabilities: np.ndarray, num_classes: int) -> float | None:
+    """One-vs-rest macro ROC-AUC; for two classes, the positive (second) class's ROC-AUC.
+
+    When the data holds only some of the model's classes, the average is over those classes
+    (a class with no true images has no ROC curve). Undefined with a single true class.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    present = np.unique(y_true)
+    if len(present) < 2:
+        return None
+    if num_classes == 2:
+        return float(roc_auc_score(y_true, probabilities[:, 1]))
+    if len(present) == num_classes:
+        return float(
+            roc_auc_score(y_true, probabilities, multi_class="ovr", average="macro",
+                          labels=np.arange(num_classes))
+        )
+    return float(np.mean([roc_auc_score(y_true == label, probabilities[:, label]) for label in present]))
+
+
+def most_confused_pairs(matrix, class_names: Sequence[str], limit: int = MOST_CONFUSED) -> list[dict]:
+    """The off-diagonal cells with the most images: which class is mistaken for which."""
+    matrix = np.asarray(matrix)
+    pairs = []
+    for true_index, row in enumerate(matrix):
+        for predicted_index, count in enumerate(row):
+            if true_index != predicted_index and count > 0:
+                pairs.append(
+                    {
+                        "true": class_names[true_index],
+                        "predicted": class_names[predicted_index],
+                        "count": int(count),
+                        "share_of_true": float(count / row.sum()),
+                    }
+                )
+    pairs.sort(key=lambda pair: -pair["count"])
+    return pairs[:limit]
+
+
+def per_image_losses(y_true: Sequence[int], probabilities) -> np.ndarray:
+    """Cross-entropy of each image: -log p(true class), clipped as scikit-learn's log_loss does."""
+    probabilities = normalise_rows(probabilities)
+    true_probability = probabilities[np.arange(len(probabilities)), np.asarray(y_true, dtype=int)]
+    return -np.log(np.clip(true_probability, np.finfo(np.float64).eps, 1.0))
+
+
+def misclassified_rows(paths: Sequence, y_true, probabilities, class_names: Sequence[str]) -> list[dict]:
+    """The wrongly classified images, most confidently wrong first."""
+    probabilities = normalise_rows(probabilities)
+    y_true = np.asarray(y_true, dtype=int)
+    y_pred = probabilities.argmax(axis=1)
+    rows = [
+        {
+            "path": str(paths[i]),
+            "true": class_names[y_true[i]],
+            "predicted": class_names[y_pred[i]],
+            "confidence": float(probabilities[i, y_pred[i]]),
+            "true_probability": float(probabilities[i, y_true[i]]),
+        }
+        for i in np.flatnonzero(y_pred != y_true)
+    ]
+    return sorted(rows, key=lambda row: -row["confidence"])
+
+
+def rows_to_csv(rows: list[dict], fields: Sequence[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(fields), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def classification_report_text(y_true, probabilities, class_names: Sequence[str], result: dict) -> str:
+    """scikit-learn's classification_report, with the other headline numbers under it."""
+    from sklearn.metrics import classification_report
+
+    y_pred = normalise_rows(probabilities).argmax(axis=1)
+    labels = [list(class_names).index(name) for name in result["classes"]]
+    table = classification_report(
+        y_true, y_pred, labels=labels, target_names=result["classes"], digits=3,
+        zero_division=ZERO_DIVISION,
+    )
+    lines = [table.rstrip(), ""]
+    for key, value in summary_rows(result):
+        lines.append(f"{key:>24}  {value}")
+    if zero_division_classes(result):
+        lines += ["", f"Note: {ZERO_DIVISION_NOTE}."]
+    return "\n".join(lines) + "\n"
+
+
+def summary_rows(result: dict) -> list[tuple[str, str]]:
+    """(name, formatted value) for the headline metrics, skipping those not computed."""
+    keys = ["samples", "accuracy", "balanced_accuracy", "precision_macro", "recall_macro",
+            "f1_macro", "f1_weighted", "top_k_accuracy", "roc_auc", "pr_auc", "log_loss"]
+    rows = []
+    for key in keys:
+        value = result.get(key)
+        if value is None:
+            continue
+        name = f"top_{result['top_k']}_accuracy" if key == "top_k_accuracy" else key
+        if key == "pr_auc":
+            name = f"pr_auc ({result['positive_class']})"
+        rows.append((name, str(value) if isinstance(value, int) else f"{value:.4f}"))
+    return rows
+
+
+def _figure(width: float, height: float):
+    """A matplotlib Figure drawn by the Agg backend, without pyplot's global state."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _png_bytes(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight", pad_inches=0.15)
+    return buffer.getvalue()
+
+
+def confusion_matrix_png(matrix, class_names: Sequence[str]) -> bytes:
+    """Counts and row-normalised (recall per true class) side by side."""
+    matrix = np.asarray(matrix)
+    totals = matrix.sum(axis=1, keepdims=True)
+    normalised = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
+    size = len(class_names)
+    side = min(24.0, max(3.5, 0.45 * size + 2.0))
+    figure = _figure(2 * side + 1.0, side + 0.6)
+    annotate = size <= 30
+    for axes, values, title, fmt in (
+        (figure.add_subplot(1, 2, 1), matrix, "Counts", "d"),
+        (figure.add_subplot(1, 2, 2), normalised, "Normalised by true class", ".2f"),
+    ):
+        image = axes.imshow(values, cmap="Blues", vmin=0)
+        figure.colorbar(image, ax=axes, shrink=0.8)
+        axes.set_title(title)
+        axes.set_xlabel("predicted")
+        axes.set_ylabel("true")
+        long_names = size > 6 and max(len(name) for name in class_names) > 2
+        axes.set_xticks(range(size), class_names, rotation=90 if long_names else 0)
+        axes.set_yticks(range(size), class_names)
+        if annotate:
+            threshold = values.max() / 2 if values.max() > 0 else 1
+            for (row, column), value in np.ndenumerate(values):
+                axes.text(column, row, format(value, fmt), ha="center", va="center", fontsize=8,
+                          color="white" if value > threshold else "black")
+    return _png_bytes(figure)
+
+
+def worst_losses_png(items: Sequence[dict], columns: int = 4) -> bytes:
+    """A gallery of images with true class, predicted class, its probability and the loss.
+
+    Each item has `path`, `true`, `predicted`, `confidence` and `loss`.
+    """
+    from tlcli.data.images import read_rgb
+
+    rows = max(1, -(-len(items) // columns))
+    figure = _figure(columns * 2.4, rows * 2.7)
+    for position, item in enumerate(items):
+        axes = figure.add_subplot(rows, columns, position + 1)
+        axes.set_axis_off()
+        try:
+            axes.imshow(read_rgb(str(item["path"]), least_side=_GALLERY_PIXELS))
+        except Exception:  # the file changed since it was predicted: keep its caption
+            axes.text(0.5, 0.5, "unreadable", ha="center", va="center")
+        colour = "tab:green" if item["true"] == item["predicted"] else "tab:red"
+        axes.set_title(
+            f"{Path(item['path']).name}\ntrue {item['true']}\n"
+            f"pred {item['predicted']} ({item['confidence']:.2f})\nloss {item['loss']:.2f}",
+            fontsize=8, color=colour,
+        )
+    if not items:
+        axes = figure.add_subplot(1, 1, 1)
+        axes.set_axis_off()
+        axes.text(0.5, 0.5, "no images", ha="center", va="center")
+    return _png_bytes(figure)

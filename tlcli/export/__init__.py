@@ -1,0 +1,1 @@
+"""Exports for serving (SavedModel, Keras, TFLite, ONNX) and their verification."""

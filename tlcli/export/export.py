@@ -1,0 +1,473 @@
+"""Exporting a trained model for serving: SavedModel, Keras, TFLite and ONNX.
+
+Everything is written into a hidden folder beside `--out` and renamed into place only after
+every artefact has been written and verified, so an interrupted or failed export never leaves
+a half-written model at `--out` (a killed one may leave the hidden `.NAME.partial-*` folder).
+
+    OUT/saved_model/   serving_default (pixels) and serving_bytes (encoded images) signatures
+    OUT/model.keras    loadable with keras.saving.load_model in safe mode
+    OUT/model.tflite   float32, or quantised with --quantize
+    OUT/model.onnx     converted from the SavedModel's serving_default signature
+    OUT/labels.txt     class names, one per line, in label order
+    OUT/metadata.json  backbone, image size, preprocessing, classes, metrics, versions, checks
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import platform
+import shutil
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from tlcli import __version__
+from tlcli.data.dataset import Sample, discover, is_hidden
+from tlcli.data.images import ImageInfo, check_images, is_image_name
+from tlcli.errors import TlcliError
+from tlcli.export.verify import Check, verify_artefacts
+from tlcli.models.backbones import BACKBONES
+from tlcli.models.saved import load_run_model
+from tlcli.runs.directory import (
+    EXPORT_METADATA,
+    LABELS,
+    METRICS,
+    RunInfo,
+    claim_output,
+    read_run,
+    write_marker,
+)
+from tlcli.runs.locks import locks_outputs
+from tlcli.runtime import (
+    import_keras,
+    import_tensorflow,
+    latched_interrupts,
+    silenced_stderr,
+)
+
+FORMATS = ("saved_model", "keras", "tflite", "onnx")
+QUANTIZATIONS = ("dynamic", "float16", "int8")
+ARTEFACTS = {
+    "saved_model": "saved_model",
+    "keras": "model.keras",
+    "tflite": "model.tflite",
+    "onnx": "model.onnx",
+}
+METADATA = EXPORT_METADATA
+EVALUATION = "evaluation.json"
+PIXELS_SIGNATURE = "serving_default"
+BYTES_SIGNATURE = "serving_bytes"
+OUTPUT_NAME = "probabilities"
+ONNX_OPSET = 17
+VERIFY_COUNT = 8  # images from the dataset that every artefact is checked on
+VERIFY_LIMIT = 64  # at most this many of the --verify-images
+CALIBRATION_COUNT = 200  # training images that calibrate int8 quantisation
+ONNX_INSTALL = 'pip install "tlcli[onnx]" (tf2onnx and onnxruntime)'
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    out: Path
+    formats: tuple[str, ...] = ("saved_model",)
+    quantize: str | None = None
+    overwrite: bool = False
+    verify: bool = True
+    verify_images: tuple[Path, ...] = ()
+    data: Path | None = None
+
+    def __post_init__(self):
+        formats = tuple(dict.fromkeys(self.formats or ("saved_model",)))
+        for name in formats:
+            if name not in FORMATS:
+                raise TlcliError(f"--format {name} is not a format tlcli exports. Use one of: {', '.join(FORMATS)}.")
+        object.__setattr__(self, "formats", formats)
+        object.__setattr__(self, "out", Path(self.out).expanduser())
+        if self.quantize is not None:
+            if self.quantize not in QUANTIZATIONS:
+                raise TlcliError(
+                    f"--quantize {self.quantize} is not known. Use one of: {', '.join(QUANTIZATIONS)}."
+                )
+            if "tflite" not in formats:
+                raise TlcliError(
+                    f"--quantize {self.quantize} applies to TFLite only, and --format tflite was not asked "
+                    "for. Add --format tflite, or drop --quantize."
+                )
+
+
+@dataclass
+class ExportReport:
+    out: Path
+    files: dict[str, Path]
+    checks: list[Check] = field(default_factory=list)
+
+
+def claim_destination(options: ExportOptions, model_path: Path) -> None:
+    """Lock --out and refuse one that would lose anything (runs.claim_output), before any model is loaded."""
+    info = read_run(model_path)
+    data = options.data or _recorded_data(info)
+    claim_output(options.out, "export", overwrite=options.overwrite, data=data,
+                 sources={Path(model_path).expanduser(): "the model being exported"})
+
+
+def require_tf2onnx():
+    """The tf2onnx module, or a TlcliError saying how to install the optional extra."""
+    import_tensorflow()  # first, quietly: tf2onnx imports it
+    try:
+        import tf2onnx  # noqa: F401
+        from tf2onnx import tf_loader  # noqa: F401
+    except ImportError as error:
+        raise TlcliError(
+            f"--format onnx needs tf2onnx, which is not installed ({error}). Install it with {ONNX_INSTALL}."
+        ) from None
+    return tf2onnx
+
+
+@locks_outputs
+def export_model(
+    model_path: Path, options: ExportOptions, on_step: Callable[[str], None] = lambda message: None
+) -> ExportReport:
+    """Write the asked-for formats of a run's model to `options.out`, verified, all or nothing."""
+    out = options.out
+    claim_destination(options, model_path)
+    if "onnx" in options.formats:
+        require_tf2onnx()
+    model, info = load_run_model(model_path)
+    # Images are chosen before anything is written, so a missing dataset fails at once.
+    verify_samples = verification_samples(info, options) if options.verify else []
+    calibration = calibration_samples(info, options) if options.quantize == "int8" else []
+
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a model server may run as another user
+    with latched_interrupts() as interrupts:
+
+        def step(message: str) -> None:
+            interrupts.check()  # a Ctrl-C that TensorFlow swallowed stops the export here
+            on_step(message)
+
+        try:
+            files, checks = _write_and_verify(model, info, options, staging, calibration, verify_samples, step)
+            interrupts.check()
+            move_into_place(staging, out)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return ExportReport(out, {name: out / path.relative_to(staging) for name, path in files.items()}, checks)
+
+
+def _write_and_verify(model, info, options, staging, calibration, verify_samples, on_step):
+    """Every artefact, labels.txt and metadata.json in `staging`; raises if verification fails."""
+    files = write_artefacts(model, info, options, staging, calibration, on_step)
+    checks = []
+    if options.verify:
+        on_step(f"Verifying in a fresh process on {len(verify_samples)} image(s)")
+        checks = verify_artefacts(model, files, verify_samples, info.image_size, options.quantize)
+    (staging / LABELS).write_text("\n".join(info.class_names) + "\n")
+    metadata = build_metadata(info, options, files, checks)
+    (staging / METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
+    write_marker(staging, "export")
+    failed = [check for check in checks if not check.passed]
+    if failed:
+        raise TlcliError(
+            "Verification failed, nothing was written to --out: "
+            + "; ".join(f"{c.format}: {_describe(c)}, required {c.requirement}" for c in failed)
+            + ". Re-export without --quantize (or with another --quantize), or report a bug."
+        )
+    return files, checks
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _describe(check: Check) -> str:
+    return f"max |difference| {check.max_abs_difference:.2g}, top class agrees on {check.top_class_agreement:.0%}"
+
+
+def write_artefacts(model, info: RunInfo, options: ExportOptions, staging: Path, calibration, on_step):
+    """Write each format into `staging`; return {format: path}."""
+    files: dict[str, Path] = {}
+    needs_saved_model = {"saved_model", "tflite", "onnx"} & set(options.formats)
+    saved_model = staging / ARTEFACTS["saved_model"]
+    if needs_saved_model:
+        on_step("Writing the SavedModel")
+        write_saved_model(model, info.image_size, saved_model)
+        if "saved_model" in options.formats:
+            files["saved_model"] = saved_model
+    if "keras" in options.formats:
+        on_step("Writing the Keras model")
+        files["keras"] = staging / ARTEFACTS["keras"]
+        with silenced_stderr():
+            model.save(files["keras"])
+    if "tflite" in options.formats:
+        on_step(f"Converting to TFLite ({options.quantize or 'float32'})")
+        files["tflite"] = staging / ARTEFACTS["tflite"]
+        write_tflite(saved_model, files["tflite"], options.quantize, calibration, info.image_size)
+    if "onnx" in options.formats:
+        on_step("Converting to ONNX")
+        files["onnx"] = staging / ARTEFACTS["onnx"]
+        write_onnx(saved_model, files["onnx"])
+    if "saved_model" not in options.formats and saved_model.exists():
+        shutil.rmtree(saved_model)  # written only to convert from
+    return files
+
+
+@contextlib.contextmanager
+def quietly():
+    """Keep converters' chatter (C++ logs, prints, warnings, Python logging) off the terminal."""
+    with silenced_stderr(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        previous = logging.root.manager.disable
+        logging.disable(logging.WARNING)
+        try:
+            yield
+        finally:
+            logging.disable(previous)
+
+
+def write_saved_model(model, image_size: int, path: Path) -> None:
+    """A SavedModel with a pixels signature (serving_default) and an encoded-bytes signature."""
+    tf = import_tensorflow()
+    keras = import_keras()
+    from tlcli.data.pipeline import decode_image
+
+    # No archive.track(model): the endpoints capture every variable they use, and track() would
+    # store each weight a second time (2x the size on disk and in a server's memory:
+    # keras-team/keras#23553).
+    archive = keras.export.ExportArchive()
+    image_spec = tf.TensorSpec([image_size, image_size, 3], tf.float32)
+
+    # training=False in both endpoints: dropout or augmentation layers must never run when
+    # serving, or the same image would get different answers.
+    def from_pixels(images):
+        return {OUTPUT_NAME: model(images, training=False)}
+
+    def from_bytes(image_bytes):
+        images = tf.map_fn(
+            lambda encoded: decode_image(encoded, image_size), image_bytes, fn_output_signature=image_spec
+        )
+        return {OUTPUT_NAME: model(images, training=False)}
+
+    archive.add_endpoint(
+        PIXELS_SIGNATURE,
+        from_pixels,
+        input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="images")],
+    )
+    archive.add_endpoint(
+        BYTES_SIGNATURE, from_bytes, input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")]
+    )
+    with quietly():
+        archive.write_out(str(path), verbose=False)
+
+
+def write_tflite(saved_model: Path, path: Path, quantize: str | None, calibration, image_size: int) -> None:
+    """Convert the SavedModel's pixels signature (TFLite has no image decoders) to a .tflite file."""
+    tf = import_tensorflow()
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=[PIXELS_SIGNATURE])
+    if quantize is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantize == "int8":
+        from tlcli.data.pipeline import image_dataset
+
+        def representative_dataset():
+            for images, _ in image_dataset(calibration, image_size, 1):
+                yield [images]
+
+        # Inputs and outputs stay float32 (RGB pixels in, probabilities out), as for every format.
+        converter.representative_dataset = representative_dataset
+    with quietly():
+        try:
+            flatbuffer = converter.convert()
+        except Exception as error:
+            raise TlcliError(f"TFLite conversion failed: {_first_line(error)}") from error
+    path.write_bytes(flatbuffer)
+
+
+def write_onnx(saved_model: Path, path: Path) -> None:
+    """Convert the SavedModel's pixels signature to ONNX, keeping its input and output names."""
+    tf2onnx = require_tf2onnx()
+    from tf2onnx import tf_loader
+
+    with quietly():
+        try:
+            graph_def, inputs, outputs, renames = tf_loader.from_saved_model(
+                str(saved_model), None, None, tag="serve", signatures=[PIXELS_SIGNATURE],
+                return_tensors_to_rename=True,
+            )
+            tf2onnx.convert.from_graph_def(
+                graph_def, input_names=inputs, output_names=outputs, opset=ONNX_OPSET,
+                tensors_to_rename=renames, output_path=str(path),
+            )
+        except Exception as error:
+            raise TlcliError(f"ONNX conversion failed: {_first_line(error)}") from error
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def move_into_place(staging: Path, out: Path) -> None:
+    """Rename the finished folder to `out`; an existing `out` is removed only once it is replaced."""
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+    os.replace(out, old / out.name)
+    os.replace(staging, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# --- images for verification and calibration --------------------------------------------------
+
+
+def verification_samples(info: RunInfo, options: ExportOptions) -> list[Sample]:
+    """A handful of real images: --verify-images, else a few from --data or the run's dataset."""
+    if options.verify_images:
+        return _usable(_image_files(options.verify_images), VERIFY_LIMIT, "--verify-images")
+    root = _dataset_root(info, options, "to verify the exported model on (or --verify-images, or --no-verify)")
+    return pick_samples(root, VERIFY_COUNT, ("test", "val", "all", "train"))
+
+
+def calibration_samples(info: RunInfo, options: ExportOptions) -> list[Sample]:
+    """Up to CALIBRATION_COUNT training images for int8's representative dataset."""
+    if options.data is None and not _recorded_data(info) and options.verify_images:
+        return _usable(_image_files(options.verify_images), CALIBRATION_COUNT, "--verify-images")
+    root = _dataset_root(info, options, "to calibrate --quantize int8 on (or --verify-images)")
+    return pick_samples(root, CALIBRATION_COUNT, ("train", "all", "val", "test"))
+
+
+def _recorded_data(info: RunInfo) -> Path | None:
+    recorded = info.config.get("data")
+    return Path(recorded) if recorded and Path(recorded).is_dir() else None
+
+
+def _dataset_root(info: RunInfo, options: ExportOptions, purpose: str) -> Path:
+    if options.data is not None:
+        if not Path(options.data).is_dir():
+            raise TlcliError(f"--data {options.data} is not a folder. Pass the dataset folder the model was trained on.")
+        return Path(options.data)
+    recorded = info.config.get("data")
+    if _recorded_data(info) is None:
+        where = f"its recorded dataset {recorded} is not there" if recorded else "it records no dataset"
+        raise TlcliError(f"{info.model_path}: {where}. Pass --data DATA with images {purpose}.")
+    return Path(recorded)
+
+
+def pick_samples(root: Path, count: int, splits: tuple[str, ...]) -> list[Sample]:
+    """Up to `count` usable images of the first split present, taken in turn from each class.
+
+    Only the chosen files are opened, so this stays quick on a large dataset.
+    """
+    found = discover(root)
+    split = next((name for name in splits if any(found.files.get(name, {}).values())), None)
+    if split is None:
+        raise TlcliError(f"{root} holds no images. Pass --data with the dataset, or --verify-images.")
+    classes = found.files[split]
+    label_of = {name: index for index, name in enumerate(sorted(classes))}
+    queues = [[(path, label_of[name]) for path in paths] for name, paths in sorted(classes.items())]
+    interleaved = [item for round_ in _zip_longest(queues) for item in round_]
+    samples = []
+    for start in range(0, len(interleaved), 2 * count):
+        chunk = interleaved[start : start + 2 * count]
+        checked = check_images([path for path, _ in chunk])
+        for path, label in chunk:
+            if isinstance(checked[path], ImageInfo) and len(samples) < count:
+                samples.append(Sample(path, label, checked[path].needs_pil))
+        if len(samples) >= count:
+            break
+    if not samples:
+        raise TlcliError(f"The {split} split of {root} has no usable images. Pass --verify-images with some images.")
+    return samples
+
+
+def _zip_longest(queues):
+    for index in range(max((len(queue) for queue in queues), default=0)):
+        yield [queue[index] for queue in queues if index < len(queue)]
+
+
+def _image_files(paths) -> list[Path]:
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += sorted(
+                file for file in path.rglob("*")
+                if file.is_file() and is_image_name(file)
+                and not any(is_hidden(Path(part)) for part in file.relative_to(path).parts)
+            )
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise TlcliError(f"--verify-images {path} does not exist. Pass image files or folders of images.")
+    return files
+
+
+def _usable(files: list[Path], limit: int, option: str) -> list[Sample]:
+    checked = check_images(files[: 4 * limit])
+    samples = [Sample(path, 0, result.needs_pil) for path, result in checked.items() if isinstance(result, ImageInfo)]
+    if not samples:
+        raise TlcliError(
+            f"{option}: none of the {len(files)} file(s) given is a usable image. "
+            "Pass JPEG, PNG, BMP, GIF or WebP files, or folders holding them."
+        )
+    return samples[:limit]
+
+
+# --- metadata ----------------------------------------------------------------------------------
+
+
+def build_metadata(info: RunInfo, options: ExportOptions, files: dict[str, Path], checks: list[Check]) -> dict:
+    tf = import_tensorflow()
+    keras = import_keras()
+    spec = BACKBONES.get(info.backbone)
+    versions = {"tlcli": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+                "python": platform.python_version()}
+    if "onnx" in files:
+        versions["tf2onnx"] = require_tf2onnx().__version__
+    return {
+        "backbone": info.backbone or None,
+        "image_size": info.image_size,
+        "input": f"float32 RGB pixels in [0, 255], shape [batch, {info.image_size}, {info.image_size}, 3]",
+        "output": f"float32 class probabilities (softmax), shape [batch, {len(info.class_names)}]",
+        "preprocessing": (
+            f"{spec.preprocessing}, inside the model (no preprocessing needed by clients)" if spec else
+            "inside the model (no preprocessing needed by clients)"
+        ),
+        "class_names": list(info.class_names),
+        "num_classes": len(info.class_names),
+        "files": {name: ARTEFACTS[name] for name in files},
+        "saved_model_signatures": {
+            PIXELS_SIGNATURE: {"inputs": {"images": "float32 [batch, size, size, 3]"}, "outputs": [OUTPUT_NAME]},
+            BYTES_SIGNATURE: {"inputs": {"image_bytes": "string [batch] (JPEG/PNG/GIF/BMP/WebP files)"},
+                              "outputs": [OUTPUT_NAME]},
+        } if "saved_model" in files else None,
+        "tflite_quantization": (options.quantize or "none (float32)") if "tflite" in files else None,
+        "metrics": read_metrics(info),
+        "verification": [asdict(check) for check in checks] or "skipped (--no-verify)",
+        "source_model": str(info.model_path.resolve()),
+        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": versions,
+    }
+
+
+def read_metrics(info: RunInfo) -> dict:
+    """Validation and test metrics the run recorded (metrics.json, evaluation.json), if any."""
+    metrics = {}
+    for name, key in ((METRICS, "validation"), (EVALUATION, "evaluation")):
+        path = info.path / name
+        if path.is_file():
+            try:
+                metrics[key] = json.loads(path.read_text())
+            except ValueError:
+                continue
+    return metrics

@@ -1,0 +1,1 @@
+"""Backbones, their weights, tlcli's layers, classifiers and feature extraction."""

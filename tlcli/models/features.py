@@ -1,0 +1,93 @@
+"""Running a frozen backbone over images once: for `tlcli extract` and cached-feature training."""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from tlcli.data.dataset import Sample
+from tlcli.data.pipeline import image_dataset, tf
+
+
+@dataclass
+class Features:
+    features: np.ndarray  # float32, images x feature size
+    labels: np.ndarray  # int64
+    indices: np.ndarray  # positions in the samples given (a file that fails to decode is absent)
+
+
+@dataclass
+class FeatureBatch:
+    features: np.ndarray  # float32, batch x feature size
+    labels: np.ndarray  # int64
+    indices: np.ndarray  # positions in the samples given, increasing
+
+
+def feature_shape(extractor) -> tuple[int, ...]:
+    return tuple(int(size) for size in extractor.output_shape[1:])
+
+
+_FORWARD_PASSES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def forward_pass(extractor):
+    """The extractor's inference call as a tf.function, traced once per extractor and reused
+    (cached training extracts train and val; a benchmark extracts many times)."""
+    if extractor not in _FORWARD_PASSES:
+        # Through a weak reference, so that the cached function does not keep the model alive.
+        model = weakref.ref(extractor)
+        # A tf.function forward pass: Keras's `predict` is slower and erratic on single batches.
+        _FORWARD_PASSES[extractor] = tf.function(
+            lambda images: model()(images, training=False), reduce_retracing=True
+        )
+    return _FORWARD_PASSES[extractor]
+
+
+def feature_batches(
+    extractor, samples: Sequence[Sample], image_size: int, batch_size: int = 32, placement=None
+) -> Iterator[FeatureBatch]:
+    """Stream images through `extractor`, one batch of features at a time, in sample order.
+
+    Nothing but the current batches is held, so a caller that writes each batch away keeps
+    memory flat however many images there are. With a `placement` of several replicas or
+    workers, each batch is shared out among them (`batch_size` per replica).
+    """
+    from tlcli.distribute.placement import map_batches
+
+    forward = forward_pass(extractor)
+
+    def make(shard_count, shard_index, batch):
+        return image_dataset(samples, image_size, batch, with_index=True, shard=(shard_count, shard_index))
+
+    # Features are float32 whatever the precision the backbone computed in.
+    def features(images):
+        return tf.cast(forward(images), tf.float32)
+
+    for batch_features, labels, indices in map_batches(placement, features, make, batch_size):
+        yield FeatureBatch(batch_features, labels.astype(np.int64), indices)
+
+
+def extract_features(
+    extractor,
+    samples: Sequence[Sample],
+    image_size: int,
+    batch_size: int = 32,
+    on_batch: Callable[[int], None] | None = None,
+) -> Features:
+    """Stream images through `extractor`; memory holds the features, never the images."""
+    features = np.empty((len(samples), *feature_shape(extractor)), np.float32)
+    labels = np.empty(len(samples), np.int64)
+    kept = np.zeros(len(samples), bool)
+    for batch in feature_batches(extractor, samples, image_size, batch_size):
+        features[batch.indices] = batch.features
+        labels[batch.indices] = batch.labels
+        kept[batch.indices] = True
+        if on_batch is not None:
+            on_batch(len(batch.indices))
+    positions = np.flatnonzero(kept)
+    if len(positions) == len(samples):
+        return Features(features, labels, positions)
+    return Features(features[positions], labels[positions], positions)

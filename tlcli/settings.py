@@ -1,0 +1,150 @@
+"""Settings files and settings' types: reading TOML, refusing unknown tables and wrong-typed
+values with the same messages as the command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import typing
+from pathlib import Path
+
+import tomllib
+
+from tlcli.errors import TlcliError
+
+
+def load_toml(path: Path, option: str = "--config") -> dict:
+    """Read a TOML file given with `option`; keys may use dashes or underscores."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise TlcliError(f"{option} {path} {what}. Pass a TOML file.")
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise TlcliError(f"{option} {path} is not valid TOML ({error}). Fix the file.") from None
+    return _normalise_keys(document)
+
+
+def table(document: dict, name: str, path: Path | None = None) -> dict:
+    """One `[name]` table of a loaded file ({} when absent)."""
+    section = document.get(name, {})
+    if not isinstance(section, dict):
+        where = f"--config {path}: " if path else ""
+        raise TlcliError(f"{where}{name} must be a [{name}] table, not {section!r}.")
+    return section
+
+
+def _normalise_keys(document: dict) -> dict:
+    return {
+        key.replace("-", "_"): _normalise_keys(value) if isinstance(value, dict) else value
+        for key, value in document.items()
+    }
+
+
+def check_tables(document: dict, tables, settings, source: str) -> None:
+    """Refuse a table that the command does not read (a misspelt [augmentation] would be
+    ignored without a word), as unknown settings are refused. `settings` may hold inline tables."""
+    unknown = [key for key, value in document.items()
+               if isinstance(value, dict) and key not in tables and key not in settings]
+    if unknown:
+        fix = (f"Known tables: {', '.join(f'[{name}]' for name in tables)}; other settings go at the top "
+               "of the file, before any table." if tables else "It holds settings (key = value), not tables.")
+        raise TlcliError(f"Unknown table [{unknown[0]}] in {source}. {fix}")
+
+
+# What a value of each kind of setting is, in error messages.
+EXPECTED = {str: "a name", int: "a whole number", float: "a number", bool: "true or false", Path: "a path"}
+
+
+# Examples for settings whose default shows none.
+_EXAMPLES = {"model": "resnet50", "image_size": 224, "epochs": 10, "early_stopping": 5, "out": "runs/my-run",
+             "data": "data", "dense": [256], "stages": ["block5:3:1e-5"], "trials": 10}
+
+
+_OPTIONS = {"stages": "--stage", "train_batch_norm": "--train-bn"}  # where the option is not the name
+
+
+def option_name(setting: str) -> str:
+    """The command-line option of a setting: `learning_rate` -> `--learning-rate`."""
+    return _OPTIONS.get(setting, "--" + setting.replace("_", "-"))
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_kind(value, kind) -> bool:
+    """Whether a value (from TOML, say) is of a setting's kind; a bool is not a number."""
+    if kind is Path:
+        return isinstance(value, (str, Path))
+    if kind is str or kind is bool:
+        return isinstance(value, kind)
+    return is_number(value) and (kind is float or isinstance(value, int))
+
+
+def check_types(config) -> None:
+    """Refuse a setting of the wrong type, naming it, and store numbers, paths and lists canonically.
+
+    Only a settings file can give a wrong type (the command line converts its own), so the
+    message shows the value as TOML writes it and how to write it instead.
+    """
+    for name, (kind, optional, many) in _setting_kinds(type(config)).items():
+        value = getattr(config, name)
+        if value is None and optional:
+            continue
+        if many:
+            if not isinstance(value, (list, tuple)) or not all(is_kind(item, kind) for item in value):
+                _wrong_type(config, name, value, "a list")
+            value = tuple(_canonical(item, kind) for item in value)
+        elif is_kind(value, kind):
+            value = _canonical(value, kind)
+        else:
+            _wrong_type(config, name, value, EXPECTED[kind])
+        object.__setattr__(config, name, value)
+
+
+@functools.cache
+def _setting_kinds(cls) -> dict[str, tuple[type, bool, bool]]:
+    """(kind, may be None, is a tuple of that kind) of each plain-valued field of a settings dataclass."""
+    kinds = {}
+    for name, hint in typing.get_type_hints(cls).items():
+        arguments = typing.get_args(hint)
+        optional = type(None) in arguments
+        if optional:
+            hint = next(argument for argument in arguments if argument is not type(None))
+        many = typing.get_origin(hint) is tuple
+        if many:
+            hint = typing.get_args(hint)[0]
+        if hint in EXPECTED:
+            kinds[name] = (hint, optional, many)
+    return kinds
+
+
+def _canonical(value, kind):
+    return float(value) if kind is float else Path(value) if kind is Path else value
+
+
+def _wrong_type(config, name: str, value, expected: str):
+    example = _EXAMPLES.get(name, {f.name: f.default for f in dataclasses.fields(config)}.get(name))
+    shown = example not in (None, dataclasses.MISSING)
+    fix = f" In the config file, write e.g. {name} = {_toml(example)}." if shown else ""
+    raise TlcliError(f"{option_name(name)} {_toml(value)} is not {expected}.{fix}")
+
+
+def _toml(value) -> str:
+    """A value as a TOML file writes it (JSON's strings, numbers, lists and booleans are TOML's)."""
+    return json.dumps(value, default=str)
+
+
+def check_choice(name: str, value: str, choices) -> str:
+    if value not in choices:
+        raise TlcliError(f"--{name.replace('_', '-')} {value!r} is not one of: {', '.join(choices)}.")
+    return value
+
+
+def check_at_least(name: str, value, minimum, inclusive=True) -> None:
+    if value < minimum or (not inclusive and value == minimum):
+        relation = "at least" if inclusive else "more than"
+        raise TlcliError(f"--{name.replace('_', '-')} {value} is out of range: it must be {relation} {minimum}.")

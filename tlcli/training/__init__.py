@@ -1,0 +1,1 @@
+"""Training: settings, fitting, callbacks, the train and finetune workflows and the head solver."""

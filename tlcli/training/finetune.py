@@ -1,0 +1,374 @@
+"""`tlcli finetune`: staged unfreezing of a trained run's backbone, into a new run directory.
+
+Each stage unfreezes the backbone from a named block (or a count or share of layers) to the
+top, recompiles at the stage's lower learning rate and trains. BatchNormalization layers stay
+frozen unless asked otherwise, and always run in inference mode (the base is called with
+training=False), so their ImageNet statistics survive small fine-tuning batches. The best
+weights by validation loss are kept across stages: a stage that ends worse is rolled back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from tlcli.console import err, out
+from tlcli.data.dataset import Dataset, SplitOptions, load_dataset
+from tlcli.data.pipeline import epoch_counter
+from tlcli.distribute.placement import DistributeConfig, place, report_placement
+from tlcli.errors import TlcliError
+from tlcli.models.backbones import BackboneSpec, get_backbone
+from tlcli.models.saved import load_placed_model
+from tlcli.models.weights import find_base
+from tlcli.runs.directory import (
+    BACKUP,
+    EXPORT_METADATA,
+    HISTORY,
+    RunInfo,
+    default_run_dir,
+    read_run,
+    resumable,
+    write_json,
+)
+from tlcli.runs.history import History
+from tlcli.runs.locks import locks_outputs
+from tlcli.runtime import import_keras, set_seed
+from tlcli.settings import check_types
+from tlcli.training.callbacks import load_model_state, save_model_state
+from tlcli.training.config import FitConfig
+from tlcli.training.fit import compile_model, fit, fit_length
+from tlcli.training.train import (
+    Outcome,
+    claim_run,
+    class_weights_for,
+    image_batches,
+    report_dataset,
+    run_facts,
+    save_outcome,
+    start_run,
+)
+
+keras = import_keras()
+
+STAGE_HELP = "UNFREEZE:EPOCHS:LEARNING_RATE, e.g. block5:3:1e-4, 30:2:1e-5, 25%:2:1e-5 or all:2:1e-5"
+
+
+@dataclass(frozen=True)
+class Stage:
+    unfreeze: str  # a block name, a layer count ("30"), a share ("25%") or "all"
+    epochs: int
+    learning_rate: float
+
+    def __str__(self) -> str:
+        return f"{self.unfreeze}:{self.epochs}:{self.learning_rate:g}"
+
+
+def stage_name(number: int, stage: Stage) -> str:
+    """How history.csv and the TensorBoard logs name a stage."""
+    return f"stage{number}-{stage.unfreeze}"
+
+
+def parse_stage(text: str, spec: BackboneSpec) -> Stage:
+    parts = text.strip().split(":")
+    if len(parts) != 3:
+        raise TlcliError(f"--stage {text!r} is not a stage. Expected {STAGE_HELP}.")
+    unfreeze, epochs, rate = (part.strip() for part in parts)
+    try:
+        epochs_value, rate_value = int(epochs), float(rate)
+    except ValueError:
+        raise TlcliError(
+            f"--stage {text!r}: epochs must be a whole number and the learning rate a number. "
+            f"Expected {STAGE_HELP}."
+        ) from None
+    if epochs_value < 1 or rate_value <= 0:
+        raise TlcliError(f"--stage {text!r}: epochs and learning rate must be positive. Expected {STAGE_HELP}.")
+    try:
+        unfreeze = parse_unfreeze(unfreeze, spec)
+    except TlcliError as error:
+        raise TlcliError(f"--stage {text!r}: {error}") from None
+    return Stage(unfreeze, epochs_value, rate_value)
+
+
+def parse_unfreeze(text: str, spec: BackboneSpec) -> str:
+    """A stage's UNFREEZE part, lower-cased: a block of `spec`, a layer count, a share or 'all'."""
+    unfreeze = text.strip().lower()
+    if unfreeze != "all" and unfreeze not in spec.block_names:
+        share = re.fullmatch(r"(\d+(?:\.\d+)?)%", unfreeze)
+        if share and not 0 < float(share.group(1)) <= 100 or not (share or unfreeze.isdigit()) or unfreeze == "0":
+            raise TlcliError(
+                f"{unfreeze!r} is not a block of {spec.name} "
+                f"({', '.join(spec.block_names)}), a layer count, a percentage or 'all'."
+            )
+        if unfreeze.isdigit() and int(unfreeze) > spec.layer_count:
+            raise TlcliError(
+                f"{unfreeze} is more layers than {spec.name} has ({spec.layer_count}). Unfreeze at most "
+                f"{spec.layer_count}, or give a block ({', '.join(spec.block_names)}), a percentage or 'all'."
+            )
+    return unfreeze
+
+
+def default_stages(spec: BackboneSpec) -> list[Stage]:
+    """The top block first, then everything, at rates low enough for a head on standardized
+    features: a feature's change counts in units of its spread over the training images, so one
+    epoch of Adam at 1e-4 moved random VGG16 features far enough to take the validation loss
+    from 0.30 to 34, where 1e-5 reached 0.008 in two."""
+    return [
+        Stage(spec.blocks[-1].name, 3, 1e-5),
+        Stage("all", 2, 1e-6),
+    ]
+
+
+def first_unfrozen_index(base, spec: BackboneSpec, unfreeze: str) -> int:
+    """Index into base.layers from which layers are unfrozen."""
+    layers = [layer.name for layer in base.layers]
+    if unfreeze == "all":
+        return 0
+    if unfreeze.endswith("%"):
+        return len(layers) - max(1, round(len(layers) * float(unfreeze[:-1]) / 100))
+    if unfreeze.isdigit():
+        return max(0, len(layers) - int(unfreeze))
+    block = spec.block(unfreeze)
+    if block.first_layer:
+        return layers.index(block.first_layer)
+    return layers.index(block.after_layer) + 1
+
+
+def unfreeze(base, start: int, train_batch_norm: bool) -> None:
+    """Make base.layers[start:] trainable (BatchNormalization only with `train_batch_norm`)."""
+    base.trainable = True
+    for index, layer in enumerate(base.layers):
+        is_batch_norm = isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = index >= start and (train_batch_norm or not is_batch_norm)
+
+
+def count_parameters(weights) -> int:
+    return int(sum(keras.ops.size(weight) for weight in weights))
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    source: Path
+    data: Path | None = None
+    out: Path | None = None
+    stages: tuple[str, ...] = ()
+    train_batch_norm: bool = False
+    strict: bool = False
+    fit: FitConfig = dataclasses.field(default_factory=lambda: FitConfig(learning_rate=1e-5, early_stopping=3))
+
+    def __post_init__(self):
+        check_types(self)
+
+    def to_dict(self) -> dict:
+        document = dataclasses.asdict(self)
+        document.update(document.pop("fit"))
+        return document
+
+
+@locks_outputs
+def finetune(
+    config: FinetuneConfig,
+    *,
+    distribution: DistributeConfig = DistributeConfig(),
+    overwrite: bool = False,
+    resume: bool = False,
+    quiet: bool = False,
+) -> Outcome:
+    placement = place(distribution, config.data)  # first: multi-worker collectives need it so
+    check_weight_decay(config.fit)
+    run = read_run(config.source)
+    spec = run_backbone(run)
+    source_config = run.config
+    fit_config = config.fit
+    stages = (
+        [parse_stage(text, spec) for text in config.stages]
+        if config.stages
+        else default_stages(spec)
+    )
+    dataset, options = run_dataset(run, config.data, config.strict)
+    report_dataset(dataset, quiet)
+    report_placement(placement, fit_config.batch_size, quiet)
+    run_dir = Path(config.out) if config.out else default_run_dir(spec.name, prefix="finetune-")
+    claim_run(run_dir, placement, data=dataset.root, source=run.path, overwrite=overwrite, resume=resume)
+    # Seeded before loading: the head's dropout layers draw their random state when they are made.
+    set_seed(config.fit.seed)
+    model, run = load_placed_model(config.source, placement)
+    base = find_base(model, spec)
+    document = {
+        **config.to_dict(),
+        "stages": [str(stage) for stage in stages],
+        "kind": "finetune",
+        "source_run": str(run.path.resolve()),
+        "model": spec.name,
+        "image_size": run.image_size,
+        "preprocessing": spec.preprocessing,
+        "pooling": source_config.get("pooling"),
+        "val_split": options.val_split,
+        "test_split": options.test_split,
+        **run_facts(placement, fit_config.batch_size, dataset),
+    }
+    requested_dir = run_dir
+    run_dir = start_run(run_dir, placement, document, dataset.class_names, overwrite=overwrite, resume=resume)
+
+    num_classes = len(dataset.class_names)
+    train_samples, val_samples = dataset.split("train"), dataset.splits.get("val", ())
+    class_weights = class_weights_for(fit_config, [sample.label for sample in train_samples], num_classes)
+    batch_size, image_size = fit_config.batch_size, run.image_size
+    epoch = epoch_counter()
+    train_data, steps = image_batches(placement, train_samples, image_size, batch_size, num_classes, shuffle=True,
+                                      seed=fit_config.seed, epoch=epoch, class_weights=class_weights)
+    val_data, val_steps = (
+        image_batches(placement, val_samples, image_size, batch_size, num_classes) if val_samples else (None, None)
+    )
+    repeating = placement.num_workers > 1
+    evaluate = functools.partial(_validation_loss, model, val_data or train_data,
+                                 steps=(val_steps if val_data else steps) if repeating else None)
+    history = History.load(run_dir / HISTORY)
+
+    with placement.strategy.scope():
+        compile_model(model, fit_config, fit_config.learning_rate, steps)
+    progress = _StageProgress(run_dir / BACKUP)
+    state = progress.load(model)
+    if state is None:
+        state = {"stages_done": 0, "best_loss": evaluate(), "best_epoch": 0, "seconds": 0.0}
+        if not quiet:
+            err.print(f"Before fine-tuning: {'val_loss' if val_data else 'loss'} {state['best_loss']:.4f}")
+    elif not quiet:
+        err.print(f"Resuming after stage {state['stages_done']} of {len(stages)}.")
+    best_weights = model.get_weights()
+    for number, stage in enumerate(stages, start=1):
+        if number <= state["stages_done"]:
+            continue
+        start = first_unfrozen_index(base, spec, stage.unfreeze)
+        unfreeze(base, start, config.train_batch_norm)
+        stage_fit = dataclasses.replace(fit_config, learning_rate=stage.learning_rate, epochs=stage.epochs)
+        with placement.strategy.scope():  # recompiled after every change of what is trainable
+            compile_model(model, stage_fit, stage.learning_rate, steps * stage.epochs)
+        if not quiet:
+            print_stage_table(number, stage, base, start, model)
+        name = stage_name(number, stage)
+        with resumable(requested_dir):
+            result = fit(
+                model, train_data, val_data, stage_fit,
+                length=fit_length(stage_fit, steps), steps_per_epoch=steps, run_dir=run_dir, stage=name,
+                history=history, first_epoch=_epochs_before(history, name), epoch=epoch,
+                fixed_steps=repeating, validation_steps=val_steps if repeating else None, quiet=quiet,
+            )
+        state["seconds"] += result.seconds
+        loss = evaluate()
+        if loss <= state["best_loss"]:
+            state.update(best_loss=loss, best_epoch=result.best_epoch)
+            best_weights = model.get_weights()
+        else:
+            model.set_weights(best_weights)
+            err.print(
+                f"[yellow]Stage {number} ended worse (loss {loss:.4f} > {state['best_loss']:.4f}): "
+                "rolled back to the best earlier weights.[/]"
+            )
+        state["stages_done"] = number
+        progress.save(model, state)
+
+    unfreeze(base, len(base.layers), False)  # the saved model's backbone is frozen again
+    with placement.strategy.scope():
+        compile_model(model, fit_config, fit_config.learning_rate, steps)
+    metrics = {"best_epoch": state["best_epoch"], "epochs_run": history.last_epoch, "seconds": round(state["seconds"], 2)}
+    if val_data is not None:
+        loss, accuracy = model.evaluate(val_data, steps=val_steps if repeating else None, verbose=0)
+        metrics.update(val_loss=float(loss), val_accuracy=float(accuracy))
+    save_outcome(run_dir, model, history, metrics, placement)
+    return Outcome(requested_dir, metrics, "fine-tuning")
+
+
+def run_backbone(run: RunInfo) -> BackboneSpec:
+    """The backbone a run was trained with, as its config.json records it; an export folder or
+    a bare model.keras has no config.json, nor the dataset and split that fine-tuning reuses."""
+    if not run.backbone:
+        what = "an export folder" if (run.path / EXPORT_METADATA).is_file() else "a model without a config.json"
+        raise TlcliError(
+            f"{run.path} is {what}, not a run directory: fine-tuning needs the run's config.json (its "
+            "backbone, dataset and split). Pass the run directory that `tlcli train` wrote."
+        )
+    return get_backbone(run.backbone)
+
+
+def check_weight_decay(fit: FitConfig) -> None:
+    """Weight decay acts on fine-tuning only through AdamW: the head's L2 penalty was set when it was built."""
+    if fit.weight_decay > 0 and fit.optimizer != "adamw":
+        raise TlcliError(
+            f"--weight-decay {fit.weight_decay:g} does nothing with --optimizer {fit.optimizer} when fine-tuning "
+            "(the head's L2 penalty was fixed in training). Add --optimizer adamw, or leave --weight-decay out."
+        )
+
+
+def run_dataset(run: RunInfo, data: Path | None, strict: bool) -> tuple[Dataset, SplitOptions]:
+    """The dataset a run is fine-tuned on (`data`, else the run's own), split exactly as the run
+    was trained, and refused if its classes are not the run's."""
+    source_config = run.config
+    data_root = data or source_config.get("data")
+    if not data_root:
+        raise TlcliError(f"{run.path} does not record its dataset. Pass it with --data DATA.")
+    options = SplitOptions(
+        source_config.get("val_split", 0.2), source_config.get("test_split", 0.0), source_config.get("seed", 0)
+    )
+    dataset = load_dataset(Path(data_root), options, strict=strict)
+    if tuple(dataset.class_names) != tuple(run.class_names):
+        raise TlcliError(
+            f"The classes in {data_root} ({', '.join(dataset.class_names)}) differ from the run's "
+            f"({', '.join(run.class_names)}). Fine-tune on data with the same class folders."
+        )
+    return dataset, options
+
+
+def _epochs_before(history: History, stage: str) -> int:
+    """Epochs recorded by earlier stages (a resumed stage rewrites its own rows)."""
+    return max((key for key, row in history.rows.items() if row["stage"] != stage), default=0)
+
+
+class _StageProgress:
+    """Weights and bookkeeping after each finished stage, so --resume skips finished stages.
+
+    The state names its weights file, written first, so that a kill leaves the two in step.
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.state = folder / "finished-stages.json"
+
+    def load(self, model) -> dict | None:
+        if not self.state.is_file():
+            return None
+        state = json.loads(self.state.read_text())
+        load_model_state(model, self.folder, state.pop("weights"))
+        return state
+
+    def save(self, model, state: dict) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = save_model_state(model, self.folder, f"finished-stages-{state['stages_done']}")
+        write_json(self.state, {**state, "weights": name})
+        for old in self.folder.glob("finished-stages-*"):
+            if not old.name.startswith(f"{name}."):
+                old.unlink()
+
+
+def _validation_loss(model, data, steps=None) -> float:
+    loss, _ = model.evaluate(data, steps=steps, verbose=0)
+    return float(loss)
+
+
+def print_stage_table(number: int, stage: Stage, base, start: int, model) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"Stage {number}")
+    for column in ("unfrozen", "trainable params", "frozen params", "learning rate", "epochs"):
+        table.add_column(column)
+    table.add_row(
+        f"{stage.unfreeze} (layers {start}-{len(base.layers) - 1} of {len(base.layers)})",
+        f"{count_parameters(model.trainable_weights):,}",
+        f"{count_parameters(model.non_trainable_weights):,}",
+        f"{stage.learning_rate:g}",
+        str(stage.epochs),
+    )
+    out.print(table)

@@ -1,0 +1,190 @@
+"""Fitting: optimisers, schedules, callbacks, and one `fit` shared by train and finetune."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tlcli.console import err
+from tlcli.runs.directory import BACKUP, LOGS
+from tlcli.runs.history import History
+from tlcli.runtime import import_keras, import_tensorflow
+from tlcli.training.callbacks import (
+    Checkpoint,
+    EpochNumber,
+    EpochRecorder,
+    RichProgress,
+)
+from tlcli.training.config import FitConfig
+
+keras = import_keras()
+
+
+# Automatic training length (--epochs and --early-stopping left out). A fixed number of epochs
+# gives a small dataset a few dozen optimiser steps, far from converged, so the budget is in
+# steps; early stopping judges only after a warm-up of steps, so that a few validation images
+# cannot stop a run on noise before it has learnt anything.
+AUTO_STEPS = 1000
+AUTO_EPOCHS = (10, 300)  # the fewest and the most epochs an automatic run takes
+WARMUP_STEPS = 200
+AUTO_PATIENCE = 5  # epochs, and at least the warm-up's worth of steps
+
+
+@dataclass(frozen=True)
+class FitLength:
+    """How long a fit runs: epochs, early stopping's patience (0 = off) and the epochs before
+    early stopping starts judging."""
+
+    epochs: int
+    patience: int
+    warmup_epochs: int = 0
+
+
+def fit_length(fit: FitConfig, steps_per_epoch: int) -> FitLength:
+    """The FitConfig's epochs and early stopping, resolved for this many steps per epoch."""
+    def epochs_for(steps: int) -> int:
+        return -(-steps // max(1, steps_per_epoch))
+
+    fewest, most = AUTO_EPOCHS
+    epochs = fit.epochs or min(most, max(fewest, epochs_for(AUTO_STEPS)))
+    if fit.early_stopping is not None:
+        return FitLength(epochs, fit.early_stopping)
+    warmup = min(epochs_for(WARMUP_STEPS), epochs // 2)
+    return FitLength(epochs, max(AUTO_PATIENCE, epochs_for(WARMUP_STEPS)), warmup)
+
+
+def make_optimizer(fit: FitConfig, learning_rate: float, total_steps: int):
+    """The optimiser, with a cosine-decayed rate for `--schedule cosine`.
+
+    With adamw, `weight_decay` is AdamW's decoupled decay; with the others it is an L2 penalty
+    on the head's kernels, set when the head is built.
+    """
+    rate = learning_rate
+    if fit.schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, total_steps))
+    if fit.optimizer == "adam":
+        return keras.optimizers.Adam(rate)
+    if fit.optimizer == "adamw":
+        return keras.optimizers.AdamW(rate, weight_decay=fit.weight_decay)
+    if fit.optimizer == "sgd":
+        return keras.optimizers.SGD(rate, momentum=fit.momentum, nesterov=fit.nesterov)
+    return keras.optimizers.RMSprop(rate)
+
+
+def compile_model(model, fit: FitConfig, learning_rate: float, total_steps: int) -> None:
+    model.compile(
+        optimizer=make_optimizer(fit, learning_rate, total_steps),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=fit.label_smoothing),
+        metrics=["accuracy"],
+    )
+
+
+def balanced_class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Per-class weights inversely proportional to class frequency (scikit-learn's "balanced")."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(labels)
+    weights = np.ones(num_classes, np.float32)
+    weights[present] = compute_class_weight("balanced", classes=present, y=labels)
+    return weights
+
+
+def with_targets(dataset, num_classes: int, class_weights: np.ndarray | None = None):
+    """(inputs, labels) -> (inputs, one-hot labels[, per-example class weights]).
+
+    One-hot because Keras's label smoothing needs categorical targets; class weights travel as
+    sample weights, which work under every distribution strategy.
+    """
+    tf = import_tensorflow()
+
+    def targets(inputs, labels):
+        one_hot = tf.one_hot(labels, num_classes)
+        if class_weights is None:
+            return inputs, one_hot
+        return inputs, one_hot, tf.gather(tf.constant(class_weights), labels)
+
+    return dataset.map(targets)
+
+
+@dataclass
+class FitResult:
+    epochs_run: int
+    best_epoch: int  # global epoch number with the lowest monitored loss
+    seconds: float
+
+
+def fit(
+    model,
+    train_data,
+    val_data,
+    fit_config: FitConfig,
+    *,
+    length: FitLength,
+    steps_per_epoch: int,
+    run_dir: Path,
+    stage: str,
+    history: History,
+    first_epoch: int = 0,
+    epoch=None,
+    validation_steps: int | None = None,
+    fixed_steps: bool = False,
+    backups: bool = True,
+    quiet: bool = False,
+) -> FitResult:
+    """Fit with early stopping (best weights restored), TensorBoard logs and history.csv.
+
+    With `backups`, every epoch is backed up, so that a killed run resumes from its last
+    completed epoch. A head trained on cached features has none: the features are computed
+    again on resume anyway, and the head's seconds of training simply run again, identically.
+    `epoch` is the training pipeline's `epoch_counter()`, set to the run's epoch number as each
+    epoch begins. `fixed_steps` is for repeating (multi-worker) datasets; otherwise an epoch is
+    one pass.
+    """
+    monitor = "val_loss" if val_data is not None else "loss"
+    callbacks, stateful = [], []
+    if epoch is not None:
+        callbacks.append(EpochNumber(epoch, first_epoch))
+    if length.patience:
+        stateful.append(keras.callbacks.EarlyStopping(
+            monitor=monitor, patience=length.patience, restore_best_weights=True,
+            start_from_epoch=length.warmup_epochs,
+        ))
+    if fit_config.schedule == "plateau":
+        stateful.append(keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, factor=0.2, patience=max(1, length.patience // 2)
+        ))
+    # The epoch's row in history.csv is written before its backup: a run killed between the two
+    # repeats the epoch and rewrites the row.
+    callbacks += [*stateful, EpochRecorder(history, stage, first_epoch)]
+    if backups:
+        checkpoint = Checkpoint(run_dir / BACKUP / stage, stateful)
+        if checkpoint.epochs_done and not quiet:
+            err.print(f"{stage}: resuming from epoch {first_epoch + checkpoint.epochs_done + 1}.", markup=False)
+        callbacks.append(checkpoint)
+    callbacks.append(keras.callbacks.TensorBoard(str(run_dir / LOGS / stage), write_graph=False))
+    if not quiet:
+        callbacks.append(RichProgress(length.epochs, steps_per_epoch, stage))
+    started = time.perf_counter()
+    result = model.fit(
+        train_data,
+        validation_data=val_data,
+        epochs=length.epochs,
+        steps_per_epoch=steps_per_epoch if fixed_steps else None,
+        validation_steps=validation_steps,
+        callbacks=callbacks,
+        shuffle=False,  # the input pipeline shuffles, reproducibly under --seed
+        verbose=0,
+    )
+    losses = result.history.get(monitor, [])
+    # The best epoch early stopping could pick: after its warm-up.
+    rows = [row for row in history.rows.values()
+            if row["stage"] == stage and row.get(monitor) and int(row["epoch"]) > first_epoch + length.warmup_epochs]
+    best_row = min(rows, key=lambda row: float(row[monitor]), default=None)
+    return FitResult(
+        epochs_run=len(losses),
+        best_epoch=int(best_row["epoch"]) if best_row else first_epoch,
+        seconds=time.perf_counter() - started,
+    )

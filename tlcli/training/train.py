@@ -1,0 +1,496 @@
+"""`tlcli train`: a new head on a frozen backbone (feature-extraction transfer learning)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import platform
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tlcli import __version__
+from tlcli.augment.augmenter import build_augmenter
+from tlcli.augment.settings import AugmentConfig, describe
+from tlcli.console import err, literal
+from tlcli.data.dataset import Dataset, SplitOptions, load_dataset
+from tlcli.data.pipeline import epoch_counter, epochs, image_dataset, tf
+from tlcli.distribute.placement import (
+    DistributeConfig,
+    Placement,
+    broadcast_from_chief,
+    distribute,
+    place,
+    report_placement,
+    worker_run_dir,
+)
+from tlcli.errors import TlcliError
+from tlcli.models.backbones import get_backbone, resolve_image_size
+from tlcli.models.build import (
+    STANDARDIZATION,
+    build_classifier,
+    build_head,
+    set_feature_statistics,
+)
+from tlcli.models.features import Features, extract_features
+from tlcli.models.weights import build_base, parse_weights
+from tlcli.runs.curves import plot_curves, plot_penalty_path
+from tlcli.runs.directory import (
+    CONFIG,
+    CURVES,
+    HISTORY,
+    LABELS,
+    METRICS,
+    MODEL,
+    PENALTY,
+    claim_run_dir,
+    default_run_dir,
+    finish_run_dir,
+    prepare_run_dir,
+    read_json,
+    resumable,
+    save_model_atomic,
+    write_atomic,
+    write_json,
+)
+from tlcli.runs.history import History
+from tlcli.runs.locks import locks_outputs
+from tlcli.runtime import import_keras, set_seed
+from tlcli.training.config import FitConfig, TrainConfig
+from tlcli.training.fit import (
+    balanced_class_weights,
+    compile_model,
+    fit,
+    fit_length,
+    with_targets,
+)
+from tlcli.training.head_solver import (
+    LinearSolution,
+    feature_statistics,
+    penalty_for_weight_decay,
+    solve_linear_head,
+)
+
+keras = import_keras()
+
+
+@dataclass
+class Outcome:
+    run_dir: Path
+    metrics: dict
+    route: str
+
+
+def versions() -> dict:
+    return {
+        "tlcli": __version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "python": platform.python_version(),
+    }
+
+
+SOLVED, CACHED, END_TO_END = "solved (L-BFGS)", "cached features", "end to end"
+
+
+@locks_outputs
+def train(
+    config: TrainConfig,
+    *,
+    augmentation: AugmentConfig | None = None,
+    distribution: DistributeConfig = DistributeConfig(),
+    overwrite: bool = False,
+    resume: bool = False,
+    quiet: bool = False,
+) -> Outcome:
+    placement = place(distribution, config.data)  # first: multi-worker collectives need it so
+    spec = get_backbone(config.model)
+    image_size = resolve_image_size(spec, config.image_size)
+    weights = parse_weights(config.weights)
+    fit_config = config.fit
+    dataset = load_dataset(
+        config.data, SplitOptions(config.val_split, config.test_split, fit_config.seed), strict=config.strict
+    )
+    report_dataset(dataset, quiet)
+    report_placement(placement, fit_config.batch_size, quiet)
+    run_dir = Path(config.out) if config.out else default_run_dir(spec.name)
+    augmentation = augmentation or AugmentConfig()
+    augment = build_augmenter(augmentation, fit_config.seed)
+    route, reason = head_route(config, augmentation)
+    if reason and not quiet:
+        err.print(f"{reason}.", markup=False)
+
+    claim_run(run_dir, placement, data=dataset.root, weights=weights, overwrite=overwrite, resume=resume)
+    set_seed(fit_config.seed)
+    num_classes = len(dataset.class_names)
+    with placement.strategy.scope():
+        base = build_base(spec, image_size, weights)
+        head = build_config_head(config, pooled_feature_shape(spec, base, config.pooling), num_classes)
+        model = build_classifier(spec, image_size, base, head, config.pooling)
+
+    document = {
+        **config.to_dict(),
+        "kind": "train",
+        "image_size": image_size,
+        "preprocessing": spec.preprocessing,
+        "route": route,
+        "augmentation": augmentation.to_dict(),
+        **run_facts(placement, fit_config.batch_size, dataset),
+    }
+    requested_dir = run_dir
+    run_dir = start_run(run_dir, placement, document, dataset.class_names, overwrite=overwrite, resume=resume)
+
+    train_samples, val_samples = dataset.split("train"), dataset.splits.get("val", ())
+    class_weights = class_weights_for(fit_config, [sample.label for sample in train_samples], num_classes)
+    batch_size, seed = fit_config.batch_size, fit_config.seed
+    # Every route standardizes the pooled features with the training images' statistics, and
+    # every route but end to end trains on those features, computed once.
+    train_features, val_features = cached_features(
+        model, config.pooling, train_samples, () if route == END_TO_END else val_samples, image_size, batch_size,
+        quiet,
+    )
+    history = History.load(run_dir / HISTORY)
+    if route == END_TO_END:
+        standardize(head, train_features, placement)
+        epoch = epoch_counter()
+        train_data, steps = image_batches(placement, train_samples, image_size, batch_size, num_classes, shuffle=True,
+                                          seed=seed, epoch=epoch, class_weights=class_weights, augment=augment)
+        val_data, val_steps = (
+            image_batches(placement, val_samples, image_size, batch_size, num_classes) if val_samples else (None, None)
+        )
+        with resumable(requested_dir):
+            metrics = fit_and_measure(
+                model, train_data, val_data, fit_config, steps=steps, val_steps=val_steps, run_dir=run_dir,
+                history=history, placement=placement, epoch=epoch, quiet=quiet,
+            )
+    else:
+        with resumable(requested_dir):
+            metrics = fit_head(route, head, train_features, val_features, fit_config, class_weights,
+                               run_dir=run_dir, history=history, placement=placement, quiet=quiet)
+    metrics["route"] = route
+    save_outcome(run_dir, model, history, metrics, placement)
+    return Outcome(requested_dir, metrics, route)
+
+
+def head_route(config: TrainConfig, augmentation: AugmentConfig | None) -> tuple[str, str | None]:
+    """(route, reason): how the head is fitted, and why not solved when auto could not solve it.
+
+    A head with no hidden layer on cached features is solved by logistic regression, unless a
+    setting has no equivalent there; everything else is trained by gradient, on cached features
+    when the backbone's output is the same every epoch, else end to end.
+    """
+    augmenting = augmentation is not None and not augmentation.is_identity
+    cached = config.cache_features and not augmenting
+    gradient_route = CACHED if cached else END_TO_END
+    if config.head_solver == "gradient":
+        return gradient_route, None
+    obstacle = solver_obstacle(config, augmentation if augmenting else None)
+    if obstacle is None:
+        return SOLVED, None
+    if config.head_solver == "lbfgs":
+        raise TlcliError(
+            f"--head-solver lbfgs solves a linear head on cached features, but {obstacle}. "
+            "Drop that setting, or use --head-solver auto or gradient."
+        )
+    return gradient_route, f"Training the head by gradient ({gradient_route}): {obstacle}"
+
+
+def solver_obstacle(config: TrainConfig, augmentation: AugmentConfig | None) -> str | None:
+    """What in `config` (and an augmentation that changes images) the logistic-regression
+    solver cannot express, if anything."""
+    fit = config.fit
+    if config.dense:
+        return f"the head has hidden layers (--dense {','.join(map(str, config.dense))})"
+    if augmentation is not None:
+        return f"augmentation is on ({describe(augmentation)}), so the features change every epoch"
+    if not config.cache_features:
+        return "--no-cache-features trains through the backbone"
+    if fit.label_smoothing > 0:
+        return f"--label-smoothing {fit.label_smoothing:g} has no logistic-regression equivalent"
+    if config.dropout > 0:
+        return f"--dropout {config.dropout:g} has no logistic-regression equivalent"
+    if fit.weight_decay > 0 and fit.optimizer == "adamw":
+        return "AdamW's decoupled weight decay has no logistic-regression equivalent"
+    return None
+
+
+def fit_head(route: str, head, train_features: Features, val_features: Features | None, fit_config: FitConfig,
+             class_weights, *, run_dir: Path, history: History, placement: Placement, quiet: bool = False) -> dict:
+    """Standardize, then solve or train `head` on cached features; its validation metrics.
+
+    `tlcli train` and every `tlcli tune` trial fit their heads here, so a trial and the run
+    that replays it match.
+    """
+    num_classes = head.output_shape[-1]
+    standardize(head, train_features, placement)
+    if route == SOLVED:
+        solution = solve_head(head, train_features, num_classes, fit_config, class_weights, placement)
+        if solution.note and not quiet:
+            err.print(solution.note, markup=False)
+        plot_penalty_path(solution, run_dir / PENALTY)
+        return {**measure_head(head, val_features, num_classes), "seconds": round(solution.seconds, 2),
+                "solver": solution.describe()}
+    batch_size, seed, epoch = fit_config.batch_size, fit_config.seed, epoch_counter()
+
+    def distributed_features(features, shuffle, weights):
+        def make(count, index, batch, repeat_batches):
+            return feature_dataset(features, num_classes, batch, seed, shuffle=shuffle, epoch=epoch,
+                                   repeat_batches=repeat_batches, class_weights=weights, shard=(count, index))
+
+        return distribute(placement, make, len(features.labels), batch_size)
+
+    train_data, steps = distributed_features(train_features, True, class_weights)
+    val_data, val_steps = distributed_features(val_features, False, None) if val_features else (None, None)
+    return fit_and_measure(head, train_data, val_data, fit_config, steps=steps, val_steps=val_steps,
+                           run_dir=run_dir, history=history, placement=placement, backups=False, epoch=epoch,
+                           quiet=quiet)
+
+
+def standardize(head, train_features: Features, placement: Placement) -> None:
+    """Fix the head's standardization to the training features' mean and spread (the chief's,
+    on every worker)."""
+    mean, std = broadcast_from_chief(placement, feature_statistics(train_features.features))
+    set_feature_statistics(head, mean, std)
+
+
+def solve_head(head, train_features: Features, num_classes: int, fit_config: FitConfig, class_weights,
+               placement: Placement) -> LinearSolution:
+    """Solve the linear head on the chief and give every worker its weights.
+
+    A --weight-decay is taken as the L2 penalty it is in a gradient-trained head; otherwise the
+    penalty is cross-validated.
+    """
+    standardized = head.get_layer(STANDARDIZATION)(train_features.features)
+    labels = train_features.labels
+    penalty = (penalty_for_weight_decay(fit_config.weight_decay, len(labels)) if fit_config.weight_decay > 0
+               else None)
+    solution = None
+    if placement.is_chief:
+        solution = solve_linear_head(
+            np.asarray(standardized), labels, num_classes, penalty=penalty, seed=fit_config.seed,
+            sample_weight=None if class_weights is None else class_weights[labels],
+        )
+    shapes = [weight.shape for weight in head.get_layer("predictions").get_weights()]
+    kernel, bias = broadcast_from_chief(
+        placement, (solution.kernel, solution.bias) if solution else [np.zeros(shape, np.float32) for shape in shapes]
+    )
+    head.get_layer("predictions").set_weights([kernel, bias])
+    return solution or LinearSolution(kernel, bias, penalty or 0.0, folds=0)
+
+
+def measure_head(head, features: Features | None, num_classes: int) -> dict:
+    """Validation loss and accuracy of a head on cached features, as `evaluate` reports them."""
+    if features is None:
+        return {}
+    probabilities = head.predict(features.features, batch_size=1024, verbose=0)
+    targets = keras.ops.one_hot(features.labels, num_classes)
+    loss = keras.losses.CategoricalCrossentropy()(targets, probabilities)
+    accuracy = np.mean(np.argmax(probabilities, axis=1) == features.labels)
+    return {"val_loss": float(loss), "val_accuracy": float(accuracy)}
+
+
+def pooled_feature_shape(spec, base, pooling: str) -> tuple[int]:
+    """The length of the vector the pooling layer makes of the backbone's feature map."""
+    pool_output = base.output_shape[1:] if pooling == "flatten" else (spec.feature_size,)
+    return (int(np.prod(pool_output)),)
+
+
+def build_config_head(config: TrainConfig, feature_shape: tuple[int, ...], num_classes: int):
+    """The head a TrainConfig describes; weight decay is an L2 penalty except with adamw."""
+    # The seed is set again here so that a head depends only on its own settings, whatever
+    # was built before it: a `tlcli tune` trial and the `tlcli train` it recommends then match.
+    set_seed(config.fit.seed)
+    return build_head(
+        feature_shape,
+        num_classes,
+        dense=config.dense,
+        activation=config.activation,
+        dropout=config.dropout,
+        l2=0.0 if config.fit.optimizer == "adamw" else config.fit.weight_decay,
+    )
+
+
+def cached_features(model, pooling: str, train_samples, val_samples, image_size: int, batch_size: int, quiet: bool):
+    """(train, val) features of a model's frozen backbone, computed once; val is None without samples."""
+    extractor = keras.Model(model.input, model.get_layer(f"{pooling}_pool").output)
+    train_features = _features(extractor, train_samples, image_size, batch_size, "train", quiet)
+    val_features = _features(extractor, val_samples, image_size, batch_size, "val", quiet) if val_samples else None
+    return train_features, val_features
+
+
+def feature_dataset(features: Features, num_classes: int, batch_size: int, seed: int = 0, *, shuffle: bool = False,
+                    epoch=None, repeat_batches: int = 0, class_weights=None, shard: tuple[int, int] = (1, 0)):
+    """Batches of cached features and their targets, for training a head, in the order in which
+    `image_dataset` would give their images under the same seed and epoch."""
+    def batches(rows, _):
+        return with_targets(rows.shard(*shard), num_classes, class_weights).batch(batch_size)
+
+    columns = (tf.constant(features.features), tf.constant(features.labels))
+    data = epochs(columns, batches, shuffle=shuffle, seed=seed, epoch=epoch, repeat_batches=repeat_batches)
+    return data.prefetch(tf.data.AUTOTUNE)
+
+
+def fit_and_measure(
+    trained, train_data, val_data, fit_config: FitConfig, *, steps: int, run_dir: Path, history: History,
+    val_steps: int | None = None, placement: Placement | None = None, stage: str = "train", backups: bool = True,
+    epoch=None, quiet: bool = False,
+) -> dict:
+    """Compile, fit (early stopping restores the best weights) and measure on the validation data.
+    `epoch` is the training images' `epoch_counter()`, if they are read through one."""
+    length = fit_length(fit_config, steps)
+    scope = placement.strategy.scope() if placement else contextlib.nullcontext()
+    with scope:
+        compile_model(trained, fit_config, fit_config.learning_rate, steps * length.epochs)
+    repeating = placement is not None and placement.num_workers > 1
+    result = fit(
+        trained, train_data, val_data, fit_config,
+        length=length, steps_per_epoch=steps, run_dir=run_dir, stage=stage,
+        history=history, epoch=epoch, fixed_steps=repeating, validation_steps=val_steps if repeating else None,
+        backups=backups, quiet=quiet,
+    )
+    metrics = {"best_epoch": result.best_epoch, "epochs_run": history.last_epoch, "seconds": round(result.seconds, 2)}
+    if val_data is not None:
+        loss, accuracy = trained.evaluate(val_data, steps=val_steps if repeating else None, verbose=0)
+        metrics.update(val_loss=float(loss), val_accuracy=float(accuracy))
+    return metrics
+
+
+def image_batches(placement: Placement, samples, image_size: int, batch_size: int, num_classes: int, *,
+                  shuffle: bool = False, seed: int = 0, epoch=None, class_weights=None, augment=None):
+    """(batches of images and targets, steps per epoch), shared out as the placement needs.
+    `epoch` is the `epoch_counter()` that numbers the epochs for the shuffle and augmentation."""
+    def make(count, index, batch, repeat_batches):
+        images = image_dataset(samples, image_size, batch, shuffle=shuffle, seed=seed, epoch=epoch, augment=augment,
+                               shard=(count, index), repeat_batches=repeat_batches)
+        return with_targets(images, num_classes, class_weights)
+
+    return distribute(placement, make, len(samples), batch_size)
+
+
+def run_facts(placement: Placement, batch_size: int, dataset: Dataset) -> dict:
+    """What config.json records of any run besides its options: where it ran, on what data."""
+    return {
+        "distribution": placement.describe(),
+        "global_batch_size": placement.global_batch(batch_size),
+        **dataset_facts(dataset),
+        "versions": versions(),
+    }
+
+
+def claim_run(requested: Path, placement: Placement, *, data: Path, weights=None, source: Path | None = None,
+              overwrite: bool, resume: bool) -> None:
+    """Lock this process's run directory and refuse, before any model is built, an --out that would
+    lose anything (runs.claim_output): the dataset, the --weights model or the source run among them."""
+    run_dir = worker_run_dir(requested, placement)
+    sources = {weights.path: f"the --weights {weights.kind}"} if weights is not None and weights.path else {}
+    if source is not None:
+        sources[source] = "the source run"
+    claim_run_dir(run_dir, data=data, sources=sources, **_run_dir_flags(run_dir, placement, overwrite, resume))
+
+
+def start_run(requested: Path, placement: Placement, document: dict, class_names, *, overwrite: bool,
+              resume: bool) -> Path:
+    """Open this process's run directory (claimed by claim_run) and write config.json and labels.txt into it."""
+    run_dir = open_run_dir(worker_run_dir(requested, placement), placement, overwrite=overwrite, resume=resume)
+    if resume:
+        check_same_settings(run_dir, document)
+    write_json(run_dir / CONFIG, document)
+    write_atomic(run_dir / LABELS, "\n".join(class_names) + "\n")
+    return run_dir
+
+
+def class_weights_for(fit_config: FitConfig, labels, num_classes: int):
+    """Per-class weights for --class-weight balanced, else None."""
+    if fit_config.class_weight != "balanced":
+        return None
+    return balanced_class_weights(np.asarray(labels), num_classes)
+
+
+def open_run_dir(run_dir: Path, placement: Placement, *, overwrite: bool, resume: bool) -> Path:
+    """The chief's run directory, or a worker's scratch folder (fresh unless resuming)."""
+    return prepare_run_dir(run_dir, **_run_dir_flags(run_dir, placement, overwrite, resume))
+
+
+def _run_dir_flags(run_dir: Path, placement: Placement, overwrite: bool, resume: bool) -> dict:
+    if placement.is_chief:
+        return {"overwrite": overwrite, "resume": resume}
+    return {"overwrite": not resume, "resume": resume and run_dir.exists()}
+
+
+def _features(extractor, samples, image_size, batch_size, split, quiet):
+    if quiet:
+        return extract_features(extractor, samples, image_size, batch_size)
+    from tlcli.console import progress
+
+    bar, advance = progress(f"Features ({split})", len(samples))
+    with bar:
+        return extract_features(extractor, samples, image_size, batch_size, on_batch=advance)
+
+
+def save_outcome(run_dir: Path, model, history: History, metrics: dict, placement: Placement) -> None:
+    """Write the model and reports; every worker saves (to its own folder), only the chief keeps."""
+    metrics["weights_sha256"] = weights_fingerprint(model)
+    save_model_atomic(model, run_dir / MODEL)
+    write_json(run_dir / METRICS, metrics)
+    rows = [history.rows[key] for key in sorted(history.rows)]
+    if rows:
+        plot_curves(rows, run_dir / CURVES)
+    finish_run_dir(run_dir)
+    if not placement.is_chief:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def weights_fingerprint(model) -> str:
+    """A hash of every weight, to tell identical models apart from merely similar ones."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()
+
+
+def dataset_facts(dataset: Dataset) -> dict:
+    return {
+        "data": str(Path(dataset.root).resolve()),
+        "layout": dataset.layout,
+        "class_names": list(dataset.class_names),
+        "counts": dataset.counts(),
+        "skipped_files": len(dataset.problems),
+    }
+
+
+def report_dataset(dataset: Dataset, quiet: bool) -> None:
+    if quiet:
+        return
+    sizes = ", ".join(f"{split} {len(samples)}" for split, samples in dataset.splits.items())
+    err.print(f"{len(dataset.class_names)} classes; images: {sizes}.")
+    if dataset.problems:
+        err.print(
+            f"[yellow]Skipping {len(dataset.problems)} unusable file(s)[/] "
+            f"(e.g. {literal(dataset.problems[0].path)}: {literal(dataset.problems[0].reason)}); "
+            "`tlcli inspect` lists all."
+        )
+    for note in dataset.notes:
+        err.print(f"[dim]{literal(note)}[/]")
+
+
+_NOT_COMPARED = {"out", "versions"}
+
+
+def check_same_settings(run_dir: Path, document: dict) -> None:
+    """A resumed run must be the same run: refuse if its settings changed."""
+    path = run_dir / CONFIG
+    if not path.is_file():
+        return
+    saved = read_json(path)
+    changed = sorted(
+        key for key in set(saved) | set(document)
+        if key not in _NOT_COMPARED and json.dumps(saved.get(key), default=str) != json.dumps(document.get(key), default=str)
+    )
+    if changed:
+        raise TlcliError(
+            f"--resume: the settings differ from the interrupted run in {run_dir} "
+            f"({', '.join(changed)}). Repeat the original command with --resume, or use --overwrite."
+        )

@@ -1,0 +1,180 @@
+"""`tlcli tune`: hyperparameter search of a new head, or of fine-tuning a trained run.
+
+Both searches share this machinery and differ only in how a trial runs and what best.toml holds:
+
+- The head search (tlcli/head_search.py) computes the frozen backbone's features once and fits
+  every trial's head on them, so a trial costs seconds rather than a pass over the images.
+  Its best.toml is for `tlcli train --config best.toml DATA`.
+- The fine-tuning search (tlcli/finetune_search.py, `--finetune RUN_DIR`) starts every trial
+  from the run's saved model, unfreezes the backbone from the trial's depth and fits on the
+  images at the trial's learning rate. Its best.toml is for `tlcli finetune RUN_DIR --config best.toml`.
+
+Every trial is scored on the validation images after early stopping has restored its best epoch.
+
+Grid and random search use scikit-learn's ParameterGrid and ParameterSampler
+(tlcli/search_space.py): reproducible under a seed, and they plan every trial up front, so a
+resumed search knows which trials are left. Bayesian optimisation and hyperband choose each
+trial from the results so far; for those, KerasTuner's oracles propose the values
+(tlcli/adaptive_search.py), and tlcli runs and records the trials the same way.
+
+The tuning directory (`--out`):
+
+    tune.json         the search: which kind, settings, space, objective, seed
+    leaderboard.csv   one row per finished trial, best first
+    leaderboard.json  the same, with every trial's full result
+    best.toml         the best trial as settings for the command named in its first lines
+    trials/NNNN/      each trial's history.csv and TensorBoard logs
+    keras_tuner/      the oracle's state (bayesian and hyperband)
+
+Each finished trial is recorded at once (atomically), so `--resume` skips it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from tlcli.errors import TlcliError
+from tlcli.runs.directory import (
+    TUNE_SETTINGS,
+    claim_output,
+    finish_run_dir,
+    read_json,
+    start_output_dir,
+    write_atomic,
+    write_json,
+)
+from tlcli.runs.locks import locks_outputs
+from tlcli.tune.leaderboard import (
+    format_epochs,
+    format_params,
+    format_score,
+    read_leaderboard,
+    to_toml,
+    trial_record,
+    write_leaderboard,
+)
+from tlcli.tune.space import plan_trials, trial_key
+from tlcli.tune.trials import ADAPTIVE_SEARCHES, Trials, TuneConfig
+
+TRIALS = "trials"
+BEST = "best.toml"
+
+
+def search_trials(config: TuneConfig) -> Trials:
+    if config.kind == "head":
+        from tlcli.tune.head import HeadTrials
+
+        return HeadTrials(config.base)
+    from tlcli.tune.finetune import FinetuneTrials
+
+    return FinetuneTrials(config.base)
+
+
+@dataclass
+class TuneOutcome:
+    out_dir: Path
+    leaderboard: list[dict]  # finished trials, best first, each with its rank
+    ran: int  # trials run by this invocation
+    skipped: int  # finished earlier, not repeated
+    next_command: str  # how to use best.toml
+    baseline: float | None = None  # the score to beat, when the search starts from a trained run
+
+
+@locks_outputs
+def tune(config: TuneConfig, *, overwrite: bool = False, resume: bool = False, quiet: bool = False) -> TuneOutcome:
+    from tlcli.console import err
+    from tlcli.runs.directory import resumable
+
+    trials = search_trials(config)
+    out_dir = prepare_tune_dir(trials.open(config.out, quiet), config, trials, overwrite=overwrite, resume=resume)
+    finished = {record["trial"]: record for record in (read_leaderboard(out_dir) if resume else [])}
+    seed = config.base.fit.seed
+    adaptive = config.search in ADAPTIVE_SEARCHES
+    if adaptive:  # hyperband's number of trials follows from --epochs
+        pending, total = None, (config.trials or 10) if config.search == "bayesian" else None
+    else:
+        planned = plan_trials(config.space, config.search, config.trials or 10, seed)
+        done = {trial_key(record["params"]) for record in finished.values()}
+        pending = [(number, params) for number, params in enumerate(planned, start=1) if trial_key(params) not in done]
+        total = len(planned)
+        if config.search == "grid" and config.trials and not quiet:
+            err.print("[dim]Grid search runs every combination; --trials is for random and bayesian search.[/]")
+        if not quiet:
+            err.print(f"{config.search.capitalize()} search: {total} trial(s), {total - len(pending)} finished earlier.")
+    next_command, baseline = trials.next_command(out_dir / BEST), trials.baseline(config.objective)
+    if not pending and not adaptive:
+        finish_run_dir(out_dir)
+        return TuneOutcome(out_dir, write_tune_results(out_dir, list(finished.values()), config, trials),
+                           ran=0, skipped=len(finished), next_command=next_command, baseline=baseline)
+
+    trials.start(quiet)
+    earlier = len(finished)
+
+    def run_trial(number: int, params: dict) -> dict:
+        """Run one trial and record its result at once."""
+        trial_dir = out_dir / TRIALS / f"{number:04d}"
+        shutil.rmtree(trial_dir, ignore_errors=True)  # an unfinished trial starts over
+        metrics = trials.run(params, trial_dir)
+        finish_run_dir(trial_dir)
+        record = trial_record(number, params, metrics, config.objective)
+        finished[number] = record
+        write_tune_results(out_dir, list(finished.values()), config, trials)
+        if not quiet:
+            err.print(f"trial {number}{f'/{total}' if total else ''}: {format_params(params)} -> "
+                      f"{config.objective} {format_score(record['objective'])} "
+                      f"({format_epochs(record)} epochs, {record['seconds']:.1f} s)")
+        return record
+
+    with resumable(out_dir):
+        if adaptive:
+            from tlcli.tune.adaptive import adaptive_search
+
+            adaptive_search(config, out_dir, run_trial)
+        else:
+            for number, params in pending:
+                run_trial(number, params)
+    leaderboard = write_tune_results(out_dir, list(finished.values()), config, trials)
+    finish_run_dir(out_dir)
+    ran = len(pending) if pending is not None else len(finished) - earlier
+    return TuneOutcome(out_dir, leaderboard, ran=ran, skipped=len(leaderboard) - ran, next_command=next_command,
+                       baseline=baseline)
+
+
+def prepare_tune_dir(path: Path, config: TuneConfig, trials: Trials, *, overwrite: bool, resume: bool) -> Path:
+    """Claim the tuning directory (runs.claim_output), then create it or reopen it for --resume."""
+    claim_output(path, "tune", overwrite=overwrite, resume=resume, data=trials.data, sources=trials.sources)
+    settings_path = path / TUNE_SETTINGS
+    description = config.description()
+    if resume:
+        if not settings_path.is_file():
+            raise TlcliError(
+                f"--resume: {path} holds no tuning search (tune.json is missing). "
+                "Start one without --resume, or give the --out of the search to continue."
+            )
+        saved = {"kind": "head", **read_json(settings_path)}  # head searches came first
+        changed = [key for key in ("kind", "search", "objective", "space") if saved.get(key) != description[key]]
+        changed += [key for key in description["base"] if saved.get("base", {}).get(key) != description["base"][key]]
+        if changed:
+            raise TlcliError(
+                f"--resume: the search in {path} had other settings ({', '.join(changed)}). "
+                "Repeat the original command with --resume (only --trials may grow), or use --overwrite."
+            )
+        return path
+    start_output_dir(path, "tune")
+    write_json(settings_path, description)
+    return path
+
+
+def write_tune_results(out_dir: Path, records: list[dict], config: TuneConfig, trials: Trials) -> list[dict]:
+    """The leaderboard and best.toml, each replaced atomically."""
+    leaderboard = write_leaderboard(out_dir, records, config.objective, config.search)
+    if leaderboard and leaderboard[0]["objective"] is not None:
+        best = leaderboard[0]
+        comment = (
+            f"Best of {len(leaderboard)} trial(s) by {config.objective} = {best['objective']:.6g} "
+            f"(trial {best['trial']}).\nRun it with: {trials.next_command(BEST)}"
+        )
+        write_atomic(out_dir / BEST, to_toml(trials.best_settings(best["params"]), comment))
+    return leaderboard
