@@ -10,13 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from conftest import MARKUP_NAMES, write_class_folders
+from helpers import MARKUP_NAMES, runner, write_class_folders
 from tlcli import __version__
 from tlcli.cli import app
-
-runner = CliRunner()
 
 
 def _tlcli(*args, **kwargs):

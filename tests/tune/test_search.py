@@ -12,19 +12,10 @@ import sys
 
 import pytest
 import tomllib
-from typer.testing import CliRunner
 
-from conftest import kill_when
-from tlcli.cli import app
+from helpers import invoke, kill_when
 
-runner = CliRunner()
 COMMON = ("--model", "vgg16", "--weights", "none", "--image-size", 32, "--epochs", 2, "--quiet")
-
-
-def invoke(*args, expect=0):
-    result = runner.invoke(app, [str(arg) for arg in args])
-    assert result.exit_code == expect, result.output + repr(result.exception)
-    return result
 
 
 def leaderboard(tune_dir):
@@ -326,7 +317,6 @@ def test_bad_finetune_search_settings_are_one_line_errors(tiny_run, tmp_path, sp
     assert message in result.output
     assert result.output.strip().startswith("Error:") and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
-
 
 
 @pytest.mark.parametrize("width", [80, 200])

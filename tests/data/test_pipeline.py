@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import write_image
+from helpers import write_image
 from tlcli.data.dataset import Sample, load_dataset
 from tlcli.data.pipeline import decode_image, image_dataset
 

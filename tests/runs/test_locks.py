@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import source_env
+from helpers import source_env
 from tlcli.errors import TlcliError
 from tlcli.runs.locks import lock_output, locks_outputs
 

@@ -8,7 +8,7 @@ import warnings
 import pytest
 from PIL import Image
 
-from conftest import write_class_folders, write_image
+from helpers import write_class_folders, write_image
 from tlcli.data.dataset import SplitOptions, load_dataset, scan
 from tlcli.data.images import read_rgb
 from tlcli.data.inspection import inspect_dataset

@@ -11,12 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 from sklearn import metrics
-from typer.testing import CliRunner
 
-from conftest import MARKUP_NAMES, relabelled_run
+from helpers import MARKUP_NAMES, relabelled_run, runner
 from tlcli.cli import app
 
-runner = CliRunner()
 REPORT_FILES = ("evaluation.json", "classification_report.txt", "confusion_matrix.png",
                 "misclassified.csv", "worst_losses.png")
 
@@ -82,15 +80,28 @@ def test_report_files_are_written_and_agree_with_the_json(evaluated):
     assert json.loads((out / "evaluation.json").read_text()) == {k: v for k, v in report.items() if k != "reports"}
     rows = list(csv.DictReader((out / "misclassified.csv").open()))
     assert len(rows) == report["misclassified"] == round(report["samples"] * (1 - report["accuracy"]))
-    if rows:
-        assert list(rows[0]) == ["path", "true", "predicted", "confidence", "true_probability"]
-        assert all(row["true"] != row["predicted"] and Path(row["path"]).is_file() for row in rows)
     text = (out / "classification_report.txt").read_text()
     assert "macro avg" in text
     assert ("zero_division=0" in text) == any("zero_division=0" in note for note in report["notes"])
     for name in ("confusion_matrix.png", "worst_losses.png"):
         with Image.open(out / name) as image:
             assert image.format == "PNG" and 400 <= image.size[0] <= 4000 and 250 <= image.size[1] <= 4000
+
+
+def test_misclassified_csv_lists_every_mistake(tiny_run, colour_dataset, tmp_path):
+    # The same image filed under two classes: whatever the model says, one of the two is a mistake.
+    data = tmp_path / "data"
+    shutil.copytree(colour_dataset / "test", data)
+    red = sorted((data / "red").iterdir())[0]
+    shutil.copy(red, data / "green" / f"copy-of-red{red.suffix}")
+    result = _evaluate(tiny_run, data, "--json", "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    rows = list(csv.DictReader((tmp_path / "out" / "misclassified.csv").open()))
+    assert rows and len(rows) == report["misclassified"]
+    assert list(rows[0]) == ["path", "true", "predicted", "confidence", "true_probability"]
+    assert all(row["true"] != row["predicted"] and Path(row["path"]).is_file() for row in rows)
+    assert {Path(row["path"]).name for row in rows} & {red.name, f"copy-of-red{red.suffix}"}
 
 
 def test_reports_go_to_the_run_directory_by_default(tiny_run, colour_dataset, tmp_path):

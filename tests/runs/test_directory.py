@@ -14,13 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from conftest import source_env
+from helpers import source_env
+from helpers import runner
 from tlcli.cli import app
 from tlcli.runs.directory import output_kind
 
-runner = CliRunner()
 TINY = ("--model", "vgg16", "--weights", "none", "--image-size", 32, "--epochs", 1, "--quiet")
 
 

@@ -13,11 +13,10 @@ import sys
 import time
 
 import pytest
-from typer.testing import CliRunner
 
+from helpers import read_history, runner
 from tlcli.cli import app
 
-runner = CliRunner()
 TRAIN = ("--model", "vgg16", "--weights", "none", "--image-size", "32", "--quiet")
 
 # Runs the tlcli command line with the CPU split into two logical devices, which must happen
@@ -70,11 +69,6 @@ def _finish(processes, timeout=300):
     return outputs
 
 
-def _history(run_dir):
-    with open(run_dir / "history.csv") as handle:
-        return list(csv.DictReader(handle))
-
-
 def test_mirrored_on_two_cpu_devices_matches_the_default_strategy(colour_dataset, tmp_path):
     common = [*TRAIN, "--epochs", "4", "--learning-rate", "0.01", "--early-stopping", "0"]
     default = runner.invoke(app, ["train", str(colour_dataset), *common, "--batch-size", "8",
@@ -110,8 +104,11 @@ def test_two_workers_train_identical_weights_and_write_one_run(colour_dataset, t
     config = json.loads((run_dir / "config.json").read_text())
     assert config["distribution"]["workers"] == 2 and config["route"] == route
     assert [path.name for path in tmp_path.iterdir()] == ["cluster-run"]
-    assert not any(path.name.startswith("tlcli-worker") for path in __import__("pathlib").Path(
-        __import__("tempfile").gettempdir()).iterdir() if str(run_dir.resolve()) in str(path))
+    # The other worker's scratch folder (named by a hash of --out) is gone once the run finished.
+    from tlcli.distribute.placement import Placement, worker_run_dir
+
+    scratch = worker_run_dir(run_dir, Placement(None, "multi-worker", (), 2, num_workers=2, worker_index=1, is_chief=False))
+    assert scratch.name.startswith("tlcli-worker1-") and not scratch.exists()
 
 
 @pytest.mark.slow
@@ -123,15 +120,15 @@ def test_a_killed_multi_worker_run_resumes(colour_dataset, tmp_path):
     processes = _start_workers(arguments, _free_ports(2))
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and all(p.poll() is None for p in processes):
-        if (run_dir / "history.csv").exists() and len(_history(run_dir)) >= 2:
+        if (run_dir / "history.csv").exists() and len(read_history(run_dir)) >= 2:
             break
         time.sleep(0.05)
     for process in processes:
         process.send_signal(signal.SIGKILL)
         process.communicate()
-    assert 2 <= len(_history(run_dir)) < 6
+    assert 2 <= len(read_history(run_dir)) < 6
     outputs = _finish(_start_workers(arguments + ["--resume"], _free_ports(2)))
-    assert [int(row["epoch"]) for row in _history(run_dir)] == list(range(1, 7)), outputs
+    assert [int(row["epoch"]) for row in read_history(run_dir)] == list(range(1, 7)), outputs
     assert not (run_dir / ".in-progress").exists()
 
 

@@ -1,45 +1,32 @@
-"""`tlcli train` and `tlcli finetune`, run for real on tiny fixtures."""
+"""`tlcli train`: routes, heads, seeds, resume and one-line errors, run for real on tiny fixtures."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from conftest import kill_when, run_with_model, write_colour_dataset
+from helpers import (
+    invoke,
+    kill_when,
+    read_history,
+    run_with_model,
+    runner,
+    write_colour_dataset,
+)
 from tlcli.cli import app
-from tlcli.errors import TlcliError
 from tlcli.models.backbones import BACKBONES, get_backbone
 from tlcli.models.saved import load_run_model
-from tlcli.runs.history import History
-from tlcli.runtime import import_keras, import_tensorflow
-from tlcli.training.config import FitConfig
-from tlcli.training.fit import FitLength, fit
+from tlcli.runtime import import_keras
 from tlcli.training.head_solver import STD_FLOOR
 
-runner = CliRunner()
 RUN_FILES = {"config.json", "labels.txt", "model.keras", "history.csv", "curves.png", "metrics.json", "logs"}
 SOLVED_RUN_FILES = {".tlcli", "config.json", "labels.txt", "model.keras", "metrics.json", "penalty.png"}
-
-
-def invoke(*args):
-    result = runner.invoke(app, [str(arg) for arg in args])
-    assert result.exit_code == 0, result.output + repr(result.exception)
-    return result
-
-
-def history(run_dir):
-    with open(run_dir / "history.csv") as handle:
-        return list(csv.DictReader(handle))
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +59,7 @@ def test_train_then_finetune_every_backbone(trained_runs, name):
     assert config["model"] == name and config["route"] == "solved (L-BFGS)"
     assert config["class_names"] == ["blue", "green", "red"]
     assert config["counts"]["train"] == {"blue": 8, "green": 8, "red": 8}
-    assert [row["stage"] for row in history(tune_dir)] == [f"stage1-{get_backbone(name).blocks[-1].name}"]
+    assert [row["stage"] for row in read_history(tune_dir)] == [f"stage1-{get_backbone(name).blocks[-1].name}"]
     model, info = load_run_model(tune_dir)
     size = get_backbone(name).min_size
     probabilities = np.asarray(model(np.full((2, size, size, 3), 128.0, np.float32), training=False))
@@ -146,7 +133,7 @@ def test_cached_and_end_to_end_gradient_routes_train_the_same_model(colour_datas
     # The same shuffles, initial weights and standardization: only float rounding differs (the
     # features are computed in other batches), which Adam's per-weight scaling lets grow to
     # about 1e-3 in weights whose gradients are nearly zero.
-    for cached, end_to_end in zip(*(history(tmp_path / name) for name in ("cached", "e2e")), strict=True):
+    for cached, end_to_end in zip(*(read_history(tmp_path / name) for name in ("cached", "e2e")), strict=True):
         assert float(cached["val_loss"]) == pytest.approx(float(end_to_end["val_loss"]), rel=1e-3, abs=1e-5)
     first, second = load_run_model(tmp_path / "cached")[0], load_run_model(tmp_path / "e2e")[0]
     for expected, actual in zip(first.get_layer("head").get_weights(), second.get_layer("head").get_weights(), strict=True):
@@ -160,12 +147,12 @@ def test_same_seed_gives_the_same_history(colour_dataset, tmp_path):
     invoke("train", colour_dataset, *args, "--seed", 5, "--out", tmp_path / "b")
     invoke("train", colour_dataset, *args, "--seed", 6, "--out", tmp_path / "c")
     strip = lambda rows: [{k: v for k, v in row.items()} for row in rows]  # noqa: E731
-    assert strip(history(tmp_path / "a")) == strip(history(tmp_path / "b"))
-    assert history(tmp_path / "a") != history(tmp_path / "c")
+    assert strip(read_history(tmp_path / "a")) == strip(read_history(tmp_path / "b"))
+    assert read_history(tmp_path / "a") != read_history(tmp_path / "c")
     # Fine-tuning the dropout head repeats too.
     for name in ("fine-a", "fine-b"):
         invoke("finetune", tmp_path / "a", "--stage", "block5:2:0.001", "--seed", 5, "--quiet", "--out", tmp_path / name)
-    assert history(tmp_path / "fine-a") == history(tmp_path / "fine-b")
+    assert read_history(tmp_path / "fine-a") == read_history(tmp_path / "fine-b")
 
 
 def test_config_file_supplies_options_and_the_command_line_wins(colour_dataset, tmp_path):
@@ -176,7 +163,7 @@ def test_config_file_supplies_options_and_the_command_line_wins(colour_dataset, 
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (config["model"], config["image_size"], config["dense"], config["optimizer"]) == ("vgg16", 32, [8], "sgd")
     assert config["learning_rate"] == 0.05 and config["epochs"] == 1
-    assert len(history(tmp_path / "run")) == 1
+    assert len(read_history(tmp_path / "run")) == 1
 
 
 def test_a_run_resumed_after_sigkill_is_the_uninterrupted_run(colour_dataset, tmp_path):
@@ -192,8 +179,8 @@ def test_a_run_resumed_after_sigkill_is_the_uninterrupted_run(colour_dataset, tm
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     reference = subprocess.run(command(whole) + ["--quiet"], capture_output=True, text=True, timeout=300)
     assert reference.returncode == 0, reference.stderr
-    kill_when(command(killed) + ["--quiet"], lambda: (killed / "history.csv").exists() and len(history(killed)) >= 2)
-    done = len(history(killed))
+    kill_when(command(killed) + ["--quiet"], lambda: (killed / "history.csv").exists() and len(read_history(killed)) >= 2)
+    done = len(read_history(killed))
     assert 2 <= done < 6, "the run should have been killed mid-way"
 
     again = subprocess.run(command(killed), capture_output=True, text=True, timeout=120)
@@ -203,7 +190,7 @@ def test_a_run_resumed_after_sigkill_is_the_uninterrupted_run(colour_dataset, tm
     assert resumed.returncode == 0, resumed.stderr
     # History is written just before the backup, so a kill between the two repeats that epoch.
     assert re.search(rf"train: resuming from epoch ({done}|{done + 1})\.", resumed.stderr), resumed.stderr
-    assert history(killed) == history(whole)  # every epoch's losses, accuracies and learning rate
+    assert read_history(killed) == read_history(whole)  # every epoch's losses, accuracies and learning rate
     for ours, theirs in zip(load_run_model(killed)[0].get_weights(), load_run_model(whole)[0].get_weights()):
         np.testing.assert_array_equal(ours, theirs)
     assert not (killed / ".in-progress").exists() and not (killed / ".backup").exists()
@@ -220,51 +207,16 @@ def test_a_resumed_run_still_ends_on_its_best_epoch(colour_dataset, tmp_path):
     command = [sys.executable, "-m", "tlcli", "train", str(data), "--model", "vgg16", "--weights", "none",
                "--image-size", "32", "--epochs", "8", "--early-stopping", "20", "--learning-rate", "0.03",
                "--no-cache-features", "--batch-size", "4", "--quiet", "--out", str(run_dir)]
-    kill_when(command, lambda: (run_dir / "history.csv").exists() and len(history(run_dir)) >= 3)
-    assert 3 <= len(history(run_dir)) < 8
+    kill_when(command, lambda: (run_dir / "history.csv").exists() and len(read_history(run_dir)) >= 3)
+    assert 3 <= len(read_history(run_dir)) < 8
     resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    rows = history(run_dir)
+    rows = read_history(run_dir)
     best = min(rows, key=lambda row: float(row["val_loss"]))
     assert int(best["epoch"]) <= 3 < len(rows) == 8
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["best_epoch"] == int(best["epoch"])
     assert metrics["val_loss"] == pytest.approx(float(best["val_loss"]), rel=1e-4)
-
-
-class _Killed(Exception):
-    """Stands in for SIGKILL arriving while a backup is being written."""
-
-
-def test_a_run_killed_while_saving_its_backup_resumes_from_the_last_complete_epoch(tmp_path, monkeypatch):
-    keras, tf = import_keras(), import_tensorflow()
-    features = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
-    batches = tf.data.Dataset.from_tensor_slices((features, (features[:, 0] > 0).astype("int32"))).batch(8)
-
-    def fit_once():
-        keras.utils.set_random_seed(0)
-        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
-        model.compile("sgd", "sparse_categorical_crossentropy")
-        return fit(model, batches, None, FitConfig(early_stopping=0, batch_size=8), length=FitLength(5, 0),
-                   steps_per_epoch=4, run_dir=tmp_path, stage="head", history=History(tmp_path / "history.csv"),
-                   quiet=True)
-
-    real_save = keras.Model.save_weights
-    saves = []
-
-    def save_and_die_on_the_third(model, filepath, *args, **kwargs):
-        saves.append(filepath)
-        if len(saves) == 3:  # the process dies half-way through epoch 3's backup
-            Path(filepath).write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(40))
-            raise _Killed
-        real_save(model, filepath, *args, **kwargs)
-
-    monkeypatch.setattr(keras.Model, "save_weights", save_and_die_on_the_third)
-    with pytest.raises(_Killed):
-        fit_once()
-    monkeypatch.setattr(keras.Model, "save_weights", real_save)
-    resumed = fit_once()
-    assert resumed.epochs_run == 3  # epochs 3 to 5: the two complete epochs were kept
 
 
 @pytest.mark.parametrize(
@@ -287,37 +239,6 @@ def test_bad_training_options_are_one_line_errors(colour_dataset, tmp_path, args
     assert not out.exists()
 
 
-@pytest.mark.parametrize(
-    "stage, message",
-    [
-        ("block99:1:1e-4", "'block99' is not a block of vgg16"),
-        ("abc:1:x", "epochs must be a whole number"),
-        ("block5:0:1e-4", "epochs and learning rate must be positive"),
-        ("block5:1", "is not a stage"),
-        ("999:1:1e-4", "--stage '999:1:1e-4': 999 is more layers than vgg16 has (19). Unfreeze at most 19,"),
-    ],
-)
-def test_bad_stage_specs_are_one_line_errors(tiny_run, tmp_path, stage, message):
-    out = tmp_path / "never"
-    result = runner.invoke(app, ["finetune", str(tiny_run), "--stage", stage, "--out", str(out)])
-    assert result.exit_code == 2 and message in result.output
-    assert not out.exists()
-
-
-def test_finetune_refuses_a_folder_that_is_not_a_run_or_other_classes(tiny_run, tmp_path):
-    result = runner.invoke(app, ["finetune", str(tmp_path), "--out", str(tmp_path / "x")])
-    assert result.exit_code == 2 and "is not a tlcli run" in result.output
-    other = write_colour_dataset(tmp_path / "other", per_split={"train": 2, "val": 1})
-    (other / "train" / "red").rename(other / "train" / "crimson")
-    (other / "val" / "red").rename(other / "val" / "crimson")
-    result = runner.invoke(app, ["finetune", str(tiny_run), "--data", str(other), "--out", str(tmp_path / "y")])
-    assert result.exit_code == 2 and "differ from the run's" in result.output
-    assert not (tmp_path / "y").exists()
-    result = runner.invoke(app, ["finetune", str(tiny_run), "--weight-decay", "0.01", "--out", str(tmp_path / "z")])
-    assert result.exit_code == 2 and "--weight-decay 0.01 does nothing with --optimizer adam" in result.output
-    assert not (tmp_path / "z").exists()
-
-
 def test_weights_from_a_damaged_run_name_the_option(tiny_run, colour_dataset, tmp_path):
     model = (tiny_run / "model.keras").read_bytes()
     damaged = run_with_model(tiny_run, tmp_path / "damaged", model[: len(model) // 3])
@@ -329,73 +250,12 @@ def test_weights_from_a_damaged_run_name_the_option(tiny_run, colour_dataset, tm
     assert not (tmp_path / "never").exists()
 
 
-def test_finetune_of_an_export_folder_says_it_needs_the_run_directory(tiny_run, tmp_path):
-    exported = tmp_path / "exported"
-    invoke("export", tiny_run, "--format", "keras", "--no-verify", "--out", exported)
-    expected = f"Error: {exported} is an export folder, not a run directory: fine-tuning needs the run's config.json"
-    for command in (["finetune", exported], ["tune", "--finetune", exported]):
-        result = runner.invoke(app, [*map(str, command), "--out", str(tmp_path / "never")])
-        assert result.exit_code == 2 and result.output.startswith(expected), result.output
-        assert "Unknown model" not in result.output and not (tmp_path / "never").exists()
-
-
-def test_stage_parsing_accepts_blocks_counts_shares_and_all():
-    from tlcli.training.finetune import parse_stage
-
-    spec = get_backbone("inceptionv3")
-    assert str(parse_stage("mixed9:3:1e-4", spec)) == "mixed9:3:0.0001"
-    assert parse_stage("30:2:1e-5", spec).unfreeze == "30"
-    assert parse_stage("25%:2:1e-5", spec).unfreeze == "25%"
-    assert parse_stage("ALL:1:1e-5", spec).unfreeze == "all"
-    with pytest.raises(TlcliError):
-        parse_stage("150%:1:1e-5", spec)
-
-
 def test_an_existing_run_directory_is_not_overwritten(tiny_run, colour_dataset):
     before = sorted(path.name for path in tiny_run.iterdir())
     result = runner.invoke(app, ["train", str(colour_dataset), "--model", "vgg16", "--weights", "none",
                                  "--image-size", "32", "--out", str(tiny_run)])
     assert result.exit_code == 2 and "already exists" in result.output and "--overwrite" in result.output
     assert sorted(path.name for path in tiny_run.iterdir()) == before
-
-
-def test_a_stage_that_ends_worse_is_rolled_back(tiny_run, tmp_path):
-    from tlcli.models.saved import load_run_model
-
-    result = invoke("finetune", tiny_run, "--stage", "block5:1:1e-5", "--stage", "all:1:50",
-                    "--optimizer", "sgd", "--batch-size", 8, "--early-stopping", 0, "--out", tmp_path / "ft")
-    assert "Stage 2 ended worse" in result.output and "rolled back" in result.output
-    metrics = json.loads((tmp_path / "ft" / "metrics.json").read_text())
-    rows = history(tmp_path / "ft")
-    assert [row["stage"] for row in rows] == ["stage1-block5", "stage2-all"]
-    assert metrics["val_loss"] == pytest.approx(float(rows[0]["val_loss"]), rel=1e-3)
-    source, _ = load_run_model(tiny_run)
-    tuned, _ = load_run_model(tmp_path / "ft")
-    assert all(layer.trainable is False for layer in tuned.get_layer("vgg16").layers[1:])
-    assert source.count_params() == tuned.count_params()
-
-
-def test_finetune_resumed_after_sigkill_is_the_uninterrupted_fine_tuning(tiny_run, tmp_path):
-    def command(out):
-        return [sys.executable, "-m", "tlcli", "finetune", str(tiny_run), "--stage", "block5:2:1e-4",
-                "--stage", "block4:3:1e-5", "--batch-size", "4", "--early-stopping", "0", "--out", str(out)]
-
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    reference = subprocess.run(command(whole) + ["--quiet"], capture_output=True, text=True, timeout=300)
-    assert reference.returncode == 0, reference.stderr
-    kill_when(command(killed) + ["--quiet"], lambda: (killed / "history.csv").exists() and len(history(killed)) >= 3,
-              timeout=180)
-    assert 3 <= len(history(killed)) < 5  # killed in the second stage
-    resumed = subprocess.run(command(killed) + ["--resume"], capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "Resuming after stage 1 of 2." in resumed.stderr
-    assert "stage1-block5" not in resumed.stderr.split("Resuming")[1]  # the finished stage is not repeated
-    rows = history(killed)
-    assert [(int(r["epoch"]), r["stage"]) for r in rows] == [
-        (1, "stage1-block5"), (2, "stage1-block5"), (3, "stage2-block4"), (4, "stage2-block4"), (5, "stage2-block4")]
-    assert rows == history(whole)
-    for ours, theirs in zip(load_run_model(killed)[0].get_weights(), load_run_model(whole)[0].get_weights()):
-        np.testing.assert_array_equal(ours, theirs)
 
 
 def test_training_with_augmentation_goes_end_to_end_and_says_so(colour_dataset, tmp_path):
@@ -414,7 +274,7 @@ def test_training_with_augmentation_goes_end_to_end_and_says_so(colour_dataset, 
 def few_shot_run(tmp_path_factory):
     """Default `tlcli train` on ten digit classes with six training images each, and the
     pooled features of every split computed from the saved model."""
-    from conftest import write_digits_dataset
+    from helpers import write_digits_dataset
     from tlcli.data.dataset import SplitOptions, load_dataset
     from tlcli.models.features import extract_features
     from tlcli.models.saved import load_run_model
@@ -484,37 +344,12 @@ def test_settings_the_solver_cannot_express_train_by_gradient_and_say_why(colour
     result = invoke("train", colour_dataset, *common, "--label-smoothing", 0.1, "--out", tmp_path / "smooth")
     assert ("Training the head by gradient (cached features): --label-smoothing 0.1 has no "
             "logistic-regression equivalent") in result.output
-    assert len(history(tmp_path / "smooth")) == 2
+    assert len(read_history(tmp_path / "smooth")) == 2
 
     refused = runner.invoke(app, ["train", str(colour_dataset), *map(str, common), "--head-solver", "lbfgs",
                                   "--dense", "8", "--out", str(tmp_path / "never")])
     assert refused.exit_code == 2 and "--head-solver lbfgs" in refused.output and "--dense 8" in refused.output
     assert not (tmp_path / "never").exists()
-
-
-def test_the_training_progress_fits_80_columns(monkeypatch):
-    """At 80 columns the time column showed `0:00:…` and a fine-tuning stage's step count `…`."""
-    from rich.console import Console
-
-    import tlcli.console
-    from tlcli.training.callbacks import RichProgress
-
-    terminal = Console(width=80, file=io.StringIO())
-    monkeypatch.setattr(tlcli.console, "err", terminal)
-    progress = RichProgress(epochs=10, steps=1234, stage="stage2-block14")
-    progress.on_train_begin()
-    progress.on_epoch_begin(9)
-    progress.on_train_batch_end(1232, {"loss": 1.09921, "accuracy": 0.33333})
-    live = Console(width=80, file=io.StringIO(), record=True)
-    live.print(progress.progress.get_renderable())
-    running = live.export_text().strip()
-    assert re.fullmatch(r"stage2-block14 10/10 \S+ 1233/1234 loss 1\.0992 acc 0\.333 \d:\d\d:\d\d", running), running
-
-    progress.on_epoch_end(9, {"loss": 1.09921, "accuracy": 0.33333, "val_loss": 1.09244, "val_accuracy": 0.33333})
-    progress.on_train_end()
-    lines = [line for line in terminal.file.getvalue().splitlines() if line.strip()]
-    assert len(lines) == 1 and len(lines[0]) <= 80, lines
-    assert re.fullmatch(r"stage2-block14 10/10 loss 1\.0992 acc 0\.333 val_loss 1\.0924 val_acc 0\.333 \d+\.\ds", lines[0])
 
 
 def test_options_a_solved_head_does_not_read_are_named(colour_dataset, tmp_path):

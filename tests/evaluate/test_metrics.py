@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from sklearn import metrics
 
-from conftest import write_image
+from helpers import write_image
 from tlcli.evaluate.metrics import (
     ZERO_DIVISION_NOTE,
     classification_report_text,

@@ -6,20 +6,20 @@ import csv
 import io
 import json
 import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from conftest import MARKUP_NAMES, relabelled_run, run_with_model
+from helpers import MARKUP_NAMES, relabelled_run, run_with_model, runner
 from tlcli.cli import app
 from tlcli.data.images import Problem
 from tlcli.evaluate.predict import Prediction, predict_files
 from tlcli.models.saved import load_run_model
 
-runner = CliRunner()
 FIELDS = ["path", "prediction", "probability", "class_2", "probability_2", "class_3", "probability_3"]
 
 
@@ -152,3 +152,21 @@ def test_a_damaged_or_edited_model_file_is_a_one_line_error(tiny_run, photos, tm
     assert result.exit_code == 2 and result.stdout == ""
     assert result.stderr.startswith(f"Error: {run / 'model.keras'} {message}")
     assert len(result.stderr.strip().splitlines()) == 1 and "File not found" not in result.stderr
+
+
+def test_a_model_saved_before_the_package_moves_still_loads(tiny_run, tmp_path):
+    """Model files name the module of tlcli's layers, `tlcli.layers` before the layers moved to
+    `tlcli.models.layers`; they are found by their registered names, which did not change."""
+    old = run_with_model(tiny_run, tmp_path / "old", _edited((tiny_run / "model.keras").read_bytes(),
+                                                              "tlcli.layers", "BackbonePreprocessing"))
+    with zipfile.ZipFile(old / "model.keras") as archive:
+        assert b'"module": "tlcli.layers"' in archive.read("config.json")
+    model, _ = load_run_model(old)
+    current, _ = load_run_model(tiny_run)
+    for ours, theirs in zip(model.get_weights(), current.get_weights(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    script = ("import sys, keras, tlcli.models.layers\n"
+              "print(keras.saving.load_model(sys.argv[1]).count_params())")
+    plain = subprocess.run([sys.executable, "-c", script, str(old / "model.keras")], capture_output=True, text=True,
+                           timeout=120)
+    assert plain.returncode == 0 and int(plain.stdout.split()[-1]) == current.count_params(), plain.stderr

@@ -10,14 +10,11 @@ import subprocess
 import sys
 
 import pytest
-from typer.testing import CliRunner
 
-from conftest import write_class_folders
+from helpers import runner, write_class_folders
 from tlcli.cli import app
 from tlcli.data.dataset import SplitOptions, load_dataset
 from tlcli.evaluate.predict import collect_image_files
-
-runner = CliRunner()
 
 
 def _inspect_json(root) -> dict:
