@@ -1,0 +1,1 @@
+"""Run, tuning and export directories: claiming, locking, atomic writes, history and curves."""
