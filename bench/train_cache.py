@@ -40,7 +40,7 @@ def main() -> None:
                 fit=FitConfig(epochs=args.epochs, early_stopping=0, learning_rate=0.01),
             )
             started = time.perf_counter()
-            outcome = train(config, quiet=True)
+            outcome = train(config)
             results[route] = {
                 "seconds": round(time.perf_counter() - started, 2),
                 "val_accuracy": round(outcome.metrics["val_accuracy"], 4),

@@ -43,7 +43,7 @@ def main() -> None:
     trials = plan_trials(SPACE, "grid", None, seed=0)
     with tempfile.TemporaryDirectory() as scratch:
         started = time.perf_counter()
-        outcome = tune(TuneConfig(base=base, space=SPACE, search="grid", out=Path(scratch) / "tune"), quiet=True)
+        outcome = tune(TuneConfig(base=base, space=SPACE, search="grid", out=Path(scratch) / "tune"))
         search_seconds = time.perf_counter() - started
         search_losses = {json_key(r["params"]): r["val_loss"] for r in outcome.leaderboard}
 
@@ -51,7 +51,7 @@ def main() -> None:
         separate_losses = {}
         for number, params in enumerate(trials):
             config = dataclasses.replace(trial_config(base, params), out=Path(scratch) / f"train-{number}")
-            separate_losses[json_key(params)] = train(config, quiet=True).metrics["val_loss"]
+            separate_losses[json_key(params)] = train(config).metrics["val_loss"]
         separate_seconds = time.perf_counter() - started
 
     ratio = separate_seconds / search_seconds

@@ -71,5 +71,5 @@ def tiny_run(colour_dataset, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("runs") / "tiny"
     config = TrainConfig(data=colour_dataset, model="vgg16", out=run, weights="none", image_size=32,
                          head_solver="gradient", fit=FitConfig(epochs=2, learning_rate=1e-3, batch_size=8))
-    train(config, quiet=True)
+    train(config)
     return run

@@ -113,3 +113,17 @@ def latched_interrupts():
         yield latch
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def versions() -> dict:
+    """The versions a run or export records: tlcli, TensorFlow, Keras and Python."""
+    import platform
+
+    from tlcli import __version__
+
+    return {
+        "tlcli": __version__,
+        "tensorflow": import_tensorflow().__version__,
+        "keras": import_keras().__version__,
+        "python": platform.python_version(),
+    }

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
-from tlcli.console import literal, out
+from tlcli.console import err, literal, out, progress
+from tlcli.events import DETAIL, INFO, WARNING, Events, StageStart
 
 
 def print_summary(run_dir: Path, metrics: dict, route: str) -> None:
@@ -27,3 +29,92 @@ def print_summary(run_dir: Path, metrics: dict, route: str) -> None:
     table.add_row("time", f"{metrics['seconds']:.1f} s")
     table.add_row("weights sha256", metrics["weights_sha256"][:16])
     out.print(table)
+
+
+def show_placement(placement, batch_size: int) -> None:
+    """One line on where the work runs and how batches are shared."""
+    where = ", ".join(placement.devices)
+    workers = f", worker {placement.worker_index + 1} of {placement.num_workers}" if placement.num_workers > 1 else ""
+    err.print(
+        f"Strategy {placement.name}: {placement.replicas} replica(s) on {where}{workers}; "
+        f"batch {batch_size} per replica, {placement.global_batch(batch_size)} global; {placement.precision}.",
+        markup=False,
+    )
+
+
+def show_dataset(dataset) -> None:
+    """The splits' sizes, the files skipped and the dataset's notes."""
+    sizes = ", ".join(f"{split} {len(samples)}" for split, samples in dataset.splits.items())
+    err.print(f"{len(dataset.class_names)} classes; images: {sizes}.")
+    if dataset.problems:
+        err.print(
+            f"[yellow]Skipping {len(dataset.problems)} unusable file(s)[/] "
+            f"(e.g. {literal(dataset.problems[0].path)}: {literal(dataset.problems[0].reason)}); "
+            "`tlcli inspect` lists all."
+        )
+    for note in dataset.notes:
+        err.print(f"[dim]{literal(note)}[/]")
+
+
+def show_worker_note(placement, what: str) -> None:
+    """A worker other than the chief says who reports for the cluster."""
+    err.print(f"Worker {placement.worker_index + 1} of {placement.num_workers}: {what}", markup=False)
+
+
+class ConsoleEvents(Events):
+    """Shows a workflow's events on stderr (and stage tables on stdout); nothing with `quiet`.
+    A worker other than the chief shows one line saying so, then nothing more."""
+
+    STYLES = {INFO: "{}", DETAIL: "[dim]{}[/]", WARNING: "[yellow]{}[/]"}
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+
+    def placed(self, placement, batch_size: int) -> None:
+        if self.quiet:
+            return
+        show_placement(placement, batch_size)
+        if not placement.is_chief:
+            show_worker_note(placement, "the chief reports the progress.")
+            self.quiet = True
+
+    def dataset(self, dataset) -> None:
+        if not self.quiet:
+            show_dataset(dataset)
+
+    def note(self, message: str, level: str = INFO) -> None:
+        if not self.quiet:
+            err.print(self.STYLES[level].format(literal(message)))
+
+    def stage(self, stage: StageStart) -> None:
+        if self.quiet:
+            return
+        from rich.table import Table
+
+        table = Table(title=f"Stage {stage.number}")
+        for column in ("unfrozen", "trainable params", "frozen params", "learning rate", "epochs"):
+            table.add_column(column)
+        table.add_row(
+            f"{literal(stage.unfreeze)} (layers {stage.first_layer}-{stage.layer_count - 1} of {stage.layer_count})",
+            f"{stage.trainable_parameters:,}",
+            f"{stage.frozen_parameters:,}",
+            f"{stage.learning_rate:g}",
+            str(stage.epochs),
+        )
+        out.print(table)
+
+    def fit_progress(self, epochs: int, steps: int, stage: str):
+        if self.quiet:
+            return None
+        from tlcli.commands._progress import RichProgress
+
+        return RichProgress(epochs, steps, stage)
+
+    @contextlib.contextmanager
+    def counting(self, description: str, total: int):
+        if self.quiet:
+            yield lambda count: None
+            return
+        bar, advance = progress(description, total)
+        with bar:
+            yield advance

@@ -50,7 +50,8 @@ def run(
     """Evaluate a model on labelled images: scikit-learn metrics, confusion matrix, worst mistakes."""
 
     from tlcli.data.dataset import count_files, discover
-    from tlcli.distribute.placement import DistributeConfig, place, report_placement
+    from tlcli.commands._render import show_placement, show_worker_note
+    from tlcli.distribute.placement import DistributeConfig, place
     from tlcli.evaluate.evaluate import (
         check_thresholds_apply,
         evaluate_model,
@@ -72,7 +73,7 @@ def run(
     top_k = resolve_top_k(top_k, len(info.class_names))
     check_thresholds_apply(thresholds, len(info.class_names), top_k)
     err.print(f"Evaluating {literal(info.model_path)} on {literal(description)}.")
-    report_placement(placement, batch_size, quiet=False)
+    show_placement(placement, batch_size)
 
     bar, advance = progress("Checking images", count_files(discover(folder)))
     with bar:
@@ -83,23 +84,27 @@ def run(
                                     info.model_path, top_k, batch_size, on_predicted=advance, placement=placement)
     report = evaluation.to_dict()
     if placement.is_chief:
-        written = write_reports(evaluation, reports)
-        _print_problems(report["skipped"])
-        if as_json:
-            print_json({**report, "reports": [str(path) for path in written]})
-        else:
-            _print_report(report)
-        for note in report["notes"]:
-            err.print(f"[dim]Note: {literal(note)}.[/]")
-        err.print(f"Reports written to {literal(reports)}: {', '.join(path.name for path in written)}")
+        _show_results(report, write_reports(evaluation, reports), reports, as_json)
     else:
-        err.print(f"Worker {placement.worker_index + 1} of {placement.num_workers}: the chief writes the reports.")
+        show_worker_note(placement, "the chief writes the reports.")
 
     failures = failed_thresholds(report, thresholds)
     for failure in failures:
         err.print(f"[bold red]Failed:[/] {failure}")
     if failures:
         raise typer.Exit(1)
+
+
+def _show_results(report: dict, written: list[Path], reports: Path, as_json: bool) -> None:
+    """The chief's part: the skipped files, the report (or its JSON), its notes and where it went."""
+    _print_problems(report["skipped"])
+    if as_json:
+        print_json({**report, "reports": [str(path) for path in written]})
+    else:
+        _print_report(report)
+    for note in report["notes"]:
+        err.print(f"[dim]Note: {literal(note)}.[/]")
+    err.print(f"Reports written to {literal(reports)}: {', '.join(path.name for path in written)}")
 
 
 def _print_problems(skipped: list[dict]) -> None:

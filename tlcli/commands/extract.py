@@ -51,7 +51,8 @@ def run(
     quiet: Quiet = False,
 ) -> None:
     """Extract a frozen backbone's features for every image into one .npz file (features, labels, splits, paths)."""
-    from tlcli.distribute.placement import DistributeConfig, place, report_placement
+    from tlcli.commands._render import show_dataset, show_placement, show_worker_note
+    from tlcli.distribute.placement import DistributeConfig, place
     from tlcli.extract import ExtractConfig, extract, plan_extraction
 
     config = ExtractConfig(
@@ -62,12 +63,9 @@ def run(
     placement = place(DistributeConfig(strategy, tpu, precision), data)  # first: multi-worker needs it so
     plan = plan_extraction(config)
     quiet = quiet or not placement.is_chief  # the chief reports for the cluster
-    report_placement(placement, batch_size, quiet)
     if not quiet:
-        sizes = ", ".join(f"{split} {len(samples)}" for split, samples in plan.dataset.splits.items())
-        err.print(f"{len(plan.dataset.class_names)} classes; images: {sizes}.")
-        for note in plan.dataset.notes:
-            err.print(f"[dim]{literal(note)}[/]")
+        show_placement(placement, batch_size)
+        show_dataset(plan.dataset)
     if quiet:
         result = extract(plan, placement=placement)
     else:
@@ -76,8 +74,7 @@ def run(
         with bar:
             result = extract(plan, on_batch=advance, placement=placement)
     if not placement.is_chief:
-        err.print(f"Worker {placement.worker_index + 1} of {placement.num_workers}: "
-                  f"the chief writes {literal(features_out)}.")
+        show_worker_note(placement, f"the chief writes {features_out}.")
         return
     for problem in result.skipped[:_SHOWN_PROBLEMS]:
         err.print(f"[yellow]Skipped[/] {literal(problem.path)}: {literal(problem.reason)}")

@@ -72,9 +72,9 @@ def run(
     settings["stages"] = settings["stages"] or ()
     rest, fit = split_fit_settings(settings)
 
-    from tlcli.commands._render import print_summary
+    from tlcli.commands._render import ConsoleEvents, print_summary
     from tlcli.training.finetune import FinetuneConfig, finetune
 
     outcome = finetune(FinetuneConfig(source=run_dir, fit=fit, **rest), distribution=DistributeConfig(strategy, tpu, precision), overwrite=overwrite,
-        resume=resume, quiet=quiet)
+        resume=resume, events=ConsoleEvents(quiet))
     print_summary(outcome.run_dir, outcome.metrics, outcome.route)

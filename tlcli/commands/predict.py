@@ -37,7 +37,8 @@ def run(
 ) -> None:
     """Predict the classes of images: the top-k classes with probabilities, per image."""
     from tlcli.data.images import Problem
-    from tlcli.distribute.placement import DistributeConfig, place, report_placement
+    from tlcli.commands._render import show_placement, show_worker_note
+    from tlcli.distribute.placement import DistributeConfig, place
     from tlcli.evaluate.predict import collect_image_files, predict_files, top_classes
     from tlcli.models.saved import load_placed_model
 
@@ -45,7 +46,7 @@ def run(
     placement = place(DistributeConfig(strategy, tpu, precision), paths[0])  # before any model: multi-worker needs it so
     keras_model, info = load_placed_model(model, placement)
     if placement.name != "default":
-        report_placement(placement, batch_size, quiet=False)
+        show_placement(placement, batch_size)
     if top_k > len(info.class_names):
         err.print(f"[dim]Note: --top-k {top_k} is more than the model's {len(info.class_names)} classes; "
                   f"showing all {len(info.class_names)}.[/]")
@@ -58,7 +59,7 @@ def run(
     if placement.is_chief:
         writer = _WRITERS[output_format](sys.stdout, sys.stdout.isatty(), fields)
     else:  # every worker predicts its share; the chief writes them all
-        err.print(f"Worker {placement.worker_index + 1} of {placement.num_workers}: the chief writes the predictions.")
+        show_worker_note(placement, "the chief writes the predictions.")
         writer = _Discard(sys.stdout, False, fields)
 
     predicted, skipped = 0, 0

@@ -44,7 +44,7 @@ from tlcli.commands._options import (
     Weights,
     Zoom,
 )
-from tlcli.commands._render import print_summary
+from tlcli.commands._render import ConsoleEvents, print_summary
 from tlcli.commands._settings import command_settings, given_on_command_line
 from tlcli.console import err
 from tlcli.distribute.placement import DistributeConfig
@@ -124,7 +124,7 @@ def run(
         _note_unused(given_on_command_line(ctx) & _GRADIENT_ONLY)
 
     outcome = train(train_config, augmentation=augmentation, distribution=DistributeConfig(strategy, tpu, precision),
-                    overwrite=overwrite, resume=resume, quiet=quiet)
+                    overwrite=overwrite, resume=resume, events=ConsoleEvents(quiet))
     print_summary(outcome.run_dir, outcome.metrics, outcome.route)
 
 

@@ -18,6 +18,7 @@ from tlcli.commands._options import (
     ValSplit,
     Weights,
 )
+from tlcli.commands._render import ConsoleEvents
 from tlcli.commands._settings import given_on_command_line, merge_settings
 from tlcli.console import err, literal, out
 from tlcli.errors import TlcliError
@@ -70,23 +71,12 @@ def run(
 ) -> None:
     """Search head and optimiser settings on cached features, or fine-tuning settings of a trained run (--finetune); write a leaderboard and best.toml."""
     given = locals()
+    from tlcli.tune.search import search_kind, tune
+    from tlcli.tune.trials import TuneConfig, check_search
+
     explicit = given_on_command_line(ctx)
-    if finetune is None:
-        from tlcli.tune import head as kind
-
-        if data is None:
-            raise TlcliError("tlcli tune needs DATA, the dataset folder; or --finetune RUN_DIR to search "
-                             "fine-tuning of a trained run.")
-        names = _TRAIN_OPTIONS
-    else:
-        from tlcli.tune import finetune as kind
-
-        names = _FINETUNE_OPTIONS
-        ignored = [name for name in _TRAIN_OPTIONS if name in explicit and name not in names]
-        if ignored:
-            option = "--" + ignored[0].replace("_", "-")
-            raise TlcliError(f"{option} does not go with --finetune: the backbone, weights, image size, pooling "
-                             f"and data split are those of {finetune}. Leave {option} out.")
+    kind = search_kind(finetune is not None)
+    names = _option_names(finetune, data, explicit)
     settings = {key: given[key] for key in names}
     search_settings = {key: given[key] for key in _SEARCH_OPTIONS}
     space_document = None
@@ -101,15 +91,27 @@ def run(
         document = load_toml(space, "--space")
         space_document, source = document.get("space", document), f"--space {space}"
 
-    from tlcli.tune.search import tune
-    from tlcli.tune.trials import TuneConfig, check_search
-
     check_search(search_settings["search"])
     base = kind.settings_from(settings, data) if finetune is None else kind.settings_from(settings, data, finetune)
     parsed_space = kind.search_space(space_document, search_settings["search"], base, source)
     tune_config = TuneConfig(base=base, space=parsed_space, out=out_dir, **search_settings)
-    outcome = tune(tune_config, overwrite=overwrite, resume=resume, quiet=quiet)
+    outcome = tune(tune_config, overwrite=overwrite, resume=resume, events=ConsoleEvents(quiet))
     print_leaderboard(outcome, tune_config.objective)
+
+
+def _option_names(finetune: Path | None, data: Path | None, explicit: set[str]) -> tuple[str, ...]:
+    """The options the search's base settings come from: train's, or finetune's with --finetune."""
+    if finetune is None:
+        if data is None:
+            raise TlcliError("tlcli tune needs DATA, the dataset folder; or --finetune RUN_DIR to search "
+                             "fine-tuning of a trained run.")
+        return _TRAIN_OPTIONS
+    ignored = [name for name in _TRAIN_OPTIONS if name in explicit and name not in _FINETUNE_OPTIONS]
+    if ignored:
+        option = "--" + ignored[0].replace("_", "-")
+        raise TlcliError(f"{option} does not go with --finetune: the backbone, weights, image size, pooling "
+                         f"and data split are those of {finetune}. Leave {option} out.")
+    return _FINETUNE_OPTIONS
 
 
 def _longest_line(cells: list[str]) -> int:

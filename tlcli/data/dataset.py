@@ -200,59 +200,8 @@ def _stratified_split(
 
 def build_dataset(found: Scan, options: SplitOptions = SplitOptions()) -> Dataset:
     """Split and validate a scanned dataset; raise a TlcliError when it cannot be trained on."""
-    notes = []
-    good = {
-        split: {name: found.good_files(split, name) for name in classes}
-        for split, classes in found.files.items()
-    }
-    if found.layout == "flat":
-        fractions = {"val": options.val_split, "test": options.test_split}
-        fractions = {split: value for split, value in fractions.items() if value > 0}
-        _require_enough(good["all"], found.root, minimum=max(2, 1 + len(fractions)))
-        per_split = _stratified_split(good["all"], options, fractions)
-        notes.append(
-            "split "
-            + ", ".join(f"{split} {value:.0%}" for split, value in fractions.items())
-            + f" per class with seed {options.seed}"
-            if fractions
-            else "no validation split (--val-split 0)"
-        )
-    else:
-        per_split = dict(good)
-        if "train" in per_split and "val" not in per_split and options.val_split > 0:
-            _require_enough(per_split["train"], found.root / "train", minimum=2)
-            carved = _stratified_split(per_split["train"], options, {"val": options.val_split})
-            per_split.update(carved)
-            notes.append(
-                f"no val/ folder: took {options.val_split:.0%} of train/ per class as validation"
-            )
-
-    class_sets = {split: sorted(classes) for split, classes in per_split.items()}
-    reference_split, class_names = next(iter(class_sets.items()))
-    for split, names in class_sets.items():
-        if names != class_names:
-            only_here = sorted(set(names) - set(class_names))
-            missing = sorted(set(class_names) - set(names))
-            raise TlcliError(
-                f"Class folders differ between {reference_split}/ and {split}/ "
-                f"(only in {split}/: {', '.join(only_here) or '-'}; "
-                f"missing from {split}/: {', '.join(missing) or '-'}). "
-                "Every split needs the same class folders."
-            )
-    if len(class_names) < 2:
-        raise TlcliError(
-            f"{found.root} has {len(class_names)} class ({', '.join(class_names) or 'none'}); "
-            "classification needs at least 2 class folders."
-        )
-    for split, classes in per_split.items():
-        if not any(classes.values()):
-            raise TlcliError(
-                f"The {split} split of {found.root} has no usable images. "
-                f"Add images to it, or remove the {split}/ folder."
-            )
-    if "train" in per_split:
-        _require_enough(per_split["train"], found.root / "train", minimum=1)
-
+    per_split, notes = _split_files(found, options)
+    class_names = _check_classes(found.root, per_split)
     label_of = {name: index for index, name in enumerate(class_names)}
     splits = {}
     for split in SPLITS:
@@ -272,6 +221,62 @@ def build_dataset(found: Scan, options: SplitOptions = SplitOptions()) -> Datase
         problems=tuple(found.problems),
         notes=tuple(notes),
     )
+
+
+def _split_files(found: Scan, options: SplitOptions) -> tuple[dict, list[str]]:
+    """The usable files per split and class: the folders' own splits, or a seeded stratified
+    split of a flat layout (and of train/ for a missing val/); with a note on how they were split."""
+    good = {
+        split: {name: found.good_files(split, name) for name in classes}
+        for split, classes in found.files.items()
+    }
+    if found.layout == "flat":
+        fractions = {"val": options.val_split, "test": options.test_split}
+        fractions = {split: value for split, value in fractions.items() if value > 0}
+        _require_enough(good["all"], found.root, minimum=max(2, 1 + len(fractions)))
+        note = (
+            "split " + ", ".join(f"{split} {value:.0%}" for split, value in fractions.items())
+            + f" per class with seed {options.seed}"
+            if fractions
+            else "no validation split (--val-split 0)"
+        )
+        return _stratified_split(good["all"], options, fractions), [note]
+    per_split, notes = dict(good), []
+    if "train" in per_split and "val" not in per_split and options.val_split > 0:
+        _require_enough(per_split["train"], found.root / "train", minimum=2)
+        per_split.update(_stratified_split(per_split["train"], options, {"val": options.val_split}))
+        notes.append(f"no val/ folder: took {options.val_split:.0%} of train/ per class as validation")
+    return per_split, notes
+
+
+def _check_classes(root: Path, per_split: dict) -> list[str]:
+    """The class names, the same in every split; at least two, and no split without images."""
+    class_sets = {split: sorted(classes) for split, classes in per_split.items()}
+    reference_split, class_names = next(iter(class_sets.items()))
+    for split, names in class_sets.items():
+        if names != class_names:
+            only_here = sorted(set(names) - set(class_names))
+            missing = sorted(set(class_names) - set(names))
+            raise TlcliError(
+                f"Class folders differ between {reference_split}/ and {split}/ "
+                f"(only in {split}/: {', '.join(only_here) or '-'}; "
+                f"missing from {split}/: {', '.join(missing) or '-'}). "
+                "Every split needs the same class folders."
+            )
+    if len(class_names) < 2:
+        raise TlcliError(
+            f"{root} has {len(class_names)} class ({', '.join(class_names) or 'none'}); "
+            "classification needs at least 2 class folders."
+        )
+    for split, classes in per_split.items():
+        if not any(classes.values()):
+            raise TlcliError(
+                f"The {split} split of {root} has no usable images. "
+                f"Add images to it, or remove the {split}/ folder."
+            )
+    if "train" in per_split:
+        _require_enough(per_split["train"], root / "train", minimum=1)
+    return class_names
 
 
 def _require_enough(classes: dict[str, list[Path]], where: Path, minimum: int) -> None:

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from tlcli.console import err
 from tlcli.distribute.cluster import cluster_config
 from tlcli.errors import TlcliError
 from tlcli.runtime import import_keras, import_tensorflow
@@ -146,18 +145,6 @@ def _set_precision(precision: str, tf, placement: Placement) -> str:
         )
     keras.mixed_precision.set_global_policy(precision)
     return precision
-
-
-def report_placement(placement: Placement, batch_size: int, quiet: bool) -> None:
-    """One line on where the work runs and how batches are shared."""
-    if quiet:
-        return
-    where = ", ".join(placement.devices)
-    workers = f", worker {placement.worker_index + 1} of {placement.num_workers}" if placement.num_workers > 1 else ""
-    err.print(
-        f"Strategy {placement.name}: {placement.replicas} replica(s) on {where}{workers}; "
-        f"batch {batch_size} per replica, {placement.global_batch(batch_size)} global; {placement.precision}."
-    )
 
 
 def worker_run_dir(run_dir: Path, placement: Placement) -> Path:

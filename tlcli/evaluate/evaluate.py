@@ -30,9 +30,13 @@ from tlcli.evaluate.metrics import (
     worst_losses_png,
     zero_division_classes,
 )
-from tlcli.runs.directory import check_writable_folder, read_run, write_atomic
+from tlcli.runs.directory import (
+    EVALUATION,
+    check_writable_folder,
+    read_run,
+    write_atomic,
+)
 
-EVALUATION = "evaluation.json"
 CLASSIFICATION_REPORT = "classification_report.txt"
 CONFUSION_MATRIX = "confusion_matrix.png"
 MISCLASSIFIED = "misclassified.csv"

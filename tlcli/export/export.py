@@ -19,7 +19,6 @@ import io
 import json
 import logging
 import os
-import platform
 import shutil
 import tempfile
 import warnings
@@ -28,20 +27,21 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from tlcli import __version__
-from tlcli.data.dataset import Sample, discover, is_hidden
-from tlcli.data.images import ImageInfo, check_images, is_image_name
+from tlcli.data.dataset import Sample, discover, image_files_below
+from tlcli.data.images import ImageInfo, check_images
 from tlcli.errors import TlcliError
 from tlcli.export.verify import Check, verify_artefacts
 from tlcli.models.backbones import BACKBONES
 from tlcli.models.saved import load_run_model
 from tlcli.runs.directory import (
+    EVALUATION,
     EXPORT_METADATA,
     LABELS,
     METRICS,
     RunInfo,
     claim_output,
     read_run,
+    umask,
     write_marker,
 )
 from tlcli.runs.locks import locks_outputs
@@ -51,6 +51,7 @@ from tlcli.runtime import (
     latched_interrupts,
     silenced_stderr,
 )
+from tlcli.runtime import versions as runtime_versions
 
 FORMATS = ("saved_model", "keras", "tflite", "onnx")
 QUANTIZATIONS = ("dynamic", "float16", "int8")
@@ -61,7 +62,6 @@ ARTEFACTS = {
     "onnx": "model.onnx",
 }
 METADATA = EXPORT_METADATA
-EVALUATION = "evaluation.json"
 PIXELS_SIGNATURE = "serving_default"
 BYTES_SIGNATURE = "serving_bytes"
 OUTPUT_NAME = "probabilities"
@@ -144,7 +144,7 @@ def export_model(
     calibration = calibration_samples(info, options) if options.quantize == "int8" else []
 
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
-    staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a model server may run as another user
+    staging.chmod(0o777 & ~umask())  # mkdtemp makes it private; a model server may run as another user
     with latched_interrupts() as interrupts:
 
         def step(message: str) -> None:
@@ -180,12 +180,6 @@ def _write_and_verify(model, info, options, staging, calibration, verify_samples
             + ". Re-export without --quantize (or with another --quantize), or report a bug."
         )
     return files, checks
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _describe(check: Check) -> str:
@@ -400,11 +394,7 @@ def _image_files(paths) -> list[Path]:
     files = []
     for path in map(Path, paths):
         if path.is_dir():
-            files += sorted(
-                file for file in path.rglob("*")
-                if file.is_file() and is_image_name(file)
-                and not any(is_hidden(Path(part)) for part in file.relative_to(path).parts)
-            )
+            files += image_files_below(path)
         elif path.is_file():
             files.append(path)
         else:
@@ -427,11 +417,8 @@ def _usable(files: list[Path], limit: int, option: str) -> list[Sample]:
 
 
 def build_metadata(info: RunInfo, options: ExportOptions, files: dict[str, Path], checks: list[Check]) -> dict:
-    tf = import_tensorflow()
-    keras = import_keras()
     spec = BACKBONES.get(info.backbone)
-    versions = {"tlcli": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
-                "python": platform.python_version()}
+    versions = runtime_versions()
     if "onnx" in files:
         versions["tf2onnx"] = require_tf2onnx().__version__
     return {

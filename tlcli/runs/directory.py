@@ -39,6 +39,7 @@ METRICS = "metrics.json"
 LOGS = "logs"
 BACKUP = ".backup"  # per-epoch and per-stage backups while a run is in progress
 IN_PROGRESS = ".in-progress"
+EVALUATION = "evaluation.json"  # what `tlcli evaluate` writes into its reports folder
 EXPORT_METADATA = "metadata.json"  # what `tlcli export` writes beside its model.keras
 KERAS_ARCHITECTURE = "config.json"  # inside a .keras archive, beside the weights
 MARKER = ".tlcli"  # names the kind of folder tlcli made: run, tune or export
@@ -60,7 +61,7 @@ def atomic_file(path: Path, mode: str = "wb"):
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(handle.name, 0o666 & ~_umask())
+        os.chmod(handle.name, 0o666 & ~umask())
         os.replace(handle.name, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -74,7 +75,8 @@ def write_atomic(path: Path, content: str | bytes) -> None:
         handle.write(content)
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's umask (reading it means setting it, so it is set back at once)."""
     current = os.umask(0)
     os.umask(current)
     return current

@@ -10,17 +10,16 @@ weights by validation loss are kept across stages: a stage that ends worse is ro
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from tlcli.console import err, out
 from tlcli.data.dataset import Dataset, SplitOptions, load_dataset
 from tlcli.data.pipeline import epoch_counter
-from tlcli.distribute.placement import DistributeConfig, place, report_placement
+from tlcli.distribute.placement import DistributeConfig, place
 from tlcli.errors import TlcliError
+from tlcli.events import SILENT, WARNING, Events, StageStart
 from tlcli.models.backbones import BackboneSpec, get_backbone
 from tlcli.models.saved import load_placed_model
 from tlcli.models.weights import find_base
@@ -46,7 +45,6 @@ from tlcli.training.train import (
     claim_run,
     class_weights_for,
     image_batches,
-    report_dataset,
     run_facts,
     save_outcome,
     start_run,
@@ -175,7 +173,7 @@ def finetune(
     distribution: DistributeConfig = DistributeConfig(),
     overwrite: bool = False,
     resume: bool = False,
-    quiet: bool = False,
+    events: Events = SILENT,
 ) -> Outcome:
     placement = place(distribution, config.data)  # first: multi-worker collectives need it so
     check_weight_decay(config.fit)
@@ -189,8 +187,8 @@ def finetune(
         else default_stages(spec)
     )
     dataset, options = run_dataset(run, config.data, config.strict)
-    report_dataset(dataset, quiet)
-    report_placement(placement, fit_config.batch_size, quiet)
+    events.placed(placement, fit_config.batch_size)
+    events.dataset(dataset)
     run_dir = Path(config.out) if config.out else default_run_dir(spec.name, prefix="finetune-")
     claim_run(run_dir, placement, data=dataset.root, source=run.path, overwrite=overwrite, resume=resume)
     # Seeded before loading: the head's dropout layers draw their random state when they are made.
@@ -213,70 +211,26 @@ def finetune(
     requested_dir = run_dir
     run_dir = start_run(run_dir, placement, document, dataset.class_names, overwrite=overwrite, resume=resume)
 
-    num_classes = len(dataset.class_names)
-    train_samples, val_samples = dataset.split("train"), dataset.splits.get("val", ())
-    class_weights = class_weights_for(fit_config, [sample.label for sample in train_samples], num_classes)
-    batch_size, image_size = fit_config.batch_size, run.image_size
-    epoch = epoch_counter()
-    train_data, steps = image_batches(placement, train_samples, image_size, batch_size, num_classes, shuffle=True,
-                                      seed=fit_config.seed, epoch=epoch, class_weights=class_weights)
-    val_data, val_steps = (
-        image_batches(placement, val_samples, image_size, batch_size, num_classes) if val_samples else (None, None)
-    )
-    repeating = placement.num_workers > 1
-    evaluate = functools.partial(_validation_loss, model, val_data or train_data,
-                                 steps=(val_steps if val_data else steps) if repeating else None)
+    inputs = _inputs(placement, dataset, run.image_size, fit_config)
     history = History.load(run_dir / HISTORY)
-
     with placement.strategy.scope():
-        compile_model(model, fit_config, fit_config.learning_rate, steps)
-    progress = _StageProgress(run_dir / BACKUP)
-    state = progress.load(model)
-    if state is None:
-        state = {"stages_done": 0, "best_loss": evaluate(), "best_epoch": 0, "seconds": 0.0}
-        if not quiet:
-            err.print(f"Before fine-tuning: {'val_loss' if val_data else 'loss'} {state['best_loss']:.4f}")
-    elif not quiet:
-        err.print(f"Resuming after stage {state['stages_done']} of {len(stages)}.")
-    best_weights = model.get_weights()
+        compile_model(model, fit_config, fit_config.learning_rate, inputs.steps)
+    book = _StageBook.open(run_dir / BACKUP, model, lambda: _validation_loss(model, inputs), events, len(stages),
+                           "val_loss" if inputs.val_data is not None else "loss")
     for number, stage in enumerate(stages, start=1):
-        if number <= state["stages_done"]:
+        if number <= book.stages_done:
             continue
-        start = first_unfrozen_index(base, spec, stage.unfreeze)
-        unfreeze(base, start, config.train_batch_norm)
-        stage_fit = dataclasses.replace(fit_config, learning_rate=stage.learning_rate, epochs=stage.epochs)
-        with placement.strategy.scope():  # recompiled after every change of what is trainable
-            compile_model(model, stage_fit, stage.learning_rate, steps * stage.epochs)
-        if not quiet:
-            print_stage_table(number, stage, base, start, model)
-        name = stage_name(number, stage)
         with resumable(requested_dir):
-            result = fit(
-                model, train_data, val_data, stage_fit,
-                length=fit_length(stage_fit, steps), steps_per_epoch=steps, run_dir=run_dir, stage=name,
-                history=history, first_epoch=_epochs_before(history, name), epoch=epoch,
-                fixed_steps=repeating, validation_steps=val_steps if repeating else None, quiet=quiet,
-            )
-        state["seconds"] += result.seconds
-        loss = evaluate()
-        if loss <= state["best_loss"]:
-            state.update(best_loss=loss, best_epoch=result.best_epoch)
-            best_weights = model.get_weights()
-        else:
-            model.set_weights(best_weights)
-            err.print(
-                f"[yellow]Stage {number} ended worse (loss {loss:.4f} > {state['best_loss']:.4f}): "
-                "rolled back to the best earlier weights.[/]"
-            )
-        state["stages_done"] = number
-        progress.save(model, state)
+            result = _run_stage(model, base, spec, number, stage, config, inputs, run_dir, history, events)
+        book.finished(number, result, model, events)
 
     unfreeze(base, len(base.layers), False)  # the saved model's backbone is frozen again
     with placement.strategy.scope():
-        compile_model(model, fit_config, fit_config.learning_rate, steps)
-    metrics = {"best_epoch": state["best_epoch"], "epochs_run": history.last_epoch, "seconds": round(state["seconds"], 2)}
-    if val_data is not None:
-        loss, accuracy = model.evaluate(val_data, steps=val_steps if repeating else None, verbose=0)
+        compile_model(model, fit_config, fit_config.learning_rate, inputs.steps)
+    metrics = {"best_epoch": book.best_epoch, "epochs_run": history.last_epoch, "seconds": round(book.seconds, 2)}
+    if inputs.val_data is not None:
+        loss, accuracy = model.evaluate(inputs.val_data, steps=inputs.val_steps if inputs.repeating else None,
+                                        verbose=0)
         metrics.update(val_loss=float(loss), val_accuracy=float(accuracy))
     save_outcome(run_dir, model, history, metrics, placement)
     return Outcome(requested_dir, metrics, "fine-tuning")
@@ -327,48 +281,108 @@ def _epochs_before(history: History, stage: str) -> int:
     return max((key for key, row in history.rows.items() if row["stage"] != stage), default=0)
 
 
-class _StageProgress:
-    """Weights and bookkeeping after each finished stage, so --resume skips finished stages.
+@dataclass
+class _Inputs:
+    """The images a fine-tuning run trains and validates on, batched for its placement."""
 
-    The state names its weights file, written first, so that a kill leaves the two in step.
+    train_data: object
+    steps: int
+    val_data: object | None
+    val_steps: int | None
+    epoch: object  # the training images' epoch counter
+    repeating: bool  # multi-worker: every epoch is a fixed number of steps
+
+
+def _inputs(placement, dataset: Dataset, image_size: int, fit_config: FitConfig) -> _Inputs:
+    num_classes = len(dataset.class_names)
+    train_samples, val_samples = dataset.split("train"), dataset.splits.get("val", ())
+    class_weights = class_weights_for(fit_config, [sample.label for sample in train_samples], num_classes)
+    epoch = epoch_counter()
+    train_data, steps = image_batches(placement, train_samples, image_size, fit_config.batch_size, num_classes,
+                                      shuffle=True, seed=fit_config.seed, epoch=epoch, class_weights=class_weights)
+    val_data, val_steps = (
+        image_batches(placement, val_samples, image_size, fit_config.batch_size, num_classes) if val_samples
+        else (None, None)
+    )
+    return _Inputs(train_data, steps, val_data, val_steps, epoch, placement.num_workers > 1)
+
+
+def _run_stage(model, base, spec: BackboneSpec, number: int, stage: Stage, config: FinetuneConfig, inputs: _Inputs,
+               run_dir: Path, history: History, events: Events):
+    """Unfreeze the stage's layers, recompile and fit; the stage's epochs are backed up as they end."""
+    start = first_unfrozen_index(base, spec, stage.unfreeze)
+    unfreeze(base, start, config.train_batch_norm)
+    stage_fit = dataclasses.replace(config.fit, learning_rate=stage.learning_rate, epochs=stage.epochs)
+    with model.distribute_strategy.scope():  # recompiled after every change of what is trainable
+        compile_model(model, stage_fit, stage.learning_rate, inputs.steps * stage.epochs)
+    events.stage(StageStart(
+        number, stage.unfreeze, start, len(base.layers), count_parameters(model.trainable_weights),
+        count_parameters(model.non_trainable_weights), stage.learning_rate, stage.epochs,
+    ))
+    name = stage_name(number, stage)
+    return fit(
+        model, inputs.train_data, inputs.val_data, stage_fit,
+        length=fit_length(stage_fit, inputs.steps), steps_per_epoch=inputs.steps, run_dir=run_dir, stage=name,
+        history=history, first_epoch=_epochs_before(history, name), epoch=inputs.epoch,
+        fixed_steps=inputs.repeating, validation_steps=inputs.val_steps if inputs.repeating else None, events=events,
+    )
+
+
+class _StageBook:
+    """The bookkeeping between stages: the best loss so far and its weights (a stage that ends
+    worse is rolled back to them), and, after each finished stage, the model's state and the
+    book itself in the run's backup, so that --resume skips finished stages.
+
+    The state file names its weights, written first, so that a kill leaves the two in step.
     """
 
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.state = folder / "finished-stages.json"
+    def __init__(self, folder: Path, evaluate, state: dict):
+        self.folder, self.evaluate = folder, evaluate
+        self.stages_done, self.best_loss = state["stages_done"], state["best_loss"]
+        self.best_epoch, self.seconds = state["best_epoch"], state["seconds"]
+        self.best_weights = None
 
-    def load(self, model) -> dict | None:
-        if not self.state.is_file():
-            return None
-        state = json.loads(self.state.read_text())
-        load_model_state(model, self.folder, state.pop("weights"))
-        return state
+    @classmethod
+    def open(cls, folder: Path, model, evaluate, events: Events, stage_count: int, loss_name: str) -> "_StageBook":
+        """The book of an interrupted run (its model restored to the last finished stage), or a new one."""
+        saved = folder / "finished-stages.json"
+        if saved.is_file():
+            state = json.loads(saved.read_text())
+            load_model_state(model, folder, state.pop("weights"))
+            events.note(f"Resuming after stage {state['stages_done']} of {stage_count}.")
+        else:
+            state = {"stages_done": 0, "best_loss": evaluate(), "best_epoch": 0, "seconds": 0.0}
+            events.note(f"Before fine-tuning: {loss_name} {state['best_loss']:.4f}")
+        book = cls(folder, evaluate, state)
+        book.best_weights = model.get_weights()
+        return book
 
-    def save(self, model, state: dict) -> None:
+    def finished(self, number: int, result, model, events: Events) -> None:
+        """Keep the stage if it ended no worse than the best so far, else roll back; then save."""
+        self.seconds += result.seconds
+        loss = self.evaluate()
+        if loss <= self.best_loss:
+            self.best_loss, self.best_epoch = loss, result.best_epoch
+            self.best_weights = model.get_weights()
+        else:
+            model.set_weights(self.best_weights)
+            events.note(f"Stage {number} ended worse (loss {loss:.4f} > {self.best_loss:.4f}): "
+                        "rolled back to the best earlier weights.", WARNING)
+        self.stages_done = number
         self.folder.mkdir(parents=True, exist_ok=True)
-        name = save_model_state(model, self.folder, f"finished-stages-{state['stages_done']}")
-        write_json(self.state, {**state, "weights": name})
+        name = save_model_state(model, self.folder, f"finished-stages-{number}")
+        state = {"stages_done": number, "best_loss": self.best_loss, "best_epoch": self.best_epoch,
+                 "seconds": self.seconds, "weights": name}
+        write_json(self.folder / "finished-stages.json", state)
         for old in self.folder.glob("finished-stages-*"):
             if not old.name.startswith(f"{name}."):
                 old.unlink()
 
 
-def _validation_loss(model, data, steps=None) -> float:
-    loss, _ = model.evaluate(data, steps=steps, verbose=0)
+def _validation_loss(model, inputs: _Inputs) -> float:
+    """The loss on the validation images (the training images when there are none)."""
+    data, steps = (inputs.val_data, inputs.val_steps) if inputs.val_data is not None else (inputs.train_data, inputs.steps)
+    loss, _ = model.evaluate(data, steps=steps if inputs.repeating else None, verbose=0)
     return float(loss)
 
 
-def print_stage_table(number: int, stage: Stage, base, start: int, model) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"Stage {number}")
-    for column in ("unfrozen", "trainable params", "frozen params", "learning rate", "epochs"):
-        table.add_column(column)
-    table.add_row(
-        f"{stage.unfreeze} (layers {start}-{len(base.layers) - 1} of {len(base.layers)})",
-        f"{count_parameters(model.trainable_weights):,}",
-        f"{count_parameters(model.non_trainable_weights):,}",
-        f"{stage.learning_rate:g}",
-        str(stage.epochs),
-    )
-    out.print(table)

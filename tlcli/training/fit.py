@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tlcli.console import err
+from tlcli.events import SILENT, Events
 from tlcli.runs.directory import BACKUP, LOGS
 from tlcli.runs.history import History
 from tlcli.runtime import import_keras, import_tensorflow
@@ -16,7 +16,6 @@ from tlcli.training.callbacks import (
     Checkpoint,
     EpochNumber,
     EpochRecorder,
-    RichProgress,
 )
 from tlcli.training.config import FitConfig
 
@@ -132,7 +131,7 @@ def fit(
     validation_steps: int | None = None,
     fixed_steps: bool = False,
     backups: bool = True,
-    quiet: bool = False,
+    events: Events = SILENT,
 ) -> FitResult:
     """Fit with early stopping (best weights restored), TensorBoard logs and history.csv.
 
@@ -161,12 +160,13 @@ def fit(
     callbacks += [*stateful, EpochRecorder(history, stage, first_epoch)]
     if backups:
         checkpoint = Checkpoint(run_dir / BACKUP / stage, stateful)
-        if checkpoint.epochs_done and not quiet:
-            err.print(f"{stage}: resuming from epoch {first_epoch + checkpoint.epochs_done + 1}.", markup=False)
+        if checkpoint.epochs_done:
+            events.note(f"{stage}: resuming from epoch {first_epoch + checkpoint.epochs_done + 1}.")
         callbacks.append(checkpoint)
     callbacks.append(keras.callbacks.TensorBoard(str(run_dir / LOGS / stage), write_graph=False))
-    if not quiet:
-        callbacks.append(RichProgress(length.epochs, steps_per_epoch, stage))
+    progress = events.fit_progress(length.epochs, steps_per_epoch, stage)
+    if progress is not None:
+        callbacks.append(progress)
     started = time.perf_counter()
     result = model.fit(
         train_data,

@@ -5,17 +5,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import platform
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tlcli import __version__
 from tlcli.augment.augmenter import build_augmenter
 from tlcli.augment.settings import AugmentConfig, describe
-from tlcli.console import err, literal
 from tlcli.data.dataset import Dataset, SplitOptions, load_dataset
 from tlcli.data.pipeline import epoch_counter, epochs, image_dataset, tf
 from tlcli.distribute.placement import (
@@ -24,10 +21,10 @@ from tlcli.distribute.placement import (
     broadcast_from_chief,
     distribute,
     place,
-    report_placement,
     worker_run_dir,
 )
 from tlcli.errors import TlcliError
+from tlcli.events import SILENT, Events
 from tlcli.models.backbones import get_backbone, resolve_image_size
 from tlcli.models.build import (
     STANDARDIZATION,
@@ -58,7 +55,7 @@ from tlcli.runs.directory import (
 )
 from tlcli.runs.history import History
 from tlcli.runs.locks import locks_outputs
-from tlcli.runtime import import_keras, set_seed
+from tlcli.runtime import import_keras, set_seed, versions
 from tlcli.training.config import FitConfig, TrainConfig
 from tlcli.training.fit import (
     balanced_class_weights,
@@ -84,15 +81,6 @@ class Outcome:
     route: str
 
 
-def versions() -> dict:
-    return {
-        "tlcli": __version__,
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "python": platform.python_version(),
-    }
-
-
 SOLVED, CACHED, END_TO_END = "solved (L-BFGS)", "cached features", "end to end"
 
 
@@ -104,7 +92,7 @@ def train(
     distribution: DistributeConfig = DistributeConfig(),
     overwrite: bool = False,
     resume: bool = False,
-    quiet: bool = False,
+    events: Events = SILENT,
 ) -> Outcome:
     placement = place(distribution, config.data)  # first: multi-worker collectives need it so
     spec = get_backbone(config.model)
@@ -114,14 +102,14 @@ def train(
     dataset = load_dataset(
         config.data, SplitOptions(config.val_split, config.test_split, fit_config.seed), strict=config.strict
     )
-    report_dataset(dataset, quiet)
-    report_placement(placement, fit_config.batch_size, quiet)
+    events.placed(placement, fit_config.batch_size)
+    events.dataset(dataset)
     run_dir = Path(config.out) if config.out else default_run_dir(spec.name)
     augmentation = augmentation or AugmentConfig()
     augment = build_augmenter(augmentation, fit_config.seed)
     route, reason = head_route(config, augmentation)
-    if reason and not quiet:
-        err.print(f"{reason}.", markup=False)
+    if reason:
+        events.note(f"{reason}.")
 
     claim_run(run_dir, placement, data=dataset.root, weights=weights, overwrite=overwrite, resume=resume)
     set_seed(fit_config.seed)
@@ -145,34 +133,39 @@ def train(
 
     train_samples, val_samples = dataset.split("train"), dataset.splits.get("val", ())
     class_weights = class_weights_for(fit_config, [sample.label for sample in train_samples], num_classes)
-    batch_size, seed = fit_config.batch_size, fit_config.seed
     # Every route standardizes the pooled features with the training images' statistics, and
     # every route but end to end trains on those features, computed once.
     train_features, val_features = cached_features(
-        model, config.pooling, train_samples, () if route == END_TO_END else val_samples, image_size, batch_size,
-        quiet,
+        model, config.pooling, train_samples, () if route == END_TO_END else val_samples, image_size,
+        fit_config.batch_size, events,
     )
     history = History.load(run_dir / HISTORY)
-    if route == END_TO_END:
-        standardize(head, train_features, placement)
-        epoch = epoch_counter()
-        train_data, steps = image_batches(placement, train_samples, image_size, batch_size, num_classes, shuffle=True,
-                                          seed=seed, epoch=epoch, class_weights=class_weights, augment=augment)
-        val_data, val_steps = (
-            image_batches(placement, val_samples, image_size, batch_size, num_classes) if val_samples else (None, None)
-        )
-        with resumable(requested_dir):
-            metrics = fit_and_measure(
-                model, train_data, val_data, fit_config, steps=steps, val_steps=val_steps, run_dir=run_dir,
-                history=history, placement=placement, epoch=epoch, quiet=quiet,
-            )
-    else:
-        with resumable(requested_dir):
+    with resumable(requested_dir):
+        if route == END_TO_END:
+            standardize(head, train_features, placement)
+            metrics = fit_end_to_end(model, dataset, image_size, fit_config, class_weights, augment,
+                                     run_dir=run_dir, history=history, placement=placement, events=events)
+        else:
             metrics = fit_head(route, head, train_features, val_features, fit_config, class_weights,
-                               run_dir=run_dir, history=history, placement=placement, quiet=quiet)
+                               run_dir=run_dir, history=history, placement=placement, events=events)
     metrics["route"] = route
     save_outcome(run_dir, model, history, metrics, placement)
     return Outcome(requested_dir, metrics, route)
+
+
+def fit_end_to_end(model, dataset: Dataset, image_size: int, fit_config: FitConfig, class_weights, augment, *,
+                   run_dir: Path, history: History, placement: Placement, events: Events) -> dict:
+    """Train the head through the frozen backbone on the images themselves (augmented, when asked)."""
+    train_samples, val_samples = dataset.split("train"), dataset.splits.get("val", ())
+    num_classes, batch_size = len(dataset.class_names), fit_config.batch_size
+    epoch = epoch_counter()
+    train_data, steps = image_batches(placement, train_samples, image_size, batch_size, num_classes, shuffle=True,
+                                      seed=fit_config.seed, epoch=epoch, class_weights=class_weights, augment=augment)
+    val_data, val_steps = (
+        image_batches(placement, val_samples, image_size, batch_size, num_classes) if val_samples else (None, None)
+    )
+    return fit_and_measure(model, train_data, val_data, fit_config, steps=steps, val_steps=val_steps, run_dir=run_dir,
+                           history=history, placement=placement, epoch=epoch, events=events)
 
 
 def head_route(config: TrainConfig, augmentation: AugmentConfig | None) -> tuple[str, str | None]:
@@ -218,7 +211,7 @@ def solver_obstacle(config: TrainConfig, augmentation: AugmentConfig | None) -> 
 
 
 def fit_head(route: str, head, train_features: Features, val_features: Features | None, fit_config: FitConfig,
-             class_weights, *, run_dir: Path, history: History, placement: Placement, quiet: bool = False) -> dict:
+             class_weights, *, run_dir: Path, history: History, placement: Placement, events: Events = SILENT) -> dict:
     """Standardize, then solve or train `head` on cached features; its validation metrics.
 
     `tlcli train` and every `tlcli tune` trial fit their heads here, so a trial and the run
@@ -228,8 +221,8 @@ def fit_head(route: str, head, train_features: Features, val_features: Features 
     standardize(head, train_features, placement)
     if route == SOLVED:
         solution = solve_head(head, train_features, num_classes, fit_config, class_weights, placement)
-        if solution.note and not quiet:
-            err.print(solution.note, markup=False)
+        if solution.note:
+            events.note(solution.note)
         plot_penalty_path(solution, run_dir / PENALTY)
         return {**measure_head(head, val_features, num_classes), "seconds": round(solution.seconds, 2),
                 "solver": solution.describe()}
@@ -246,7 +239,7 @@ def fit_head(route: str, head, train_features: Features, val_features: Features 
     val_data, val_steps = distributed_features(val_features, False, None) if val_features else (None, None)
     return fit_and_measure(head, train_data, val_data, fit_config, steps=steps, val_steps=val_steps,
                            run_dir=run_dir, history=history, placement=placement, backups=False, epoch=epoch,
-                           quiet=quiet)
+                           events=events)
 
 
 def standardize(head, train_features: Features, placement: Placement) -> None:
@@ -313,11 +306,12 @@ def build_config_head(config: TrainConfig, feature_shape: tuple[int, ...], num_c
     )
 
 
-def cached_features(model, pooling: str, train_samples, val_samples, image_size: int, batch_size: int, quiet: bool):
+def cached_features(model, pooling: str, train_samples, val_samples, image_size: int, batch_size: int,
+                    events: Events = SILENT):
     """(train, val) features of a model's frozen backbone, computed once; val is None without samples."""
     extractor = keras.Model(model.input, model.get_layer(f"{pooling}_pool").output)
-    train_features = _features(extractor, train_samples, image_size, batch_size, "train", quiet)
-    val_features = _features(extractor, val_samples, image_size, batch_size, "val", quiet) if val_samples else None
+    train_features = _features(extractor, train_samples, image_size, batch_size, "train", events)
+    val_features = _features(extractor, val_samples, image_size, batch_size, "val", events) if val_samples else None
     return train_features, val_features
 
 
@@ -336,7 +330,7 @@ def feature_dataset(features: Features, num_classes: int, batch_size: int, seed:
 def fit_and_measure(
     trained, train_data, val_data, fit_config: FitConfig, *, steps: int, run_dir: Path, history: History,
     val_steps: int | None = None, placement: Placement | None = None, stage: str = "train", backups: bool = True,
-    epoch=None, quiet: bool = False,
+    epoch=None, events: Events = SILENT,
 ) -> dict:
     """Compile, fit (early stopping restores the best weights) and measure on the validation data.
     `epoch` is the training images' `epoch_counter()`, if they are read through one."""
@@ -349,7 +343,7 @@ def fit_and_measure(
         trained, train_data, val_data, fit_config,
         length=length, steps_per_epoch=steps, run_dir=run_dir, stage=stage,
         history=history, epoch=epoch, fixed_steps=repeating, validation_steps=val_steps if repeating else None,
-        backups=backups, quiet=quiet,
+        backups=backups, events=events,
     )
     metrics = {"best_epoch": result.best_epoch, "epochs_run": history.last_epoch, "seconds": round(result.seconds, 2)}
     if val_data is not None:
@@ -420,13 +414,8 @@ def _run_dir_flags(run_dir: Path, placement: Placement, overwrite: bool, resume:
     return {"overwrite": not resume, "resume": resume and run_dir.exists()}
 
 
-def _features(extractor, samples, image_size, batch_size, split, quiet):
-    if quiet:
-        return extract_features(extractor, samples, image_size, batch_size)
-    from tlcli.console import progress
-
-    bar, advance = progress(f"Features ({split})", len(samples))
-    with bar:
+def _features(extractor, samples, image_size, batch_size, split, events: Events):
+    with events.counting(f"Features ({split})", len(samples)) as advance:
         return extract_features(extractor, samples, image_size, batch_size, on_batch=advance)
 
 
@@ -459,21 +448,6 @@ def dataset_facts(dataset: Dataset) -> dict:
         "counts": dataset.counts(),
         "skipped_files": len(dataset.problems),
     }
-
-
-def report_dataset(dataset: Dataset, quiet: bool) -> None:
-    if quiet:
-        return
-    sizes = ", ".join(f"{split} {len(samples)}" for split, samples in dataset.splits.items())
-    err.print(f"{len(dataset.class_names)} classes; images: {sizes}.")
-    if dataset.problems:
-        err.print(
-            f"[yellow]Skipping {len(dataset.problems)} unusable file(s)[/] "
-            f"(e.g. {literal(dataset.problems[0].path)}: {literal(dataset.problems[0].reason)}); "
-            "`tlcli inspect` lists all."
-        )
-    for note in dataset.notes:
-        err.print(f"[dim]{literal(note)}[/]")
 
 
 _NOT_COMPARED = {"out", "versions"}

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from tlcli.errors import TlcliError
+from tlcli.events import Events
 from tlcli.models.backbones import BackboneSpec
 from tlcli.runs.directory import HISTORY, METRICS, default_run_dir, read_run
 from tlcli.training.config import FitConfig, split_fit_settings
@@ -117,8 +118,7 @@ class FinetuneTrials:
         self.run_info = read_run(base.source)
         self.spec = run_backbone(self.run_info)
 
-    def open(self, out: Path | None, quiet: bool) -> Path:
-        from tlcli.training.train import report_dataset
+    def open(self, out: Path | None, events: Events) -> Path:
         from tlcli.tune.trials import validation_samples
 
         dataset, _ = run_dataset(self.run_info, self.base.data, self.base.strict)
@@ -126,11 +126,11 @@ class FinetuneTrials:
             dataset, "Add a val/ folder to the data, or search a run trained with --val-split above 0.")
         self.train_samples = dataset.split("train")
         self.num_classes = len(dataset.class_names)
-        report_dataset(dataset, quiet)
+        events.dataset(dataset)
         self.data, self.sources = dataset.root, {self.run_info.path: "the source run"}
         return Path(out) if out else default_run_dir(self.spec.name, "tune-finetune-")
 
-    def start(self, quiet: bool) -> None:
+    def start(self, events: Events) -> None:
         from tlcli.distribute.placement import DistributeConfig, place
         from tlcli.training.train import class_weights_for
 
@@ -160,8 +160,7 @@ class FinetuneTrials:
                                     class_weights=self.class_weights)
         val_data, _ = batches(self.val_samples)
         metrics = fit_and_measure(model, train_data, val_data, fit_config, steps=steps, run_dir=trial_dir,
-                                  history=History(trial_dir / HISTORY), stage=stage_name(1, stage), epoch=epoch,
-                                  quiet=True)
+                                  history=History(trial_dir / HISTORY), stage=stage_name(1, stage), epoch=epoch)
         return {**metrics, "trainable_parameters": count_parameters(model.trainable_weights)}
 
     def best_settings(self, params: dict) -> dict:
@@ -181,3 +180,6 @@ class FinetuneTrials:
         """The source run's own score on the same validation images, before any fine-tuning."""
         metrics = self.run_info.path / METRICS
         return json.loads(metrics.read_text()).get(objective) if metrics.is_file() else None
+
+
+TRIALS = FinetuneTrials  # what `tlcli.tune.search.search_kind` hands out

@@ -13,6 +13,7 @@ import functools
 from pathlib import Path
 
 from tlcli.errors import TlcliError
+from tlcli.events import Events
 from tlcli.training.config import (
     FitConfig,
     TrainConfig,
@@ -103,11 +104,10 @@ class HeadTrials:
         self.spec = get_backbone(base.model)
         self.image_size = resolve_image_size(self.spec, base.image_size)
 
-    def open(self, out: Path | None, quiet: bool) -> Path:
+    def open(self, out: Path | None, events: Events) -> Path:
         from tlcli.data.dataset import SplitOptions, load_dataset
         from tlcli.models.weights import parse_weights
         from tlcli.runs.directory import default_run_dir
-        from tlcli.training.train import report_dataset
         from tlcli.tune.trials import validation_samples
 
         base = self.base
@@ -115,12 +115,12 @@ class HeadTrials:
         self.dataset = load_dataset(base.data, SplitOptions(base.val_split, base.test_split, base.fit.seed),
                                     strict=base.strict)
         validation_samples(self.dataset, "Add a val/ folder or use --val-split above 0.")
-        report_dataset(self.dataset, quiet)
+        events.dataset(self.dataset)
         self.data = self.dataset.root
         self.sources = {self.weights.path: f"the --weights {self.weights.kind}"} if self.weights.path else {}
         return Path(out) if out else default_run_dir(self.spec.name, "tune-")
 
-    def start(self, quiet: bool) -> None:
+    def start(self, events: Events) -> None:
         from tlcli.distribute.placement import DistributeConfig, place
         from tlcli.models.build import build_feature_extractor
         from tlcli.runtime import set_seed
@@ -132,7 +132,7 @@ class HeadTrials:
         extractor = build_feature_extractor(self.spec, self.image_size, self.weights, base.pooling)
         self.train_features, self.val_features = cached_features(
             extractor, base.pooling, self.dataset.split("train"), self.dataset.splits["val"], self.image_size,
-            base.fit.batch_size, quiet,
+            base.fit.batch_size, events,
         )
         self.num_classes = len(self.dataset.class_names)
         self.feature_shape = tuple(extractor.output_shape[1:])
@@ -163,3 +163,6 @@ class HeadTrials:
 
     def baseline(self, objective: str) -> None:
         return None  # a new head has nothing to beat
+
+
+TRIALS = HeadTrials  # what `tlcli.tune.search.search_kind` hands out

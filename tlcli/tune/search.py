@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tlcli.errors import TlcliError
+from tlcli.events import DETAIL, SILENT, Events
 from tlcli.runs.directory import (
     TUNE_SETTINGS,
     claim_output,
@@ -62,14 +63,18 @@ TRIALS = "trials"
 BEST = "best.toml"
 
 
+def search_kind(finetune: bool):
+    """The module of one kind of search, `tlcli.tune.head` or `tlcli.tune.finetune`: the one place
+    that chooses. Each gives its SETTINGS, `settings_from`, `search_space` and TRIALS."""
+    if finetune:
+        from tlcli.tune import finetune as kind
+    else:
+        from tlcli.tune import head as kind
+    return kind
+
+
 def search_trials(config: TuneConfig) -> Trials:
-    if config.kind == "head":
-        from tlcli.tune.head import HeadTrials
-
-        return HeadTrials(config.base)
-    from tlcli.tune.finetune import FinetuneTrials
-
-    return FinetuneTrials(config.base)
+    return search_kind(config.kind == "finetune").TRIALS(config.base)
 
 
 @dataclass
@@ -83,12 +88,11 @@ class TuneOutcome:
 
 
 @locks_outputs
-def tune(config: TuneConfig, *, overwrite: bool = False, resume: bool = False, quiet: bool = False) -> TuneOutcome:
-    from tlcli.console import err
+def tune(config: TuneConfig, *, overwrite: bool = False, resume: bool = False, events: Events = SILENT) -> TuneOutcome:
     from tlcli.runs.directory import resumable
 
     trials = search_trials(config)
-    out_dir = prepare_tune_dir(trials.open(config.out, quiet), config, trials, overwrite=overwrite, resume=resume)
+    out_dir = prepare_tune_dir(trials.open(config.out, events), config, trials, overwrite=overwrite, resume=resume)
     finished = {record["trial"]: record for record in (read_leaderboard(out_dir) if resume else [])}
     seed = config.base.fit.seed
     adaptive = config.search in ADAPTIVE_SEARCHES
@@ -99,17 +103,16 @@ def tune(config: TuneConfig, *, overwrite: bool = False, resume: bool = False, q
         done = {trial_key(record["params"]) for record in finished.values()}
         pending = [(number, params) for number, params in enumerate(planned, start=1) if trial_key(params) not in done]
         total = len(planned)
-        if config.search == "grid" and config.trials and not quiet:
-            err.print("[dim]Grid search runs every combination; --trials is for random and bayesian search.[/]")
-        if not quiet:
-            err.print(f"{config.search.capitalize()} search: {total} trial(s), {total - len(pending)} finished earlier.")
+        if config.search == "grid" and config.trials:
+            events.note("Grid search runs every combination; --trials is for random and bayesian search.", DETAIL)
+        events.note(f"{config.search.capitalize()} search: {total} trial(s), {total - len(pending)} finished earlier.")
     next_command, baseline = trials.next_command(out_dir / BEST), trials.baseline(config.objective)
     if not pending and not adaptive:
         finish_run_dir(out_dir)
         return TuneOutcome(out_dir, write_tune_results(out_dir, list(finished.values()), config, trials),
                            ran=0, skipped=len(finished), next_command=next_command, baseline=baseline)
 
-    trials.start(quiet)
+    trials.start(events)
     earlier = len(finished)
 
     def run_trial(number: int, params: dict) -> dict:
@@ -121,10 +124,9 @@ def tune(config: TuneConfig, *, overwrite: bool = False, resume: bool = False, q
         record = trial_record(number, params, metrics, config.objective)
         finished[number] = record
         write_tune_results(out_dir, list(finished.values()), config, trials)
-        if not quiet:
-            err.print(f"trial {number}{f'/{total}' if total else ''}: {format_params(params)} -> "
-                      f"{config.objective} {format_score(record['objective'])} "
-                      f"({format_epochs(record)} epochs, {record['seconds']:.1f} s)")
+        events.note(f"trial {number}{f'/{total}' if total else ''}: {format_params(params)} -> "
+                    f"{config.objective} {format_score(record['objective'])} "
+                    f"({format_epochs(record)} epochs, {record['seconds']:.1f} s)")
         return record
 
     with resumable(out_dir):

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Protocol
 
 from tlcli.errors import TlcliError
+from tlcli.events import Events
 from tlcli.settings import check_types
 from tlcli.training.config import TrainConfig
 from tlcli.tune.leaderboard import OBJECTIVES
@@ -67,10 +68,10 @@ class Trials(Protocol):
     data: Path  # the dataset the trials read, known once open() returns
     sources: dict[Path, str]  # what else they read (path -> what it is), which --out must not hold
 
-    def open(self, out: Path | None, quiet: bool) -> Path:
+    def open(self, out: Path | None, events: Events) -> Path:
         """Read and check the data before anything is written; return the tuning directory."""
 
-    def start(self, quiet: bool) -> None:
+    def start(self, events: Events) -> None:
         """Prepare once what every trial shares."""
 
     def run(self, params: dict, trial_dir: Path) -> dict:

@@ -1,0 +1,56 @@
+"""What a long workflow tells its user as it runs, without drawing anything itself.
+
+`train`, `finetune` and `tune` report through an `Events` object. A command passes one that
+renders (`tlcli.commands._render.ConsoleEvents`); this base class, the library's default, shows
+nothing. So `--quiet`, and "only the chief of a cluster prints", are decided in one place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+INFO, DETAIL, WARNING = "info", "detail", "warning"
+
+
+@dataclass(frozen=True)
+class StageStart:
+    """A fine-tuning stage about to run: what it unfreezes and trains."""
+
+    number: int
+    unfreeze: str
+    first_layer: int
+    layer_count: int
+    trainable_parameters: int
+    frozen_parameters: int
+    learning_rate: float
+    epochs: int
+
+
+class Events:
+    """The silent default: every report is dropped."""
+
+    def placed(self, placement, batch_size: int) -> None:
+        """Where the work runs (`tlcli.distribute.placement.Placement`), told before the rest."""
+
+    def dataset(self, dataset) -> None:
+        """The dataset that was read (`tlcli.data.dataset.Dataset`): splits, skipped files, notes."""
+
+    def note(self, message: str, level: str = INFO) -> None:
+        """One line for the user; `level` is INFO, DETAIL or WARNING. `message` is plain text."""
+
+    def stage(self, stage: StageStart) -> None:
+        """A fine-tuning stage begins."""
+
+    def fit_progress(self, epochs: int, steps: int, stage: str):
+        """A Keras callback that shows a fit's progress, or None."""
+        return None
+
+    @contextlib.contextmanager
+    def counting(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
+        """A context in which `advance(n)` reports n more of `total` items done."""
+        yield lambda count: None
+
+
+SILENT = Events()  # the default of every workflow: report nothing
