@@ -13,18 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from tlcli import __version__
-from tlcli.commands import (
-    augment,
-    evaluate,
-    export,
-    extract,
-    finetune,
-    inspect,
-    models,
-    predict,
-    train,
-    tune,
-)
+from tlcli.commands import augment, evaluate, export, extract, finetune, inspect, models, predict, train, tune
 from tlcli.console import print_error
 from tlcli.errors import TlcliError
 from tlcli.runtime import DEBUG_ENV, debug_enabled

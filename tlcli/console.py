@@ -43,13 +43,7 @@ def progress(description: str, total: int | None, transient: bool = True, rate: 
 
     With `rate` (a unit such as "images"), the bar also shows the recent speed in units/s.
     """
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     if rate is not None:

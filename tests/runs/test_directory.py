@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import source_env
-from helpers import runner
+from helpers import runner, source_env
 from tlcli.cli import app
 from tlcli.runs.directory import output_kind
 

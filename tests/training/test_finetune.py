@@ -9,13 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import (
-    invoke,
-    kill_when,
-    read_history,
-    runner,
-    write_colour_dataset,
-)
+from helpers import invoke, kill_when, read_history, runner, write_colour_dataset
 from tlcli.cli import app
 from tlcli.errors import TlcliError
 from tlcli.models.backbones import get_backbone

@@ -11,14 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import (
-    invoke,
-    kill_when,
-    read_history,
-    run_with_model,
-    runner,
-    write_colour_dataset,
-)
+from helpers import invoke, kill_when, read_history, run_with_model, runner, write_colour_dataset
 from tlcli.cli import app
 from tlcli.models.backbones import BACKBONES, get_backbone
 from tlcli.models.saved import load_run_model

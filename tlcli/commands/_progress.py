@@ -27,17 +27,9 @@ class RichProgress(keras.callbacks.Callback):
         self.epochs, self.steps, self.stage = epochs, steps, stage
 
     def on_train_begin(self, logs=None):
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from tlcli.console import (
-            err,  # looked up now, so that tests can give it a narrow terminal
-        )
+        from tlcli.console import err  # looked up now, so that tests can give it a narrow terminal
 
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(bar_width=10), MofNCompleteColumn(),

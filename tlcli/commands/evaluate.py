@@ -49,8 +49,8 @@ def run(
 ) -> None:
     """Evaluate a model on labelled images: scikit-learn metrics, confusion matrix, worst mistakes."""
 
-    from tlcli.data.dataset import count_files, discover
     from tlcli.commands._render import show_placement, show_worker_note
+    from tlcli.data.dataset import count_files, discover
     from tlcli.distribute.placement import DistributeConfig, place
     from tlcli.evaluate.evaluate import (
         check_thresholds_apply,

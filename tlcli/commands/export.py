@@ -8,12 +8,7 @@ import typer
 
 from tlcli.commands._options import Json, Overwrite, RunPath
 from tlcli.console import err, literal, out, print_json
-from tlcli.export.export import (  # TF is imported when it runs
-    FORMATS,
-    QUANTIZATIONS,
-    ExportOptions,
-    export_model,
-)
+from tlcli.export.export import FORMATS, QUANTIZATIONS, ExportOptions, export_model  # TF is imported when it runs
 
 NAME = "export"
 

@@ -2,12 +2,7 @@ from __future__ import annotations
 
 from tlcli.commands._options import Json
 from tlcli.console import literal, out, print_json
-from tlcli.models.backbones import (
-    BACKBONES,
-    MAX_FEATURE_MAP_BYTES,
-    cached_weights_path,
-    keras_cache_dir,
-)
+from tlcli.models.backbones import BACKBONES, MAX_FEATURE_MAP_BYTES, cached_weights_path, keras_cache_dir
 
 NAME = "models"
 

@@ -36,8 +36,8 @@ def run(
     precision: Precision = "float32",
 ) -> None:
     """Predict the classes of images: the top-k classes with probabilities, per image."""
-    from tlcli.data.images import Problem
     from tlcli.commands._render import show_placement, show_worker_note
+    from tlcli.data.images import Problem
     from tlcli.distribute.placement import DistributeConfig, place
     from tlcli.evaluate.predict import collect_image_files, predict_files, top_classes
     from tlcli.models.saved import load_placed_model

@@ -48,12 +48,7 @@ from tlcli.commands._render import ConsoleEvents, print_summary
 from tlcli.commands._settings import command_settings, given_on_command_line
 from tlcli.console import err
 from tlcli.distribute.placement import DistributeConfig
-from tlcli.training.config import (
-    FitConfig,
-    TrainConfig,
-    parse_dense,
-    split_fit_settings,
-)
+from tlcli.training.config import FitConfig, TrainConfig, parse_dense, split_fit_settings
 
 NAME = "train"
 

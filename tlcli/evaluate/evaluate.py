@@ -30,12 +30,7 @@ from tlcli.evaluate.metrics import (
     worst_losses_png,
     zero_division_classes,
 )
-from tlcli.runs.directory import (
-    EVALUATION,
-    check_writable_folder,
-    read_run,
-    write_atomic,
-)
+from tlcli.runs.directory import EVALUATION, check_writable_folder, read_run, write_atomic
 
 CLASSIFICATION_REPORT = "classification_report.txt"
 CONFUSION_MATRIX = "confusion_matrix.png"

@@ -45,12 +45,7 @@ from tlcli.runs.directory import (
     write_marker,
 )
 from tlcli.runs.locks import locks_outputs
-from tlcli.runtime import (
-    import_keras,
-    import_tensorflow,
-    latched_interrupts,
-    silenced_stderr,
-)
+from tlcli.runtime import import_keras, import_tensorflow, latched_interrupts, silenced_stderr
 from tlcli.runtime import versions as runtime_versions
 
 FORMATS = ("saved_model", "keras", "tflite", "onnx")

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from tlcli.runs.directory import write_atomic
 
-
 HISTORY_COLUMNS = ("epoch", "stage", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 
 

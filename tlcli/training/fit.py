@@ -12,11 +12,7 @@ from tlcli.events import SILENT, Events
 from tlcli.runs.directory import BACKUP, LOGS
 from tlcli.runs.history import History
 from tlcli.runtime import import_keras, import_tensorflow
-from tlcli.training.callbacks import (
-    Checkpoint,
-    EpochNumber,
-    EpochRecorder,
-)
+from tlcli.training.callbacks import Checkpoint, EpochNumber, EpochRecorder
 from tlcli.training.config import FitConfig
 
 keras = import_keras()

@@ -26,12 +26,7 @@ from tlcli.distribute.placement import (
 from tlcli.errors import TlcliError
 from tlcli.events import SILENT, Events
 from tlcli.models.backbones import get_backbone, resolve_image_size
-from tlcli.models.build import (
-    STANDARDIZATION,
-    build_classifier,
-    build_head,
-    set_feature_statistics,
-)
+from tlcli.models.build import STANDARDIZATION, build_classifier, build_head, set_feature_statistics
 from tlcli.models.features import Features, extract_features
 from tlcli.models.weights import build_base, parse_weights
 from tlcli.runs.curves import plot_curves, plot_penalty_path
@@ -57,19 +52,8 @@ from tlcli.runs.history import History
 from tlcli.runs.locks import locks_outputs
 from tlcli.runtime import import_keras, set_seed, versions
 from tlcli.training.config import FitConfig, TrainConfig
-from tlcli.training.fit import (
-    balanced_class_weights,
-    compile_model,
-    fit,
-    fit_length,
-    with_targets,
-)
-from tlcli.training.head_solver import (
-    LinearSolution,
-    feature_statistics,
-    penalty_for_weight_decay,
-    solve_linear_head,
-)
+from tlcli.training.fit import balanced_class_weights, compile_model, fit, fit_length, with_targets
+from tlcli.training.head_solver import LinearSolution, feature_statistics, penalty_for_weight_decay, solve_linear_head
 
 keras = import_keras()
 

@@ -14,12 +14,7 @@ from pathlib import Path
 
 from tlcli.errors import TlcliError
 from tlcli.events import Events
-from tlcli.training.config import (
-    FitConfig,
-    TrainConfig,
-    parse_dense,
-    split_fit_settings,
-)
+from tlcli.training.config import FitConfig, TrainConfig, parse_dense, split_fit_settings
 from tlcli.tune.space import Kinds, Range, parse_space
 
 # What a head search may vary; dense (head layouts) is read by check_value.
