@@ -134,3 +134,9 @@ def read_history(run_dir: Path) -> list[dict]:
     """history.csv's rows, as strings."""
     with open(run_dir / "history.csv") as handle:
         return list(csv.DictReader(handle))
+
+
+def read_features(path: Path) -> dict[str, np.ndarray]:
+    """Every array of a features file that `tlcli extract` wrote."""
+    with np.load(path, allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files}

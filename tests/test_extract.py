@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import runner, write_colour_dataset
+from helpers import read_features, runner, write_colour_dataset
 from tlcli.cli import app
 
 TINY = ("--model", "vgg16", "--weights", "none", "--image-size", "32", "--batch-size", "8")
@@ -19,11 +19,6 @@ FILE_ARRAYS = {"features", "labels", "class_names", "splits", "paths", "backbone
 
 def _extract(*args):
     return runner.invoke(app, ["extract", *map(str, args)])
-
-
-def _load(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as archive:
-        return {name: archive[name] for name in archive.files}
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +31,7 @@ def colour_features(colour_dataset, tmp_path_factory) -> tuple[Path, object]:
 def test_the_feature_file_round_trips_without_pickle(colour_dataset, colour_features):
     out, result = colour_features
     assert result.exit_code == 0, result.output
-    saved = _load(out)
+    saved = read_features(out)
     assert set(saved) == FILE_ARRAYS
     assert saved["features"].shape == (48, 512) and saved["features"].dtype == np.float32
     assert np.isfinite(saved["features"]).all() and saved["features"].std() > 0
@@ -65,7 +60,7 @@ def test_features_equal_the_backbone_output_on_the_same_pixels(tmp_path):
     result = _extract(data, "--model", "vgg16", "--weights", weights_file, "--image-size", 32,
                       "--pooling", "max", "--out", out)
     assert result.exit_code == 0, result.output
-    saved = _load(out)
+    saved = read_features(out)
     pixels = np.stack([np.asarray(Image.open(path).convert("RGB"), np.float32) for path in saved["paths"]])
     feature_map = base(keras.applications.vgg16.preprocess_input(pixels), training=False)
     expected = np.max(np.asarray(feature_map), axis=(1, 2))
@@ -80,7 +75,7 @@ def test_unreadable_files_are_reported_and_the_rest_written(messy_dataset, tmp_p
     assert result.exit_code == 0, result.output
     for name in ("corrupt.jpg", "truncated.jpg", "empty.png", "notes.txt"):
         assert name in result.stderr
-    saved = _load(out)
+    saved = read_features(out)
     names = {Path(path).name for path in saved["paths"]}
     assert not names & {"corrupt.jpg", "truncated.jpg", "empty.png", "notes.txt"}
     assert {"grey.png", "cmyk.jpg", "palette.bmp", "sixteen.png", "upper.JPEG"} <= names
@@ -98,7 +93,7 @@ def test_a_file_that_breaks_after_checking_is_skipped_alone(tmp_path):
     broken.write_bytes(b"garbage now")
     result = extract(plan)
     assert [problem.path for problem in result.skipped] == [broken] and result.images == 14
-    saved = _load(tmp_path / "f.npz")
+    saved = read_features(tmp_path / "f.npz")
     assert str(broken) not in saved["paths"] and len(saved["paths"]) == len(saved["labels"]) == 14
     assert list(saved["splits"]).count("val") == 6
 
@@ -111,7 +106,7 @@ def test_an_existing_file_is_kept_unless_overwrite(colour_dataset, colour_featur
     assert out.read_bytes() == b"precious"
     replaced = _extract(colour_dataset, *TINY, "--pooling", "max", "--out", out, "--overwrite", "--quiet")
     assert replaced.exit_code == 0, replaced.output
-    assert _load(out)["pooling"].item() == "max" and sorted(tmp_path.iterdir()) == [out]
+    assert read_features(out)["pooling"].item() == "max" and sorted(tmp_path.iterdir()) == [out]
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from helpers import read_history, runner
+from helpers import read_features, read_history, runner
 from tlcli.cli import app
 
 TRAIN = ("--model", "vgg16", "--weights", "none", "--image-size", "32", "--quiet")
@@ -168,13 +168,6 @@ def _two_cpus(*arguments):
                           capture_output=True, text=True, timeout=300)
 
 
-def _features(path):
-    import numpy as np
-
-    with np.load(path, allow_pickle=False) as archive:
-        return {name: archive[name] for name in archive.files}
-
-
 EXTRACT = ("--model", "vgg16", "--weights", "none", "--image-size", "32", "--batch-size", "4")
 
 
@@ -183,14 +176,14 @@ def default_features(colour_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("extract") / "default.npz"
     result = runner.invoke(app, ["extract", str(colour_dataset), *EXTRACT, "--out", str(out)])
     assert result.exit_code == 0, result.output
-    return _features(out)
+    return read_features(out)
 
 
 def test_mirrored_extraction_shares_batches_and_gives_the_same_features(colour_dataset, default_features, tmp_path):
     result = _two_cpus("extract", colour_dataset, *EXTRACT, "--strategy", "mirrored", "--out", tmp_path / "f.npz")
     assert result.returncode == 0, result.stderr
     assert "Strategy mirrored: 2 replica(s)" in result.stderr and "4 per replica, 8 global" in result.stderr
-    mirrored = _features(tmp_path / "f.npz")
+    mirrored = read_features(tmp_path / "f.npz")
     assert list(mirrored["paths"]) == list(default_features["paths"])
     assert abs(mirrored["features"] - default_features["features"]).max() < 1e-4
     assert json.loads(mirrored["distribution"].item())["replicas"] == 2
@@ -203,7 +196,7 @@ def test_two_workers_extract_every_image_once_into_one_file(colour_dataset, defa
                                       "--out", str(out)], _free_ports(2), cwd=tmp_path))
     assert [path.name for path in tmp_path.iterdir()] == ["features.npz"], outputs
     assert "the chief writes" in outputs[1]
-    extracted = _features(out)
+    extracted = read_features(out)
     assert list(extracted["paths"]) == list(default_features["paths"])
     assert abs(extracted["features"] - default_features["features"]).max() < 1e-4
     assert json.loads(extracted["distribution"].item())["workers"] == 2
@@ -299,7 +292,7 @@ def test_two_slurm_tasks_extract_together_without_tf_config(colour_dataset, defa
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for rank in (0, 1)]
     outputs = _finish(processes)
     assert [process.returncode for process in processes] == [0, 0], outputs
-    extracted = _features(out)
+    extracted = read_features(out)
     assert json.loads(extracted["distribution"].item())["workers"] == 2
     assert abs(extracted["features"] - default_features["features"]).max() < 1e-4
 
