@@ -15,7 +15,7 @@ from sklearn import metrics
 from helpers import MARKUP_NAMES, relabelled_run, runner
 from tlcli.cli import app
 
-REPORT_FILES = ("evaluation.json", "classification_report.txt", "confusion_matrix.png",
+REPORT_FILES = ("evaluation.json", "classification_report.txt", "confusion_matrix.png", "calibration.png",
                 "misclassified.csv", "worst_losses.png")
 
 
@@ -62,11 +62,13 @@ def test_json_numbers_equal_scikit_learn_on_the_predicted_probabilities(evaluate
     assert report["log_loss"] == pytest.approx(metrics.log_loss(y_true, probabilities), abs=1e-4)
     assert report["roc_auc"] == pytest.approx(
         metrics.roc_auc_score(y_true, probabilities, multi_class="ovr"), abs=1e-3)
+    assert report["brier"] == pytest.approx(metrics.brier_score_loss(y_true, probabilities, labels=[0, 1, 2]), abs=1e-4)
+    assert 0 <= report["ece"] <= 1 and sum(row["count"] for row in report["calibration_bins"]) == 12
     labels = [classes.index(name) for name in report["classes"]]
     assert report["confusion_matrix"] == metrics.confusion_matrix(y_true, y_pred, labels=labels).tolist()
     for key in ("accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro",
                 "f1_weighted", "top_k_accuracy", "roc_auc", "log_loss", "per_class", "confusion_matrix",
-                "classes", "most_confused", "zero_division", "notes"):
+                "classes", "most_confused", "zero_division", "notes", "ece", "brier", "calibration_bins"):
         assert key in report
     assert report["top_k_accuracy"] is None  # 3 classes: top-5 says nothing
     matrix = np.array(report["confusion_matrix"])  # a 0/0 needs a class never predicted, or never true
@@ -83,7 +85,7 @@ def test_report_files_are_written_and_agree_with_the_json(evaluated):
     text = (out / "classification_report.txt").read_text()
     assert "macro avg" in text
     assert ("zero_division=0" in text) == any("zero_division=0" in note for note in report["notes"])
-    for name in ("confusion_matrix.png", "worst_losses.png"):
+    for name in ("confusion_matrix.png", "worst_losses.png", "calibration.png"):
         with Image.open(out / name) as image:
             assert image.format == "PNG" and 400 <= image.size[0] <= 4000 and 250 <= image.size[1] <= 4000
 

@@ -163,3 +163,22 @@ def test_worst_losses_png_shows_every_image(tmp_path):
     width, height = image.size  # 4 columns x 2 rows of about 2.4 x 2.7 inch at 100 dpi
     assert 800 <= width <= 1100 and 400 <= height <= 700 and width > height
     assert _png(worst_losses_png([])).size[0] > 0
+
+
+def test_calibration_error_and_brier_score_of_a_worked_example():
+    from sklearn.metrics import brier_score_loss
+
+    from tlcli.evaluate.metrics import calibration, compute_metrics
+
+    # Two images at confidence 0.9, one right and one wrong (gap 0.4), and two at 0.7, both right
+    # (gap 0.3): ECE = 0.5 * 0.4 + 0.5 * 0.3.
+    y_true = [0, 1, 0, 0]
+    probabilities = np.array([[0.9, 0.1], [0.9, 0.1], [0.7, 0.3], [0.7, 0.3]])
+    result = calibration(y_true, probabilities)
+    assert result["ece"] == pytest.approx(0.35)
+    assert [row["count"] for row in result["calibration_bins"] if row["count"]] == [2, 2]
+    assert result["brier"] == pytest.approx(brier_score_loss(y_true, probabilities[:, 1]) * 2)
+    metrics = compute_metrics(y_true, probabilities, ["a", "b"])
+    assert metrics["ece"] == pytest.approx(0.35) and metrics["brier"] == pytest.approx(result["brier"])
+    # Confidence that matches accuracy in every bin is perfectly calibrated.
+    assert calibration([0, 0, 0, 1], np.array([[0.75, 0.25]] * 4))["ece"] == pytest.approx(0.0)

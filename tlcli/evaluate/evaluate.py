@@ -19,6 +19,7 @@ from tlcli.errors import TlcliError
 from tlcli.evaluate.metrics import (
     GATE_METRICS,
     ZERO_DIVISION_NOTE,
+    calibration_png,
     classification_report_text,
     compute_metrics,
     confusion_matrix_png,
@@ -34,6 +35,7 @@ from tlcli.runs.directory import EVALUATION, check_writable_folder, read_run, wr
 
 CLASSIFICATION_REPORT = "classification_report.txt"
 CONFUSION_MATRIX = "confusion_matrix.png"
+CALIBRATION = "calibration.png"
 MISCLASSIFIED = "misclassified.csv"
 WORST_LOSSES = "worst_losses.png"
 MISCLASSIFIED_FIELDS = ("path", "true", "predicted", "confidence", "true_probability")
@@ -261,6 +263,7 @@ def report_contents(evaluation: Evaluation) -> dict[str, str | bytes]:
         CONFUSION_MATRIX: confusion_matrix_png(evaluation.metrics["confusion_matrix"], evaluation.metrics["classes"]),
         MISCLASSIFIED: rows_to_csv(misclassified, MISCLASSIFIED_FIELDS),
         WORST_LOSSES: worst_losses_png(worst),
+        CALIBRATION: calibration_png(evaluation.metrics),
     }
 
 

@@ -30,6 +30,7 @@ GATE_METRICS = (
     "top_k_accuracy", "roc_auc", "pr_auc",
 )
 MOST_CONFUSED = 10
+CALIBRATION_BINS = 15  # equal-width confidence bins of the expected calibration error
 _GALLERY_PIXELS = 240  # a worst-losses cell is 2.4 inches wide at 100 dpi
 
 
@@ -111,7 +112,39 @@ def compute_metrics(
     result["confusion_matrix"] = matrix.tolist()
     result["most_confused"] = most_confused_pairs(matrix, names)
     result["zero_division"] = ZERO_DIVISION
+    result.update(calibration(y_true, probabilities))
     return result
+
+
+def calibration(y_true, probabilities, bins: int = CALIBRATION_BINS) -> dict:
+    """How far the top class's probability is from how often it is right.
+
+    `ece`: the expected calibration error over `bins` equal-width bins of that probability
+    ((0, 1/bins], ..., ((bins-1)/bins, 1]), each bin's gap between mean confidence and accuracy
+    weighted by its share of the images (Guo et al., 2017). `brier`: the mean over images of the
+    squared distance between the probabilities and the one-hot truth (summed over classes: 0 is
+    perfect, 2 the worst), as scikit-learn's `brier_score_loss` gives it for three classes or
+    more; for two it is twice scikit-learn's binary figure, which counts one column.
+    `calibration_bins`: the reliability diagram's table.
+    """
+    y_true = np.asarray(y_true, dtype=int)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == y_true
+    index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    table, ece = [], 0.0
+    for number in range(bins):
+        members = index == number
+        count = int(members.sum())
+        row = {"low": number / bins, "high": (number + 1) / bins, "count": count,
+               "confidence": float(confidence[members].mean()) if count else None,
+               "accuracy": float(correct[members].mean()) if count else None}
+        if count:
+            ece += count / len(y_true) * abs(row["accuracy"] - row["confidence"])
+        table.append(row)
+    one_hot = np.eye(probabilities.shape[1])[y_true]
+    brier = float(((probabilities - one_hot) ** 2).sum(axis=1).mean())
+    return {"ece": float(ece), "brier": brier, "calibration_bins": table}
 
 
 def zero_division_classes(result: dict) -> list[str]:
@@ -216,7 +249,7 @@ def classification_report_text(y_true, probabilities, class_names: Sequence[str]
 def summary_rows(result: dict) -> list[tuple[str, str]]:
     """(name, formatted value) for the headline metrics, skipping those not computed."""
     keys = ["samples", "accuracy", "balanced_accuracy", "precision_macro", "recall_macro",
-            "f1_macro", "f1_weighted", "top_k_accuracy", "roc_auc", "pr_auc", "log_loss"]
+            "f1_macro", "f1_weighted", "top_k_accuracy", "roc_auc", "pr_auc", "log_loss", "ece", "brier"]
     rows = []
     for key in keys:
         value = result.get(key)
@@ -243,6 +276,29 @@ def _png_bytes(figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", bbox_inches="tight", pad_inches=0.15)
     return buffer.getvalue()
+
+
+def calibration_png(result: dict) -> bytes:
+    """The reliability diagram: each bin's accuracy against its mean confidence (the diagonal is
+    perfect calibration), with how many images each bin holds below."""
+    table = result["calibration_bins"]
+    figure = _figure(5.0, 6.0)
+    top, bottom = figure.subplots(2, 1, height_ratios=(3, 1), sharex=True)
+    width = table[0]["high"] - table[0]["low"]
+    filled = [row for row in table if row["count"]]
+    top.bar([row["low"] for row in filled], [row["accuracy"] for row in filled], width=width, align="edge",
+            color="tab:blue", edgecolor="white", label="accuracy")
+    top.bar([row["low"] for row in filled], [abs(row["confidence"] - row["accuracy"]) for row in filled],
+            bottom=[min(row["confidence"], row["accuracy"]) for row in filled], width=width, align="edge",
+            fill=False, hatch="//", edgecolor="tab:red", label="gap to mean confidence")
+    top.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
+    top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy",
+            title=f"Reliability (ECE {result['ece']:.4f}, Brier {result['brier']:.4f})")
+    top.legend(loc="upper left")
+    bottom.bar([row["low"] for row in table], [row["count"] for row in table], width=width, align="edge",
+               color="grey", edgecolor="white")
+    bottom.set(xlabel="confidence of the top class", ylabel="images")
+    return _png_bytes(figure)
 
 
 def confusion_matrix_png(matrix, class_names: Sequence[str]) -> bytes:
