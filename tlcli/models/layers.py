@@ -56,3 +56,27 @@ class Standardization(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+
+@keras.saving.register_keras_serializable(package="tlcli")
+class Temperature(keras.layers.Layer):
+    """Temperature scaling of a classifier's probabilities: softmax(log(p) / T).
+
+    `tlcli calibrate` fits T on the validation images, so that a probability of 0.9 is right
+    about 90% of the time; dividing every logit by one number never changes the top class.
+    The log of a softmax is its logits up to a constant per row, which softmax ignores.
+    """
+
+    def __init__(self, temperature: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.temperature = float(temperature)
+
+    def call(self, inputs):
+        probabilities = keras.ops.cast(inputs, "float32")
+        return keras.ops.softmax(keras.ops.log(keras.ops.maximum(probabilities, 1e-12)) / self.temperature)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "temperature": self.temperature}

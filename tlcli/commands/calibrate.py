@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tlcli.commands._options import BatchSize, Json, RunPath
+from tlcli.console import literal, out, print_json
+
+NAME = "calibrate"
+
+
+def run(
+    run_dir: RunPath,
+    data: Annotated[Optional[Path], typer.Option(
+        "--data", help="The run's dataset, if it has moved since training.", show_default=False)] = None,
+    batch_size: BatchSize = 32,
+    as_json: Json = False,
+) -> None:
+    """Calibrate a run's probabilities by temperature scaling, fitted on its validation images; the top class never changes."""
+    from tlcli.evaluate.calibrate import calibrate
+
+    result = calibrate(run_dir, data=data, batch_size=batch_size)
+    if as_json:
+        print_json({"run_dir": str(result.run_dir), "temperature": result.temperature, "images": result.images,
+                    "before": result.before, "after": result.after})
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Calibrated on {result.images} validation images: temperature {result.temperature:.4g}")
+    for column in ("", "ECE", "Brier", "log loss"):
+        table.add_column(column, justify="right")
+    for name, scores in (("before", result.before), ("after", result.after)):
+        table.add_row(name, f"{scores['ece']:.4f}", f"{scores['brier']:.4f}", f"{scores['log_loss']:.4f}")
+    out.print(table)
+    out.print(f"{literal(result.run_dir / 'model.keras')} now gives calibrated probabilities (exports too).")

@@ -1,0 +1,105 @@
+"""`tlcli calibrate`: temperature scaling of a run's probabilities, fitted on its validation images.
+
+One number T divides every logit; it is chosen by minimising the validation log loss, so the top
+class of every image stays what it was and only the confidence moves. The model gains a
+`Temperature` layer (or has its T replaced), so `model.keras` and every export give calibrated
+probabilities.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tlcli.errors import TlcliError
+from tlcli.evaluate.metrics import calibration
+from tlcli.evaluate.predict import predict_samples
+from tlcli.runs.directory import IN_PROGRESS, METRICS, read_run, save_model_atomic, write_json
+from tlcli.runs.locks import lock_output, locks_outputs
+from tlcli.training.finetune import run_dataset
+
+TEMPERATURE_LAYER = "temperature"
+TEMPERATURES = (0.05, 20.0)  # the range T is searched in
+
+
+@dataclass(frozen=True)
+class Calibration:
+    run_dir: Path
+    temperature: float
+    images: int  # validation images T was fitted on
+    before: dict  # ece, brier and log_loss on them, uncalibrated
+    after: dict  # the same, calibrated
+
+
+def fit_temperature(y_true: np.ndarray, probabilities: np.ndarray) -> float:
+    """The T that minimises the log loss of softmax(log(p) / T) (a one-dimensional convex search)."""
+    from scipy.optimize import minimize_scalar
+
+    logits = np.log(np.maximum(probabilities.astype(np.float64), 1e-12))
+
+    def log_loss(log_temperature: float) -> float:
+        return _log_loss(y_true, _scaled(logits, np.exp(log_temperature)))
+
+    low, high = np.log(TEMPERATURES)
+    return float(np.exp(minimize_scalar(log_loss, bounds=(low, high), method="bounded",
+                                        options={"xatol": 1e-6}).x))
+
+
+def _scaled(logits: np.ndarray, temperature: float) -> np.ndarray:
+    scaled = logits / temperature
+    scaled -= scaled.max(axis=1, keepdims=True)
+    exp = np.exp(scaled)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def _log_loss(y_true: np.ndarray, probabilities: np.ndarray) -> float:
+    return float(-np.log(np.maximum(probabilities[np.arange(len(y_true)), y_true], 1e-300)).mean())
+
+
+def _scores(y_true: np.ndarray, probabilities: np.ndarray) -> dict:
+    result = calibration(y_true, probabilities)
+    return {"ece": result["ece"], "brier": result["brier"], "log_loss": _log_loss(y_true, probabilities)}
+
+
+@locks_outputs
+def calibrate(run_path: Path, *, data: Path | None = None, batch_size: int = 32) -> Calibration:
+    """Fit T on the run's validation images and save the calibrated model in the run directory."""
+    from tlcli.models.layers import Temperature
+    from tlcli.models.saved import load_run_model
+    from tlcli.runtime import import_keras
+
+    keras = import_keras()
+    run = read_run(run_path)
+    lock_output(run.path, str(run.path), "a calibration")
+    if (run.path / IN_PROGRESS).exists():
+        raise TlcliError(f"{run.path} holds a run that has not finished. Finish it (the same command with "
+                         "--resume), then calibrate.")
+    if not run.config:
+        raise TlcliError(f"{run.path} has no config.json: calibration needs the run's validation split. "
+                         "Pass the run directory that `tlcli train` or `tlcli finetune` wrote.")
+    dataset, _ = run_dataset(run, data, strict=False)
+    samples = dataset.splits.get("val", ())
+    if not samples:
+        raise TlcliError(f"{dataset.root} has no validation images for this run, and temperature scaling is fitted "
+                         "on them. Train with --val-split above 0 (or a val/ folder), then calibrate.")
+    model, info = load_run_model(run.path)
+    if model.layers[-1].name == TEMPERATURE_LAYER:  # calibrated before: fit T afresh on the raw output
+        model = keras.Model(model.inputs, model.layers[-1].input)
+    indices, probabilities = predict_samples(model, samples, info.image_size, batch_size)
+    y_true = np.array([samples[index].label for index in indices])
+    temperature = fit_temperature(y_true, probabilities)
+    calibrated_probabilities = _scaled(np.log(np.maximum(probabilities.astype(np.float64), 1e-12)), temperature)
+    outputs = Temperature(temperature, name=TEMPERATURE_LAYER, dtype="float32")(model.outputs[0])
+    calibrated = keras.Model(model.inputs, outputs, name=model.name)
+    save_model_atomic(calibrated, info.model_path)
+    result = Calibration(run.path, temperature, len(y_true), _scores(y_true, probabilities),
+                         _scores(y_true, calibrated_probabilities))
+    metrics_path = run.path / METRICS
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    metrics["calibration"] = {"temperature": temperature, "images": result.images,
+                              "before": result.before, "after": result.after}
+    write_json(metrics_path, metrics)
+    return result
