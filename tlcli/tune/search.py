@@ -2,20 +2,20 @@
 
 Both searches share this machinery and differ only in how a trial runs and what best.toml holds:
 
-- The head search (tlcli/head_search.py) computes the frozen backbone's features once and fits
+- The head search (tlcli/tune/head.py) computes the frozen backbone's features once and fits
   every trial's head on them, so a trial costs seconds rather than a pass over the images.
   Its best.toml is for `tlcli train --config best.toml DATA`.
-- The fine-tuning search (tlcli/finetune_search.py, `--finetune RUN_DIR`) starts every trial
+- The fine-tuning search (tlcli/tune/finetune.py, `--finetune RUN_DIR`) starts every trial
   from the run's saved model, unfreezes the backbone from the trial's depth and fits on the
   images at the trial's learning rate. Its best.toml is for `tlcli finetune RUN_DIR --config best.toml`.
 
 Every trial is scored on the validation images after early stopping has restored its best epoch.
 
 Grid and random search use scikit-learn's ParameterGrid and ParameterSampler
-(tlcli/search_space.py): reproducible under a seed, and they plan every trial up front, so a
+(tlcli/tune/space.py): reproducible under a seed, and they plan every trial up front, so a
 resumed search knows which trials are left. Bayesian optimisation and hyperband choose each
 trial from the results so far; for those, KerasTuner's oracles propose the values
-(tlcli/adaptive_search.py), and tlcli runs and records the trials the same way.
+(tlcli/tune/adaptive.py), and tlcli runs and records the trials the same way.
 
 The tuning directory (`--out`):
 

@@ -2,7 +2,7 @@
 
 A space maps each searched setting to a list of values (grid or random search) or a `Range`
 (every search but grid). Which settings a search may vary, and what a valid value is, belongs
-to that search (tlcli/head_search.py, tlcli/finetune_search.py); reading and planning is shared.
+to that search (tlcli/tune/head.py, tlcli/tune/finetune.py); reading and planning is shared.
 """
 
 from __future__ import annotations
