@@ -34,4 +34,4 @@ def run(
     for name, scores in (("before", result.before), ("after", result.after)):
         table.add_row(name, f"{scores['ece']:.4f}", f"{scores['brier']:.4f}", f"{scores['log_loss']:.4f}")
     out.print(table)
-    out.print(f"{literal(result.run_dir / 'model.keras')} now gives calibrated probabilities (exports too).")
+    out.print(f"{literal(result.model_path)} now gives calibrated probabilities (exports too).")

@@ -8,7 +8,6 @@ probabilities.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import numpy as np
 from tlcli.errors import TlcliError
 from tlcli.evaluate.metrics import calibration
 from tlcli.evaluate.predict import predict_samples
-from tlcli.runs.directory import IN_PROGRESS, METRICS, read_run, save_model_atomic, write_json
+from tlcli.runs.directory import IN_PROGRESS, METRICS, read_json, read_run, save_model_atomic, write_json
 from tlcli.runs.locks import lock_output, locks_outputs
 from tlcli.training.finetune import run_dataset
 
@@ -28,6 +27,7 @@ TEMPERATURES = (0.05, 20.0)  # the range T is searched in
 @dataclass(frozen=True)
 class Calibration:
     run_dir: Path
+    model_path: Path  # the model file that now holds the temperature
     temperature: float
     images: int  # validation images T was fitted on
     before: dict  # ece, brier and log_loss on them, uncalibrated
@@ -38,7 +38,7 @@ def fit_temperature(y_true: np.ndarray, probabilities: np.ndarray) -> float:
     """The T that minimises the log loss of softmax(log(p) / T) (a one-dimensional convex search)."""
     from scipy.optimize import minimize_scalar
 
-    logits = np.log(np.maximum(probabilities.astype(np.float64), 1e-12))
+    logits = _logits(probabilities)
 
     def log_loss(log_temperature: float) -> float:
         return _log_loss(y_true, _scaled(logits, np.exp(log_temperature)))
@@ -46,6 +46,11 @@ def fit_temperature(y_true: np.ndarray, probabilities: np.ndarray) -> float:
     low, high = np.log(TEMPERATURES)
     return float(np.exp(minimize_scalar(log_loss, bounds=(low, high), method="bounded",
                                         options={"xatol": 1e-6}).x))
+
+
+def _logits(probabilities: np.ndarray) -> np.ndarray:
+    """Logits up to a constant per row, as the Temperature layer takes them (log of the clipped probabilities)."""
+    return np.log(np.maximum(probabilities.astype(np.float64), 1e-12))
 
 
 def _scaled(logits: np.ndarray, temperature: float) -> np.ndarray:
@@ -85,20 +90,20 @@ def calibrate(run_path: Path, *, data: Path | None = None, batch_size: int = 32)
     if not samples:
         raise TlcliError(f"{dataset.root} has no validation images for this run, and temperature scaling is fitted "
                          "on them. Train with --val-split above 0 (or a val/ folder), then calibrate.")
+    metrics_path = run.path / METRICS
+    metrics = read_json(metrics_path) if metrics_path.is_file() else {}  # damaged: refused before any change
     model, info = load_run_model(run.path)
     if model.layers[-1].name == TEMPERATURE_LAYER:  # calibrated before: fit T afresh on the raw output
         model = keras.Model(model.inputs, model.layers[-1].input)
     indices, probabilities = predict_samples(model, samples, info.image_size, batch_size)
     y_true = np.array([samples[index].label for index in indices])
     temperature = fit_temperature(y_true, probabilities)
-    calibrated_probabilities = _scaled(np.log(np.maximum(probabilities.astype(np.float64), 1e-12)), temperature)
+    calibrated_probabilities = _scaled(_logits(probabilities), temperature)
     outputs = Temperature(temperature, name=TEMPERATURE_LAYER, dtype="float32")(model.outputs[0])
     calibrated = keras.Model(model.inputs, outputs, name=model.name)
     save_model_atomic(calibrated, info.model_path)
-    result = Calibration(run.path, temperature, len(y_true), _scores(y_true, probabilities),
+    result = Calibration(run.path, info.model_path, temperature, len(y_true), _scores(y_true, probabilities),
                          _scores(y_true, calibrated_probabilities))
-    metrics_path = run.path / METRICS
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     metrics["calibration"] = {"temperature": temperature, "images": result.images,
                               "before": result.before, "after": result.after}
     write_json(metrics_path, metrics)
