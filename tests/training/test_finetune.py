@@ -70,8 +70,6 @@ def test_stage_parsing_accepts_blocks_counts_shares_and_all():
 
 
 def test_a_stage_that_ends_worse_is_rolled_back(tiny_run, tmp_path):
-    from tlcli.models.saved import load_run_model
-
     result = invoke("finetune", tiny_run, "--stage", "block5:1:1e-5", "--stage", "all:1:50",
                     "--optimizer", "sgd", "--batch-size", 8, "--early-stopping", 0, "--out", tmp_path / "ft")
     assert "Stage 2 ended worse" in result.output and "rolled back" in result.output

@@ -41,8 +41,6 @@ def trained_runs(colour_dataset, tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(BACKBONES))
 def test_train_then_finetune_every_backbone(trained_runs, name):
-    from tlcli.models.saved import load_run_model
-
     train_dir, tune_dir, _ = trained_runs[name]
     # The linear head is solved: no epochs, so no history; the penalty's cross-validation instead.
     assert {path.name for path in train_dir.iterdir()} == SOLVED_RUN_FILES
@@ -62,7 +60,6 @@ def test_train_then_finetune_every_backbone(trained_runs, name):
 
 
 def test_stage_table_counts_match_the_model(trained_runs):
-    from tlcli.models.saved import load_run_model
     from tlcli.models.weights import find_base
     from tlcli.training.finetune import count_parameters, first_unfrozen_index, unfreeze
 
@@ -80,7 +77,6 @@ def test_stage_table_counts_match_the_model(trained_runs):
 
 
 def test_batch_norm_statistics_are_unchanged_by_fine_tuning(trained_runs):
-    from tlcli.models.saved import load_run_model
     from tlcli.models.weights import find_base
 
     train_dir, tune_dir, _ = trained_runs["resnet50"]
@@ -99,7 +95,6 @@ def test_batch_norm_statistics_are_unchanged_by_fine_tuning(trained_runs):
 
 
 def test_weights_from_a_run_directory_transfer_the_trained_backbone(trained_runs, tmp_path):
-    from tlcli.models.saved import load_run_model
     from tlcli.models.weights import find_base
 
     source = trained_runs["vgg16"][1]
@@ -115,8 +110,6 @@ def test_weights_from_a_run_directory_transfer_the_trained_backbone(trained_runs
 
 
 def test_cached_and_end_to_end_gradient_routes_train_the_same_model(colour_dataset, tmp_path):
-    from tlcli.models.saved import load_run_model
-
     common = ("--model", "vgg16", "--weights", "none", "--image-size", 32, "--epochs", 12, "--head-solver",
               "gradient", "--learning-rate", 0.03, "--batch-size", 8, "--quiet", "--early-stopping", 0)
     invoke("train", colour_dataset, *common, "--out", tmp_path / "cached")
@@ -270,7 +263,6 @@ def few_shot_run(tmp_path_factory):
     from helpers import write_digits_dataset
     from tlcli.data.dataset import SplitOptions, load_dataset
     from tlcli.models.features import extract_features
-    from tlcli.models.saved import load_run_model
 
     root = tmp_path_factory.mktemp("few-shot")
     data = write_digits_dataset(root / "data", {"train": 6, "val": 3, "test": 10})
