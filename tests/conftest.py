@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import write_class_folders, write_colour_dataset, write_image
+from helpers import invoke, write_class_folders, write_colour_dataset, write_image
+from tlcli.models.backbones import BACKBONES
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -73,3 +74,20 @@ def tiny_run(colour_dataset, tmp_path_factory) -> Path:
                          head_solver="gradient", fit=FitConfig(epochs=2, learning_rate=1e-3, batch_size=8))
     train(config)
     return run
+
+
+@pytest.fixture(scope="session")
+def trained_runs(colour_dataset, tmp_path_factory):
+    """train -> finetune (top block, one epoch) for every backbone at its minimum size:
+    {name: (train run, fine-tuned run, finetune's output)}."""
+    root = tmp_path_factory.mktemp("runs")
+    runs = {}
+    for spec in BACKBONES.values():
+        train_dir, tune_dir = root / spec.name, root / f"{spec.name}-ft"
+        invoke("train", colour_dataset, "--model", spec.name, "--weights", "none",
+               "--image-size", spec.min_size, "--epochs", 2, "--batch-size", 8, "--quiet",
+               "--learning-rate", 0.01, "--out", train_dir)
+        tuned = invoke("finetune", train_dir, "--stage", f"{spec.blocks[-1].name}:1:1e-4",
+                       "--batch-size", 8, "--out", tune_dir)
+        runs[spec.name] = (train_dir, tune_dir, tuned.output)
+    return runs

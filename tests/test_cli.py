@@ -38,8 +38,8 @@ def test_help_does_not_import_tensorflow():
 def test_whole_process_help_and_version():
     result = _tlcli("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"tlcli {__version__}"
-    for command in ("models", "inspect", "augment", "train", "finetune", "tune", "evaluate", "predict",
-                    "export", "extract"):
+    for command in ("models", "inspect", "augment", "train", "finetune", "tune", "evaluate", "calibrate", "explain",
+                    "predict", "export", "extract"):
         help_text = _tlcli(command, "--help")
         assert help_text.returncode == 0 and "Usage: tlcli " + command in help_text.stdout
 
@@ -52,6 +52,7 @@ def test_models_json_lists_the_four_backbones():
     assert rows["inceptionv3"]["min_size"] == 75 and rows["xception"]["default_size"] == 299
     assert rows["vgg16"]["max_size"] == 1024 and rows["xception"]["max_size"] == 1440
     assert rows["vgg16"]["preprocessing"] == "caffe" and rows["xception"]["preprocessing"] == "tf"
+    assert rows["vgg16"]["explain_layer"] == "block5_conv3" and rows["inceptionv3"]["explain_layer"] == "mixed10"
 
 
 def test_models_table_mentions_every_backbone():

@@ -13,7 +13,20 @@ from typing import Annotated, Optional
 import typer
 
 from tlcli import __version__
-from tlcli.commands import augment, calibrate, evaluate, export, extract, finetune, inspect, models, predict, train, tune
+from tlcli.commands import (
+    augment,
+    calibrate,
+    evaluate,
+    explain,
+    export,
+    extract,
+    finetune,
+    inspect,
+    models,
+    predict,
+    train,
+    tune,
+)
 from tlcli.console import print_error
 from tlcli.errors import TlcliError
 from tlcli.runtime import DEBUG_ENV, debug_enabled
@@ -70,7 +83,7 @@ def reports_errors(function):
     return wrapper
 
 
-for module in (models, inspect, augment, train, finetune, tune, evaluate, calibrate, predict, export, extract):
+for module in (models, inspect, augment, train, finetune, tune, evaluate, calibrate, explain, predict, export, extract):
     app.command(module.NAME, help=module.run.__doc__)(reports_errors(module.run))
 
 

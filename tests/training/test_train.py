@@ -22,22 +22,6 @@ RUN_FILES = {"config.json", "labels.txt", "model.keras", "history.csv", "curves.
 SOLVED_RUN_FILES = {".tlcli", "config.json", "labels.txt", "model.keras", "metrics.json", "penalty.png"}
 
 
-@pytest.fixture(scope="module")
-def trained_runs(colour_dataset, tmp_path_factory):
-    """train -> finetune (top block, one epoch) for every backbone at its minimum size."""
-    root = tmp_path_factory.mktemp("runs")
-    runs = {}
-    for spec in BACKBONES.values():
-        train_dir, tune_dir = root / spec.name, root / f"{spec.name}-ft"
-        invoke("train", colour_dataset, "--model", spec.name, "--weights", "none",
-               "--image-size", spec.min_size, "--epochs", 2, "--batch-size", 8, "--quiet",
-               "--learning-rate", 0.01, "--out", train_dir)
-        tuned = invoke("finetune", train_dir, "--stage", f"{spec.blocks[-1].name}:1:1e-4",
-                       "--batch-size", 8, "--out", tune_dir)
-        runs[spec.name] = (train_dir, tune_dir, tuned.output)
-    return runs
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(BACKBONES))
 def test_train_then_finetune_every_backbone(trained_runs, name):

@@ -41,6 +41,12 @@ def run(
                      help="Exit 1 when METRIC is below VALUE, e.g. accuracy=0.9 (repeatable).",
                      show_default=False),
     ] = None,
+    explain: Annotated[
+        int,
+        typer.Option("--explain", metavar="N", min=0,
+                     help="Grad-CAM maps of the predicted and true class of the N worst-loss images, "
+                          "in worst_losses_explained.png."),
+    ] = 0,
     batch_size: BatchSize = 32,
     strategy: Strategy = "auto",
     tpu: Tpu = None,
@@ -55,6 +61,7 @@ def run(
     from tlcli.evaluate.evaluate import (
         check_thresholds_apply,
         evaluate_model,
+        explain_worst,
         failed_thresholds,
         find_evaluation_folder,
         parse_thresholds,
@@ -82,6 +89,9 @@ def run(
     with bar:
         evaluation = evaluate_model(keras_model, info.class_names, info.image_size, selection,
                                     info.model_path, top_k, batch_size, on_predicted=advance, placement=placement)
+    if explain and placement.is_chief:
+        with progress("Explaining the worst losses", None)[0]:
+            explain_worst(keras_model, evaluation, explain, info.image_size)
     report = evaluation.to_dict()
     if placement.is_chief:
         _show_results(report, write_reports(evaluation, reports), reports, as_json)

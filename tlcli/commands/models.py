@@ -22,6 +22,7 @@ def run(as_json: Json = False) -> None:
                 "feature_size": spec.feature_size,
                 "preprocessing": spec.preprocessing,
                 "blocks": list(spec.block_names),
+                "explain_layer": spec.last_conv_layer,
                 "imagenet_weights_cached": cached is not None,
                 "weights_file": str(keras_cache_dir() / spec.weights_file),
             }

@@ -7,15 +7,16 @@ folders are matched to the model's labels by name: a subset is fine, an unknown 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from tlcli.data.dataset import Sample, discover, scan, split_folder, split_of
-from tlcli.data.images import Problem
+from tlcli.data.images import Problem, read_rgb
 from tlcli.errors import TlcliError
+from tlcli.evaluate.heatmaps import DISPLAY_SIDE, Panel, explanations_png
 from tlcli.evaluate.metrics import (
     GATE_METRICS,
     ZERO_DIVISION_NOTE,
@@ -38,6 +39,7 @@ CONFUSION_MATRIX = "confusion_matrix.png"
 CALIBRATION = "calibration.png"
 MISCLASSIFIED = "misclassified.csv"
 WORST_LOSSES = "worst_losses.png"
+WORST_EXPLAINED = "worst_losses_explained.png"  # with --explain N
 MISCLASSIFIED_FIELDS = ("path", "true", "predicted", "confidence", "true_probability")
 WORST_LOSS_IMAGES = 16
 
@@ -190,6 +192,7 @@ class Evaluation:
     metrics: dict
     problems: list[Problem]
     distribution: dict | None = None  # where it ran (see distribute.Placement.describe)
+    explained: list[ExplainedImage] = field(default_factory=list)  # with --explain N: the worst losses
 
     def to_dict(self) -> dict:
         return {
@@ -201,7 +204,51 @@ class Evaluation:
             "misclassified": int(np.sum(self.probabilities.argmax(axis=1) != self.y_true)),
             "skipped": [{"path": str(p.path), "reason": p.reason} for p in self.problems],
             "notes": [*self.data.notes, *([ZERO_DIVISION_NOTE] if zero_division_classes(self.metrics) else [])],
+            **({"explained": [image.record for image in self.explained]} if self.explained else {}),
         }
+
+    def worst(self, count: int) -> np.ndarray:
+        """Positions of the `count` images with the highest loss, highest first."""
+        return np.argsort(-per_image_losses(self.y_true, self.probabilities), kind="stable")[:count]
+
+
+@dataclass(frozen=True)
+class ExplainedImage:
+    """A worst-loss image with Grad-CAM maps of its predicted and its true class."""
+
+    path: Path
+    panels: tuple[Panel, ...]
+    record: dict
+
+
+def explain_worst(model, evaluation: Evaluation, count: int, image_size: int, batch_size: int = 16) -> None:
+    """Give the `count` worst-loss images of `evaluation` maps of their predicted and true class."""
+    from PIL import Image
+
+    from tlcli.evaluate.explain import PREDICTED, TRUE, GradCam, explain_samples
+
+    names = evaluation.class_names
+    losses = per_image_losses(evaluation.y_true, evaluation.probabilities)
+    by_path = {sample.path: sample for sample in evaluation.data.samples}
+    positions = evaluation.worst(count)
+    samples = [by_path[evaluation.paths[position]] for position in positions]
+    gradcam = GradCam(model)
+    for index, probabilities, (predicted, true) in explain_samples(gradcam, samples, image_size, [PREDICTED, TRUE],
+                                                                 batch_size):
+        path, loss = samples[index].path, float(losses[positions[index]])
+        with Image.open(path) as image:
+            size = image.size
+        maps = [("predicted", predicted)] + ([("true", true)] if true.class_index != predicted.class_index else [])
+        panels = tuple(
+            Panel(f"{role} {names[heatmap.class_index]} {heatmap.probability:.1%}", heatmap.values,
+                  heatmap.peak(*size), size)
+            for role, heatmap in maps
+        )
+        record = {
+            "path": str(path), "true": names[true.class_index], "predicted": names[predicted.class_index],
+            "loss": loss, "peak_predicted": predicted.peak(*size), "peak_true": true.peak(*size),
+        }
+        evaluation.explained.append(ExplainedImage(path, panels, record))
 
 
 def evaluate_model(
@@ -255,8 +302,13 @@ def report_contents(evaluation: Evaluation) -> dict[str, str | bytes]:
             "confidence": float(probabilities[i].max()),
             "loss": float(losses[i]),
         }
-        for i in np.argsort(-losses, kind="stable")[:WORST_LOSS_IMAGES]
+        for i in evaluation.worst(WORST_LOSS_IMAGES)
     ]
+    explained = {}
+    if evaluation.explained:
+        rows = [(read_rgb(str(image.path), least_side=DISPLAY_SIDE), image.path.name, image.panels)
+                for image in evaluation.explained]
+        explained[WORST_EXPLAINED] = explanations_png(rows)
     return {
         EVALUATION: json.dumps(evaluation.to_dict(), indent=2) + "\n",
         CLASSIFICATION_REPORT: classification_report_text(y_true, probabilities, names, evaluation.metrics),
@@ -264,6 +316,7 @@ def report_contents(evaluation: Evaluation) -> dict[str, str | bytes]:
         MISCLASSIFIED: rows_to_csv(misclassified, MISCLASSIFIED_FIELDS),
         WORST_LOSSES: worst_losses_png(worst),
         CALIBRATION: calibration_png(evaluation.metrics),
+        **explained,
     }
 
 
@@ -277,6 +330,8 @@ def reports_folder(model: Path, out_dir: Path | None) -> Path:
 
 def write_reports(evaluation: Evaluation, out_dir: Path) -> list[Path]:
     contents = report_contents(evaluation)
+    if WORST_EXPLAINED not in contents:  # an earlier evaluate's, about other predictions
+        (Path(out_dir) / WORST_EXPLAINED).unlink(missing_ok=True)
     written = []
     for name, content in contents.items():
         write_atomic(Path(out_dir) / name, content)

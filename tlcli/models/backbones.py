@@ -42,6 +42,9 @@ class BackboneSpec:
     layer_count: int  # len(base.layers) without the top, whatever the image size: bounds a stage's count
     weights_file: str  # the no-top ImageNet weights file Keras downloads into its cache
     blocks: tuple[Block, ...]
+    # The output of the last convolutional block, the finest map that still sees the whole image:
+    # `tlcli explain` weighs it by its gradient (Grad-CAM). A stable layer name in every backbone.
+    last_conv_layer: str
 
     def build_constructor(self):
         from tlcli.runtime import import_keras
@@ -98,6 +101,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             layer_count=19,
             weights_file="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
             blocks=_numbered("block", range(1, 6), "{prefix}{n}_conv1"),
+            last_conv_layer="block5_conv3",
         ),
         BackboneSpec(
             name="resnet50",
@@ -112,6 +116,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             layer_count=175,
             weights_file="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
             blocks=_numbered("conv", range(2, 6), "{prefix}{n}_block1_1_conv"),
+            last_conv_layer="conv5_block3_out",
         ),
         BackboneSpec(
             name="inceptionv3",
@@ -126,6 +131,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             layer_count=311,
             weights_file="inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
             blocks=tuple(Block(f"mixed{n}", after_layer=f"mixed{n - 1}") for n in range(1, 11)),
+            last_conv_layer="mixed10",
         ),
         BackboneSpec(
             name="xception",
@@ -145,6 +151,7 @@ BACKBONES: dict[str, BackboneSpec] = {
                 *_numbered("block", range(3, 14), "{prefix}{n}_sepconv1_act"),
                 Block("block14", first_layer="block14_sepconv1"),
             ),
+            last_conv_layer="block14_sepconv2_act",
         ),
     )
 }

@@ -42,7 +42,7 @@ IN_PROGRESS = ".in-progress"
 EVALUATION = "evaluation.json"  # what `tlcli evaluate` writes into its reports folder
 EXPORT_METADATA = "metadata.json"  # what `tlcli export` writes beside its model.keras
 KERAS_ARCHITECTURE = "config.json"  # inside a .keras archive, beside the weights
-MARKER = ".tlcli"  # names the kind of folder tlcli made: run, tune or export
+MARKER = ".tlcli"  # names the kind of folder tlcli made: run, tune, export or explain
 TUNE_SETTINGS = "tune.json"  # a tuning directory's search
 LEADERBOARD = "leaderboard.json"  # a tuning directory's finished trials
 
@@ -98,7 +98,9 @@ def default_run_dir(model_name: str, prefix: str = "") -> Path:
     return Path("runs") / f"{stamp}-{prefix}{model_name}"
 
 
-OUTPUT_KINDS = {"run": "a training run", "tune": "a tuning search", "export": "an export"}
+OUTPUT_KINDS = {
+    "run": "a training run", "tune": "a tuning search", "export": "an export", "explain": "tlcli explain's pictures",
+}
 # What --resume continues from: an interrupted folder without any of these holds nothing to resume.
 _PROGRESS = {"run": (HISTORY, BACKUP), "tune": (LEADERBOARD,)}
 _INTERRUPTED = {"run": "an interrupted run", "tune": "an interrupted search"}
@@ -294,9 +296,14 @@ def resumable(path: Path):
         ) from None
 
 
+def finish_output_dir(path: Path) -> None:
+    """Mark a folder that start_output_dir made as finished."""
+    (path / IN_PROGRESS).unlink(missing_ok=True)
+
+
 def finish_run_dir(path: Path) -> None:
     shutil.rmtree(path / BACKUP, ignore_errors=True)
-    (path / IN_PROGRESS).unlink(missing_ok=True)
+    finish_output_dir(path)
 
 
 @dataclass(frozen=True)

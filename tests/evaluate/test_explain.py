@@ -1,0 +1,195 @@
+"""`tlcli explain` and `evaluate --explain`: Grad-CAM maps of saved models, run for real."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import invoke, runner
+from tlcli.cli import app
+from tlcli.evaluate.explain import PREDICTED, GradCam, Heatmap
+from tlcli.evaluate.heatmaps import DISPLAY_SIDE, GAP, TILE_SIDE
+from tlcli.models.backbones import BACKBONES
+from tlcli.models.saved import load_run_model
+
+PATCH_IMAGE_SIZE = 128  # ResNet50's last block is 4 x 4 here
+
+
+def _explain(*args):
+    return runner.invoke(app, ["explain", *map(str, args)])
+
+
+def write_patch_dataset(root: Path, per_class: dict[str, int], size: int = PATCH_IMAGE_SIZE) -> dict[str, tuple]:
+    """Noise images, half of them ("patch") with a bright square in one of the four corners,
+    chosen at random: the class is decided by the patch, and nothing else. Returns each patch
+    image's corner as (bottom, right)."""
+    rng = np.random.default_rng(0)
+    corners = {}
+    for split, count in per_class.items():
+        for name in ("patch", "plain"):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for index in range(count):
+                pixels = rng.integers(0, 100, (size, size, 3)).astype(np.uint8)
+                if name == "patch":
+                    side, margin = size // 4, size // 8
+                    bottom, right = (int(value) for value in rng.integers(0, 2, 2))
+                    top = rng.integers(0, margin) + bottom * (size - side - margin)
+                    left = rng.integers(0, margin) + right * (size - side - margin)
+                    pixels[top : top + side, left : left + side] = 255
+                    corners[str(folder / f"{index}.png")] = (bottom, right)
+                Image.fromarray(pixels).save(folder / f"{index}.png")
+    return corners
+
+
+@pytest.fixture(scope="module")
+def patch_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("patch")
+    corners = write_patch_dataset(root / "data", {"train": 8, "val": 4, "test": 4})
+    invoke("train", root / "data", "--model", "resnet50", "--weights", "none", "--image-size", PATCH_IMAGE_SIZE,
+           "--quiet", "--out", root / "run")
+    return root / "run", root / "data", corners
+
+
+@pytest.mark.slow
+def test_the_map_peaks_in_the_corner_whose_bright_patch_decides_the_class(patch_run, tmp_path):
+    run, data, corners = patch_run
+    result = invoke("explain", run, data / "test" / "patch", "--out", tmp_path / "maps", "--json")
+    records = json.loads(result.stdout)
+
+    assert len(records) == 4 and {record["predicted"] for record in records} == {"patch"}
+    for record in records:
+        bottom, right = corners[record["path"]]
+        half = PATCH_IMAGE_SIZE / 2
+        assert record["grid"] == [4, 4]
+        assert (record["peak"]["y"] >= half, record["peak"]["x"] >= half) == (bottom, right), record
+        assert Path(record["picture"]).parent == tmp_path / "maps"
+    assert len(set(corners[record["path"]] for record in records)) > 1  # not one corner for all
+    assert "Pictures in" in result.stderr and "contact sheet contact_sheet.png" in result.stderr
+
+
+def test_every_image_gets_a_picture_and_the_sheet_shows_them_all(patch_run, tmp_path):
+    run, data, _ = patch_run
+    out = tmp_path / "maps"
+    invoke("explain", run, data / "test", "--out", out)
+
+    # Numbered in input order (patch/0..3, then plain/0..3), since two files may share a name.
+    assert {path.name for path in out.glob("*.png")} == {f"{n}-{(n - 1) % 4}.png" for n in range(1, 9)} | {
+        "contact_sheet.png"}
+    with Image.open(out / "contact_sheet.png") as sheet, Image.open(out / "1-0.png") as picture:
+        assert sheet.width == GAP + 8 * (TILE_SIDE + GAP)  # one row of eight tiles
+        assert picture.size[0] == GAP + 2 * (DISPLAY_SIDE + GAP)  # the image, and the image under its map
+    saved = json.loads((out / "explain.json").read_text())
+    assert len(saved["images"]) == 8 and saved["backbone_layer"] == "conv5_block3_out"
+
+
+def test_the_peak_is_the_hottest_cell_in_the_images_own_pixels():
+    values = np.zeros((4, 4), np.float32)
+    values[0, 3] = 1.0
+    assert Heatmap(0, 0.9, values).peak(200, 100) == {"x": 175, "y": 12}
+    assert Heatmap(0, 0.9, np.zeros((1, 1), np.float32)).peak(200, 100) is None  # flat: nowhere in particular
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_a_fine_tuned_run_of_every_backbone_is_explained_at_its_smallest_size(trained_runs, name):
+    """The maps come from the backbone table's last block, through the fine-tuned model as saved."""
+    _, tuned, _ = trained_runs[name]
+    model, info = load_run_model(tuned)
+    spec = BACKBONES[name]
+    images = np.random.default_rng(0).uniform(0, 255, (3, spec.min_size, spec.min_size, 3)).astype(np.float32)
+    probabilities, heatmaps = GradCam(model)(images, [PREDICTED, 0, 2])
+
+    np.testing.assert_allclose(probabilities, np.asarray(model(images, training=False)), atol=1e-5)
+    block = model.get_layer(name.replace("inceptionv3", "inception_v3")).get_layer(spec.last_conv_layer)
+    assert [heatmap.values.shape for heatmap in heatmaps] == [tuple(block.output.shape[1:3])] * 3
+    assert [heatmap.class_index for heatmap in heatmaps] == [int(probabilities[0].argmax()), 0, 2]
+    for heatmap in heatmaps:
+        assert heatmap.values.min() >= 0 and heatmap.values.max() <= 1
+
+
+def test_a_calibrated_model_explains_the_same_place_with_its_own_probabilities(tiny_run, colour_dataset, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    images = [colour_dataset / "test" / "red" / "red_0.png"]
+    before = json.loads(invoke("explain", run, *images, "--json", "--out", tmp_path / "a").stdout)
+    invoke("calibrate", run, "--json")
+    after = json.loads(invoke("explain", run, *images, "--json", "--out", tmp_path / "b").stdout)
+    predicted = json.loads(invoke("predict", run, *images, "--format", "json").stdout)
+
+    assert after[0]["probability"] == pytest.approx(predicted[0]["probability"], abs=1e-5)
+    assert after[0]["probability"] != pytest.approx(before[0]["probability"], abs=1e-4)
+    assert after[0]["peak"] == before[0]["peak"] and after[0]["class"] == before[0]["class"]
+
+
+def test_an_unreadable_file_is_reported_and_the_others_are_explained(tiny_run, colour_dataset, tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG not really")
+    good = colour_dataset / "test" / "blue" / "blue_0.png"
+    result = _explain(tiny_run, bad, good, "--out", tmp_path / "maps")
+
+    assert result.exit_code == 0, result.output
+    assert f"Skipped {bad}" in result.stderr and "Explained 1 image(s); skipped 1 unreadable file(s)" in result.stderr
+    assert [path.name for path in (tmp_path / "maps").glob("*.png")] != [] and not list(
+        (tmp_path / "maps").glob("*broken*"))
+
+
+def test_a_class_the_model_lacks_is_reported_and_the_others_are_explained(tiny_run, colour_dataset, tmp_path):
+    image = colour_dataset / "test" / "blue" / "blue_0.png"
+    result = _explain(tiny_run, image, "--class", "red", "--class", "purple", "--json", "--out", tmp_path / "maps")
+
+    assert result.exit_code == 1
+    assert "Skipped --class purple: not a class of the model" in result.stderr
+    assert [record["class"] for record in json.loads(result.stdout)] == ["red"]
+
+
+def test_only_unknown_classes_are_refused_before_anything_is_written(tiny_run, colour_dataset, tmp_path):
+    result = _explain(tiny_run, colour_dataset / "test", "--class", "[bold]purple", "--out", tmp_path / "maps")
+
+    assert result.exit_code == 2
+    assert "--class [bold]purple: not a class of the model (classes: blue, green, red)" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "maps").exists()
+
+
+def test_a_folder_of_the_users_files_is_never_written_into(tiny_run, colour_dataset, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    result = _explain(tiny_run, colour_dataset / "test", "--out", mine)
+
+    assert result.exit_code == 2 and "holds files tlcli did not write" in result.stderr
+    assert [path.name for path in mine.iterdir()] == ["notes.txt"]
+
+
+def test_explaining_again_replaces_the_earlier_pictures(tiny_run, colour_dataset, tmp_path):
+    out = tmp_path / "maps"
+    invoke("explain", tiny_run, colour_dataset / "test", "--out", out)
+    first = {path.name for path in out.glob("*.png")}
+    invoke("explain", tiny_run, colour_dataset / "test" / "red" / "red_0.png", "--out", out)
+
+    assert len(first) == 13  # twelve images and the contact sheet
+    assert {path.name for path in out.glob("*.png")} == {"1-red_0.png", "contact_sheet.png"}
+
+
+def test_evaluate_explains_its_worst_losses_beside_the_gallery(tiny_run, colour_dataset, tmp_path):
+    report = json.loads(invoke("evaluate", tiny_run, colour_dataset, "--explain", 2, "--json",
+                               "--out", tmp_path).stdout)
+    # The two highest losses, -log p(true class), from predict's probabilities of all three classes.
+    rows = json.loads(invoke("predict", tiny_run, colour_dataset / "test", "--format", "json").stdout)
+    losses = {row["path"]: -np.log(next(row[f"probability{suffix}"] for suffix in ("", "_2", "_3")
+                                        if row[f"prediction" if not suffix else f"class{suffix}"]
+                                        == Path(row["path"]).parent.name)) for row in rows}
+    worst = sorted(losses, key=losses.get, reverse=True)[:2]
+
+    assert [image["path"] for image in report["explained"]] == worst
+    assert [image["loss"] for image in report["explained"]] == pytest.approx([losses[path] for path in worst], rel=1e-4)
+    assert {"peak_predicted", "peak_true", "true", "predicted"} <= report["explained"][0].keys()
+    assert (tmp_path / "worst_losses_explained.png").is_file()
+
+    invoke("evaluate", tiny_run, colour_dataset, "--out", tmp_path)  # without --explain: no stale picture
+    assert not (tmp_path / "worst_losses_explained.png").exists()

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tlcli.commands._options import RunPath
+from tlcli.console import err, literal, out, print_json, progress
+
+NAME = "explain"
+
+
+def run(
+    model: RunPath,
+    paths: Annotated[
+        list[str],
+        typer.Argument(help="Image files, folders (searched recursively) or quoted globs ('photos/**/*.jpg').",
+                       metavar="PATH...", show_default=False),
+    ],
+    out_dir: Annotated[
+        Optional[Path],
+        typer.Option("--out", help="Folder for the pictures (default: RUN_DIR/explain). It must be new, empty, or "
+                     "an earlier explain's folder, which is replaced.", show_default=False),
+    ] = None,
+    class_names: Annotated[
+        Optional[list[str]],
+        typer.Option("--class", metavar="NAME", help="Explain this class instead of the predicted one "
+                     "(repeatable: one map per class, side by side).", show_default=False),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.", min=1)] = 16,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per image and class on stdout.")] = False,
+) -> None:
+    """Show where the model looks: a Grad-CAM heatmap of the predicted class (or --class) over each image."""
+    from tlcli.data.images import Problem
+    from tlcli.evaluate.explain import explain
+
+    bar, advance = progress("Explaining", None)
+
+    def started(report, count):
+        bar.update(bar.task_ids[0], total=count)
+        for name in report.unknown_classes:
+            err.print(f"[yellow]Skipped --class {literal(name)}[/]: not a class of the model; explaining the others.")
+
+    def done(result):
+        advance()
+        if isinstance(result, Problem):
+            err.print(f"[yellow]Skipped[/] {literal(result.path)}: {literal(result.reason)}")
+
+    with bar:
+        report = explain(model, paths, out_dir, class_names or (), batch_size, on_result=done, on_start=started)
+    if as_json:
+        print_json(report.records)
+    else:
+        _print_records(report.records)
+    for note in report.notes:
+        err.print(f"[dim]Note: {literal(note)}.[/]")
+    images = len({record["path"] for record in report.records})
+    skipped = f"; skipped {len(report.problems)} unreadable file(s)" if report.problems else ""
+    err.print(f"Explained {images} image(s){skipped}. Pictures in {literal(report.out)}"
+              + (f", contact sheet {literal(report.contact_sheet.name)}." if report.contact_sheet else "."))
+    if report.unknown_classes:
+        raise typer.Exit(1)
+
+
+def _print_records(records: list[dict]) -> None:
+    from rich.table import Table
+
+    table = Table()
+    table.add_column("path", overflow="fold", min_width=16)
+    for column in ("class", "probability", "peak (x, y)", "picture"):
+        table.add_column(column, overflow="fold", justify="right" if column == "probability" else "left")
+    for record in records:
+        peak = record["peak"]
+        table.add_row(literal(record["path"]), literal(record["class"]), f"{record['probability']:.1%}",
+                      f"{peak['x']}, {peak['y']}" if peak else "flat map", literal(Path(record["picture"]).name))
+    out.print(table)
