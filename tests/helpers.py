@@ -140,3 +140,26 @@ def read_features(path: Path) -> dict[str, np.ndarray]:
     """Every array of a features file that `tlcli extract` wrote."""
     with np.load(path, allow_pickle=False) as archive:
         return {name: archive[name] for name in archive.files}
+
+
+def write_patch_dataset(root: Path, per_class: dict[str, int], size: int, seed: int = 0) -> dict[str, tuple]:
+    """Noise images, half of them ("patch") with a bright square in one of the four corners,
+    chosen at random: the class is decided by the patch, and nothing else. Returns each patch
+    image's corner as (bottom, right)."""
+    rng = np.random.default_rng(seed)
+    corners = {}
+    for split, count in per_class.items():
+        for name in ("patch", "plain"):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for index in range(count):
+                pixels = rng.integers(0, 100, (size, size, 3)).astype(np.uint8)
+                if name == "patch":
+                    side, margin = size // 4, size // 8
+                    bottom, right = (int(value) for value in rng.integers(0, 2, 2))
+                    top = rng.integers(0, margin) + bottom * (size - side - margin)
+                    left = rng.integers(0, margin) + right * (size - side - margin)
+                    pixels[top : top + side, left : left + side] = 255
+                    corners[str(folder / f"{index}.png")] = (bottom, right)
+                Image.fromarray(pixels).save(folder / f"{index}.png")
+    return corners

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import invoke, runner
+from helpers import invoke, runner, write_patch_dataset
 from tlcli.cli import app
 from tlcli.evaluate.explain import PREDICTED, GradCam, Heatmap
 from tlcli.evaluate.heatmaps import DISPLAY_SIDE, GAP, TILE_SIDE
@@ -24,33 +24,10 @@ def _explain(*args):
     return runner.invoke(app, ["explain", *map(str, args)])
 
 
-def write_patch_dataset(root: Path, per_class: dict[str, int], size: int = PATCH_IMAGE_SIZE) -> dict[str, tuple]:
-    """Noise images, half of them ("patch") with a bright square in one of the four corners,
-    chosen at random: the class is decided by the patch, and nothing else. Returns each patch
-    image's corner as (bottom, right)."""
-    rng = np.random.default_rng(0)
-    corners = {}
-    for split, count in per_class.items():
-        for name in ("patch", "plain"):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for index in range(count):
-                pixels = rng.integers(0, 100, (size, size, 3)).astype(np.uint8)
-                if name == "patch":
-                    side, margin = size // 4, size // 8
-                    bottom, right = (int(value) for value in rng.integers(0, 2, 2))
-                    top = rng.integers(0, margin) + bottom * (size - side - margin)
-                    left = rng.integers(0, margin) + right * (size - side - margin)
-                    pixels[top : top + side, left : left + side] = 255
-                    corners[str(folder / f"{index}.png")] = (bottom, right)
-                Image.fromarray(pixels).save(folder / f"{index}.png")
-    return corners
-
-
 @pytest.fixture(scope="module")
 def patch_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("patch")
-    corners = write_patch_dataset(root / "data", {"train": 8, "val": 4, "test": 4})
+    corners = write_patch_dataset(root / "data", {"train": 8, "val": 4, "test": 4}, PATCH_IMAGE_SIZE)
     invoke("train", root / "data", "--model", "resnet50", "--weights", "none", "--image-size", PATCH_IMAGE_SIZE,
            "--quiet", "--out", root / "run")
     return root / "run", root / "data", corners
