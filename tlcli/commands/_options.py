@@ -60,8 +60,8 @@ RunPath = Annotated[
 ViewSetName = Enum("ViewSetName", {name: name for name in VIEW_SETS}, type=str)
 Tta = Annotated[
     bool,
-    typer.Option("--tta", help=f"Test-time augmentation: average the probabilities of {VIEW_SETS[DEFAULT_VIEW_SET].meaning} "
-                 "(other views: --tta-views)."),
+    typer.Option("--tta", help="Test-time augmentation: average the probabilities of "
+                 f"{VIEW_SETS[DEFAULT_VIEW_SET].meaning} (other views: --tta-views)."),
 ]
 TtaViews = Annotated[
     Optional[ViewSetName],
@@ -72,6 +72,12 @@ TtaViews = Annotated[
         + f".  \\[default: {DEFAULT_VIEW_SET}]",
         show_default=False,
     ),
+]
+ExportTta = Annotated[
+    bool,
+    typer.Option("--tta", help="Add a serving_tta signature to the SavedModel: pixels in, the probabilities averaged "
+                 f"over the views of --tta-views ({DEFAULT_VIEW_SET}: {VIEW_SETS[DEFAULT_VIEW_SET].meaning}). "
+                 "serving_default and the other formats stay single-view."),
 ]
 
 
