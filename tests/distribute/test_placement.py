@@ -214,6 +214,22 @@ def test_mirrored_evaluation_matches_the_default_strategy(tiny_run, colour_datas
     assert two["log_loss"] == pytest.approx(one["log_loss"], abs=1e-5)
 
 
+def test_mirrored_evaluation_with_tta_matches_the_default_strategy(tiny_run, colour_dataset, tmp_path):
+    """Each replica classifies its share's views in one pass; the per-view rows are gathered in file order."""
+    default = runner.invoke(app, ["evaluate", str(tiny_run), str(colour_dataset), "--tta-views", "crops",
+                                  "--out", str(tmp_path / "one")])
+    assert default.exit_code == 0, default.output
+    mirrored = _two_cpus("evaluate", tiny_run, colour_dataset, "--tta-views", "crops", "--batch-size", "2",
+                         "--strategy", "mirrored", "--out", tmp_path / "two")
+    assert mirrored.returncode == 0, mirrored.stderr
+    assert "Test-time augmentation: on (crops, 10 views" in mirrored.stderr
+    one, two = (json.loads((tmp_path / name / "evaluation.json").read_text()) for name in ("one", "two"))
+    assert two["distribution"]["replicas"] == 2 and two["confusion_matrix"] == one["confusion_matrix"]
+    assert two["log_loss"] == pytest.approx(one["log_loss"], abs=1e-5)
+    assert two["tta"]["accuracy_per_view"] == one["tta"]["accuracy_per_view"]
+    assert two["tta"]["single_view"]["log_loss"] == pytest.approx(one["tta"]["single_view"]["log_loss"], abs=1e-5)
+
+
 def test_bfloat16_evaluation_computes_in_bfloat16_and_agrees(tiny_run, colour_dataset, tmp_path):
     reports = {}
     for precision in ("float32", "mixed_bfloat16"):

@@ -38,6 +38,15 @@ def evaluated(tiny_run, colour_dataset, tmp_path_factory):
     return result, json.loads(result.stdout), out
 
 
+@pytest.fixture(scope="module")
+def evaluated_with_tta(tiny_run, colour_dataset, tmp_path_factory):
+    """The same evaluation as `evaluated`, with --tta."""
+    out = tmp_path_factory.mktemp("evaluation-tta")
+    result = _evaluate(tiny_run, colour_dataset, "--tta", "--json", "--out", out)
+    assert result.exit_code == 0, result.output
+    return result, json.loads(result.stdout), out
+
+
 def test_json_numbers_equal_scikit_learn_on_the_predicted_probabilities(evaluated, tiny_run, colour_dataset):
     result, report, _ = evaluated
     assert "test/ split" in result.stderr
@@ -234,3 +243,53 @@ def test_the_zero_division_note_shows_only_when_a_class_has_no_predicted_or_no_t
         assert ("zero_division=0" in (out / "classification_report.txt").read_text()) == applies
         notes = json.loads((out / "evaluation.json").read_text())["notes"]
         assert any("zero_division=0" in note for note in notes) == applies
+
+
+def test_tta_scores_the_mean_of_image_and_mirror_with_the_single_view_beside(
+        evaluated, evaluated_with_tta, tiny_run, colour_dataset):
+    from tlcli.data.dataset import load_dataset
+    from tlcli.data.pipeline import image_dataset
+    from tlcli.models.saved import load_run_model
+
+    _, plain, _ = evaluated
+    result, report, out = evaluated_with_tta
+    assert "tta" not in plain and "Test-time augmentation" not in evaluated[0].stderr
+    assert "Test-time augmentation: on (flip, 2 views: the image and its horizontal mirror)" in result.stderr
+    tta = report["tta"]
+    assert (tta["views"], tta["count"]) == ("flip", 2)
+    assert list(tta["accuracy_per_view"]) == ["image", "image, mirrored"]
+    # View 0 is the image as it is: the single view scores what evaluate without --tta does.
+    single = tta["single_view"]
+    assert single["samples"] == plain["samples"] == 12
+    for key in ("accuracy", "balanced_accuracy", "f1_macro"):
+        assert single[key] == plain[key]
+    for key in ("log_loss", "roc_auc", "ece", "brier"):
+        assert single[key] == pytest.approx(plain[key], abs=1e-5)
+    assert tta["accuracy_per_view"]["image"] == plain["accuracy"]
+
+    # The report's own numbers are those of the mean of model(image) and model(mirror), by hand.
+    model, info = load_run_model(tiny_run)
+    samples = load_dataset(colour_dataset).split("test")
+    pixels = np.concatenate([images.numpy() for images, _ in image_dataset(samples, info.image_size, 64)])
+    y_true = np.array([sample.label for sample in samples])
+    mirrored = model(pixels[:, :, ::-1].copy(), training=False).numpy()
+    by_hand = (model(pixels, training=False).numpy() + mirrored) / 2
+    assert report["accuracy"] == metrics.accuracy_score(y_true, by_hand.argmax(axis=1))
+    assert report["log_loss"] == pytest.approx(metrics.log_loss(y_true, by_hand), abs=1e-5)
+    assert report["log_loss"] != pytest.approx(plain["log_loss"], abs=1e-4)  # the mirror does change the answers
+    assert tta["accuracy_per_view"]["image, mirrored"] == metrics.accuracy_score(y_true, mirrored.argmax(axis=1))
+
+    assert json.loads((out / "evaluation.json").read_text()) == {k: v for k, v in report.items() if k != "reports"}
+    text = (out / "classification_report.txt").read_text()
+    assert "single view  with TTA (flip, 2 views)" in text and "the image and its horizontal mirror" in text
+
+
+def test_tta_views_crops_prints_both_accuracies_side_by_side(tiny_run, colour_dataset, tmp_path):
+    result = _evaluate(tiny_run, colour_dataset, "--tta-views", "crops", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "evaluation.json").read_text())
+    assert (report["tta"]["views"], report["tta"]["count"]) == ("crops", 10)
+    assert "single view" in result.stdout and "with TTA (crops, 10 views)" in result.stdout
+    (row,) = [line for line in result.stdout.splitlines() if line.startswith("│ accuracy ")]
+    cells = [cell.strip() for cell in row.split("│")[1:-1]]
+    assert cells == ["accuracy", f"{report['tta']['single_view']['accuracy']:.4f}", f"{report['accuracy']:.4f}"]

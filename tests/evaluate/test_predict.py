@@ -170,3 +170,51 @@ def test_a_model_saved_before_the_package_moves_still_loads(tiny_run, tmp_path):
     plain = subprocess.run([sys.executable, "-c", script, str(old / "model.keras")], capture_output=True, text=True,
                            timeout=120)
     assert plain.returncode == 0 and int(plain.stdout.split()[-1]) == current.count_params(), plain.stderr
+
+
+def _pixels(run: Path, paths) -> np.ndarray:
+    """The images as the pipeline reads them for the model (decoded, RGB, resized)."""
+    from tlcli.data.dataset import Sample
+    from tlcli.data.pipeline import image_dataset
+
+    _, info = load_run_model(run)
+    return np.concatenate([images.numpy() for images, _ in image_dataset([Sample(p, 0) for p in paths],
+                                                                         info.image_size, 64)])
+
+
+def _probabilities(rows, class_names) -> np.ndarray:
+    """Each row's probability of each class, from predict's JSON with --top-k covering them all."""
+    ranked = [("prediction", "probability")] + [(f"class_{rank}", f"probability_{rank}")
+                                                 for rank in range(2, len(class_names) + 1)]
+    return np.array([[dict((row[name], row[probability]) for name, probability in ranked)[class_name]
+                      for class_name in class_names] for row in rows])
+
+
+def test_tta_averages_each_image_and_its_mirror_and_says_so(tiny_run, photos):
+    """--tta before the paths is a plain flag: the paths are still paths."""
+    plain = _predict(tiny_run, photos, "--format", "json")
+    averaged = _predict(tiny_run, "--tta", photos, "--format", "json")
+    assert averaged.exit_code == 0, averaged.output
+    assert "Test-time augmentation: on (flip, 2 views: the image and its horizontal mirror)." in averaged.stderr
+    assert "Test-time augmentation" not in plain.stderr
+    plain_rows, rows = json.loads(plain.stdout), json.loads(averaged.stdout)
+    assert [list(row) for row in rows] == [list(row) for row in plain_rows] and len(rows) == 3
+
+    model, info = load_run_model(tiny_run)
+    pixels = _pixels(tiny_run, [Path(row["path"]) for row in rows])
+    by_hand = (model(pixels, training=False).numpy() + model(pixels[:, :, ::-1].copy(), training=False).numpy()) / 2
+    with_tta = _probabilities(rows, info.class_names)
+    np.testing.assert_allclose(with_tta, by_hand, atol=2e-6)  # predict rounds to 6 decimals
+    assert np.abs(with_tta - _probabilities(plain_rows, info.class_names)).max() > 1e-4
+
+
+def test_tta_views_crops_averages_ten_views(tiny_run, photos):
+    result = _predict(tiny_run, photos / "a_red.png", "--tta-views", "crops", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    assert "Test-time augmentation: on (crops, 10 views: the image and its four corner crops" in result.stderr
+    (row,) = csv.DictReader(io.StringIO(result.stdout))
+    assert list(row) == FIELDS
+    assert sum(float(row[key]) for key in ("probability", "probability_2", "probability_3")) == pytest.approx(1, abs=1e-4)
+    unknown = _predict(tiny_run, photos, "--tta-views", "rotations")
+    message = " ".join(unknown.output.replace("│", " ").split())  # as one line, out of Typer's box
+    assert unknown.exit_code == 2 and "'--tta-views': Value error, 'rotations' is not one of 'flip', 'crops'" in message

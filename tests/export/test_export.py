@@ -120,6 +120,44 @@ def test_saved_model_serves_pixels_and_image_bytes_in_plain_tensorflow(exported,
     np.testing.assert_allclose(from_bytes, pixels, atol=1e-4)
 
 
+TTA_CLIENT = """
+import json, sys
+sys.modules["tlcli"] = None  # serving must not need tlcli
+import numpy as np
+import tensorflow as tf
+loaded = tf.saved_model.load(sys.argv[1])
+pixels = np.load(sys.argv[2])
+single, averaged = loaded.signatures["serving_default"], loaded.signatures["serving_tta"]
+print(json.dumps({
+    "signatures": sorted(loaded.signatures),
+    "image": single(images=tf.constant(pixels))["probabilities"].numpy().tolist(),
+    "mirror": single(images=tf.constant(pixels[:, :, ::-1].copy()))["probabilities"].numpy().tolist(),
+    "tta": averaged(images=tf.constant(pixels))["probabilities"].numpy().tolist(),
+}))
+"""
+
+
+def test_tta_gets_a_signature_of_its_own_and_serving_default_stays_single_view(tiny_run, reference, tmp_path):
+    out = tmp_path / "model"
+    result = _export(tiny_run, "--out", out, "--tta", "--json")
+    assert result.exit_code == 0, result.output
+    checks = {check["format"]: check for check in json.loads(result.stdout)["checks"]}
+    assert set(checks) == {"saved_model", "saved_model (bytes)", "saved_model (tta)"}
+    assert all(check["passed"] for check in checks.values())
+    served = _python(TTA_CLIENT, out / "saved_model", reference["pixels"])
+    assert served["signatures"] == ["serving_bytes", "serving_default", "serving_tta"]
+    image, mirror, averaged = (np.array(served[name]) for name in ("image", "mirror", "tta"))
+    np.testing.assert_allclose(image, reference["probabilities"], atol=1e-4)  # one view, as without --tta
+    np.testing.assert_allclose(averaged, (image + mirror) / 2, atol=1e-6)
+    assert np.abs(averaged - image).max() > 1e-4
+    signature = json.loads((out / "metadata.json").read_text())["saved_model_signatures"]["serving_tta"]
+    assert signature["test_time_augmentation"] == "flip, 2 views: the image and its horizontal mirror"
+
+    no_saved_model = _export(tiny_run, "--out", tmp_path / "other", "--tta-views", "crops", "--format", "tflite")
+    assert no_saved_model.exit_code == 2 and "Add --format saved_model, or drop --tta" in no_saved_model.output
+    assert not (tmp_path / "other").exists()
+
+
 def test_saved_model_cli_lists_both_signatures(exported):
     out, _ = exported
     command = shutil.which("saved_model_cli")

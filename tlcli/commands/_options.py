@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -9,6 +10,7 @@ import typer
 
 from tlcli.augment.settings import FLIPS, PRESETS, STRENGTHS
 from tlcli.models.backbones import MODEL_NAMES
+from tlcli.models.tta import DEFAULT_VIEW_SET, VIEW_SETS
 
 DataPath = Annotated[
     Path,
@@ -51,6 +53,40 @@ RunPath = Annotated[
         show_default=False,
     ),
 ]
+
+# Test-time augmentation (evaluate, predict, export). Two options rather than one with an
+# optional value: Typer 0.29 has no optional-value options (it deprecates flag_value), and with
+# one, `--tta photos/` would read the path as the value.
+ViewSetName = Enum("ViewSetName", {name: name for name in VIEW_SETS}, type=str)
+Tta = Annotated[
+    bool,
+    typer.Option("--tta", help="Test-time augmentation: average the probabilities of "
+                 f"{VIEW_SETS[DEFAULT_VIEW_SET].meaning} (other views: --tta-views)."),
+]
+TtaViews = Annotated[
+    Optional[ViewSetName],
+    typer.Option(
+        "--tta-views",
+        help="The views --tta averages, and implies it: "
+        + "; ".join(f"{name}, {len(views.views)} views: {views.meaning}" for name, views in VIEW_SETS.items())
+        + f".  \\[default: {DEFAULT_VIEW_SET}]",
+        show_default=False,
+    ),
+]
+ExportTta = Annotated[
+    bool,
+    typer.Option("--tta", help="Add a serving_tta signature to the SavedModel: pixels in, the probabilities averaged "
+                 f"over the views of --tta-views ({DEFAULT_VIEW_SET}: {VIEW_SETS[DEFAULT_VIEW_SET].meaning}). "
+                 "serving_default and the other formats stay single-view."),
+]
+
+
+def chosen_views(tta: bool, tta_views: ViewSetName | None) -> str | None:
+    """The view set that --tta and --tta-views ask for, or None for no test-time augmentation."""
+    if tta_views is not None:
+        return tta_views.value
+    return DEFAULT_VIEW_SET if tta else None
+
 
 # Training and fine-tuning. Commands take their defaults from the config dataclasses; a
 # --config file supplies any option not given on the command line.

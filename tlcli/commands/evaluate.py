@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tlcli.commands._options import BatchSize, Json, Precision, RunPath, Strategy, Tpu
+from tlcli.commands._options import BatchSize, Json, Precision, RunPath, Strategy, Tpu, Tta, TtaViews, chosen_views
 from tlcli.console import err, literal, out, print_json, progress
 
 NAME = "evaluate"
@@ -47,6 +47,8 @@ def run(
                      help="Grad-CAM maps of the predicted and true class of the N worst-loss images, "
                           "in worst_losses_explained.png."),
     ] = 0,
+    tta: Tta = False,
+    tta_views: TtaViews = None,
     batch_size: BatchSize = 32,
     strategy: Strategy = "auto",
     tpu: Tpu = None,
@@ -71,7 +73,9 @@ def run(
         write_reports,
     )
     from tlcli.models.saved import load_placed_model
+    from tlcli.models.tta import VIEW_SETS
 
+    view_set = chosen_views(tta, tta_views)
     thresholds = parse_thresholds(fail_under or [])
     folder, description = find_evaluation_folder(data)
     reports = reports_folder(model, out_dir)
@@ -80,6 +84,9 @@ def run(
     top_k = resolve_top_k(top_k, len(info.class_names))
     check_thresholds_apply(thresholds, len(info.class_names), top_k)
     err.print(f"Evaluating {literal(info.model_path)} on {literal(description)}.")
+    if view_set is not None:
+        err.print(f"Test-time augmentation: on ({literal(VIEW_SETS[view_set].describe())}); "
+                  "the single view's numbers are shown beside.")
     show_placement(placement, batch_size)
 
     bar, advance = progress("Checking images", count_files(discover(folder)))
@@ -88,7 +95,8 @@ def run(
     bar, advance = progress("Predicting", len(selection.samples))
     with bar:
         evaluation = evaluate_model(keras_model, info.class_names, info.image_size, selection,
-                                    info.model_path, top_k, batch_size, on_predicted=advance, placement=placement)
+                                    info.model_path, top_k, batch_size, on_predicted=advance, placement=placement,
+                                    tta=view_set)
     if explain and placement.is_chief:
         with progress("Explaining the worst losses", None)[0]:
             explain_worst(keras_model, evaluation, explain, info.image_size)
@@ -132,11 +140,22 @@ def _print_report(report: dict) -> None:
 
     from tlcli.evaluate.metrics import summary_rows
 
-    summary = Table(title=f"Evaluation on {literal(report['data'])}")
-    summary.add_column("metric")
-    summary.add_column("value", justify="right")
-    for name, value in summary_rows(report):
-        summary.add_row(name, value)
+    tta = report.get("tta")
+    if tta is None:
+        summary = Table(title=f"Evaluation on {literal(report['data'])}")
+        summary.add_column("metric")
+        summary.add_column("value", justify="right")
+        for name, value in summary_rows(report):
+            summary.add_row(name, value)
+    else:
+        summary = Table(title=f"Evaluation on {literal(report['data'])}",
+                        caption=f"TTA: {literal(tta['description'])}")
+        summary.add_column("metric")
+        summary.add_column("single view", justify="right")
+        summary.add_column(f"with TTA ({tta['views']}, {tta['count']} views)", justify="right")
+        single = dict(summary_rows(tta["single_view"]))
+        for name, value in summary_rows(report):
+            summary.add_row(name, single.get(name, ""), value)
     out.print(summary)
 
     per_class = Table(title="Per class")

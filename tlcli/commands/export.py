@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tlcli.commands._options import Json, Overwrite, RunPath
+from tlcli.commands._options import ExportTta, Json, Overwrite, RunPath, TtaViews, chosen_views
 from tlcli.console import err, literal, out, print_json
 from tlcli.export.export import FORMATS, QUANTIZATIONS, ExportOptions, export_model  # TF is imported when it runs
 
@@ -31,6 +31,8 @@ def run(
         Optional[Quantize],
         typer.Option(help="TFLite only: dynamic-range, float16 or int8 (calibrated on training images).", show_default=False),
     ] = None,
+    tta: ExportTta = False,
+    tta_views: TtaViews = None,
     overwrite: Overwrite = False,
     verify: Annotated[
         bool,
@@ -56,6 +58,7 @@ def run(
         verify=verify,
         verify_images=tuple(verify_images or ()),
         data=data,
+        tta=chosen_views(tta, tta_views),
     )
     report = export_model(model, options, on_step=lambda message: err.print(f"[dim]{literal(message)}...[/]"))
     if as_json:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from tlcli.commands._options import BatchSize, Precision, RunPath, Strategy, Tpu
+from tlcli.commands._options import BatchSize, Precision, RunPath, Strategy, Tpu, Tta, TtaViews, chosen_views
 from tlcli.console import err, literal, out, progress
 from tlcli.errors import TlcliError
 
@@ -30,6 +30,8 @@ def run(
     ],
     output_format: Annotated[OutputFormat, typer.Option("--format", help="Output on stdout.")] = OutputFormat.table,
     top_k: Annotated[int, typer.Option("--top-k", help="Classes shown per image, most probable first.", min=1)] = 3,
+    tta: Tta = False,
+    tta_views: TtaViews = None,
     batch_size: BatchSize = 32,
     strategy: Strategy = "auto",
     tpu: Tpu = None,
@@ -41,7 +43,9 @@ def run(
     from tlcli.distribute.placement import DistributeConfig, place
     from tlcli.evaluate.predict import collect_image_files, predict_files, top_classes
     from tlcli.models.saved import load_placed_model
+    from tlcli.models.tta import VIEW_SETS
 
+    view_set = chosen_views(tta, tta_views)
     files = collect_image_files(paths)
     placement = place(DistributeConfig(strategy, tpu, precision), paths[0])  # before any model: multi-worker needs it so
     keras_model, info = load_placed_model(model, placement)
@@ -51,6 +55,8 @@ def run(
         err.print(f"[dim]Note: --top-k {top_k} is more than the model's {len(info.class_names)} classes; "
                   f"showing all {len(info.class_names)}.[/]")
         top_k = len(info.class_names)
+    if view_set is not None:
+        err.print(f"Test-time augmentation: on ({literal(VIEW_SETS[view_set].describe())}).")
     fields = ["path", "prediction", "probability"]
     for rank in range(2, top_k + 1):
         fields += [f"class_{rank}", f"probability_{rank}"]
@@ -65,7 +71,8 @@ def run(
     predicted, skipped = 0, 0
     bar, advance = progress("Predicting", len(files))
     with bar:
-        for result in predict_files(keras_model, files, info.image_size, batch_size, placement=placement):
+        for result in predict_files(keras_model, files, info.image_size, batch_size, placement=placement,
+                                    tta=view_set):
             advance()
             if isinstance(result, Problem):
                 skipped += 1

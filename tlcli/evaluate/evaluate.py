@@ -2,6 +2,8 @@
 
 DATA is a dataset root (its test/ split, else val/) or a folder of class folders. Its class
 folders are matched to the model's labels by name: a subset is fine, an unknown class is not.
+With test-time augmentation the report's numbers are those of the probabilities averaged over
+the views, and the single view's (the image as it is, from the same forward pass) go beside them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from tlcli.evaluate.metrics import (
     compute_metrics,
     confusion_matrix_png,
     default_top_k,
+    headline_metrics,
     misclassified_rows,
     normalise_rows,
     per_image_losses,
@@ -32,6 +35,7 @@ from tlcli.evaluate.metrics import (
     worst_losses_png,
     zero_division_classes,
 )
+from tlcli.models.tta import VIEW_SETS
 from tlcli.runs.directory import EVALUATION, check_writable_folder, read_run, write_atomic
 
 CLASSIFICATION_REPORT = "classification_report.txt"
@@ -193,6 +197,7 @@ class Evaluation:
     problems: list[Problem]
     distribution: dict | None = None  # where it ran (see distribute.Placement.describe)
     explained: list[ExplainedImage] = field(default_factory=list)  # with --explain N: the worst losses
+    tta: dict | None = None  # test-time augmentation's views and the single view's numbers (see tta_report)
 
     def to_dict(self) -> dict:
         return {
@@ -201,6 +206,7 @@ class Evaluation:
             "data_description": self.data.description,
             **({"distribution": self.distribution} if self.distribution else {}),
             **self.metrics,
+            **({"tta": self.tta} if self.tta else {}),
             "misclassified": int(np.sum(self.probabilities.argmax(axis=1) != self.y_true)),
             "skipped": [{"path": str(p.path), "reason": p.reason} for p in self.problems],
             "notes": [*self.data.notes, *([ZERO_DIVISION_NOTE] if zero_division_classes(self.metrics) else [])],
@@ -261,12 +267,19 @@ def evaluate_model(
     batch_size: int = 32,
     on_predicted: Callable[[int], None] | None = None,
     placement=None,
+    tta: str | None = None,
 ) -> Evaluation:
-    """Predict every image of `data` (shared among the placement's replicas) and compute the metrics."""
+    """Predict every image of `data` (shared among the placement's replicas) and compute the metrics.
+
+    With a `tta` view set, the metrics are those of the probabilities averaged over the views,
+    and `Evaluation.tta` holds the single view's from the same forward pass.
+    """
     from tlcli.data.pipeline import DECODE_FAILED
     from tlcli.evaluate.predict import predict_samples
+    from tlcli.models.tta import MultiViewClassifier
 
-    indices, probabilities = predict_samples(model, data.samples, image_size, batch_size, on_predicted, placement)
+    predictor = model if tta is None else MultiViewClassifier(model, tta, average=False)
+    indices, outputs = predict_samples(predictor, data.samples, image_size, batch_size, on_predicted, placement)
     read = set(indices.tolist())
     problems = list(data.problems) + [
         Problem(sample.path, DECODE_FAILED) for i, sample in enumerate(data.samples) if i not in read
@@ -274,6 +287,7 @@ def evaluate_model(
     if not len(indices):
         raise TlcliError(f"None of the images in {data.folder} could be read. Check them with `tlcli inspect`.")
     y_true = np.array([data.samples[i].label for i in indices], dtype=int)
+    probabilities = outputs if tta is None else outputs.mean(axis=1)
     metrics = compute_metrics(y_true, probabilities, class_names, top_k)
     return Evaluation(
         model_path=Path(model_path),
@@ -285,7 +299,26 @@ def evaluate_model(
         metrics=metrics,
         problems=problems,
         distribution=placement.describe() if placement is not None else None,
+        tta=tta_report(tta, y_true, outputs, class_names, top_k) if tta is not None else None,
     )
+
+
+def tta_report(view_set: str, y_true: np.ndarray, per_view: np.ndarray, class_names: Sequence[str],
+               top_k: int | None) -> dict:
+    """What test-time augmentation did: its views, the headline numbers of view 0 alone (the
+    image as it is, what evaluate gives without --tta) and each view's accuracy on its own."""
+    views = VIEW_SETS[view_set]
+    single = compute_metrics(y_true, per_view[:, 0], class_names, top_k)
+    return {
+        "views": view_set,
+        "count": len(views.views),
+        "description": views.meaning,
+        "single_view": headline_metrics(single),
+        "accuracy_per_view": {
+            view.name: float(np.mean(per_view[:, number].argmax(axis=1) == y_true))
+            for number, view in enumerate(views.views)
+        },
+    }
 
 
 def report_contents(evaluation: Evaluation) -> dict[str, str | bytes]:
@@ -311,7 +344,8 @@ def report_contents(evaluation: Evaluation) -> dict[str, str | bytes]:
         explained[WORST_EXPLAINED] = explanations_png(rows)
     return {
         EVALUATION: json.dumps(evaluation.to_dict(), indent=2) + "\n",
-        CLASSIFICATION_REPORT: classification_report_text(y_true, probabilities, names, evaluation.metrics),
+        CLASSIFICATION_REPORT: classification_report_text(y_true, probabilities, names, evaluation.metrics,
+                                                          evaluation.tta),
         CONFUSION_MATRIX: confusion_matrix_png(evaluation.metrics["confusion_matrix"], evaluation.metrics["classes"]),
         MISCLASSIFIED: rows_to_csv(misclassified, MISCLASSIFIED_FIELDS),
         WORST_LOSSES: worst_losses_png(worst),

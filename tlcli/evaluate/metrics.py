@@ -228,8 +228,10 @@ def rows_to_csv(rows: list[dict], fields: Sequence[str]) -> str:
     return buffer.getvalue()
 
 
-def classification_report_text(y_true, probabilities, class_names: Sequence[str], result: dict) -> str:
-    """scikit-learn's classification_report, with the other headline numbers under it."""
+def classification_report_text(y_true, probabilities, class_names: Sequence[str], result: dict,
+                               tta: dict | None = None) -> str:
+    """scikit-learn's classification_report, with the other headline numbers under it (and,
+    with test-time augmentation, the single view's beside them)."""
     from sklearn.metrics import classification_report
 
     y_pred = normalise_rows(probabilities).argmax(axis=1)
@@ -239,19 +241,34 @@ def classification_report_text(y_true, probabilities, class_names: Sequence[str]
         zero_division=ZERO_DIVISION,
     )
     lines = [table.rstrip(), ""]
-    for key, value in summary_rows(result):
-        lines.append(f"{key:>24}  {value}")
+    if tta:
+        single = dict(summary_rows(tta["single_view"]))
+        lines.append(f"{'':>24}  {'single view':>11}  with TTA ({tta['views']}, {tta['count']} views)")
+        for key, value in summary_rows(result):
+            lines.append(f"{key:>24}  {single.get(key, ''):>11}  {value:>8}")
+        lines += ["", f"TTA (test-time augmentation) averages the probabilities of {tta['description']}."]
+    else:
+        for key, value in summary_rows(result):
+            lines.append(f"{key:>24}  {value}")
     if zero_division_classes(result):
         lines += ["", f"Note: {ZERO_DIVISION_NOTE}."]
     return "\n".join(lines) + "\n"
 
 
+HEADLINE_METRICS = ("samples", "accuracy", "balanced_accuracy", "precision_macro", "recall_macro",
+                    "f1_macro", "f1_weighted", "top_k_accuracy", "roc_auc", "pr_auc", "log_loss", "ece", "brier")
+
+
+def headline_metrics(result: dict) -> dict:
+    """The headline numbers of a `compute_metrics` result (and what names them), for `summary_rows`."""
+    keys = (*HEADLINE_METRICS, "top_k", "positive_class")
+    return {key: result[key] for key in keys if key in result}
+
+
 def summary_rows(result: dict) -> list[tuple[str, str]]:
     """(name, formatted value) for the headline metrics, skipping those not computed."""
-    keys = ["samples", "accuracy", "balanced_accuracy", "precision_macro", "recall_macro",
-            "f1_macro", "f1_weighted", "top_k_accuracy", "roc_auc", "pr_auc", "log_loss", "ece", "brier"]
     rows = []
-    for key in keys:
+    for key in HEADLINE_METRICS:
         value = result.get(key)
         if value is None:
             continue

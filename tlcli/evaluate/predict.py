@@ -1,7 +1,8 @@
 """Running a saved model over images: class probabilities, batch by batch, in file order.
 
-Images go through the same pipeline as training (decode, RGB, resize), never augmented, so an
-image always gets the same probabilities. Only probabilities are kept, never decoded images,
+Images go through the same pipeline as training (decode, RGB, resize), never randomly augmented,
+so an image always gets the same probabilities; test-time augmentation (`tta`, a view set of
+`tlcli.models.tta`) averages those of a few fixed views of it. Only probabilities are kept, never decoded images,
 so memory stays flat however many files there are.
 """
 
@@ -32,6 +33,7 @@ def predict_batches(model, samples: Sequence[Sample], image_size: int, batch_siz
     """Yield (indices into `samples`, probabilities) per batch; undecodable files are absent.
 
     With a `placement` of several replicas or workers, each batch is shared out among them.
+    `model` may be a `MultiViewClassifier`, whose rows are [views, classes] per image.
     """
     from tlcli.models.features import feature_batches
 
@@ -47,7 +49,11 @@ def predict_samples(
     on_predicted: Callable[[int], None] | None = None,
     placement=None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(indices of the samples that were read, their probabilities), in sample order."""
+    """(indices of the samples that were read, their probabilities), in sample order.
+
+    The probabilities have the model's output shape per image: [classes], or [views, classes]
+    for a `MultiViewClassifier` that does not average.
+    """
     all_indices, all_probabilities = [], []
     for indices, probabilities in predict_batches(model, samples, image_size, batch_size, placement):
         all_indices.append(indices)
@@ -55,7 +61,7 @@ def predict_samples(
         if on_predicted is not None:
             on_predicted(len(indices))
     if not all_indices:
-        return np.zeros(0, dtype=int), np.zeros((0, model.output_shape[-1]), dtype=np.float32)
+        return np.zeros(0, dtype=int), np.zeros((0, *model.output_shape[1:]), dtype=np.float32)
     return np.concatenate(all_indices), np.concatenate(all_probabilities)
 
 
@@ -97,12 +103,18 @@ def predict_files(
     batch_size: int,
     chunk_size: int = 512,
     placement=None,
+    tta: str | None = None,
 ) -> Iterator[Prediction | Problem]:
     """Check and predict files chunk by chunk: a Prediction or a Problem per file, in order.
 
     Chunks keep memory flat and results flowing on huge folders: each chunk's files are
-    checked (so a bad file is reported with its reason and skipped), then predicted.
+    checked (so a bad file is reported with its reason and skipped), then predicted. With a
+    `tta` view set, each file's probabilities are the mean over its views.
     """
+    if tta is not None:
+        from tlcli.models.tta import MultiViewClassifier
+
+        model = MultiViewClassifier(model, tta, average=True)
     for start in range(0, len(paths), chunk_size):
         chunk = list(paths[start : start + chunk_size])
         checked = check_images(chunk)

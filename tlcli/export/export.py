@@ -4,7 +4,8 @@ Everything is written into a hidden folder beside `--out` and renamed into place
 every artefact has been written and verified, so an interrupted or failed export never leaves
 a half-written model at `--out` (a killed one may leave the hidden `.NAME.partial-*` folder).
 
-    OUT/saved_model/   serving_default (pixels) and serving_bytes (encoded images) signatures
+    OUT/saved_model/   serving_default (pixels) and serving_bytes (encoded images) signatures,
+                       and serving_tta (pixels, test-time augmentation) with --tta
     OUT/model.keras    loadable with keras.saving.load_model in safe mode
     OUT/model.tflite   float32, or quantised with --quantize
     OUT/model.onnx     converted from the SavedModel's serving_default signature
@@ -33,6 +34,7 @@ from tlcli.errors import TlcliError
 from tlcli.export.verify import Check, verify_artefacts
 from tlcli.models.backbones import BACKBONES
 from tlcli.models.saved import load_run_model
+from tlcli.models.tta import VIEW_SETS
 from tlcli.runs.directory import (
     EVALUATION,
     EXPORT_METADATA,
@@ -59,6 +61,7 @@ ARTEFACTS = {
 METADATA = EXPORT_METADATA
 PIXELS_SIGNATURE = "serving_default"
 BYTES_SIGNATURE = "serving_bytes"
+TTA_SIGNATURE = "serving_tta"
 OUTPUT_NAME = "probabilities"
 ONNX_OPSET = 17
 VERIFY_COUNT = 8  # images from the dataset that every artefact is checked on
@@ -76,6 +79,7 @@ class ExportOptions:
     verify: bool = True
     verify_images: tuple[Path, ...] = ()
     data: Path | None = None
+    tta: str | None = None  # a view set of tlcli.models.tta: the SavedModel gains serving_tta
 
     def __post_init__(self):
         formats = tuple(dict.fromkeys(self.formats or ("saved_model",)))
@@ -93,6 +97,14 @@ class ExportOptions:
                 raise TlcliError(
                     f"--quantize {self.quantize} applies to TFLite only, and --format tflite was not asked "
                     "for. Add --format tflite, or drop --quantize."
+                )
+        if self.tta is not None:
+            if self.tta not in VIEW_SETS:
+                raise TlcliError(f"--tta-views {self.tta} is not known. Use one of: {', '.join(VIEW_SETS)}.")
+            if "saved_model" not in formats:
+                raise TlcliError(
+                    f"--tta adds the {TTA_SIGNATURE} signature to the SavedModel, and --format saved_model was "
+                    "not asked for (the other formats stay single-view). Add --format saved_model, or drop --tta."
                 )
 
 
@@ -162,7 +174,7 @@ def _write_and_verify(model, info, options, staging, calibration, verify_samples
     checks = []
     if options.verify:
         on_step(f"Verifying in a fresh process on {len(verify_samples)} image(s)")
-        checks = verify_artefacts(model, files, verify_samples, info.image_size, options.quantize)
+        checks = verify_artefacts(model, files, verify_samples, info.image_size, options.quantize, options.tta)
     (staging / LABELS).write_text("\n".join(info.class_names) + "\n")
     metadata = build_metadata(info, options, files, checks)
     (staging / METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
@@ -188,7 +200,7 @@ def write_artefacts(model, info: RunInfo, options: ExportOptions, staging: Path,
     saved_model = staging / ARTEFACTS["saved_model"]
     if needs_saved_model:
         on_step("Writing the SavedModel")
-        write_saved_model(model, info.image_size, saved_model)
+        write_saved_model(model, info.image_size, saved_model, options.tta)
         if "saved_model" in options.formats:
             files["saved_model"] = saved_model
     if "keras" in options.formats:
@@ -222,11 +234,17 @@ def quietly():
             logging.disable(previous)
 
 
-def write_saved_model(model, image_size: int, path: Path) -> None:
-    """A SavedModel with a pixels signature (serving_default) and an encoded-bytes signature."""
+def write_saved_model(model, image_size: int, path: Path, tta: str | None = None) -> None:
+    """A SavedModel with a pixels signature (serving_default) and an encoded-bytes signature, and
+    with a `tta` view set a third, serving_tta: pixels in, probabilities averaged over the views.
+
+    Test-time augmentation gets a signature of its own so that serving_default (and the TFLite
+    and ONNX files converted from it) stays one image, one forward pass.
+    """
     tf = import_tensorflow()
     keras = import_keras()
     from tlcli.data.pipeline import decode_image
+    from tlcli.models.tta import MultiViewClassifier
 
     # No archive.track(model): the endpoints capture every variable they use, and track() would
     # store each weight a second time (2x the size on disk and in a server's memory:
@@ -253,6 +271,13 @@ def write_saved_model(model, image_size: int, path: Path) -> None:
     archive.add_endpoint(
         BYTES_SIGNATURE, from_bytes, input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")]
     )
+    if tta is not None:
+        averaged = MultiViewClassifier(model, tta, average=True)
+        archive.add_endpoint(
+            TTA_SIGNATURE,
+            lambda images: {OUTPUT_NAME: averaged(images, training=False)},
+            input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="images")],
+        )
     with quietly():
         archive.write_out(str(path), verbose=False)
 
@@ -432,6 +457,8 @@ def build_metadata(info: RunInfo, options: ExportOptions, files: dict[str, Path]
             PIXELS_SIGNATURE: {"inputs": {"images": "float32 [batch, size, size, 3]"}, "outputs": [OUTPUT_NAME]},
             BYTES_SIGNATURE: {"inputs": {"image_bytes": "string [batch] (JPEG/PNG/GIF/BMP/WebP files)"},
                               "outputs": [OUTPUT_NAME]},
+            **({TTA_SIGNATURE: {"inputs": {"images": "float32 [batch, size, size, 3]"}, "outputs": [OUTPUT_NAME],
+                                "test_time_augmentation": VIEW_SETS[options.tta].describe()}} if options.tta else {}),
         } if "saved_model" in files else None,
         "tflite_quantization": (options.quantize or "none (float32)") if "tflite" in files else None,
         "metrics": read_metrics(info),

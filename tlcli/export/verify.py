@@ -23,6 +23,7 @@ from pathlib import Path
 FLOAT_TOLERANCE = 1e-4  # max |difference| in probability for float32 artefacts
 QUANTIZED_MIN_AGREEMENT = 0.75  # share of images whose top class a quantised TFLite model keeps
 BYTES_CHECK = "saved_model (bytes)"
+TTA_CHECK = "saved_model (tta)"
 
 
 @dataclass(frozen=True)
@@ -49,17 +50,21 @@ def compare(name: str, probabilities, reference, quantized: bool) -> Check:
     return Check(name, len(reference), difference, agreement, requirement, passed)
 
 
-def verify_artefacts(model, files: dict[str, Path], samples, image_size: int, quantize: str | None) -> list:
-    """Reload every artefact in a fresh process and compare it with `model` on `samples`."""
+def verify_artefacts(model, files: dict[str, Path], samples, image_size: int, quantize: str | None,
+                     tta: str | None = None) -> list:
+    """Reload every artefact in a fresh process and compare it with `model` on `samples` (and the
+    SavedModel's serving_tta, with a `tta` view set, with the model's mean over those views)."""
     import numpy as np
 
     from tlcli.data.pipeline import image_dataset
     from tlcli.errors import TlcliError
+    from tlcli.models.tta import MultiViewClassifier
 
     batches = list(image_dataset(samples, image_size, 32, with_index=True))
     pixels = np.concatenate([images.numpy() for images, _, _ in batches])
     kept = [samples[int(index)] for _, _, indices in batches for index in indices.numpy()]
     reference = model(pixels, training=False).numpy()
+    tta_reference = MultiViewClassifier(model, tta, average=True)(pixels).numpy() if tta else None
     # The bytes signature decodes with TensorFlow, so it is compared on the files that the
     # training pipeline decodes with TensorFlow too (not the few it hands to Pillow).
     bytes_rows = [row for row, sample in enumerate(kept) if not sample.needs_pil]
@@ -71,6 +76,7 @@ def verify_artefacts(model, files: dict[str, Path], samples, image_size: int, qu
             "pixels": str(scratch / "pixels.npy"),
             "image_files": [str(kept[row].path) for row in bytes_rows],
             "artefacts": {name: str(path) for name, path in files.items()},
+            "tta": tta is not None,
             "output": str(scratch / "outputs.npz"),
         }
         (scratch / "request.json").write_text(json.dumps(request))
@@ -97,17 +103,21 @@ def verify_artefacts(model, files: dict[str, Path], samples, image_size: int, qu
     ]
     if "saved_model" in files and bytes_rows:
         checks.append(compare(BYTES_CHECK, outputs["saved_model_bytes"], reference[bytes_rows], quantized=False))
+    if "saved_model" in files and tta_reference is not None:
+        checks.append(compare(TTA_CHECK, outputs["saved_model_tta"], tta_reference, quantized=False))
     return checks
 
 
 # --- the fresh process -------------------------------------------------------------------------
 
 
-def _run_saved_model(path: str, pixels, image_files: list[str]) -> dict:
+def _run_saved_model(path: str, pixels, image_files: list[str], tta: bool) -> dict:
     import tensorflow as tf
 
     loaded = tf.saved_model.load(path)
     outputs = {"saved_model": loaded.signatures["serving_default"](images=tf.constant(pixels))["probabilities"]}
+    if tta:
+        outputs["saved_model_tta"] = loaded.signatures["serving_tta"](images=tf.constant(pixels))["probabilities"]
     if image_files:
         encoded = tf.constant([Path(file).read_bytes() for file in image_files])
         outputs["saved_model_bytes"] = loaded.signatures["serving_bytes"](image_bytes=encoded)["probabilities"]
@@ -159,7 +169,7 @@ def main(request_path: str) -> None:
     if set(request["artefacts"]) - {"onnx"}:
         import_tensorflow()
     runners = {
-        "saved_model": lambda path: _run_saved_model(path, pixels, request["image_files"]),
+        "saved_model": lambda path: _run_saved_model(path, pixels, request["image_files"], request["tta"]),
         "tflite": lambda path: _run_tflite(path, pixels),
         "onnx": lambda path: _run_onnx(path, pixels),
         "keras": lambda path: _run_keras(path, pixels),  # last: it imports tlcli's layers
