@@ -90,18 +90,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbones", default=",".join(SIZES))
     parser.add_argument("--per-class", type=int, default=16)
+    parser.add_argument("--image-size", type=int, help="one size for every backbone (default: %s)" % SIZES)
     arguments = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for name in arguments.backbones.split(","):
-            rows.append(measure(name, SIZES[name], Path(scratch), arguments.per_class))
+            rows.append(measure(name, arguments.image_size or SIZES[name], Path(scratch), arguments.per_class))
             row = rows[-1]
             print(f"{name:12s} {row['image_size']:4d} px  grid {row['grid'][0]}x{row['grid'][1]}  "
                   f"Grad-CAM {row['gradcam_hits']}/{row['images']}  occlusion {row['occlusion_hits']}/{row['images']}  "
                   f"agree {row['agree']}/{row['images']}  (train {row['train_seconds']} s, "
                   f"explain {row['explain_seconds']} s)", flush=True)
     print("chance: 1 in 4")
-    print(f"wrote {save('explain_localisation', {'machine': machine(), 'rows': rows})}")
+    name = "explain_localisation" + (f"_{arguments.image_size}px" if arguments.image_size else "")
+    print(f"wrote {save(name, {'machine': machine(), 'rows': rows})}")
 
 
 if __name__ == "__main__":
