@@ -22,6 +22,7 @@ from tlcli.commands import (
     extract,
     finetune,
     inspect,
+    lr_find,
     models,
     predict,
     train,
@@ -83,7 +84,8 @@ def reports_errors(function):
     return wrapper
 
 
-for module in (models, inspect, augment, train, finetune, tune, evaluate, calibrate, explain, predict, export, extract):
+for module in (models, inspect, augment, train, lr_find, finetune, tune, evaluate, calibrate, explain, predict, export,
+               extract):
     app.command(module.NAME, help=module.run.__doc__)(reports_errors(module.run))
 
 

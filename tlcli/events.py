@@ -26,6 +26,7 @@ class StageStart:
     frozen_parameters: int
     learning_rate: float
     epochs: int
+    rate_source: str = "given"  # or how the range test found it
 
 
 class Events:

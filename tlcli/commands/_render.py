@@ -98,7 +98,7 @@ class ConsoleEvents(Events):
             f"{literal(stage.unfreeze)} (layers {stage.first_layer}-{stage.layer_count - 1} of {stage.layer_count})",
             f"{stage.trainable_parameters:,}",
             f"{stage.frozen_parameters:,}",
-            f"{stage.learning_rate:g}",
+            f"{stage.learning_rate:.2g}" + ("" if stage.rate_source == "given" else f" ({stage.rate_source})"),
             str(stage.epochs),
         )
         out.print(table)

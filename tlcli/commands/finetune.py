@@ -42,7 +42,9 @@ def run(
     data: Annotated[Optional[Path], typer.Option(help="Dataset (default: the one recorded in the run).", show_default=False)] = None,
     stage: Annotated[Optional[list[str]], typer.Option(
         "--stage", help="UNFREEZE:EPOCHS:LEARNING_RATE, repeatable, run in order; UNFREEZE is a block name, "
-        "a layer count (30), a share (25%) or all. Default: the top block, then all.", show_default=False)] = None,
+        "a layer count (30), a share (25%) or all; LEARNING_RATE a number, or auto: found by a range test as "
+        "the stage begins (see tlcli lr-find). Default: the top block for 3 epochs, then all for 2, both auto.",
+        show_default=False)] = None,
     train_bn: Annotated[bool, typer.Option("--train-bn", help="Also train BatchNormalization scale and offset (statistics stay frozen).")] = False,
     out_dir: Out = None,
     optimizer: Optimizer = _DEFAULTS.optimizer,

@@ -156,7 +156,7 @@ def worker_run_dir(run_dir: Path, placement: Placement) -> Path:
     return Path(tempfile.gettempdir()) / f"tlcli-worker{placement.worker_index}-{key}"
 
 
-def distribute(placement: Placement, make_dataset, num_examples: int, per_replica_batch: int):
+def distribute(placement: Placement, make_dataset, num_examples: int, per_replica_batch: int, endless: bool = False):
     """(dataset or distributed dataset, steps per epoch) for `fit`.
 
     `make_dataset(shard_count, shard_index, batch_size, repeat_batches)` builds one input
@@ -164,10 +164,12 @@ def distribute(placement: Placement, make_dataset, num_examples: int, per_replic
     otherwise each worker builds its own shard, batched per replica. Across workers every worker
     must run the same number of steps (or the collectives wait for ever), so an epoch is the
     whole number of global batches and each shard repeats, epoch after epoch, cut to that many.
+    `endless` repeats epoch after epoch everywhere, for a fit that counts its own steps.
     """
     tf = import_tensorflow()
     if placement.replicas == 1 and placement.num_workers == 1:
-        return make_dataset(1, 0, per_replica_batch, 0), max(1, -(-num_examples // per_replica_batch))
+        steps = max(1, -(-num_examples // per_replica_batch))
+        return make_dataset(1, 0, per_replica_batch, steps if endless else 0), steps
     global_batch = placement.global_batch(per_replica_batch)
     if placement.num_workers > 1:
         steps = max(1, num_examples // global_batch)
@@ -176,7 +178,7 @@ def distribute(placement: Placement, make_dataset, num_examples: int, per_replic
 
     def per_worker(context):
         replicas_per_pipeline = context.num_replicas_in_sync // context.num_input_pipelines
-        repeat_batches = steps * replicas_per_pipeline if placement.num_workers > 1 else 0
+        repeat_batches = steps * replicas_per_pipeline if placement.num_workers > 1 or endless else 0
         return make_dataset(context.num_input_pipelines, context.input_pipeline_id,
                             context.get_per_replica_batch_size(global_batch), repeat_batches)
 

@@ -67,3 +67,24 @@ def plot_penalty_path(solution, path: Path) -> None:
         axis.set_title(f"{solution.folds}-fold cross-validated {title}")
         axis.legend()
     _save(figure, path)
+
+
+def plot_range_test(test, path: Path) -> None:
+    """A learning-rate range test (training.lr_find.RangeTest): each step's loss and the smoothed
+    loss against the rate, the suggested rate marked (or the title saying none was found)."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 4))
+    axis.plot(test.rates, test.losses, color="lightgrey", label="loss of each step")
+    axis.plot(test.rates, test.smoothed, color="tab:blue", label="smoothed loss")
+    if test.suggestion is not None:
+        axis.axvline(test.suggestion, color="tab:red", linestyle=":", label=f"suggested {test.suggestion:.2g}")
+        title = f"Suggested rate {test.suggestion:.2g} ({test.rule} rule)"
+    else:
+        title = "No rate lowered the loss: none suggested"
+    if len(test.smoothed):
+        low, high = min(test.smoothed), max(test.smoothed[0], min(test.smoothed) * 4)
+        axis.set_ylim(low - 0.05 * (high - low + 1e-12), high + 0.1 * (high - low + 1e-12))
+    axis.set_xscale("log")
+    axis.set(xlabel="learning rate", ylabel="training loss", title=f"{title}; the test {test.stopped}")
+    axis.legend()
+    _save(figure, path)

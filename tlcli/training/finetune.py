@@ -23,11 +23,13 @@ from tlcli.events import SILENT, WARNING, Events, StageStart
 from tlcli.models.backbones import BackboneSpec, get_backbone
 from tlcli.models.saved import load_placed_model
 from tlcli.models.weights import find_base
+from tlcli.runs.curves import plot_range_test
 from tlcli.runs.directory import (
     BACKUP,
     EXPORT_METADATA,
     HISTORY,
     RunInfo,
+    check_writable_folder,
     default_run_dir,
     read_run,
     resumable,
@@ -40,6 +42,7 @@ from tlcli.settings import check_types
 from tlcli.training.callbacks import load_model_state, save_model_state
 from tlcli.training.config import FitConfig
 from tlcli.training.fit import compile_model, fit, fit_length
+from tlcli.training.lr_find import END, START, STEPS, RangeTest, range_test
 from tlcli.training.train import (
     Outcome,
     claim_run,
@@ -52,17 +55,27 @@ from tlcli.training.train import (
 
 keras = import_keras()
 
-STAGE_HELP = "UNFREEZE:EPOCHS:LEARNING_RATE, e.g. block5:3:1e-4, 30:2:1e-5, 25%:2:1e-5 or all:2:1e-5"
+STAGE_HELP = "UNFREEZE:EPOCHS:LEARNING_RATE, e.g. block5:3:auto, block5:3:1e-4, 30:2:1e-5, 25%:2:1e-5 or all:2:auto"
+AUTO = "auto"
+LR_FIND_PLOT = "lr_find.png"
+# When the range test finds no rate that lowers the loss: the rates the default stages used
+# before they found their own (see default_stages).
+FALLBACK_RATE, FALLBACK_RATE_ALL = 1e-5, 1e-6
 
 
 @dataclass(frozen=True)
 class Stage:
     unfreeze: str  # a block name, a layer count ("30"), a share ("25%") or "all"
     epochs: int
-    learning_rate: float
+    learning_rate: float | None  # None: found by the learning-rate range test as the stage begins
 
     def __str__(self) -> str:
-        return f"{self.unfreeze}:{self.epochs}:{self.learning_rate:g}"
+        rate = AUTO if self.learning_rate is None else f"{self.learning_rate:g}"
+        return f"{self.unfreeze}:{self.epochs}:{rate}"
+
+    @property
+    def fallback_rate(self) -> float:
+        return FALLBACK_RATE_ALL if self.unfreeze == "all" else FALLBACK_RATE
 
 
 def stage_name(number: int, stage: Stage) -> str:
@@ -76,13 +89,13 @@ def parse_stage(text: str, spec: BackboneSpec) -> Stage:
         raise TlcliError(f"--stage {text!r} is not a stage. Expected {STAGE_HELP}.")
     unfreeze, epochs, rate = (part.strip() for part in parts)
     try:
-        epochs_value, rate_value = int(epochs), float(rate)
+        epochs_value, rate_value = int(epochs), None if rate.lower() == AUTO else float(rate)
     except ValueError:
         raise TlcliError(
-            f"--stage {text!r}: epochs must be a whole number and the learning rate a number. "
+            f"--stage {text!r}: epochs must be a whole number and the learning rate a number or auto. "
             f"Expected {STAGE_HELP}."
         ) from None
-    if epochs_value < 1 or rate_value <= 0:
+    if epochs_value < 1 or (rate_value is not None and rate_value <= 0):
         raise TlcliError(f"--stage {text!r}: epochs and learning rate must be positive. Expected {STAGE_HELP}.")
     try:
         unfreeze = parse_unfreeze(unfreeze, spec)
@@ -110,13 +123,13 @@ def parse_unfreeze(text: str, spec: BackboneSpec) -> str:
 
 
 def default_stages(spec: BackboneSpec) -> list[Stage]:
-    """The top block first, then everything, at rates low enough for a head on standardized
-    features: a feature's change counts in units of its spread over the training images, so one
-    epoch of Adam at 1e-4 moved random VGG16 features far enough to take the validation loss
-    from 0.30 to 34, where 1e-5 reached 0.008 in two."""
+    """The top block first, then everything, each at the rate its range test finds. Rates must
+    be low for a head on standardized features: a feature's change counts in units of its
+    spread over the training images, so one epoch of Adam at 1e-4 moved random VGG16 features
+    far enough to take the validation loss from 0.30 to 34, where 1e-5 reached 0.008 in two."""
     return [
-        Stage(spec.blocks[-1].name, 3, 1e-5),
-        Stage("all", 2, 1e-6),
+        Stage(spec.blocks[-1].name, 3, None),
+        Stage("all", 2, None),
     ]
 
 
@@ -212,6 +225,7 @@ def finetune(
     run_dir = start_run(run_dir, placement, document, dataset.class_names, overwrite=overwrite, resume=resume)
 
     inputs = _inputs(placement, dataset, run.image_size, fit_config)
+    rates = _StageRates(run_dir / BACKUP / "stage-rates.json")
     history = History.load(run_dir / HISTORY)
     with placement.strategy.scope():
         compile_model(model, fit_config, fit_config.learning_rate, inputs.steps)
@@ -221,19 +235,71 @@ def finetune(
         if number <= book.stages_done:
             continue
         with resumable(requested_dir):
-            result = _run_stage(model, base, spec, number, stage, config, inputs, run_dir, history, events)
+            result = _run_stage(model, base, spec, number, stage, config, inputs, run_dir, history, rates, events)
         book.finished(number, result, model, events)
 
     unfreeze(base, len(base.layers), False)  # the saved model's backbone is frozen again
     with placement.strategy.scope():
         compile_model(model, fit_config, fit_config.learning_rate, inputs.steps)
-    metrics = {"best_epoch": book.best_epoch, "epochs_run": history.last_epoch, "seconds": round(book.seconds, 2)}
+    metrics = {"best_epoch": book.best_epoch, "epochs_run": history.last_epoch, "seconds": round(book.seconds, 2),
+               "stage_rates": rates.table}
     if inputs.val_data is not None:
         loss, accuracy = model.evaluate(inputs.val_data, steps=inputs.val_steps if inputs.repeating else None,
                                         verbose=0)
         metrics.update(val_loss=float(loss), val_accuracy=float(accuracy))
     save_outcome(run_dir, model, history, metrics, placement)
     return Outcome(requested_dir, metrics, "fine-tuning")
+
+
+@dataclass(frozen=True)
+class RateFinding:
+    """`tlcli lr-find`'s result: the range test of one stage's unfreezing of a run."""
+
+    run: Path
+    unfreeze: str
+    test: RangeTest
+    plot: Path | None  # None on the workers that are not the chief
+
+
+def find_learning_rate(
+    source: Path,
+    unfreezing: str | None = None,
+    *,
+    data: Path | None = None,
+    fit: FitConfig = FitConfig(learning_rate=FALLBACK_RATE),
+    steps: int = STEPS,
+    start: float = START,
+    end: float = END,
+    out: Path | None = None,
+    train_batch_norm: bool = False,
+    strict: bool = False,
+    distribution: DistributeConfig = DistributeConfig(),
+    on_start=None,
+) -> RateFinding:
+    """The learning-rate range test of a run fine-tuned from `unfreezing` (default: its top
+    block), as a fine-tuning stage would train it, on the run's training images; its plot goes
+    to `out` (default: RUN_DIR/lr_find.png). The run's model is read, never written."""
+    if not 0 < start < end:
+        raise TlcliError(f"--start {start:g} and --end {end:g}: the rates must grow from a positive start. "
+                         "Use e.g. --start 1e-7 --end 1.")
+    placement = place(distribution, data)
+    run = read_run(source)
+    spec = run_backbone(run)
+    unfreezing = parse_unfreeze(unfreezing or spec.blocks[-1].name, spec)
+    dataset, _ = run_dataset(run, data, strict)
+    plot = Path(out) if out is not None else run.path / LR_FIND_PLOT
+    check_writable_folder(plot.parent, f"--out {plot}")
+    set_seed(fit.seed)
+    model, run = load_placed_model(source, placement)
+    base = find_base(model, spec)
+    unfreeze(base, first_unfrozen_index(base, spec, unfreezing), train_batch_norm)
+    inputs = _inputs(placement, dataset, run.image_size, fit)
+    if on_start is not None:
+        on_start()
+    test = range_test(model, inputs.endless(), fit, start=start, end=end, steps=steps)
+    if placement.is_chief:
+        plot_range_test(test, plot)
+    return RateFinding(run.path, unfreezing, test, plot if placement.is_chief else None)
 
 
 def run_backbone(run: RunInfo) -> BackboneSpec:
@@ -291,6 +357,7 @@ class _Inputs:
     val_steps: int | None
     epoch: object  # the training images' epoch counter
     repeating: bool  # multi-worker: every epoch is a fixed number of steps
+    endless: object  # () -> the training batches repeating without end, for the range test
 
 
 def _inputs(placement, dataset: Dataset, image_size: int, fit_config: FitConfig) -> _Inputs:
@@ -304,28 +371,69 @@ def _inputs(placement, dataset: Dataset, image_size: int, fit_config: FitConfig)
         image_batches(placement, val_samples, image_size, fit_config.batch_size, num_classes) if val_samples
         else (None, None)
     )
-    return _Inputs(train_data, steps, val_data, val_steps, epoch, placement.num_workers > 1)
+    def endless():
+        return image_batches(placement, train_samples, image_size, fit_config.batch_size, num_classes, shuffle=True,
+                             seed=fit_config.seed, class_weights=class_weights, endless=True)[0]
+
+    return _Inputs(train_data, steps, val_data, val_steps, epoch, placement.num_workers > 1, endless)
 
 
 def _run_stage(model, base, spec: BackboneSpec, number: int, stage: Stage, config: FinetuneConfig, inputs: _Inputs,
-               run_dir: Path, history: History, events: Events):
-    """Unfreeze the stage's layers, recompile and fit; the stage's epochs are backed up as they end."""
+               run_dir: Path, history: History, rates: "_StageRates", events: Events):
+    """Unfreeze the stage's layers, find its rate if it is auto, recompile and fit; the stage's
+    epochs are backed up as they end."""
     start = first_unfrozen_index(base, spec, stage.unfreeze)
     unfreeze(base, start, config.train_batch_norm)
-    stage_fit = dataclasses.replace(config.fit, learning_rate=stage.learning_rate, epochs=stage.epochs)
+    name = stage_name(number, stage)
+    rate, source = rates.rate(name, stage, lambda: _find_stage_rate(model, stage, config.fit, inputs,
+                                                                    run_dir / f"lr_find_{name}.png", events))
+    stage_fit = dataclasses.replace(config.fit, learning_rate=rate, epochs=stage.epochs)
     with model.distribute_strategy.scope():  # recompiled after every change of what is trainable
-        compile_model(model, stage_fit, stage.learning_rate, inputs.steps * stage.epochs)
+        compile_model(model, stage_fit, rate, inputs.steps * stage.epochs)
     events.stage(StageStart(
         number, stage.unfreeze, start, len(base.layers), count_parameters(model.trainable_weights),
-        count_parameters(model.non_trainable_weights), stage.learning_rate, stage.epochs,
+        count_parameters(model.non_trainable_weights), rate, stage.epochs, source,
     ))
-    name = stage_name(number, stage)
     return fit(
         model, inputs.train_data, inputs.val_data, stage_fit,
         length=fit_length(stage_fit, inputs.steps), steps_per_epoch=inputs.steps, run_dir=run_dir, stage=name,
         history=history, first_epoch=_epochs_before(history, name), epoch=inputs.epoch,
         fixed_steps=inputs.repeating, validation_steps=inputs.val_steps if inputs.repeating else None, events=events,
     )
+
+
+def _find_stage_rate(model, stage: Stage, fit_config: FitConfig, inputs: _Inputs, plot: Path,
+                     events: Events) -> tuple[float, str]:
+    """The rate the range test suggests for the stage's unfreezing (the weights stay as they
+    were), or the stage's fallback rate when no rate lowered the loss; its plot goes to `plot`."""
+    test = range_test(model, inputs.endless(), fit_config)
+    plot_range_test(test, plot)
+    if test.suggestion is None:
+        events.note(f"{stage.unfreeze}: no learning rate lowered the training loss in the range test "
+                    f"({len(test.rates)} steps, {plot.name}); the stage trains at {stage.fallback_rate:g}.", WARNING)
+        return stage.fallback_rate, "none found: fallback"
+    events.note(f"{stage.unfreeze}: the range test suggests {test.suggestion:.2g} ({test.rule} rule, {plot.name}).")
+    return test.suggestion, f"found, {test.rule} rule"
+
+
+class _StageRates:
+    """Each stage's learning rate and where it came from, kept in the run's backup as found, so
+    that a resumed stage trains at the rate it started with instead of testing again."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.table: dict[str, dict] = json.loads(path.read_text()) if path.is_file() else {}
+
+    def rate(self, name: str, stage: Stage, find) -> tuple[float, str]:
+        if stage.learning_rate is not None:
+            self.table[name] = {"learning_rate": stage.learning_rate, "source": "given"}
+        elif name not in self.table:
+            rate, source = find()
+            self.table[name] = {"learning_rate": rate, "source": source}
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_json(self.path, self.table)
+        entry = self.table[name]
+        return entry["learning_rate"], entry["source"]
 
 
 class _StageBook:

@@ -337,15 +337,17 @@ def fit_and_measure(
 
 
 def image_batches(placement: Placement, samples, image_size: int, batch_size: int, num_classes: int, *,
-                  shuffle: bool = False, seed: int = 0, epoch=None, class_weights=None, augment=None):
+                  shuffle: bool = False, seed: int = 0, epoch=None, class_weights=None, augment=None,
+                  endless: bool = False):
     """(batches of images and targets, steps per epoch), shared out as the placement needs.
-    `epoch` is the `epoch_counter()` that numbers the epochs for the shuffle and augmentation."""
+    `epoch` is the `epoch_counter()` that numbers the epochs for the shuffle and augmentation;
+    `endless` batches repeat epoch after epoch."""
     def make(count, index, batch, repeat_batches):
         images = image_dataset(samples, image_size, batch, shuffle=shuffle, seed=seed, epoch=epoch, augment=augment,
                                shard=(count, index), repeat_batches=repeat_batches)
         return with_targets(images, num_classes, class_weights)
 
-    return distribute(placement, make, len(samples), batch_size)
+    return distribute(placement, make, len(samples), batch_size, endless=endless)
 
 
 def run_facts(placement: Placement, batch_size: int, dataset: Dataset) -> dict:

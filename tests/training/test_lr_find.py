@@ -1,0 +1,115 @@
+"""The learning-rate range test: `tlcli lr-find`, and fine-tuning stages at `auto` rates."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from helpers import invoke, read_history, runner
+from tlcli.cli import app
+from tlcli.training.lr_find import smooth, valley
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_valley_is_halfway_down_the_longest_fall_before_the_loss_turns():
+    rates = np.geomspace(1e-7, 1, 60)
+    # Flat, then falling from 1e-5 to 1e-3, then blowing up.
+    losses = np.where(rates < 1e-5, 1.0, np.where(rates < 1e-3, 1.0 - 0.5 * np.log10(rates / 1e-5) / 2, 0.5))
+    losses = np.where(rates > 2e-3, 0.5 * (rates / 2e-3) ** 2, losses)
+    index = valley(losses[: int(np.argmin(losses)) + 1])
+
+    assert index is not None and 1e-5 <= rates[index] <= 1e-3
+    assert losses[index] < 1.0 and losses[index] > losses.min()
+
+
+@pytest.mark.parametrize("curve", ["flat", "noisy", "rising"])
+def test_no_valley_when_the_loss_never_falls(curve):
+    rng = np.random.default_rng(0)
+    losses = {
+        "flat": 1.0 + 0.001 * rng.standard_normal(50),
+        "noisy": 1.0 + 0.3 * rng.standard_normal(50),  # small batches: a 5% fall is noise here
+        "rising": np.linspace(1.0, 3.0, 50),
+    }[curve]
+    assert valley(smooth(losses), losses) is None
+
+
+def test_smoothing_starts_at_the_first_loss_and_follows_a_constant():
+    np.testing.assert_allclose(smooth(np.array([2.0, 2.0, 2.0])), [2.0, 2.0, 2.0])
+    assert smooth(np.array([1.0, 3.0]))[0] == 1.0
+
+
+def test_lr_find_tests_rates_and_leaves_the_run_unchanged(tiny_run, tmp_path):
+    before = {path.name: _digest(path) for path in tiny_run.iterdir() if path.is_file()}
+    result = invoke("lr-find", tiny_run, "--steps", 30, "--batch-size", 8, "--out", tmp_path / "lr.png", "--json")
+    found = json.loads(result.stdout)
+
+    rates = np.asarray(found["rates"])
+    assert found["unfreeze"] == "block5" and found["rule"] == "valley" and 5 <= len(rates) <= 30
+    np.testing.assert_allclose(rates[1:] / rates[:-1], (1.0 / 1e-7) ** (1 / 29), rtol=1e-6)  # one rate a step
+    assert found["stopped"] in ("blew up", "reached the end") and (tmp_path / "lr.png").is_file()
+    if found["suggestion"] is not None:
+        assert rates[0] < found["suggestion"] < rates[-1]
+    assert {path.name: _digest(path) for path in tiny_run.iterdir() if path.is_file()} == before
+
+
+def test_lr_find_stops_when_the_loss_blows_up_and_suggests_below_it(tiny_run, tmp_path):
+    found = json.loads(invoke("lr-find", tiny_run, "--steps", 40, "--start", 1e-6, "--end", 100.0,
+                              "--batch-size", 8, "--out", tmp_path / "lr.png", "--json").stdout)
+    assert found["stopped"] == "blew up" and len(found["rates"]) < 40
+    smoothed = np.asarray(found["smoothed"])
+    assert smoothed[-1] > 4 * smoothed.min() and smoothed[-1] > smoothed[0]
+    if found["suggestion"] is not None:
+        assert found["suggestion"] < found["rates"][int(np.argmin(smoothed))] * 1.0001
+
+
+def test_lr_find_says_when_no_rate_lowers_the_loss(tiny_run, tmp_path):
+    # Rates far too small to move anything, on one batch of all 24 images: the loss stays where it is.
+    result = invoke("lr-find", tiny_run, "--steps", 10, "--start", 1e-12, "--end", 1e-11, "--batch-size", 32,
+                    "--out", tmp_path / "lr.png")
+    assert "No learning rate lowered the training loss of block5" in result.stdout
+    assert "Suggested" not in result.stdout
+
+
+def test_lr_find_of_a_folder_that_is_not_a_run_is_one_line(tmp_path):
+    result = runner.invoke(app, ["lr-find", str(tmp_path)])
+    assert result.exit_code == 2 and "is not a tlcli run" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_an_auto_stage_trains_at_the_rate_its_range_test_found(tiny_run, tmp_path):
+    out = tmp_path / "ft"
+    result = invoke("finetune", tiny_run, "--stage", "block5:1:auto", "--batch-size", 8, "--out", out)
+    rates = json.loads((out / "metrics.json").read_text())["stage_rates"]
+
+    entry = rates["stage1-block5"]
+    assert entry["source"] in ("found, valley rule", "none found: fallback")
+    if entry["source"].startswith("none"):
+        assert entry["learning_rate"] == 1e-5  # the stage's fallback
+    assert float(read_history(out)[0]["learning_rate"]) == pytest.approx(entry["learning_rate"], rel=1e-5)
+    said = "the range test suggests" if entry["source"].startswith("found") else "no learning rate lowered"
+    assert f"block5: {said}" in result.output and (out / "lr_find_stage1-block5.png").is_file()
+    assert json.loads((out / "config.json").read_text())["stages"] == ["block5:1:auto"]
+
+
+def test_a_given_rate_is_recorded_as_given(tiny_run, tmp_path):
+    out = tmp_path / "ft"
+    invoke("finetune", tiny_run, "--stage", "block5:1:3e-5", "--batch-size", 8, "--quiet", "--out", out)
+    rates = json.loads((out / "metrics.json").read_text())["stage_rates"]
+    assert rates == {"stage1-block5": {"learning_rate": 3e-5, "source": "given"}}
+    assert not list(out.glob("lr_find_*.png"))
+
+
+def test_auto_is_a_stage_rate():
+    from tlcli.models.backbones import get_backbone
+    from tlcli.training.finetune import default_stages, parse_stage
+
+    spec = get_backbone("resnet50")
+    assert str(parse_stage("conv5:3:AUTO", spec)) == "conv5:3:auto"
+    assert parse_stage("conv5:3:auto", spec).learning_rate is None
+    assert [str(stage) for stage in default_stages(spec)] == ["conv5:3:auto", "all:2:auto"]

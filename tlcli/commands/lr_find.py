@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tlcli.commands._options import BatchSize, Json, Optimizer, Precision, RunPath, Seed, Strategy, Strict, Tpu
+from tlcli.console import err, literal, out, print_json
+
+NAME = "lr-find"
+
+
+def run(
+    run_dir: RunPath,
+    unfreeze: Annotated[Optional[str], typer.Option(
+        help="The stage's unfreezing: a block name, a layer count (30), a share (25%) or all (default: the top block).",
+        show_default=False)] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Dataset (default: the one recorded in the run).",
+                                                 show_default=False)] = None,
+    steps: Annotated[int, typer.Option(help="Optimiser steps, one rate each.", min=5)] = 100,
+    start: Annotated[float, typer.Option(help="The first rate.")] = 1e-7,
+    end: Annotated[float, typer.Option(help="The last rate, if the loss has not blown up before.")] = 1.0,
+    optimizer: Optimizer = "adam",
+    batch_size: BatchSize = 32,
+    train_bn: Annotated[bool, typer.Option("--train-bn", help="Also train BatchNormalization scale and offset, "
+                                           "as finetune --train-bn does.")] = False,
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="The plot (default: RUN_DIR/lr_find.png).",
+                                                     show_default=False)] = None,
+    seed: Seed = 0,
+    strict: Strict = False,
+    strategy: Strategy = "auto",
+    tpu: Tpu = None,
+    precision: Precision = "float32",
+    as_json: Json = False,
+) -> None:
+    """Find a fine-tuning learning rate: the range test of a stage's unfreezing, plotted, with a suggested rate."""
+    from tlcli.distribute.placement import DistributeConfig
+    from tlcli.training.config import FitConfig
+    from tlcli.training.finetune import find_learning_rate
+
+    fit = FitConfig(optimizer=optimizer, batch_size=batch_size, seed=seed)
+    def started():
+        err.print("Running the range test: the rate grows each step until the loss blows up (the run is not changed).")
+
+    found = find_learning_rate(run_dir, unfreeze, data=data, fit=fit, steps=steps, start=start, end=end,
+                               out=out_path, train_batch_norm=train_bn, strict=strict,
+                               distribution=DistributeConfig(strategy, tpu, precision), on_start=started)
+    test = found.test
+    if as_json:
+        print_json({"run_dir": str(found.run), "unfreeze": found.unfreeze, "plot": found.plot and str(found.plot),
+                    **test.to_dict()})
+        return
+    where = f" Plot: {literal(found.plot)}." if found.plot else ""
+    if test.suggestion is None:
+        out.print(f"No learning rate lowered the training loss of {literal(found.unfreeze)} over {len(test.rates)} "
+                  f"steps from {test.rates[0]:.2g} to {test.rates[-1]:.2g} (the test {test.stopped}), so none is "
+                  f"suggested: the head may already fit the training images, or try a wider --start/--end.{where}")
+        return
+    out.print(f"Suggested learning rate for {literal(found.unfreeze)}: [bold]{test.suggestion:.2g}[/] "
+              f"({test.rule} rule: halfway down the longest fall of the smoothed loss; the test {test.stopped} "
+              f"after {len(test.rates)} steps).{where}")
+    out.print(f"Use it with: tlcli finetune {literal(found.run)} --stage {literal(found.unfreeze)}:3:{test.suggestion:.2g}"
+              f"  (or --stage {literal(found.unfreeze)}:3:auto)")
