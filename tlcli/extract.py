@@ -57,6 +57,7 @@ class ExtractConfig:
     seed: int = 0
     strict: bool = False
     overwrite: bool = False
+    labels: object = None  # a data.labels.LabelFile: the images and labels listed in a CSV
 
     def __post_init__(self):
         if self.pooling not in POOLINGS:
@@ -112,7 +113,8 @@ def plan_extraction(config: ExtractConfig, on_checked: Callable[[int], None] | N
     image_size = resolve_image_size(spec, config.image_size)
     weights = parse_weights(config.weights)
     dataset = load_dataset(
-        config.data, SplitOptions(config.val_split, config.test_split, config.seed), config.strict, on_checked
+        config.data, SplitOptions(config.val_split, config.test_split, config.seed), config.strict, on_checked,
+        labels=config.labels,
     )
     samples, splits = [], []
     for split in SPLITS:

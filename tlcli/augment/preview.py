@@ -50,14 +50,14 @@ def choose_samples(samples, class_names, count: int, seed: int) -> list[tuple[Sa
     return chosen
 
 
-def _image_or_dataset(path: Path, count: int, seed: int) -> list[tuple[Sample, str]]:
+def _image_or_dataset(path: Path, count: int, seed: int, labels=None) -> list[tuple[Sample, str]]:
     path = Path(path).expanduser()
     if path.is_file():
         checked = check_image(path)
         if isinstance(checked, Problem):
             raise TlcliError(f"{path} cannot be used: {checked.reason}. Pass an image or a dataset folder.")
         return [(Sample(path, 0, checked.needs_pil), path.name)]
-    dataset = load_dataset(path, SplitOptions(seed=seed))  # the training split train would use
+    dataset = load_dataset(path, SplitOptions(seed=seed), labels=labels)  # the training split train would use
     split = "train" if "train" in dataset.splits else next(iter(dataset.splits))
     return choose_samples(dataset.splits[split], dataset.class_names, count, seed)
 
@@ -127,8 +127,10 @@ def write_preview(
     variants: int = 5,
     image_size: int = 128,
     seed: int = 0,
+    labels=None,
 ) -> Preview:
-    """Pick images, augment them through the training pipeline, and write the grid as PNG."""
+    """Pick images (of a dataset's class folders, or of `labels`, a data.labels.LabelFile),
+    augment them through the training pipeline, and write the grid as PNG."""
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise TlcliError(f"--out {out} is not a .png file name. Use e.g. --out preview.png.")
@@ -143,7 +145,7 @@ def write_preview(
     if out.is_dir():
         raise TlcliError(f"--out {out} is a folder. Give the .png file to write, e.g. --out {out / 'preview.png'}.")
     check_writable_folder(out.parent, f"--out {out}")
-    chosen = _image_or_dataset(source, samples, seed)
+    chosen = _image_or_dataset(source, samples, seed, labels)
     pictures = [sample for sample, _ in chosen]
     originals = _decode(pictures, image_size, seed)[0]
     augmenter = build_augmenter(config, seed)

@@ -43,6 +43,24 @@ TestSplit = Annotated[
     float, typer.Option(help="Flat layout: fraction of each class held out for testing.")
 ]
 Seed = Annotated[int, typer.Option(help="Random seed for splits, shuffling and initialisation.")]
+# A label file instead of class folders.
+Labels = Annotated[
+    Optional[Path],
+    typer.Option("--labels", metavar="FILE.csv", show_default=False, rich_help_panel="Label file",
+                 help="A CSV of path,label[,split] rows naming DATA's images and their labels, instead of class "
+                      "folders (paths relative to DATA or to the CSV)."),
+]
+LabelColumns = Annotated[
+    Optional[str],
+    typer.Option("--label-columns", metavar="KEY=COLUMN,...", show_default=False, rich_help_panel="Label file",
+                 help="The label file's columns when not named path (or filename), label and split, e.g. "
+                      "path=image_id,label=tags."),
+]
+AllowOutsidePaths = Annotated[
+    bool,
+    typer.Option("--allow-outside-paths", rich_help_panel="Label file",
+                 help="Accept label-file paths that leave DATA and the CSV's folder (absolute, or through ..)."),
+]
 Strict = Annotated[bool, typer.Option("--strict", help="Treat any unusable file as an error.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
 RunPath = Annotated[

@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from tlcli.commands._options import (
+    AllowOutsidePaths,
     AugmentPreset,
     Brightness,
     Config,
@@ -13,6 +14,8 @@ from tlcli.commands._options import (
     Crop,
     Flip,
     Hue,
+    LabelColumns,
+    Labels,
     Noise,
     Rotation,
     Saturation,
@@ -54,10 +57,14 @@ def run(
     hue: Hue = None,
     noise: Noise = None,
     config: Config = None,
+    labels: Labels = None,
+    label_columns: LabelColumns = None,
+    allow_outside_paths: AllowOutsidePaths = False,
 ) -> None:
     """Preview augmentation: images beside augmented versions drawn by the training pipeline (default preset: standard)."""
     from tlcli.augment.preview import write_preview
     from tlcli.augment.settings import augmentation_from_options, describe
+    from tlcli.data.labels import LabelFile
 
     settings = augmentation_from_options(
         augment,
@@ -67,7 +74,8 @@ def run(
         default="standard",
     )
     preview = write_preview(
-        data, out_path, settings, samples=samples, variants=variants, image_size=image_size, seed=seed
+        data, out_path, settings, samples=samples, variants=variants, image_size=image_size, seed=seed,
+        labels=LabelFile.parse(labels, label_columns, allow_outside_paths),
     )
     out.print(
         f"Wrote {literal(preview.path)}: {preview.rows} image(s), each with {preview.columns - 1} "

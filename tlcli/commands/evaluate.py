@@ -5,7 +5,20 @@ from typing import Annotated, Optional
 
 import typer
 
-from tlcli.commands._options import BatchSize, Json, Precision, RunPath, Strategy, Tpu, Tta, TtaViews, chosen_views
+from tlcli.commands._options import (
+    AllowOutsidePaths,
+    BatchSize,
+    Json,
+    LabelColumns,
+    Labels,
+    Precision,
+    RunPath,
+    Strategy,
+    Tpu,
+    Tta,
+    TtaViews,
+    chosen_views,
+)
 from tlcli.console import err, literal, out, print_json, progress
 
 NAME = "evaluate"
@@ -49,6 +62,9 @@ def run(
     ] = 0,
     tta: Tta = False,
     tta_views: TtaViews = None,
+    labels: Labels = None,
+    label_columns: LabelColumns = None,
+    allow_outside_paths: AllowOutsidePaths = False,
     batch_size: BatchSize = 32,
     strategy: Strategy = "auto",
     tpu: Tpu = None,
@@ -59,10 +75,12 @@ def run(
 
     from tlcli.commands._render import show_placement, show_worker_note
     from tlcli.data.dataset import count_files, discover
+    from tlcli.data.labels import LabelFile
     from tlcli.distribute.placement import DistributeConfig, place
     from tlcli.evaluate.evaluate import (
         check_thresholds_apply,
         evaluate_model,
+        evaluation_labels,
         explain_worst,
         failed_thresholds,
         find_evaluation_folder,
@@ -77,7 +95,8 @@ def run(
 
     view_set = chosen_views(tta, tta_views)
     thresholds = parse_thresholds(fail_under or [])
-    folder, description = find_evaluation_folder(data)
+    label_file = evaluation_labels(model, data, LabelFile.parse(labels, label_columns, allow_outside_paths))
+    folder, description = find_evaluation_folder(data, label_file)
     reports = reports_folder(model, out_dir)
     placement = place(DistributeConfig(strategy, tpu, precision), data)  # before any model: multi-worker needs it so
     keras_model, info = load_placed_model(model, placement)
@@ -89,9 +108,9 @@ def run(
                   "the single view's numbers are shown beside.")
     show_placement(placement, batch_size)
 
-    bar, advance = progress("Checking images", count_files(discover(folder)))
+    bar, advance = progress("Checking images", count_files(discover(folder, label_file)))
     with bar:
-        selection = select_samples(folder, info.class_names, description, on_checked=advance)
+        selection = select_samples(folder, info.class_names, description, on_checked=advance, labels=label_file)
     bar, advance = progress("Predicting", len(selection.samples))
     with bar:
         evaluation = evaluate_model(keras_model, info.class_names, info.image_size, selection,

@@ -6,9 +6,12 @@ from typing import Annotated
 import typer
 
 from tlcli.commands._options import (
+    AllowOutsidePaths,
     BatchSize,
     DataPath,
     ImageSize,
+    LabelColumns,
+    Labels,
     ModelName,
     Precision,
     Quiet,
@@ -44,6 +47,9 @@ def run(
     test_split: TestSplit = 0.0,
     seed: Seed = 0,
     strict: Strict = False,
+    labels: Labels = None,
+    label_columns: LabelColumns = None,
+    allow_outside_paths: AllowOutsidePaths = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing features file.")] = False,
     strategy: Strategy = "auto",
     tpu: Tpu = None,
@@ -52,13 +58,14 @@ def run(
 ) -> None:
     """Extract a frozen backbone's features for every image into one .npz file (features, labels, splits, paths)."""
     from tlcli.commands._render import show_dataset, show_placement, show_worker_note
+    from tlcli.data.labels import LabelFile
     from tlcli.distribute.placement import DistributeConfig, place
     from tlcli.extract import ExtractConfig, extract, plan_extraction
 
     config = ExtractConfig(
         data=data, model=model, out=features_out, weights=weights, image_size=image_size, pooling=pooling,
         batch_size=batch_size, val_split=val_split, test_split=test_split, seed=seed, strict=strict,
-        overwrite=overwrite,
+        overwrite=overwrite, labels=LabelFile.parse(labels, label_columns, allow_outside_paths),
     )
     placement = place(DistributeConfig(strategy, tpu, precision), data)  # first: multi-worker needs it so
     plan = plan_extraction(config)

@@ -2,7 +2,17 @@ from __future__ import annotations
 
 import typer
 
-from tlcli.commands._options import DataPath, Json, Seed, Strict, TestSplit, ValSplit
+from tlcli.commands._options import (
+    AllowOutsidePaths,
+    DataPath,
+    Json,
+    LabelColumns,
+    Labels,
+    Seed,
+    Strict,
+    TestSplit,
+    ValSplit,
+)
 from tlcli.console import literal, out, print_json, progress
 from tlcli.data.dataset import SplitOptions, count_files, discover, scan
 from tlcli.data.inspection import Report, inspect_dataset
@@ -19,12 +29,18 @@ def run(
     val_split: ValSplit = 0.2,
     test_split: TestSplit = 0.0,
     seed: Seed = 0,
+    labels: Labels = None,
+    label_columns: LabelColumns = None,
+    allow_outside_paths: AllowOutsidePaths = False,
 ) -> None:
     """Check a dataset: counts per split and class, sizes and modes, bad files, imbalance, leakage."""
+    from tlcli.data.labels import LabelFile
+
     options = SplitOptions(val_split, test_split, seed)
-    bar, advance = progress("Checking images", count_files(discover(data)))
+    label_file = LabelFile.parse(labels, label_columns, allow_outside_paths)
+    bar, advance = progress("Checking images", count_files(discover(data, label_file)))
     with bar:
-        found = scan(data, on_checked=advance)
+        found = scan(data, on_checked=advance, labels=label_file)
     report = inspect_dataset(found, options)
     if as_json:
         print_json(report.to_dict())
@@ -38,7 +54,8 @@ def _print_report(report: Report) -> None:
     from rich.table import Table
 
     splits = list(report.counts)
-    table = Table(title=f"{literal(report.root)} ({report.layout} layout)")
+    where = f"listed in {report.labels}" if report.labels else f"{report.layout} layout"
+    table = Table(title=f"{literal(report.root)} ({literal(where)})")
     table.add_column("class")
     for split in splits:
         table.add_column(literal(split), justify="right")

@@ -5,6 +5,7 @@ from typing import Annotated, Optional
 import typer
 
 from tlcli.commands._options import (
+    AllowOutsidePaths,
     AugmentPreset,
     BatchSize,
     Brightness,
@@ -18,6 +19,8 @@ from tlcli.commands._options import (
     Flip,
     Hue,
     ImageSize,
+    LabelColumns,
+    Labels,
     LabelSmoothing,
     LearningRate,
     ModelName,
@@ -85,6 +88,9 @@ def run(
     cache_features: Annotated[bool, typer.Option("--cache-features/--no-cache-features", help="Compute the frozen backbone's features once and train the head on them.")] = True,
     head_solver: Annotated[str, typer.Option(help="auto|lbfgs|gradient. auto: a head without hidden layers on cached features is solved (logistic regression, penalty cross-validated); others are trained by gradient.")] = "auto",
     strict: Strict = False,
+    labels: Labels = None,
+    label_columns: LabelColumns = None,
+    allow_outside_paths: AllowOutsidePaths = False,
     augment: AugmentPreset = None,
     rotation: Rotation = None,
     translation: Translation = None,

@@ -6,9 +6,12 @@ from typing import Annotated, Optional
 import typer
 
 from tlcli.commands._options import (
+    AllowOutsidePaths,
     EarlyStopping,
     Epochs,
     ImageSize,
+    LabelColumns,
+    Labels,
     ModelName,
     Overwrite,
     Quiet,
@@ -29,7 +32,7 @@ NAME = "tune"
 
 # Options that are settings of the searched runs (the rest steer the search itself).
 _TRAIN_OPTIONS = ("model", "weights", "image_size", "pooling", "epochs", "early_stopping", "seed",
-                  "val_split", "test_split", "strict")
+                  "val_split", "test_split", "strict", "labels", "label_columns", "allow_outside_paths")
 _FINETUNE_OPTIONS = ("epochs", "early_stopping", "seed", "strict")  # the rest are the source run's
 _SEARCH_OPTIONS = ("search", "trials", "objective")
 
@@ -62,6 +65,9 @@ def run(
     val_split: ValSplit = 0.2,
     test_split: TestSplit = 0.0,
     strict: Strict = False,
+    labels: Labels = None,
+    label_columns: LabelColumns = None,
+    allow_outside_paths: AllowOutsidePaths = False,
     config: Annotated[Optional[Path], typer.Option(
         "--config", help="TOML file: settings that no trial varies, plus optional tables tune (search, "
         "trials, objective) and space. The command line overrides it.", show_default=False)] = None,

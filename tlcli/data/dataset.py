@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from tlcli.data.images import ImageInfo, Problem, check_images, is_image_name
+from tlcli.data.labels import LabelFile, read_listing
 from tlcli.data.walk import Link, is_hidden, walk
 from tlcli.errors import TlcliError
 
@@ -43,11 +44,15 @@ class Scan:
     checked: dict[Path, ImageInfo | Problem] = field(default_factory=dict)
     stray_images: list[Path] = field(default_factory=list)  # images outside any class folder
     links: list[Link] = field(default_factory=list)  # symbolic links met, and what was done with them
+    labels: LabelFile | None = None  # the label file that listed the images, if any
+    listing_problems: list[Problem] = field(default_factory=list)  # its rows that name no usable image
+    listing_notes: list[str] = field(default_factory=list)
 
     @property
     def problems(self) -> list[Problem]:
         found = [r for r in self.checked.values() if isinstance(r, Problem)]
         found += [Problem(p, "not inside a class folder, so it has no label") for p in self.stray_images]
+        found += self.listing_problems
         return sorted(found, key=lambda problem: str(problem.path))
 
     def good_files(self, split: str, class_name: str) -> list[Path]:
@@ -58,13 +63,18 @@ class Scan:
         ]
 
 
-def discover(root: Path) -> Scan:
-    """Find the layout, the class folders and their files, without opening any image."""
+def discover(root: Path, labels: LabelFile | None = None) -> Scan:
+    """Find the layout, the classes and their files (from class folders, or the label file),
+    without opening any image."""
     root = Path(root).expanduser()
     if not root.exists():
         raise TlcliError(f"Dataset folder {root} does not exist. {LAYOUT_HELP}")
     if not root.is_dir():
         raise TlcliError(f"{root} is a file, not a dataset folder. {LAYOUT_HELP}")
+    if labels is not None:
+        listing = read_listing(root, labels)
+        return Scan(root, listing.layout, listing.files, labels=labels, listing_problems=listing.problems,
+                    listing_notes=listing.notes)
     children = _visible_children(root)
     folders = [child for child in children if child.is_dir()]
     split_folders = [child for child in folders if child.name.lower() in _SPLIT_ALIASES]
@@ -123,9 +133,9 @@ def image_files_below(folder: Path) -> list[Path]:
     return [path for path in found[None] if is_image_name(path)]
 
 
-def scan(root: Path, on_checked: Callable[[int], None] | None = None) -> Scan:
+def scan(root: Path, on_checked: Callable[[int], None] | None = None, labels: LabelFile | None = None) -> Scan:
     """Discover a dataset and check every file in it."""
-    found = discover(root)
+    found = discover(root, labels)
     paths = [path for classes in found.files.values() for paths in classes.values() for path in paths]
     found.checked = check_images(paths, on_checked)
     return found
@@ -162,6 +172,7 @@ class Dataset:
     splits: dict[str, tuple[Sample, ...]]
     problems: tuple[Problem, ...]
     notes: tuple[str, ...] = ()
+    labels: LabelFile | None = None  # the label file the images came from, if not class folders
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Images per split and class, in class order."""
@@ -219,7 +230,8 @@ def build_dataset(found: Scan, options: SplitOptions = SplitOptions()) -> Datase
         class_names=tuple(class_names),
         splits=splits,
         problems=tuple(found.problems),
-        notes=tuple(notes),
+        notes=tuple(found.listing_notes + notes),
+        labels=found.labels,
     )
 
 
@@ -245,7 +257,9 @@ def _split_files(found: Scan, options: SplitOptions) -> tuple[dict, list[str]]:
     if "train" in per_split and "val" not in per_split and options.val_split > 0:
         _require_enough(per_split["train"], found.root / "train", minimum=2)
         per_split.update(_stratified_split(per_split["train"], options, {"val": options.val_split}))
-        notes.append(f"no val/ folder: took {options.val_split:.0%} of train/ per class as validation")
+        notes.append(f"no val/ folder: took {options.val_split:.0%} of train/ per class as validation"
+                     if found.labels is None else
+                     f"no val rows: took {options.val_split:.0%} of the train rows per label as validation")
     return per_split, notes
 
 
@@ -294,9 +308,11 @@ def load_dataset(
     options: SplitOptions = SplitOptions(),
     strict: bool = False,
     on_checked: Callable[[int], None] | None = None,
+    labels: LabelFile | None = None,
 ) -> Dataset:
-    """Scan, check and split a dataset. With `strict`, any bad file is an error."""
-    found = scan(root, on_checked)
+    """Scan, check and split a dataset (its class folders, or `labels`). With `strict`, any bad
+    file is an error."""
+    found = scan(root, on_checked, labels)
     if strict and found.problems:
         first = found.problems[0]
         raise TlcliError(

@@ -34,6 +34,7 @@ class Report:
     links: list[dict] = field(default_factory=list)  # symbolic links and what was done with them
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    labels: str | None = None  # the label file that listed the images, if not class folders
 
     @property
     def clean(self) -> bool:
@@ -62,7 +63,9 @@ def inspect_dataset(found: Scan, options: SplitOptions = SplitOptions()) -> Repo
         sizes=_size_summary(infos.values()),
         huge_images=_huge_images(infos),
         problems=[{"path": str(p.path), "reason": p.reason} for p in found.problems],
+        labels=str(found.labels.path) if found.labels is not None else None,
     )
+    report.warnings += found.listing_notes  # images the label file leaves out, labels with one image
     report.duplicates = _duplicates(found, infos)
     report.links = [link.to_dict() for link in found.links]
     report.warnings += _imbalance_warnings(counts) + _link_summaries(found.links, LOOP, REPEAT, BROKEN)
@@ -82,7 +85,7 @@ def inspect_dataset(found: Scan, options: SplitOptions = SplitOptions()) -> Repo
     report.notes += [f"{path}: {info.note}" for path, info in infos.items() if info.note]
     try:
         dataset = build_dataset(found, options)
-        report.notes += list(dataset.notes)
+        report.notes += [note for note in dataset.notes if note not in found.listing_notes]
     except TlcliError as error:
         report.warnings.insert(0, f"cannot train on it as it is: {error}")
     return report

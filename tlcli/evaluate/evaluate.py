@@ -17,6 +17,7 @@ import numpy as np
 
 from tlcli.data.dataset import Sample, discover, scan, split_folder, split_of
 from tlcli.data.images import Problem, read_rgb
+from tlcli.data.labels import LabelFile
 from tlcli.errors import TlcliError
 from tlcli.evaluate.heatmaps import DISPLAY_SIDE, Panel, explanations_png
 from tlcli.evaluate.metrics import (
@@ -59,9 +60,15 @@ class EvaluationData:
     notes: tuple[str, ...]
 
 
-def find_evaluation_folder(data: Path) -> tuple[Path, str]:
-    """The folder of class folders to evaluate on, and how it was chosen (for the user)."""
+def find_evaluation_folder(data: Path, labels: LabelFile | None = None) -> tuple[Path, str]:
+    """The folder of class folders to evaluate on, and how it was chosen (for the user); with a
+    label file, DATA itself (select_samples takes the file's test rows, else val, else all)."""
     data = Path(data).expanduser()
+    if labels is not None:
+        found = discover(data, labels)
+        split = evaluation_split(found)
+        rows = f"the {split} rows" if split != "all" else "every row"
+        return data, f"{rows} of {labels.path.name} (images in {data})"
     if discover(data).layout == "splits":
         for split in ("test", "val"):
             folder = split_folder(data, split)
@@ -82,19 +89,47 @@ def find_evaluation_folder(data: Path) -> tuple[Path, str]:
     )
 
 
+def evaluation_labels(model: Path, data: Path, given: LabelFile | None) -> LabelFile | None:
+    """The label file to evaluate with: --labels, else the run's own when DATA is the run's
+    dataset (as training read it), else none (class folders)."""
+    if given is not None:
+        return given
+    config = read_run(model).config
+    recorded = config.get("data")
+    if config.get("labels") and recorded and Path(data).expanduser().resolve() == Path(recorded).resolve():
+        return LabelFile.recorded(config)
+    return None
+
+
+def evaluation_split(found) -> str:
+    """The split a label file's rows are evaluated on: test, else val, else "all" (no split column)."""
+    if found.layout == "flat":
+        return "all"
+    split = next((name for name in ("test", "val") if any(found.files.get(name, {}).values())), None)
+    if split is None:
+        raise TlcliError(
+            f"{found.labels.path} has no test or val rows to evaluate on (only train). Mark held-out rows "
+            "with split test, or evaluate with a label file of held-out images."
+        )
+    return split
+
+
 def select_samples(
     folder: Path,
     class_names: Sequence[str],
     description: str = "",
     on_checked: Callable[[int], None] | None = None,
+    labels: LabelFile | None = None,
 ) -> EvaluationData:
-    """Check the images under `folder` and label them with the model's class indices."""
-    found = scan(folder, on_checked)
-    if found.layout != "flat":
+    """Check the images under `folder` (or the label file's evaluation rows) and label them with
+    the model's class indices."""
+    found = scan(folder, on_checked, labels)
+    if labels is None and found.layout != "flat":
         raise TlcliError(
             f"{folder} holds split folders; pass the dataset root or one split folder of class folders."
         )
-    per_class = found.files["all"]
+    split = evaluation_split(found) if labels is not None else "all"
+    per_class = found.files[split]
     label_of = {name: index for index, name in enumerate(class_names)}
     unknown = sorted(set(per_class) - set(label_of))
     if unknown:
@@ -107,7 +142,7 @@ def select_samples(
         (
             Sample(path, label_of[name], found.checked[path].needs_pil)
             for name in per_class
-            for path in found.good_files("all", name)
+            for path in found.good_files(split, name)
         ),
         key=lambda sample: str(sample.path),
     )

@@ -30,6 +30,7 @@ from typing import Callable
 
 from tlcli.data.dataset import Sample, discover, image_files_below
 from tlcli.data.images import ImageInfo, check_images
+from tlcli.data.labels import LabelFile
 from tlcli.errors import TlcliError
 from tlcli.export.verify import Check, verify_artefacts
 from tlcli.models.backbones import BACKBONES
@@ -350,7 +351,7 @@ def verification_samples(info: RunInfo, options: ExportOptions) -> list[Sample]:
     if options.verify_images:
         return _usable(_image_files(options.verify_images), VERIFY_LIMIT, "--verify-images")
     root = _dataset_root(info, options, "to verify the exported model on (or --verify-images, or --no-verify)")
-    return pick_samples(root, VERIFY_COUNT, ("test", "val", "all", "train"))
+    return pick_samples(root, VERIFY_COUNT, ("test", "val", "all", "train"), LabelFile.recorded(info.config))
 
 
 def calibration_samples(info: RunInfo, options: ExportOptions) -> list[Sample]:
@@ -358,7 +359,7 @@ def calibration_samples(info: RunInfo, options: ExportOptions) -> list[Sample]:
     if options.data is None and not _recorded_data(info) and options.verify_images:
         return _usable(_image_files(options.verify_images), CALIBRATION_COUNT, "--verify-images")
     root = _dataset_root(info, options, "to calibrate --quantize int8 on (or --verify-images)")
-    return pick_samples(root, CALIBRATION_COUNT, ("train", "all", "val", "test"))
+    return pick_samples(root, CALIBRATION_COUNT, ("train", "all", "val", "test"), LabelFile.recorded(info.config))
 
 
 def _recorded_data(info: RunInfo) -> Path | None:
@@ -378,12 +379,13 @@ def _dataset_root(info: RunInfo, options: ExportOptions, purpose: str) -> Path:
     return Path(recorded)
 
 
-def pick_samples(root: Path, count: int, splits: tuple[str, ...]) -> list[Sample]:
-    """Up to `count` usable images of the first split present, taken in turn from each class.
+def pick_samples(root: Path, count: int, splits: tuple[str, ...], labels: LabelFile | None = None) -> list[Sample]:
+    """Up to `count` usable images of the first split present, taken in turn from each class
+    (of the class folders, or of the run's label file).
 
     Only the chosen files are opened, so this stays quick on a large dataset.
     """
-    found = discover(root)
+    found = discover(root, labels)
     split = next((name for name in splits if any(found.files.get(name, {}).values())), None)
     if split is None:
         raise TlcliError(f"{root} holds no images. Pass --data with the dataset, or --verify-images.")

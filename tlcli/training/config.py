@@ -87,6 +87,9 @@ class TrainConfig:
     cache_features: bool = True
     head_solver: str = "auto"  # auto: solve a linear head on cached features when its settings allow
     strict: bool = False
+    labels: Path | None = None  # a CSV of path,label[,split] rows, instead of class folders
+    label_columns: str | None = None  # "path=image,label=tags": the CSV's columns, if named otherwise
+    allow_outside_paths: bool = False
     fit: FitConfig = field(default_factory=FitConfig)
 
     def __post_init__(self):
@@ -99,6 +102,12 @@ class TrainConfig:
         check_choice("activation", self.activation, ACTIVATIONS)
         if not 0 <= self.dropout < 1:
             raise TlcliError(f"--dropout {self.dropout} is out of range. Use a value in [0, 1).")
+        self.label_file()  # a bad --label-columns is refused here, before anything runs
+
+    def label_file(self):
+        from tlcli.data.labels import LabelFile
+
+        return LabelFile.parse(self.labels, self.label_columns, self.allow_outside_paths)
 
     def to_dict(self) -> dict:
         document = dataclasses.asdict(self)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tlcli.data.dataset import Dataset, SplitOptions, load_dataset
+from tlcli.data.labels import LabelFile, sha256
 from tlcli.data.pipeline import epoch_counter
 from tlcli.distribute.placement import DistributeConfig, place
 from tlcli.errors import TlcliError
@@ -324,8 +325,9 @@ def check_weight_decay(fit: FitConfig) -> None:
 
 
 def run_dataset(run: RunInfo, data: Path | None, strict: bool) -> tuple[Dataset, SplitOptions]:
-    """The dataset a run is fine-tuned on (`data`, else the run's own), split exactly as the run
-    was trained, and refused if its classes are not the run's."""
+    """The dataset a run is fine-tuned on (`data`, else the run's own; through the run's label
+    file, if it had one), split exactly as the run was trained, and refused if its classes are
+    not the run's."""
     source_config = run.config
     data_root = data or source_config.get("data")
     if not data_root:
@@ -333,7 +335,11 @@ def run_dataset(run: RunInfo, data: Path | None, strict: bool) -> tuple[Dataset,
     options = SplitOptions(
         source_config.get("val_split", 0.2), source_config.get("test_split", 0.0), source_config.get("seed", 0)
     )
-    dataset = load_dataset(Path(data_root), options, strict=strict)
+    labels = LabelFile.recorded(source_config)  # the run's label file, if it had one, read again
+    dataset = load_dataset(Path(data_root), options, strict=strict, labels=labels)
+    if labels is not None and source_config.get("labels_sha256") not in (None, sha256(labels.path)):
+        dataset = dataclasses.replace(dataset, notes=(
+            *dataset.notes, f"{labels.path} has changed since the run was trained (its sha256 differs)"))
     if tuple(dataset.class_names) != tuple(run.class_names):
         raise TlcliError(
             f"The classes in {data_root} ({', '.join(dataset.class_names)}) differ from the run's "

@@ -84,7 +84,8 @@ def train(
     weights = parse_weights(config.weights)
     fit_config = config.fit
     dataset = load_dataset(
-        config.data, SplitOptions(config.val_split, config.test_split, fit_config.seed), strict=config.strict
+        config.data, SplitOptions(config.val_split, config.test_split, fit_config.seed), strict=config.strict,
+        labels=config.label_file(),
     )
     events.placed(placement, fit_config.batch_size)
     events.dataset(dataset)
@@ -433,6 +434,7 @@ def dataset_facts(dataset: Dataset) -> dict:
         "class_names": list(dataset.class_names),
         "counts": dataset.counts(),
         "skipped_files": len(dataset.problems),
+        **(dataset.labels.describe() if dataset.labels is not None else {}),
     }
 
 

@@ -108,7 +108,7 @@ class HeadTrials:
         base = self.base
         self.weights = parse_weights(base.weights)
         self.dataset = load_dataset(base.data, SplitOptions(base.val_split, base.test_split, base.fit.seed),
-                                    strict=base.strict)
+                                    strict=base.strict, labels=base.label_file())
         validation_samples(self.dataset, "Add a val/ folder or use --val-split above 0.")
         events.dataset(self.dataset)
         self.data = self.dataset.root

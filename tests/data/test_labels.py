@@ -1,0 +1,121 @@
+"""Label files: images and labels listed in a CSV instead of class folders."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from helpers import invoke, runner, write_colour_dataset
+from tlcli.cli import app
+from tlcli.data.dataset import SplitOptions, load_dataset
+from tlcli.data.labels import LabelFile
+
+
+def write_label_file(path: Path, rows, header=("path", "label", "split")) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def rows_of(root: Path, with_split: bool = True) -> list[tuple]:
+    """One row per image of a class-folder dataset, as its label file would list it."""
+    rows = []
+    for path in sorted(root.rglob("*.png")):
+        relative = path.relative_to(root)
+        split, label = (relative.parts[0], relative.parts[1]) if with_split else (None, relative.parts[0])
+        rows.append((str(relative), label, split) if with_split else (str(relative), label))
+    return rows
+
+
+@pytest.fixture
+def listed(colour_dataset, tmp_path) -> Path:
+    return write_label_file(tmp_path / "labels.csv", rows_of(colour_dataset))
+
+
+def test_a_label_file_gives_the_run_its_folders_would_give(colour_dataset, listed, tmp_path):
+    common = ("--model", "vgg16", "--weights", "none", "--image-size", 32, "--quiet")
+    invoke("train", colour_dataset, *common, "--out", tmp_path / "folders")
+    invoke("train", colour_dataset, "--labels", listed, *common, "--out", tmp_path / "listed")
+    folders, listed_run = (json.loads((tmp_path / name / "config.json").read_text()) for name in ("folders", "listed"))
+    metrics = [json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("folders", "listed")]
+
+    assert listed_run["counts"] == folders["counts"] and listed_run["class_names"] == folders["class_names"]
+    assert metrics[0]["weights_sha256"] == metrics[1]["weights_sha256"]
+    assert listed_run["labels"] == str(listed.resolve()) and len(listed_run["labels_sha256"]) == 64
+
+
+def test_without_a_split_column_the_split_is_the_folders_seeded_split(tmp_path):
+    flat, source = tmp_path / "flat", write_colour_dataset(tmp_path / "colours", {"train": 10})
+    shutil.copytree(source / "train" / "red", flat / "cat")
+    shutil.copytree(source / "train" / "blue", flat / "dog")
+    listing = write_label_file(tmp_path / "flat.csv", rows_of(flat, with_split=False), header=("filename", "label"))
+    options = SplitOptions(val_split=0.3, seed=4)
+    by_folders = load_dataset(flat, options)
+    by_file = load_dataset(flat, options, labels=LabelFile(listing))
+    assert {split: [s.path for s in samples] for split, samples in by_file.splits.items()} == {
+        split: [s.path for s in samples] for split, samples in by_folders.splits.items()}
+
+
+def test_inspect_reports_what_the_file_gets_wrong(colour_dataset, tmp_path):
+    rows = rows_of(colour_dataset)
+    messy = [
+        *rows[:-2],  # the image before the last is left out: unlisted
+        ("train/red/nowhere.png", "red", "train"),  # missing
+        (rows[0][0], "red", "train"),  # listed twice
+        ("train/red/red_9.png", "", "train"),  # an empty label
+        (rows[-1][0].removesuffix(".png"), "lonely", "test"),  # no extension, and a label with one image
+    ]
+    listing = write_label_file(tmp_path / "messy.csv", messy)
+    report = json.loads(invoke("inspect", colour_dataset, "--labels", listing, "--json", expect=0).stdout)
+
+    reasons = {problem["reason"] for problem in report["problems"]}
+    assert any("names a file that does not exist" in reason and "row" in reason for reason in reasons)
+    assert any("lists it again (first at row 2)" in reason for reason in reasons)
+    assert any("has an empty label" in reason for reason in reasons)
+    assert any("not listed in messy.csv" in warning for warning in report["warnings"])
+    assert any("label(s) with a single image: lonely" in warning for warning in report["warnings"])
+    assert report["labels"] == str(listing) and not report["clean"]
+
+
+@pytest.mark.parametrize("contents, message", [
+    (b"file,name\na.png,red\n", "has no path or filename column (its columns: file, name). Name it with --label-columns"),
+    (b"path,label\n\xff\xfe bad,red\n", "is not UTF-8 text"),
+    (b"path,label\n../outside.png,red\n", "row 2: path '../outside.png' leaves the dataset folder"),
+    (b"path,label\n/etc/passwd,red\n", "row 2: path '/etc/passwd' leaves the dataset folder"),
+    (b"path,label\ntrain/red/red_0.png, red\n", "row 2: label ' red' has spaces around it. Write it as 'red'."),
+    (b"path,label\ntrain/red/red_0.png,red\ntrain/red/red_1.png,Red\n",
+     "row 3: label 'Red' differs only in case from 'red' (row 2)"),
+    (b"path,label,split\ntrain/red/red_0.png,red,training\n", "row 2: split 'training' is not train, val or test"),
+])
+def test_a_bad_label_file_is_one_line_and_nothing_is_written(colour_dataset, tmp_path, contents, message):
+    listing = tmp_path / "bad.csv"
+    listing.write_bytes(contents)
+    result = runner.invoke(app, ["train", str(colour_dataset), "--labels", str(listing), "--model", "vgg16",
+                                 "--weights", "none", "--image-size", "32", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_outside_paths_are_read_when_allowed_and_columns_can_be_named(colour_dataset, tmp_path):
+    rows = [(str(colour_dataset / path), label) for path, label, _ in rows_of(colour_dataset)]
+    listing = write_label_file(tmp_path / "abs.csv", rows, header=("image_id", "class"))
+    dataset = load_dataset(tmp_path, SplitOptions(), labels=LabelFile.parse(
+        listing, "path=image_id,label=class", allow_outside=True))
+    assert dataset.class_names == ("blue", "green", "red") and sum(map(len, dataset.splits.values())) == 48
+
+
+def test_finetune_and_evaluate_find_a_listed_run_s_data_again(colour_dataset, listed, tmp_path):
+    invoke("train", colour_dataset, "--labels", listed, "--model", "vgg16", "--weights", "none", "--image-size", 32,
+           "--quiet", "--out", tmp_path / "run")
+    report = invoke("evaluate", tmp_path / "run", colour_dataset, "--json", "--out", tmp_path / "reports")
+    assert "on the test rows of labels.csv" in report.stderr and json.loads(report.stdout)["samples"] == 12
+    invoke("finetune", tmp_path / "run", "--stage", "block5:1:1e-5", "--batch-size", 8, "--quiet",
+           "--out", tmp_path / "tuned")
+    tuned = json.loads((tmp_path / "tuned" / "config.json").read_text())
+    assert tuned["labels"] == str(listed.resolve()) and tuned["counts"]["train"] == {"blue": 8, "green": 8, "red": 8}
