@@ -306,15 +306,22 @@ def quality_columns(rows: list[dict]) -> list[str]:
 
 
 def format_quality(row: dict) -> str:
-    cells = [f"{row['dataset']:<10}{row['train_images']:>6}"]
-    for column in quality_columns([row]):
-        accuracy = row[column]["test_accuracy"]
-        cells.append(f"{'n/a' if accuracy is None else f'{accuracy:.3f}':>9}")
+    cells = [f"{row['dataset']:<10}{row['train_images']:>6}{row['head']['test_accuracy']:>7.3f}"]
+    for column in quality_columns([row])[1:]:
+        result = row[column]
+        if result["test_accuracy"] is None:
+            cells.append(f"{'n/a':>9}{'':>6}")
+        else:
+            cells.append(f"{result['test_accuracy']:>9.3f}{result['best_epoch']:>6}")
     return "".join(cells)
 
 
 def quality_header(rows: list[dict]) -> str:
-    return f"{'dataset':<10}{'train':>6}" + "".join(f"{column:>9}" for column in quality_columns(rows))
+    return (f"{'dataset':<10}{'train':>6}{'head':>7}"
+            + "".join(f"{column:>9}{'kept':>6}" for column in quality_columns(rows)[1:]))
+
+
+QUALITY_LEGEND = "kept: the epoch whose weights fine-tuning kept (0: none, every stage rolled back to the head)"
 
 
 # --- main ----------------------------------------------------------------------------------
@@ -367,6 +374,7 @@ def main() -> None:
         print(quality_header(document["quality"]))
         for row in document["quality"]:
             print(format_quality(row))
+        print(QUALITY_LEGEND)
         for row in document["quality"]:
             for column in quality_columns([row]):
                 if row[column].get("refused"):
