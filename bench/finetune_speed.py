@@ -6,13 +6,13 @@ for each backbone (random weights: ImageNet's cannot be downloaded here, and spe
 depend on them), a run is trained with `tlcli train` on a few hundred of `sample_data/`'s digits
 resized to 128 px, then one stage (VGG16 `block5`, ResNet50 `conv5`) is fine-tuned for a few
 epochs in two ways, alternately (tlcli, plain, tlcli, plain, ...):
-  - `tlcli finetune RUN --stage BLOCK:EPOCHS:1e-5`, as a user runs it; each epoch's end is read
-    from the wall times of its TensorBoard logs;
+  - `tlcli finetune RUN --stage BLOCK:EPOCHS:1e-5 --quiet` (no progress line), as a user runs
+    it otherwise; each epoch's end is read from the wall times of its TensorBoard logs;
   - plain Keras, what a user would write by hand: the run's model.keras loaded with
     `keras.saving.load_model`, the same layers unfrozen (BatchNormalization frozen), Adam at the
     same rate, categorical cross-entropy, the same batch size and the same training and
-    validation images through a tf.data pipeline of decode, resize, batch, prefetch; each
-    epoch's end timed by a callback.
+    validation images through a tf.data pipeline of decode, resize, shuffle, batch, prefetch
+    (tf.data's defaults); each epoch's end timed by a callback.
 Both validate on the same images after every epoch, as a user of plain Keras would. Images per
 second count the training images of epochs 2 to EPOCHS over the time from the end of epoch 1 to
 the end of the last: no tracing, no loading, no set-up. The seconds between the end of
@@ -29,6 +29,8 @@ as n/a.
 Every `tlcli` command runs as a subprocess of `python -m tlcli` with PYTHONPATH set to the
 checkout this script lives in, so that it measures that checkout; the plain Keras route runs in
 a subprocess of this script (`--plain-worker`), so that both start equally fresh.
+
+About 10 minutes on 2 quiet cores at the defaults (estimated from smaller runs).
 
     python bench/finetune_speed.py [--part speed|quality|all] [--models vgg16,resnet50] [--epochs 3]
                                    [--rounds 2] [--image-size 128] [--train-images 200] [--skip-auto]
