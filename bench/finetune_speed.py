@@ -39,6 +39,7 @@ About 10 minutes on 2 quiet cores at the defaults (estimated from smaller runs).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -50,7 +51,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, save  # noqa: E402
+from common import machine, save
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = ROOT / "sample_data"
@@ -67,7 +68,7 @@ def tlcli(*args, check: bool = True) -> subprocess.CompletedProcess:
     """`python -m tlcli ARGS` from this checkout; a failure ends the script unless `check` is off."""
     environment = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run([sys.executable, "-m", "tlcli", *map(str, args)], capture_output=True, text=True,
-                            env=environment, cwd=ROOT)
+                            env=environment, cwd=ROOT, check=False)
     if check and result.returncode != 0:
         raise SystemExit(f"tlcli {' '.join(map(str, args))} failed:\n{result.stderr[-2000:]}")
     return result
@@ -129,7 +130,7 @@ def time_plain(run_dir: Path, data: Path, model: str, epochs: int, batch_size: i
                "batch_size": batch_size, "learning_rate": SPEED_LEARNING_RATE}
     environment = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run([sys.executable, __file__, "--plain-worker", json.dumps(request)], capture_output=True,
-                            text=True, env=environment, cwd=ROOT)
+                            text=True, env=environment, cwd=ROOT, check=False)
     if result.returncode != 0:
         raise SystemExit(f"the plain Keras route failed:\n{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -211,7 +212,7 @@ def throughput(times: dict, train_images: int) -> dict:
         raise SystemExit("timing needs at least 2 epochs (--epochs 2 or more)")
     return {
         "images_per_second": train_images * (len(ends) - 1) / (ends[-1] - ends[0]),
-        "epoch_seconds": [round(later - earlier, 3) for earlier, later in zip(ends, ends[1:])],
+        "epoch_seconds": [round(later - earlier, 3) for earlier, later in itertools.pairwise(ends)],
         "after_validation_seconds": statistics.median(end - validation for end, validation in
                                                       zip(ends[1:], validations[1:])),
     }
@@ -350,7 +351,7 @@ def main() -> None:
         parser.error(f"--models: {', '.join(sorted(unknown))} not timed here; use {', '.join(SPEED_STAGES)}")
 
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+                            text=True, check=True).stdout.strip()
     print(f"measuring {ROOT} at {commit} (plus uncommitted changes, if any)", flush=True)
     document = {"commit": commit, "settings": {key: value for key, value in vars(args).items()
                                                if key != "plain_worker"}}
