@@ -75,11 +75,18 @@ def write_atomic(path: Path, content: str | bytes) -> None:
         handle.write(content)
 
 
-def umask() -> int:
-    """The process's umask (reading it means setting it, so it is set back at once)."""
-    current = os.umask(0)
+def _read_umask() -> int:
+    current = os.umask(0)  # reading it means setting it, so it is set back at once
     os.umask(current)
     return current
+
+
+_UMASK = _read_umask()  # read once, at import: read again while a checkpoint thread writes, it would race
+
+
+def umask() -> int:
+    """The process's umask, as it was when tlcli was imported."""
+    return _UMASK
 
 
 def write_json(path: Path, document) -> None:
