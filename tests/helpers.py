@@ -163,3 +163,32 @@ def write_patch_dataset(root: Path, per_class: dict[str, int], size: int, seed: 
                     corners[str(folder / f"{index}.png")] = (bottom, right)
                 Image.fromarray(pixels).save(folder / f"{index}.png")
     return corners
+
+
+PATCH_LABELS = {"red": ((0, 0), 0), "green": ((0, 1), 1), "blue": ((1, 0), 2)}  # label: (quadrant, channel)
+
+
+def write_multi_label_dataset(root: Path, count: int, size: int = 32, seed: int = 0, delimiter: str = " ") -> Path:
+    """`count` dark noise images, each with a bright red, green and blue square in its own
+    quadrant present or not independently (probability one half): each label is decided by its
+    own patch and by nothing else. Writes and returns `root / labels.csv` (path,label, the
+    labels joined by `delimiter`; empty for an image with none)."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    side = size // 3
+    rows = []
+    for index in range(count):
+        pixels = rng.integers(0, 80, (size, size, 3)).astype(np.uint8)
+        present = [name for name in PATCH_LABELS if rng.random() < 0.5]
+        for name in present:
+            (row, column), channel = PATCH_LABELS[name]
+            top = row * (size - side) + int(rng.integers(0, 3))
+            left = column * (size - side) + int(rng.integers(0, 3))
+            pixels[top : top + side - 2, left : left + side - 2, channel] = 255
+        Image.fromarray(pixels).save(root / f"{index:03d}.png")
+        rows.append((f"{index:03d}.png", delimiter.join(present)))
+    with open(root / "labels.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(("path", "label"))
+        writer.writerows(rows)
+    return root / "labels.csv"

@@ -61,6 +61,18 @@ AllowOutsidePaths = Annotated[
     typer.Option("--allow-outside-paths", rich_help_panel="Label file",
                  help="Accept label-file paths that leave DATA and the CSV's folder (absolute, or through ..)."),
 ]
+MultiLabel = Annotated[
+    bool,
+    typer.Option("--multi-label", rich_help_panel="Label file",
+                 help="Several labels per image in the label column (a sigmoid head, binary cross-entropy, a "
+                      "threshold per label tuned on validation). Needs --labels."),
+]
+LabelDelimiter = Annotated[
+    str,
+    typer.Option("--label-delimiter", metavar="TEXT", rich_help_panel="Label file",
+                 help="What separates the labels of an image with --multi-label (default: a space, as in "
+                      "'haze primary water')."),
+]
 Strict = Annotated[bool, typer.Option("--strict", help="Treat any unusable file as an error.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
 RunPath = Annotated[

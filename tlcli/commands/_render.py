@@ -16,7 +16,10 @@ def print_summary(run_dir: Path, metrics: dict, route: str) -> None:
     table.add_row("run directory", literal(run_dir))
     table.add_row("route", route)
     solver = metrics.get("solver")
-    if solver:
+    if solver and solver.get("one_vs_rest"):
+        penalties = [f"{label['penalty_C']:.3g}" if label else "-" for label in solver["per_label"]]
+        table.add_row("L2 penalty", f"C per label (one-vs-rest): {', '.join(penalties)}")
+    elif solver:
         chosen = f"C = {solver['penalty_C']:.3g}"
         if solver["folds"]:
             chosen += f" ({solver['folds']}-fold cross-validated accuracy {solver['cv_accuracy']:.4f})"
@@ -25,7 +28,10 @@ def print_summary(run_dir: Path, metrics: dict, route: str) -> None:
         table.add_row("best epoch", f"{metrics['best_epoch']} of {metrics['epochs_run']}")
     if "val_loss" in metrics:
         table.add_row("val loss", f"{metrics['val_loss']:.4f}")
-        table.add_row("val accuracy", f"{metrics['val_accuracy']:.4f}")
+        table.add_row("val accuracy" + (" (per label)" if "thresholds" in metrics else ""),
+                      f"{metrics['val_accuracy']:.4f}")
+    if "thresholds" in metrics:
+        table.add_row("thresholds", ", ".join(f"{literal(name)} {value:.3f}" for name, value in metrics["thresholds"].items()))
     table.add_row("time", f"{metrics['seconds']:.1f} s")
     table.add_row("weights sha256", metrics["weights_sha256"][:16])
     out.print(table)

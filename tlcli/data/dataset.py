@@ -29,9 +29,14 @@ def _visible_children(folder: Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class Sample:
+    """One image and its class (`label`), or with multi-label data its multi-hot `targets`, one
+    0/1 per class name, and `label` -1. A separate field rather than a label that is sometimes a
+    tuple: every single-label reader of `label` stays as it is."""
+
     path: Path
     label: int
     needs_pil: bool = False
+    targets: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -47,6 +52,7 @@ class Scan:
     labels: LabelFile | None = None  # the label file that listed the images, if any
     listing_problems: list[Problem] = field(default_factory=list)  # its rows that name no usable image
     listing_notes: list[str] = field(default_factory=list)
+    label_sets: dict[str, dict[Path, tuple[str, ...]]] | None = None  # multi-label: split -> image -> labels
 
     @property
     def problems(self) -> list[Problem]:
@@ -74,7 +80,7 @@ def discover(root: Path, labels: LabelFile | None = None) -> Scan:
     if labels is not None:
         listing = read_listing(root, labels)
         return Scan(root, listing.layout, listing.files, labels=labels, listing_problems=listing.problems,
-                    listing_notes=listing.notes)
+                    listing_notes=listing.notes, label_sets=listing.label_sets)
     children = _visible_children(root)
     folders = [child for child in children if child.is_dir()]
     split_folders = [child for child in folders if child.name.lower() in _SPLIT_ALIASES]
@@ -136,13 +142,17 @@ def image_files_below(folder: Path) -> list[Path]:
 def scan(root: Path, on_checked: Callable[[int], None] | None = None, labels: LabelFile | None = None) -> Scan:
     """Discover a dataset and check every file in it."""
     found = discover(root, labels)
-    paths = [path for classes in found.files.values() for paths in classes.values() for path in paths]
+    # dict.fromkeys: a multi-label image is listed under each of its labels, and checked once.
+    paths = list(dict.fromkeys(path for classes in found.files.values() for paths in classes.values() for path in paths))
+    if found.label_sets is not None:  # with the images that have none of the labels
+        paths = list(dict.fromkeys([*paths, *(path for images in found.label_sets.values() for path in images)]))
     found.checked = check_images(paths, on_checked)
     return found
 
 
 def count_files(found: Scan) -> int:
-    return sum(len(paths) for classes in found.files.values() for paths in classes.values())
+    paths = {path for classes in found.files.values() for paths in classes.values() for path in paths}
+    return len(paths.union(*found.label_sets.values()) if found.label_sets is not None else paths)
 
 
 @dataclass(frozen=True)
@@ -174,10 +184,18 @@ class Dataset:
     notes: tuple[str, ...] = ()
     labels: LabelFile | None = None  # the label file the images came from, if not class folders
 
+    @property
+    def multi_label(self) -> bool:
+        return self.labels is not None and self.labels.multi_label
+
     def counts(self) -> dict[str, dict[str, int]]:
-        """Images per split and class, in class order."""
+        """Images per split and class (with multi-label data, images that carry the label), in class order."""
         result = {}
         for split, samples in self.splits.items():
+            if self.multi_label:
+                result[split] = {name: sum(sample.targets[i] for sample in samples)
+                                 for i, name in enumerate(self.class_names)}
+                continue
             per_label = Counter(sample.label for sample in samples)
             result[split] = {name: per_label.get(i, 0) for i, name in enumerate(self.class_names)}
         return result
@@ -211,6 +229,8 @@ def _stratified_split(
 
 def build_dataset(found: Scan, options: SplitOptions = SplitOptions()) -> Dataset:
     """Split and validate a scanned dataset; raise a TlcliError when it cannot be trained on."""
+    if found.label_sets is not None:
+        return _build_multi_label(found, options)
     per_split, notes = _split_files(found, options)
     class_names = _check_classes(found.root, per_split)
     label_of = {name: index for index, name in enumerate(class_names)}
@@ -233,6 +253,53 @@ def build_dataset(found: Scan, options: SplitOptions = SplitOptions()) -> Datase
         notes=tuple(found.listing_notes + notes),
         labels=found.labels,
     )
+
+
+def _build_multi_label(found: Scan, options: SplitOptions) -> Dataset:
+    """A multi-label dataset: the class names are the sorted set of labels, each sample's targets
+    multi-hot. Without a split column (or val rows) the split is seeded and random, not
+    stratified: stratifying label sets (iterative stratification) is left for later."""
+    label_sets = {path: names for images in found.label_sets.values() for path, names in images.items()}
+    good = {split: sorted(path for path in images if isinstance(found.checked.get(path), ImageInfo))
+            for split, images in found.label_sets.items()}
+    notes = []
+    if found.layout == "flat":
+        fractions = {"val": options.val_split, "test": options.test_split}
+        good = _random_split(good.pop("all", []), options, {split: value for split, value in fractions.items() if value > 0})
+        notes.append("split " + ", ".join(f"{split} {value:.0%}" for split, value in fractions.items() if value > 0)
+                     + f" at random (not stratified: multi-label) with seed {options.seed}")
+    elif "train" in good and "val" not in good and options.val_split > 0:
+        good.update(_random_split(good["train"], options, {"val": options.val_split}))
+        notes.append(f"no val rows: took {options.val_split:.0%} of the train rows at random as validation")
+    class_names = sorted({name for paths in good.values() for path in paths for name in label_sets[path]})
+    if len(class_names) < 2:
+        raise TlcliError(f"{found.labels.path} has {len(class_names)} label ({', '.join(class_names) or 'none'}); "
+                         "multi-label classification needs at least 2.")
+    if not good.get("train"):
+        raise TlcliError(f"{found.labels.path} leaves no usable images for training. Add train rows.")
+    splits = {}
+    for split in SPLITS:
+        if split in good:
+            splits[split] = tuple(
+                Sample(path, -1, found.checked[path].needs_pil,
+                       tuple(int(name in label_sets[path]) for name in class_names))
+                for path in good[split])
+    return Dataset(found.root, found.layout, tuple(class_names), splits, tuple(found.problems),
+                   tuple(found.listing_notes + notes), found.labels)
+
+
+def _random_split(paths: list[Path], options: SplitOptions, fractions: dict[str, float]) -> dict[str, list[Path]]:
+    """Split files by the given fractions at random, reproducibly under the seed (each requested
+    split gets at least one file)."""
+    shuffled = sorted(paths)
+    random.Random(f"{options.seed}/multi-label").shuffle(shuffled)
+    result, start = {}, 0
+    for split, fraction in fractions.items():
+        take = max(1, round(len(shuffled) * fraction))
+        result[split] = sorted(shuffled[start : start + take])
+        start += take
+    result["train"] = sorted(shuffled[start:])
+    return result
 
 
 def _split_files(found: Scan, options: SplitOptions) -> tuple[dict, list[str]]:

@@ -8,6 +8,11 @@ refused unless allowed. What the file gets wrong row by row becomes a Problem (a
 an empty label, a path listed twice) that inspect reports and training skips; what makes the
 whole file unusable (no such column, not UTF-8, a label written two ways) is one error naming
 the row.
+
+With `multi_label`, the label column holds several labels separated by a delimiter (a space
+by default, as in `haze primary water`): each image is listed under each of its labels, and
+`Listing.label_sets` keeps the whole set. An empty cell is then an image with none of the
+labels, not a mistake: with independent labels such images are common.
 """
 
 from __future__ import annotations
@@ -34,14 +39,22 @@ class LabelFile:
     path: Path
     columns: tuple[tuple[str, str], ...] = ()  # ("label", "tags"): a column named otherwise
     allow_outside: bool = False  # paths may leave DATA and the CSV's folder
+    multi_label: bool = False  # the label column holds several labels per image
+    delimiter: str = " "  # what separates them
 
     @classmethod
-    def parse(cls, path: Path | str | None, columns: str | None = None, allow_outside: bool = False):
-        """From the command line: `--labels FILE --label-columns path=image,label=tags`."""
+    def parse(cls, path: Path | str | None, columns: str | None = None, allow_outside: bool = False,
+              multi_label: bool = False, delimiter: str = " "):
+        """From the command line: `--labels FILE --label-columns path=image,label=tags [--multi-label]`."""
         if path is None:
             if columns:
                 raise TlcliError("--label-columns names the columns of a label file: add --labels FILE.csv.")
+            if multi_label:
+                raise TlcliError("--multi-label needs a label file (a folder layout cannot give an image several "
+                                 "labels): add --labels FILE.csv.")
             return None
+        if multi_label and not delimiter:
+            raise TlcliError("--label-delimiter is empty. Give the character between labels, e.g. ' ' or ';'.")
         pairs = []
         for item in (columns or "").split(","):
             if not item.strip():
@@ -54,18 +67,27 @@ class LabelFile:
                     f"{', '.join(COLUMN_NAMES)}. Use e.g. --label-columns path=image_id,label=tags."
                 )
             pairs.append((key, name.strip()))
-        return cls(Path(path).expanduser(), tuple(pairs), allow_outside)
+        return cls(Path(path).expanduser(), tuple(pairs), allow_outside, multi_label, delimiter)
 
     def describe(self) -> dict:
         """What a run records to find the labels again and to notice that they changed."""
         return {"labels": str(self.path.resolve()), "labels_sha256": sha256(self.path),
                 "label_columns": ",".join(f"{key}={name}" for key, name in self.columns) or None,
-                "allow_outside_paths": self.allow_outside}
+                "allow_outside_paths": self.allow_outside, "multi_label": self.multi_label,
+                "label_delimiter": self.delimiter}
 
     @classmethod
     def recorded(cls, config: dict):
         """The label file a run's config.json records, or None for class folders."""
-        return cls.parse(config.get("labels"), config.get("label_columns"), bool(config.get("allow_outside_paths")))
+        return cls.parse(config.get("labels"), config.get("label_columns"), bool(config.get("allow_outside_paths")),
+                         bool(config.get("multi_label")), config.get("label_delimiter") or " ")
+
+    def split_labels(self, cell: str) -> tuple[str, ...]:
+        """The labels a cell holds: itself, or with `multi_label` its delimited parts (each
+        stripped, empty parts dropped, so that `a  b` is a and b), in order, each once."""
+        if not self.multi_label:
+            return (cell,) if cell else ()
+        return tuple(dict.fromkeys(part.strip() for part in cell.split(self.delimiter) if part.strip()))
 
 
 def sha256(path: Path) -> str:
@@ -85,6 +107,7 @@ class Listing:
     problems: list[Problem] = field(default_factory=list)  # rows that name no usable file or label
     notes: list[str] = field(default_factory=list)  # worth telling, not wrong: unlisted images, ...
     unlisted: list[Path] = field(default_factory=list)  # images under DATA that no row names
+    label_sets: dict[str, dict[Path, tuple[str, ...]]] | None = None  # multi-label: split -> image -> labels
 
     @property
     def layout(self) -> str:
@@ -98,11 +121,11 @@ def read_listing(root: Path, labels: LabelFile) -> Listing:
         raise TlcliError(f"--labels {csv_path} does not exist. Give the CSV file that lists path,label rows.")
     header, rows = _read_rows(csv_path)
     column = _find_columns(csv_path, header, dict(labels.columns))
-    _check_label_spellings(csv_path, rows, column["label"])
+    _check_label_spellings(csv_path, rows, column["label"], labels)
 
     has_split = "split" in column
     files: dict[str, dict[str, list[Path]]] = {} if has_split else {"all": {}}
-    listing = Listing(files)
+    listing = Listing(files, label_sets={} if labels.multi_label else None)
     first_row_of: dict[Path, int] = {}
     bases = [root, csv_path.parent.resolve()]
     for number, row in rows:
@@ -112,7 +135,8 @@ def read_listing(root: Path, labels: LabelFile) -> Listing:
         if not text:
             listing.problems.append(Problem(where, f"row {number} of {csv_path.name} has an empty path"))
             continue
-        if not label:
+        names = labels.split_labels(label)
+        if not names and not labels.multi_label:
             listing.problems.append(Problem(where, f"row {number} of {csv_path.name} has an empty label"))
             continue
         if path is None:
@@ -134,7 +158,10 @@ def read_listing(root: Path, labels: LabelFile) -> Listing:
                     "Write one of them in every row, or leave the split column out."
                 )
             files.setdefault(split, {})
-        files[split].setdefault(label, []).append(path)
+        for name in names:
+            files[split].setdefault(name, []).append(path)
+        if listing.label_sets is not None:
+            listing.label_sets.setdefault(split, {})[path] = names
     for split_files in files.values():
         for label in split_files:
             split_files[label].sort()
@@ -194,24 +221,27 @@ def _find_columns(csv_path: Path, header: list[str], named: dict[str, str]) -> d
     return column
 
 
-def _check_label_spellings(csv_path: Path, rows, label_column: str) -> None:
+def _check_label_spellings(csv_path: Path, rows, label_column: str, labels: LabelFile) -> None:
     """Refuse labels with spaces around them, or one label written in two cases: in a folder
     layout they would be two classes, and here they are almost surely one."""
     first_spelling: dict[str, tuple[str, int]] = {}
     for number, row in rows:
-        label = row.get(label_column, "")
-        if label != label.strip():
+        cell = row.get(label_column, "")
+        if not labels.multi_label and cell != cell.strip():
             raise TlcliError(
-                f"{csv_path} row {number}: label {label!r} has spaces around it. Write it as {label.strip()!r}."
+                f"{csv_path} row {number}: label {cell!r} has spaces around it. Write it as {cell.strip()!r}."
             )
-        if not label:
-            continue
-        seen = first_spelling.setdefault(label.lower(), (label, number))
-        if seen[0] != label:
-            raise TlcliError(
-                f"{csv_path} row {number}: label {label!r} differs only in case from {seen[0]!r} (row {seen[1]}). "
-                "Spell each label one way."
-            )
+        for label in labels.split_labels(cell):
+            _check_spelling(csv_path, number, label, first_spelling)
+
+
+def _check_spelling(csv_path: Path, number: int, label: str, first_spelling: dict) -> None:
+    seen = first_spelling.setdefault(label.lower(), (label, number))
+    if seen[0] != label:
+        raise TlcliError(
+            f"{csv_path} row {number}: label {label!r} differs only in case from {seen[0]!r} (row {seen[1]}). "
+            "Spell each label one way."
+        )
 
 
 def _resolve(text: str, bases: list[Path], allow_outside: bool, csv_path: Path, number: int) -> Path | None:

@@ -105,6 +105,14 @@ def epochs(columns: tuple, batches, *, shuffle: bool, seed: int, epoch=None, rep
     return tf.data.Dataset.from_tensors(0).flat_map(numbers).flat_map(one_epoch)
 
 
+def _label_column(samples: Sequence[Sample]):
+    """The samples' labels (int32), or their multi-hot targets (float32, samples x classes)."""
+    if samples and samples[0].targets is not None:
+        width = len(samples[0].targets)
+        return tf.constant([sample.targets for sample in samples], tf.float32, shape=[len(samples), width])
+    return tf.constant([sample.label for sample in samples], tf.int32, shape=[len(samples)])
+
+
 def image_dataset(
     samples: Sequence[Sample],
     image_size: int,
@@ -118,7 +126,8 @@ def image_dataset(
     augment=None,
     shard: tuple[int, int] = (1, 0),
 ):
-    """Batches of (images, labels), or (images, labels, indices) with `with_index`.
+    """Batches of (images, labels), or (images, labels, indices) with `with_index`; with
+    multi-label samples the labels are their float32 multi-hot targets.
 
     An epoch's order (`shuffle`) and augmentation depend only on the seed and the epoch's
     number (see `epochs`): a resumed run reads exactly what the uninterrupted one read.
@@ -135,7 +144,7 @@ def image_dataset(
     """
     columns = (
         tf.constant([str(sample.path) for sample in samples], tf.string, shape=[len(samples)]),
-        tf.constant([sample.label for sample in samples], tf.int32, shape=[len(samples)]),
+        _label_column(samples),
         tf.constant([sample.needs_pil for sample in samples], tf.bool, shape=[len(samples)]),
         tf.range(len(samples), dtype=tf.int64),
     )

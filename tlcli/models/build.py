@@ -52,9 +52,11 @@ def build_head(
     activation: str = "relu",
     dropout: float = 0.0,
     l2: float = 0.0,
+    multi_label: bool = False,
 ):
     """The new classifier on top of the pooled features:
-    standardization -> [dense -> dropout]* -> dropout -> softmax.
+    standardization -> [dense -> dropout]* -> dropout -> softmax (sigmoid with `multi_label`:
+    one independent probability per label).
 
     The standardization's statistics start as the identity; `set_feature_statistics` fills them
     in from the training features. `l2` is a coupled L2 penalty on the kernels (AdamW's
@@ -80,7 +82,7 @@ def build_head(
     layers.append(
         keras.layers.Dense(
             num_classes,
-            activation="softmax",
+            activation="sigmoid" if multi_label else "softmax",
             kernel_regularizer=regularizer,
             dtype="float32",
             name="predictions",
@@ -100,3 +102,20 @@ def build_classifier(spec: BackboneSpec, image_size: int, base, head, pooling: s
 def set_feature_statistics(head, mean, std) -> None:
     """Give the head's standardization the training features' mean and standard deviation."""
     head.get_layer(STANDARDIZATION).set_weights([mean, std])
+
+
+def is_multi_label(model) -> bool:
+    """Whether a classifier or head ends in sigmoids (multi-label) rather than a softmax."""
+    layer = find_predictions(model)
+    return layer is not None and keras.activations.serialize(layer.activation) == "sigmoid"
+
+
+def find_predictions(model):
+    """The "predictions" Dense layer of a classifier or head (in a nested head too), or None."""
+    for layer in getattr(model, "layers", ()):
+        if layer.name == "predictions":
+            return layer
+        found = find_predictions(layer)
+        if found is not None:
+            return found
+    return None

@@ -15,8 +15,12 @@ from tlcli.data.pipeline import image_dataset, tf
 @dataclass
 class Features:
     features: np.ndarray  # float32, images x feature size
-    labels: np.ndarray  # int64
+    labels: np.ndarray  # int64; with multi-label samples, their multi-hot targets (images x classes)
     indices: np.ndarray  # positions in the samples given (a file that fails to decode is absent)
+
+    @property
+    def multi_label(self) -> bool:
+        return self.labels.ndim == 2
 
 
 @dataclass
@@ -79,7 +83,8 @@ def extract_features(
 ) -> Features:
     """Stream images through `extractor`; memory holds the features, never the images."""
     features = np.empty((len(samples), *feature_shape(extractor)), np.float32)
-    labels = np.empty(len(samples), np.int64)
+    targets = samples[0].targets if len(samples) else None
+    labels = np.empty((len(samples),) if targets is None else (len(samples), len(targets)), np.int64)
     kept = np.zeros(len(samples), bool)
     for batch in feature_batches(extractor, samples, image_size, batch_size):
         features[batch.indices] = batch.features

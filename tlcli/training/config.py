@@ -90,6 +90,8 @@ class TrainConfig:
     labels: Path | None = None  # a CSV of path,label[,split] rows, instead of class folders
     label_columns: str | None = None  # "path=image,label=tags": the CSV's columns, if named otherwise
     allow_outside_paths: bool = False
+    multi_label: bool = False  # several labels per image (sigmoid head, binary cross-entropy)
+    label_delimiter: str = " "  # what separates them in the label column
     fit: FitConfig = field(default_factory=FitConfig)
 
     def __post_init__(self):
@@ -102,12 +104,16 @@ class TrainConfig:
         check_choice("activation", self.activation, ACTIVATIONS)
         if not 0 <= self.dropout < 1:
             raise TlcliError(f"--dropout {self.dropout} is out of range. Use a value in [0, 1).")
-        self.label_file()  # a bad --label-columns is refused here, before anything runs
+        self.label_file()  # a bad --label-columns or a --multi-label without --labels is refused here
+        if self.multi_label and self.fit.class_weight != "none":
+            raise TlcliError(f"--class-weight {self.fit.class_weight} weighs images by their one class; multi-label "
+                             "images have several. Drop --class-weight with --multi-label.")
 
     def label_file(self):
         from tlcli.data.labels import LabelFile
 
-        return LabelFile.parse(self.labels, self.label_columns, self.allow_outside_paths)
+        return LabelFile.parse(self.labels, self.label_columns, self.allow_outside_paths, self.multi_label,
+                               self.label_delimiter)
 
     def to_dict(self) -> dict:
         document = dataclasses.asdict(self)

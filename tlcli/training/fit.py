@@ -70,11 +70,16 @@ def make_optimizer(fit: FitConfig, learning_rate: float, total_steps: int):
 
 
 def compile_model(model, fit: FitConfig, learning_rate: float, total_steps: int) -> None:
-    model.compile(
-        optimizer=make_optimizer(fit, learning_rate, total_steps),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=fit.label_smoothing),
-        metrics=["accuracy"],
-    )
+    """Categorical cross-entropy for a softmax head; binary cross-entropy per label (and
+    accuracy per label, as "accuracy") for a multi-label sigmoid head."""
+    from tlcli.models.build import is_multi_label
+
+    if is_multi_label(model):
+        loss = keras.losses.BinaryCrossentropy(label_smoothing=fit.label_smoothing)
+        metrics = [keras.metrics.BinaryAccuracy(name="accuracy")]
+    else:
+        loss, metrics = keras.losses.CategoricalCrossentropy(label_smoothing=fit.label_smoothing), ["accuracy"]
+    model.compile(optimizer=make_optimizer(fit, learning_rate, total_steps), loss=loss, metrics=metrics)
 
 
 def balanced_class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -91,11 +96,14 @@ def with_targets(dataset, num_classes: int, class_weights: np.ndarray | None = N
     """(inputs, labels) -> (inputs, one-hot labels[, per-example class weights]).
 
     One-hot because Keras's label smoothing needs categorical targets; class weights travel as
-    sample weights, which work under every distribution strategy.
+    sample weights, which work under every distribution strategy. Float labels are multi-label
+    multi-hot targets already, and pass as they are.
     """
     tf = import_tensorflow()
 
     def targets(inputs, labels):
+        if labels.dtype.is_floating:
+            return inputs, labels
         one_hot = tf.one_hot(labels, num_classes)
         if class_weights is None:
             return inputs, one_hot

@@ -5,6 +5,9 @@ with scikit-learn's L-BFGS `LogisticRegression` instead of running an optimiser 
 number of epochs. The L2 penalty is chosen by stratified k-fold cross-validation on the
 training features over a log grid of C (scikit-learn's inverse penalty), walked from the
 strongest penalty up with warm starts and stopped once it stops improving.
+
+A multi-label (sigmoid) head is solved one label at a time: one-vs-rest binary logistic
+regressions, each with its own cross-validated C (`solve_one_vs_rest`).
 """
 
 from __future__ import annotations
@@ -190,3 +193,63 @@ def _dense_weights(model, basis, num_classes: int) -> tuple[np.ndarray, np.ndarr
     kernel[:, model.classes_] = coefficients.T
     bias[model.classes_] = intercepts
     return kernel.astype(np.float32), bias.astype(np.float32)
+
+
+# A label on every (or no) training image: a constant probability of about 1 - 1e-4 (or 1e-4).
+_CONSTANT_LABEL_LOGIT = 9.2
+
+
+@dataclass
+class OneVsRestSolution:
+    """A solved multi-label head: one binary logistic regression per label, each with its own C.
+
+    Per label rather than one C for all: labels differ in frequency and difficulty (a rare,
+    subtle label wants a stronger penalty than a common, obvious one), and each label's
+    cross-validation is the single-label solver's own, so the two routes choose C alike.
+    """
+
+    kernel: np.ndarray  # features x labels, float32, for sigmoids
+    bias: np.ndarray
+    labels: list[LinearSolution | None]  # None: the label was constant over the training images
+    note: str | None = None
+    seconds: float = 0.0
+    path: list[dict] = field(default_factory=list)  # no single path to plot
+
+    def describe(self) -> dict:
+        return {
+            "one_vs_rest": True,
+            "per_label": [None if solution is None else {key: value for key, value in solution.describe().items()
+                                                          if key != "path"} for solution in self.labels],
+            "note": self.note,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def solve_one_vs_rest(
+    features: np.ndarray, targets: np.ndarray, *, penalty: float | None = None, seed: int = 0
+) -> OneVsRestSolution:
+    """Fit one binary logistic regression per column of multi-hot `targets` on standardized
+    `features`, as a sigmoid Dense layer's weights. A label that every training image has (or
+    none has) gets a constant probability near 1 (or 0)."""
+    started = time.perf_counter()
+    targets = np.asarray(targets)
+    kernel = np.zeros((features.shape[1], targets.shape[1]), np.float32)
+    bias = np.zeros(targets.shape[1], np.float32)
+    solutions, constant = [], []
+    for index in range(targets.shape[1]):
+        column = targets[:, index].astype(np.int64)
+        if column.min() == column.max():
+            bias[index] = _CONSTANT_LABEL_LOGIT if column[0] else -_CONSTANT_LABEL_LOGIT
+            solutions.append(None)
+            constant.append(index)
+            continue
+        solution = solve_linear_head(features, column, 2, penalty=penalty, seed=seed)
+        # softmax([z0, z1]) = sigmoid(z1 - z0)
+        kernel[:, index] = solution.kernel[:, 1] - solution.kernel[:, 0]
+        bias[index] = solution.bias[1] - solution.bias[0]
+        solutions.append(solution)
+    notes = [solution.note for solution in solutions if solution is not None and solution.note]
+    if constant:
+        notes.insert(0, f"{len(constant)} label(s) are on every or no training image; they get a constant probability")
+    return OneVsRestSolution(kernel, bias, solutions, "; ".join(dict.fromkeys(notes)) or None,
+                             seconds=time.perf_counter() - started)

@@ -53,7 +53,14 @@ from tlcli.runs.locks import locks_outputs
 from tlcli.runtime import import_keras, set_seed, versions
 from tlcli.training.config import FitConfig, TrainConfig
 from tlcli.training.fit import balanced_class_weights, compile_model, fit, fit_length, with_targets
-from tlcli.training.head_solver import LinearSolution, feature_statistics, penalty_for_weight_decay, solve_linear_head
+from tlcli.training.head_solver import (
+    LinearSolution,
+    feature_statistics,
+    penalty_for_weight_decay,
+    solve_linear_head,
+    solve_one_vs_rest,
+)
+from tlcli.training.thresholds import tune_thresholds
 
 keras = import_keras()
 
@@ -134,6 +141,9 @@ def train(
             metrics = fit_head(route, head, train_features, val_features, fit_config, class_weights,
                                run_dir=run_dir, history=history, placement=placement, events=events)
     metrics["route"] = route
+    if dataset.multi_label:
+        metrics["thresholds"] = validation_thresholds(model, head, val_features, dataset, image_size,
+                                                      fit_config.batch_size)
     save_outcome(run_dir, model, history, metrics, placement)
     return Outcome(requested_dir, metrics, route)
 
@@ -151,6 +161,22 @@ def fit_end_to_end(model, dataset: Dataset, image_size: int, fit_config: FitConf
     )
     return fit_and_measure(model, train_data, val_data, fit_config, steps=steps, val_steps=val_steps, run_dir=run_dir,
                            history=history, placement=placement, epoch=epoch, events=events)
+
+
+def validation_thresholds(model, head, val_features: Features | None, dataset: Dataset, image_size: int,
+                          batch_size: int) -> dict[str, float]:
+    """Per-label thresholds that maximise F1 on the validation images (from their cached
+    features when there are some); 0.5 for every label without validation images."""
+    val_samples = dataset.splits.get("val", ())
+    if val_features is not None:
+        probabilities, targets = head.predict(val_features.features, batch_size=1024, verbose=0), val_features.labels
+    elif val_samples:
+        data = image_dataset(val_samples, image_size, batch_size)
+        targets = np.concatenate([np.asarray(labels) for _, labels in data])
+        probabilities = model.predict(data, verbose=0)
+    else:
+        targets = probabilities = np.zeros((0, len(dataset.class_names)))
+    return tune_thresholds(targets, probabilities, dataset.class_names)
 
 
 def head_route(config: TrainConfig, augmentation: AugmentConfig | None) -> tuple[str, str | None]:
@@ -235,7 +261,7 @@ def standardize(head, train_features: Features, placement: Placement) -> None:
 
 
 def solve_head(head, train_features: Features, num_classes: int, fit_config: FitConfig, class_weights,
-               placement: Placement) -> LinearSolution:
+               placement: Placement):
     """Solve the linear head on the chief and give every worker its weights.
 
     A --weight-decay is taken as the L2 penalty it is in a gradient-trained head; otherwise the
@@ -246,7 +272,9 @@ def solve_head(head, train_features: Features, num_classes: int, fit_config: Fit
     penalty = (penalty_for_weight_decay(fit_config.weight_decay, len(labels)) if fit_config.weight_decay > 0
                else None)
     solution = None
-    if placement.is_chief:
+    if placement.is_chief and train_features.multi_label:
+        solution = solve_one_vs_rest(np.asarray(standardized), labels, penalty=penalty, seed=fit_config.seed)
+    elif placement.is_chief:
         solution = solve_linear_head(
             np.asarray(standardized), labels, num_classes, penalty=penalty, seed=fit_config.seed,
             sample_weight=None if class_weights is None else class_weights[labels],
@@ -264,6 +292,9 @@ def measure_head(head, features: Features | None, num_classes: int) -> dict:
     if features is None:
         return {}
     probabilities = head.predict(features.features, batch_size=1024, verbose=0)
+    if features.multi_label:  # binary cross-entropy and accuracy per label, as Keras's fit reports them
+        loss = keras.losses.BinaryCrossentropy()(features.labels.astype(np.float32), probabilities)
+        return {"val_loss": float(loss), "val_accuracy": float(np.mean((probabilities >= 0.5) == features.labels))}
     targets = keras.ops.one_hot(features.labels, num_classes)
     loss = keras.losses.CategoricalCrossentropy()(targets, probabilities)
     accuracy = np.mean(np.argmax(probabilities, axis=1) == features.labels)
@@ -288,6 +319,7 @@ def build_config_head(config: TrainConfig, feature_shape: tuple[int, ...], num_c
         activation=config.activation,
         dropout=config.dropout,
         l2=0.0 if config.fit.optimizer == "adamw" else config.fit.weight_decay,
+        multi_label=config.multi_label,
     )
 
 
@@ -307,7 +339,9 @@ def feature_dataset(features: Features, num_classes: int, batch_size: int, seed:
     def batches(rows, _):
         return with_targets(rows.shard(*shard), num_classes, class_weights).batch(batch_size)
 
-    columns = (tf.constant(features.features), tf.constant(features.labels))
+    # Multi-hot targets as float32, which with_targets passes as they are.
+    labels = features.labels.astype(np.float32) if features.multi_label else features.labels
+    columns = (tf.constant(features.features), tf.constant(labels))
     data = epochs(columns, batches, shuffle=shuffle, seed=seed, epoch=epoch, repeat_batches=repeat_batches)
     return data.prefetch(tf.data.AUTOTUNE)
 
