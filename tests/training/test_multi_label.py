@@ -1,0 +1,89 @@
+"""Multi-label training (`--multi-label`): each label decided by its own coloured patch."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from helpers import invoke, write_multi_label_dataset
+from tlcli.data.dataset import SplitOptions, load_dataset
+from tlcli.data.labels import LabelFile
+
+COMMON = ("--multi-label", "--model", "vgg16", "--weights", "none", "--image-size", 32, "--test-split", 0.25,
+          "--quiet")
+
+
+def f1_per_label(run_dir) -> dict[str, float]:
+    """Per-label F1 on a run's test rows, from its model's probabilities and stored thresholds."""
+    from sklearn.metrics import f1_score
+
+    from tlcli.data.pipeline import image_dataset
+    from tlcli.models.saved import load_run_model
+    from tlcli.training.thresholds import decide
+
+    config = json.loads((run_dir / "config.json").read_text())
+    thresholds = json.loads((run_dir / "metrics.json").read_text())["thresholds"]
+    dataset = load_dataset(config["data"], SplitOptions(config["val_split"], config["test_split"], config["seed"]),
+                           labels=LabelFile.recorded(config))
+    test = dataset.split("test")
+    model, _ = load_run_model(run_dir)
+    probabilities = model.predict(image_dataset(test, config["image_size"], 32), verbose=0)
+    assert probabilities.shape == (len(test), 3)
+    decisions = decide(probabilities, thresholds, dataset.class_names)
+    targets = np.array([sample.targets for sample in test])
+    return dict(zip(dataset.class_names, f1_score(targets, decisions, average=None)))
+
+
+@pytest.fixture(scope="module")
+def patches(tmp_path_factory):
+    return write_multi_label_dataset(tmp_path_factory.mktemp("patches"), 96)
+
+
+@pytest.mark.slow
+def test_the_solved_head_finds_every_label(patches, tmp_path):
+    invoke("train", patches.parent, "--labels", patches, *COMMON, "--out", tmp_path / "run")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert config["multi_label"] and config["label_delimiter"] == " "
+    assert config["class_names"] == ["blue", "green", "red"] and config["route"] == "solved (L-BFGS)"
+    assert metrics["solver"]["one_vs_rest"] and len(metrics["solver"]["per_label"]) == 3
+    assert set(metrics["thresholds"]) == {"blue", "green", "red"}
+    scores = f1_per_label(tmp_path / "run")
+    assert min(scores.values()) >= 0.9, scores
+
+
+@pytest.mark.slow
+def test_the_gradient_head_finds_every_label(patches, tmp_path):
+    invoke("train", patches.parent, "--labels", patches, *COMMON, "--head-solver", "gradient", "--epochs", 60,
+           "--out", tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["route"] == "cached features"
+    scores = f1_per_label(tmp_path / "run")
+    assert min(scores.values()) >= 0.9, scores
+
+
+def test_labels_are_split_at_the_delimiter_and_an_empty_cell_is_no_label(tmp_path):
+    listing = write_multi_label_dataset(tmp_path / "data", 12, delimiter=";")
+    rows = listing.read_text().splitlines()[1:]
+    dataset = load_dataset(tmp_path / "data", SplitOptions(0.25, 0.0, 3),
+                           labels=LabelFile.parse(listing, multi_label=True, delimiter=";"))
+    assert dataset.class_names == ("blue", "green", "red")
+    assert sum(len(samples) for samples in dataset.splits.values()) == len(rows) == 12
+    every = {sample.path.name: sample for samples in dataset.splits.values() for sample in samples}
+    for row in rows:
+        name, _, cell = row.partition(",")
+        assert every[name].targets == tuple(int(label in cell.split(";")) for label in dataset.class_names)
+        assert every[name].label == -1
+    assert dataset.counts()["train"]["red"] == sum(s.targets[2] for s in dataset.splits["train"])
+
+
+def test_multi_label_needs_a_label_file(tmp_path):
+    result = invoke("train", tmp_path, "--multi-label", "--model", "vgg16", expect=2)
+    assert "--multi-label needs a label file" in result.output and "--labels FILE.csv" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_class_weights_are_refused_with_multi_label(patches, tmp_path):
+    result = invoke("train", patches.parent, "--labels", patches, *COMMON, "--class-weight", "balanced", expect=2)
+    assert "--class-weight balanced" in result.output and "--multi-label" in result.output
