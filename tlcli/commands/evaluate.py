@@ -77,6 +77,7 @@ def run(
     from tlcli.data.dataset import count_files, discover
     from tlcli.data.labels import LabelFile
     from tlcli.distribute.placement import DistributeConfig, place
+    from tlcli.errors import TlcliError
     from tlcli.evaluate.evaluate import (
         check_thresholds_apply,
         evaluate_model,
@@ -100,7 +101,9 @@ def run(
     reports = reports_folder(model, out_dir)
     placement = place(DistributeConfig(strategy, tpu, precision), data)  # before any model: multi-worker needs it so
     keras_model, info = load_placed_model(model, placement)
-    top_k = resolve_top_k(top_k, len(info.class_names))
+    if info.multi_label and explain:
+        raise TlcliError("--explain does not yet work with a multi-label run. Evaluate without --explain.")
+    top_k = None if info.multi_label else resolve_top_k(top_k, len(info.class_names))
     check_thresholds_apply(thresholds, len(info.class_names), top_k)
     err.print(f"Evaluating {literal(info.model_path)} on {literal(description)}.")
     if view_set is not None:
@@ -115,7 +118,7 @@ def run(
     with bar:
         evaluation = evaluate_model(keras_model, info.class_names, info.image_size, selection,
                                     info.model_path, top_k, batch_size, on_predicted=advance, placement=placement,
-                                    tta=view_set)
+                                    tta=view_set, thresholds=info.thresholds() if info.multi_label else None)
     if explain and placement.is_chief:
         with progress("Explaining the worst losses", None)[0]:
             explain_worst(keras_model, evaluation, explain, info.image_size)
@@ -159,6 +162,9 @@ def _print_report(report: dict) -> None:
 
     from tlcli.evaluate.metrics import summary_rows
 
+    if report.get("multi_label"):
+        _print_multi_label_report(report)
+        return
     tta = report.get("tta")
     if tta is None:
         summary = Table(title=f"Evaluation on {literal(report['data'])}")
@@ -211,3 +217,31 @@ def _print_report(report: dict) -> None:
         out.print(confused)
     else:
         out.print("[green]No misclassified images.[/]")
+
+
+def _print_multi_label_report(report: dict) -> None:
+    from rich.table import Table
+
+    from tlcli.evaluate.metrics import multi_label_summary_rows
+
+    summary = Table(title=f"Evaluation on {literal(report['data'])} (multi-label)")
+    summary.add_column("metric")
+    summary.add_column("value", justify="right")
+    for name, value in multi_label_summary_rows(report):
+        summary.add_row(name, value)
+    out.print(summary)
+
+    per_label = Table(title="Per label", caption="TP/FP/FN/TN: the label's confusion counts at its threshold")
+    for column in ("label", "threshold", "precision", "recall", "f1", "AP", "support", "TP", "FP", "FN", "TN"):
+        per_label.add_column(column, justify="left" if column == "label" else "right")
+    for name, scores in report["per_class"].items():
+        average_precision = scores["average_precision"]
+        per_label.add_row(
+            literal(name), *(f"{scores[key]:.3f}" for key in ("threshold", "precision", "recall", "f1")),
+            "-" if average_precision is None else f"{average_precision:.3f}", str(scores["support"]),
+            *(str(scores[key]) for key in ("true_positives", "false_positives", "false_negatives", "true_negatives")))
+    per_label.add_section()
+    for average in ("micro", "macro", "samples"):
+        per_label.add_row(f"{average} avg", "", *(f"{report[f'{key}_{average}']:.3f}"
+                                                  for key in ("precision", "recall", "f1")))
+    out.print(per_label)

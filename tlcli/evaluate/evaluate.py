@@ -8,6 +8,7 @@ the views, and the single view's (the image as it is, from the same forward pass
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +27,12 @@ from tlcli.evaluate.metrics import (
     calibration_png,
     classification_report_text,
     compute_metrics,
+    compute_multi_label_metrics,
     confusion_matrix_png,
     default_top_k,
     headline_metrics,
     misclassified_rows,
+    multi_label_report_text,
     normalise_rows,
     per_image_losses,
     rows_to_csv,
@@ -91,10 +94,13 @@ def find_evaluation_folder(data: Path, labels: LabelFile | None = None) -> tuple
 
 def evaluation_labels(model: Path, data: Path, given: LabelFile | None) -> LabelFile | None:
     """The label file to evaluate with: --labels, else the run's own when DATA is the run's
-    dataset (as training read it), else none (class folders)."""
-    if given is not None:
-        return given
+    dataset (as training read it), else none (class folders). A multi-label run reads --labels
+    as multi-label, with its own delimiter."""
     config = read_run(model).config
+    if given is not None:
+        if config.get("multi_label"):
+            return dataclasses.replace(given, multi_label=True, delimiter=config.get("label_delimiter") or " ")
+        return given
     recorded = config.get("data")
     if config.get("labels") and recorded and Path(data).expanduser().resolve() == Path(recorded).resolve():
         return LabelFile.recorded(config)
@@ -105,7 +111,10 @@ def evaluation_split(found) -> str:
     """The split a label file's rows are evaluated on: test, else val, else "all" (no split column)."""
     if found.layout == "flat":
         return "all"
-    split = next((name for name in ("test", "val") if any(found.files.get(name, {}).values())), None)
+    if found.label_sets is not None:  # multi-label: rows with none of the labels count too
+        split = next((name for name in ("test", "val") if found.label_sets.get(name)), None)
+    else:
+        split = next((name for name in ("test", "val") if any(found.files.get(name, {}).values())), None)
     if split is None:
         raise TlcliError(
             f"{found.labels.path} has no test or val rows to evaluate on (only train). Mark held-out rows "
@@ -129,6 +138,8 @@ def select_samples(
             f"{folder} holds split folders; pass the dataset root or one split folder of class folders."
         )
     split = evaluation_split(found) if labels is not None else "all"
+    if found.label_sets is not None:
+        return _multi_label_samples(found, split, class_names, description or str(folder))
     per_class = found.files[split]
     label_of = {name: index for index, name in enumerate(class_names)}
     unknown = sorted(set(per_class) - set(label_of))
@@ -159,6 +170,25 @@ def select_samples(
         )
     return EvaluationData(Path(folder), description or str(folder), tuple(samples),
                           tuple(found.problems), tuple(notes))
+
+
+def _multi_label_samples(found, split: str, class_names: Sequence[str], description: str) -> EvaluationData:
+    """A multi-label label file's evaluation rows, with targets in the model's label order."""
+    from tlcli.data.images import ImageInfo
+
+    images = found.label_sets.get(split, {})
+    unknown = sorted({name for names in images.values() for name in names} - set(class_names))
+    if unknown:
+        raise TlcliError(
+            f"Label(s) {', '.join(unknown)} in {found.labels.path} are not labels of the model "
+            f"({', '.join(class_names)}). Evaluate on rows with the model's labels only."
+        )
+    samples = tuple(Sample(path, -1, found.checked[path].needs_pil, tuple(int(name in names) for name in class_names))
+                    for path, names in sorted(images.items(), key=lambda item: str(item[0]))
+                    if isinstance(found.checked.get(path), ImageInfo))
+    if not samples:
+        raise TlcliError(f"{found.labels.path} lists no usable images to evaluate on. Add held-out rows.")
+    return EvaluationData(Path(found.root), description, samples, tuple(found.problems), ())
 
 
 def resolve_top_k(top_k: int | None, num_classes: int) -> int | None:
@@ -234,6 +264,21 @@ class Evaluation:
     explained: list[ExplainedImage] = field(default_factory=list)  # with --explain N: the worst losses
     tta: dict | None = None  # test-time augmentation's views and the single view's numbers (see tta_report)
 
+    @property
+    def multi_label(self) -> bool:
+        return self.y_true.ndim == 2
+
+    def decisions(self) -> np.ndarray:
+        """Multi-label: 0/1 per image and label, each probability against its label's threshold."""
+        cut = np.array([self.metrics["thresholds"][name] for name in self.class_names])
+        return (self.probabilities >= cut).astype(int)
+
+    def wrong(self) -> np.ndarray:
+        """Whether each image is misclassified (multi-label: any of its labels decided wrongly)."""
+        if self.multi_label:
+            return np.any(self.decisions() != self.y_true, axis=1)
+        return self.probabilities.argmax(axis=1) != self.y_true
+
     def to_dict(self) -> dict:
         return {
             "model": str(self.model_path),
@@ -242,7 +287,7 @@ class Evaluation:
             **({"distribution": self.distribution} if self.distribution else {}),
             **self.metrics,
             **({"tta": self.tta} if self.tta else {}),
-            "misclassified": int(np.sum(self.probabilities.argmax(axis=1) != self.y_true)),
+            "misclassified": int(np.sum(self.wrong())),
             "skipped": [{"path": str(p.path), "reason": p.reason} for p in self.problems],
             "notes": [*self.data.notes, *([ZERO_DIVISION_NOTE] if zero_division_classes(self.metrics) else [])],
             **({"explained": [image.record for image in self.explained]} if self.explained else {}),
@@ -303,12 +348,17 @@ def evaluate_model(
     on_predicted: Callable[[int], None] | None = None,
     placement=None,
     tta: str | None = None,
+    thresholds: dict[str, float] | None = None,
 ) -> Evaluation:
     """Predict every image of `data` (shared among the placement's replicas) and compute the metrics.
 
     With a `tta` view set, the metrics are those of the probabilities averaged over the views,
-    and `Evaluation.tta` holds the single view's from the same forward pass.
+    and `Evaluation.tta` holds the single view's from the same forward pass. Multi-label data
+    (samples with targets) is decided with the per-label `thresholds`.
     """
+    multi_label = bool(data.samples) and data.samples[0].targets is not None
+    if multi_label and tta is not None:
+        raise TlcliError("--tta does not yet work with a multi-label run. Evaluate without --tta.")
     from tlcli.data.pipeline import DECODE_FAILED
     from tlcli.evaluate.predict import predict_samples
     from tlcli.models.tta import MultiViewClassifier
@@ -321,6 +371,15 @@ def evaluate_model(
     ]
     if not len(indices):
         raise TlcliError(f"None of the images in {data.folder} could be read. Check them with `tlcli inspect`.")
+    if multi_label:
+        y_true = np.array([data.samples[i].targets for i in indices], dtype=int)
+        return Evaluation(
+            model_path=Path(model_path), data=data, class_names=tuple(class_names),
+            paths=[data.samples[i].path for i in indices], y_true=y_true,
+            probabilities=np.asarray(outputs, np.float64),
+            metrics=compute_multi_label_metrics(y_true, outputs, class_names, thresholds or {}), problems=problems,
+            distribution=placement.describe() if placement is not None else None,
+        )
     y_true = np.array([data.samples[i].label for i in indices], dtype=int)
     probabilities = outputs if tta is None else outputs.mean(axis=1)
     metrics = compute_metrics(y_true, probabilities, class_names, top_k)
@@ -358,6 +417,8 @@ def tta_report(view_set: str, y_true: np.ndarray, per_view: np.ndarray, class_na
 
 def report_contents(evaluation: Evaluation) -> dict[str, str | bytes]:
     """Every report file's name and content, rendered before any is written."""
+    if evaluation.multi_label:
+        return multi_label_report_contents(evaluation)
     names = evaluation.class_names
     y_true, probabilities = evaluation.y_true, evaluation.probabilities
     misclassified = misclassified_rows(evaluation.paths, y_true, probabilities, names)
@@ -386,6 +447,25 @@ def report_contents(evaluation: Evaluation) -> dict[str, str | bytes]:
         WORST_LOSSES: worst_losses_png(worst),
         CALIBRATION: calibration_png(evaluation.metrics),
         **explained,
+    }
+
+
+def multi_label_report_contents(evaluation: Evaluation) -> dict[str, str | bytes]:
+    """A multi-label evaluation's reports: evaluation.json, the per-label report, and the images
+    with any label decided wrongly (their true and decided labels, and every probability)."""
+    names, decisions = evaluation.class_names, evaluation.decisions()
+    rows = [
+        {"path": str(path), "true": " ".join(n for n, t in zip(names, truth) if t),
+         "predicted": " ".join(n for n, d in zip(names, decided) if d),
+         "probabilities": " ".join(f"{n}={p:.4f}" for n, p in zip(names, probabilities))}
+        for path, truth, decided, probabilities in zip(evaluation.paths, evaluation.y_true, decisions,
+                                                       evaluation.probabilities)
+        if np.any(truth != decided)
+    ]
+    return {
+        EVALUATION: json.dumps(evaluation.to_dict(), indent=2) + "\n",
+        CLASSIFICATION_REPORT: multi_label_report_text(evaluation.metrics),
+        MISCLASSIFIED: rows_to_csv(rows, ("path", "true", "predicted", "probabilities")),
     }
 
 

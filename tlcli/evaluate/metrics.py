@@ -149,7 +149,10 @@ def calibration(y_true, probabilities, bins: int = CALIBRATION_BINS) -> dict:
 
 def zero_division_classes(result: dict) -> list[str]:
     """The classes of a `compute_metrics` result whose precision or recall is 0/0: never
-    predicted, or without true images."""
+    predicted, or without true images (multi-label: labels with no positive decision or image)."""
+    if result.get("multi_label"):
+        return [name for name, scores in result["per_class"].items()
+                if not scores["support"] or not scores["true_positives"] + scores["false_positives"]]
     matrix = np.asarray(result["confusion_matrix"])
     return [name for name, true, predicted in zip(result["classes"], matrix.sum(axis=1), matrix.sum(axis=0))
             if not true or not predicted]
@@ -374,3 +377,80 @@ def worst_losses_png(items: Sequence[dict], columns: int = 4) -> bytes:
         axes.set_axis_off()
         axes.text(0.5, 0.5, "no images", ha="center", va="center")
     return _png_bytes(figure)
+
+
+def compute_multi_label_metrics(targets, probabilities, class_names: Sequence[str], thresholds: dict[str, float]) -> dict:
+    """Every multi-label evaluation number, from multi-hot `targets`, sigmoid `probabilities`
+    and each label's decision threshold (0.5 for a label without one), all scikit-learn's.
+
+    Per label: precision, recall, F1, support, average precision and its confusion counts
+    (true and false positives and negatives). Averages: micro (every decision pooled), macro
+    (the labels' mean) and samples (each image's mean); mean average precision over the labels
+    with a positive image; subset accuracy (every label of an image right) and Hamming loss
+    (the share of wrong decisions).
+    """
+    from sklearn import metrics
+
+    targets = np.asarray(targets, dtype=int)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    cut = np.array([thresholds.get(name, 0.5) for name in class_names])
+    decisions = (probabilities >= cut).astype(int)
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(
+        targets, decisions, average=None, labels=range(len(class_names)), zero_division=ZERO_DIVISION)
+    confusion = metrics.multilabel_confusion_matrix(targets, decisions, labels=range(len(class_names)))
+    present = targets.sum(axis=0) > 0
+    average_precision = [float(metrics.average_precision_score(targets[:, i], probabilities[:, i])) if present[i]
+                         else None for i in range(len(class_names))]
+    result = {
+        "multi_label": True,
+        "samples": int(len(targets)),
+        "classes": list(class_names),
+        "thresholds": {name: float(value) for name, value in zip(class_names, cut)},
+        "per_class": {
+            name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                   "support": int(support[i]), "average_precision": average_precision[i],
+                   "threshold": float(cut[i]), "true_positives": int(confusion[i, 1, 1]),
+                   "false_positives": int(confusion[i, 0, 1]), "false_negatives": int(confusion[i, 1, 0]),
+                   "true_negatives": int(confusion[i, 0, 0])}
+            for i, name in enumerate(class_names)
+        },
+        "subset_accuracy": float(metrics.accuracy_score(targets, decisions)),
+        "hamming_loss": float(metrics.hamming_loss(targets, decisions)),
+        "mean_average_precision": (float(np.mean([value for value in average_precision if value is not None]))
+                                   if present.any() else None),
+    }
+    for average in ("micro", "macro", "samples"):
+        # An image with none of the labels, and none decided, is exactly right: 1, not 0/0 = 0.
+        scores = metrics.precision_recall_fscore_support(targets, decisions, average=average,
+                                                         zero_division=1 if average == "samples" else ZERO_DIVISION)
+        for key, value in zip(("precision", "recall", "f1"), scores[:3]):
+            result[f"{key}_{average}"] = float(value)
+    return result
+
+
+def multi_label_summary_rows(result: dict) -> list[tuple[str, str]]:
+    """The headline multi-label numbers as (name, formatted value)."""
+    rows = [("images", str(result["samples"])), ("subset accuracy", f"{result['subset_accuracy']:.4f}"),
+            ("Hamming loss", f"{result['hamming_loss']:.4f}")]
+    if result["mean_average_precision"] is not None:
+        rows.append(("mean average precision", f"{result['mean_average_precision']:.4f}"))
+    rows += [(f"F1 ({average})", f"{result[f'f1_{average}']:.4f}") for average in ("micro", "macro", "samples")]
+    return rows
+
+
+def multi_label_report_text(result: dict) -> str:
+    """classification_report.txt of a multi-label evaluation: a row per label, then the averages."""
+    lines = [f"{'label':<24}{'threshold':>10}{'precision':>10}{'recall':>10}{'f1':>10}{'AP':>8}{'support':>9}"
+             f"{'TP':>6}{'FP':>6}{'FN':>6}{'TN':>6}"]
+    for name, scores in result["per_class"].items():
+        ap = "-" if scores["average_precision"] is None else f"{scores['average_precision']:.3f}"
+        lines.append(f"{name:<24}{scores['threshold']:>10.3f}{scores['precision']:>10.3f}{scores['recall']:>10.3f}"
+                     f"{scores['f1']:>10.3f}{ap:>8}{scores['support']:>9}{scores['true_positives']:>6}"
+                     f"{scores['false_positives']:>6}{scores['false_negatives']:>6}{scores['true_negatives']:>6}")
+    lines.append("")
+    for average in ("micro", "macro", "samples"):
+        lines.append(f"{average + ' avg':<24}{'':>10}" + "".join(
+            f"{result[f'{key}_{average}']:>10.3f}" for key in ("precision", "recall", "f1")))
+    lines.append("")
+    lines += [f"{name}: {value}" for name, value in multi_label_summary_rows(result)]
+    return "\n".join(lines) + "\n"

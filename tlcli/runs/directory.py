@@ -324,6 +324,15 @@ class RunInfo:
     backbone: str
     config: dict
 
+    @property
+    def multi_label(self) -> bool:
+        return bool(self.config.get("multi_label"))
+
+    def thresholds(self) -> dict[str, float]:
+        """A multi-label run's per-label decision thresholds (metrics.json), {} when it has none."""
+        path = self.path / METRICS
+        return dict(read_json(path).get("thresholds") or {}) if path.is_file() else {}
+
 
 def read_run(path: Path) -> RunInfo:
     """Read a run directory, or the folder of a `.keras` file with `labels.txt` beside it."""
