@@ -41,16 +41,22 @@ def patches(tmp_path_factory):
     return write_multi_label_dataset(tmp_path_factory.mktemp("patches"), 96)
 
 
+@pytest.fixture(scope="module")
+def solved_run(patches, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("solved") / "run"
+    invoke("train", patches.parent, "--labels", patches, *COMMON, "--out", run_dir)
+    return run_dir
+
+
 @pytest.mark.slow
-def test_the_solved_head_finds_every_label(patches, tmp_path):
-    invoke("train", patches.parent, "--labels", patches, *COMMON, "--out", tmp_path / "run")
-    config = json.loads((tmp_path / "run" / "config.json").read_text())
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+def test_the_solved_head_finds_every_label(solved_run):
+    config = json.loads((solved_run / "config.json").read_text())
+    metrics = json.loads((solved_run / "metrics.json").read_text())
     assert config["multi_label"] and config["label_delimiter"] == " "
     assert config["class_names"] == ["blue", "green", "red"] and config["route"] == "solved (L-BFGS)"
     assert metrics["solver"]["one_vs_rest"] and len(metrics["solver"]["per_label"]) == 3
     assert set(metrics["thresholds"]) == {"blue", "green", "red"}
-    scores = f1_per_label(tmp_path / "run")
+    scores = f1_per_label(solved_run)
     assert min(scores.values()) >= 0.9, scores
 
 
@@ -87,3 +93,36 @@ def test_multi_label_needs_a_label_file(tmp_path):
 def test_class_weights_are_refused_with_multi_label(patches, tmp_path):
     result = invoke("train", patches.parent, "--labels", patches, *COMMON, "--class-weight", "balanced", expect=2)
     assert "--class-weight balanced" in result.output and "--multi-label" in result.output
+
+
+@pytest.mark.slow
+def test_evaluate_reports_multi_label_metrics_at_the_runs_thresholds(solved_run, patches, tmp_path):
+    report = json.loads(invoke("evaluate", solved_run, patches.parent, "--out", tmp_path, "--json").stdout)
+    thresholds = json.loads((solved_run / "metrics.json").read_text())["thresholds"]
+    assert report["multi_label"] and report["thresholds"] == thresholds
+    assert set(report["per_class"]) == {"blue", "green", "red"}
+    for key in ("precision", "recall", "f1", "support", "average_precision", "true_positives", "false_negatives"):
+        assert key in report["per_class"]["red"]
+    for key in ("f1_micro", "f1_macro", "f1_samples", "mean_average_precision", "subset_accuracy", "hamming_loss"):
+        assert 0 <= report[key] <= 1
+    # A label file without a split column is evaluated on every row.
+    assert report["samples"] == len(patches.read_text().splitlines()) - 1
+    assert report["f1_macro"] >= 0.9 and report["hamming_loss"] <= 0.05
+    table = invoke("evaluate", solved_run, patches.parent, "--out", tmp_path).stdout
+    assert "Hamming loss" in table and "subset accuracy" in table and "samples" in table
+    assert {"evaluation.json", "classification_report.txt", "misclassified.csv"} <= {p.name for p in tmp_path.iterdir()}
+
+
+@pytest.mark.slow
+def test_predict_gives_the_labels_over_threshold(solved_run, patches):
+    rows = dict(line.split(",") for line in patches.read_text().splitlines()[1:])
+    first = sorted(rows)[:6]
+    result = invoke("predict", solved_run, *(patches.parent / name for name in first), "--format", "json")
+    predictions = json.loads(result.stdout)
+    thresholds = json.loads((solved_run / "metrics.json").read_text())["thresholds"]
+    for prediction, name in zip(predictions, first):
+        assert sorted(prediction["labels"]) == sorted(rows[name].split())
+        for label in prediction["labels"]:
+            assert prediction[f"probability_{label}"] >= thresholds[label]
+    csv_lines = invoke("predict", solved_run, patches.parent / first[0], "--format", "csv").stdout.splitlines()
+    assert csv_lines[0] == "path,labels,probability_blue,probability_green,probability_red"

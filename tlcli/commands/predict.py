@@ -37,7 +37,8 @@ def run(
     tpu: Tpu = None,
     precision: Precision = "float32",
 ) -> None:
-    """Predict the classes of images: the top-k classes with probabilities, per image."""
+    """Predict the classes of images: the top-k classes with probabilities, per image (for a
+    multi-label run, the labels over their thresholds, with every label's probability)."""
     from tlcli.commands._render import show_placement, show_worker_note
     from tlcli.data.images import Problem
     from tlcli.distribute.placement import DistributeConfig, place
@@ -51,18 +52,24 @@ def run(
     keras_model, info = load_placed_model(model, placement)
     if placement.name != "default":
         show_placement(placement, batch_size)
-    if top_k > len(info.class_names):
+    thresholds = info.thresholds() if info.multi_label else None
+    if thresholds is not None:
+        fields = ["path", "labels", *(f"probability_{name}" for name in info.class_names)]
+    elif top_k > len(info.class_names):
         err.print(f"[dim]Note: --top-k {top_k} is more than the model's {len(info.class_names)} classes; "
                   f"showing all {len(info.class_names)}.[/]")
         top_k = len(info.class_names)
     if view_set is not None:
         err.print(f"Test-time augmentation: on ({literal(VIEW_SETS[view_set].describe())}).")
-    fields = ["path", "prediction", "probability"]
-    for rank in range(2, top_k + 1):
-        fields += [f"class_{rank}", f"probability_{rank}"]
+    if thresholds is None:
+        fields = ["path", "prediction", "probability"]
+        for rank in range(2, top_k + 1):
+            fields += [f"class_{rank}", f"probability_{rank}"]
     # Rich sends sys.stdout to its (stderr) console while a bar runs on a terminal; keep the real
     # stdout for piped CSV and JSON, and let the bar print rows above itself on a terminal.
-    if placement.is_chief:
+    if placement.is_chief and thresholds is not None and output_format == OutputFormat.table:
+        writer = _LabelsTableWriter(sys.stdout, sys.stdout.isatty(), fields)
+    elif placement.is_chief:
         writer = _WRITERS[output_format](sys.stdout, sys.stdout.isatty(), fields)
     else:  # every worker predicts its share; the chief writes them all
         show_worker_note(placement, "the chief writes the predictions.")
@@ -79,6 +86,9 @@ def run(
                 err.print(f"[yellow]Skipped[/] {literal(result.path)}: {literal(result.reason)}")
                 continue
             predicted += 1
+            if thresholds is not None:
+                writer.write(_labels_row(result, info.class_names, thresholds))
+                continue
             values = [str(result.path)]
             for name, probability in top_classes(result.probabilities, info.class_names, top_k):
                 values += [name, round(probability, 6)]
@@ -118,7 +128,9 @@ class _CsvWriter(_Writer):
         self._write_values(self.fields)
 
     def write(self, row: dict) -> None:
-        self._write_values([row[field] for field in self.fields])
+        # A multi-label row's labels are a list: space-separated here, as label files write them.
+        self._write_values([" ".join(row[field]) if isinstance(row[field], list) else row[field]
+                            for field in self.fields])
 
     def _write_values(self, values) -> None:
         csv.writer(self.stream, lineterminator="\n").writerow(values)
@@ -157,6 +169,39 @@ class _TableWriter(_Writer):
         table.add_column("path", overflow="fold", min_width=16)
         for rank in range(1, (len(self.fields) - 1) // 2 + 1):
             table.add_column("prediction" if rank == 1 else f"top {rank}", no_wrap=True)
+        for row in self._rows:
+            table.add_row(*row)
+        out.print(table)
+
+
+def _labels_row(result, class_names, thresholds: dict[str, float]) -> dict:
+    """A multi-label prediction: the labels at or over their thresholds, most probable first,
+    and every label's probability."""
+    from tlcli.training.thresholds import decide
+
+    decided = decide(result.probabilities[None], thresholds, class_names)[0]
+    order = sorted(range(len(class_names)), key=lambda index: -result.probabilities[index])
+    return {"path": str(result.path), "labels": [class_names[index] for index in order if decided[index]],
+            **{f"probability_{name}": round(float(probability), 6)
+               for name, probability in zip(class_names, result.probabilities)}}
+
+
+class _LabelsTableWriter(_Writer):
+    """A multi-label run's table: each image's labels over threshold, with their probabilities."""
+
+    def start(self) -> None:
+        self._rows = []
+
+    def write(self, row: dict) -> None:
+        shown = ", ".join(f"{literal(name)} {row[f'probability_{name}']:.1%}" for name in row["labels"])
+        self._rows.append([literal(row["path"]), shown or "[dim](none)[/]"])
+
+    def close(self) -> None:
+        from rich.table import Table
+
+        table = Table()
+        table.add_column("path", overflow="fold", min_width=16)
+        table.add_column("labels over threshold")
         for row in self._rows:
             table.add_row(*row)
         out.print(table)
