@@ -126,3 +126,12 @@ def test_predict_gives_the_labels_over_threshold(solved_run, patches):
             assert prediction[f"probability_{label}"] >= thresholds[label]
     csv_lines = invoke("predict", solved_run, patches.parent / first[0], "--format", "csv").stdout.splitlines()
     assert csv_lines[0] == "path,labels,probability_blue,probability_green,probability_red"
+
+
+@pytest.mark.slow
+def test_finetune_keeps_the_sigmoid_head_and_tunes_its_thresholds_again(solved_run, tmp_path):
+    invoke("finetune", solved_run, "--stage", "block5:1:1e-6", "--out", tmp_path / "tuned", "--quiet")
+    config = json.loads((tmp_path / "tuned" / "config.json").read_text())
+    metrics = json.loads((tmp_path / "tuned" / "metrics.json").read_text())
+    assert config["multi_label"] and set(metrics["thresholds"]) == {"blue", "green", "red"}
+    assert min(f1_per_label(tmp_path / "tuned").values()) >= 0.9

@@ -52,6 +52,7 @@ from tlcli.training.train import (
     run_facts,
     save_outcome,
     start_run,
+    validation_thresholds,
 )
 
 keras = import_keras()
@@ -201,6 +202,9 @@ def finetune(
         else default_stages(spec)
     )
     dataset, options = run_dataset(run, config.data, config.strict)
+    if dataset.multi_label and fit_config.class_weight != "none":
+        raise TlcliError(f"--class-weight {fit_config.class_weight} weighs images by their one class; multi-label "
+                         "images have several. Drop --class-weight for this multi-label run.")
     events.placed(placement, fit_config.batch_size)
     events.dataset(dataset)
     run_dir = Path(config.out) if config.out else default_run_dir(spec.name, prefix="finetune-")
@@ -248,6 +252,9 @@ def finetune(
         loss, accuracy = model.evaluate(inputs.val_data, steps=inputs.val_steps if inputs.repeating else None,
                                         verbose=0)
         metrics.update(val_loss=float(loss), val_accuracy=float(accuracy))
+    if dataset.multi_label:  # the fine-tuned model's probabilities moved: tune its thresholds again
+        metrics["thresholds"] = validation_thresholds(model, None, None, dataset, run.image_size,
+                                                      fit_config.batch_size)
     save_outcome(run_dir, model, history, metrics, placement)
     return Outcome(requested_dir, metrics, "fine-tuning")
 
