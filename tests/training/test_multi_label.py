@@ -135,3 +135,26 @@ def test_finetune_keeps_the_sigmoid_head_and_tunes_its_thresholds_again(solved_r
     metrics = json.loads((tmp_path / "tuned" / "metrics.json").read_text())
     assert config["multi_label"] and set(metrics["thresholds"]) == {"blue", "green", "red"}
     assert min(f1_per_label(tmp_path / "tuned").values()) >= 0.9
+
+
+@pytest.mark.slow
+def test_export_gives_decisions_beside_probabilities(solved_run, patches, tmp_path):
+    from tlcli.runtime import import_tensorflow
+
+    invoke("export", solved_run, "--out", tmp_path / "export", "--format", "saved_model", "--format", "keras",
+           "--format", "tflite")
+    metadata = json.loads((tmp_path / "export" / "metadata.json").read_text())
+    thresholds = json.loads((solved_run / "metrics.json").read_text())["thresholds"]
+    assert metadata["multi_label"] and metadata["thresholds"] == thresholds
+    assert all(check["passed"] for check in metadata["verification"])
+    assert "saved_model (decisions)" in {check["format"] for check in metadata["verification"]}
+    tf = import_tensorflow()
+    loaded = tf.saved_model.load(str(tmp_path / "export" / "saved_model"))
+    rows = dict(line.split(",") for line in patches.read_text().splitlines()[1:])
+    names = sorted(rows)[:4]
+    result = loaded.signatures["serving_bytes_decisions"](
+        image_bytes=tf.constant([(patches.parent / name).read_bytes() for name in names]))
+    cut = np.array([thresholds[label] for label in ("blue", "green", "red")])
+    np.testing.assert_array_equal(result["decisions"].numpy(), (result["probabilities"].numpy() >= cut).astype(int))
+    for name, decided in zip(names, result["decisions"].numpy()):
+        assert [label for label, d in zip(("blue", "green", "red"), decided) if d] == sorted(rows[name].split())

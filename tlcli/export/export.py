@@ -5,12 +5,15 @@ every artefact has been written and verified, so an interrupted or failed export
 a half-written model at `--out` (a killed one may leave the hidden `.NAME.partial-*` folder).
 
     OUT/saved_model/   serving_default (pixels) and serving_bytes (encoded images) signatures,
-                       and serving_tta (pixels, test-time augmentation) with --tta
+                       and serving_tta (pixels, test-time augmentation) with --tta; a multi-label
+                       run's also serving_decisions and serving_bytes_decisions (probabilities and
+                       0/1 decisions at the run's per-label thresholds)
     OUT/model.keras    loadable with keras.saving.load_model in safe mode
     OUT/model.tflite   float32, or quantised with --quantize
     OUT/model.onnx     converted from the SavedModel's serving_default signature
     OUT/labels.txt     class names, one per line, in label order
     OUT/metadata.json  backbone, image size, preprocessing, classes, metrics, versions, checks
+                       (and a multi-label run's thresholds)
 """
 
 from __future__ import annotations
@@ -63,7 +66,10 @@ METADATA = EXPORT_METADATA
 PIXELS_SIGNATURE = "serving_default"
 BYTES_SIGNATURE = "serving_bytes"
 TTA_SIGNATURE = "serving_tta"
+DECISIONS_SIGNATURE = "serving_decisions"
+BYTES_DECISIONS_SIGNATURE = "serving_bytes_decisions"
 OUTPUT_NAME = "probabilities"
+DECISIONS_NAME = "decisions"
 ONNX_OPSET = 17
 VERIFY_COUNT = 8  # images from the dataset that every artefact is checked on
 VERIFY_LIMIT = 64  # at most this many of the --verify-images
@@ -175,7 +181,8 @@ def _write_and_verify(model, info, options, staging, calibration, verify_samples
     checks = []
     if options.verify:
         on_step(f"Verifying in a fresh process on {len(verify_samples)} image(s)")
-        checks = verify_artefacts(model, files, verify_samples, info.image_size, options.quantize, options.tta)
+        checks = verify_artefacts(model, files, verify_samples, info.image_size, options.quantize, options.tta,
+                                  run_thresholds(info))
     (staging / LABELS).write_text("\n".join(info.class_names) + "\n")
     metadata = build_metadata(info, options, files, checks)
     (staging / METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
@@ -201,7 +208,7 @@ def write_artefacts(model, info: RunInfo, options: ExportOptions, staging: Path,
     saved_model = staging / ARTEFACTS["saved_model"]
     if needs_saved_model:
         on_step("Writing the SavedModel")
-        write_saved_model(model, info.image_size, saved_model, options.tta)
+        write_saved_model(model, info.image_size, saved_model, options.tta, run_thresholds(info))
         if "saved_model" in options.formats:
             files["saved_model"] = saved_model
     if "keras" in options.formats:
@@ -235,9 +242,21 @@ def quietly():
             logging.disable(previous)
 
 
-def write_saved_model(model, image_size: int, path: Path, tta: str | None = None) -> None:
+def run_thresholds(info: RunInfo) -> list[float] | None:
+    """A multi-label run's decision thresholds in label order (0.5 for a label without one), else None."""
+    if not info.multi_label:
+        return None
+    thresholds = info.thresholds()
+    return [float(thresholds.get(name, 0.5)) for name in info.class_names]
+
+
+def write_saved_model(model, image_size: int, path: Path, tta: str | None = None,
+                      thresholds: list[float] | None = None) -> None:
     """A SavedModel with a pixels signature (serving_default) and an encoded-bytes signature, and
     with a `tta` view set a third, serving_tta: pixels in, probabilities averaged over the views.
+    With multi-label `thresholds`, serving_decisions and serving_bytes_decisions give each
+    label's 0/1 decision (probability >= its threshold) beside the probabilities; serving_default
+    keeps its single output, so the TFLite and ONNX files converted from it are unchanged.
 
     Test-time augmentation gets a signature of its own so that serving_default (and the TFLite
     and ONNX files converted from it) stays one image, one forward pass.
@@ -272,6 +291,21 @@ def write_saved_model(model, image_size: int, path: Path, tta: str | None = None
     archive.add_endpoint(
         BYTES_SIGNATURE, from_bytes, input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")]
     )
+    if thresholds is not None:
+        cut = tf.constant(thresholds, tf.float32)
+
+        def with_decisions(outputs):
+            probabilities = outputs[OUTPUT_NAME]
+            return {OUTPUT_NAME: probabilities, DECISIONS_NAME: tf.cast(probabilities >= cut, tf.int32)}
+
+        archive.add_endpoint(
+            DECISIONS_SIGNATURE, lambda images: with_decisions(from_pixels(images)),
+            input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="images")],
+        )
+        archive.add_endpoint(
+            BYTES_DECISIONS_SIGNATURE, lambda image_bytes: with_decisions(from_bytes(image_bytes)),
+            input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")],
+        )
     if tta is not None:
         averaged = MultiViewClassifier(model, tta, average=True)
         archive.add_endpoint(
@@ -387,6 +421,7 @@ def pick_samples(root: Path, count: int, splits: tuple[str, ...], labels: LabelF
     """
     found = discover(root, labels)
     split = next((name for name in splits if any(found.files.get(name, {}).values())), None)
+    seen: set[Path] = set()  # a multi-label image is listed under each of its labels
     if split is None:
         raise TlcliError(f"{root} holds no images. Pass --data with the dataset, or --verify-images.")
     classes = found.files[split]
@@ -398,7 +433,8 @@ def pick_samples(root: Path, count: int, splits: tuple[str, ...], labels: LabelF
         chunk = interleaved[start : start + 2 * count]
         checked = check_images([path for path, _ in chunk])
         for path, label in chunk:
-            if isinstance(checked[path], ImageInfo) and len(samples) < count:
+            if isinstance(checked[path], ImageInfo) and len(samples) < count and path not in seen:
+                seen.add(path)
                 samples.append(Sample(path, label, checked[path].needs_pil))
         if len(samples) >= count:
             break
@@ -447,7 +483,12 @@ def build_metadata(info: RunInfo, options: ExportOptions, files: dict[str, Path]
         "backbone": info.backbone or None,
         "image_size": info.image_size,
         "input": f"float32 RGB pixels in [0, 255], shape [batch, {info.image_size}, {info.image_size}, 3]",
-        "output": f"float32 class probabilities (softmax), shape [batch, {len(info.class_names)}]",
+        "output": (f"float32 label probabilities (a sigmoid per label, multi-label), shape "
+                   f"[batch, {len(info.class_names)}]" if info.multi_label else
+                   f"float32 class probabilities (softmax), shape [batch, {len(info.class_names)}]"),
+        **({"multi_label": True, "thresholds": dict(zip(info.class_names, run_thresholds(info))),
+            "decisions": "label i is predicted when probabilities[i] >= thresholds[label i]"}
+           if info.multi_label else {}),
         "preprocessing": (
             f"{spec.preprocessing}, inside the model (no preprocessing needed by clients)" if spec else
             "inside the model (no preprocessing needed by clients)"
@@ -461,6 +502,10 @@ def build_metadata(info: RunInfo, options: ExportOptions, files: dict[str, Path]
                               "outputs": [OUTPUT_NAME]},
             **({TTA_SIGNATURE: {"inputs": {"images": "float32 [batch, size, size, 3]"}, "outputs": [OUTPUT_NAME],
                                 "test_time_augmentation": VIEW_SETS[options.tta].describe()}} if options.tta else {}),
+            **({DECISIONS_SIGNATURE: {"inputs": {"images": "float32 [batch, size, size, 3]"},
+                                      "outputs": [OUTPUT_NAME, DECISIONS_NAME]},
+                BYTES_DECISIONS_SIGNATURE: {"inputs": {"image_bytes": "string [batch] (JPEG/PNG/GIF/BMP/WebP files)"},
+                                            "outputs": [OUTPUT_NAME, DECISIONS_NAME]}} if info.multi_label else {}),
         } if "saved_model" in files else None,
         "tflite_quantization": (options.quantize or "none (float32)") if "tflite" in files else None,
         "metrics": read_metrics(info),

@@ -24,6 +24,7 @@ FLOAT_TOLERANCE = 1e-4  # max |difference| in probability for float32 artefacts
 QUANTIZED_MIN_AGREEMENT = 0.75  # share of images whose top class a quantised TFLite model keeps
 BYTES_CHECK = "saved_model (bytes)"
 TTA_CHECK = "saved_model (tta)"
+DECISIONS_CHECK = "saved_model (decisions)"
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,10 @@ def compare(name: str, probabilities, reference, quantized: bool) -> Check:
 
 
 def verify_artefacts(model, files: dict[str, Path], samples, image_size: int, quantize: str | None,
-                     tta: str | None = None) -> list:
+                     tta: str | None = None, thresholds: list[float] | None = None) -> list:
     """Reload every artefact in a fresh process and compare it with `model` on `samples` (and the
-    SavedModel's serving_tta, with a `tta` view set, with the model's mean over those views)."""
+    SavedModel's serving_tta, with a `tta` view set, with the model's mean over those views; and
+    a multi-label model's serving_decisions with the model's decisions at `thresholds`)."""
     import numpy as np
 
     from tlcli.data.pipeline import image_dataset
@@ -77,6 +79,7 @@ def verify_artefacts(model, files: dict[str, Path], samples, image_size: int, qu
             "image_files": [str(kept[row].path) for row in bytes_rows],
             "artefacts": {name: str(path) for name, path in files.items()},
             "tta": tta is not None,
+            "decisions": thresholds is not None,
             "output": str(scratch / "outputs.npz"),
         }
         (scratch / "request.json").write_text(json.dumps(request))
@@ -105,17 +108,37 @@ def verify_artefacts(model, files: dict[str, Path], samples, image_size: int, qu
         checks.append(compare(BYTES_CHECK, outputs["saved_model_bytes"], reference[bytes_rows], quantized=False))
     if "saved_model" in files and tta_reference is not None:
         checks.append(compare(TTA_CHECK, outputs["saved_model_tta"], tta_reference, quantized=False))
+    if "saved_model" in files and thresholds is not None:
+        checks.append(_compare_decisions(outputs, reference, np.asarray(thresholds, np.float32)))
     return checks
+
+
+def _compare_decisions(outputs: dict, reference, thresholds) -> Check:
+    """serving_decisions against the model: its probabilities within the float tolerance, and
+    its decisions equal to the model's wherever a probability is clear of its threshold (within
+    the tolerance of one, either decision is right)."""
+    import numpy as np
+
+    probabilities = compare(DECISIONS_CHECK, outputs["saved_model_decisions_probabilities"], reference, quantized=False)
+    clear = np.abs(reference - thresholds) > FLOAT_TOLERANCE
+    agree = outputs["saved_model_decisions"] == (reference >= thresholds)
+    share = float(np.mean(agree[clear])) if clear.any() else 1.0
+    return Check(DECISIONS_CHECK, len(reference), probabilities.max_abs_difference, share,
+                 f"{probabilities.requirement}, decisions agree", probabilities.passed and share == 1.0)
 
 
 # --- the fresh process -------------------------------------------------------------------------
 
 
-def _run_saved_model(path: str, pixels, image_files: list[str], tta: bool) -> dict:
+def _run_saved_model(path: str, pixels, image_files: list[str], tta: bool, decisions: bool = False) -> dict:
     import tensorflow as tf
 
     loaded = tf.saved_model.load(path)
     outputs = {"saved_model": loaded.signatures["serving_default"](images=tf.constant(pixels))["probabilities"]}
+    if decisions:
+        decided = loaded.signatures["serving_decisions"](images=tf.constant(pixels))
+        outputs["saved_model_decisions_probabilities"] = decided["probabilities"]
+        outputs["saved_model_decisions"] = decided["decisions"]
     if tta:
         outputs["saved_model_tta"] = loaded.signatures["serving_tta"](images=tf.constant(pixels))["probabilities"]
     if image_files:
@@ -169,7 +192,8 @@ def main(request_path: str) -> None:
     if set(request["artefacts"]) - {"onnx"}:
         import_tensorflow()
     runners = {
-        "saved_model": lambda path: _run_saved_model(path, pixels, request["image_files"], request["tta"]),
+        "saved_model": lambda path: _run_saved_model(path, pixels, request["image_files"], request["tta"],
+                                                     request.get("decisions", False)),
         "tflite": lambda path: _run_tflite(path, pixels),
         "onnx": lambda path: _run_onnx(path, pixels),
         "keras": lambda path: _run_keras(path, pixels),  # last: it imports tlcli's layers
