@@ -158,3 +158,14 @@ def test_export_gives_decisions_beside_probabilities(solved_run, patches, tmp_pa
     np.testing.assert_array_equal(result["decisions"].numpy(), (result["probabilities"].numpy() >= cut).astype(int))
     for name, decided in zip(names, result["decisions"].numpy()):
         assert [label for label, d in zip(("blue", "green", "red"), decided) if d] == sorted(rows[name].split())
+
+
+@pytest.mark.slow
+def test_explain_maps_the_label_asked_for(solved_run, patches, tmp_path):
+    image = patches.parent / "000.png"
+    records = json.loads(invoke("explain", solved_run, image, "--class", "red", "--class", "blue",
+                                "--out", tmp_path / "explained", "--json").stdout)
+    predicted = json.loads(invoke("predict", solved_run, image, "--format", "json").stdout)[0]
+    assert [record["class"] for record in records] == ["red", "blue"]
+    for record in records:  # the sigmoid's own probability, as predict gives it
+        assert record["probability"] == pytest.approx(predicted[f"probability_{record['class']}"], abs=1e-5)

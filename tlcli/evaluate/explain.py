@@ -82,7 +82,8 @@ def find_backbone(model) -> tuple[object, BackboneSpec]:
 
 class GradCam:
     """Grad-CAM maps of a saved tlcli classifier: image -> preprocessing -> backbone -> pooling ->
-    head (its last layer a softmax Dense, whose logits are explained) -> temperature, if calibrated."""
+    head (its last layer a softmax Dense, or a multi-label run's sigmoid Dense, whose logits are
+    explained) -> temperature, if calibrated."""
 
     def __init__(self, model):
         keras = import_keras()
@@ -96,7 +97,7 @@ class GradCam:
         from_block = keras.Model(block.output, base.output) if block.output is not base.output else None
         layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
         before, after = layers[: layers.index(base)], _flatten(layers[layers.index(base) + 1 :])
-        classifier = _last_softmax_dense(after, model.name)
+        classifier, sigmoid = _last_classifier_dense(after, model.name)
         to_logits, to_output = after[: after.index(classifier)], after[after.index(classifier) + 1 :]
 
         def maps(images, classes):
@@ -110,13 +111,14 @@ class GradCam:
                 for layer in to_logits:
                     x = layer(x, training=False)
                 logits = tf.cast(tf.matmul(x, classifier.kernel) + classifier.bias, tf.float32)
-                probabilities = tf.nn.softmax(logits)
+                probabilities = tf.sigmoid(logits) if sigmoid else tf.nn.softmax(logits)
                 for layer in to_output:  # a temperature changes the probabilities, not the map's shape
                     probabilities = layer(probabilities, training=False)
                 targets = tf.where(classes >= 0, classes, tf.argmax(probabilities, axis=-1, output_type=tf.int32))
                 # The class's logit against the mean logit: softmax ignores a shift shared by all
                 # logits, and a solved two-class head keeps one logit at zero, so only this is evidence.
-                margins = logits - tf.reduce_mean(logits, axis=-1, keepdims=True)
+                # A sigmoid label's own logit is its evidence: no other label's shifts it.
+                margins = logits if sigmoid else logits - tf.reduce_mean(logits, axis=-1, keepdims=True)
                 score = tf.reduce_sum(tf.gather(margins, targets, batch_dims=1))
             block_output = tf.cast(block_output, tf.float32)
             gradients = tf.cast(tape.gradient(score, block_output), tf.float32)
@@ -156,15 +158,18 @@ def _flatten(layers) -> list:
     return flat
 
 
-def _last_softmax_dense(layers, model_name: str):
+def _last_classifier_dense(layers, model_name: str):
+    """(the last Dense layer, whether it is a multi-label sigmoid) when it is a classifier tlcli builds."""
     keras = import_keras()
     for layer in reversed(layers):
         if isinstance(layer, keras.layers.Dense):
-            if keras.activations.serialize(layer.activation) in ("softmax", "keras.activations.softmax"):
-                return layer
+            activation = keras.activations.serialize(layer.activation)
+            if activation in ("softmax", "keras.activations.softmax", "sigmoid", "keras.activations.sigmoid"):
+                return layer, "sigmoid" in activation
             break
     raise TlcliError(
-        f"{model_name} does not end in the softmax classifier tlcli builds, so it has no class scores "
+        f"{model_name} does not end in the softmax (or multi-label sigmoid) classifier tlcli builds, so it has no "
+        "class scores "
         "to explain. Explain a model that tlcli train or finetune wrote."
     )
 
