@@ -169,3 +169,13 @@ def test_explain_maps_the_label_asked_for(solved_run, patches, tmp_path):
     assert [record["class"] for record in records] == ["red", "blue"]
     for record in records:  # the sigmoid's own probability, as predict gives it
         assert record["probability"] == pytest.approx(predicted[f"probability_{record['class']}"], abs=1e-5)
+
+
+@pytest.mark.slow
+def test_tune_searches_multi_label_heads_and_best_toml_keeps_multi_label(patches, tmp_path):
+    space = tmp_path / "space.toml"
+    space.write_text("[space]\ndense = [[]]\ndropout = [0.0]\n")
+    invoke("tune", patches.parent, "--labels", patches, "--multi-label", "--model", "vgg16", "--weights", "none",
+           "--image-size", 32, "--search", "grid", "--space", space, "--out", tmp_path / "tune", "--quiet")
+    best = (tmp_path / "tune" / "best.toml").read_text()
+    assert "multi_label = true" in best

@@ -11,7 +11,9 @@ from tlcli.commands._options import (
     Epochs,
     ImageSize,
     LabelColumns,
+    LabelDelimiter,
     Labels,
+    MultiLabel,
     ModelName,
     Overwrite,
     Quiet,
@@ -32,7 +34,8 @@ NAME = "tune"
 
 # Options that are settings of the searched runs (the rest steer the search itself).
 _TRAIN_OPTIONS = ("model", "weights", "image_size", "pooling", "epochs", "early_stopping", "seed",
-                  "val_split", "test_split", "strict", "labels", "label_columns", "allow_outside_paths")
+                  "val_split", "test_split", "strict", "labels", "label_columns", "allow_outside_paths",
+                  "multi_label", "label_delimiter")
 _FINETUNE_OPTIONS = ("epochs", "early_stopping", "seed", "strict")  # the rest are the source run's
 _SEARCH_OPTIONS = ("search", "trials", "objective")
 
@@ -68,6 +71,8 @@ def run(
     labels: Labels = None,
     label_columns: LabelColumns = None,
     allow_outside_paths: AllowOutsidePaths = False,
+    multi_label: MultiLabel = False,
+    label_delimiter: LabelDelimiter = " ",
     config: Annotated[Optional[Path], typer.Option(
         "--config", help="TOML file: settings that no trial varies, plus optional tables tune (search, "
         "trials, objective) and space. The command line overrides it.", show_default=False)] = None,

@@ -22,7 +22,9 @@ def trial_record(number: int, params: dict, metrics: dict, objective: str) -> di
     val_loss, val_accuracy = finite(metrics.get("val_loss")), finite(metrics.get("val_accuracy"))
     values = {"val_loss": val_loss, "val_accuracy": val_accuracy}
     facts = {key: value for key, value in metrics.items() if key not in _RESULTS and key != "solver"}
-    if "solver" in metrics:  # a solved head: its cross-validated penalty instead of epochs
+    if "solver" in metrics and metrics["solver"].get("one_vs_rest"):  # one C per label
+        facts["penalty_C"] = [label and label["penalty_C"] for label in metrics["solver"]["per_label"]]
+    elif "solver" in metrics:  # a solved head: its cross-validated penalty instead of epochs
         facts["penalty_C"] = metrics["solver"]["penalty_C"]
     return {
         "trial": number,
