@@ -12,7 +12,13 @@ For each dataset and backbone (random weights, small images) it runs, side by si
 Goal: the default head within 0.01 of the logistic regression, the hidden-layer head within
 0.02, and a solved head in under 2 s for about 1,000 images.
 
-    python bench/head_quality.py [--before COMMIT] [--datasets digits,few-shot,digits-48,shapes]
+The multi-label row (`digit-properties`: each digit labelled with its properties even, large,
+prime and loop, in a label file) compares `tlcli train --multi-label` with scikit-learn's
+one-vs-rest LogisticRegressionCV on the same features, by test macro F1 (each label at the
+threshold that maximised its F1 on validation, the same rule for both) and mean average
+precision. There is no "before" column: multi-label did not exist before.
+
+    python bench/head_quality.py [--before COMMIT] [--datasets digits,few-shot,digits-48,shapes,digit-properties]
 """
 
 from __future__ import annotations
@@ -86,6 +92,80 @@ def shapes_folders(out: Path, size: int = 64, per_class=(60, 20, 20), seed: int 
     return out
 
 
+PROPERTIES = {"even": {0, 2, 4, 6, 8}, "large": {5, 6, 7, 8, 9}, "prime": {2, 3, 5, 7}, "loop": {0, 4, 6, 8, 9}}
+MULTI_LABEL = "digit-properties"
+
+
+def digit_properties(out: Path, size: int = 32, seed: int = 3) -> Path:
+    """scikit-learn's digits as one folder of PNGs and a label file (path,label,split) whose
+    labels are each digit's properties, space-separated: a multi-label dataset. Returns the CSV."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    rng = np.random.default_rng(seed)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for digit in range(10):
+        indices = rng.permutation(np.flatnonzero(digits.target == digit))
+        train, val = int(len(indices) * 0.6), int(len(indices) * 0.2)
+        for position, index in enumerate(indices):
+            split = "train" if position < train else "val" if position < train + val else "test"
+            pixels = (255 - digits.images[index] * (255 / 16)).astype(np.uint8)
+            Image.fromarray(pixels, mode="L").resize((size, size), Image.BICUBIC).save(out / "images" / f"{index:04d}.png")
+            labels = " ".join(name for name, members in PROPERTIES.items() if digit in members)
+            rows.append(f"images/{index:04d}.png,{labels},{split}")
+    (out / "labels.csv").write_text("path,label,split\n" + "\n".join(rows) + "\n")
+    return out / "labels.csv"
+
+
+def multi_label_row(scratch: Path, model: str, size: int = 32) -> dict:
+    """tlcli's multi-label heads against one-vs-rest logistic regression on the same features."""
+    listing = digit_properties(scratch / "data" / MULTI_LABEL, size)
+    data, work = listing.parent, scratch / f"{MULTI_LABEL}-{model}"
+    options = ("--labels", listing, "--multi-label")
+    tlcli(ROOT, "extract", data, *options, "--model", model, "--weights", "none", "--image-size", size,
+          "--out", work / "features.npz")
+    return {
+        "dataset": MULTI_LABEL, "model": model, "image_size": size,
+        "reference": one_vs_rest_regression(work / "features.npz"),
+        "after": multi_label_train_and_test(data, work / "after", model, size, *options),
+        "hidden": multi_label_train_and_test(data, work / "hidden", model, size, *options, "--dense", 256),
+    }
+
+
+def multi_label_train_and_test(data: Path, run_dir: Path, model: str, size: int, *extra) -> dict:
+    tlcli(ROOT, "train", data, "--model", model, "--weights", "none", "--image-size", size,
+          "--out", run_dir, "--overwrite", "--quiet", *extra)
+    report = json.loads(tlcli(ROOT, "evaluate", run_dir, data, "--json").stdout)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {"test_f1_macro": report["f1_macro"], "test_map": report["mean_average_precision"],
+            "seconds": metrics["seconds"], "route": metrics.get("route")}
+
+
+def one_vs_rest_regression(features: Path) -> dict:
+    """scikit-learn's one-vs-rest cross-validated logistic regression on `tlcli extract --multi-label` features,
+    each label's threshold tuned on validation to maximise F1 (tlcli's rule)."""
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.metrics import average_precision_score, f1_score
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    sys.path.insert(0, str(ROOT))
+    from tlcli.training.thresholds import best_threshold
+
+    data = np.load(features, allow_pickle=False)
+    x, y, split = data["features"], data["targets"], data["splits"]
+    classifier = OneVsRestClassifier(make_pipeline(StandardScaler(), LogisticRegressionCV(
+        Cs=np.logspace(-4, 4, 17), cv=5, max_iter=2000)))
+    classifier.fit(x[split == "train"], y[split == "train"])
+    val, test = classifier.predict_proba(x[split == "val"]), classifier.predict_proba(x[split == "test"])
+    cut = np.array([best_threshold(y[split == "val"][:, i], val[:, i]) for i in range(y.shape[1])])
+    return {"test_f1_macro": float(f1_score(y[split == "test"], test >= cut, average="macro", zero_division=0)),
+            "test_map": float(average_precision_score(y[split == "test"], test, average="macro")),
+            "train_images": int((split == "train").sum())}
+
+
 def datasets(scratch: Path, names: list[str]) -> dict[str, tuple[Path, int]]:
     """name -> (folder, image size)."""
     made = {}
@@ -154,11 +234,17 @@ def main() -> None:
                             text=True).stdout.strip()
     print(f"measuring {ROOT} at {commit} (plus uncommitted changes, if any) against {args.before}", flush=True)
 
-    rows = []
+    rows, multi_label_rows = [], []
+    names = args.datasets.split(",")
+    single_label = [name for name in names if name != MULTI_LABEL]
     scratch = Path(tempfile.mkdtemp(prefix="head-quality-"))
-    before = before_checkout(args.before, scratch)
+    before = before_checkout(args.before, scratch) if single_label else None
     try:
-        for name, (data, size) in datasets(scratch, args.datasets.split(",")).items():
+        if MULTI_LABEL in names:
+            for model in BACKBONES:
+                multi_label_rows.append(multi_label_row(scratch, model))
+                print(format_multi_label_row(multi_label_rows[-1]), flush=True)
+        for name, (data, size) in datasets(scratch, single_label).items():
             for model in BACKBONES:
                 work = scratch / f"{name}-{model}"
                 tlcli(ROOT, "extract", data, "--model", model, "--weights", "none", "--image-size", size,
@@ -173,14 +259,21 @@ def main() -> None:
                 rows.append(row)
                 print(format_row(row), flush=True)
     finally:
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)], capture_output=True)
+        if before is not None:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)], capture_output=True)
         shutil.rmtree(scratch, ignore_errors=True)
 
     print()
-    print(HEADER)
-    for row in rows:
-        print(format_row(row))
-    document = {"commit": commit, "before": args.before, "rows": rows, "machine": machine()}
+    if rows:
+        print(HEADER)
+        for row in rows:
+            print(format_row(row))
+    if multi_label_rows:
+        print(MULTI_LABEL_HEADER)
+        for row in multi_label_rows:
+            print(format_multi_label_row(row))
+    document = {"commit": commit, "before": args.before, "rows": rows, "multi_label_rows": multi_label_rows,
+                "machine": machine()}
     print(f"written: {save('head_quality', document)}")
 
 
@@ -195,6 +288,20 @@ def format_row(row: dict) -> str:
             f"{row['before']['test_accuracy']:>8.3f}{after['test_accuracy']:>8.3f}{reference:>9.3f}"
             f"{after['test_accuracy'] - reference:>+7.3f}{hidden['test_accuracy']:>8.3f}"
             f"{hidden['test_accuracy'] - reference:>+7.3f}{after['seconds']:>9.2f}{hidden['seconds']:>9.1f}")
+
+
+MULTI_LABEL_HEADER = (f"{'dataset':<18}{'model':<9}{'train':>6}{'F1 mac':>8}{'sklearn':>9}{'gap':>7}{'mAP':>7}"
+                      f"{'sklearn':>9}{'hidden F1':>10}{'gap':>7}{'solve s':>9}{'hidden s':>9}")
+
+
+def format_multi_label_row(row: dict) -> str:
+    reference, after, hidden = row["reference"], row["after"], row["hidden"]
+    return (f"{row['dataset']:<18}{row['model']:<9}{reference['train_images']:>6}"
+            f"{after['test_f1_macro']:>8.3f}{reference['test_f1_macro']:>9.3f}"
+            f"{after['test_f1_macro'] - reference['test_f1_macro']:>+7.3f}{after['test_map']:>7.3f}"
+            f"{reference['test_map']:>9.3f}{hidden['test_f1_macro']:>10.3f}"
+            f"{hidden['test_f1_macro'] - reference['test_f1_macro']:>+7.3f}{after['seconds']:>9.2f}"
+            f"{hidden['seconds']:>9.1f}")
 
 
 if __name__ == "__main__":

@@ -185,7 +185,11 @@ def _described_arrays(plan: Extraction, indices: np.ndarray, placement=None) -> 
     config = plan.config
     kept = [plan.samples[index] for index in indices]
     distribution = placement.describe() if placement is not None else {"strategy": "default", "replicas": 1}
+    # Multi-label images have no single label (-1): their multi-hot targets go beside.
+    targets = ({"targets": np.array([sample.targets for sample in kept], np.int64).reshape(len(kept), -1)}
+               if plan.dataset.multi_label else {})
     return {
+        **targets,
         "labels": np.array([sample.label for sample in kept], np.int64),
         "class_names": np.array(plan.dataset.class_names, dtype=np.str_),
         "splits": np.array([plan.splits[index] for index in indices], dtype=np.str_),

@@ -179,3 +179,15 @@ def test_tune_searches_multi_label_heads_and_best_toml_keeps_multi_label(patches
            "--image-size", 32, "--search", "grid", "--space", space, "--out", tmp_path / "tune", "--quiet")
     best = (tmp_path / "tune" / "best.toml").read_text()
     assert "multi_label = true" in best
+
+
+def test_extract_writes_the_multi_hot_targets(patches, tmp_path):
+    from helpers import read_features
+
+    invoke("extract", patches.parent, "--labels", patches, "--multi-label", "--model", "vgg16", "--weights", "none",
+           "--image-size", 32, "--out", tmp_path / "features.npz", "--quiet")
+    arrays = read_features(tmp_path / "features.npz")
+    rows = dict(line.split(",") for line in patches.read_text().splitlines()[1:])
+    assert list(arrays["class_names"]) == ["blue", "green", "red"] and arrays["targets"].shape == (len(rows), 3)
+    for path, targets in zip(arrays["paths"], arrays["targets"]):
+        assert [name for name, t in zip(arrays["class_names"], targets) if t] == sorted(rows[path.split("/")[-1]].split())

@@ -11,8 +11,10 @@ from tlcli.commands._options import (
     DataPath,
     ImageSize,
     LabelColumns,
+    LabelDelimiter,
     Labels,
     ModelName,
+    MultiLabel,
     Precision,
     Quiet,
     Seed,
@@ -50,6 +52,8 @@ def run(
     labels: Labels = None,
     label_columns: LabelColumns = None,
     allow_outside_paths: AllowOutsidePaths = False,
+    multi_label: MultiLabel = False,
+    label_delimiter: LabelDelimiter = " ",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing features file.")] = False,
     strategy: Strategy = "auto",
     tpu: Tpu = None,
@@ -65,7 +69,8 @@ def run(
     config = ExtractConfig(
         data=data, model=model, out=features_out, weights=weights, image_size=image_size, pooling=pooling,
         batch_size=batch_size, val_split=val_split, test_split=test_split, seed=seed, strict=strict,
-        overwrite=overwrite, labels=LabelFile.parse(labels, label_columns, allow_outside_paths),
+        overwrite=overwrite, labels=LabelFile.parse(labels, label_columns, allow_outside_paths, multi_label,
+                                                   label_delimiter),
     )
     placement = place(DistributeConfig(strategy, tpu, precision), data)  # first: multi-worker needs it so
     plan = plan_extraction(config)
