@@ -191,3 +191,14 @@ def test_extract_writes_the_multi_hot_targets(patches, tmp_path):
     assert list(arrays["class_names"]) == ["blue", "green", "red"] and arrays["targets"].shape == (len(rows), 3)
     for path, targets in zip(arrays["paths"], arrays["targets"]):
         assert [name for name, t in zip(arrays["class_names"], targets) if t] == sorted(rows[path.split("/")[-1]].split())
+
+
+@pytest.mark.slow
+def test_evaluate_on_class_folders_and_calibrate_are_refused_in_one_line(solved_run, tmp_path):
+    from helpers import write_class_folders
+
+    folders = write_class_folders(tmp_path / "folders", {"red": 2, "blue": 2})
+    result = invoke("evaluate", solved_run, folders, "--out", tmp_path / "reports", expect=2)
+    assert "multi-label run" in result.output and "--labels" in result.output
+    result = invoke("calibrate", solved_run, expect=2)
+    assert "multi-label run" in result.output

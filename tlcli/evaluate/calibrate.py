@@ -78,6 +78,9 @@ def calibrate(run_path: Path, *, data: Path | None = None, batch_size: int = 32)
 
     keras = import_keras()
     run = read_run(run_path)
+    if run.multi_label:
+        raise TlcliError(f"{run.path} is a multi-label run: temperature scaling calibrates a softmax, and its "
+                         "sigmoid labels are decided by the thresholds tuned at training. Calibrate a single-label run.")
     lock_output(run.path, str(run.path), "a calibration")
     if (run.path / IN_PROGRESS).exists():
         raise TlcliError(f"{run.path} holds a run that has not finished. Finish it (the same command with "

@@ -104,6 +104,9 @@ def evaluation_labels(model: Path, data: Path, given: LabelFile | None) -> Label
     recorded = config.get("data")
     if config.get("labels") and recorded and Path(data).expanduser().resolve() == Path(recorded).resolve():
         return LabelFile.recorded(config)
+    if config.get("multi_label"):
+        raise TlcliError(f"{model} is a multi-label run, and class folders cannot give an image several labels. "
+                         "Pass --labels FILE.csv with the images' labels, or the run's own dataset as DATA.")
     return None
 
 
