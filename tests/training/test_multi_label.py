@@ -202,3 +202,11 @@ def test_evaluate_on_class_folders_and_calibrate_are_refused_in_one_line(solved_
     assert "multi-label run" in result.output and "--labels" in result.output
     result = invoke("calibrate", solved_run, expect=2)
     assert "multi-label run" in result.output
+
+
+def test_inspect_counts_the_images_that_carry_each_label(patches):
+    report = json.loads(invoke("inspect", patches.parent, "--labels", patches, "--multi-label", "--json").stdout)
+    cells = [line.partition(",")[2] for line in patches.read_text().splitlines()[1:]]
+    assert report["files"] == len(cells) and not report["problems"]
+    assert report["counts"]["all"] == {name: sum(name in cell.split() for cell in cells)
+                                       for name in ("blue", "green", "red")}

@@ -7,7 +7,9 @@ from tlcli.commands._options import (
     DataPath,
     Json,
     LabelColumns,
+    LabelDelimiter,
     Labels,
+    MultiLabel,
     Seed,
     Strict,
     TestSplit,
@@ -32,12 +34,14 @@ def run(
     labels: Labels = None,
     label_columns: LabelColumns = None,
     allow_outside_paths: AllowOutsidePaths = False,
+    multi_label: MultiLabel = False,
+    label_delimiter: LabelDelimiter = " ",
 ) -> None:
     """Check a dataset: counts per split and class, sizes and modes, bad files, imbalance, leakage."""
     from tlcli.data.labels import LabelFile
 
     options = SplitOptions(val_split, test_split, seed)
-    label_file = LabelFile.parse(labels, label_columns, allow_outside_paths)
+    label_file = LabelFile.parse(labels, label_columns, allow_outside_paths, multi_label, label_delimiter)
     bar, advance = progress("Checking images", count_files(discover(data, label_file)))
     with bar:
         found = scan(data, on_checked=advance, labels=label_file)
