@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from helpers import invoke, write_multi_label_dataset
+
 from tlcli.data.dataset import SplitOptions, load_dataset
 from tlcli.data.labels import LabelFile
 

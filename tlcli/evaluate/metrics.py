@@ -403,7 +403,7 @@ def compute_multi_label_metrics(targets, probabilities, class_names: Sequence[st
                          else None for i in range(len(class_names))]
     result = {
         "multi_label": True,
-        "samples": int(len(targets)),
+        "samples": len(targets),
         "classes": list(class_names),
         "thresholds": {name: float(value) for name, value in zip(class_names, cut)},
         "per_class": {
@@ -440,8 +440,9 @@ def multi_label_summary_rows(result: dict) -> list[tuple[str, str]]:
 
 def multi_label_report_text(result: dict) -> str:
     """classification_report.txt of a multi-label evaluation: a row per label, then the averages."""
-    lines = [f"{'label':<24}{'threshold':>10}{'precision':>10}{'recall':>10}{'f1':>10}{'AP':>8}{'support':>9}"
-             f"{'TP':>6}{'FP':>6}{'FN':>6}{'TN':>6}"]
+    header = (f"{'label':<24}{'threshold':>10}{'precision':>10}{'recall':>10}{'f1':>10}{'AP':>8}{'support':>9}"
+              f"{'TP':>6}{'FP':>6}{'FN':>6}{'TN':>6}")
+    lines = [header]
     for name, scores in result["per_class"].items():
         ap = "-" if scores["average_precision"] is None else f"{scores['average_precision']:.3f}"
         lines.append(f"{name:<24}{scores['threshold']:>10.3f}{scores['precision']:>10.3f}{scores['recall']:>10.3f}"
