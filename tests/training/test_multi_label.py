@@ -108,6 +108,11 @@ def test_evaluate_reports_multi_label_metrics_at_the_runs_thresholds(solved_run,
     # A label file without a split column is evaluated on every row.
     assert report["samples"] == len(patches.read_text().splitlines()) - 1
     assert report["f1_macro"] >= 0.9 and report["hamming_loss"] <= 0.05
+    invoke("evaluate", solved_run, patches.parent, "--out", tmp_path, "--fail-under", "f1_macro=0.9",
+           "--fail-under", "subset_accuracy=0.8")
+    failed = invoke("evaluate", solved_run, patches.parent, "--out", tmp_path, "--fail-under", "hamming_loss=0",
+                    expect=2)
+    assert "--fail-under 'hamming_loss=0'" in failed.output  # lower is better: not a gate
     table = invoke("evaluate", solved_run, patches.parent, "--out", tmp_path).stdout
     assert "Hamming loss" in table and "subset accuracy" in table and "samples" in table
     assert {"evaluation.json", "classification_report.txt", "misclassified.csv"} <= {p.name for p in tmp_path.iterdir()}

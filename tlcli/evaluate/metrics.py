@@ -28,6 +28,9 @@ GATE_METRICS = (
     "precision_macro", "recall_macro", "f1_macro",
     "precision_weighted", "recall_weighted", "f1_weighted",
     "top_k_accuracy", "roc_auc", "pr_auc",
+    # multi-label runs
+    "subset_accuracy", "mean_average_precision", "precision_micro", "recall_micro", "f1_micro",
+    "precision_samples", "recall_samples", "f1_samples",
 )
 MOST_CONFUSED = 10
 CALIBRATION_BINS = 15  # equal-width confidence bins of the expected calibration error
