@@ -146,6 +146,7 @@ def test_fail_under_gates_the_exit_code(evaluated, tiny_run, colour_dataset):
     ("accuracy=high", "is not METRIC=VALUE"),
     ("top_k_accuracy=0.5", "needs --top-k"),
     ("pr_auc=0.5", "two-class models"),
+    ("subset_accuracy=0.5", "--fail-under subset_accuracy is not computed for a single-label run. Gate on one of: accuracy"),
 ])
 def test_bad_fail_under_is_a_one_line_error(tiny_run, colour_dataset, tmp_path, spec, message):
     result = _evaluate(tiny_run, colour_dataset, "--out", tmp_path / "out", "--fail-under", spec)

@@ -113,6 +113,8 @@ def test_evaluate_reports_multi_label_metrics_at_the_runs_thresholds(solved_run,
     failed = invoke("evaluate", solved_run, patches.parent, "--out", tmp_path, "--fail-under", "hamming_loss=0",
                     expect=2)
     assert "--fail-under 'hamming_loss=0'" in failed.output  # lower is better: not a gate
+    single = invoke("evaluate", solved_run, patches.parent, "--out", tmp_path, "--fail-under", "accuracy=0.9", expect=2)
+    assert "--fail-under accuracy is not computed for a multi-label run. Gate on one of: subset_accuracy" in single.output
     table = invoke("evaluate", solved_run, patches.parent, "--out", tmp_path).stdout
     assert "Hamming loss" in table and "subset accuracy" in table and "samples" in table
     assert {"evaluation.json", "classification_report.txt", "misclassified.csv"} <= {p.name for p in tmp_path.iterdir()}
@@ -129,8 +131,9 @@ def test_predict_gives_the_labels_over_threshold(solved_run, patches):
         assert sorted(prediction["labels"]) == sorted(rows[name].split())
         for label in prediction["labels"]:
             assert prediction[f"probability_{label}"] >= thresholds[label]
-    csv_lines = invoke("predict", solved_run, patches.parent / first[0], "--format", "csv").stdout.splitlines()
-    assert csv_lines[0] == "path,labels,probability_blue,probability_green,probability_red"
+    csv = invoke("predict", solved_run, patches.parent / first[0], "--format", "csv", "--top-k", 2)
+    assert csv.stdout.splitlines()[0] == "path,labels,probability_blue,probability_green,probability_red"
+    assert "--top-k does not apply to a multi-label run" in csv.stderr
 
 
 @pytest.mark.slow

@@ -104,7 +104,7 @@ def run(
     if info.multi_label and explain:
         raise TlcliError("--explain does not yet work with a multi-label run. Evaluate without --explain.")
     top_k = None if info.multi_label else resolve_top_k(top_k, len(info.class_names))
-    check_thresholds_apply(thresholds, len(info.class_names), top_k)
+    check_thresholds_apply(thresholds, len(info.class_names), top_k, info.multi_label)
     err.print(f"Evaluating {literal(info.model_path)} on {literal(description)}.")
     if view_set is not None:
         err.print(f"Test-time augmentation: on ({literal(VIEW_SETS[view_set].describe())}); "

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from tlcli.commands._options import BatchSize, Precision, RunPath, Strategy, Tpu, Tta, TtaViews, chosen_views
+from tlcli.commands._settings import given_on_command_line
 from tlcli.console import err, literal, out, progress
 from tlcli.errors import TlcliError
 
@@ -22,6 +23,7 @@ class OutputFormat(str, Enum):
 
 
 def run(
+    ctx: typer.Context,
     model: RunPath,
     paths: Annotated[
         list[str],
@@ -55,6 +57,9 @@ def run(
     thresholds = info.thresholds() if info.multi_label else None
     if thresholds is not None:
         fields = ["path", "labels", *(f"probability_{name}" for name in info.class_names)]
+        if "top_k" in given_on_command_line(ctx):
+            err.print("[dim]Note: --top-k does not apply to a multi-label run: each image shows the labels at or "
+                      "over their thresholds.[/]")
     elif top_k > len(info.class_names):
         err.print(f"[dim]Note: --top-k {top_k} is more than the model's {len(info.class_names)} classes; "
                   f"showing all {len(info.class_names)}.[/]")

@@ -366,7 +366,7 @@ def _require_enough(classes: dict[str, list[Path]], where: Path, minimum: int) -
             raise TlcliError(
                 f"Class {class_name!r} in {where} has {len(paths)} usable image(s); "
                 f"at least {minimum} are needed. "
-                "Add images, or remove the class folder."
+                "Add images, or remove the class (its folder, or its rows in the label file)."
             )
 
 

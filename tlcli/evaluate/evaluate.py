@@ -23,6 +23,8 @@ from tlcli.errors import TlcliError
 from tlcli.evaluate.heatmaps import DISPLAY_SIDE, Panel, explanations_png
 from tlcli.evaluate.metrics import (
     GATE_METRICS,
+    MULTI_LABEL_GATES,
+    SINGLE_LABEL_GATES,
     ZERO_DIVISION_NOTE,
     calibration_png,
     classification_report_text,
@@ -224,8 +226,15 @@ def parse_thresholds(specs: Sequence[str]) -> dict[str, float]:
     return thresholds
 
 
-def check_thresholds_apply(thresholds: dict[str, float], num_classes: int, top_k: int | None) -> None:
+def check_thresholds_apply(thresholds: dict[str, float], num_classes: int, top_k: int | None,
+                           multi_label: bool = False) -> None:
     """Refuse, before any work, a gate on a metric that will not be computed."""
+    kind, gates = ("multi-label", MULTI_LABEL_GATES) if multi_label else ("single-label", SINGLE_LABEL_GATES)
+    for name in thresholds:
+        if name not in gates:
+            raise TlcliError(
+                f"--fail-under {name} is not computed for a {kind} run. Gate on one of: {', '.join(gates)}."
+            )
     if "top_k_accuracy" in thresholds and top_k is None:
         raise TlcliError(
             f"--fail-under top_k_accuracy needs --top-k (the model has {num_classes} classes, so "

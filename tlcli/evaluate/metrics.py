@@ -23,15 +23,20 @@ ZERO_DIVISION_NOTE = (
     "and count as 0 (scikit-learn zero_division=0)"
 )
 # Metrics where higher is better, so that `--fail-under METRIC=VALUE` makes sense.
-GATE_METRICS = (
+# The metrics --fail-under can gate on, for each kind of run (another is refused before any work).
+SINGLE_LABEL_GATES = (
     "accuracy", "balanced_accuracy",
     "precision_macro", "recall_macro", "f1_macro",
     "precision_weighted", "recall_weighted", "f1_weighted",
     "top_k_accuracy", "roc_auc", "pr_auc",
-    # multi-label runs
-    "subset_accuracy", "mean_average_precision", "precision_micro", "recall_micro", "f1_micro",
+)
+MULTI_LABEL_GATES = (
+    "subset_accuracy", "mean_average_precision",
+    "precision_micro", "recall_micro", "f1_micro",
+    "precision_macro", "recall_macro", "f1_macro",
     "precision_samples", "recall_samples", "f1_samples",
 )
+GATE_METRICS = tuple(dict.fromkeys(SINGLE_LABEL_GATES + MULTI_LABEL_GATES))
 MOST_CONFUSED = 10
 CALIBRATION_BINS = 15  # equal-width confidence bins of the expected calibration error
 _GALLERY_PIXELS = 240  # a worst-losses cell is 2.4 inches wide at 100 dpi
