@@ -47,7 +47,14 @@ from tlcli.models.weights import WeightsSource  # noqa: E402
 
 import keras  # noqa: E402  (after tlcli.data.pipeline imported TensorFlow quietly)
 
-MULTIPLY_ADDS = {"vgg16": 15.5e9, "resnet50": 4.1e9, "inceptionv3": 5.7e9, "xception": 8.4e9}
+# Published multiply-adds per image at the native size: the Keras Applications table for the
+# classic four; the EfficientNetV2 (B0 0.72 G, S 8.8 G at 384), ConvNeXt (T 4.5 G) and
+# MobileNetV3 (Small 56 M, Large 219 M) papers for the newer rows.
+MULTIPLY_ADDS = {
+    "vgg16": 15.5e9, "resnet50": 4.1e9, "inceptionv3": 5.7e9, "xception": 8.4e9,
+    "efficientnetv2b0": 0.72e9, "efficientnetv2s": 8.8e9, "convnexttiny": 4.5e9,
+    "mobilenetv3small": 0.056e9, "mobilenetv3large": 0.219e9,
+}
 
 
 def write_photos(folder: Path, count: int, width: int, height: int) -> Path:

@@ -44,11 +44,16 @@ def test_whole_process_help_and_version():
         assert help_text.returncode == 0 and "Usage: tlcli " + command in help_text.stdout
 
 
-def test_models_json_lists_the_four_backbones():
+def test_models_json_lists_every_backbone_and_marks_the_classic_four():
     result = runner.invoke(app, ["models", "--json"])
     assert result.exit_code == 0
     rows = {row["name"]: row for row in json.loads(result.stdout)}
-    assert list(rows) == ["vgg16", "resnet50", "inceptionv3", "xception"]
+    assert list(rows) == ["vgg16", "resnet50", "inceptionv3", "xception", "efficientnetv2b0", "efficientnetv2s",
+                          "convnexttiny", "mobilenetv3small", "mobilenetv3large"]
+    assert [name for name, row in rows.items() if row["classic"]] == ["vgg16", "resnet50", "inceptionv3", "xception"]
+    assert rows["convnexttiny"]["preprocessing"] == "torch" and rows["convnexttiny"]["preprocessing_in_backbone"]
+    assert rows["mobilenetv3small"]["feature_size"] == 576 and rows["efficientnetv2s"]["default_size"] == 384
+    assert rows["mobilenetv3small"]["weights_file"].endswith("weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5")
     assert rows["inceptionv3"]["min_size"] == 75 and rows["xception"]["default_size"] == 299
     assert rows["vgg16"]["max_size"] == 1024 and rows["xception"]["max_size"] == 1440
     assert rows["vgg16"]["preprocessing"] == "caffe" and rows["xception"]["preprocessing"] == "tf"
@@ -58,7 +63,10 @@ def test_models_json_lists_the_four_backbones():
 def test_models_table_mentions_every_backbone():
     result = runner.invoke(app, ["models"])
     assert result.exit_code == 0
-    assert all(name in result.stdout for name in ("vgg16", "resnet50", "inceptionv3", "xception"))
+    from tlcli.models.backbones import BACKBONES
+
+    assert all(name in result.stdout for name in BACKBONES)
+    assert "vgg16 *" in result.stdout and "mobilenetv3small *" not in result.stdout
     assert "Largest --image-size: vgg16 1024, resnet50 2016" in result.stdout
 
 

@@ -14,7 +14,7 @@ from helpers import invoke, runner, write_patch_dataset
 from tlcli.cli import app
 from tlcli.evaluate.explain import PREDICTED, GradCam, Heatmap
 from tlcli.evaluate.heatmaps import DISPLAY_SIDE, GAP, TILE_SIDE
-from tlcli.models.backbones import BACKBONES
+from tlcli.models.backbones import BACKBONES, CLASSIC_NAMES
 from tlcli.models.saved import load_run_model
 
 PATCH_IMAGE_SIZE = 128  # ResNet50's last block is 4 x 4 here
@@ -73,7 +73,7 @@ def test_the_peak_is_the_hottest_cell_in_the_images_own_pixels():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(BACKBONES))
+@pytest.mark.parametrize("name", CLASSIC_NAMES)
 def test_a_fine_tuned_run_of_every_backbone_is_explained_at_its_smallest_size(trained_runs, name):
     """The maps come from the backbone table's last block, through the fine-tuned model as saved."""
     _, tuned, _ = trained_runs[name]

@@ -1,4 +1,4 @@
-"""The backbone table, over all four Keras Applications at their smallest input sizes."""
+"""The backbone table, over every row's Keras Application at its smallest input size."""
 
 from __future__ import annotations
 
@@ -25,21 +25,24 @@ def bases():
     return {spec.name: build_base(spec, spec.min_size, WeightsSource("none")) for spec in SPECS}
 
 
-def _reference_preprocessing(style: str, pixels: np.ndarray) -> np.ndarray:
-    if style == "caffe":  # BGR order, minus the ImageNet means, no scaling
+def _reference_preprocessing(spec, pixels: np.ndarray) -> np.ndarray:
+    if spec.preprocessing == "caffe":  # BGR order, minus the ImageNet means, no scaling
         return pixels[..., ::-1] - np.array([103.939, 116.779, 123.68], np.float32)
+    if spec.preprocessing == "torch":  # [0, 1], then ImageNet mean and standard deviation
+        return (pixels / 255.0 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    if spec.name == "efficientnetv2s":  # Keras's own EfficientNetV2 S/M/L rescaling divides by 128
+        return pixels / 128.0 - 1.0
     return pixels / 127.5 - 1.0
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=IDS)
-def test_features_have_the_tables_size(spec):
-    from tlcli.models.build import build_feature_extractor
+def _backbone_preprocessing(base, pixels: np.ndarray) -> np.ndarray:
+    """What the Keras application's own first layers (before its first convolution) make of pixels."""
+    import keras
 
-    extractor = build_feature_extractor(spec, spec.min_size, WeightsSource("none"), pooling="avg")
-    pixels = np.random.default_rng(0).uniform(0, 255, (2, spec.min_size, spec.min_size, 3))
-    features = extractor(pixels.astype("float32"), training=False)
-    assert tuple(features.shape) == (2, spec.feature_size)
-    assert find_base(extractor, spec).trainable is False
+    own = [layer for layer in base.layers[1:3] if isinstance(layer, (keras.layers.Rescaling, keras.layers.Normalization))]
+    if not own:
+        return pixels
+    return np.asarray(keras.Model(base.input, own[-1].output)(pixels))
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
@@ -53,7 +56,61 @@ def test_in_graph_preprocessing_is_the_backbones_own(spec):
     model = keras.Model(inputs, BackbonePreprocessing(spec.name)(inputs))
     in_graph = np.asarray(model(pixels))
     np.testing.assert_allclose(in_graph, spec.preprocess_function()(pixels.copy()), atol=1e-5)
-    np.testing.assert_allclose(in_graph, _reference_preprocessing(spec.preprocessing, pixels), atol=1e-4)
+    if spec.preprocessing_in_backbone:  # preprocess_input is the identity: the backbone's layers do it
+        np.testing.assert_array_equal(in_graph, pixels)
+    else:
+        np.testing.assert_allclose(in_graph, _reference_preprocessing(spec, pixels), atol=1e-4)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_the_backbones_own_first_layers_rescale_only_where_the_table_says(spec, bases):
+    pixels = np.random.default_rng(2).uniform(0, 255, (1, spec.min_size, spec.min_size, 3)).astype("float32")
+    rescaled = _backbone_preprocessing(bases[spec.name], pixels)
+    if spec.preprocessing_in_backbone:
+        np.testing.assert_allclose(rescaled, _reference_preprocessing(spec, pixels), atol=1e-4)
+    else:
+        np.testing.assert_array_equal(rescaled, pixels)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_features_have_the_tables_size_and_pixels_are_preprocessed_exactly_once(spec):
+    """tlcli's extractor on [0, 255] pixels gives what the bare Keras application gives when fed
+    as Keras documents (preprocess_input, then the model); applying the rescaling twice would not."""
+    from tlcli.models.build import build_feature_extractor
+
+    extractor = build_feature_extractor(spec, spec.min_size, WeightsSource("none"), pooling="avg")
+    bare = spec.build_constructor()(include_top=False, weights=None, input_shape=(spec.min_size,) * 2 + (3,),
+                                    pooling="avg")
+    bare.set_weights(find_base(extractor, spec).get_weights())
+    pixels = np.random.default_rng(3).uniform(0, 255, (2, spec.min_size, spec.min_size, 3)).astype("float32")
+    features = np.asarray(extractor(pixels, training=False))
+    assert features.shape == (2, spec.feature_size)
+    assert find_base(extractor, spec).trainable is False
+    documented_input = np.asarray(spec.preprocess_function()(pixels.copy()))
+    documented = np.asarray(bare(documented_input, training=False))
+    # Random MobileNetV3 features are tiny (about 1e-10), so tolerances are relative to their scale.
+    scale = np.abs(documented).max()
+    np.testing.assert_allclose(features, documented, rtol=1e-5, atol=1e-5 * scale)
+    # Preprocessed twice: by tlcli as well as by the backbone's own layers, or by preprocess_input twice.
+    once = _reference_preprocessing(spec, pixels) if spec.preprocessing_in_backbone else documented_input
+    twice = np.asarray(bare(spec.preprocess_function()(once.astype("float32")), training=False))
+    assert np.abs(twice - documented).max() > 0.1 * scale
+
+
+@pytest.mark.parametrize("spec", [spec for spec in SPECS if not spec.classic], ids=lambda spec: spec.name)
+def test_block_anchors_and_the_explained_layer_survive_a_second_build(spec, bases):
+    """Anchors are names Keras gives whatever else the process has built: a second build (where
+    the global counter has moved on) finds every block at the same index, and the same map."""
+    first = bases[spec.name]
+    second = build_base(spec, spec.min_size, WeightsSource("none"))
+    first_names, second_names = [layer.name for layer in first.layers], [layer.name for layer in second.layers]
+    assert first_names != second_names  # the counter has moved: some names differ
+    for block in spec.blocks:
+        assert first_names.index(block.first_layer) == second_names.index(block.first_layer), block
+    index = first.layers.index(spec.explain_layer(first))
+    assert second.layers.index(spec.explain_layer(second)) == index
+    assert len(spec.explain_layer(first).output.shape) == 4  # a spatial map, for Grad-CAM
+    assert index > first_names.index(spec.blocks[-1].first_layer)
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)

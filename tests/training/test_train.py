@@ -13,7 +13,7 @@ import pytest
 
 from helpers import invoke, kill_when, read_history, run_with_model, runner, write_colour_dataset
 from tlcli.cli import app
-from tlcli.models.backbones import BACKBONES, get_backbone
+from tlcli.models.backbones import CLASSIC_NAMES, get_backbone
 from tlcli.models.saved import load_run_model
 from tlcli.runtime import import_keras
 from tlcli.training.head_solver import STD_FLOOR
@@ -23,7 +23,7 @@ SOLVED_RUN_FILES = {".tlcli", "config.json", "labels.txt", "model.keras", "metri
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(BACKBONES))
+@pytest.mark.parametrize("name", CLASSIC_NAMES)
 def test_train_then_finetune_every_backbone(trained_runs, name):
     train_dir, tune_dir, _ = trained_runs[name]
     # The linear head is solved: no epochs, so no history; the penalty's cross-validation instead.

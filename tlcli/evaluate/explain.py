@@ -25,6 +25,7 @@ from tlcli.errors import TlcliError
 from tlcli.evaluate.heatmaps import DISPLAY_SIDE, TILE_SIDE, Panel, contact_sheet_png, explanation_png, fit
 from tlcli.evaluate.predict import collect_image_files
 from tlcli.models.backbones import BACKBONES, BackboneSpec
+from tlcli.models.weights import keras_model_name_matches
 from tlcli.runs.directory import check_apart, claim_output, finish_output_dir, read_run, start_output_dir, write_atomic
 from tlcli.runs.locks import locks_outputs
 from tlcli.runtime import import_keras
@@ -72,7 +73,7 @@ def find_backbone(model) -> tuple[object, BackboneSpec]:
     """The backbone inside a saved tlcli classifier, and its row of the backbone table."""
     for layer in model.layers:
         for spec in BACKBONES.values():
-            if hasattr(layer, "get_layer") and any(inner.name == spec.last_conv_layer for inner in layer.layers):
+            if hasattr(layer, "get_layer") and keras_model_name_matches(layer.name, spec):
                 return layer, spec
     raise TlcliError(
         f"{model.name} holds none of the backbones tlcli builds ({', '.join(BACKBONES)}), so it has no "
@@ -90,7 +91,8 @@ class GradCam:
         import tensorflow as tf
 
         base, self.backbone = find_backbone(model)
-        block = base.get_layer(self.backbone.last_conv_layer)
+        block = self.backbone.explain_layer(base)
+        self.layer_name = block.name
         # The base cut in two at the block, so that the tape records only what follows it: the
         # gradient is taken at the block's output, and nothing below it needs one.
         to_block = keras.Model(base.inputs, block.output)
@@ -305,7 +307,7 @@ def explain(
     grid = report.records[0]["grid"] if report.records else None
     if grid == [1, 1]:
         report.notes.append(
-            f"{gradcam.backbone.display_name}'s last block ({gradcam.backbone.last_conv_layer}) is a single cell at "
+            f"{gradcam.backbone.display_name}'s last block ({gradcam.layer_name}) is a single cell at "
             f"--image-size {info.image_size}, so the maps cannot say where: train at a larger --image-size for a map"
         )
     if len(files) - len(report.problems) > SHEET_IMAGES:
@@ -315,7 +317,7 @@ def explain(
         write_atomic(report.contact_sheet, contact_sheet_png(tiles))
     write_atomic(out / EXPLAIN_JSON, json.dumps({
         "model": str(info.model_path),
-        "backbone_layer": gradcam.backbone.last_conv_layer,
+        "backbone_layer": gradcam.layer_name,
         "images": report.records,
         "skipped": [{"path": str(problem.path), "reason": problem.reason} for problem in report.problems],
         "unknown_classes": report.unknown_classes,

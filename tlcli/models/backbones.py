@@ -1,4 +1,8 @@
-"""The four Keras Applications backbones, as one table every other module asks.
+"""The Keras Applications backbones, as one table every other module asks.
+
+The classic four (VGG16, ResNet50, InceptionV3, Xception) are the ones the project is built around
+and tested in full; EfficientNetV2, ConvNeXt and MobileNetV3 are newer rows that do their own
+rescaling inside the Keras model.
 
 Importing this module is cheap: constructors and preprocessing functions are named here and
 resolved from `keras.applications` only when a model is built.
@@ -34,7 +38,9 @@ class BackboneSpec:
     display_name: str
     module: str  # the keras.applications module holding the constructor and preprocess_input
     constructor: str
-    preprocessing: str  # "caffe": RGB->BGR, minus ImageNet means; "tf": scaled to [-1, 1]
+    # "caffe": RGB->BGR, minus ImageNet means; "tf": scaled to [-1, 1]; "torch": scaled to [0, 1],
+    # then ImageNet mean and standard deviation per channel.
+    preprocessing: str
     default_size: int
     min_size: int
     max_size: int  # see MAX_FEATURE_MAP_BYTES
@@ -43,14 +49,27 @@ class BackboneSpec:
     weights_file: str  # the no-top ImageNet weights file Keras downloads into its cache
     blocks: tuple[Block, ...]
     # The output of the last convolutional block, the finest map that still sees the whole image:
-    # `tlcli explain` weighs it by its gradient (Grad-CAM). A stable layer name in every backbone.
-    last_conv_layer: str
+    # `tlcli explain` weighs it by its gradient (Grad-CAM). A stable layer name, or None for the
+    # backbone's own output when its last layer is named by Keras's global counter (MobileNetV3's
+    # final activation, ConvNeXt's final LayerNormalization).
+    last_conv_layer: str | None
+    # True when the Keras model rescales [0, 255] pixels itself (its include_preprocessing, on by
+    # default) and the module's preprocess_input is the identity: preprocessing then happens once,
+    # inside the backbone, and `preprocessing` names what those layers compute.
+    preprocessing_in_backbone: bool = False
+    classic: bool = False  # one of the four backbones the project is built and fully tested around
+
+    def explain_layer(self, base):
+        """The layer of `base` whose output `tlcli explain` maps."""
+        return base.get_layer(self.last_conv_layer) if self.last_conv_layer else base.layers[-1]
 
     def build_constructor(self):
         from tlcli.runtime import import_keras
 
-        import_keras()
-        return getattr(importlib.import_module(self.module), self.constructor)
+        keras = import_keras()
+        # MobileNetV3Small/Large live in keras.applications itself, not in their module.
+        module = importlib.import_module(self.module)
+        return getattr(module, self.constructor, None) or getattr(keras.applications, self.constructor)
 
     def preprocess_function(self):
         from tlcli.runtime import import_keras
@@ -82,7 +101,8 @@ def _numbered(prefix: str, numbers, first_layer: str) -> tuple[Block, ...]:
 # layer's output, and memory grows with the square of the side (VGG16 at 10000 px took 22.7 GB
 # within 30 s). Measured from the output shapes of each backbone: the largest feature map holds
 # 64 floats per input pixel in VGG16 (block1), 16.3 in ResNet50 (pool1_pad), 15.6 in
-# InceptionV3 (its third convolution) and 31.3 in Xception (block2).
+# InceptionV3 (its third convolution) and 31.3 in Xception (block2); 8 in EfficientNetV2B0, 12 in
+# EfficientNetV2S, 24 in ConvNeXtTiny, 4.5 in MobileNetV3Small and 16.1 in MobileNetV3Large.
 MAX_FEATURE_MAP_BYTES = 256 * 2**20
 
 BACKBONES: dict[str, BackboneSpec] = {
@@ -102,6 +122,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             weights_file="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
             blocks=_numbered("block", range(1, 6), "{prefix}{n}_conv1"),
             last_conv_layer="block5_conv3",
+            classic=True,
         ),
         BackboneSpec(
             name="resnet50",
@@ -117,6 +138,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             weights_file="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
             blocks=_numbered("conv", range(2, 6), "{prefix}{n}_block1_1_conv"),
             last_conv_layer="conv5_block3_out",
+            classic=True,
         ),
         BackboneSpec(
             name="inceptionv3",
@@ -132,6 +154,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             weights_file="inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
             blocks=tuple(Block(f"mixed{n}", after_layer=f"mixed{n - 1}") for n in range(1, 11)),
             last_conv_layer="mixed10",
+            classic=True,
         ),
         BackboneSpec(
             name="xception",
@@ -152,11 +175,115 @@ BACKBONES: dict[str, BackboneSpec] = {
                 Block("block14", first_layer="block14_sepconv1"),
             ),
             last_conv_layer="block14_sepconv2_act",
+            classic=True,
+        ),
+        BackboneSpec(
+            name="efficientnetv2b0",
+            display_name="EfficientNetV2B0",
+            module="keras.applications.efficientnet_v2",
+            constructor="EfficientNetV2B0",
+            preprocessing="torch",  # Rescaling(1/255) and Normalization (ImageNet mean, std) in the model
+            default_size=224,
+            min_size=32,
+            max_size=2880,
+            feature_size=1280,
+            layer_count=270,
+            weights_file="efficientnetv2-b0_notop.h5",
+            blocks=(
+                Block("block1", first_layer="block1a_project_conv"),  # expansion ratio 1: no expand conv
+                *_numbered("block", range(2, 7), "{prefix}{n}a_expand_conv"),
+                Block("top", first_layer="top_conv"),
+            ),
+            last_conv_layer="top_activation",
+            preprocessing_in_backbone=True,
+        ),
+        BackboneSpec(
+            name="efficientnetv2s",
+            display_name="EfficientNetV2S",
+            module="keras.applications.efficientnet_v2",
+            constructor="EfficientNetV2S",
+            preprocessing="tf",  # Rescaling(1/128, offset -1) in the model: [-1, 0.99]
+            default_size=384,
+            min_size=32,
+            max_size=2336,
+            feature_size=1280,
+            layer_count=513,
+            weights_file="efficientnetv2-s_notop.h5",
+            blocks=(
+                Block("block1", first_layer="block1a_project_conv"),
+                *_numbered("block", range(2, 7), "{prefix}{n}a_expand_conv"),
+                Block("top", first_layer="top_conv"),
+            ),
+            last_conv_layer="top_activation",
+            preprocessing_in_backbone=True,
+        ),
+        BackboneSpec(
+            name="convnexttiny",
+            display_name="ConvNeXtTiny",
+            module="keras.applications.convnext",
+            constructor="ConvNeXtTiny",
+            preprocessing="torch",  # Normalization (ImageNet mean and std times 255) in the model
+            default_size=224,
+            min_size=32,
+            max_size=1664,
+            feature_size=768,
+            layer_count=133,
+            weights_file="convnext_tiny_notop.h5",
+            blocks=(
+                Block("stage0", first_layer="convnext_tiny_stage_0_block_0_depthwise_conv"),
+                # Each later stage begins with its downsampling (LayerNormalization, strided conv).
+                *(Block(f"stage{n}", first_layer=f"convnext_tiny_downsampling_block_{n - 1}") for n in range(1, 4)),
+            ),
+            # The last block's residual sum is an operation, not a layer; the model's output (the
+            # final LayerNormalization of that sum) is the last block's map.
+            last_conv_layer=None,
+            preprocessing_in_backbone=True,
+        ),
+        BackboneSpec(
+            name="mobilenetv3small",
+            display_name="MobileNetV3Small",
+            module="keras.applications.mobilenet_v3",
+            constructor="MobileNetV3Small",
+            preprocessing="tf",  # Rescaling(1/127.5, offset -1) in the model
+            default_size=224,
+            min_size=32,
+            max_size=3840,
+            feature_size=576,
+            layer_count=157,
+            weights_file="weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
+            blocks=(
+                Block("expanded_conv", first_layer="expanded_conv_depthwise_pad"),
+                *(Block(f"expanded_conv_{n}", first_layer=f"expanded_conv_{n}_expand") for n in range(1, 11)),
+                Block("conv_1", first_layer="conv_1"),
+            ),
+            last_conv_layer=None,  # conv_1's hard-swish activation is named by the global counter
+            preprocessing_in_backbone=True,
+        ),
+        BackboneSpec(
+            name="mobilenetv3large",
+            display_name="MobileNetV3Large",
+            module="keras.applications.mobilenet_v3",
+            constructor="MobileNetV3Large",
+            preprocessing="tf",  # Rescaling(1/127.5, offset -1) in the model
+            default_size=224,
+            min_size=32,
+            max_size=2016,
+            feature_size=960,
+            layer_count=187,
+            weights_file="weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
+            blocks=(
+                Block("expanded_conv", first_layer="expanded_conv_depthwise"),
+                *(Block(f"expanded_conv_{n}", first_layer=f"expanded_conv_{n}_expand") for n in range(1, 15)),
+                Block("conv_1", first_layer="conv_1"),
+            ),
+            last_conv_layer=None,
+            preprocessing_in_backbone=True,
         ),
     )
 }
 
 MODEL_NAMES = tuple(BACKBONES)
+CLASSIC_NAMES = tuple(name for name, spec in BACKBONES.items() if spec.classic)
 
 
 def get_backbone(name: str) -> BackboneSpec:

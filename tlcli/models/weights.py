@@ -123,11 +123,16 @@ def _base_from_model(spec: BackboneSpec, image_size: int, model_path: Path):
     return base
 
 
+def keras_model_name_matches(name: str, spec: BackboneSpec) -> bool:
+    """Whether a Keras application's model name is this row's: Keras names them vgg16, inception_v3,
+    efficientnetv2-b0, convnext_tiny, MobileNetV3Small..., tlcli without case, dashes or underscores."""
+    return re.sub(r"[-_]", "", name).lower() == spec.name
+
+
 def find_base(model, spec: BackboneSpec):
     """The backbone inside a tlcli model (a nested model named like the Keras application)."""
     for layer in model.layers:
-        # Keras names the applications vgg16, resnet50, inception_v3 and xception.
-        if hasattr(layer, "layers") and layer.name.replace("_", "") == spec.name:
+        if hasattr(layer, "layers") and keras_model_name_matches(layer.name, spec):
             return layer
     names = ", ".join(layer.name for layer in model.layers)
     raise TlcliError(
