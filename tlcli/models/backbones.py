@@ -253,7 +253,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             weights_file="weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
             blocks=(
                 Block("expanded_conv", first_layer="expanded_conv_depthwise_pad"),
-                *(Block(f"expanded_conv_{n}", first_layer=f"expanded_conv_{n}_expand") for n in range(1, 11)),
+                *_numbered("expanded_conv_", range(1, 11), "{prefix}{n}_expand"),
                 Block("conv_1", first_layer="conv_1"),
             ),
             last_conv_layer=None,  # conv_1's hard-swish activation is named by the global counter
@@ -273,7 +273,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             weights_file="weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
             blocks=(
                 Block("expanded_conv", first_layer="expanded_conv_depthwise"),
-                *(Block(f"expanded_conv_{n}", first_layer=f"expanded_conv_{n}_expand") for n in range(1, 15)),
+                *_numbered("expanded_conv_", range(1, 15), "{prefix}{n}_expand"),
                 Block("conv_1", first_layer="conv_1"),
             ),
             last_conv_layer=None,
