@@ -45,7 +45,7 @@ def test_cached_rows_come_back_in_the_decoding_pipelines_own_batches(flat_datase
 
 def test_each_epoch_is_shuffled_as_the_decoding_pipeline_shuffles_it(flat_dataset):
     samples = load_dataset(flat_dataset).split("train")
-    cache = RowCache(len(samples), (1,), np.int64)
+    cache = RowCache(len(samples), (1,), np.int64, memory_budget=2**20)
     cache.write(np.arange(len(samples)), np.arange(len(samples))[:, None])
     counter = epoch_counter()
     orders = []
