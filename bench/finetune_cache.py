@@ -23,13 +23,20 @@ optimiser steps) on the same route: on the cache, or through the whole backbone.
 
     python bench/finetune_cache.py [--models vgg16,resnet50] [--sizes 224,128] [--epochs 5]
                                    [--train-images 200] [--rounds 1] [--rate 1e-5|auto]
+
+`--memory N` measures instead the peak resident memory (ru_maxrss, from os.wait4) of `tlcli
+finetune` on N and 4N training images (copies of the digits), VGG16 `block5` at 224 px for one
+epoch, with the cache in memory and spilled to its scratch file (`--cache-memory 0`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +44,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, save
-from finetune_speed import copy_subset, epoch_times_from_logs, tlcli, train_head
+from finetune_speed import ROOT, SAMPLE_DATA, copy_subset, epoch_times_from_logs, tlcli, train_head
 
 STAGES = {"vgg16": "block5", "resnet50": "conv5"}
 GOALS = {"vgg16": 3.0, "resnet50": 2.0}
@@ -61,6 +68,48 @@ def finetune(run_dir: Path, out: Path, block: str, epochs: int, rate: str, *flag
     }
 
 
+def peak_rss(run_dir: Path, out: Path, data: Path, *flags) -> float:
+    """Peak resident memory, in MB, of one `tlcli finetune` process."""
+    command = [sys.executable, "-m", "tlcli", "finetune", str(run_dir), "--data", str(data), "--stage", "block5:1:1e-5",
+               "--early-stopping", "0", "--out", str(out), "--overwrite", "--quiet", *map(str, flags)]
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(command, env=environment, cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    if status != 0:
+        raise SystemExit(f"{' '.join(command)} failed")
+    return usage.ru_maxrss / 1024
+
+
+def copies(out: Path, count: int) -> Path:
+    """`count` training images (copies of sample_data's, round robin over the classes) and its val/."""
+    sources = {folder.name: sorted(folder.iterdir()) for folder in sorted((SAMPLE_DATA / "train").iterdir())}
+    for number in range(count):
+        name = sorted(sources)[number % len(sources)]
+        source = sources[name][(number // len(sources)) % len(sources[name])]
+        target = out / "train" / name / f"{number:05d}{source.suffix}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+    shutil.copytree(SAMPLE_DATA / "val", out / "val")
+    return out
+
+
+def measure_memory(count: int, scratch: Path) -> None:
+    run_dir = scratch / "memory-run"
+    small, large = copies(scratch / "small", count), copies(scratch / "large", 4 * count)
+    train_head(small, run_dir, "vgg16", 224)
+    print(f"{'images':>7}{'in memory MB':>14}{'spilled MB':>12}")
+    rows = []
+    for data, images in ((small, count), (large, 4 * count)):
+        row = {"images": images, "in_memory_mb": peak_rss(run_dir, scratch / "ft", data),
+               "spilled_mb": peak_rss(run_dir, scratch / "ft", data, "--cache-memory", 0)}
+        rows.append(row)
+        print(f"{images:>7}{row['in_memory_mb']:>14.1f}{row['spilled_mb']:>12.1f}", flush=True)
+    growth = {key: rows[1][key] / rows[0][key] - 1 for key in ("in_memory_mb", "spilled_mb")}
+    print(f"growth for 4x the images: in memory {growth['in_memory_mb']:+.1%}, spilled {growth['spilled_mb']:+.1%}")
+    save("finetune_cache_memory", {"machine": machine(), "rows": rows, "growth": growth})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="vgg16,resnet50")
@@ -69,7 +118,12 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--rate", default="1e-5", help="the stage's learning rate, or auto")
+    parser.add_argument("--memory", type=int, default=0, help="measure peak memory on N and 4N images instead")
     args = parser.parse_args()
+    if args.memory:
+        with tempfile.TemporaryDirectory(prefix="tlcli-bench-") as scratch:
+            measure_memory(args.memory, Path(scratch))
+        return
     rows = []
     with tempfile.TemporaryDirectory(prefix="tlcli-bench-") as scratch:
         scratch = Path(scratch)
