@@ -45,9 +45,11 @@ from tlcli.training.config import FitConfig
 from tlcli.training.fit import compile_model, fit, fit_length
 from tlcli.training.lr_find import END, START, STEPS, RangeTest, range_test
 from tlcli.training.train import (
+    DecodedImages,
     Outcome,
     claim_run,
     class_weights_for,
+    decode_splits,
     image_batches,
     run_facts,
     save_outcome,
@@ -170,6 +172,7 @@ class FinetuneConfig:
     stages: tuple[str, ...] = ()
     train_batch_norm: bool = False
     strict: bool = False
+    cache_images: bool = True  # decode each image once per run, not once per epoch
     fit: FitConfig = dataclasses.field(default_factory=lambda: FitConfig(learning_rate=1e-5, early_stopping=3))
 
     def __post_init__(self):
@@ -229,7 +232,9 @@ def finetune(
     requested_dir = run_dir
     run_dir = start_run(run_dir, placement, document, dataset.class_names, overwrite=overwrite, resume=resume)
 
-    inputs = _inputs(placement, dataset, run.image_size, fit_config)
+    decoded = decode_splits(config.cache_images, {"train": dataset.split("train"), "val": dataset.splits.get("val", ())},
+                            run.image_size, fit_config.batch_size, scratch_dir=run_dir, events=events)
+    inputs = _inputs(placement, dataset, run.image_size, fit_config, decoded)
     rates = _StageRates(run_dir / BACKUP / "stage-rates.json")
     history = History.load(run_dir / HISTORY)
     with placement.strategy.scope():
@@ -256,6 +261,7 @@ def finetune(
         metrics["thresholds"] = validation_thresholds(model, None, None, dataset, run.image_size,
                                                       fit_config.batch_size)
     save_outcome(run_dir, model, history, metrics, placement)
+    decoded.close()
     return Outcome(requested_dir, metrics, "fine-tuning")
 
 
@@ -373,20 +379,25 @@ class _Inputs:
     endless: object  # () -> the training batches repeating without end, for the range test
 
 
-def _inputs(placement, dataset: Dataset, image_size: int, fit_config: FitConfig) -> _Inputs:
+def _inputs(placement, dataset: Dataset, image_size: int, fit_config: FitConfig,
+            decoded: DecodedImages | None = None) -> _Inputs:
     num_classes = len(dataset.class_names)
     train_samples, val_samples = dataset.split("train"), dataset.splits.get("val", ())
     class_weights = class_weights_for(fit_config, [sample.label for sample in train_samples], num_classes)
+    decoded = decoded or DecodedImages({})
     epoch = epoch_counter()
     train_data, steps = image_batches(placement, train_samples, image_size, fit_config.batch_size, num_classes,
-                                      shuffle=True, seed=fit_config.seed, epoch=epoch, class_weights=class_weights)
+                                      shuffle=True, seed=fit_config.seed, epoch=epoch, class_weights=class_weights,
+                                      decoded=decoded.get("train"))
     val_data, val_steps = (
-        image_batches(placement, val_samples, image_size, fit_config.batch_size, num_classes) if val_samples
+        image_batches(placement, val_samples, image_size, fit_config.batch_size, num_classes,
+                      decoded=decoded.get("val")) if val_samples
         else (None, None)
     )
     def endless():
         return image_batches(placement, train_samples, image_size, fit_config.batch_size, num_classes, shuffle=True,
-                             seed=fit_config.seed, class_weights=class_weights, endless=True)[0]
+                             seed=fit_config.seed, class_weights=class_weights, endless=True,
+                             decoded=decoded.get("train"))[0]
 
     return _Inputs(train_data, steps, val_data, val_steps, epoch, placement.num_workers > 1, endless)
 
