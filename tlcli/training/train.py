@@ -421,16 +421,17 @@ class DecodedImages:
         self.caches = {}
 
 
-def decode_splits(enabled: bool, splits: dict, image_size: int, batch_size: int, *, scratch_dir: Path,
+def decode_splits(enabled: bool, splits: dict, image_size: int, batch_size: int, *, scratch_dir: Path | None,
                   events: Events = SILENT, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> DecodedImages:
     """The splits' images decoded once for every epoch of an end-to-end run, if `enabled`.
 
     Rounded to uint8 (at most 0.5 from the float32 resize), a quarter of float32's size, and
     the same in every epoch, the first one included, so a resumed run reads the same pixels.
     The splits share one memory budget; what does not fit spills to a scratch file in
-    `scratch_dir` (unlinked at once). Every worker decodes all the images itself: each epoch
-    shards a new shuffle, so a worker reads every image in the run, and decoding (milliseconds
-    an image) is cheaper than sharing the decoded rows between workers (150 KB a 224 px image).
+    `scratch_dir` (the system's temporary folder if None), unlinked at once. Every worker
+    decodes all the images itself: each epoch shards a new shuffle, so a worker reads every
+    image in the run, and decoding (milliseconds an image) is cheaper than sharing the
+    decoded rows between workers (150 KB a 224 px image).
     """
     caches: dict[str, RowCache] = {}
     if not enabled:
