@@ -10,7 +10,7 @@ from PIL import Image
 
 from helpers import write_image
 from tlcli.data.dataset import Sample, load_dataset
-from tlcli.data.pipeline import decode_image, image_dataset
+from tlcli.data.pipeline import decode_image, image_dataset, tf
 
 
 def _read(samples, image_size=16, batch_size=64, **kwargs):
@@ -69,6 +69,17 @@ def test_resizing_is_pillows_bilinear_antialiased_when_shrinking(tmp_path, width
     resized = decode_image(buffer.getvalue(), image_size).numpy()
     assert resized.shape == (image_size, image_size, 3)
     np.testing.assert_allclose(resized, _pillow_bilinear(pixels, image_size), atol=5e-3)
+
+
+def test_an_image_already_at_the_input_size_keeps_its_pixels_exactly():
+    pixels = np.random.default_rng(32).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    decoded = decode_image(buffer.getvalue(), 32).numpy()
+    np.testing.assert_array_equal(decoded, pixels.astype(np.float32))
+    # What the antialiased resize gives at scale 1 too, so skipping it changes nothing.
+    resized = tf.image.resize(pixels, [32, 32], method="bilinear", antialias=True).numpy()
+    np.testing.assert_array_equal(resized, decoded)
 
 
 @pytest.mark.parametrize("width, height, mode, progressive", [

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tlcli.augment.augmenter import build_augmenter
+from tlcli.augment.settings import AugmentConfig
 from tlcli.data.dataset import load_dataset
-from tlcli.data.pipeline import epoch_counter, image_dataset, row_dataset
+from tlcli.data.pipeline import decode_into_cache, epoch_counter, image_dataset, row_dataset, tf
 from tlcli.data.row_cache import RowCache
 
 
@@ -59,3 +61,34 @@ def test_each_epoch_is_shuffled_as_the_decoding_pipeline_shuffles_it(flat_datase
         orders.append(list(rows))
     assert orders[0] == orders[2] != orders[1]
     assert sorted(orders[1]) == list(range(len(samples)))
+
+
+def test_images_decoded_once_are_the_decoding_pipelines_rounded_and_augmented_alike(flat_dataset, tmp_path):
+    samples = list(load_dataset(flat_dataset).split("train"))
+    samples[3].path.write_bytes(b"garbage now")
+    augment = build_augmenter(AugmentConfig(flip="horizontal", brightness=0.3), seed=2)
+    in_memory = decode_into_cache(samples, 16, 5)
+    spilled = decode_into_cache(samples, 16, 5, memory_budget=0, scratch_dir=tmp_path / "scratch")
+    assert in_memory.in_memory and not spilled.in_memory and list((tmp_path / "scratch").glob("*")) == []
+    assert in_memory.dtype == np.uint8 and in_memory.nbytes == len(samples) * 16 * 16 * 3
+    assert list(np.flatnonzero(~spilled.filled)) == [3]
+    counter = epoch_counter()
+    for number in (0, 1):
+        counter.assign(number)
+        options = dict(shuffle=True, seed=7, epoch=counter, with_index=True, augment=augment)
+        expected = _batches(image_dataset(samples, 16, 4, **options))
+        got = {name: _batches(row_dataset(cache, samples, 4, dtype=tf.float32, **options))
+               for name, cache in (("in memory", in_memory), ("spilled", spilled))}
+        assert len(got["spilled"]) == len(expected) > 1
+        for (memory_rows, *_), (spilled_rows, labels, indices), (images, image_labels, image_indices) in zip(
+                got["in memory"], got["spilled"], expected, strict=True):
+            np.testing.assert_array_equal(indices, image_indices)
+            np.testing.assert_array_equal(labels, image_labels)
+            np.testing.assert_array_equal(spilled_rows, memory_rows)
+            assert spilled_rows.dtype == np.float32
+            # The same flips and brightness, batch for batch: only the rounding to uint8 differs,
+            # at most half a level (scaled by the brightness change, which adds, never scales).
+            np.testing.assert_allclose(spilled_rows, images, atol=0.5 + 1e-4)
+            assert not np.array_equal(spilled_rows, images)
+    in_memory.close()
+    spilled.close()

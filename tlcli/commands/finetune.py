@@ -7,6 +7,7 @@ import typer
 
 from tlcli.commands._options import (
     BatchSize,
+    CacheImages,
     CacheMemory,
     ClassWeight,
     Config,
@@ -60,6 +61,7 @@ def run(
     early_stopping: EarlyStopping = _DEFAULTS.early_stopping,
     weight_decay: WeightDecay = _DEFAULTS.weight_decay,
     seed: Seed = _DEFAULTS.seed,
+    cache_images: CacheImages = True,
     strict: Strict = False,
     cache_features: StageCache = True,
     cache_memory: CacheMemory = 2.0,

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
+
 from tlcli.data.dataset import Sample
 from tlcli.data.images import read_rgb
-from tlcli.data.row_cache import RowCache
+from tlcli.data.row_cache import DEFAULT_MEMORY_BUDGET, RowCache
 from tlcli.runtime import import_tensorflow
 
 tf = import_tensorflow()
@@ -62,7 +64,14 @@ def resize(image, image_size: int):
     """Bilinear resize to a square, antialiased when shrinking (the triangle filter widened by
     the scale factor, as Pillow's BILINEAR does), so fine detail averages instead of aliasing."""
     image = tf.ensure_shape(image, [None, None, 3])
-    return tf.image.resize(image, [image_size, image_size], method="bilinear", antialias=True)
+    shape = tf.shape(image)
+    # At scale 1 the triangle filter weighs each pixel 1 and its neighbours 0: the resize would
+    # return the image itself, at the cost of a full pass (a millisecond for 224x224 images).
+    return tf.cond(
+        tf.logical_and(shape[0] == image_size, shape[1] == image_size),
+        lambda: tf.cast(image, tf.float32),
+        lambda: tf.image.resize(image, [image_size, image_size], method="bilinear", antialias=True),
+    )
 
 
 def _load(path, needs_pil, image_size: int):
@@ -159,21 +168,50 @@ def image_dataset(
             deterministic=True,
         )
         dataset = dataset.ignore_errors().batch(batch_size)
-        if augment is not None:
-            # One seed per batch, from the epoch's: parallel calls share no random state, so
-            # augmentation repeats exactly under the same seed.
-            batch_seeds = tf.data.Dataset.range(tf.int64.max).map(
-                lambda batch: tf.random.experimental.stateless_fold_in(epoch_seed, batch)
-            )
-            dataset = tf.data.Dataset.zip(dataset, batch_seeds).map(
-                lambda batch, batch_seed: (augment(batch[0], batch_seed), batch[1], batch[2]),
-                num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=True,
-            )
-        return dataset
+        return _augmented(dataset, augment, epoch_seed)
 
     dataset = epochs(columns, batches, shuffle=shuffle, seed=seed, epoch=epoch, repeat_batches=repeat_batches)
     return _finish(dataset, with_index)
+
+
+def _augmented(dataset, augment, epoch_seed):
+    """`augment(images, batch_seed)` mapped over batches of (images, labels, indices), if given."""
+    if augment is None:
+        return dataset
+    # One seed per batch, from the epoch's: parallel calls share no random state, so
+    # augmentation repeats exactly under the same seed.
+    batch_seeds = tf.data.Dataset.range(tf.int64.max).map(
+        lambda batch: tf.random.experimental.stateless_fold_in(epoch_seed, batch)
+    )
+    return tf.data.Dataset.zip(dataset, batch_seeds).map(
+        lambda batch, batch_seed: (augment(batch[0], batch_seed), batch[1], batch[2]),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+
+
+def to_uint8(images):
+    """Decoded float32 pixels in [0, 255], rounded to the nearest uint8 (at most 0.5 away)."""
+    return tf.cast(tf.round(tf.clip_by_value(images, 0.0, 255.0)), tf.uint8)
+
+
+def decode_into_cache(samples: Sequence[Sample], image_size: int, batch_size: int = 32, *,
+                      memory_budget: int = DEFAULT_MEMORY_BUDGET, scratch_dir=None, on_batch=None) -> RowCache:
+    """Every sample decoded and resized once by `image_dataset`, kept as uint8 in a `RowCache`
+    (in memory within `memory_budget` bytes, else a scratch file in `scratch_dir`), for
+    `row_dataset(..., dtype=tf.float32)` to read in every epoch. Memory holds a batch at a time
+    besides the cache; an image that fails to decode is left out, as `image_dataset` leaves it.
+    `on_batch(n)` is told of every n images done."""
+    cache = RowCache(len(samples), (image_size, image_size, 3), np.uint8, memory_budget=memory_budget,
+                     scratch_dir=scratch_dir)
+    decoded = image_dataset(samples, image_size, batch_size, with_index=True).map(
+        lambda images, labels, indices: (to_uint8(images), indices)
+    )
+    for images, indices in decoded:
+        cache.write(indices.numpy(), images.numpy())
+        if on_batch is not None:
+            on_batch(len(indices))
+    return cache
 
 
 def row_dataset(
@@ -186,24 +224,31 @@ def row_dataset(
     epoch=None,
     repeat_batches: int = 0,
     with_index: bool = False,
+    augment=None,
     shard: tuple[int, int] = (1, 0),
+    dtype=None,
 ):
     """Batches of (rows, labels) read from `cache` (one row per sample, computed once), in
     exactly the batches `image_dataset` gives with the same arguments: the same epoch order,
-    the same shard, and the images that failed to decode (rows never filled) left out."""
+    the same shard, and the images that failed to decode (rows never filled) left out.
+
+    `dtype` casts the rows (decoded uint8 images to float32, as `image_dataset` gives them);
+    `augment` is then mapped over the batches with `image_dataset`'s seeds, batch for batch.
+    """
     columns = (tf.range(len(samples), dtype=tf.int64), _label_column(samples))
     filled = tf.constant(cache.filled, tf.bool, shape=[len(samples)])
-    dtype = tf.as_dtype(cache.dtype)
+    stored = tf.as_dtype(cache.dtype)
 
     def read(indices):
-        rows = tf.numpy_function(cache.rows, [indices], dtype, stateful=False)
-        return tf.ensure_shape(rows, [None, *cache.row_shape])
+        rows = tf.numpy_function(cache.rows, [indices], stored, stateful=False)
+        rows = tf.ensure_shape(rows, [None, *cache.row_shape])
+        return rows if dtype is None else tf.cast(rows, dtype)
 
-    def batches(rows, _epoch_seed):
+    def batches(rows, epoch_seed):
         if shard[0] > 1:
             rows = rows.shard(*shard)
         rows = rows.filter(lambda index, label: filled[index]).batch(batch_size)
-        return rows.map(lambda indices, labels: (read(indices), labels, indices))
+        return _augmented(rows.map(lambda indices, labels: (read(indices), labels, indices)), augment, epoch_seed)
 
     dataset = epochs(columns, batches, shuffle=shuffle, seed=seed, epoch=epoch, repeat_batches=repeat_batches)
     return _finish(dataset, with_index)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_MEMORY_GIB = 2.0  # what caches may hold in memory before they spill to a scratch file
+DEFAULT_MEMORY_BUDGET = int(DEFAULT_MEMORY_GIB * 2**30)
 
 
 class RowCache:

@@ -9,7 +9,8 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from tlcli.data.dataset import Sample
-from tlcli.data.pipeline import image_dataset, tf
+from tlcli.data.pipeline import image_dataset, row_dataset, tf
+from tlcli.data.row_cache import RowCache
 
 
 @dataclass
@@ -51,20 +52,25 @@ def forward_pass(extractor):
 
 
 def feature_batches(
-    extractor, samples: Sequence[Sample], image_size: int, batch_size: int = 32, placement=None
+    extractor, samples: Sequence[Sample], image_size: int, batch_size: int = 32, placement=None,
+    decoded: RowCache | None = None,
 ) -> Iterator[FeatureBatch]:
     """Stream images through `extractor`, one batch of features at a time, in sample order.
 
     Nothing but the current batches is held, so a caller that writes each batch away keeps
     memory flat however many images there are. With a `placement` of several replicas or
-    workers, each batch is shared out among them (`batch_size` per replica).
+    workers, each batch is shared out among them (`batch_size` per replica). With `decoded`
+    (the samples' images decoded once, `decode_into_cache`) the images are read from it.
     """
     from tlcli.distribute.placement import map_batches
 
     forward = forward_pass(extractor)
 
     def make(shard_count, shard_index, batch):
-        return image_dataset(samples, image_size, batch, with_index=True, shard=(shard_count, shard_index))
+        shard = (shard_count, shard_index)
+        if decoded is not None:
+            return row_dataset(decoded, samples, batch, with_index=True, shard=shard, dtype=tf.float32)
+        return image_dataset(samples, image_size, batch, with_index=True, shard=shard)
 
     # Features are float32 whatever the precision the backbone computed in.
     def features(images):
@@ -80,13 +86,15 @@ def extract_features(
     image_size: int,
     batch_size: int = 32,
     on_batch: Callable[[int], None] | None = None,
+    decoded: RowCache | None = None,
 ) -> Features:
-    """Stream images through `extractor`; memory holds the features, never the images."""
+    """Stream images through `extractor` (read from `decoded`, if given); memory holds the
+    features, never the images."""
     features = np.empty((len(samples), *feature_shape(extractor)), np.float32)
     targets = samples[0].targets if len(samples) else None
     labels = np.empty((len(samples),) if targets is None else (len(samples), len(targets)), np.int64)
     kept = np.zeros(len(samples), bool)
-    for batch in feature_batches(extractor, samples, image_size, batch_size):
+    for batch in feature_batches(extractor, samples, image_size, batch_size, decoded=decoded):
         features[batch.indices] = batch.features
         labels[batch.indices] = batch.labels
         kept[batch.indices] = True

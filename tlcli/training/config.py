@@ -85,6 +85,7 @@ class TrainConfig:
     val_split: float = 0.2
     test_split: float = 0.0
     cache_features: bool = True
+    cache_images: bool = True  # end to end: decode each image once per run, not once per epoch
     head_solver: str = "auto"  # auto: solve a linear head on cached features when its settings allow
     strict: bool = False
     labels: Path | None = None  # a CSV of path,label[,split] rows, instead of class folders

@@ -44,8 +44,24 @@ from tlcli.training.callbacks import load_model_state, save_model_state
 from tlcli.training.config import FitConfig
 from tlcli.training.fit import FitResult, compile_model, fit, fit_length
 from tlcli.training.lr_find import END, START, STEPS, RangeTest, range_test
-from tlcli.training.stage_inputs import END_TO_END, CacheReport, StageInputs, cached_inputs, image_inputs, plan_route
-from tlcli.training.train import Outcome, claim_run, run_facts, save_outcome, start_run, validation_thresholds
+from tlcli.training.stage_inputs import (
+    END_TO_END,
+    CacheReport,
+    StageInputs,
+    cached_inputs,
+    image_inputs,
+    plan_route,
+)
+from tlcli.training.train import (
+    DecodedImages,
+    Outcome,
+    claim_run,
+    decode_splits,
+    run_facts,
+    save_outcome,
+    start_run,
+    validation_thresholds,
+)
 
 keras = import_keras()
 
@@ -164,6 +180,7 @@ class FinetuneConfig:
     strict: bool = False
     cache_features: bool = True  # a stage trains on its frozen part's output, computed once, when that pays
     cache_memory: float = DEFAULT_MEMORY_GIB  # what the caches may hold in memory before they spill to disk
+    cache_images: bool = True  # decode each image once per run, not once per epoch
     fit: FitConfig = dataclasses.field(default_factory=lambda: FitConfig(learning_rate=1e-5, early_stopping=3))
 
     def __post_init__(self):
@@ -223,15 +240,18 @@ def finetune(
     requested_dir = run_dir
     run_dir = start_run(run_dir, placement, document, dataset.class_names, overwrite=overwrite, resume=resume)
 
-    inputs = image_inputs(placement, dataset, run.image_size, fit_config)
+    decoded = decode_splits(config.cache_images, {"train": dataset.split("train"), "val": dataset.splits.get("val", ())},
+                            run.image_size, fit_config.batch_size, scratch_dir=run_dir, events=events,
+                            memory_budget=int(config.cache_memory * 2**30))
+    inputs = image_inputs(placement, dataset, run.image_size, fit_config, decoded)
     rates = _StageRates(run_dir / BACKUP / "stage-rates.json")
     history = History.load(run_dir / HISTORY)
     with placement.strategy.scope():
         compile_model(model, fit_config, fit_config.learning_rate, inputs.steps)
     book = _StageBook.open(run_dir / BACKUP, model, lambda: _validation_loss(model, inputs), events, len(stages),
                            "val_loss" if inputs.val_data is not None else "loss")
-    session = _Session(model, base, spec, config, placement, dataset, run.image_size, inputs, run_dir, history, rates,
-                   events)
+    session = _Session(model, base, spec, config, placement, dataset, run.image_size, inputs, decoded, run_dir,
+                       history, rates, events)
     for number, stage in enumerate(stages, start=1):
         if number <= book.stages_done:
             continue
@@ -253,6 +273,7 @@ def finetune(
         metrics["thresholds"] = validation_thresholds(model, None, None, dataset, run.image_size,
                                                       fit_config.batch_size)
     save_outcome(run_dir, model, history, metrics, placement)
+    decoded.close()
     return Outcome(requested_dir, metrics, "fine-tuning")
 
 
@@ -382,6 +403,7 @@ class _Session:
     dataset: Dataset
     image_size: int
     inputs: StageInputs  # the images, for stages that run end to end
+    decoded: DecodedImages  # the images decoded once for the run (none with --no-cache-images)
     run_dir: Path
     history: History
     rates: "_StageRates"
@@ -400,8 +422,10 @@ def _run_stage(run: _Session, number: int, stage: Stage) -> "_StageResult":
         route = plan_route(model, base, run.spec, start, config.cache_features, stage.unfreeze)
     stage_model, inputs, cache = model, run.inputs, None
     if route.split is not None:
+        decoded_bytes = sum(cache.nbytes for cache in run.decoded.caches.values() if cache.in_memory)
         inputs, cache = cached_inputs(run.placement, run.dataset, route.split, run.image_size, config.fit,
-                                      memory_budget=int(config.cache_memory * 2**30), scratch_dir=run.run_dir)
+                                      memory_budget=max(0, int(config.cache_memory * 2**30) - decoded_bytes),
+                                      scratch_dir=run.run_dir, decoded=run.decoded)
         stage_model = route.split.upper
     try:
         rate, source = run.rates.rate(name, stage, lambda: _find_stage_rate(

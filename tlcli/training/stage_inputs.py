@@ -22,7 +22,7 @@ from tlcli.models.backbones import BackboneSpec
 from tlcli.models.split import Split, block_start, split_classifier
 from tlcli.training.config import FitConfig
 from tlcli.training.fit import with_targets
-from tlcli.training.train import class_weights_for, image_batches
+from tlcli.training.train import DecodedImages, class_weights_for, image_batches
 
 # Caching pays when the frozen part below the cut is at least this share of the backbone's
 # multiply-adds. Each epoch it saves that share of a forward pass per image, against one pass of
@@ -75,22 +75,28 @@ def plan_route(model, base, spec: BackboneSpec, start: int, cache_features: bool
     return Route(split, f"cut at {split.boundary}, {split.frozen_share:.0%} of the forward pass below it")
 
 
-def image_inputs(placement: Placement, dataset: Dataset, image_size: int, fit_config: FitConfig) -> StageInputs:
-    """The stage's batches decoded from the images, every epoch."""
+def image_inputs(placement: Placement, dataset: Dataset, image_size: int, fit_config: FitConfig,
+                 decoded: DecodedImages | None = None) -> StageInputs:
+    """The stage's batches of images: decoded once per run (`decoded`, see `decode_splits`), or
+    in every epoch without it."""
     num_classes = len(dataset.class_names)
     train_samples, val_samples = dataset.split("train"), dataset.splits.get("val", ())
     class_weights = class_weights_for(fit_config, [sample.label for sample in train_samples], num_classes)
+    decoded = decoded or DecodedImages({})
     epoch = epoch_counter()
     train_data, steps = image_batches(placement, train_samples, image_size, fit_config.batch_size, num_classes,
-                                      shuffle=True, seed=fit_config.seed, epoch=epoch, class_weights=class_weights)
+                                      shuffle=True, seed=fit_config.seed, epoch=epoch, class_weights=class_weights,
+                                      decoded=decoded.get("train"))
     val_data, val_steps = (
-        image_batches(placement, val_samples, image_size, fit_config.batch_size, num_classes) if val_samples
+        image_batches(placement, val_samples, image_size, fit_config.batch_size, num_classes,
+                      decoded=decoded.get("val")) if val_samples
         else (None, None)
     )
 
     def endless():
         return image_batches(placement, train_samples, image_size, fit_config.batch_size, num_classes, shuffle=True,
-                             seed=fit_config.seed, class_weights=class_weights, endless=True)[0]
+                             seed=fit_config.seed, class_weights=class_weights, endless=True,
+                             decoded=decoded.get("train"))[0]
 
     return StageInputs(train_data, steps, val_data, val_steps, epoch, placement.num_workers > 1, endless)
 
@@ -108,21 +114,24 @@ class CacheReport:
 
 
 def cached_inputs(placement: Placement, dataset: Dataset, split: Split, image_size: int, fit_config: FitConfig,
-                  *, memory_budget: int, scratch_dir: Path, validation: bool = True) -> tuple[StageInputs, CacheReport]:
+                  *, memory_budget: int, scratch_dir: Path, validation: bool = True,
+                  decoded: DecodedImages | None = None) -> tuple[StageInputs, CacheReport]:
     """The stage's batches read from the frozen part's output, computed here once per image
-    (validation images too, unless `validation` is False); the same batches as `image_inputs`."""
+    (validation images too, unless `validation` is False) from the images `decoded` once for
+    the run, if given: the same batches as `image_inputs` with the same `decoded`."""
+    decoded = decoded or DecodedImages({})
     num_classes = len(dataset.class_names)
     train_samples = dataset.split("train")
     val_samples = dataset.splits.get("val", ()) if validation else ()
     class_weights = class_weights_for(fit_config, [sample.label for sample in train_samples], num_classes)
     started = time.perf_counter()
     train_cache = build_cache(placement, split, train_samples, image_size, fit_config.batch_size,
-                              memory_budget=memory_budget, scratch_dir=scratch_dir)
+                              memory_budget=memory_budget, scratch_dir=scratch_dir, decoded=decoded.get("train"))
     caches = [train_cache]
     left = memory_budget - (train_cache.nbytes if train_cache.in_memory else 0)
     if val_samples:
         caches.append(build_cache(placement, split, val_samples, image_size, fit_config.batch_size,
-                                  memory_budget=max(0, left), scratch_dir=scratch_dir))
+                                  memory_budget=max(0, left), scratch_dir=scratch_dir, decoded=decoded.get("val")))
     epoch = epoch_counter()
 
     def batches(cache, samples, *, shuffle: bool, endless: bool = False, epoch=None):
@@ -143,14 +152,17 @@ def cached_inputs(placement: Placement, dataset: Dataset, split: Split, image_si
 
 
 def build_cache(placement: Placement, split: Split, samples, image_size: int, batch_size: int, *,
-                memory_budget: int, scratch_dir: Path) -> RowCache:
-    """Every sample's output at the split's cut, computed by its frozen lower part. Under several
+                memory_budget: int, scratch_dir: Path, decoded: RowCache | None = None) -> RowCache:
+    """Every sample's output at the split's cut, computed by its frozen lower part from its image
+    (read from `decoded`, the images decoded once for the run, when given). Under several
     workers each computes its shard of the images and every worker receives all rows."""
     cache = RowCache(len(samples), split.row_shape, split.dtype, memory_budget=memory_budget,
                      scratch_dir=scratch_dir)
     forward = tf.function(lambda images: split.lower(images, training=False), reduce_retracing=True)
 
     def make(count, index, batch):
+        if decoded is not None:
+            return row_dataset(decoded, samples, batch, with_index=True, shard=(count, index), dtype=tf.float32)
         return image_dataset(samples, image_size, batch, with_index=True, shard=(count, index))
 
     for rows, _, indices in map_batches(placement, forward, make, batch_size):

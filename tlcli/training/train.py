@@ -14,7 +14,8 @@ import numpy as np
 from tlcli.augment.augmenter import build_augmenter
 from tlcli.augment.settings import AugmentConfig, describe
 from tlcli.data.dataset import Dataset, SplitOptions, load_dataset
-from tlcli.data.pipeline import epoch_counter, epochs, image_dataset, tf
+from tlcli.data.pipeline import decode_into_cache, epoch_counter, epochs, image_dataset, row_dataset, tf
+from tlcli.data.row_cache import DEFAULT_MEMORY_BUDGET, RowCache
 from tlcli.distribute.placement import (
     DistributeConfig,
     Placement,
@@ -125,18 +126,22 @@ def train(
 
     train_samples, val_samples = dataset.split("train"), dataset.splits.get("val", ())
     class_weights = class_weights_for(fit_config, [sample.label for sample in train_samples], num_classes)
+    # The end-to-end route reads every image in every epoch: decoded once, before anything reads them.
+    decoded = decode_splits(route == END_TO_END and config.cache_images, {"train": train_samples, "val": val_samples},
+                            image_size, fit_config.batch_size, scratch_dir=run_dir, events=events)
     # Every route standardizes the pooled features with the training images' statistics, and
     # every route but end to end trains on those features, computed once.
     train_features, val_features = cached_features(
         model, config.pooling, train_samples, () if route == END_TO_END else val_samples, image_size,
-        fit_config.batch_size, events,
+        fit_config.batch_size, events, decoded=decoded.get("train"),
     )
     history = History.load(run_dir / HISTORY)
-    with resumable(requested_dir):
+    with resumable(requested_dir), decoded:
         if route == END_TO_END:
             standardize(head, train_features, placement)
             metrics = fit_end_to_end(model, dataset, image_size, fit_config, class_weights, augment,
-                                     run_dir=run_dir, history=history, placement=placement, events=events)
+                                     run_dir=run_dir, history=history, placement=placement, events=events,
+                                     decoded=decoded)
         else:
             metrics = fit_head(route, head, train_features, val_features, fit_config, class_weights,
                                run_dir=run_dir, history=history, placement=placement, events=events)
@@ -149,15 +154,20 @@ def train(
 
 
 def fit_end_to_end(model, dataset: Dataset, image_size: int, fit_config: FitConfig, class_weights, augment, *,
-                   run_dir: Path, history: History, placement: Placement, events: Events) -> dict:
-    """Train the head through the frozen backbone on the images themselves (augmented, when asked)."""
+                   run_dir: Path, history: History, placement: Placement, events: Events,
+                   decoded: "DecodedImages | None" = None) -> dict:
+    """Train the head through the frozen backbone on the images themselves (augmented, when
+    asked), read from `decoded` when they were decoded once for the run."""
     train_samples, val_samples = dataset.split("train"), dataset.splits.get("val", ())
     num_classes, batch_size = len(dataset.class_names), fit_config.batch_size
+    decoded = decoded or DecodedImages({})
     epoch = epoch_counter()
     train_data, steps = image_batches(placement, train_samples, image_size, batch_size, num_classes, shuffle=True,
-                                      seed=fit_config.seed, epoch=epoch, class_weights=class_weights, augment=augment)
+                                      seed=fit_config.seed, epoch=epoch, class_weights=class_weights, augment=augment,
+                                      decoded=decoded.get("train"))
     val_data, val_steps = (
-        image_batches(placement, val_samples, image_size, batch_size, num_classes) if val_samples else (None, None)
+        image_batches(placement, val_samples, image_size, batch_size, num_classes, decoded=decoded.get("val"))
+        if val_samples else (None, None)
     )
     return fit_and_measure(model, train_data, val_data, fit_config, steps=steps, val_steps=val_steps, run_dir=run_dir,
                            history=history, placement=placement, epoch=epoch, events=events)
@@ -324,10 +334,11 @@ def build_config_head(config: TrainConfig, feature_shape: tuple[int, ...], num_c
 
 
 def cached_features(model, pooling: str, train_samples, val_samples, image_size: int, batch_size: int,
-                    events: Events = SILENT):
-    """(train, val) features of a model's frozen backbone, computed once; val is None without samples."""
+                    events: Events = SILENT, decoded: RowCache | None = None):
+    """(train, val) features of a model's frozen backbone, computed once; val is None without
+    samples. The training images are read from `decoded`, if they were decoded once for the run."""
     extractor = keras.Model(model.input, model.get_layer(f"{pooling}_pool").output)
-    train_features = _features(extractor, train_samples, image_size, batch_size, "train", events)
+    train_features = _features(extractor, train_samples, image_size, batch_size, "train", events, decoded)
     val_features = _features(extractor, val_samples, image_size, batch_size, "val", events) if val_samples else None
     return train_features, val_features
 
@@ -373,16 +384,73 @@ def fit_and_measure(
 
 def image_batches(placement: Placement, samples, image_size: int, batch_size: int, num_classes: int, *,
                   shuffle: bool = False, seed: int = 0, epoch=None, class_weights=None, augment=None,
-                  endless: bool = False):
+                  endless: bool = False, decoded: RowCache | None = None):
     """(batches of images and targets, steps per epoch), shared out as the placement needs.
     `epoch` is the `epoch_counter()` that numbers the epochs for the shuffle and augmentation;
-    `endless` batches repeat epoch after epoch."""
+    `endless` batches repeat epoch after epoch. With `decoded` (the samples' images decoded
+    once, see `decode_splits`) the images are read from it, in the same batches."""
     def make(count, index, batch, repeat_batches):
-        images = image_dataset(samples, image_size, batch, shuffle=shuffle, seed=seed, epoch=epoch, augment=augment,
-                               shard=(count, index), repeat_batches=repeat_batches)
+        options = dict(shuffle=shuffle, seed=seed, epoch=epoch, augment=augment, shard=(count, index),
+                       repeat_batches=repeat_batches)
+        images = (row_dataset(decoded, samples, batch, dtype=tf.float32, **options) if decoded is not None
+                  else image_dataset(samples, image_size, batch, **options))
         return with_targets(images, num_classes, class_weights)
 
     return distribute(placement, make, len(samples), batch_size, endless=endless)
+
+
+class DecodedImages:
+    """Each split's images decoded and resized once for the run, as uint8 (`RowCache`s by split
+    name; none when not decoded ahead). A context: leaving it releases them."""
+
+    def __init__(self, caches: dict[str, RowCache]):
+        self.caches = caches
+
+    def get(self, split: str) -> RowCache | None:
+        return self.caches.get(split)
+
+    def __enter__(self) -> "DecodedImages":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for cache in self.caches.values():
+            cache.close()
+        self.caches = {}
+
+
+def decode_splits(enabled: bool, splits: dict, image_size: int, batch_size: int, *, scratch_dir: Path | None,
+                  events: Events = SILENT, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> DecodedImages:
+    """The splits' images decoded once for every epoch of an end-to-end run, if `enabled`.
+
+    Rounded to uint8 (at most 0.5 from the float32 resize), a quarter of float32's size, and
+    the same in every epoch, the first one included, so a resumed run reads the same pixels.
+    The splits share one memory budget; what does not fit spills to a scratch file in
+    `scratch_dir` (the system's temporary folder if None), unlinked at once. Every worker
+    decodes all the images itself: each epoch shards a new shuffle, so a worker reads every
+    image in the run, and decoding (milliseconds an image) is cheaper than sharing the
+    decoded rows between workers (150 KB a 224 px image).
+    """
+    caches: dict[str, RowCache] = {}
+    if not enabled:
+        return DecodedImages(caches)
+    budget = memory_budget
+    for split, samples in splits.items():
+        if not samples:
+            continue
+        with events.counting(f"Decoding ({split})", len(samples)) as advance:
+            caches[split] = decode_into_cache(samples, image_size, batch_size, memory_budget=budget,
+                                              scratch_dir=scratch_dir, on_batch=advance)
+        if caches[split].in_memory:
+            budget -= caches[split].nbytes
+    counts = " + ".join(f"{int(cache.filled.sum())} {split}" for split, cache in caches.items())
+    total = sum(cache.nbytes for cache in caches.values())
+    places = sorted({cache.where for cache in caches.values()})
+    events.note(f"Images decoded once for every epoch: {counts} at {image_size}x{image_size}, "
+                f"{total / 2**20:.1f} MB {' and '.join(places)} (--no-cache-images decodes them every epoch).")
+    return DecodedImages(caches)
 
 
 def run_facts(placement: Placement, batch_size: int, dataset: Dataset) -> dict:
@@ -435,9 +503,9 @@ def _run_dir_flags(run_dir: Path, placement: Placement, overwrite: bool, resume:
     return {"overwrite": not resume, "resume": resume and run_dir.exists()}
 
 
-def _features(extractor, samples, image_size, batch_size, split, events: Events):
+def _features(extractor, samples, image_size, batch_size, split, events: Events, decoded: RowCache | None = None):
     with events.counting(f"Features ({split})", len(samples)) as advance:
-        return extract_features(extractor, samples, image_size, batch_size, on_batch=advance)
+        return extract_features(extractor, samples, image_size, batch_size, on_batch=advance, decoded=decoded)
 
 
 def save_outcome(run_dir: Path, model, history: History, metrics: dict, placement: Placement) -> None:

@@ -132,11 +132,16 @@ class FinetuneTrials:
 
     def start(self, events: Events) -> None:
         from tlcli.distribute.placement import DistributeConfig, place
-        from tlcli.training.train import class_weights_for
+        from tlcli.training.train import class_weights_for, decode_splits
 
         self.placement = place(DistributeConfig(), self.base.data)
         labels = [sample.label for sample in self.train_samples]
         self.class_weights = class_weights_for(self.base.fit, labels, self.num_classes)
+        # Decoded once for every trial, as `tlcli finetune` decodes them once for its stages, so
+        # that the run best.toml replays reads the same pixels as the trial it replays.
+        self.decoded = decode_splits(self.base.cache_images, {"train": self.train_samples, "val": self.val_samples},
+                                     self.run_info.image_size, self.base.fit.batch_size, scratch_dir=None,
+                                     events=events)
 
     def run(self, params: dict, trial_dir: Path) -> dict:
         from tlcli.data.pipeline import epoch_counter
@@ -157,8 +162,8 @@ class FinetuneTrials:
                                     batch_size=fit_config.batch_size, num_classes=self.num_classes)
         epoch = epoch_counter()
         train_data, steps = batches(self.train_samples, shuffle=True, seed=fit_config.seed, epoch=epoch,
-                                    class_weights=self.class_weights)
-        val_data, _ = batches(self.val_samples)
+                                    class_weights=self.class_weights, decoded=self.decoded.get("train"))
+        val_data, _ = batches(self.val_samples, decoded=self.decoded.get("val"))
         metrics = fit_and_measure(model, train_data, val_data, fit_config, steps=steps, run_dir=trial_dir,
                                   history=History(trial_dir / HISTORY), stage=stage_name(1, stage), epoch=epoch)
         return {**metrics, "trainable_parameters": count_parameters(model.trainable_weights)}
