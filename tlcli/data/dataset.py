@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from tlcli.data.images import ImageInfo, Problem, check_images, is_image_name
+from tlcli.data.check_cache import checked_images
+from tlcli.data.images import ImageInfo, Problem, is_image_name
 from tlcli.data.labels import LabelFile, read_listing
 from tlcli.data.walk import Link, is_hidden, walk
 from tlcli.errors import TlcliError
@@ -140,13 +141,13 @@ def image_files_below(folder: Path) -> list[Path]:
 
 
 def scan(root: Path, on_checked: Callable[[int], None] | None = None, labels: LabelFile | None = None) -> Scan:
-    """Discover a dataset and check every file in it."""
+    """Discover a dataset and check every file in it (each file once: see `check_cache`)."""
     found = discover(root, labels)
     # dict.fromkeys: a multi-label image is listed under each of its labels, and checked once.
     paths = list(dict.fromkeys(path for classes in found.files.values() for paths in classes.values() for path in paths))
     if found.label_sets is not None:  # with the images that have none of the labels
         paths = list(dict.fromkeys([*paths, *(path for images in found.label_sets.values() for path in images)]))
-    found.checked = check_images(paths, on_checked)
+    found.checked = checked_images(found.root, paths, on_checked)
     return found
 
 
