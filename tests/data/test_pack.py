@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import invoke, write_colour_dataset
+from helpers import invoke, read_features, write_colour_dataset
 from tlcli.data.dataset import SplitOptions, load_dataset
 from tlcli.data.packed import INDEX, SAMPLES
 
@@ -166,3 +166,53 @@ def test_pack_refuses_an_out_inside_the_dataset_and_a_pack_as_source(flat_colour
     assert not (flat_colours / "shards").exists()
     result = invoke("pack", packed, "--out", tmp_path / "twice", "--quiet", expect=2)
     assert "is a packed dataset already" in " ".join(result.output.split())
+
+
+@pytest.fixture(scope="module")
+def packed_colours(colour_dataset, tmp_path_factory) -> Path:
+    """The session's split colour dataset, packed."""
+    out = tmp_path_factory.mktemp("packs") / "split-colours"
+    invoke("pack", colour_dataset, "--out", out, "--shard-mb", 0.004, "--quiet")
+    return out
+
+
+def _same_features(first: Path, second: Path):
+    left, right = read_features(first / "features.npz"), read_features(second / "features.npz")
+    assert left.keys() == right.keys()
+    for name in left:
+        assert (left[name] == right[name]).all(), name
+
+
+def _same_evaluation(first: Path, second: Path):
+    left, right = (json.loads((folder / "evaluation.json").read_text()) for folder in (first, second))
+    for differs in ("data", "data_description"):  # where the images came from, and only that
+        left.pop(differs), right.pop(differs)
+    assert left == right
+
+
+def _same_model(first: Path, second: Path):
+    assert _run_facts(first / "run") == _run_facts(second / "run")
+
+
+def _same_picture(first: Path, second: Path):
+    assert (first / "grid.png").read_bytes() == (second / "grid.png").read_bytes()
+
+
+READERS = {
+    "extract": (lambda run, data, out: ("extract", data, *TINY, "--out", out / "features.npz"), _same_features),
+    "evaluate": (lambda run, data, out: ("evaluate", run, data, "--out", out), _same_evaluation),
+    "finetune --data": (lambda run, data, out: ("finetune", run, "--data", data, "--stage", "block5:1:1e-4",
+                                                "--batch-size", 8, "--quiet", "--out", out / "run"), _same_model),
+    "augment": (lambda run, data, out: ("augment", data, "--samples", 2, "--variants", 2, "--flip", "horizontal",
+                                        "--out", out / "grid.png"), _same_picture),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", READERS)
+def test_every_command_reads_a_packed_dataset_as_its_folder(command, colour_dataset, packed_colours, tiny_run,
+                                                             tmp_path):
+    arguments, same = READERS[command]
+    invoke(*arguments(tiny_run, colour_dataset, tmp_path / "folder"))
+    invoke(*arguments(tiny_run, packed_colours, tmp_path / "shards"))
+    same(tmp_path / "folder", tmp_path / "shards")
