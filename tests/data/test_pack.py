@@ -216,3 +216,16 @@ def test_every_command_reads_a_packed_dataset_as_its_folder(command, colour_data
     invoke(*arguments(tiny_run, colour_dataset, tmp_path / "folder"))
     invoke(*arguments(tiny_run, packed_colours, tmp_path / "shards"))
     same(tmp_path / "folder", tmp_path / "shards")
+
+
+@pytest.mark.slow
+def test_a_pack_stands_alone_without_the_folder_it_was_packed_from(tmp_path):
+    source = write_colour_dataset(tmp_path / "colours", {"train": 6, "val": 3, "test": 3})
+    invoke("pack", source, "--out", tmp_path / "pack", "--quiet")
+    shutil.rmtree(source)
+    invoke("train", tmp_path / "pack", *TINY, "--out", tmp_path / "run")
+    invoke("evaluate", tmp_path / "run", tmp_path / "pack", "--out", tmp_path / "reports")
+    assert json.loads((tmp_path / "reports" / "evaluation.json").read_text())["data_description"].startswith(
+        "the test split of the packed dataset")
+    exported = invoke("export", tmp_path / "run", "--out", tmp_path / "export")  # verified on the pack's images
+    assert "ok" in exported.output and "failed" not in exported.output
