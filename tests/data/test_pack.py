@@ -229,3 +229,15 @@ def test_a_pack_stands_alone_without_the_folder_it_was_packed_from(tmp_path):
         "the test split of the packed dataset")
     exported = invoke("export", tmp_path / "run", "--out", tmp_path / "export")  # verified on the pack's images
     assert "ok" in exported.output and "failed" not in exported.output
+
+
+def test_workers_read_disjoint_shard_files_that_together_hold_the_split(packed):
+    from tlcli.data.packed import record_dataset
+
+    split = load_dataset(packed).split("train")[0].record[0]
+    assert len(split.files) >= 2
+    read = [[int(index) for _, index in record_dataset(split, (2, worker)).as_numpy_iterator()] for worker in (0, 1)]
+    assert read[0] and read[1] and not set(read[0]) & set(read[1])
+    assert sorted(read[0] + read[1]) == list(range(split.count))
+    # Worker 0 reads every second file, in the split's order: the records dealt to those files.
+    assert read[0] == [index for index in range(split.count) if index % len(split.files) % 2 == 0]
