@@ -198,11 +198,22 @@ def _same_picture(first: Path, second: Path):
     assert (first / "grid.png").read_bytes() == (second / "grid.png").read_bytes()
 
 
+def _same_leaderboard(first: Path, second: Path):
+    def scores(folder):
+        trials = json.loads((folder / "tune" / "leaderboard.json").read_text())["trials"]
+        return [{key: value for key, value in trial.items() if "second" not in key and "time" not in key}
+                for trial in trials]
+
+    assert scores(first) == scores(second)
+
+
 READERS = {
     "extract": (lambda run, data, out: ("extract", data, *TINY, "--out", out / "features.npz"), _same_features),
     "evaluate": (lambda run, data, out: ("evaluate", run, data, "--out", out), _same_evaluation),
     "finetune --data": (lambda run, data, out: ("finetune", run, "--data", data, "--stage", "block5:1:1e-4",
                                                 "--batch-size", 8, "--quiet", "--out", out / "run"), _same_model),
+    "tune": (lambda run, data, out: ("tune", data, *TINY, "--epochs", 2, "--search", "random", "--trials", 2,
+                                     "--out", out / "tune"), _same_leaderboard),
     "augment": (lambda run, data, out: ("augment", data, "--samples", 2, "--variants", 2, "--flip", "horizontal",
                                         "--out", out / "grid.png"), _same_picture),
 }
