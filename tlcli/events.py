@@ -27,6 +27,7 @@ class StageStart:
     learning_rate: float
     epochs: int
     rate_source: str = "given"  # or how the range test found it
+    route: str = "end to end"  # or on the frozen part's output, computed once: where, and why
 
 
 class Events:

@@ -112,6 +112,21 @@ def test_two_workers_train_identical_weights_and_write_one_run(colour_dataset, t
 
 
 @pytest.mark.slow
+def test_two_workers_fine_tune_on_the_frozen_parts_cached_output_and_agree(tiny_run, tmp_path):
+    # Each worker computes the cache for its share of the images and receives the others' rows.
+    run_dir = tmp_path / "cluster-ft"
+    arguments = ["finetune", str(tiny_run), "--stage", "block4:2:1e-4", "--batch-size", "4",
+                 "--strategy", "multi-worker", "--out", str(run_dir)]
+    outputs = _finish(_start_workers(arguments, _free_ports(2), cwd=tmp_path))
+    fingerprints = [line.split("│")[2].strip() for output in outputs for line in output.splitlines()
+                    if "weights sha256" in line]
+    assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1], outputs
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["stage_rates"]["stage1-block4"]["route"].startswith("cached: cut at block3_pool")
+    assert [int(row["epoch"]) for row in read_history(run_dir)] == [1, 2]
+
+
+@pytest.mark.slow
 def test_a_killed_multi_worker_run_resumes(colour_dataset, tmp_path):
     run_dir = tmp_path / "cluster-run"
     arguments = ["train", str(colour_dataset), *TRAIN, "--epochs", "6", "--batch-size", "2",

@@ -104,3 +104,32 @@ def test_finetune_resumed_after_sigkill_is_the_uninterrupted_fine_tuning(tiny_ru
     assert rows == read_history(whole)
     for ours, theirs in zip(load_run_model(killed)[0].get_weights(), load_run_model(whole)[0].get_weights()):
         np.testing.assert_array_equal(ours, theirs)
+
+
+def test_a_stage_on_the_frozen_parts_cached_output_trains_as_the_stage_end_to_end(tiny_run, tmp_path):
+    def tune(name, *flags):
+        out = tmp_path / name
+        invoke("finetune", tiny_run, "--stage", "block4:2:1e-4", "--batch-size", 8, "--early-stopping", 0,
+               "--quiet", "--out", out, *flags)
+        route = json.loads((out / "metrics.json").read_text())["stage_rates"]["stage1-block4"]["route"]
+        return read_history(out), load_run_model(out)[0].get_weights(), route
+
+    plain = tune("plain", "--no-cache-features")
+    assert plain[2] == "end to end: --no-cache-features"
+    for name, memory in (("in-memory", "2"), ("spilled", "0")):
+        rows, weights, route = tune(name, "--cache-memory", memory)
+        assert route.startswith("cached: cut at block3_pool")
+        assert ("in memory" in route) == (name == "in-memory")
+        assert len(rows) == len(plain[0]) == 2
+        for ours, theirs in zip(rows, plain[0]):
+            for column in ("loss", "val_loss", "accuracy", "val_accuracy"):
+                assert float(ours[column]) == pytest.approx(float(theirs[column]), rel=1e-4, abs=1e-6), column
+        for ours, theirs in zip(weights, plain[1]):
+            np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+    assert list(tmp_path.glob("*/.tlcli-cache-*")) == []
+
+
+def test_a_stage_that_trains_the_whole_backbone_runs_end_to_end_and_says_why(tiny_run, tmp_path):
+    invoke("finetune", tiny_run, "--stage", "all:1:1e-6", "--batch-size", 8, "--quiet", "--out", tmp_path / "ft")
+    route = json.loads((tmp_path / "ft" / "metrics.json").read_text())["stage_rates"]["stage1-all"]["route"]
+    assert route == "end to end: nothing below all is frozen"

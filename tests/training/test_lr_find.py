@@ -101,7 +101,8 @@ def test_a_given_rate_is_recorded_as_given(tiny_run, tmp_path):
     out = tmp_path / "ft"
     invoke("finetune", tiny_run, "--stage", "block5:1:3e-5", "--batch-size", 8, "--quiet", "--out", out)
     rates = json.loads((out / "metrics.json").read_text())["stage_rates"]
-    assert rates == {"stage1-block5": {"learning_rate": 3e-5, "source": "given"}}
+    assert list(rates) == ["stage1-block5"]
+    assert rates["stage1-block5"]["learning_rate"] == 3e-5 and rates["stage1-block5"]["source"] == "given"
     assert not list(out.glob("lr_find_*.png"))
 
 
@@ -113,3 +114,14 @@ def test_auto_is_a_stage_rate():
     assert str(parse_stage("conv5:3:AUTO", spec)) == "conv5:3:auto"
     assert parse_stage("conv5:3:auto", spec).learning_rate is None
     assert [str(stage) for stage in default_stages(spec)] == ["conv5:3:auto", "all:2:auto"]
+
+
+def test_the_range_test_on_the_cached_frozen_part_records_the_losses_of_the_images(tiny_run, tmp_path):
+    def losses(*flags):
+        found = json.loads(invoke("lr-find", tiny_run, "--unfreeze", "block4", "--steps", 12, "--batch-size", 8,
+                                  "--out", tmp_path / "lr.png", "--json", *flags).stdout)
+        return np.asarray(found["losses"])
+
+    cached, plain = losses(), losses("--no-cache-features")
+    assert len(cached) == len(plain) >= 5
+    np.testing.assert_allclose(cached, plain, rtol=1e-4)

@@ -131,6 +131,13 @@ LabelSmoothing = Annotated[float, typer.Option(help="Label smoothing in [0, 1)."
 ClassWeight = Annotated[str, typer.Option(help="none|balanced: weight classes inversely to their frequency.", rich_help_panel="Optimisation")]
 EarlyStopping = Annotated[Optional[int], typer.Option(help="Stop after this many epochs without a better val_loss, restoring the best weights; 0 = off.  [default: automatic: judged after about 200 steps, patience 5 epochs and at least 200 steps]", show_default=False, rich_help_panel="Optimisation")]
 WeightDecay = Annotated[float, typer.Option(help="L2 penalty on the head's kernels; with adamw, AdamW's decoupled weight decay (finetune: adamw only).", rich_help_panel="Optimisation")]
+StageCache = Annotated[bool, typer.Option(
+    "--cache-features/--no-cache-features",
+    help="Compute a stage's frozen lower layers once per image and train the unfrozen top on their output, "
+    "when that pays (the route is shown per stage).", rich_help_panel="Run")]
+CacheMemory = Annotated[float, typer.Option(
+    "--cache-memory", help="GiB that cached rows may take in memory; beyond that they go to a "
+    "scratch file in the run directory, removed at the end.", min=0, rich_help_panel="Run")]
 Config = Annotated[Optional[Path], typer.Option("--config", help="TOML settings file: any option by name, augmentation in an \\[augmentation] table; the command line overrides it.", show_default=False, rich_help_panel="Run")]
 Out = Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory to write  [default: runs/<time>-<model>]", show_default=False, rich_help_panel="Run")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the output if it already exists.", rich_help_panel="Run")]

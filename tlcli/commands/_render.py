@@ -97,7 +97,7 @@ class ConsoleEvents(Events):
             return
         from rich.table import Table
 
-        table = Table(title=f"Stage {stage.number}")
+        table = Table(title=f"Stage {stage.number}", caption=f"route: {literal(stage.route)}")
         for column in ("unfrozen", "trainable params", "frozen params", "learning rate", "epochs"):
             table.add_column(column)
         table.add_row(

@@ -7,6 +7,7 @@ import typer
 
 from tlcli.commands._options import (
     BatchSize,
+    CacheMemory,
     ClassWeight,
     Config,
     EarlyStopping,
@@ -22,6 +23,7 @@ from tlcli.commands._options import (
     Resume,
     Schedule,
     Seed,
+    StageCache,
     Strategy,
     Strict,
     Tpu,
@@ -59,6 +61,8 @@ def run(
     weight_decay: WeightDecay = _DEFAULTS.weight_decay,
     seed: Seed = _DEFAULTS.seed,
     strict: Strict = False,
+    cache_features: StageCache = True,
+    cache_memory: CacheMemory = 2.0,
     strategy: Strategy = "auto",
     tpu: Tpu = None,
     precision: Precision = "float32",

@@ -5,7 +5,19 @@ from typing import Annotated, Optional
 
 import typer
 
-from tlcli.commands._options import BatchSize, Json, Optimizer, Precision, RunPath, Seed, Strategy, Strict, Tpu
+from tlcli.commands._options import (
+    BatchSize,
+    CacheMemory,
+    Json,
+    Optimizer,
+    Precision,
+    RunPath,
+    Seed,
+    StageCache,
+    Strategy,
+    Strict,
+    Tpu,
+)
 from tlcli.console import err, literal, out, print_json
 
 NAME = "lr-find"
@@ -29,6 +41,8 @@ def run(
                                                      show_default=False)] = None,
     seed: Seed = 0,
     strict: Strict = False,
+    cache_features: StageCache = True,
+    cache_memory: CacheMemory = 2.0,
     strategy: Strategy = "auto",
     tpu: Tpu = None,
     precision: Precision = "float32",
@@ -45,6 +59,7 @@ def run(
 
     found = find_learning_rate(run_dir, unfreeze, data=data, fit=fit, steps=steps, start=start, end=end,
                                out=out_path, train_batch_norm=train_bn, strict=strict,
+                               cache_features=cache_features, cache_memory=cache_memory,
                                distribution=DistributeConfig(strategy, tpu, precision), on_start=started)
     test = found.test
     if as_json:

@@ -20,6 +20,7 @@ from typing import Sequence
 from tlcli.data.dataset import Sample
 from tlcli.data.images import decode_rgb, read_rgb
 from tlcli.data.packed import read_encoded, record_dataset
+from tlcli.data.row_cache import RowCache
 from tlcli.runtime import import_tensorflow
 
 tf = import_tensorflow()
@@ -169,7 +170,8 @@ def image_dataset(
     training, where every worker must run the same number of steps.
 
     `shard=(count, index)` keeps every count-th file, after the seeded shuffle and before
-    decoding, so that workers sharing one shuffle order read disjoint files.
+    decoding, so that workers sharing one shuffle order read disjoint files (a packed split
+    streamed from its shards: every count-th shard file).
 
     `indices` are positions in `samples`: a file that passed the checks but still fails to
     decode is dropped alone (errors are ignored per image, before batching), and the indices
@@ -219,6 +221,43 @@ def image_dataset(
         dataset = batches(rows, tf.constant([seed, 0], tf.int64))
     else:
         dataset = epochs(columns, batches, shuffle=shuffle, seed=seed, epoch=epoch, repeat_batches=repeat_batches)
+    return _finish(dataset, with_index)
+
+
+def row_dataset(
+    cache: RowCache,
+    samples: Sequence[Sample],
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+    epoch=None,
+    repeat_batches: int = 0,
+    with_index: bool = False,
+    shard: tuple[int, int] = (1, 0),
+):
+    """Batches of (rows, labels) read from `cache` (one row per sample, computed once), in
+    exactly the batches `image_dataset` gives with the same arguments: the same epoch order,
+    the same shard, and the images that failed to decode (rows never filled) left out."""
+    columns = (tf.range(len(samples), dtype=tf.int64), _label_column(samples))
+    filled = tf.constant(cache.filled, tf.bool, shape=[len(samples)])
+    dtype = tf.as_dtype(cache.dtype)
+
+    def read(indices):
+        rows = tf.numpy_function(cache.rows, [indices], dtype, stateful=False)
+        return tf.ensure_shape(rows, [None, *cache.row_shape])
+
+    def batches(rows, _epoch_seed):
+        if shard[0] > 1:
+            rows = rows.shard(*shard)
+        rows = rows.filter(lambda index, label: filled[index]).batch(batch_size)
+        return rows.map(lambda indices, labels: (read(indices), labels, indices))
+
+    dataset = epochs(columns, batches, shuffle=shuffle, seed=seed, epoch=epoch, repeat_batches=repeat_batches)
+    return _finish(dataset, with_index)
+
+
+def _finish(dataset, with_index: bool):
     if not with_index:
         dataset = dataset.map(lambda images, labels, index: (images, labels))
     # tf.data's autotuner, left on, cost the model a fifth of its speed on 2 cores (ResNet50

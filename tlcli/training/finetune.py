@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tlcli.data.dataset import Dataset, SplitOptions, load_dataset
 from tlcli.data.labels import LabelFile, sha256
-from tlcli.data.pipeline import epoch_counter
+from tlcli.data.row_cache import DEFAULT_MEMORY_GIB
 from tlcli.distribute.placement import DistributeConfig, place
 from tlcli.errors import TlcliError
 from tlcli.events import SILENT, WARNING, Events, StageStart
@@ -42,18 +42,10 @@ from tlcli.runtime import import_keras, set_seed
 from tlcli.settings import check_types
 from tlcli.training.callbacks import load_model_state, save_model_state
 from tlcli.training.config import FitConfig
-from tlcli.training.fit import compile_model, fit, fit_length
+from tlcli.training.fit import FitResult, compile_model, fit, fit_length
 from tlcli.training.lr_find import END, START, STEPS, RangeTest, range_test
-from tlcli.training.train import (
-    Outcome,
-    claim_run,
-    class_weights_for,
-    image_batches,
-    run_facts,
-    save_outcome,
-    start_run,
-    validation_thresholds,
-)
+from tlcli.training.stage_inputs import END_TO_END, CacheReport, StageInputs, cached_inputs, image_inputs, plan_route
+from tlcli.training.train import Outcome, claim_run, run_facts, save_outcome, start_run, validation_thresholds
 
 keras = import_keras()
 
@@ -170,6 +162,8 @@ class FinetuneConfig:
     stages: tuple[str, ...] = ()
     train_batch_norm: bool = False
     strict: bool = False
+    cache_features: bool = True  # a stage trains on its frozen part's output, computed once, when that pays
+    cache_memory: float = DEFAULT_MEMORY_GIB  # what the caches may hold in memory before they spill to disk
     fit: FitConfig = dataclasses.field(default_factory=lambda: FitConfig(learning_rate=1e-5, early_stopping=3))
 
     def __post_init__(self):
@@ -229,18 +223,21 @@ def finetune(
     requested_dir = run_dir
     run_dir = start_run(run_dir, placement, document, dataset.class_names, overwrite=overwrite, resume=resume)
 
-    inputs = _inputs(placement, dataset, run.image_size, fit_config)
+    inputs = image_inputs(placement, dataset, run.image_size, fit_config)
     rates = _StageRates(run_dir / BACKUP / "stage-rates.json")
     history = History.load(run_dir / HISTORY)
     with placement.strategy.scope():
         compile_model(model, fit_config, fit_config.learning_rate, inputs.steps)
     book = _StageBook.open(run_dir / BACKUP, model, lambda: _validation_loss(model, inputs), events, len(stages),
                            "val_loss" if inputs.val_data is not None else "loss")
+    session = _Session(model, base, spec, config, placement, dataset, run.image_size, inputs, run_dir, history, rates,
+                   events)
     for number, stage in enumerate(stages, start=1):
         if number <= book.stages_done:
             continue
         with resumable(requested_dir):
-            result = _run_stage(model, base, spec, number, stage, config, inputs, run_dir, history, rates, events)
+            result = _run_stage(session, number, stage)
+        rates.record_route(stage_name(number, stage), result.route, result.cache)
         book.finished(number, result, model, events)
 
     unfreeze(base, len(base.layers), False)  # the saved model's backbone is frozen again
@@ -281,6 +278,8 @@ def find_learning_rate(
     out: Path | None = None,
     train_batch_norm: bool = False,
     strict: bool = False,
+    cache_features: bool = True,
+    cache_memory: float = DEFAULT_MEMORY_GIB,
     distribution: DistributeConfig = DistributeConfig(),
     on_start=None,
 ) -> RateFinding:
@@ -300,11 +299,22 @@ def find_learning_rate(
     set_seed(fit.seed)
     model, run = load_placed_model(source, placement)
     base = find_base(model, spec)
-    unfreeze(base, first_unfrozen_index(base, spec, unfreezing), train_batch_norm)
-    inputs = _inputs(placement, dataset, run.image_size, fit)
+    first = first_unfrozen_index(base, spec, unfreezing)
+    unfreeze(base, first, train_batch_norm)
+    with model.distribute_strategy.scope():
+        route = plan_route(model, base, spec, first, cache_features, unfreezing)
+    if route.split is None:
+        test_model, inputs = model, image_inputs(placement, dataset, run.image_size, fit)
+    else:  # the stage's own cache, without the validation images the test does not read
+        test_model = route.split.upper
+        inputs, _ = cached_inputs(placement, dataset, route.split, run.image_size, fit, validation=False,
+                                  memory_budget=int(cache_memory * 2**30), scratch_dir=plot.parent)
     if on_start is not None:
         on_start()
-    test = range_test(model, inputs.endless(), fit, start=start, end=end, steps=steps)
+    try:
+        test = range_test(test_model, inputs.endless(), fit, start=start, end=end, steps=steps)
+    finally:
+        inputs.close()
     if placement.is_chief:
         plot_range_test(test, plot)
     return RateFinding(run.path, unfreezing, test, plot if placement.is_chief else None)
@@ -361,61 +371,78 @@ def _epochs_before(history: History, stage: str) -> int:
 
 
 @dataclass
-class _Inputs:
-    """The images a fine-tuning run trains and validates on, batched for its placement."""
+class _Session:
+    """What every stage of one fine-tuning run shares."""
 
-    train_data: object
-    steps: int
-    val_data: object | None
-    val_steps: int | None
-    epoch: object  # the training images' epoch counter
-    repeating: bool  # multi-worker: every epoch is a fixed number of steps
-    endless: object  # () -> the training batches repeating without end, for the range test
-
-
-def _inputs(placement, dataset: Dataset, image_size: int, fit_config: FitConfig) -> _Inputs:
-    num_classes = len(dataset.class_names)
-    train_samples, val_samples = dataset.split("train"), dataset.splits.get("val", ())
-    class_weights = class_weights_for(fit_config, [sample.label for sample in train_samples], num_classes)
-    epoch = epoch_counter()
-    train_data, steps = image_batches(placement, train_samples, image_size, fit_config.batch_size, num_classes,
-                                      shuffle=True, seed=fit_config.seed, epoch=epoch, class_weights=class_weights)
-    val_data, val_steps = (
-        image_batches(placement, val_samples, image_size, fit_config.batch_size, num_classes) if val_samples
-        else (None, None)
-    )
-    def endless():
-        return image_batches(placement, train_samples, image_size, fit_config.batch_size, num_classes, shuffle=True,
-                             seed=fit_config.seed, class_weights=class_weights, endless=True)[0]
-
-    return _Inputs(train_data, steps, val_data, val_steps, epoch, placement.num_workers > 1, endless)
+    model: object
+    base: object
+    spec: BackboneSpec
+    config: FinetuneConfig
+    placement: object
+    dataset: Dataset
+    image_size: int
+    inputs: StageInputs  # the images, for stages that run end to end
+    run_dir: Path
+    history: History
+    rates: "_StageRates"
+    events: Events
 
 
-def _run_stage(model, base, spec: BackboneSpec, number: int, stage: Stage, config: FinetuneConfig, inputs: _Inputs,
-               run_dir: Path, history: History, rates: "_StageRates", events: Events):
-    """Unfreeze the stage's layers, find its rate if it is auto, recompile and fit; the stage's
-    epochs are backed up as they end."""
-    start = first_unfrozen_index(base, spec, stage.unfreeze)
+def _run_stage(run: _Session, number: int, stage: Stage) -> "_StageResult":
+    """Unfreeze the stage's layers, find its rate if it is auto, recompile and fit, on the frozen
+    part's cached output when that pays (the stage's route), else end to end; the stage's epochs
+    are backed up as they end."""
+    model, base, config = run.model, run.base, run.config
+    start = first_unfrozen_index(base, run.spec, stage.unfreeze)
     unfreeze(base, start, config.train_batch_norm)
     name = stage_name(number, stage)
-    rate, source = rates.rate(name, stage, lambda: _find_stage_rate(model, stage, config.fit, inputs,
-                                                                    run_dir / f"lr_find_{name}.png", events))
-    stage_fit = dataclasses.replace(config.fit, learning_rate=rate, epochs=stage.epochs)
-    with model.distribute_strategy.scope():  # recompiled after every change of what is trainable
-        compile_model(model, stage_fit, rate, inputs.steps * stage.epochs)
-    events.stage(StageStart(
-        number, stage.unfreeze, start, len(base.layers), count_parameters(model.trainable_weights),
-        count_parameters(model.non_trainable_weights), rate, stage.epochs, source,
-    ))
-    return fit(
-        model, inputs.train_data, inputs.val_data, stage_fit,
-        length=fit_length(stage_fit, inputs.steps), steps_per_epoch=inputs.steps, run_dir=run_dir, stage=name,
-        history=history, first_epoch=_epochs_before(history, name), epoch=inputs.epoch,
-        fixed_steps=inputs.repeating, validation_steps=inputs.val_steps if inputs.repeating else None, events=events,
-    )
+    with model.distribute_strategy.scope():
+        route = plan_route(model, base, run.spec, start, config.cache_features, stage.unfreeze)
+    stage_model, inputs, cache = model, run.inputs, None
+    if route.split is not None:
+        inputs, cache = cached_inputs(run.placement, run.dataset, route.split, run.image_size, config.fit,
+                                      memory_budget=int(config.cache_memory * 2**30), scratch_dir=run.run_dir)
+        stage_model = route.split.upper
+    try:
+        rate, source = run.rates.rate(name, stage, lambda: _find_stage_rate(
+            stage_model, stage, config.fit, inputs, run.run_dir / f"lr_find_{name}.png", run.events))
+        stage_fit = dataclasses.replace(config.fit, learning_rate=rate, epochs=stage.epochs)
+        with model.distribute_strategy.scope():  # recompiled after every change of what is trainable
+            compile_model(stage_model, stage_fit, rate, inputs.steps * stage.epochs)
+        described = f"cached: {route.reason}; {cache.describe()}" if cache else f"{END_TO_END}: {route.reason}"
+        run.events.stage(StageStart(
+            number, stage.unfreeze, start, len(base.layers), count_parameters(model.trainable_weights),
+            count_parameters(model.non_trainable_weights), rate, stage.epochs, source, described,
+        ))
+        result = fit(
+            stage_model, inputs.train_data, inputs.val_data, stage_fit,
+            length=fit_length(stage_fit, inputs.steps), steps_per_epoch=inputs.steps, run_dir=run.run_dir,
+            stage=name, history=run.history, first_epoch=_epochs_before(run.history, name), epoch=inputs.epoch,
+            fixed_steps=inputs.repeating, validation_steps=inputs.val_steps if inputs.repeating else None,
+            events=run.events,
+        )
+    finally:
+        if cache is not None:
+            inputs.close()
+    return _StageResult(result, described, cache)
 
 
-def _find_stage_rate(model, stage: Stage, fit_config: FitConfig, inputs: _Inputs, plot: Path,
+@dataclass(frozen=True)
+class _StageResult:
+    fit: FitResult
+    route: str  # how the stage ran, as its table said
+    cache: CacheReport | None  # the frozen part's cache, built before the fit
+
+    @property
+    def best_epoch(self) -> int:
+        return self.fit.best_epoch
+
+    @property
+    def seconds(self) -> float:
+        return self.fit.seconds + (self.cache.seconds if self.cache else 0.0)
+
+
+def _find_stage_rate(model, stage: Stage, fit_config: FitConfig, inputs: StageInputs, plot: Path,
                      events: Events) -> tuple[float, str]:
     """The rate the range test suggests for the stage's unfreezing (the weights stay as they
     were), or the stage's fallback rate when no rate lowered the loss; its plot goes to `plot`."""
@@ -447,6 +474,15 @@ class _StageRates:
             write_json(self.path, self.table)
         entry = self.table[name]
         return entry["learning_rate"], entry["source"]
+
+    def record_route(self, name: str, route: str, cache: CacheReport | None) -> None:
+        """How the stage ran (cached or end to end), beside its rate."""
+        entry = self.table.setdefault(name, {})
+        entry["route"] = route
+        if cache is not None:
+            entry.update(cache_seconds=round(cache.seconds, 2), cache_bytes=cache.nbytes, cache_in_memory=cache.in_memory)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(self.path, self.table)
 
 
 class _StageBook:
@@ -500,7 +536,7 @@ class _StageBook:
                 old.unlink()
 
 
-def _validation_loss(model, inputs: _Inputs) -> float:
+def _validation_loss(model, inputs: StageInputs) -> float:
     """The loss on the validation images (the training images when there are none)."""
     data, steps = (inputs.val_data, inputs.val_steps) if inputs.val_data is not None else (inputs.train_data, inputs.steps)
     loss, _ = model.evaluate(data, steps=steps if inputs.repeating else None, verbose=0)

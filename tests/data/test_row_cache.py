@@ -1,0 +1,61 @@
+"""Rows computed once and read back every epoch, in memory or spilled to a scratch file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tlcli.data.dataset import load_dataset
+from tlcli.data.pipeline import epoch_counter, image_dataset, row_dataset
+from tlcli.data.row_cache import RowCache
+
+
+def _decoded_rows(samples, image_size, **cache_options):
+    """A cache of every sample's decoded image, filled by the decoding pipeline itself."""
+    cache = RowCache(len(samples), (image_size, image_size, 3), np.float32, **cache_options)
+    for images, _, indices in image_dataset(samples, image_size, 5, with_index=True):
+        cache.write(indices.numpy(), images.numpy())
+    return cache
+
+
+def _batches(dataset):
+    return [tuple(part.numpy() for part in batch) for batch in dataset]
+
+
+@pytest.mark.parametrize("memory_budget", [2**30, 0], ids=["in memory", "spilled to disk"])
+def test_cached_rows_come_back_in_the_decoding_pipelines_own_batches(flat_dataset, tmp_path, memory_budget):
+    samples = list(load_dataset(flat_dataset).split("train"))
+    samples[3].path.write_bytes(b"garbage now")  # fails to decode: both routes drop it alone
+    cache = _decoded_rows(samples, 16, memory_budget=memory_budget, scratch_dir=tmp_path / "scratch")
+    assert cache.in_memory == (memory_budget > 0)
+    assert cache.nbytes == len(samples) * 16 * 16 * 3 * 4
+    assert list(np.flatnonzero(~cache.filled)) == [3]
+    assert list((tmp_path / "scratch").glob("*")) == []  # a spilled cache leaves no file, even if killed
+    for epoch in range(2):
+        options = dict(shuffle=True, seed=7, with_index=True, shard=(2, 1))
+        expected = _batches(image_dataset(samples, 16, 4, **options))
+        got = _batches(row_dataset(cache, samples, 4, **options))
+        assert len(got) == len(expected) > 1
+        for (rows, labels, indices), (images, image_labels, image_indices) in zip(got, expected):
+            np.testing.assert_array_equal(indices, image_indices)
+            np.testing.assert_array_equal(labels, image_labels)
+            np.testing.assert_array_equal(rows, images)
+    cache.close()
+
+
+def test_each_epoch_is_shuffled_as_the_decoding_pipeline_shuffles_it(flat_dataset):
+    samples = load_dataset(flat_dataset).split("train")
+    cache = RowCache(len(samples), (1,), np.int64, memory_budget=2**20)
+    cache.write(np.arange(len(samples)), np.arange(len(samples))[:, None])
+    counter = epoch_counter()
+    orders = []
+    for number in (0, 1, 0):
+        counter.assign(number)
+        rows = np.concatenate([batch[0].numpy()[:, 0] for batch in row_dataset(cache, samples, 4, shuffle=True,
+                                                                               seed=1, epoch=counter)])
+        images = np.concatenate([batch[2].numpy() for batch in image_dataset(samples, 8, 4, shuffle=True, seed=1,
+                                                                             epoch=counter, with_index=True)])
+        np.testing.assert_array_equal(rows, images)
+        orders.append(list(rows))
+    assert orders[0] == orders[2] != orders[1]
+    assert sorted(orders[1]) == list(range(len(samples)))
