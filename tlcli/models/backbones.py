@@ -25,6 +25,10 @@ class Block:
     Most blocks begin at a layer with a stable name. InceptionV3's inner layers are named by
     Keras's global counter (`conv2d_80` in one process, `conv2d_174` in the next), so its
     blocks are anchored on the stable name of the layer that ends the block before.
+
+    Every block begins at one tensor that everything above it depends on alone (a residual
+    block's shortcut starts from that same tensor), so fine-tuning can compute what lies below
+    a block once (`tlcli.models.split`); tests/models/test_split.py checks each block.
     """
 
     name: str
