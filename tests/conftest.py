@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,28 @@ def trained_runs(colour_dataset, tmp_path_factory):
                        "--batch-size", 8, "--out", tune_dir)
         runs[spec.name] = (train_dir, tune_dir, tuned.output)
     return runs
+
+
+@pytest.fixture
+def make_read_only():
+    """Make folders that no one may write in, root included. Tests run as root, which ignores
+    permission bits; the immutable attribute (chattr +i) refuses every write with EPERM, as a
+    read-only mount refuses them with EROFS, so it stands in for a read-only folder."""
+    made = []
+
+    def make(folder: Path) -> Path:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "+i", str(folder)], check=False, capture_output=True)
+        else:
+            folder.chmod(0o555)
+        made.append(folder)
+        try:
+            (folder / ".probe").touch()
+        except OSError:
+            return folder
+        pytest.skip("this file system cannot make a folder read-only (chattr +i needs ext4 or similar)")
+
+    yield make
+    for folder in made:
+        subprocess.run(["chattr", "-i", str(folder)], check=False, capture_output=True)
+        folder.chmod(0o755)

@@ -38,7 +38,7 @@ def test_help_does_not_import_tensorflow():
 def test_whole_process_help_and_version():
     result = _tlcli("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"tlcli {__version__}"
-    for command in ("models", "inspect", "augment", "train", "finetune", "tune", "evaluate", "calibrate", "explain",
+    for command in ("models", "inspect", "pack", "augment", "train", "finetune", "tune", "evaluate", "calibrate", "explain",
                     "predict", "export", "extract"):
         help_text = _tlcli(command, "--help")
         assert help_text.returncode == 0 and "Usage: tlcli " + command in help_text.stdout

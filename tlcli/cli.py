@@ -24,6 +24,7 @@ from tlcli.commands import (
     inspect,
     lr_find,
     models,
+    pack,
     predict,
     train,
     tune,
@@ -84,7 +85,7 @@ def reports_errors(function):
     return wrapper
 
 
-for module in (models, inspect, augment, train, lr_find, finetune, tune, evaluate, calibrate, explain, predict, export,
+for module in (models, inspect, pack, augment, train, lr_find, finetune, tune, evaluate, calibrate, explain, predict, export,
                extract):
     app.command(module.NAME, help=module.run.__doc__)(reports_errors(module.run))
 

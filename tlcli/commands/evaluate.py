@@ -76,6 +76,7 @@ def run(
     from tlcli.commands._render import show_placement, show_worker_note
     from tlcli.data.dataset import count_files, discover
     from tlcli.data.labels import LabelFile
+    from tlcli.data.packed import is_packed
     from tlcli.distribute.placement import DistributeConfig, place
     from tlcli.errors import TlcliError
     from tlcli.evaluate.evaluate import (
@@ -111,7 +112,7 @@ def run(
                   "the single view's numbers are shown beside.")
     show_placement(placement, batch_size)
 
-    bar, advance = progress("Checking images", count_files(discover(folder, label_file)))
+    bar, advance = progress("Checking images", None if is_packed(folder) else count_files(discover(folder, label_file)))
     with bar:
         selection = select_samples(folder, info.class_names, description, on_checked=advance, labels=label_file)
     bar, advance = progress("Predicting", len(selection.samples))

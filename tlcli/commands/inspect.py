@@ -17,8 +17,10 @@ from tlcli.commands._options import (
 )
 from tlcli.console import literal, out, print_json, progress
 from tlcli.data.dataset import SplitOptions, count_files, discover, scan
-from tlcli.data.inspection import Report, inspect_dataset
+from tlcli.data.inspection import Report, inspect_dataset, inspect_pack
+from tlcli.data.packed import is_packed
 from tlcli.data.walk import OUTSIDE
+from tlcli.errors import TlcliError
 
 NAME = "inspect"
 _SHOWN_LINKS = 20
@@ -42,10 +44,13 @@ def run(
 
     options = SplitOptions(val_split, test_split, seed)
     label_file = LabelFile.parse(labels, label_columns, allow_outside_paths, multi_label, label_delimiter)
-    bar, advance = progress("Checking images", count_files(discover(data, label_file)))
-    with bar:
-        found = scan(data, on_checked=advance, labels=label_file)
-    report = inspect_dataset(found, options)
+    if is_packed(data):
+        report = _inspect_packed(data, label_file)
+    else:
+        bar, advance = progress("Checking images", count_files(discover(data, label_file)))
+        with bar:
+            found = scan(data, on_checked=advance, labels=label_file)
+        report = inspect_dataset(found, options)
     if as_json:
         print_json(report.to_dict())
     else:
@@ -54,11 +59,22 @@ def run(
         raise typer.Exit(1)
 
 
+def _inspect_packed(data, label_file) -> Report:
+    from tlcli.data.packed import read_pack
+
+    if label_file is not None:
+        raise TlcliError(f"{data} is a packed dataset, which carries its own labels. Drop --labels.")
+    pack = read_pack(data)
+    bar, advance = progress("Verifying shards", len(pack.index["shards"]))
+    with bar:
+        return inspect_pack(pack, advance)
+
+
 def _print_report(report: Report) -> None:
     from rich.table import Table
 
     splits = list(report.counts)
-    where = f"listed in {report.labels}" if report.labels else f"{report.layout} layout"
+    where = f"listed in {report.labels}" if report.labels else "packed" if report.layout == "packed" else f"{report.layout} layout"
     table = Table(title=f"{literal(report.root)} ({literal(where)})")
     table.add_column("class")
     for split in splits:

@@ -1,8 +1,9 @@
 """Finding a dataset's images, checking them, and splitting them.
 
 A dataset is a folder of class folders, either split already (`DATA/train|val|test/<class>/`)
-or flat (`DATA/<class>/`, split here with a seeded, stratified split). Nothing in this module
-imports TensorFlow: `pipeline.py` turns the result into a `tf.data` pipeline.
+or flat (`DATA/<class>/`, split here with a seeded, stratified split), or a packed dataset
+(`tlcli pack`: shards, split already). Nothing in this module imports TensorFlow: `pipeline.py`
+turns the result into a `tf.data` pipeline.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from tlcli.data.images import ImageInfo, Problem, check_images, is_image_name
+from tlcli.data.check_cache import checked_images
+from tlcli.data.images import ImageInfo, Problem, is_image_name
 from tlcli.data.labels import LabelFile, read_listing
+from tlcli.data.packed import PackedSplit, is_packed, read_pack
 from tlcli.data.walk import Link, is_hidden, walk
 from tlcli.errors import TlcliError
 
@@ -37,6 +40,7 @@ class Sample:
     label: int
     needs_pil: bool = False
     targets: tuple[int, ...] | None = None
+    record: tuple[PackedSplit, int] | None = None  # packed: the split's shards, and its position there
 
 
 @dataclass
@@ -140,13 +144,13 @@ def image_files_below(folder: Path) -> list[Path]:
 
 
 def scan(root: Path, on_checked: Callable[[int], None] | None = None, labels: LabelFile | None = None) -> Scan:
-    """Discover a dataset and check every file in it."""
+    """Discover a dataset and check every file in it (each file once: see `check_cache`)."""
     found = discover(root, labels)
     # dict.fromkeys: a multi-label image is listed under each of its labels, and checked once.
     paths = list(dict.fromkeys(path for classes in found.files.values() for paths in classes.values() for path in paths))
     if found.label_sets is not None:  # with the images that have none of the labels
         paths = list(dict.fromkeys([*paths, *(path for images in found.label_sets.values() for path in images)]))
-    found.checked = check_images(paths, on_checked)
+    found.checked = checked_images(found.root, paths, on_checked)
     return found
 
 
@@ -377,13 +381,44 @@ def load_dataset(
     on_checked: Callable[[int], None] | None = None,
     labels: LabelFile | None = None,
 ) -> Dataset:
-    """Scan, check and split a dataset (its class folders, or `labels`). With `strict`, any bad
-    file is an error."""
+    """Scan, check and split a dataset (its class folders, or `labels`), or read a packed one.
+    With `strict`, any bad file is an error."""
+    if is_packed(root):
+        return packed_dataset(root, labels, strict)
     found = scan(root, on_checked, labels)
-    if strict and found.problems:
-        first = found.problems[0]
+    if strict:
+        refuse_problems(found.problems)
+    return build_dataset(found, options)
+
+
+def refuse_problems(problems) -> None:
+    """--strict: any file that cannot be used is an error."""
+    if problems:
+        first = problems[0]
         raise TlcliError(
-            f"{len(found.problems)} file(s) cannot be used, e.g. {first.path}: {first.reason}. "
+            f"{len(problems)} file(s) cannot be used, e.g. {first.path}: {first.reason}. "
             "Fix or remove them (`tlcli inspect` lists all), or drop --strict to skip them."
         )
-    return build_dataset(found, options)
+
+
+def packed_dataset(root: Path, labels: LabelFile | None = None, strict: bool = False) -> Dataset:
+    """A packed dataset (`tlcli pack`) as a Dataset: the split, labels and order it was packed with.
+
+    Its samples name the source's files (as the folder's run would) and carry where their
+    records are, which the pipeline reads instead of the files.
+    """
+    if labels is not None:
+        raise TlcliError(f"{root} is a packed dataset, which carries its own labels. Drop --labels "
+                         "(or pack again with the label file).")
+    pack = read_pack(root)
+    index = pack.index
+    if strict:
+        refuse_problems(pack.problems)
+    source = Path(index["source"]["data"])
+    splits = {
+        split: tuple(Sample(source / path, label, needs_pil, record=(pack.splits[split], position))
+                     for position, (path, label, needs_pil, _) in enumerate(pack.rows[split]))
+        for split in SPLITS if split in pack.splits
+    }
+    return Dataset(pack.root, index["layout"], tuple(index["classes"]), splits, pack.problems,
+                   tuple(index.get("notes", ())) + (f"packed from {source}",))

@@ -154,3 +154,12 @@ def read_rgb(path: str | bytes, least_side: int | None = None) -> "numpy.ndarray
         if least_side is not None:
             image.draft("RGB", (least_side, least_side))
         return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def decode_rgb(data: bytes) -> "numpy.ndarray":  # noqa: F821
+    """Encoded bytes to an RGB uint8 array with Pillow, at full size: a packed image of a kind
+    TensorFlow misreads (see `read_rgb`)."""
+    import numpy as np
+
+    with _pillow().open(io.BytesIO(bytes(data))) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)

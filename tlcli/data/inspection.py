@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tlcli.data.dataset import Scan, SplitOptions, build_dataset
 from tlcli.data.images import HUGE_PIXELS, ImageInfo
+from tlcli.data.packed import Pack, verify_shards
 from tlcli.data.walk import BROKEN, LOOP, OUTSIDE, REPEAT, Link
 from tlcli.errors import TlcliError
 
@@ -88,6 +89,32 @@ def inspect_dataset(found: Scan, options: SplitOptions = SplitOptions()) -> Repo
         report.notes += [note for note in dataset.notes if note not in found.listing_notes]
     except TlcliError as error:
         report.warnings.insert(0, f"cannot train on it as it is: {error}")
+    return report
+
+
+def inspect_pack(pack: Pack, on_verified=None) -> Report:
+    """A packed dataset's report, from its index: what was packed and what was left out. Every
+    shard is read and compared with its sha256 first (a damaged pack is an error)."""
+    verify_shards(pack, on_verified)
+    index = pack.index
+    usable = sum(index["records"].values())
+    report = Report(
+        root=str(pack.root),
+        layout="packed",
+        classes=list(index["classes"]),
+        counts=index["counts"],
+        files=usable + len(index["problems"]),
+        usable=usable,
+        formats=index["formats"],
+        modes=index["modes"],
+        sizes=index["image_sizes"],
+        huge_images={"count": 0, "over_megapixels": round(HUGE_PIXELS / 1e6, 1), "largest": None},
+        problems=[{"path": str(p.path), "reason": p.reason} for p in pack.problems],
+        labels=(index["source"]["labels"] or {}).get("labels"),
+    )
+    report.warnings += _imbalance_warnings(report.counts)
+    report.notes += [*index["notes"], f"packed from {index['source']['data']} into {len(index['shards'])} shard(s), "
+                     "every one as packed (sha256)"]
     return report
 
 

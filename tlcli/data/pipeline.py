@@ -4,6 +4,13 @@ Images are decoded and resized in parallel inside the pipeline, batched and pref
 decoding overlaps with the model's compute. The pipeline streams file paths, never a list of
 decoded images, so memory does not grow with the dataset. Evaluation, prediction and export
 never augment: augmentation, when asked for, is mapped over training batches only.
+
+Packed samples (`tlcli pack`) are read from their shards instead of files, then decoded by the
+same function. A whole split in its own order, unshuffled (extraction, evaluation, validation),
+streams from the shards, read in parallel and sharded per worker by file. Anything else (a
+shuffled epoch, a subset) draws from the samples' encoded bytes, read once from the shards and
+held in memory, so that an epoch's order is the folder run's exactly: a shuffle buffer over the
+stream would be cheaper in memory but would give another order, and another model.
 """
 
 from __future__ import annotations
@@ -13,7 +20,8 @@ from typing import Sequence
 import numpy as np
 
 from tlcli.data.dataset import Sample
-from tlcli.data.images import read_rgb
+from tlcli.data.images import decode_rgb, read_rgb
+from tlcli.data.packed import read_encoded, record_dataset
 from tlcli.data.row_cache import DEFAULT_MEMORY_BUDGET, RowCache
 from tlcli.runtime import import_tensorflow
 
@@ -84,6 +92,32 @@ def _load(path, needs_pil, image_size: int):
     )
 
 
+def _load_encoded(image_bytes, needs_pil, image_size: int):
+    """`_load` for a packed image: its encoded bytes instead of its path."""
+    def with_pillow():
+        image = tf.numpy_function(decode_rgb, [image_bytes], tf.uint8, stateful=False)
+        return resize(image, image_size)
+
+    return tf.cond(needs_pil, with_pillow, lambda: decode_image(image_bytes, image_size))
+
+
+def _whole_split(samples: Sequence[Sample]) -> bool:
+    """True when packed `samples` are one split's records, all of them, in their order."""
+    split = samples[0].record[0]
+    return len(samples) == split.count and all(
+        sample.record[0] == split and sample.record[1] == position for position, sample in enumerate(samples))
+
+
+def _encoded_column(samples: Sequence[Sample]):
+    """The packed samples' encoded bytes, in the samples' order."""
+    wanted: dict = {}
+    for sample in samples:
+        wanted.setdefault(sample.record[0], []).append(sample.record[1])
+    read = {split: dict(zip(positions, read_encoded(split, positions))) for split, positions in wanted.items()}
+    return tf.constant([read[sample.record[0]][sample.record[1]] for sample in samples], tf.string,
+                       shape=[len(samples)])
+
+
 def epoch_counter():
     """The number of the epoch a training pipeline reads (see `image_dataset`); fit sets it."""
     with tf.device("/cpu:0"):
@@ -145,32 +179,46 @@ def image_dataset(
     training, where every worker must run the same number of steps.
 
     `shard=(count, index)` keeps every count-th file, after the seeded shuffle and before
-    decoding, so that workers sharing one shuffle order read disjoint files.
+    decoding, so that workers sharing one shuffle order read disjoint files (a packed split
+    streamed from its shards: every count-th shard file).
 
     `indices` are positions in `samples`: a file that passed the checks but still fails to
     decode is dropped alone (errors are ignored per image, before batching), and the indices
     say which images a batch holds. `augment(images, batch_seed)` (see `tlcli.augment.settings`) is
     mapped over the batches, after decoding, when given.
     """
-    columns = (
-        tf.constant([str(sample.path) for sample in samples], tf.string, shape=[len(samples)]),
-        _label_column(samples),
-        tf.constant([sample.needs_pil for sample in samples], tf.bool, shape=[len(samples)]),
-        tf.range(len(samples), dtype=tf.int64),
-    )
+    packed = bool(samples) and samples[0].record is not None
+    streamed = packed and not shuffle and not repeat_batches and _whole_split(samples)
+    load = _load_encoded if packed else _load
+    labels, needs_pil = (
+        _label_column(samples), tf.constant([sample.needs_pil for sample in samples], tf.bool, shape=[len(samples)]))
+    if streamed:
+        columns = None
+    elif packed:
+        columns = (_encoded_column(samples), labels, needs_pil, tf.range(len(samples), dtype=tf.int64))
+    else:
+        columns = (
+            tf.constant([str(sample.path) for sample in samples], tf.string, shape=[len(samples)]),
+            labels, needs_pil, tf.range(len(samples), dtype=tf.int64),
+        )
 
     def batches(files, epoch_seed):
-        if shard[0] > 1:
+        if shard[0] > 1 and not streamed:
             files = files.shard(*shard)
         dataset = files.map(
-            lambda path, label, pil, index: (_load(path, pil, image_size), label, index),
+            lambda path, label, pil, index: (load(path, pil, image_size), label, index),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
         dataset = dataset.ignore_errors().batch(batch_size)
         return _augmented(dataset, augment, epoch_seed)
 
-    dataset = epochs(columns, batches, shuffle=shuffle, seed=seed, epoch=epoch, repeat_batches=repeat_batches)
+    if streamed:  # one unshuffled pass, as `epochs` would make it (epoch 0), straight from the shards
+        rows = record_dataset(samples[0].record[0], shard).map(
+            lambda image, index: (image, tf.gather(labels, index), tf.gather(needs_pil, index), index))
+        dataset = batches(rows, tf.constant([seed, 0], tf.int64))
+    else:
+        dataset = epochs(columns, batches, shuffle=shuffle, seed=seed, epoch=epoch, repeat_batches=repeat_batches)
     return _finish(dataset, with_index)
 
 

@@ -16,9 +16,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from tlcli.data.dataset import Sample, discover, scan, split_folder, split_of
+from tlcli.data.dataset import Sample, discover, packed_dataset, scan, split_folder, split_of
 from tlcli.data.images import Problem, read_rgb
 from tlcli.data.labels import LabelFile
+from tlcli.data.packed import is_packed
 from tlcli.errors import TlcliError
 from tlcli.evaluate.heatmaps import DISPLAY_SIDE, Panel, explanations_png
 from tlcli.evaluate.metrics import (
@@ -69,6 +70,8 @@ def find_evaluation_folder(data: Path, labels: LabelFile | None = None) -> tuple
     """The folder of class folders to evaluate on, and how it was chosen (for the user); with a
     label file, DATA itself (select_samples takes the file's test rows, else val, else all)."""
     data = Path(data).expanduser()
+    if is_packed(data):
+        return data, f"the {_packed_split(packed_dataset(data, labels))} split of the packed dataset {data}"
     if labels is not None:
         found = discover(data, labels)
         split = evaluation_split(found)
@@ -112,6 +115,27 @@ def evaluation_labels(model: Path, data: Path, given: LabelFile | None) -> Label
     return None
 
 
+def _packed_split(dataset) -> str:
+    split = next((name for name in ("test", "val") if dataset.splits.get(name)), None)
+    if split is None:
+        raise TlcliError(f"The packed dataset {dataset.root} has no test or val split to evaluate on (only train). "
+                         "Pack it again with --test-split or --val-split.")
+    return split
+
+
+def _packed_samples(folder: Path, class_names: Sequence[str], description: str) -> EvaluationData:
+    """A packed dataset's test split (else val), labelled with the model's class indices."""
+    dataset = packed_dataset(folder)
+    unknown = sorted(set(dataset.class_names) - set(class_names))
+    if unknown:
+        raise TlcliError(f"Class(es) {', '.join(unknown)} of the packed dataset {folder} are not classes of the model "
+                         f"({', '.join(class_names)}). Evaluate on a dataset of the model's classes.")
+    label_of = {name: index for index, name in enumerate(class_names)}
+    samples = tuple(dataclasses.replace(sample, label=label_of[dataset.class_names[sample.label]])
+                    for sample in dataset.split(_packed_split(dataset)))
+    return EvaluationData(Path(folder), description or str(folder), samples, dataset.problems, ())
+
+
 def evaluation_split(found) -> str:
     """The split a label file's rows are evaluated on: test, else val, else "all" (no split column)."""
     if found.layout == "flat":
@@ -137,6 +161,8 @@ def select_samples(
 ) -> EvaluationData:
     """Check the images under `folder` (or the label file's evaluation rows) and label them with
     the model's class indices."""
+    if is_packed(folder):
+        return _packed_samples(folder, class_names, description)
     found = scan(folder, on_checked, labels)
     if labels is None and found.layout != "flat":
         raise TlcliError(

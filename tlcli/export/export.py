@@ -31,9 +31,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from tlcli.data.dataset import Sample, discover, image_files_below
+from tlcli.data.dataset import Sample, discover, image_files_below, packed_dataset
 from tlcli.data.images import ImageInfo, check_images
 from tlcli.data.labels import LabelFile
+from tlcli.data.packed import is_packed
 from tlcli.errors import TlcliError
 from tlcli.export.verify import Check, verify_artefacts
 from tlcli.models.backbones import BACKBONES
@@ -419,6 +420,8 @@ def pick_samples(root: Path, count: int, splits: tuple[str, ...], labels: LabelF
 
     Only the chosen files are opened, so this stays quick on a large dataset.
     """
+    if is_packed(root):
+        return _packed_samples(root, count, splits)
     found = discover(root, labels)
     split = next((name for name in splits if any(found.files.get(name, {}).values())), None)
     seen: set[Path] = set()  # a multi-label image is listed under each of its labels
@@ -441,6 +444,17 @@ def pick_samples(root: Path, count: int, splits: tuple[str, ...], labels: LabelF
     if not samples:
         raise TlcliError(f"The {split} split of {root} has no usable images. Pass --verify-images with some images.")
     return samples
+
+
+def _packed_samples(root: Path, count: int, splits: tuple[str, ...]) -> list[Sample]:
+    """`pick_samples` of a packed dataset: its images were checked when packed."""
+    dataset = packed_dataset(root)
+    split = next((name for name in splits if dataset.splits.get(name)), None)
+    if split is None:
+        raise TlcliError(f"{root} holds no images. Pass --data with the dataset, or --verify-images.")
+    queues = [[sample for sample in dataset.splits[split] if sample.label == label]
+              for label in range(len(dataset.class_names))]
+    return [sample for round_ in _zip_longest(queues) for sample in round_][:count]
 
 
 def _zip_longest(queues):

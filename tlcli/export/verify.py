@@ -76,7 +76,7 @@ def verify_artefacts(model, files: dict[str, Path], samples, image_size: int, qu
         np.save(scratch / "pixels.npy", pixels)
         request = {
             "pixels": str(scratch / "pixels.npy"),
-            "image_files": [str(kept[row].path) for row in bytes_rows],
+            "image_files": _image_files([kept[row] for row in bytes_rows], scratch),
             "artefacts": {name: str(path) for name, path in files.items()},
             "tta": tta is not None,
             "decisions": thresholds is not None,
@@ -182,6 +182,27 @@ def _run_keras(path: str, pixels) -> dict:
     return {"keras": model(pixels, training=False).numpy()}
 
 
+def _image_files(samples, scratch: Path) -> list[str]:
+    """The samples' image files; a packed sample's bytes are written into `scratch` first."""
+    from tlcli.data.packed import read_encoded
+
+    positions: dict = {}
+    for sample in samples:
+        if sample.record is not None:
+            positions.setdefault(sample.record[0], []).append(sample.record[1])
+    encoded = {(split, position): image for split, wanted in positions.items()
+               for position, image in zip(wanted, read_encoded(split, wanted))}
+    files = []
+    for row, sample in enumerate(samples):
+        if sample.record is None:
+            files.append(str(sample.path))
+            continue
+        path = scratch / f"packed-{row}{sample.path.suffix}"
+        path.write_bytes(encoded[sample.record])
+        files.append(str(path))
+    return files
+
+
 def main(request_path: str) -> None:
     import numpy as np
 
@@ -211,3 +232,4 @@ def main(request_path: str) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1])
+

@@ -42,7 +42,7 @@ IN_PROGRESS = ".in-progress"
 EVALUATION = "evaluation.json"  # what `tlcli evaluate` writes into its reports folder
 EXPORT_METADATA = "metadata.json"  # what `tlcli export` writes beside its model.keras
 KERAS_ARCHITECTURE = "config.json"  # inside a .keras archive, beside the weights
-MARKER = ".tlcli"  # names the kind of folder tlcli made: run, tune, export or explain
+MARKER = ".tlcli"  # names the kind of folder tlcli made: run, tune, export, explain or pack
 TUNE_SETTINGS = "tune.json"  # a tuning directory's search
 LEADERBOARD = "leaderboard.json"  # a tuning directory's finished trials
 
@@ -107,6 +107,7 @@ def default_run_dir(model_name: str, prefix: str = "") -> Path:
 
 OUTPUT_KINDS = {
     "run": "a training run", "tune": "a tuning search", "export": "an export", "explain": "tlcli explain's pictures",
+    "pack": "a packed dataset",
 }
 # What --resume continues from: an interrupted folder without any of these holds nothing to resume.
 _PROGRESS = {"run": (HISTORY, BACKUP), "tune": (LEADERBOARD,)}

@@ -1,0 +1,197 @@
+"""`tlcli pack`: a dataset's checked images, as TFRecord shards with an index (see `packed`).
+
+The images keep their original encoded bytes (nothing is decoded again or re-encoded), with
+their label, split, path and position in the split. The split is the one `train` would make
+with the same options, so a run from the shards is the run from the folder.
+
+Everything is written into a hidden temporary folder beside --out, the index last, then renamed
+to --out: a killed pack leaves no folder that reads as a dataset. Files go through TensorFlow's
+file systems (`tf.io.gfile`), as URLs will.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import statistics
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from tlcli.data.dataset import SPLITS, Dataset, SplitOptions, build_dataset, refuse_problems, scan
+from tlcli.data.images import ImageInfo
+from tlcli.data.labels import LabelFile
+from tlcli.data.packed import FORMAT, INDEX, SAMPLES, VERSION, file_sha256, is_packed, shard_name
+from tlcli.errors import TlcliError
+from tlcli.runs.directory import claim_output, write_marker
+from tlcli.runs.locks import locks_outputs
+
+DEFAULT_SHARD_MB = 150
+
+
+@dataclass(frozen=True)
+class PackOutcome:
+    out: Path
+    records: dict[str, int]
+    shards: int
+    bytes: int
+    problems: int
+
+
+@locks_outputs
+def pack_dataset(
+    data: Path,
+    out: Path,
+    options: SplitOptions = SplitOptions(),
+    *,
+    labels: LabelFile | None = None,
+    shard_mb: float = DEFAULT_SHARD_MB,
+    strict: bool = False,
+    overwrite: bool = False,
+    on_checked: Callable[[int], None] | None = None,
+    on_packed: Callable[[int], None] | None = None,
+) -> PackOutcome:
+    """Check, split and pack the dataset `data` into the folder `out`."""
+    if not shard_mb > 0:
+        raise TlcliError(f"--shard-mb {shard_mb} is not a size. Give the shards' size in megabytes, e.g. 150.")
+    data, out = Path(data).expanduser(), Path(out).expanduser()
+    if is_packed(data):
+        raise TlcliError(f"{data} is a packed dataset already. Pass the folder of images it was packed from.")
+    found = scan(data, on_checked, labels)
+    if strict:
+        refuse_problems(found.problems)
+    dataset = build_dataset(found, options)
+    if dataset.multi_label:
+        raise TlcliError("tlcli pack does not pack multi-label data yet. Train from the folder and its label file.")
+    sources = {labels.path: "the --labels file"} if labels is not None else {}
+    claim_output(out, "pack", overwrite=overwrite, data=dataset.root, sources=sources)
+
+    temporary = out.parent / f".{out.name}.packing"
+    shutil.rmtree(temporary, ignore_errors=True)  # a pack killed earlier (the lock says none is running)
+    try:
+        temporary.mkdir()
+        write_marker(temporary, "pack")
+        index = _write_pack(temporary, dataset, found.checked, options, labels, shard_mb * 1e6, on_packed)
+        _replace(temporary, out)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return PackOutcome(out, dict(index["records"]), len(index["shards"]), sum(s["bytes"] for s in index["shards"]),
+                       len(index["problems"]))
+
+
+def _write_pack(folder: Path, dataset: Dataset, checked: dict, options: SplitOptions, labels: LabelFile | None,
+                shard_bytes: float, on_packed) -> dict:
+    from tlcli.runtime import import_tensorflow
+
+    tf = import_tensorflow()
+    root = dataset.root
+    shards, rows, source_digest = [], {}, hashlib.sha256()
+    for split in SPLITS:
+        samples = dataset.splits.get(split)
+        if not samples:
+            continue
+        total = sum(os.path.getsize(sample.path) for sample in samples)
+        count = max(1, min(len(samples), math.ceil(total / shard_bytes)))
+        names = [shard_name(split, number, count) for number in range(count)]
+        writers = [tf.io.TFRecordWriter(str(folder / name)) for name in names]
+        records = [0] * count
+        rows[split] = []
+        try:
+            for position, sample in enumerate(samples):
+                relative = _relative(root, sample.path)
+                image = _read_unchanged(sample.path, checked[sample.path])
+                writers[position % count].write(_example(tf, image, sample.label, split, relative, position))
+                records[position % count] += 1
+                rows[split].append([relative, sample.label, sample.needs_pil, checked[sample.path].digest])
+                source_digest.update(f"{split}\t{relative}\t{sample.label}\t{checked[sample.path].digest}\n".encode())
+                if on_packed is not None:
+                    on_packed(1)
+        finally:
+            for writer in writers:
+                writer.close()
+        shards += [{"file": name, "split": split, "records": records[number],
+                    "bytes": tf.io.gfile.stat(str(folder / name)).length, "sha256": file_sha256(folder / name)}
+                   for number, name in enumerate(names)]
+
+    _write(tf, folder / SAMPLES, json.dumps(rows, separators=(",", ":")))
+    infos = [checked[sample.path] for samples in dataset.splits.values() for sample in samples]
+    index = {
+        "format": FORMAT,
+        "version": VERSION,
+        "layout": dataset.layout,
+        "classes": list(dataset.class_names),
+        "counts": dataset.counts(),
+        "records": {split: len(split_rows) for split, split_rows in rows.items()},
+        "image_sizes": _sizes(infos),
+        "formats": dict(Counter(info.format for info in infos).most_common()),
+        "modes": dict(Counter(info.mode for info in infos).most_common()),
+        "shards": shards,
+        "samples": {"file": SAMPLES, "sha256": file_sha256(folder / SAMPLES)},
+        "source": {
+            "data": str(Path(root).resolve()),
+            "labels": labels.describe() if labels is not None else None,
+            "split": {"val_split": options.val_split, "test_split": options.test_split, "seed": options.seed},
+            "sha256": source_digest.hexdigest(),  # of every packed file's split, path, label and blake2b
+        },
+        "notes": list(dataset.notes),
+        "problems": [{"path": _relative(root, problem.path), "reason": problem.reason} for problem in dataset.problems],
+    }
+    _write(tf, folder / INDEX, json.dumps(index, indent=2) + "\n")  # last: without it, no dataset
+    return index
+
+
+def _read_unchanged(path: Path, info: ImageInfo) -> bytes:
+    """The file's bytes, as they were checked."""
+    from tlcli.runtime import import_tensorflow
+
+    with import_tensorflow().io.gfile.GFile(str(path), "rb") as handle:
+        image = handle.read()
+    if hashlib.blake2b(image, digest_size=16).hexdigest() != info.digest:
+        raise TlcliError(f"{path} changed while it was being packed. Pack again once the dataset is not being written.")
+    return image
+
+
+def _example(tf, image: bytes, label: int, split: str, path: str, position: int) -> bytes:
+    def feature(value):
+        if isinstance(value, bytes):
+            return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+
+    features = {"image": feature(image), "label": feature(label), "split": feature(split.encode()),
+                "path": feature(path.encode()), "index": feature(position)}
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+
+def _relative(root: Path, path: Path) -> str:
+    """A path relative to the dataset (a label file may list files outside it: those stay absolute)."""
+    relative = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+    return os.path.abspath(path) if relative.startswith(os.pardir) else Path(relative).as_posix()
+
+
+def _sizes(infos: list[ImageInfo]) -> dict:
+    if not infos:
+        return {}
+    return {axis: {"min": min(values), "median": int(statistics.median(values)), "max": max(values)}
+            for axis, values in (("width", [info.width for info in infos]), ("height", [info.height for info in infos]))}
+
+
+def _write(tf, path: Path, text: str) -> None:
+    with tf.io.gfile.GFile(str(path), "w") as handle:
+        handle.write(text)
+
+
+def _replace(temporary: Path, out: Path) -> None:
+    """Put the finished pack at `out` (claim_output decided that what was there may go)."""
+    if os.path.lexists(out):
+        old = out.parent / f".{out.name}.replaced"
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(out, old)
+        os.rename(temporary, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(temporary, out)
