@@ -26,7 +26,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save  # noqa: E402
 
-from tlcli.data.check_cache import CACHE_NAME  # noqa: E402
+from tlcli.data.check_cache import cache_path  # noqa: E402
 from tlcli.data.dataset import discover, scan  # noqa: E402
 from tlcli.data.images import check_images  # noqa: E402
 
@@ -62,9 +62,10 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as scratch:
+        os.environ["XDG_CACHE_HOME"] = str(Path(scratch) / "user-cache")  # this run's own cache
         root = Path(scratch) / "data"
         write_images(root, args.images, args.side)
-        cache = root / CACHE_NAME
+        cache = cache_path(root)
         paths = [path for classes in discover(root).files.values() for files in classes.values() for path in files]
 
         def drop_cache():

@@ -14,6 +14,13 @@ from tlcli.models.backbones import BACKBONES
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def user_cache_directory(tmp_path_factory):
+    """The tests' own user cache directory (the file checks' cache lives there), so that the
+    suite leaves nothing in the home folder; subprocesses inherit it."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("user-cache"))
+
+
 @pytest.fixture
 def flat_dataset(tmp_path) -> Path:
     """Flat layout, two classes of 10 images each."""

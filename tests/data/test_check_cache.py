@@ -11,7 +11,7 @@ import pytest
 
 from helpers import invoke, write_class_folders
 from tlcli.data import images
-from tlcli.data.check_cache import CACHE_NAME, cache_locations
+from tlcli.data.check_cache import cache_path
 from tlcli.data.dataset import scan
 from tlcli.data.images import ImageInfo, Problem
 
@@ -58,7 +58,8 @@ def test_a_second_scan_of_unchanged_data_checks_no_file(aged_dataset, opened):
     # The same results, problems with their reasons included.
     assert _results(second) == {str(path): _rebased(result, path) for path, result in first.checked.items()}
     assert second.problems == first.problems
-    assert (aged_dataset / CACHE_NAME).is_file()
+    assert cache_path(aged_dataset).is_file()
+    assert not [path for path in aged_dataset.rglob("*") if "tlcli" in path.name]  # nothing written into DATA
 
 
 def _rebased(result, path):
@@ -94,7 +95,7 @@ def test_only_files_whose_size_or_time_changed_are_checked_again(aged_dataset, o
     assert opened == ["cat_1.png"]
     assert isinstance(found.checked[disguised], ImageInfo)
     assert "not a readable image" in found.checked[touched].reason
-    entries = json.loads((aged_dataset / CACHE_NAME).read_text())["files"]
+    entries = json.loads(cache_path(aged_dataset).read_text())["files"]
     assert "train/cat/cat_2.png" not in entries and "train/cat/cat_1.png" in entries
 
 
@@ -115,9 +116,8 @@ def test_read_only_data_keeps_its_checks_in_the_user_cache_directory(aged_datase
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     make_read_only(aged_dataset)
     scan(aged_dataset)
-    beside, elsewhere = cache_locations(aged_dataset)
-    assert not beside.exists() and elsewhere.is_file()
-    assert elsewhere.parent == tmp_path / "cache" / "tlcli" / "checks"
+    assert cache_path(aged_dataset).parent == tmp_path / "cache" / "tlcli" / "checks"
+    assert cache_path(aged_dataset).is_file()
     opened.clear()
     scan(aged_dataset)
     assert opened == []
@@ -126,15 +126,14 @@ def test_read_only_data_keeps_its_checks_in_the_user_cache_directory(aged_datase
 @pytest.mark.parametrize("content", [b"", b"{not json", b'{"format":"tlcli-checks","version":1,"files":{"a":[1',
                                      b'{"format":"tlcli-checks","version":1,"files":{"train/cat/cat_0.png":[1,2,"image"]}}',
                                      b'{"format":"tlcli-checks","version":99,"files":[]}'])
-def test_a_damaged_cache_is_ignored_and_a_users_file_is_never_replaced(aged_dataset, tmp_path, monkeypatch, content):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    cache = aged_dataset / CACHE_NAME
+def test_a_damaged_cache_is_ignored_and_a_file_that_is_not_tlclis_is_never_replaced(aged_dataset, content):
+    cache = cache_path(aged_dataset)
+    cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_bytes(content)
     found = scan(aged_dataset)
     assert len(found.problems) == 4
     if content.startswith(b'{"format":"tlcli-checks"'):  # tlcli's own, damaged: written again
         assert json.loads(cache.read_text())["format"] == "tlcli-checks"
-    else:  # not tlcli's: left as it was, the cache kept elsewhere
+    else:  # not tlcli's: left as it was
         assert cache.read_bytes() == content
-        assert cache_locations(aged_dataset)[1].is_file()
     assert len(scan(aged_dataset).problems) == 4

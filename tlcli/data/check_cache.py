@@ -2,14 +2,13 @@
 
 A second inspect, train or evaluate on unchanged data reads what every file turned out to be
 from a small JSON file instead of decoding it again. A file is checked again when its size or
-modification time changed, and files that are gone drop out. The cache lives beside the data,
-`DATA/.tlcli-checks.json` (hidden, so never an image or a class), or, when DATA cannot be
-written in, in the user cache directory (`$XDG_CACHE_HOME/tlcli/checks/`, else
-`~/.cache/tlcli/checks/`), named after the resolved DATA path.
+modification time changed, and files that are gone drop out. The cache lives in the user cache
+directory (`$XDG_CACHE_HOME/tlcli/checks/`, else `~/.cache/tlcli/checks/`), named after the
+resolved DATA path: tlcli never writes into a dataset, which may be read-only, shared, or
+tracked by git or DVC.
 
-The file is tlcli's own: it begins with its format marker, and a file of that name without it
-(the user's) is never overwritten; the cache then goes to the user cache directory. A damaged
-cache of tlcli's is ignored and written again, never an error.
+A file there is tlcli's only if it begins with its format marker; anything else is left alone. A
+damaged cache of tlcli's is ignored and written again, never an error.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from tlcli.data import images
 from tlcli.data.images import ImageInfo, Problem
 from tlcli.runs.directory import write_atomic
 
-CACHE_NAME = ".tlcli-checks.json"
 FORMAT = "tlcli-checks"
 VERSION = 1
 # The file begins with these bytes (json.dumps keeps the key order): how tlcli knows its own.
@@ -43,11 +41,10 @@ def user_cache_dir() -> Path:
     return Path(base) / "tlcli" / "checks"
 
 
-def cache_locations(root: Path) -> tuple[Path, Path]:
-    """Where the checks of the dataset `root` are kept: beside it, and in the user cache directory."""
+def cache_path(root: Path) -> Path:
+    """Where the checks of the dataset `root` are kept."""
     resolved = os.path.realpath(root)
-    name = hashlib.sha256(resolved.encode()).hexdigest()[:20] + ".json"
-    return Path(resolved) / CACHE_NAME, user_cache_dir() / name
+    return user_cache_dir() / (hashlib.sha256(resolved.encode()).hexdigest()[:20] + ".json")
 
 
 def checked_images(
@@ -61,10 +58,8 @@ def checked_images(
     checked with Pillow, and the cache is written again when anything changed.
     """
     paths = list(paths)
-    beside, elsewhere = cache_locations(root)
-    entries = _read_entries(beside)
-    if entries is None:
-        entries = _read_entries(elsewhere) or {}
+    path_of_cache = cache_path(root)
+    entries = _read_entries(path_of_cache) or {}
 
     started = time.time_ns()
     keys = {path: _key(root, path) for path in paths}
@@ -95,7 +90,7 @@ def checked_images(
         if key not in scanned and os.path.exists(_path(root, key)):
             kept[key] = entry
     if kept != entries:
-        _write_entries(beside, elsewhere, kept)
+        _write_entries(path_of_cache, kept)
     return {path: results[path] for path in paths}
 
 
@@ -171,22 +166,14 @@ def _read_entries(path: Path) -> dict[str, list] | None:
             if isinstance(entry, list) and len(entry) >= 3 and all(type(value) is int for value in entry[:2])}
 
 
-def _write_entries(beside: Path, elsewhere: Path, entries: dict[str, list]) -> None:
-    """Write the cache beside the data, else in the user cache directory; a cache that cannot be
-    written anywhere only means the next run checks the files again."""
-    document = json.dumps({"format": FORMAT, "version": VERSION, "files": entries}, separators=(",", ":"))
-    for path in (beside, elsewhere):
-        if path == beside and not _is_ours(path):
-            continue  # a file of the user's that happens to bear the name
-        try:
-            write_atomic(path, document + "\n")
-        except OSError:
-            continue
-        if path == elsewhere:
-            return
-        # Written beside the data: an older copy in the user cache directory is stale now.
-        try:
-            os.unlink(elsewhere)
-        except OSError:
-            pass
+def _write_entries(path: Path, entries: dict[str, list]) -> None:
+    """Write the cache; one that cannot be written (or a file there that is not tlcli's) only
+    means the next run checks the files again."""
+    if not _is_ours(path):
         return
+    document = json.dumps({"format": FORMAT, "version": VERSION, "files": entries}, separators=(",", ":"))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, document + "\n")
+    except OSError:
+        pass
