@@ -422,7 +422,7 @@ def _run_stage(run: _Session, number: int, stage: Stage) -> "_StageResult":
         route = plan_route(model, base, run.spec, start, config.cache_features, stage.unfreeze)
     stage_model, inputs, cache = model, run.inputs, None
     if route.split is not None:
-        decoded_bytes = sum(cache.nbytes for cache in run.decoded.caches.values() if cache.in_memory)
+        decoded_bytes = sum(images.nbytes for images in run.decoded.caches.values() if images.in_memory)
         inputs, cache = cached_inputs(run.placement, run.dataset, route.split, run.image_size, config.fit,
                                       memory_budget=max(0, int(config.cache_memory * 2**30) - decoded_bytes),
                                       scratch_dir=run.run_dir, decoded=run.decoded)
