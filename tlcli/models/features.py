@@ -26,7 +26,7 @@ class Features:
 
 @dataclass
 class FeatureBatch:
-    features: np.ndarray  # float32, batch x feature size
+    features: np.ndarray  # float32 (or the extractor's own dtype), batch x feature size
     labels: np.ndarray  # int64
     indices: np.ndarray  # positions in the samples given, increasing
 
@@ -53,7 +53,7 @@ def forward_pass(extractor):
 
 def feature_batches(
     extractor, samples: Sequence[Sample], image_size: int, batch_size: int = 32, placement=None,
-    decoded: RowCache | None = None,
+    decoded: RowCache | None = None, dtype=tf.float32,
 ) -> Iterator[FeatureBatch]:
     """Stream images through `extractor`, one batch of features at a time, in sample order.
 
@@ -61,6 +61,8 @@ def feature_batches(
     memory flat however many images there are. With a `placement` of several replicas or
     workers, each batch is shared out among them (`batch_size` per replica). With `decoded`
     (the samples' images decoded once, `decode_into_cache`) the images are read from it.
+    The features come as `dtype` whatever the precision the backbone computed in (None: as it
+    computed them).
     """
     from tlcli.distribute.placement import map_batches
 
@@ -72,9 +74,8 @@ def feature_batches(
             return row_dataset(decoded, samples, batch, with_index=True, shard=shard, dtype=tf.float32)
         return image_dataset(samples, image_size, batch, with_index=True, shard=shard)
 
-    # Features are float32 whatever the precision the backbone computed in.
     def features(images):
-        return tf.cast(forward(images), tf.float32)
+        return forward(images) if dtype is None else tf.cast(forward(images), dtype)
 
     for batch_features, labels, indices in map_batches(placement, features, make, batch_size):
         yield FeatureBatch(batch_features, labels.astype(np.int64), indices)

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tlcli.data.dataset import Dataset
-from tlcli.data.pipeline import epoch_counter, image_dataset, row_dataset, tf
-from tlcli.data.row_cache import RowCache
-from tlcli.distribute.placement import Placement, distribute, map_batches
+from tlcli.data.pipeline import epoch_counter, row_dataset
+from tlcli.data.row_cache import RowCache, where
+from tlcli.distribute.placement import Placement, distribute
 from tlcli.models.backbones import BackboneSpec
+from tlcli.models.features import feature_batches
 from tlcli.models.split import Split, block_start, split_classifier
 from tlcli.training.config import FitConfig
 from tlcli.training.fit import with_targets
@@ -64,7 +65,7 @@ def plan_route(model, base, spec: BackboneSpec, start: int, cache_features: bool
     worth computing once (see MIN_FROZEN_SHARE); otherwise end to end, saying why."""
     if not cache_features:
         return Route(None, "--no-cache-features")
-    if all(block_start(base, spec, block) > start for block in spec.blocks):
+    if all(block_start(base, block) > start for block in spec.blocks):
         return Route(None, f"nothing below {unfreeze} is frozen")
     split = split_classifier(model, base, spec, start)
     if split is None:
@@ -105,12 +106,15 @@ def image_inputs(placement: Placement, dataset: Dataset, image_size: int, fit_co
 class CacheReport:
     images: int
     nbytes: int
-    in_memory: bool
+    where: str  # see row_cache.where
     seconds: float
 
+    @property
+    def in_memory(self) -> bool:
+        return self.where == "in memory"
+
     def describe(self) -> str:
-        where = "in memory" if self.in_memory else "in a scratch file"
-        return f"{self.images} images, {self.nbytes / 2**20:.1f} MB {where}, built in {self.seconds:.1f} s"
+        return f"{self.images} images, {self.nbytes / 2**20:.1f} MB {self.where}, built in {self.seconds:.1f} s"
 
 
 def cached_inputs(placement: Placement, dataset: Dataset, split: Split, image_size: int, fit_config: FitConfig,
@@ -147,7 +151,7 @@ def cached_inputs(placement: Placement, dataset: Dataset, split: Split, image_si
     inputs = StageInputs(train_data, steps, val_data, val_steps, epoch, placement.num_workers > 1,
                          lambda: batches(train_cache, train_samples, shuffle=True, endless=True)[0], caches)
     report = CacheReport(len(train_samples) + len(val_samples), sum(cache.nbytes for cache in caches),
-                         all(cache.in_memory for cache in caches), time.perf_counter() - started)
+                         where(caches), time.perf_counter() - started)
     return inputs, report
 
 
@@ -158,13 +162,7 @@ def build_cache(placement: Placement, split: Split, samples, image_size: int, ba
     workers each computes its shard of the images and every worker receives all rows."""
     cache = RowCache(len(samples), split.row_shape, split.dtype, memory_budget=memory_budget,
                      scratch_dir=scratch_dir)
-    forward = tf.function(lambda images: split.lower(images, training=False), reduce_retracing=True)
-
-    def make(count, index, batch):
-        if decoded is not None:
-            return row_dataset(decoded, samples, batch, with_index=True, shard=(count, index), dtype=tf.float32)
-        return image_dataset(samples, image_size, batch, with_index=True, shard=(count, index))
-
-    for rows, _, indices in map_batches(placement, forward, make, batch_size):
-        cache.write(indices, rows)
+    for batch in feature_batches(split.lower, samples, image_size, batch_size, placement, decoded=decoded,
+                                 dtype=None):
+        cache.write(batch.indices, batch.features)
     return cache
