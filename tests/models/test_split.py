@@ -27,7 +27,7 @@ def test_every_block_starts_at_a_single_tensor_cut_and_the_two_parts_make_the_cl
     expected = np.asarray(model(images, training=False))
     shares = []
     for block in spec.blocks:
-        start = block_start(base, spec, block)
+        start = block_start(base, block)
         unfreeze(base, start, False)
         split = split_classifier(model, base, spec, start)
         assert split is not None, f"{spec.name} {block.name}"

@@ -31,7 +31,7 @@ class Split:
     dtype: str
 
 
-def block_start(base, spec: BackboneSpec, block) -> int:
+def block_start(base, block) -> int:
     """Index into base.layers of a block's first layer."""
     names = [layer.name for layer in base.layers]
     return names.index(block.first_layer) if block.first_layer else names.index(block.after_layer) + 1
@@ -53,7 +53,7 @@ def split_classifier(model, base, spec: BackboneSpec, start: int) -> Split | Non
     if chain is None:
         return None
     before, after = chain
-    blocks = [block for block in spec.blocks if block_start(base, spec, block) <= start]
+    blocks = [block for block in spec.blocks if block_start(base, block) <= start]
     for block in reversed(blocks):
         cut = block_cut(base, block)
         if cut is None:

@@ -23,6 +23,7 @@ from tlcli.errors import TlcliError
 from tlcli.events import SILENT, WARNING, Events, StageStart
 from tlcli.models.backbones import BackboneSpec, get_backbone
 from tlcli.models.saved import load_placed_model
+from tlcli.models.split import block_start
 from tlcli.models.weights import find_base
 from tlcli.runs.curves import plot_range_test
 from tlcli.runs.directory import (
@@ -44,14 +45,7 @@ from tlcli.training.callbacks import load_model_state, save_model_state
 from tlcli.training.config import FitConfig
 from tlcli.training.fit import FitResult, compile_model, fit, fit_length
 from tlcli.training.lr_find import END, START, STEPS, RangeTest, range_test
-from tlcli.training.stage_inputs import (
-    END_TO_END,
-    CacheReport,
-    StageInputs,
-    cached_inputs,
-    image_inputs,
-    plan_route,
-)
+from tlcli.training.stage_inputs import END_TO_END, CacheReport, StageInputs, cached_inputs, image_inputs, plan_route
 from tlcli.training.train import (
     DecodedImages,
     Outcome,
@@ -152,10 +146,7 @@ def first_unfrozen_index(base, spec: BackboneSpec, unfreeze: str) -> int:
         return len(layers) - max(1, round(len(layers) * float(unfreeze[:-1]) / 100))
     if unfreeze.isdigit():
         return max(0, len(layers) - int(unfreeze))
-    block = spec.block(unfreeze)
-    if block.first_layer:
-        return layers.index(block.first_layer)
-    return layers.index(block.after_layer) + 1
+    return block_start(base, spec.block(unfreeze))
 
 
 def unfreeze(base, start: int, train_batch_norm: bool) -> None:
