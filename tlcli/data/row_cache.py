@@ -82,3 +82,8 @@ class RowCache:
         if self._file is not None:
             os.close(self._file)
             self._file = None
+
+
+def where(caches) -> str:
+    """Where some caches hold their rows: "in memory", "in a scratch file", or both."""
+    return " and ".join(sorted({cache.where for cache in caches}))

@@ -15,7 +15,7 @@ from tlcli.augment.augmenter import build_augmenter
 from tlcli.augment.settings import AugmentConfig, describe
 from tlcli.data.dataset import Dataset, SplitOptions, load_dataset
 from tlcli.data.pipeline import decode_into_cache, epoch_counter, epochs, image_dataset, row_dataset, tf
-from tlcli.data.row_cache import DEFAULT_MEMORY_BUDGET, RowCache
+from tlcli.data.row_cache import DEFAULT_MEMORY_BUDGET, RowCache, where
 from tlcli.distribute.placement import (
     DistributeConfig,
     Placement,
@@ -447,9 +447,8 @@ def decode_splits(enabled: bool, splits: dict, image_size: int, batch_size: int,
             budget -= caches[split].nbytes
     counts = " + ".join(f"{int(cache.filled.sum())} {split}" for split, cache in caches.items())
     total = sum(cache.nbytes for cache in caches.values())
-    places = sorted({cache.where for cache in caches.values()})
     events.note(f"Images decoded once for every epoch: {counts} at {image_size}x{image_size}, "
-                f"{total / 2**20:.1f} MB {' and '.join(places)} (--no-cache-images decodes them every epoch).")
+                f"{total / 2**20:.1f} MB {where(caches.values())} (--no-cache-images decodes them every epoch).")
     return DecodedImages(caches)
 
 
