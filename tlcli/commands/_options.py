@@ -11,10 +11,12 @@ import typer
 from tlcli.augment.settings import FLIPS, PRESETS, STRENGTHS
 from tlcli.models.backbones import MODEL_NAMES
 from tlcli.models.tta import DEFAULT_VIEW_SET, VIEW_SETS
+from tlcli.storage import location
 
 DataPath = Annotated[
     Path,
     typer.Argument(
+        parser=location,
         help="Dataset folder: DATA/<class>/<images> or DATA/train|val|test/<class>/<images>.",
         metavar="DATA",
         show_default=False,
@@ -46,7 +48,7 @@ Seed = Annotated[int, typer.Option(help="Random seed for splits, shuffling and i
 # A label file instead of class folders.
 Labels = Annotated[
     Optional[Path],
-    typer.Option("--labels", metavar="FILE.csv", show_default=False, rich_help_panel="Label file",
+    typer.Option("--labels", metavar="FILE.csv", parser=location, show_default=False, rich_help_panel="Label file",
                  help="A CSV of path,label[,split] rows naming DATA's images and their labels, instead of class "
                       "folders (paths relative to DATA or to the CSV)."),
 ]
@@ -78,6 +80,7 @@ Json = Annotated[bool, typer.Option("--json", help="Print one JSON document inst
 RunPath = Annotated[
     Path,
     typer.Argument(
+        parser=location,
         help="A run directory written by tlcli, or a .keras model with labels.txt beside it.",
         metavar="MODEL",
         show_default=False,
@@ -140,7 +143,7 @@ CacheMemory = Annotated[float, typer.Option(
     "scratch file in the run directory, removed at the end.", min=0, rich_help_panel="Run")]
 CacheImages = Annotated[bool, typer.Option("--cache-images/--no-cache-images", help="End-to-end training and fine-tuning: decode and resize each image once per run and keep it (uint8, in memory up to 2 GiB, or finetune's --cache-memory, else in a scratch file) for every epoch, instead of decoding it again in every epoch.")]
 Config = Annotated[Optional[Path], typer.Option("--config", help="TOML settings file: any option by name, augmentation in an \\[augmentation] table; the command line overrides it.", show_default=False, rich_help_panel="Run")]
-Out = Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory to write  [default: runs/<time>-<model>]", show_default=False, rich_help_panel="Run")]
+Out = Annotated[Optional[Path], typer.Option("--out", "-o", parser=location, metavar="PATH", help="Run directory to write  [default: runs/<time>-<model>]", show_default=False, rich_help_panel="Run")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the output if it already exists.", rich_help_panel="Run")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last completed epoch.", rich_help_panel="Run")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output; the summary only.", rich_help_panel="Run")]

@@ -24,15 +24,16 @@ from tlcli.commands._options import (
     Zoom,
 )
 from tlcli.console import literal, out
+from tlcli.storage import location
 
 NAME = "augment"
 
 DataOrImage = Annotated[
     Path,
-    typer.Argument(help="A dataset folder (its training images are used) or one image.",
+    typer.Argument(parser=location, help="A dataset folder (its training images are used) or one image.",
                    metavar="DATA_OR_IMAGE", show_default=False),
 ]
-Out = Annotated[Path, typer.Option("--out", "-o", help="Where to write the grid (.png).")]
+Out = Annotated[Path, typer.Option("--out", "-o", parser=location, metavar="PATH", help="Where to write the grid (.png).")]
 Samples = Annotated[int, typer.Option(help="Rows: images picked in turn from each class.")]
 Variants = Annotated[int, typer.Option(help="Augmented versions shown beside each original.")]
 PreviewSize = Annotated[int, typer.Option(help="Size in pixels of each image in the grid.")]

@@ -7,6 +7,7 @@ import typer
 
 from tlcli.commands._options import BatchSize, Json, RunPath
 from tlcli.console import literal, out, print_json
+from tlcli.storage import location
 
 NAME = "calibrate"
 
@@ -14,7 +15,7 @@ NAME = "calibrate"
 def run(
     run_dir: RunPath,
     data: Annotated[Optional[Path], typer.Option(
-        "--data", help="The run's dataset, if it has moved since training.", show_default=False)] = None,
+        "--data", parser=location, help="The run's dataset, if it has moved since training.", show_default=False)] = None,
     batch_size: BatchSize = 32,
     as_json: Json = False,
 ) -> None:

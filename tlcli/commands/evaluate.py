@@ -20,6 +20,7 @@ from tlcli.commands._options import (
     chosen_views,
 )
 from tlcli.console import err, literal, out, print_json, progress
+from tlcli.storage import location
 
 NAME = "evaluate"
 _SHOWN_PROBLEMS = 10
@@ -28,6 +29,7 @@ _MATRIX_TABLE_CLASSES = 15  # wider matrices only go to confusion_matrix.png
 EvaluationDataPath = Annotated[
     Path,
     typer.Argument(
+        parser=location,
         help="A dataset root (its test/ split is used, else val/) or a folder of class folders.",
         metavar="DATA",
         show_default=False,
@@ -45,7 +47,7 @@ def run(
     ] = None,
     out_dir: Annotated[
         Optional[Path],
-        typer.Option("--out", help="Folder for the report files (default: the model's run directory).",
+        typer.Option("--out", parser=location, metavar="PATH", help="Folder for the report files (default: the model's run directory).",
                      show_default=False),
     ] = None,
     fail_under: Annotated[

@@ -7,6 +7,7 @@ import typer
 
 from tlcli.commands._options import RunPath
 from tlcli.console import err, literal, out, print_json, progress
+from tlcli.storage import location
 
 NAME = "explain"
 
@@ -20,7 +21,7 @@ def run(
     ],
     out_dir: Annotated[
         Optional[Path],
-        typer.Option("--out", help="Folder for the pictures (default: RUN_DIR/explain). It must be new, empty, or "
+        typer.Option("--out", parser=location, metavar="PATH", help="Folder for the pictures (default: RUN_DIR/explain). It must be new, empty, or "
                      "an earlier explain's folder, which is replaced.", show_default=False),
     ] = None,
     class_names: Annotated[

@@ -9,6 +9,7 @@ import typer
 from tlcli.commands._options import ExportTta, Json, Overwrite, RunPath, TtaViews, chosen_views
 from tlcli.console import err, literal, out, print_json
 from tlcli.export.export import FORMATS, QUANTIZATIONS, ExportOptions, export_model  # TF is imported when it runs
+from tlcli.storage import location
 
 NAME = "export"
 
@@ -20,7 +21,7 @@ def run(
     model: RunPath,
     out_dir: Annotated[
         Path,
-        typer.Option("--out", "-o", help="Folder to write (new or empty; an earlier export only with --overwrite).",
+        typer.Option("--out", "-o", parser=location, metavar="PATH", help="Folder to write (new or empty; an earlier export only with --overwrite).",
                      show_default=False),
     ],
     formats: Annotated[
@@ -45,7 +46,7 @@ def run(
     ] = None,
     data: Annotated[
         Optional[Path],
-        typer.Option(help="The dataset, where the run's recorded one has moved.", show_default=False),
+        typer.Option(parser=location, metavar="PATH", help="The dataset, where the run's recorded one has moved.", show_default=False),
     ] = None,
     as_json: Json = False,
 ) -> None:

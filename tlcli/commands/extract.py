@@ -26,13 +26,14 @@ from tlcli.commands._options import (
     Weights,
 )
 from tlcli.console import err, literal, out, progress
+from tlcli.storage import location
 
 NAME = "extract"
 _SHOWN_PROBLEMS = 10
 
 FeaturesOut = Annotated[
     Path,
-    typer.Option("--out", "-o", help="The features file to write (.npz, readable with numpy.load(..., allow_pickle=False)).",
+    typer.Option("--out", "-o", parser=location, metavar="PATH", help="The features file to write (.npz, readable with numpy.load(..., allow_pickle=False)).",
                  show_default=False),
 ]
 

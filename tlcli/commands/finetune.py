@@ -32,6 +32,7 @@ from tlcli.commands._options import (
 )
 from tlcli.commands._settings import command_settings
 from tlcli.distribute.placement import DistributeConfig
+from tlcli.storage import location
 from tlcli.training.config import FitConfig, split_fit_settings
 
 NAME = "finetune"
@@ -41,8 +42,8 @@ _NOT_SETTINGS = {"strategy", "tpu", "precision", "ctx", "run_dir", "config", "ov
 
 def run(
     ctx: typer.Context,
-    run_dir: Annotated[Path, typer.Argument(help="The run directory of a `tlcli train` (or finetune) run.", metavar="RUN_DIR", show_default=False)],
-    data: Annotated[Optional[Path], typer.Option(help="Dataset (default: the one recorded in the run).", show_default=False)] = None,
+    run_dir: Annotated[Path, typer.Argument(parser=location, help="The run directory of a `tlcli train` (or finetune) run.", metavar="RUN_DIR", show_default=False)],
+    data: Annotated[Optional[Path], typer.Option(parser=location, metavar="PATH", help="Dataset (default: the one recorded in the run).", show_default=False)] = None,
     stage: Annotated[Optional[list[str]], typer.Option(
         "--stage", help="UNFREEZE:EPOCHS:LEARNING_RATE, repeatable, run in order; UNFREEZE is a block name, "
         "a layer count (30), a share (25%) or all; LEARNING_RATE a number, or auto: found by a range test as "

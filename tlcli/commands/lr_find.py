@@ -19,6 +19,7 @@ from tlcli.commands._options import (
     Tpu,
 )
 from tlcli.console import err, literal, out, print_json
+from tlcli.storage import location
 
 NAME = "lr-find"
 
@@ -28,7 +29,7 @@ def run(
     unfreeze: Annotated[Optional[str], typer.Option(
         help="The stage's unfreezing: a block name, a layer count (30), a share (25%) or all (default: the top block).",
         show_default=False)] = None,
-    data: Annotated[Optional[Path], typer.Option(help="Dataset (default: the one recorded in the run).",
+    data: Annotated[Optional[Path], typer.Option(parser=location, metavar="PATH", help="Dataset (default: the one recorded in the run).",
                                                  show_default=False)] = None,
     steps: Annotated[int, typer.Option(help="Optimiser steps, one rate each.", min=5)] = 100,
     start: Annotated[float, typer.Option(help="The first rate.")] = 1e-7,
@@ -37,7 +38,7 @@ def run(
     batch_size: BatchSize = 32,
     train_bn: Annotated[bool, typer.Option("--train-bn", help="Also train BatchNormalization scale and offset, "
                                            "as finetune --train-bn does.")] = False,
-    out_path: Annotated[Optional[Path], typer.Option("--out", help="The plot (default: RUN_DIR/lr_find.png).",
+    out_path: Annotated[Optional[Path], typer.Option("--out", parser=location, metavar="PATH", help="The plot (default: RUN_DIR/lr_find.png).",
                                                      show_default=False)] = None,
     seed: Seed = 0,
     strict: Strict = False,

@@ -18,12 +18,13 @@ from tlcli.commands._options import (
     ValSplit,
 )
 from tlcli.console import literal, out, progress
+from tlcli.storage import location
 
 NAME = "pack"
 
 PackOut = Annotated[
     Path,
-    typer.Option("--out", "-o", help="The folder to write the shards and their index into (new, or empty).",
+    typer.Option("--out", "-o", parser=location, metavar="PATH", help="The folder to write the shards and their index into (new, or empty).",
                  show_default=False),
 ]
 ShardMegabytes = Annotated[

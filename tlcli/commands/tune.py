@@ -28,6 +28,7 @@ from tlcli.commands._settings import given_on_command_line, merge_settings
 from tlcli.console import err, literal, out
 from tlcli.errors import TlcliError
 from tlcli.settings import load_toml, table
+from tlcli.storage import location
 from tlcli.training.config import FitConfig
 
 NAME = "tune"
@@ -43,10 +44,11 @@ _SEARCH_OPTIONS = ("search", "trials", "objective")
 def run(
     ctx: typer.Context,
     data: Annotated[Optional[Path], typer.Argument(
+        parser=location,
         help="Dataset folder: DATA/<class>/<images> or DATA/train|val|test/<class>/<images>. "
         "With --finetune, default: the run's dataset.", metavar="DATA", show_default=False)] = None,
     finetune: Annotated[Optional[Path], typer.Option(
-        "--finetune", metavar="RUN_DIR", help="Search fine-tuning of this `tlcli train` run instead: how deep "
+        "--finetune", metavar="RUN_DIR", parser=location, help="Search fine-tuning of this `tlcli train` run instead: how deep "
         "to unfreeze (unfreeze) and the learning rate; best.toml is for `tlcli finetune RUN_DIR --config`.",
         show_default=False)] = None,
     model: ModelName = "resnet50",
@@ -58,7 +60,7 @@ def run(
         show_default=False)] = None,
     objective: Annotated[str, typer.Option(help="val_loss (minimised) or val_accuracy (maximised).")] = "val_loss",
     out_dir: Annotated[Optional[Path], typer.Option(
-        "--out", "-o", help="Tuning directory to write  [default: runs/<time>-tune-<model>]", show_default=False)] = None,
+        "--out", "-o", parser=location, metavar="PATH", help="Tuning directory to write  [default: runs/<time>-tune-<model>]", show_default=False)] = None,
     weights: Weights = "imagenet",
     image_size: ImageSize = None,
     pooling: Annotated[str, typer.Option(help="avg|max|flatten: how the feature map becomes a vector.")] = "avg",
