@@ -20,6 +20,7 @@ import numpy as np
 from tlcli.distribute.cluster import cluster_config
 from tlcli.errors import TlcliError
 from tlcli.runtime import import_keras, import_tensorflow
+from tlcli.storage import is_url, location
 
 STRATEGIES = ("auto", "default", "one-device", "mirrored", "multi-worker", "tpu")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -72,11 +73,12 @@ def place(config: DistributeConfig, data: Path | str | None = None) -> Placement
     uses_tpu = config.strategy == "tpu" or (config.strategy == "auto" and config.tpu)
     if uses_tpu and config.tpu != "local":
         # A remote TPU's host reads only Cloud Storage; on a TPU VM (--tpu local) this
-        # machine is the host and reads local folders. A Path turns gs://b into gs:/b.
-        if data is not None and not str(data).startswith("gs:/"):
+        # machine is the host and reads local folders.
+        if data is not None and not (is_url(data) and location(data).scheme == "gs"):
             raise TlcliError(
                 f"TPUs read only Cloud Storage, so {data} cannot be used with --strategy tpu on a remote TPU. "
-                "On a TPU VM use --tpu local; otherwise copy the dataset to a gs:// bucket and pass that path."
+                "On a TPU VM use --tpu local; otherwise pack the dataset into a bucket (tlcli pack DATA --out "
+                "gs://BUCKET/PACK) and pass that URL."
             )
     tf = import_tensorflow()
     for gpu in tf.config.list_physical_devices("GPU"):
@@ -111,7 +113,9 @@ def _tpu(tf, tpu: str | None) -> Placement:
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         strategy = tf.distribute.TPUStrategy(resolver)
-    except (ValueError, RuntimeError, tf.errors.OpError) as error:
+    # A TPU named by --tpu NAME is looked up through the Cloud TPU API, from the VM's metadata server:
+    # off Google Cloud that lookup fails with an OSError (urllib's URLError).
+    except (ValueError, RuntimeError, OSError, tf.errors.OpError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise TlcliError(
             f"No TPU available ({reason}). On a TPU VM use --tpu local, elsewhere --tpu NAME; "
