@@ -126,6 +126,10 @@ def invoke(*args, expect: int = 0):
     from tlcli.cli import app
 
     result = runner.invoke(app, [str(arg) for arg in args])
+    if result.exit_code != expect and result.exc_info and not isinstance(result.exception, SystemExit):
+        import traceback
+
+        raise AssertionError(result.output + "".join(traceback.format_exception(*result.exc_info)))
     assert result.exit_code == expect, result.output + repr(result.exception)
     return result
 
@@ -192,3 +196,18 @@ def write_multi_label_dataset(root: Path, count: int, size: int = 32, seed: int 
         writer.writerow(("path", "label"))
         writer.writerows(rows)
     return root / "labels.csv"
+
+
+def copy_to_url(folder: Path, url: str) -> str:
+    """Copy a local folder, hidden files included, to a URL (through TensorFlow's file systems)
+    and return the URL: a dataset in a bucket, for `ram://` and `file://` URLs."""
+    import tensorflow as tf
+
+    tf.io.gfile.makedirs(url)
+    for path in sorted(folder.rglob("*")):
+        target = f"{url}/{path.relative_to(folder).as_posix()}"
+        if path.is_dir():
+            tf.io.gfile.makedirs(target)
+        else:
+            tf.io.gfile.copy(str(path), target, overwrite=True)
+    return url

@@ -223,7 +223,8 @@ def join(folder: Location, name: str) -> str:
 
 
 def _first_line(error) -> str:
-    return (getattr(error, "message", None) or str(error)).splitlines()[0]
+    text = getattr(error, "message", None) or str(error)
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
 
 
 @contextlib.contextmanager
@@ -258,7 +259,8 @@ def gfile_errors(url, what: str | None = None):
 
 def check_readable(place: Location, what: str) -> None:
     """Refuse, in one line, a URL whose scheme TensorFlow does not know, whose store cannot be
-    reached or whose bucket denies access (a missing path is the caller's to explain)."""
+    reached or whose bucket denies access. A missing path, or bucket, is the caller's to explain
+    (`gfile.exists` answers False for both)."""
     if not isinstance(place, Url):
         return
     try:
@@ -267,8 +269,6 @@ def check_readable(place: Location, what: str) -> None:
     except PermissionError as error:
         raise TlcliError(f"{what} {place}: access denied ({error.strerror}). Check your credentials "
                          "and the bucket's permissions.") from None
-    except FileNotFoundError:  # a bucket that does not exist
-        raise TlcliError(f"{what} {place} does not exist: check the bucket's name.") from None
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ from tlcli.data.dataset import Sample, SplitOptions, load_dataset
 from tlcli.data.images import Problem, check_image
 from tlcli.errors import TlcliError
 from tlcli.runs.directory import check_writable_folder, write_atomic
+from tlcli.storage import location
 
 LABEL_WIDTH = 110  # the row-label column, in pixels
 HEADER_HEIGHT = 22  # the column-title row
@@ -51,7 +52,7 @@ def choose_samples(samples, class_names, count: int, seed: int) -> list[tuple[Sa
 
 
 def _image_or_dataset(path: Path, count: int, seed: int, labels=None) -> list[tuple[Sample, str]]:
-    path = Path(path).expanduser()
+    path = location(path)
     if path.is_file():
         checked = check_image(path)
         if isinstance(checked, Problem):

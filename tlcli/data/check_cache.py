@@ -4,7 +4,7 @@ A second inspect, train or evaluate on unchanged data reads what every file turn
 from a small JSON file instead of decoding it again. A file is checked again when its size or
 modification time changed, and files that are gone drop out. The cache lives in the user cache
 directory (`$XDG_CACHE_HOME/tlcli/checks/`, else `~/.cache/tlcli/checks/`), named after the
-resolved DATA path: tlcli never writes into a dataset, which may be read-only, shared, or
+resolved DATA path or URL: tlcli never writes into a dataset, which may be read-only, shared, or
 tracked by git or DVC.
 
 A file there is tlcli's only if it begins with its format marker; anything else is left alone. A
@@ -23,6 +23,7 @@ from typing import Callable, Iterable
 from tlcli.data import images
 from tlcli.data.images import ImageInfo, Problem
 from tlcli.runs.directory import write_atomic
+from tlcli.storage import Location, Url, is_url, location
 
 FORMAT = "tlcli-checks"
 VERSION = 1
@@ -43,7 +44,7 @@ def user_cache_dir() -> Path:
 
 def cache_path(root: Path) -> Path:
     """Where the checks of the dataset `root` are kept."""
-    resolved = os.path.realpath(root)
+    resolved = str(root) if isinstance(root, Url) else os.path.realpath(root)
     return user_cache_dir() / (hashlib.sha256(resolved.encode()).hexdigest()[:20] + ".json")
 
 
@@ -79,36 +80,43 @@ def checked_images(
     kept = {}
     for path in paths:
         stat, result = stats[path], results[path]
-        if stat is None or stat[1] > started - RACY_SECONDS * 1e9:
-            continue
+        if stat is None or stat[1] > started - RACY_SECONDS * 1e9 or stat[1] == 0:
+            continue  # racy, or on a file system that keeps no modification time (ram://)
         if isinstance(result, Problem) and result.reason.startswith(_NOT_KEPT):
             continue
         kept[keys[path]] = [*stat, *_encode(result)]
     scanned = set(keys.values())
     # Files this scan did not list (another label file, another split) stay while they exist.
     for key, entry in entries.items():
-        if key not in scanned and os.path.exists(_path(root, key)):
+        if key not in scanned and _stat(_path(root, key)) is not None:
             kept[key] = entry
     if kept != entries:
         _write_entries(path_of_cache, kept)
     return {path: results[path] for path in paths}
 
 
-def _key(root: Path, path: Path) -> str:
+def _key(root: Location, path: Location) -> str:
     """The path relative to the dataset, or absolute when it lies outside (a label file may list such)."""
+    if isinstance(root, Url):
+        try:
+            return path.relative_to(root).as_posix()
+        except ValueError:
+            return str(path)
     relative = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
     if relative.startswith(os.pardir):
         return os.path.abspath(path)
     return Path(relative).as_posix()
 
 
-def _path(root: Path, key: str) -> Path:
-    return Path(key) if os.path.isabs(key) else Path(root) / key
+def _path(root: Location, key: str) -> Location:
+    if is_url(key) or os.path.isabs(key):
+        return location(key)
+    return root / key
 
 
-def _stat(path: Path) -> tuple[int, int] | None:
+def _stat(path: Location) -> tuple[int, int] | None:
     try:
-        status = os.stat(path)
+        status = path.stat()
     except OSError:
         return None
     return status.st_size, status.st_mtime_ns

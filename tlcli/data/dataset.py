@@ -2,8 +2,9 @@
 
 A dataset is a folder of class folders, either split already (`DATA/train|val|test/<class>/`)
 or flat (`DATA/<class>/`, split here with a seeded, stratified split), or a packed dataset
-(`tlcli pack`: shards, split already). Nothing in this module imports TensorFlow: `pipeline.py`
-turns the result into a `tf.data` pipeline.
+(`tlcli pack`: shards, split already), on a local disk or at a URL (`tlcli.storage`). Nothing
+in this module imports TensorFlow for a local dataset: `pipeline.py` turns the result into a
+`tf.data` pipeline.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tlcli.data.labels import LabelFile, read_listing
 from tlcli.data.packed import PackedSplit, is_packed, read_pack
 from tlcli.data.walk import Link, is_hidden, walk
 from tlcli.errors import TlcliError
+from tlcli.storage import check_readable, location
 
 SPLITS = ("train", "val", "test")
 _SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -76,7 +78,8 @@ class Scan:
 def discover(root: Path, labels: LabelFile | None = None) -> Scan:
     """Find the layout, the classes and their files (from class folders, or the label file),
     without opening any image."""
-    root = Path(root).expanduser()
+    root = location(root)
+    check_readable(root, "Dataset")
     if not root.exists():
         raise TlcliError(f"Dataset folder {root} does not exist. {LAYOUT_HELP}")
     if not root.is_dir():
@@ -123,12 +126,12 @@ def discover(root: Path, labels: LabelFile | None = None) -> Scan:
 
 def split_of(folder: Path) -> str | None:
     """"train", "val" or "test" when a folder is named for a split (val/, valid/, ...)."""
-    return _SPLIT_ALIASES.get(Path(folder).name.lower())
+    return _SPLIT_ALIASES.get(location(folder).name.lower())
 
 
 def split_folder(root: Path, split: str) -> Path | None:
     """The folder that holds `split` ("train", "val" or "test") under a dataset root, if any."""
-    for child in _visible_children(Path(root).expanduser()):
+    for child in _visible_children(location(root)):
         if child.is_dir() and split_of(child) == split:
             return child
     return None
@@ -414,7 +417,7 @@ def packed_dataset(root: Path, labels: LabelFile | None = None, strict: bool = F
     index = pack.index
     if strict:
         refuse_problems(pack.problems)
-    source = Path(index["source"]["data"])
+    source = location(index["source"]["data"])
     splits = {
         split: tuple(Sample(source / path, label, needs_pil, record=(pack.splits[split], position))
                      for position, (path, label, needs_pil, _) in enumerate(pack.rows[split]))

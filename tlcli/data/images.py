@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from tlcli.storage import Url, is_url
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 # The formats TensorFlow's decoders read, as Pillow names them.
 SUPPORTED_FORMATS = {"JPEG", "PNG", "BMP", "GIF", "WEBP", "MPO"}
@@ -150,10 +152,17 @@ def read_rgb(path: str | bytes, least_side: int | None = None) -> "numpy.ndarray
     import numpy as np
 
     path = path.decode() if isinstance(path, bytes) else path
+    if is_url(path):
+        path = io.BytesIO(Url(path).read_bytes())
     with _pillow().open(path) as image:
         if least_side is not None:
             image.draft("RGB", (least_side, least_side))
         return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def open_image(path: Path | Url):
+    """A Pillow image of a file on a local disk or at a URL (read whole: object storage has no seek)."""
+    return _pillow().open(io.BytesIO(path.read_bytes()) if isinstance(path, Url) else path)
 
 
 def decode_rgb(data: bytes) -> "numpy.ndarray":  # noqa: F821

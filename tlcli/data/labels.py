@@ -25,8 +25,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tlcli.data.images import IMAGE_EXTENSIONS, Problem
+from tlcli.data.images import IMAGE_EXTENSIONS, Problem, is_image_name
+from tlcli.data.walk import files_below
 from tlcli.errors import TlcliError
+from tlcli.storage import Location, Url, check_readable, location
 
 COLUMN_NAMES = {"path": ("path", "filename"), "label": ("label",), "split": ("split",)}
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -36,7 +38,7 @@ SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "va
 class LabelFile:
     """Where the labels are and how to read them (recorded in a run's config.json)."""
 
-    path: Path
+    path: Location
     columns: tuple[tuple[str, str], ...] = ()  # ("label", "tags"): a column named otherwise
     allow_outside: bool = False  # paths may leave DATA and the CSV's folder
     multi_label: bool = False  # the label column holds several labels per image
@@ -67,7 +69,7 @@ class LabelFile:
                     f"{', '.join(COLUMN_NAMES)}. Use e.g. --label-columns path=image_id,label=tags."
                 )
             pairs.append((key, name.strip()))
-        return cls(Path(path).expanduser(), tuple(pairs), allow_outside, multi_label, delimiter)
+        return cls(location(path), tuple(pairs), allow_outside, multi_label, delimiter)
 
     def describe(self) -> dict:
         """What a run records to find the labels again and to notice that they changed."""
@@ -90,9 +92,9 @@ class LabelFile:
         return tuple(dict.fromkeys(part.strip() for part in cell.split(self.delimiter) if part.strip()))
 
 
-def sha256(path: Path) -> str:
+def sha256(path: Location) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -116,7 +118,8 @@ class Listing:
 
 def read_listing(root: Path, labels: LabelFile) -> Listing:
     """Read and resolve a label file against the dataset folder `root`."""
-    root, csv_path = Path(root).expanduser(), labels.path
+    root, csv_path = location(root), labels.path
+    check_readable(csv_path, "--labels")
     if not csv_path.is_file():
         raise TlcliError(f"--labels {csv_path} does not exist. Give the CSV file that lists path,label rows.")
     header, rows = _read_rows(csv_path)
@@ -128,9 +131,11 @@ def read_listing(root: Path, labels: LabelFile) -> Listing:
     listing = Listing(files, label_sets={} if labels.multi_label else None)
     first_row_of: dict[Path, int] = {}
     bases = [root, csv_path.parent.resolve()]
+    # In object storage every file test is a request: list DATA once, and look names up.
+    present = set(files_below(root)) if isinstance(root, Url) else None
     for number, row in rows:
         text, label = row.get(column["path"], "").strip(), row.get(column["label"], "")
-        path = _resolve(text, bases, labels.allow_outside, csv_path, number)
+        path = _resolve(text, bases, labels.allow_outside, csv_path, number, present)
         where = path if path is not None else Path(text or f"{csv_path.name} row {number}")
         if not text:
             listing.problems.append(Problem(where, f"row {number} of {csv_path.name} has an empty path"))
@@ -165,7 +170,8 @@ def read_listing(root: Path, labels: LabelFile) -> Listing:
     for split_files in files.values():
         for label in split_files:
             split_files[label].sort()
-    listing.unlisted = _unlisted_images(root, set(first_row_of), csv_path)
+    listing.unlisted = (sorted(path for path in present - set(first_row_of) if is_image_name(path)) if present is not None
+                        else _unlisted_images(root, set(first_row_of), csv_path))
     if listing.unlisted:
         listing.notes.append(f"{len(listing.unlisted)} image(s) under {root} are not listed in {csv_path.name} "
                              f"(e.g. {listing.unlisted[0]}) and are left out")
@@ -244,9 +250,17 @@ def _check_spelling(csv_path: Path, number: int, label: str, first_spelling: dic
         )
 
 
-def _resolve(text: str, bases: list[Path], allow_outside: bool, csv_path: Path, number: int) -> Path | None:
+def _resolve(text: str, bases: list[Location], allow_outside: bool, csv_path: Location, number: int,
+             present: set[Url] | None = None) -> Location | None:
     """The file a row names (relative to DATA, else to the CSV's folder; the extension may be
-    left out when one image matches), or None when there is none."""
+    left out when one image matches), or None when there is none. `present`: the images below a
+    DATA in object storage, listed once."""
+
+    def is_file(candidate: Location) -> bool:
+        if present is not None and str(candidate).startswith(f"{bases[0]}/"):
+            return candidate in present
+        return candidate.is_file()
+
     if not text:
         return None
     given = Path(text)
@@ -257,19 +271,17 @@ def _resolve(text: str, bases: list[Path], allow_outside: bool, csv_path: Path, 
         )
     for base in bases:
         candidate = given if given.is_absolute() else base / given
-        if candidate.is_file():
+        if is_file(candidate):
             return candidate
         if not given.suffix:
             matches = [candidate.with_suffix(extension) for extension in IMAGE_EXTENSIONS
-                       if candidate.with_suffix(extension).is_file()]
+                       if is_file(candidate.with_suffix(extension))]
             if len(matches) == 1:
                 return matches[0]
     return None
 
 
 def _unlisted_images(root: Path, listed: set[Path], csv_path: Path) -> list[Path]:
-    from tlcli.data.images import is_image_name
-
     listed_real = {os.path.realpath(path) for path in listed}
     found = []
     for folder, folders, names in os.walk(root):

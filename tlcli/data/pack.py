@@ -29,6 +29,7 @@ from tlcli.data.packed import FORMAT, INDEX, SAMPLES, VERSION, file_sha256, is_p
 from tlcli.errors import TlcliError
 from tlcli.runs.directory import claim_output, write_marker
 from tlcli.runs.locks import locks_outputs
+from tlcli.storage import Location, Url, location
 
 DEFAULT_SHARD_MB = 150
 
@@ -58,7 +59,7 @@ def pack_dataset(
     """Check, split and pack the dataset `data` into the folder `out`."""
     if not shard_mb > 0:
         raise TlcliError(f"--shard-mb {shard_mb} is not a size. Give the shards' size in megabytes, e.g. 150.")
-    data, out = Path(data).expanduser(), Path(out).expanduser()
+    data, out = location(data), Path(out).expanduser()
     if is_packed(data):
         raise TlcliError(f"{data} is a packed dataset already. Pass the folder of images it was packed from.")
     found = scan(data, on_checked, labels)
@@ -95,7 +96,7 @@ def _write_pack(folder: Path, dataset: Dataset, checked: dict, options: SplitOpt
         samples = dataset.splits.get(split)
         if not samples:
             continue
-        total = sum(os.path.getsize(sample.path) for sample in samples)
+        total = sum(sample.path.stat().st_size for sample in samples)
         count = max(1, min(len(samples), math.ceil(total / shard_bytes)))
         names = [shard_name(split, number, count) for number in range(count)]
         writers = [tf.io.TFRecordWriter(str(folder / name)) for name in names]
@@ -133,7 +134,7 @@ def _write_pack(folder: Path, dataset: Dataset, checked: dict, options: SplitOpt
         "shards": shards,
         "samples": {"file": SAMPLES, "sha256": file_sha256(folder / SAMPLES)},
         "source": {
-            "data": str(Path(root).resolve()),
+            "data": str(root.resolve()),
             "labels": labels.describe() if labels is not None else None,
             "split": {"val_split": options.val_split, "test_split": options.test_split, "seed": options.seed},
             "sha256": source_digest.hexdigest(),  # of every packed file's split, path, label and blake2b
@@ -167,8 +168,13 @@ def _example(tf, image: bytes, label: int, split: str, path: str, position: int)
     return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
 
 
-def _relative(root: Path, path: Path) -> str:
+def _relative(root: Location, path: Location) -> str:
     """A path relative to the dataset (a label file may list files outside it: those stay absolute)."""
+    if isinstance(root, Url):
+        try:
+            return path.relative_to(root).as_posix()
+        except ValueError:
+            return str(path)
     relative = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
     return os.path.abspath(path) if relative.startswith(os.pardir) else Path(relative).as_posix()
 

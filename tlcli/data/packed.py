@@ -28,6 +28,7 @@ from pathlib import Path
 
 from tlcli.data.images import Problem
 from tlcli.errors import TlcliError
+from tlcli.storage import Location, check_readable, location
 
 INDEX = "tlcli-pack.json"
 SAMPLES = "samples.json"
@@ -63,17 +64,21 @@ class Pack:
     @property
     def problems(self) -> tuple[Problem, ...]:
         """The files the source had that were not packed, and why."""
-        source = Path(self.index["source"]["data"])
+        source = location(self.index["source"]["data"])
         return tuple(Problem(source / item["path"], item["reason"]) for item in self.index.get("problems", []))
 
 
-def is_packed(root: Path | str) -> bool:
-    return os.path.isfile(os.path.join(root, INDEX))
+def is_packed(root: Location | str) -> bool:
+    check_readable(location(root), "Dataset")
+    try:
+        return (location(root) / INDEX).is_file()
+    except OSError:
+        return False
 
 
-def _damaged(root: Path, what: str) -> TlcliError:
+def _damaged(root: Location, what: str) -> TlcliError:
     return TlcliError(
-        f"{Path(root) / INDEX} does not match its shards: {what}. The packed dataset is damaged or incomplete: "
+        f"{location(root) / INDEX} does not match its shards: {what}. The packed dataset is damaged or incomplete: "
         "pack the dataset again (tlcli pack DATA --out PACK --overwrite)."
     )
 
@@ -84,7 +89,7 @@ def read_pack(root: Path) -> Pack:
     A shard's size is compared with the index's (a truncated or swapped shard is refused here,
     in one line); its sha256 is compared only by `verify_shards`, which reads every byte.
     """
-    root = Path(root).expanduser()
+    root = location(root)
     index = _read_json(root / INDEX, root)
     if index.get("format") != FORMAT:
         raise TlcliError(f"{root / INDEX} is not a tlcli pack index (no \"format\": \"{FORMAT}\"). "
@@ -123,13 +128,13 @@ def verify_shards(pack: Pack, on_verified=None) -> None:
             on_verified(1)
 
 
-def _read_json(path: Path, root: Path) -> dict:
+def _read_json(path: Location, root: Location) -> dict:
     try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
+        document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise _damaged(root, f"{Path(path).name} cannot be read ({str(error).splitlines()[0]})") from None
+        raise _damaged(root, f"{path.name} cannot be read ({str(error).splitlines()[0]})") from None
     if not isinstance(document, dict):
-        raise _damaged(root, f"{Path(path).name} is not a JSON object")
+        raise _damaged(root, f"{path.name} is not a JSON object")
     return document
 
 
@@ -143,11 +148,7 @@ def file_sha256(path) -> str:
 
 
 def _open(path, mode: str = "rb"):
-    if "://" in str(path):
-        from tlcli.runtime import import_tensorflow
-
-        return import_tensorflow().io.gfile.GFile(str(path), mode)
-    return open(path, mode)
+    return location(path).open(mode)
 
 
 def record_dataset(split: PackedSplit, shard: tuple[int, int] = (1, 0)):
@@ -194,8 +195,8 @@ def read_encoded(split: PackedSplit, positions) -> list[bytes]:
             if int(position) in wanted:
                 found[int(position)] = image
     except (tf.errors.DataLossError, tf.errors.OutOfRangeError, tf.errors.NotFoundError) as error:
-        raise _damaged(Path(split.folder), f"the {split.split} shards cannot be read ({error.message.splitlines()[0]})")
+        raise _damaged(location(split.folder), f"the {split.split} shards cannot be read ({error.message.splitlines()[0]})")
     missing = wanted - set(found)
     if missing:
-        raise _damaged(Path(split.folder), f"{len(missing)} record(s) of the {split.split} split are not in its shards")
+        raise _damaged(location(split.folder), f"{len(missing)} record(s) of the {split.split} split are not in its shards")
     return [found[position] for position in positions]

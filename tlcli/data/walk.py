@@ -6,6 +6,9 @@ counted (one image in two classes, or in training and validation), lead nowhere,
 the dataset. Folders are read in place first and links followed afterwards, so that a folder's
 own files keep their class; a link is followed only when it leads somewhere new, and every link
 that loops, repeats, breaks or leaves the dataset is recorded.
+
+A dataset named by a URL (object storage) has no links: its folders are listed through
+TensorFlow's file systems, each once.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Hashable, Iterable
 
+from tlcli.storage import Url
+
 _SYSTEM_FILES = {"thumbs.db", "desktop.ini", "__macosx"}
 
 OUTSIDE, LOOP, REPEAT, BROKEN = "outside", "loop", "repeat", "broken"
 
 
-def is_hidden(path: Path) -> bool:
+def is_hidden(path: Path | Url) -> bool:
     return path.name.startswith(".") or path.name.lower() in _SYSTEM_FILES
 
 
@@ -127,6 +132,8 @@ def walk(root: Path, folders: Iterable[tuple[Hashable, Path]]) -> tuple[dict[Has
     files and folders are skipped. A file reached twice is listed once, under the first key
     that reaches it in place (not through a link), in the order `folders` are given.
     """
+    if isinstance(root, Url):
+        return {key: sorted(files_below(folder)) for key, folder in folders}, []
     state = _Walk(root)
     folders = [(key, Path(folder)) for key, folder in folders]
     for key, folder in folders:
@@ -141,3 +148,14 @@ def walk(root: Path, folders: Iterable[tuple[Hashable, Path]]) -> tuple[dict[Has
     while state.waiting:
         state.follow(*state.waiting.popleft())
     return {key: sorted(paths) for key, paths in state.files.items()}, state.links
+
+
+def files_below(folder: Url) -> Iterable[Url]:
+    """The visible files below a folder in object storage (which has no links to follow)."""
+    for child in folder.iterdir():
+        if is_hidden(child):
+            continue
+        if child.is_dir():
+            yield from files_below(child)
+        else:
+            yield child

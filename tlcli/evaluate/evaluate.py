@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from tlcli.data.dataset import Sample, discover, packed_dataset, scan, split_folder, split_of
-from tlcli.data.images import Problem, read_rgb
+from tlcli.data.images import Problem, open_image, read_rgb
 from tlcli.data.labels import LabelFile
 from tlcli.data.packed import is_packed
 from tlcli.errors import TlcliError
@@ -44,6 +44,7 @@ from tlcli.evaluate.metrics import (
 )
 from tlcli.models.tta import VIEW_SETS
 from tlcli.runs.directory import EVALUATION, check_writable_folder, read_run, write_atomic
+from tlcli.storage import location
 
 CLASSIFICATION_REPORT = "classification_report.txt"
 CONFUSION_MATRIX = "confusion_matrix.png"
@@ -69,7 +70,7 @@ class EvaluationData:
 def find_evaluation_folder(data: Path, labels: LabelFile | None = None) -> tuple[Path, str]:
     """The folder of class folders to evaluate on, and how it was chosen (for the user); with a
     label file, DATA itself (select_samples takes the file's test rows, else val, else all)."""
-    data = Path(data).expanduser()
+    data = location(data)
     if is_packed(data):
         return data, f"the {_packed_split(packed_dataset(data, labels))} split of the packed dataset {data}"
     if labels is not None:
@@ -107,7 +108,7 @@ def evaluation_labels(model: Path, data: Path, given: LabelFile | None) -> Label
             return dataclasses.replace(given, multi_label=True, delimiter=config.get("label_delimiter") or " ")
         return given
     recorded = config.get("data")
-    if config.get("labels") and recorded and Path(data).expanduser().resolve() == Path(recorded).resolve():
+    if config.get("labels") and recorded and location(data).resolve() == location(recorded).resolve():
         return LabelFile.recorded(config)
     if config.get("multi_label"):
         raise TlcliError(f"{model} is a multi-label run, and class folders cannot give an image several labels. "
@@ -133,7 +134,7 @@ def _packed_samples(folder: Path, class_names: Sequence[str], description: str) 
     label_of = {name: index for index, name in enumerate(class_names)}
     samples = tuple(dataclasses.replace(sample, label=label_of[dataset.class_names[sample.label]])
                     for sample in dataset.split(_packed_split(dataset)))
-    return EvaluationData(Path(folder), description or str(folder), samples, dataset.problems, ())
+    return EvaluationData(location(folder), description or str(folder), samples, dataset.problems, ())
 
 
 def evaluation_split(found) -> str:
@@ -199,7 +200,7 @@ def select_samples(
             f"(none of: {', '.join(missing)}); per-class numbers cover the classes present or "
             "predicted, and ROC-AUC averages over the classes present"
         )
-    return EvaluationData(Path(folder), description or str(folder), tuple(samples),
+    return EvaluationData(location(folder), description or str(folder), tuple(samples),
                           tuple(found.problems), tuple(notes))
 
 
@@ -219,7 +220,7 @@ def _multi_label_samples(found, split: str, class_names: Sequence[str], descript
                     if isinstance(found.checked.get(path), ImageInfo))
     if not samples:
         raise TlcliError(f"{found.labels.path} lists no usable images to evaluate on. Add held-out rows.")
-    return EvaluationData(Path(found.root), description, samples, tuple(found.problems), ())
+    return EvaluationData(found.root, description, samples, tuple(found.problems), ())
 
 
 def resolve_top_k(top_k: int | None, num_classes: int) -> int | None:
@@ -347,8 +348,6 @@ class ExplainedImage:
 
 def explain_worst(model, evaluation: Evaluation, count: int, image_size: int, batch_size: int = 16) -> None:
     """Give the `count` worst-loss images of `evaluation` maps of their predicted and true class."""
-    from PIL import Image
-
     from tlcli.evaluate.explain import PREDICTED, TRUE, GradCam, explain_samples
 
     names = evaluation.class_names
@@ -360,7 +359,7 @@ def explain_worst(model, evaluation: Evaluation, count: int, image_size: int, ba
     for index, probabilities, (predicted, true) in explain_samples(gradcam, samples, image_size, [PREDICTED, TRUE],
                                                                  batch_size):
         path, loss = samples[index].path, float(losses[positions[index]])
-        with Image.open(path) as image:
+        with open_image(path) as image:
             size = image.size
         maps = [("predicted", predicted)] + ([("true", true)] if true.class_index != predicted.class_index else [])
         panels = tuple(

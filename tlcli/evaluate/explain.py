@@ -29,6 +29,7 @@ from tlcli.models.weights import keras_model_name_matches
 from tlcli.runs.directory import check_apart, claim_output, finish_output_dir, read_run, start_output_dir, write_atomic
 from tlcli.runs.locks import locks_outputs
 from tlcli.runtime import import_keras
+from tlcli.storage import location
 
 PREDICTED = -1  # in place of a class index: explain the class the model predicts
 TRUE = -2  # in place of a class index: explain the image's own label
@@ -280,7 +281,7 @@ def explain(
             "Name classes as in the model's labels.txt."
         )
     out = Path(out) if out is not None else info.path / EXPLAIN_FOLDER
-    for folder in {Path(argument) for argument in inputs if Path(argument).is_dir()}:
+    for folder in {location(argument) for argument in inputs if location(argument).is_dir()}:
         check_apart(out, data=folder)
     claim_output(out, "explain", overwrite=True, sources={info.model_path: "the model"})
     report = ExplainReport(out, unknown_classes=unknown)

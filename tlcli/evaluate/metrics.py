@@ -12,10 +12,11 @@ from __future__ import annotations
 import csv
 import io
 import warnings
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from tlcli.storage import location
 
 ZERO_DIVISION = 0
 ZERO_DIVISION_NOTE = (
@@ -376,7 +377,7 @@ def worst_losses_png(items: Sequence[dict], columns: int = 4) -> bytes:
             axes.text(0.5, 0.5, "unreadable", ha="center", va="center")
         colour = "tab:green" if item["true"] == item["predicted"] else "tab:red"
         axes.set_title(
-            f"{Path(item['path']).name}\ntrue {item['true']}\n"
+            f"{location(item['path']).name}\ntrue {item['true']}\n"
             f"pred {item['predicted']} ({item['confidence']:.2f})\nloss {item['loss']:.2f}",
             fontsize=8, color=colour,
         )

@@ -19,6 +19,8 @@ from tlcli.data.dataset import Sample, image_files_below
 from tlcli.data.images import ImageInfo, Problem, check_images, is_image_name
 from tlcli.data.pipeline import DECODE_FAILED
 from tlcli.errors import TlcliError
+from tlcli.runtime import import_tensorflow
+from tlcli.storage import Location, Url, gfile_errors, location
 
 _GLOB_CHARACTERS = set("*?[")
 
@@ -73,17 +75,13 @@ def collect_image_files(arguments: Sequence[str | Path]) -> list[Path]:
     """
     found: dict[Path, None] = {}
     for argument in arguments:
-        path = Path(argument).expanduser()
+        path = location(argument)
         if path.is_dir():
             matches = image_files_below(path)
         elif path.exists():
             matches = [path]
         elif _GLOB_CHARACTERS & set(str(argument)):
-            matches = [
-                Path(match)
-                for match in sorted(glob.glob(str(path), recursive=True))
-                if Path(match).is_file() and is_image_name(Path(match))
-            ]
+            matches = [match for match in _glob(path) if match.is_file() and is_image_name(match)]
         else:
             matches = None
         if not matches:
@@ -94,6 +92,15 @@ def collect_image_files(arguments: Sequence[str | Path]) -> list[Path]:
             )
         found.update(dict.fromkeys(matches))
     return list(found)
+
+
+def _glob(pattern: Location) -> list[Location]:
+    """The files a glob names: `**` crosses folders on a local disk; in object storage, through
+    TensorFlow's file systems, `*` matches within one folder."""
+    if isinstance(pattern, Url):
+        with gfile_errors(pattern):
+            return [Url(match) for match in sorted(import_tensorflow().io.gfile.glob(str(pattern)))]
+    return [Path(match) for match in sorted(glob.glob(str(pattern), recursive=True))]
 
 
 def predict_files(

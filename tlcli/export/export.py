@@ -54,6 +54,7 @@ from tlcli.runs.directory import (
 from tlcli.runs.locks import locks_outputs
 from tlcli.runtime import import_keras, import_tensorflow, latched_interrupts, silenced_stderr
 from tlcli.runtime import versions as runtime_versions
+from tlcli.storage import location
 
 FORMATS = ("saved_model", "keras", "tflite", "onnx")
 QUANTIZATIONS = ("dynamic", "float16", "int8")
@@ -399,19 +400,19 @@ def calibration_samples(info: RunInfo, options: ExportOptions) -> list[Sample]:
 
 def _recorded_data(info: RunInfo) -> Path | None:
     recorded = info.config.get("data")
-    return Path(recorded) if recorded and Path(recorded).is_dir() else None
+    return location(recorded) if recorded and location(recorded).is_dir() else None
 
 
 def _dataset_root(info: RunInfo, options: ExportOptions, purpose: str) -> Path:
     if options.data is not None:
-        if not Path(options.data).is_dir():
+        if not location(options.data).is_dir():
             raise TlcliError(f"--data {options.data} is not a folder. Pass the dataset folder the model was trained on.")
-        return Path(options.data)
+        return location(options.data)
     recorded = info.config.get("data")
     if _recorded_data(info) is None:
         where = f"its recorded dataset {recorded} is not there" if recorded else "it records no dataset"
         raise TlcliError(f"{info.model_path}: {where}. Pass --data DATA with images {purpose}.")
-    return Path(recorded)
+    return location(recorded)
 
 
 def pick_samples(root: Path, count: int, splits: tuple[str, ...], labels: LabelFile | None = None) -> list[Sample]:

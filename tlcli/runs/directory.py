@@ -28,6 +28,7 @@ from pathlib import Path
 
 from tlcli.errors import TlcliError
 from tlcli.runs.locks import lock_output
+from tlcli.storage import location
 
 CONFIG = "config.json"
 LABELS = "labels.txt"
@@ -183,9 +184,9 @@ def check_writable_folder(folder: Path, name: str) -> None:
 def check_apart(path: Path, data: Path | None = None, sources: dict[Path, str] | None = None) -> None:
     """Refuse an output folder that is, holds or lies inside the dataset, or holds a file the
     command reads (`sources`: path -> what it is)."""
-    target = Path(path).resolve()
+    target = location(path).resolve()
     if data is not None:
-        dataset = Path(data).resolve()
+        dataset = location(data).resolve()
         relation = (
             "is" if target == dataset else "lies inside" if dataset in target.parents
             else "contains" if target in dataset.parents else None
@@ -196,7 +197,7 @@ def check_apart(path: Path, data: Path | None = None, sources: dict[Path, str] |
                 "replaces one: choose an --out outside it."
             )
     for source, what in (sources or {}).items():
-        if target == Path(source).resolve() or target in Path(source).resolve().parents:
+        if target == location(source).resolve() or target in location(source).resolve().parents:
             raise TlcliError(f"--out {path} holds {what} ({source}). Choose another --out.")
 
 

@@ -41,6 +41,7 @@ from tlcli.runs.history import History
 from tlcli.runs.locks import locks_outputs
 from tlcli.runtime import import_keras, set_seed
 from tlcli.settings import check_types
+from tlcli.storage import location
 from tlcli.training.callbacks import load_model_state, save_model_state
 from tlcli.training.config import FitConfig
 from tlcli.training.fit import FitResult, compile_model, fit, fit_length
@@ -365,7 +366,7 @@ def run_dataset(run: RunInfo, data: Path | None, strict: bool) -> tuple[Dataset,
         source_config.get("val_split", 0.2), source_config.get("test_split", 0.0), source_config.get("seed", 0)
     )
     labels = LabelFile.recorded(source_config)  # the run's label file, if it had one, read again
-    dataset = load_dataset(Path(data_root), options, strict=strict, labels=labels)
+    dataset = load_dataset(location(data_root), options, strict=strict, labels=labels)
     if labels is not None and source_config.get("labels_sha256") not in (None, sha256(labels.path)):
         dataset = dataclasses.replace(dataset, notes=(
             *dataset.notes, f"{labels.path} has changed since the run was trained (its sha256 differs)"))

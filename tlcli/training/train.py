@@ -530,7 +530,7 @@ def weights_fingerprint(model) -> str:
 
 def dataset_facts(dataset: Dataset) -> dict:
     return {
-        "data": str(Path(dataset.root).resolve()),
+        "data": str(dataset.root.resolve()),
         "layout": dataset.layout,
         "class_names": list(dataset.class_names),
         "counts": dataset.counts(),

@@ -19,6 +19,7 @@ from tlcli.errors import TlcliError
 from tlcli.events import Events
 from tlcli.models.backbones import BackboneSpec
 from tlcli.runs.directory import HISTORY, METRICS, default_run_dir, read_run
+from tlcli.storage import location
 from tlcli.training.config import FitConfig, split_fit_settings
 from tlcli.training.finetune import (
     FinetuneConfig,
@@ -175,7 +176,7 @@ class FinetuneTrials:
             settings.pop(key)
         settings["stages"] = list(settings["stages"])
         if settings["data"] is not None:
-            settings["data"] = str(Path(settings["data"]).resolve())
+            settings["data"] = str(location(settings["data"]).resolve())
         return settings
 
     def next_command(self, best: Path | str) -> str:
