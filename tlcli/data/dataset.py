@@ -13,12 +13,12 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from tlcli.data.check_cache import checked_images
 from tlcli.data.images import ImageInfo, Problem, is_image_name
 from tlcli.data.labels import LabelFile, read_listing
-from tlcli.data.packed import PackedSplit, is_packed, read_pack
+from tlcli.data.packed import PackedSplit, is_packed, read_encoded, read_pack
 from tlcli.data.walk import Link, is_hidden, walk
 from tlcli.errors import TlcliError
 from tlcli.storage import check_readable, location
@@ -392,6 +392,25 @@ def load_dataset(
     if strict:
         refuse_problems(found.problems)
     return build_dataset(found, options)
+
+
+def encoded_images(samples: Sequence[Sample]) -> list[bytes | None]:
+    """Each sample's encoded image: its file's bytes, or a packed sample's record (read from the
+    shards once per split, so that a pack needs no source folder); None where it cannot be read."""
+    found: list[bytes | None] = [None] * len(samples)
+    packed: dict[PackedSplit, list[int]] = {}
+    for number, sample in enumerate(samples):
+        if sample.record is not None:
+            packed.setdefault(sample.record[0], []).append(number)
+            continue
+        try:
+            found[number] = sample.path.read_bytes()
+        except OSError:
+            pass
+    for split, numbers in packed.items():
+        for number, image in zip(numbers, read_encoded(split, [samples[number].record[1] for number in numbers])):
+            found[number] = image
+    return found
 
 
 def refuse_problems(problems) -> None:

@@ -149,26 +149,22 @@ def read_rgb(path: str | bytes, least_side: int | None = None) -> "numpy.ndarray
     With `least_side`, a JPEG is decoded at the smallest DCT scale that keeps it at least that
     large, as the training pipeline does; other formats always decode at full size.
     """
+    path = path.decode() if isinstance(path, bytes) else path
+    return decode_rgb(Url(path).read_bytes() if is_url(path) else Path(path).read_bytes(), least_side)
+
+
+def decode_rgb(data: bytes, least_side: int | None = None) -> "numpy.ndarray":  # noqa: F821
+    """Encoded bytes to an RGB uint8 array with Pillow (a packed image of a kind TensorFlow
+    misreads, or a picture's pixels); `least_side` as for `read_rgb`."""
     import numpy as np
 
-    path = path.decode() if isinstance(path, bytes) else path
-    if is_url(path):
-        path = io.BytesIO(Url(path).read_bytes())
-    with _pillow().open(path) as image:
+    with _pillow().open(io.BytesIO(bytes(data))) as image:
         if least_side is not None:
             image.draft("RGB", (least_side, least_side))
         return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
-def open_image(path: Path | Url):
-    """A Pillow image of a file on a local disk or at a URL (read whole: object storage has no seek)."""
-    return _pillow().open(io.BytesIO(path.read_bytes()) if isinstance(path, Url) else path)
-
-
-def decode_rgb(data: bytes) -> "numpy.ndarray":  # noqa: F821
-    """Encoded bytes to an RGB uint8 array with Pillow, at full size: a packed image of a kind
-    TensorFlow misreads (see `read_rgb`)."""
-    import numpy as np
-
+def encoded_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of an encoded image, from its header."""
     with _pillow().open(io.BytesIO(bytes(data))) as image:
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+        return image.size

@@ -16,8 +16,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from tlcli.data.dataset import Sample, discover, packed_dataset, scan, split_folder, split_of
-from tlcli.data.images import Problem, open_image, read_rgb
+from tlcli.data.dataset import Sample, discover, encoded_images, packed_dataset, scan, split_folder, split_of
+from tlcli.data.images import Problem, decode_rgb, encoded_size
 from tlcli.data.labels import LabelFile
 from tlcli.data.packed import is_packed
 from tlcli.errors import TlcliError
@@ -344,6 +344,7 @@ class ExplainedImage:
     path: Path
     panels: tuple[Panel, ...]
     record: dict
+    encoded: bytes  # the image as read for its maps (a packed one from its shards)
 
 
 def explain_worst(model, evaluation: Evaluation, count: int, image_size: int, batch_size: int = 16) -> None:
@@ -355,12 +356,14 @@ def explain_worst(model, evaluation: Evaluation, count: int, image_size: int, ba
     by_path = {sample.path: sample for sample in evaluation.data.samples}
     positions = evaluation.worst(count)
     samples = [by_path[evaluation.paths[position]] for position in positions]
+    encoded = encoded_images(samples)
     gradcam = GradCam(model)
     for index, probabilities, (predicted, true) in explain_samples(gradcam, samples, image_size, [PREDICTED, TRUE],
                                                                  batch_size):
         path, loss = samples[index].path, float(losses[positions[index]])
-        with open_image(path) as image:
-            size = image.size
+        if encoded[index] is None:
+            continue  # the file went away after it was predicted
+        size = encoded_size(encoded[index])
         maps = [("predicted", predicted)] + ([("true", true)] if true.class_index != predicted.class_index else [])
         panels = tuple(
             Panel(f"{role} {names[heatmap.class_index]} {heatmap.probability:.1%}", heatmap.values,
@@ -371,7 +374,7 @@ def explain_worst(model, evaluation: Evaluation, count: int, image_size: int, ba
             "path": str(path), "true": names[true.class_index], "predicted": names[predicted.class_index],
             "loss": loss, "peak_predicted": predicted.peak(*size), "peak_true": true.peak(*size),
         }
-        evaluation.explained.append(ExplainedImage(path, panels, record))
+        evaluation.explained.append(ExplainedImage(path, panels, record, encoded[index]))
 
 
 def evaluate_model(
@@ -470,9 +473,12 @@ def report_contents(evaluation: Evaluation) -> dict[str, str | bytes]:
         }
         for i in evaluation.worst(WORST_LOSS_IMAGES)
     ]
+    by_path = {sample.path: sample for sample in evaluation.data.samples}
+    for item, image in zip(worst, encoded_images([by_path[item["path"]] for item in worst])):
+        item["image"] = image
     explained = {}
     if evaluation.explained:
-        rows = [(read_rgb(str(image.path), least_side=DISPLAY_SIDE), image.path.name, image.panels)
+        rows = [(decode_rgb(image.encoded, least_side=DISPLAY_SIDE), image.path.name, image.panels)
                 for image in evaluation.explained]
         explained[WORST_EXPLAINED] = explanations_png(rows)
     return {

@@ -362,9 +362,10 @@ def confusion_matrix_png(matrix, class_names: Sequence[str]) -> bytes:
 def worst_losses_png(items: Sequence[dict], columns: int = 4) -> bytes:
     """A gallery of images with true class, predicted class, its probability and the loss.
 
-    Each item has `path`, `true`, `predicted`, `confidence` and `loss`.
+    Each item has `path`, `true`, `predicted`, `confidence` and `loss`, and may have `image`:
+    its encoded bytes (a packed image's record), read instead of `path`.
     """
-    from tlcli.data.images import read_rgb
+    from tlcli.data.images import decode_rgb, read_rgb
 
     rows = max(1, -(-len(items) // columns))
     figure = _figure(columns * 2.4, rows * 2.7)
@@ -372,7 +373,9 @@ def worst_losses_png(items: Sequence[dict], columns: int = 4) -> bytes:
         axes = figure.add_subplot(rows, columns, position + 1)
         axes.set_axis_off()
         try:
-            axes.imshow(read_rgb(str(item["path"]), least_side=_GALLERY_PIXELS))
+            encoded = item.get("image")
+            axes.imshow(decode_rgb(encoded, _GALLERY_PIXELS) if encoded is not None
+                        else read_rgb(str(item["path"]), least_side=_GALLERY_PIXELS))
         except Exception:  # the file changed since it was predicted: keep its caption
             axes.text(0.5, 0.5, "unreadable", ha="center", va="center")
         colour = "tab:green" if item["true"] == item["predicted"] else "tab:red"
