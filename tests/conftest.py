@@ -70,6 +70,14 @@ def colour_dataset(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def packed_colours(colour_dataset, tmp_path_factory) -> Path:
+    """The session's split colour dataset, packed (in shards of a few images each)."""
+    out = tmp_path_factory.mktemp("packs") / "split-colours"
+    invoke("pack", colour_dataset, "--out", out, "--shard-mb", 0.004, "--quiet")
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_run(colour_dataset, tmp_path_factory) -> Path:
     """A small VGG16 run directory trained by `tlcli train` (32x32, random base weights), its
     head trained by gradient for six steps: far from the optimum, so that it makes mistakes to

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -211,3 +212,69 @@ def copy_to_url(folder: Path, url: str) -> str:
         else:
             tf.io.gfile.copy(str(path), target, overwrite=True)
     return url
+
+
+TINY_TRAIN = ("--model", "vgg16", "--weights", "none", "--image-size", 32, "--quiet")
+
+
+def run_facts(run: Path) -> tuple:
+    """What makes two runs the same run: images per split and class, classes, and the weights."""
+    config = json.loads((run / "config.json").read_text())
+    return config["counts"], config["class_names"], json.loads((run / "metrics.json").read_text())["weights_sha256"]
+
+
+def _image_tail(path) -> str:
+    """split/class/file: an image named apart from where its dataset is (a folder, a URL, a pack's source)."""
+    return "/".join(str(path).split("/")[-3:])
+
+
+def _same_features(first: Path, second: Path):
+    left, right = read_features(first / "features.npz"), read_features(second / "features.npz")
+    assert left.keys() == right.keys()
+    for name in left:
+        if name == "paths":
+            assert [_image_tail(path) for path in left[name]] == [_image_tail(path) for path in right[name]]
+        else:
+            assert (left[name] == right[name]).all(), name
+
+
+def _same_evaluation(first: Path, second: Path):
+    left, right = (json.loads((folder / "evaluation.json").read_text()) for folder in (first, second))
+    for differs in ("data", "data_description"):  # where the images came from, and only that
+        left.pop(differs), right.pop(differs)
+    for report in (left, right):
+        for row in report.get("skipped", []):
+            row["path"] = _image_tail(row["path"])
+    assert left == right
+
+
+def _same_model(first: Path, second: Path):
+    assert run_facts(first / "run") == run_facts(second / "run")
+
+
+def _same_picture(first: Path, second: Path):
+    assert (first / "grid.png").read_bytes() == (second / "grid.png").read_bytes()
+
+
+def _same_leaderboard(first: Path, second: Path):
+    def scores(folder):
+        trials = json.loads((folder / "tune" / "leaderboard.json").read_text())["trials"]
+        return [{key: value for key, value in trial.items() if "second" not in key and "time" not in key}
+                for trial in trials]
+
+    assert scores(first) == scores(second)
+
+
+# Every command that reads a dataset, as (its arguments given a run, DATA and an output folder; how
+# two of its outputs are the same): a dataset read another way (packed, at a URL) must give what
+# the folder gives.
+DATA_READERS = {
+    "extract": (lambda run, data, out: ("extract", data, *TINY_TRAIN, "--out", out / "features.npz"), _same_features),
+    "evaluate": (lambda run, data, out: ("evaluate", run, data, "--out", out), _same_evaluation),
+    "finetune --data": (lambda run, data, out: ("finetune", run, "--data", data, "--stage", "block5:1:1e-4",
+                                                "--batch-size", 8, "--quiet", "--out", out / "run"), _same_model),
+    "tune": (lambda run, data, out: ("tune", data, *TINY_TRAIN, "--epochs", 2, "--search", "random", "--trials", 2,
+                                     "--out", out / "tune"), _same_leaderboard),
+    "augment": (lambda run, data, out: ("augment", data, "--samples", 2, "--variants", 2, "--flip", "horizontal",
+                                        "--out", out / "grid.png"), _same_picture),
+}

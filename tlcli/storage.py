@@ -52,7 +52,8 @@ class UrlStat(NamedTuple):
 
 
 class Url:
-    """A file or folder named by a URL, read and written through `tf.io.gfile`."""
+    """A file or folder named by a URL, read and written through `tf.io.gfile`:
+    `Url("gs://bucket/data")`, or `Url("gs", "bucket/data")` (its scheme and path)."""
 
     __slots__ = ("scheme", "path")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import invoke, read_features, write_colour_dataset
+from helpers import DATA_READERS, invoke, run_facts, write_colour_dataset
 from tlcli.data.dataset import SplitOptions, load_dataset
 from tlcli.data.packed import INDEX, SAMPLES
 
@@ -33,11 +33,6 @@ def packed(flat_colours, tmp_path_factory) -> Path:
     return out
 
 
-def _run_facts(run: Path) -> tuple:
-    config = json.loads((run / "config.json").read_text())
-    return config["counts"], config["class_names"], json.loads((run / "metrics.json").read_text())["weights_sha256"]
-
-
 ROUTES = {
     "solved head (features streamed from the shards)": (),
     "end to end, shuffled and augmented (epochs from the byte column)": (
@@ -50,7 +45,7 @@ ROUTES = {
 def test_a_run_from_the_shards_is_the_run_from_the_folder(flat_colours, packed, tmp_path, route):
     invoke("train", flat_colours, *TINY, *SPLIT, *ROUTES[route], "--out", tmp_path / "folder")
     invoke("train", packed, *TINY, "--seed", 3, *ROUTES[route], "--out", tmp_path / "shards")  # the same seed
-    assert _run_facts(tmp_path / "shards") == _run_facts(tmp_path / "folder")
+    assert run_facts(tmp_path / "shards") == run_facts(tmp_path / "folder")
 
 
 def test_the_shards_hold_the_folders_split_in_its_order(flat_colours, packed):
@@ -168,62 +163,11 @@ def test_pack_refuses_an_out_inside_the_dataset_and_a_pack_as_source(flat_colour
     assert "is a packed dataset already" in " ".join(result.output.split())
 
 
-@pytest.fixture(scope="module")
-def packed_colours(colour_dataset, tmp_path_factory) -> Path:
-    """The session's split colour dataset, packed."""
-    out = tmp_path_factory.mktemp("packs") / "split-colours"
-    invoke("pack", colour_dataset, "--out", out, "--shard-mb", 0.004, "--quiet")
-    return out
-
-
-def _same_features(first: Path, second: Path):
-    left, right = read_features(first / "features.npz"), read_features(second / "features.npz")
-    assert left.keys() == right.keys()
-    for name in left:
-        assert (left[name] == right[name]).all(), name
-
-
-def _same_evaluation(first: Path, second: Path):
-    left, right = (json.loads((folder / "evaluation.json").read_text()) for folder in (first, second))
-    for differs in ("data", "data_description"):  # where the images came from, and only that
-        left.pop(differs), right.pop(differs)
-    assert left == right
-
-
-def _same_model(first: Path, second: Path):
-    assert _run_facts(first / "run") == _run_facts(second / "run")
-
-
-def _same_picture(first: Path, second: Path):
-    assert (first / "grid.png").read_bytes() == (second / "grid.png").read_bytes()
-
-
-def _same_leaderboard(first: Path, second: Path):
-    def scores(folder):
-        trials = json.loads((folder / "tune" / "leaderboard.json").read_text())["trials"]
-        return [{key: value for key, value in trial.items() if "second" not in key and "time" not in key}
-                for trial in trials]
-
-    assert scores(first) == scores(second)
-
-
-READERS = {
-    "extract": (lambda run, data, out: ("extract", data, *TINY, "--out", out / "features.npz"), _same_features),
-    "evaluate": (lambda run, data, out: ("evaluate", run, data, "--out", out), _same_evaluation),
-    "finetune --data": (lambda run, data, out: ("finetune", run, "--data", data, "--stage", "block5:1:1e-4",
-                                                "--batch-size", 8, "--quiet", "--out", out / "run"), _same_model),
-    "tune": (lambda run, data, out: ("tune", data, *TINY, "--epochs", 2, "--search", "random", "--trials", 2,
-                                     "--out", out / "tune"), _same_leaderboard),
-    "augment": (lambda run, data, out: ("augment", data, "--samples", 2, "--variants", 2, "--flip", "horizontal",
-                                        "--out", out / "grid.png"), _same_picture),
-}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("command", READERS)
+@pytest.mark.parametrize("command", DATA_READERS)
 def test_every_command_reads_a_packed_dataset_as_its_folder(command, colour_dataset, packed_colours, tiny_run,
                                                              tmp_path):
-    arguments, same = READERS[command]
+    arguments, same = DATA_READERS[command]
     invoke(*arguments(tiny_run, colour_dataset, tmp_path / "folder"))
     invoke(*arguments(tiny_run, packed_colours, tmp_path / "shards"))
     same(tmp_path / "folder", tmp_path / "shards")
@@ -233,11 +177,15 @@ def test_every_command_reads_a_packed_dataset_as_its_folder(command, colour_data
 def test_a_pack_stands_alone_without_the_folder_it_was_packed_from(tmp_path):
     source = write_colour_dataset(tmp_path / "colours", {"train": 6, "val": 3, "test": 3})
     invoke("pack", source, "--out", tmp_path / "pack", "--quiet")
-    shutil.rmtree(source)
     invoke("train", tmp_path / "pack", *TINY, "--out", tmp_path / "run")
-    invoke("evaluate", tmp_path / "run", tmp_path / "pack", "--out", tmp_path / "reports")
+    invoke("evaluate", tmp_path / "run", tmp_path / "pack", "--explain", 2, "--out", tmp_path / "with-source")
+    shutil.rmtree(source)
+    invoke("evaluate", tmp_path / "run", tmp_path / "pack", "--explain", 2, "--out", tmp_path / "reports")
     assert json.loads((tmp_path / "reports" / "evaluation.json").read_text())["data_description"].startswith(
         "the test split of the packed dataset")
+    # The pictures of the worst images are drawn from the shards: the ones the source's files gave.
+    for picture in ("worst_losses.png", "worst_losses_explained.png"):
+        assert (tmp_path / "reports" / picture).read_bytes() == (tmp_path / "with-source" / picture).read_bytes()
     exported = invoke("export", tmp_path / "run", "--out", tmp_path / "export")  # verified on the pack's images
     assert "ok" in exported.output and "failed" not in exported.output
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import copy_to_url, invoke
+from helpers import DATA_READERS, copy_to_url, invoke
 from tlcli.data import images
 from tlcli.data.dataset import SplitOptions, load_dataset, scan
 from tlcli.data.labels import LabelFile
@@ -109,13 +109,6 @@ def test_a_label_file_at_a_url_names_images_in_a_bucket(colour_dataset, tmp_path
     assert any("extra.png" in note for note in from_url.notes)
 
 
-@pytest.fixture(scope="module")
-def packed_colours(colour_dataset, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("packs") / "colours"
-    invoke("pack", colour_dataset, "--out", out, "--shard-mb", 0.004, "--quiet")
-    return out
-
-
 def test_a_packed_dataset_in_a_bucket_trains_the_model_it_trains_on_disk(packed_colours, tmp_path):
     url = copy_to_url(packed_colours, _ram(tmp_path))
     invoke("train", packed_colours, *TINY, "--out", tmp_path / "disk")
@@ -157,6 +150,16 @@ def test_a_dataset_at_a_file_url_is_checked_once_and_again_when_a_file_changes(c
     os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns - 10**10))  # older than the racy window
     scan(url)
     assert [str(path) for path in checked] == [f"{url}/val/red/red_0.png"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", DATA_READERS)
+def test_every_command_reads_a_dataset_at_a_url_as_its_folder(command, colour_dataset, tiny_run, tmp_path):
+    url = copy_to_url(colour_dataset, _ram(tmp_path))
+    arguments, same = DATA_READERS[command]
+    invoke(*arguments(tiny_run, colour_dataset, tmp_path / "folder"))
+    invoke(*arguments(tiny_run, url, tmp_path / "url"))
+    same(tmp_path / "folder", tmp_path / "url")
 
 
 @pytest.mark.parametrize(
