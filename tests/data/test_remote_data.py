@@ -119,6 +119,18 @@ def test_a_packed_dataset_in_a_bucket_trains_the_model_it_trains_on_disk(packed_
         invoke("inspect", packed_colours, "--json").output)["counts"]
 
 
+def test_a_dataset_in_a_bucket_packs_as_its_folder_does(colour_dataset, packed_colours, tmp_path):
+    url = copy_to_url(colour_dataset, _ram(tmp_path))
+    invoke("pack", url, "--out", tmp_path / "pack", "--shard-mb", 0.004, "--quiet")
+    from_url, from_folder = load_dataset(tmp_path / "pack"), load_dataset(packed_colours)
+    for split, samples in from_folder.splits.items():
+        assert [(_relative(s.path, url), s.label) for s in from_url.splits[split]] == \
+            [(_relative(s.path, colour_dataset), s.label) for s in samples]
+    index = json.loads((tmp_path / "pack" / INDEX).read_text())
+    assert index["source"]["data"] == url
+    assert index["source"]["sha256"] == json.loads((packed_colours / INDEX).read_text())["source"]["sha256"]
+
+
 def test_a_truncated_shard_in_a_bucket_is_one_line_and_nothing_is_written(packed_colours, tmp_path):
     import tensorflow as tf
 
