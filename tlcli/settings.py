@@ -12,6 +12,7 @@ from pathlib import Path
 import tomllib
 
 from tlcli.errors import TlcliError
+from tlcli.storage import Url, is_url
 
 
 def load_toml(path: Path, option: str = "--config") -> dict:
@@ -78,7 +79,7 @@ def is_number(value) -> bool:
 def is_kind(value, kind) -> bool:
     """Whether a value (from TOML, say) is of a setting's kind; a bool is not a number."""
     if kind is Path:
-        return isinstance(value, (str, Path))
+        return isinstance(value, (str, Path, Url))
     if kind is str or kind is bool:
         return isinstance(value, kind)
     return is_number(value) and (kind is float or isinstance(value, int))
@@ -123,7 +124,9 @@ def _setting_kinds(cls) -> dict[str, tuple[type, bool, bool]]:
 
 
 def _canonical(value, kind):
-    return float(value) if kind is float else Path(value) if kind is Path else value
+    if kind is Path:  # a URL stays one (tlcli.storage)
+        return value if isinstance(value, Url) else Url(value) if is_url(value) else Path(value)
+    return float(value) if kind is float else value
 
 
 def _wrong_type(config, name: str, value, expected: str):

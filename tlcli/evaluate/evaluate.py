@@ -44,6 +44,7 @@ from tlcli.evaluate.metrics import (
 )
 from tlcli.models.tta import VIEW_SETS
 from tlcli.runs.directory import EVALUATION, check_writable_folder, read_run, write_atomic
+from tlcli.storage import Location, Url, check_readable
 
 CLASSIFICATION_REPORT = "classification_report.txt"
 CONFUSION_MATRIX = "confusion_matrix.png"
@@ -507,20 +508,25 @@ def multi_label_report_contents(evaluation: Evaluation) -> dict[str, str | bytes
     }
 
 
-def reports_folder(model: Path, out_dir: Path | None) -> Path:
-    """Where the reports go (--out, else the run directory), checked before any model is loaded."""
-    folder = Path(out_dir) if out_dir is not None else read_run(model).path
+def reports_folder(model: Location, out_dir: Location | None) -> Location:
+    """Where the reports go (--out, else the run directory), checked before any model is loaded.
+    At a URL each report file is uploaded whole (a temporary name, then renamed)."""
+    folder = (out_dir if isinstance(out_dir, Url) else Path(out_dir)) if out_dir is not None else read_run(model).path
     name = f"--out {folder}" if out_dir is not None else f"The run directory {folder} (reports go there without --out)"
-    check_writable_folder(folder, name)
+    if isinstance(folder, Url):
+        check_readable(folder, name)
+    else:
+        check_writable_folder(folder, name)
     return folder
 
 
-def write_reports(evaluation: Evaluation, out_dir: Path) -> list[Path]:
+def write_reports(evaluation: Evaluation, out_dir: Location) -> list[Location]:
     contents = report_contents(evaluation)
+    folder = out_dir if isinstance(out_dir, Url) else Path(out_dir)
     if WORST_EXPLAINED not in contents:  # an earlier evaluate's, about other predictions
-        (Path(out_dir) / WORST_EXPLAINED).unlink(missing_ok=True)
+        (folder / WORST_EXPLAINED).unlink(missing_ok=True)
     written = []
     for name, content in contents.items():
-        write_atomic(Path(out_dir) / name, content)
-        written.append(Path(out_dir) / name)
+        write_atomic(folder / name, content)
+        written.append(folder / name)
     return written

@@ -18,16 +18,18 @@ files earlier versions left). Nothing else is ever deleted.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from tlcli.errors import TlcliError
 from tlcli.runs.locks import lock_output
+from tlcli.storage import Location, Url, atomic_url_file, check_readable, fetch
 
 CONFIG = "config.json"
 LABELS = "labels.txt"
@@ -48,11 +50,16 @@ LEADERBOARD = "leaderboard.json"  # a tuning directory's finished trials
 
 
 @contextlib.contextmanager
-def atomic_file(path: Path, mode: str = "wb"):
+def atomic_file(path: Location, mode: str = "wb"):
     """A file handle whose content appears at `path` only when the block ends without error.
 
     A killed process or an exception leaves either the old file or none, never half of one.
+    At a URL, the file is written under a temporary name, then renamed (storage.atomic_url_file).
     """
+    if isinstance(path, Url):
+        with atomic_url_file(path, mode) as handle:
+            yield handle
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", delete=False)
@@ -69,7 +76,7 @@ def atomic_file(path: Path, mode: str = "wb"):
         raise
 
 
-def write_atomic(path: Path, content: str | bytes) -> None:
+def write_atomic(path: Location, content: str | bytes) -> None:
     """Write a file so that a killed process leaves either the old file or the new one."""
     with atomic_file(path, "wb" if isinstance(content, bytes) else "w") as handle:
         handle.write(content)
@@ -114,13 +121,21 @@ _PROGRESS = {"run": (HISTORY, BACKUP), "tune": (LEADERBOARD,)}
 _INTERRUPTED = {"run": "an interrupted run", "tune": "an interrupted search"}
 
 
-def output_kind(path: Path) -> str | None:
+def _as_place(path: Location) -> Location:
+    return path if isinstance(path, Url) else Path(path)
+
+
+def _lexists(path: Location) -> bool:
+    return path.exists() if isinstance(path, Url) else os.path.lexists(path)
+
+
+def output_kind(path: Location) -> str | None:
     """"run", "tune" or "export" for a folder tlcli made, by its marker or by the files earlier
     versions left in it; None for any other folder, which tlcli never writes into or replaces."""
-    path = Path(path)
+    path = _as_place(path)
     if path.is_symlink() or not path.is_dir():
         return None
-    if os.path.lexists(path / MARKER):
+    if _lexists(path / MARKER):
         kind = _json_object(path / MARKER).get("kind")
         return kind if kind in OUTPUT_KINDS else None
     if _json_object(path / CONFIG).get("kind") in ("train", "finetune") and (path / LABELS).is_file():
@@ -134,9 +149,33 @@ def output_kind(path: Path) -> str | None:
 
 def write_marker(folder: Path, kind: str) -> None:
     """Mark `folder` as a `kind` folder made by tlcli, so that --overwrite may replace it."""
+    write_json(Path(folder) / MARKER, marker_document(kind))
+
+
+def marker_document(kind: str, *, uploading: bool = False) -> dict:
+    """What a `.tlcli` marker holds. A folder being uploaded to a URL (runs.remote) is marked
+    `uploading` until its last file is there: readers refuse it, --overwrite may replace it."""
     from tlcli import __version__
 
-    write_json(Path(folder) / MARKER, {"kind": kind, "tlcli": __version__})
+    return {"kind": kind, "tlcli": __version__, **({"state": UPLOADING} if uploading else {})}
+
+
+UPLOADING = "uploading"
+
+
+def is_uploading(folder: Location) -> bool:
+    """Whether `folder` is a tlcli folder whose upload to a URL has not finished (or stopped part-way)."""
+    return _json_object(_as_place(folder) / MARKER).get("state") == UPLOADING
+
+
+def check_uploaded(folder: Location, name: Location | str) -> None:
+    """Refuse, in one line, a folder whose upload has not finished: some of its files may be
+    missing, or an older output's."""
+    if is_uploading(folder):
+        raise TlcliError(
+            f"{name} is still being uploaded, or its upload stopped part-way, so it is not complete. "
+            "Wait for the command writing it to finish, or write it again (with --overwrite)."
+        )
 
 
 def _json_object(path: Path) -> dict:
@@ -180,28 +219,39 @@ def check_writable_folder(folder: Path, name: str) -> None:
         ) from None
 
 
-def check_apart(path: Path, data: Path | None = None, sources: dict[Path, str] | None = None) -> None:
+def _place_key(place: Location) -> tuple[str, PurePosixPath]:
+    """Where `place` is, comparable across spellings: a `file://` URL is its local path."""
+    if isinstance(place, Url) and place.scheme != "file":
+        return place.scheme, PurePosixPath(place.resolve().path)
+    local = Path(place.path) if isinstance(place, Url) else Path(place)
+    return "file", PurePosixPath(local.resolve())
+
+
+def _relation(path: Location, other: Location) -> str | None:
+    """"is", "lies inside" or "contains" for how `path` sits to `other`, else None."""
+    (scheme, target), (other_scheme, place) = _place_key(path), _place_key(other)
+    if scheme != other_scheme:
+        return None
+    return "is" if target == place else "lies inside" if place in target.parents \
+        else "contains" if target in place.parents else None
+
+
+def check_apart(path: Location, data: Location | None = None, sources: dict[Location, str] | None = None) -> None:
     """Refuse an output folder that is, holds or lies inside the dataset, or holds a file the
-    command reads (`sources`: path -> what it is)."""
-    target = Path(path).resolve()
-    if data is not None:
-        dataset = Path(data).resolve()
-        relation = (
-            "is" if target == dataset else "lies inside" if dataset in target.parents
-            else "contains" if target in dataset.parents else None
+    command reads (`sources`: path -> what it is). Local paths and URLs compare alike."""
+    relation = _relation(path, data) if data is not None else None
+    if relation:
+        raise TlcliError(
+            f"--out {path} {relation} the dataset {data}. tlcli never writes into a dataset or "
+            "replaces one: choose an --out outside it."
         )
-        if relation:
-            raise TlcliError(
-                f"--out {path} {relation} the dataset {data}. tlcli never writes into a dataset or "
-                "replaces one: choose an --out outside it."
-            )
     for source, what in (sources or {}).items():
-        if target == Path(source).resolve() or target in Path(source).resolve().parents:
+        if _relation(path, source) in ("is", "contains"):
             raise TlcliError(f"--out {path} holds {what} ({source}). Choose another --out.")
 
 
-def claim_output(path: Path, kind: str, *, overwrite: bool = False, resume: bool = False,
-                 data: Path | None = None, sources: dict[Path, str] | None = None) -> None:
+def claim_output(path: Location, kind: str, *, overwrite: bool = False, resume: bool = False,
+                 data: Location | None = None, sources: dict[Location, str] | None = None) -> None:
     """Lock the output folder `path` for this command and refuse, before anything is written, any
     use of it that could lose something: see the rules below. Call it from a function decorated
     with `locks_outputs`. Creates the parent folders (the lock lives beside `path`), nothing else.
@@ -211,18 +261,30 @@ def claim_output(path: Path, kind: str, *, overwrite: bool = False, resume: bool
     - never a folder another process is writing (whatever the flags);
     - an existing folder must be empty, or a `kind` folder tlcli made: replaced only with
       --overwrite, continued with --resume, or started again when it never finished an epoch.
+
+    A URL is checked by the same rules, except the lock: object storage has none (runs.remote).
     """
-    path = Path(path)
+    path = _as_place(path)
     check_apart(path, data, sources)
-    check_writable_folder(path, f"--out {path}")
-    check_writable_folder(path.parent, f"--out {path}")  # the lock, and any replacement, go beside it
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock_output(path, f"--out {path}", OUTPUT_KINDS[kind])
+    if isinstance(path, Url):
+        check_readable(path, "--out")
+    else:
+        check_writable_folder(path, f"--out {path}")
+        check_writable_folder(path.parent, f"--out {path}")  # the lock, and any replacement, go beside it
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock_output(path, f"--out {path}", OUTPUT_KINDS[kind])
     if not _occupied(path):
         return
     found = output_kind(path)
     if found != kind:
         raise TlcliError(_not_replaceable(path, kind, found))
+    if is_uploading(path):
+        if overwrite:
+            return
+        raise TlcliError(
+            f"--out {path} holds {OUTPUT_KINDS[kind]} whose upload did not finish, so there is nothing sound to "
+            f"{'resume' if resume else 'keep'}. Use --overwrite to write it again, or choose another --out."
+        )
     if resume or overwrite or _restartable(path, kind):
         return
     interrupted = (path / IN_PROGRESS).exists()
@@ -234,8 +296,8 @@ def claim_output(path: Path, kind: str, *, overwrite: bool = False, resume: bool
     raise TlcliError(f"--out {path} {state}. Use {remedy}, or choose another --out.")
 
 
-def _occupied(path: Path) -> bool:
-    return os.path.lexists(path) and not (path.is_dir() and not path.is_symlink() and not any(path.iterdir()))
+def _occupied(path: Location) -> bool:
+    return _lexists(path) and not (path.is_dir() and not path.is_symlink() and not any(path.iterdir()))
 
 
 def _restartable(path: Path, kind: str) -> bool:
@@ -318,8 +380,8 @@ def finish_run_dir(path: Path) -> None:
 class RunInfo:
     """What a saved model needs to be used: where it is, its classes and input size."""
 
-    path: Path  # the run directory
-    model_path: Path
+    path: Location  # the run directory: a URL for a run read from one
+    model_path: Path  # always local: a URL run's is a copy
     class_names: tuple[str, ...]
     image_size: int
     backbone: str
@@ -335,16 +397,31 @@ class RunInfo:
         return dict(read_json(path).get("thresholds") or {}) if path.is_file() else {}
 
 
-def read_run(path: Path) -> RunInfo:
-    """Read a run directory, or the folder of a `.keras` file with `labels.txt` beside it."""
-    path = Path(path).expanduser()
+_RUN_FILES = (MODEL, CONFIG, LABELS, METRICS, EVALUATION, EXPORT_METADATA, MARKER)  # what readers of a run read
+
+
+def read_run(path: Location) -> RunInfo:
+    """Read a run directory, or the folder of a `.keras` file with `labels.txt` beside it.
+
+    A run at a URL is read from a local copy of its files (once per process); its `path` stays the URL.
+    """
+    path = _as_place(path).expanduser()
     model_path = path if path.suffix == ".keras" else path / MODEL
     folder = model_path.parent
+    if isinstance(path, Url):
+        check_readable(path, "The run")
+    check_uploaded(folder, path)
     if not model_path.is_file():
         raise TlcliError(
             f"{path} is not a tlcli run: {model_path.name} is missing. "
             "Pass a run directory written by `tlcli train` / `tlcli finetune`, or its model.keras."
         )
+    if isinstance(folder, Url):
+        local = fetch(folder, "The run", names=tuple(dict.fromkeys((model_path.name, *_RUN_FILES))))
+        try:
+            return dataclasses.replace(read_run(local / model_path.name), path=folder)
+        except TlcliError as error:
+            raise TlcliError(str(error).replace(str(local), str(folder))) from None
     config = {}
     if (folder / CONFIG).is_file():
         config = read_json(folder / CONFIG)

@@ -39,6 +39,7 @@ from tlcli.runs.directory import (
 )
 from tlcli.runs.history import History
 from tlcli.runs.locks import locks_outputs
+from tlcli.runs.remote import staged_output
 from tlcli.runtime import import_keras, set_seed
 from tlcli.settings import check_types
 from tlcli.training.callbacks import load_model_state, save_model_state
@@ -192,6 +193,15 @@ def finetune(
     resume: bool = False,
     events: Events = SILENT,
 ) -> Outcome:
+    """Fine-tune a run into `config.out` (a folder, or a URL: runs.remote)."""
+    with staged_output(config.out, "run", overwrite=overwrite, resume=resume, data=config.data,
+                       sources={config.source: "the source run"}) as staged:
+        outcome = _finetune(config, staged.local, distribution, overwrite, resume, events)
+        return dataclasses.replace(outcome, run_dir=staged.public(outcome.run_dir))
+
+
+def _finetune(config: FinetuneConfig, out: Path | None, distribution: DistributeConfig, overwrite: bool,
+              resume: bool, events: Events) -> Outcome:
     placement = place(distribution, config.data)  # first: multi-worker collectives need it so
     check_weight_decay(config.fit)
     run = read_run(config.source)
@@ -209,7 +219,7 @@ def finetune(
                          "images have several. Drop --class-weight for this multi-label run.")
     events.placed(placement, fit_config.batch_size)
     events.dataset(dataset)
-    run_dir = Path(config.out) if config.out else default_run_dir(spec.name, prefix="finetune-")
+    run_dir = out or default_run_dir(spec.name, prefix="finetune-")
     claim_run(run_dir, placement, data=dataset.root, source=run.path, overwrite=overwrite, resume=resume)
     # Seeded before loading: the head's dropout layers draw their random state when they are made.
     set_seed(config.fit.seed)
