@@ -19,6 +19,7 @@ from tlcli.data.dataset import Sample, SplitOptions, load_dataset
 from tlcli.data.images import Problem, check_image
 from tlcli.errors import TlcliError
 from tlcli.runs.directory import check_writable_folder, write_atomic
+from tlcli.storage import location
 
 LABEL_WIDTH = 110  # the row-label column, in pixels
 HEADER_HEIGHT = 22  # the column-title row
@@ -130,8 +131,8 @@ def write_preview(
     labels=None,
 ) -> Preview:
     """Pick images (of a dataset's class folders, or of `labels`, a data.labels.LabelFile),
-    augment them through the training pipeline, and write the grid as PNG."""
-    out = Path(out)
+    augment them through the training pipeline, and write the grid as PNG (to a file or a URL)."""
+    out = location(out)
     if out.suffix.lower() != ".png":
         raise TlcliError(f"--out {out} is not a .png file name. Use e.g. --out preview.png.")
     for name, value, least in (("--samples", samples, 1), ("--variants", variants, 1), ("--image-size", image_size, 8)):

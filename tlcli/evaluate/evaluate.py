@@ -291,7 +291,7 @@ def failed_thresholds(metrics: dict, thresholds: dict[str, float]) -> list[str]:
 
 @dataclass
 class Evaluation:
-    model_path: Path
+    model_path: Location  # where the model is (a URL for a run read from one)
     data: EvaluationData
     class_names: tuple[str, ...]  # the model's
     paths: list[Path]
@@ -381,7 +381,7 @@ def evaluate_model(
     class_names: Sequence[str],
     image_size: int,
     data: EvaluationData,
-    model_path: Path,
+    model_path: Location,
     top_k: int | None = None,
     batch_size: int = 32,
     on_predicted: Callable[[int], None] | None = None,
@@ -413,7 +413,7 @@ def evaluate_model(
     if multi_label:
         y_true = np.array([data.samples[i].targets for i in indices], dtype=int)
         return Evaluation(
-            model_path=Path(model_path), data=data, class_names=tuple(class_names),
+            model_path=model_path, data=data, class_names=tuple(class_names),
             paths=[data.samples[i].path for i in indices], y_true=y_true,
             probabilities=np.asarray(outputs, np.float64),
             metrics=compute_multi_label_metrics(y_true, outputs, class_names, thresholds or {}), problems=problems,
@@ -423,7 +423,7 @@ def evaluate_model(
     probabilities = outputs if tta is None else outputs.mean(axis=1)
     metrics = compute_metrics(y_true, probabilities, class_names, top_k)
     return Evaluation(
-        model_path=Path(model_path),
+        model_path=model_path,
         data=data,
         class_names=tuple(class_names),
         paths=[data.samples[i].path for i in indices],

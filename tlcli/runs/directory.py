@@ -202,9 +202,13 @@ def read_json(path: Path) -> dict:
     return document
 
 
-def check_writable_folder(folder: Path, name: str) -> None:
+def check_writable_folder(folder: Location, name: str) -> None:
     """Refuse, before anything is written, a folder that cannot be made or written in: a file, a
-    path under a file, or a place this process may not write to. `name` starts the message."""
+    path under a file, or a place this process may not write to. `name` starts the message.
+    At a URL only what can be told without writing is checked: the scheme, the store, access."""
+    if isinstance(folder, Url):
+        check_readable(folder, "The output folder")
+        return
     existing = Path(os.path.abspath(folder))
     while not os.path.exists(existing):
         existing = existing.parent
@@ -386,6 +390,11 @@ class RunInfo:
     image_size: int
     backbone: str
     config: dict
+
+    @property
+    def model_location(self) -> Location:
+        """Where the model is: `model_path`, or its URL for a run read from one."""
+        return self.path / self.model_path.name if isinstance(self.path, Url) else self.model_path
 
     @property
     def multi_label(self) -> bool:

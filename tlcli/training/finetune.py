@@ -42,6 +42,7 @@ from tlcli.runs.locks import locks_outputs
 from tlcli.runs.remote import staged_output
 from tlcli.runtime import import_keras, set_seed
 from tlcli.settings import check_types
+from tlcli.storage import Url, location
 from tlcli.training.callbacks import load_model_state, save_model_state
 from tlcli.training.config import FitConfig
 from tlcli.training.fit import FitResult, compile_model, fit, fit_length
@@ -316,7 +317,7 @@ def find_learning_rate(
     spec = run_backbone(run)
     unfreezing = parse_unfreeze(unfreezing or spec.blocks[-1].name, spec)
     dataset, _ = run_dataset(run, data, strict)
-    plot = Path(out) if out is not None else run.path / LR_FIND_PLOT
+    plot = location(out) if out is not None else run.path / LR_FIND_PLOT  # a file, or a URL
     check_writable_folder(plot.parent, f"--out {plot}")
     set_seed(fit.seed)
     model, run = load_placed_model(source, placement)
@@ -330,7 +331,8 @@ def find_learning_rate(
     else:  # the stage's own cache, without the validation images the test does not read
         test_model = route.split.upper
         inputs, _ = cached_inputs(placement, dataset, route.split, run.image_size, fit, validation=False,
-                                  memory_budget=int(cache_memory * 2**30), scratch_dir=plot.parent)
+                                  memory_budget=int(cache_memory * 2**30),
+                                  scratch_dir=None if isinstance(plot, Url) else plot.parent)
     if on_start is not None:
         on_start()
     try:
