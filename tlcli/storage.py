@@ -370,3 +370,9 @@ def remove_tree(place: Location) -> None:
         return
     with gfile_errors(place):
         _gfile().rmtree(str(place))
+
+
+def forget_fetched(place: Url) -> None:
+    """Let `fetch` copy anew what lies at or below `place`, which this process has just rewritten."""
+    for key in [key for key in _fetched if key[0] == place or place in key[0].parents]:
+        del _fetched[key]

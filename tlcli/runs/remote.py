@@ -26,7 +26,7 @@ from typing import Iterator
 
 from tlcli.errors import TlcliError
 from tlcli.runs.directory import MARKER, Interrupted, claim_output, marker_document
-from tlcli.storage import Location, Url, atomic_url_file, copy_file, download_folder, remove_tree
+from tlcli.storage import Location, Url, atomic_url_file, copy_file, download_folder, forget_fetched, remove_tree
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,7 @@ def publish(local: Path, target: Url, kind: str, last: tuple[str, ...] = ()) -> 
     files = [name for name in files if name not in last] + [name for name in last if name in files]
     final_marker = (local / MARKER).read_bytes() if (local / MARKER).is_file() else \
         (json.dumps(marker_document(kind), indent=2) + "\n").encode()
+    forget_fetched(target)
     target.mkdir(parents=True, exist_ok=True)
     _replace(marker, (json.dumps(marker_document(kind, uploading=True), indent=2) + "\n").encode())
     for name in files:
