@@ -248,3 +248,43 @@ def test_a_url_folder_that_is_not_a_run_is_one_line(colour_dataset):
     gfile().makedirs(url)
     message = one_line_error(tlcli("evaluate", url, colour_dataset))
     assert f"{url} is not a tlcli run: model.keras is missing" in message
+
+
+def test_pack_to_a_url_uploads_its_index_just_before_its_marker(colour_dataset, monkeypatch):
+    from tlcli.runs import remote
+
+    url, uploaded = ram_url("pack"), []
+    copy = remote.copy_file
+
+    def recording(source, target):
+        uploaded.append(Path(source).name)
+        copy(source, target)
+
+    monkeypatch.setattr(remote, "copy_file", recording)
+    packed = invoke("pack", colour_dataset, "--out", url, "--quiet")
+    assert url in packed.output
+    assert uploaded[-1] == "tlcli-pack.json" and len(uploaded) > 1
+    marker = json.loads(read_url(f"{url}/.tlcli"))
+    assert marker["kind"] == "pack" and "state" not in marker
+    assert sum(json.loads(read_url(f"{url}/tlcli-pack.json"))["records"].values()) == 48
+
+
+def test_explain_to_a_url_names_its_pictures_by_their_url(tiny_run, colour_dataset):
+    url = ram_url("maps")
+    records = json.loads(invoke("explain", tiny_run, colour_dataset / "test" / "red", "--out", url, "--json").stdout)
+    assert records and all(record["picture"].startswith(f"{url}/") for record in records)
+    written = json.loads(read_url(f"{url}/explain.json"))
+    assert [image["picture"] for image in written["images"]] == [record["picture"] for record in records]
+    assert {Path(record["picture"]).name for record in records} <= url_files(url)
+
+
+def test_a_search_at_a_url_grows_with_resume(colour_dataset, tmp_path):
+    url = ram_url("search")
+    (tmp_path / "space.toml").write_text("[space]\nlearning_rate = {low = 0.001, high = 0.1, log = true}\n")
+    args = ("tune", colour_dataset, "--model", "vgg16", "--weights", "none", "--image-size", 32, "--epochs", 1,
+            "--quiet", "--space", tmp_path / "space.toml", "--seed", 3, "--out", url)
+    invoke(*args, "--trials", 1)
+    assert json.loads(read_url(f"{url}/.tlcli"))["kind"] == "tune"
+    result = invoke(*args, "--trials", 2, "--resume")
+    assert "1 run now, 1 earlier" in result.output
+    assert sorted(trial["trial"] for trial in json.loads(read_url(f"{url}/leaderboard.json"))["trials"]) == [1, 2]

@@ -45,6 +45,7 @@ EVALUATION = "evaluation.json"  # what `tlcli evaluate` writes into its reports 
 EXPORT_METADATA = "metadata.json"  # what `tlcli export` writes beside its model.keras
 KERAS_ARCHITECTURE = "config.json"  # inside a .keras archive, beside the weights
 MARKER = ".tlcli"  # names the kind of folder tlcli made: run, tune, export, explain or pack
+UPLOADING = "uploading"  # the marker's state while a folder is uploaded to a URL (runs.remote)
 TUNE_SETTINGS = "tune.json"  # a tuning directory's search
 LEADERBOARD = "leaderboard.json"  # a tuning directory's finished trials
 
@@ -158,9 +159,6 @@ def marker_document(kind: str, *, uploading: bool = False) -> dict:
     from tlcli import __version__
 
     return {"kind": kind, "tlcli": __version__, **({"state": UPLOADING} if uploading else {})}
-
-
-UPLOADING = "uploading"
 
 
 def is_uploading(folder: Location) -> bool:

@@ -67,16 +67,16 @@ def staged_output(target: Location | None, kind: str, *, overwrite: bool = False
         except Interrupted as error:
             if local.is_dir():
                 publish(local, target, kind, last)
-            raise _retarget(error, staged) from None
+            raise _retarget(error, local, target) from None
         except TlcliError as error:
-            raise _retarget(error, staged) from None
+            raise _retarget(error, local, target) from None
         if local.is_dir():  # a worker that is not the chief leaves none: only the chief publishes
             publish(local, target, kind, last)
 
 
-def _retarget(error: TlcliError, staged: StagedOutput) -> TlcliError:
-    """The same error, naming the URL where it named the staging folder."""
-    error.args = (str(error).replace(str(staged.local), str(staged.target)),)
+def _retarget(error: TlcliError, local: Path, target: Url) -> TlcliError:
+    """The same error, naming the URL where it named the staging folder or file."""
+    error.args = (str(error).replace(str(local), str(target)),)
     return error
 
 
@@ -131,8 +131,7 @@ def staged_file(target: Location) -> Iterator[Path]:
         try:
             yield local
         except TlcliError as error:
-            error.args = (str(error).replace(str(local), str(target)),)
-            raise
+            raise _retarget(error, local, target) from None
         with atomic_url_file(target) as handle, open(local, "rb") as source:
             while chunk := source.read(1 << 24):
                 handle.write(chunk)
