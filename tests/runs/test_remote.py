@@ -288,3 +288,36 @@ def test_a_search_at_a_url_grows_with_resume(colour_dataset, tmp_path):
     result = invoke(*args, "--trials", 2, "--resume")
     assert "1 run now, 1 earlier" in result.output
     assert sorted(trial["trial"] for trial in json.loads(read_url(f"{url}/leaderboard.json"))["trials"]) == [1, 2]
+
+
+def test_a_run_at_a_url_predicts_as_the_local_run(tiny_run, colour_dataset):
+    images = colour_dataset / "test" / "green"
+    local = json.loads(invoke("predict", tiny_run, images, "--format", "json").stdout)
+    remote = json.loads(invoke("predict", f"file://{tiny_run}", images, "--format", "json").stdout)
+    assert remote == local
+
+
+def test_lr_find_of_a_url_run_writes_its_plot_into_the_run(tiny_run):
+    url = ram_url("run")
+    gfile().makedirs(url)
+    for name in ("model.keras", "config.json", "labels.txt", ".tlcli"):
+        gfile().copy(str(tiny_run / name), f"{url}/{name}")
+    found = json.loads(invoke("lr-find", url, "--steps", 8, "--batch-size", 8, "--json").stdout)
+    assert found["plot"] == f"{url}/lr_find.png"
+    assert read_url(f"{url}/lr_find.png")[:4] == b"\x89PNG"
+
+
+def test_augment_writes_its_preview_to_a_url(colour_dataset):
+    url = ram_url("preview.png")
+    invoke("augment", colour_dataset, "--out", url, "--samples", 2, "--variants", 2, "--image-size", 32)
+    assert read_url(url)[:4] == b"\x89PNG"
+    assert gfile().listdir(url.rsplit("/", 1)[0]) == ["preview.png"]  # no temporary name left
+
+
+def test_a_url_out_that_cannot_be_written_is_refused_before_any_work(colour_dataset, tmp_path, make_read_only):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    make_read_only(folder)
+    message = one_line_error(tlcli("train", colour_dataset, *QUICK, "--out", f"file://{folder}/run"))
+    assert f"--out file://{folder}/run: cannot write there" in message
+    assert not any(folder.iterdir())

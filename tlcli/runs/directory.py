@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -221,6 +222,22 @@ def check_writable_folder(folder: Location, name: str) -> None:
         ) from None
 
 
+def check_url_writable(path: Url) -> None:
+    """Refuse, before any work, a URL this process cannot write at: an unknown scheme, a store it
+    cannot reach, a bucket that does not exist or denies writing. A probe beside `path` tells."""
+    check_readable(path, "--out")
+    probe = path.parent / f".{path.name}.probe-{uuid.uuid4().hex[:8]}"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise TlcliError(
+            f"--out {path}: cannot write there ({error.strerror or error}). Check your credentials and the "
+            "bucket's permissions, or choose another --out."
+        ) from None
+
+
 def _place_key(place: Location) -> tuple[str, PurePosixPath]:
     """Where `place` is, comparable across spellings: a `file://` URL is its local path."""
     if isinstance(place, Url) and place.scheme != "file":
@@ -269,7 +286,7 @@ def claim_output(path: Location, kind: str, *, overwrite: bool = False, resume: 
     path = _as_place(path)
     check_apart(path, data, sources)
     if isinstance(path, Url):
-        check_readable(path, "--out")
+        check_url_writable(path)
     else:
         check_writable_folder(path, f"--out {path}")
         check_writable_folder(path.parent, f"--out {path}")  # the lock, and any replacement, go beside it
