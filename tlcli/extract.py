@@ -80,8 +80,7 @@ def check_output(out: Location, overwrite: bool) -> None:
         )
     if out.exists() and not overwrite:
         raise TlcliError(f"--out {out} already exists. Choose another file, or add --overwrite to replace it.")
-    if not isinstance(out, Url):
-        check_writable_folder(out.parent, f"--out {out}")
+    check_writable_folder(out.parent, f"--out {out}")
 
 
 @dataclass

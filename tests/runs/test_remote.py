@@ -314,10 +314,17 @@ def test_augment_writes_its_preview_to_a_url(colour_dataset):
     assert gfile().listdir(url.rsplit("/", 1)[0]) == ["preview.png"]  # no temporary name left
 
 
-def test_a_url_out_that_cannot_be_written_is_refused_before_any_work(colour_dataset, tmp_path, make_read_only):
+@pytest.mark.parametrize("command, name", [
+    (("train", "{data}", *QUICK), "run"),
+    (("extract", "{data}", "--model", "vgg16", "--weights", "none", "--image-size", 32), "features.npz"),
+    (("augment", "{data}"), "preview.png"),
+])
+def test_a_url_out_that_cannot_be_written_is_refused_before_any_work(colour_dataset, tmp_path, make_read_only,
+                                                                      command, name):
     folder = tmp_path / "locked"
     folder.mkdir()
     make_read_only(folder)
-    message = one_line_error(tlcli("train", colour_dataset, *QUICK, "--out", f"file://{folder}/run"))
-    assert f"--out file://{folder}/run: cannot write there" in message
+    arguments = [str(colour_dataset) if part == "{data}" else part for part in command]
+    message = one_line_error(tlcli(*arguments, "--out", f"file://{folder}/{name}"))
+    assert f"--out file://{folder}/{name}: cannot write there" in message
     assert not any(folder.iterdir())

@@ -207,6 +207,7 @@ def check_writable_folder(folder: Location, name: str) -> None:
     At a URL only what can be told without writing is checked: the scheme, the store, access."""
     if isinstance(folder, Url):
         check_readable(folder, "The output folder")
+        _probe_writing(folder, name)
         return
     existing = Path(os.path.abspath(folder))
     while not os.path.exists(existing):
@@ -224,17 +225,23 @@ def check_writable_folder(folder: Location, name: str) -> None:
 
 def check_url_writable(path: Url) -> None:
     """Refuse, before any work, a URL this process cannot write at: an unknown scheme, a store it
-    cannot reach, a bucket that does not exist or denies writing. A probe beside `path` tells."""
+    cannot reach, a bucket that does not exist or denies writing."""
     check_readable(path, "--out")
-    probe = path.parent / f".{path.name}.probe-{uuid.uuid4().hex[:8]}"
+    _probe_writing(path.parent, f"--out {path}")
+
+
+def _probe_writing(folder: Url, name: str) -> None:
+    """Write and remove an empty file in `folder` (made if missing): only a write tells whether
+    the bucket allows it."""
+    probe = folder / f".tlcli-probe-{uuid.uuid4().hex[:8]}"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as error:
         raise TlcliError(
-            f"--out {path}: cannot write there ({error.strerror or error}). Check your credentials and the "
-            "bucket's permissions, or choose another --out."
+            f"{name}: cannot write there ({error.strerror or error}). Check your credentials and the "
+            "bucket's permissions, or choose another place."
         ) from None
 
 
