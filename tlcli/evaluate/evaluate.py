@@ -44,7 +44,7 @@ from tlcli.evaluate.metrics import (
 )
 from tlcli.models.tta import VIEW_SETS
 from tlcli.runs.directory import EVALUATION, check_writable_folder, read_run, write_atomic
-from tlcli.storage import Location, Url, check_readable
+from tlcli.storage import Location, Url
 
 CLASSIFICATION_REPORT = "classification_report.txt"
 CONFUSION_MATRIX = "confusion_matrix.png"
@@ -513,10 +513,7 @@ def reports_folder(model: Location, out_dir: Location | None) -> Location:
     At a URL each report file is uploaded whole (a temporary name, then renamed)."""
     folder = (out_dir if isinstance(out_dir, Url) else Path(out_dir)) if out_dir is not None else read_run(model).path
     name = f"--out {folder}" if out_dir is not None else f"The run directory {folder} (reports go there without --out)"
-    if isinstance(folder, Url):
-        check_readable(folder, name)
-    else:
-        check_writable_folder(folder, name)
+    check_writable_folder(folder, name)
     return folder
 
 
