@@ -37,6 +37,8 @@ from tlcli.errors import TlcliError
 from tlcli.models.backbones import BackboneSpec, get_backbone, resolve_image_size
 from tlcli.models.weights import WeightsSource, parse_weights
 from tlcli.runs.directory import check_writable_folder
+from tlcli.runs.remote import staged_file
+from tlcli.storage import Location, Url, check_readable, location
 
 POOLINGS = ("avg", "max")
 FEATURES_SUFFIX = ".npz"
@@ -64,11 +66,12 @@ class ExtractConfig:
             raise TlcliError(f"--pooling {self.pooling!r} is not one of {'|'.join(POOLINGS)}. Use --pooling avg or max.")
         if self.batch_size < 1:
             raise TlcliError(f"--batch-size {self.batch_size} must be at least 1.")
-        check_output(Path(self.out), self.overwrite)
+        check_output(location(self.out), self.overwrite)
 
 
-def check_output(out: Path, overwrite: bool) -> None:
+def check_output(out: Location, overwrite: bool) -> None:
     """Refuse an output path that would not work, before any image is read."""
+    check_readable(out, "--out")
     if out.is_dir():
         raise TlcliError(f"--out {out} is a folder. Give a file name, e.g. --out {out / 'features.npz'}.")
     if out.suffix.lower() != FEATURES_SUFFIX:
@@ -152,13 +155,14 @@ def extract(
     extractor = extractor if extractor is not None else build_extractor(plan, placement)
     shape = feature_shape(extractor)
     writes = placement is None or placement.is_chief
-    out = Path(config.out)
-    if writes:
+    out = location(config.out)
+    if writes and not isinstance(out, Url):
         out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     first_batch_seconds = None
     kept = []
-    with tempfile.TemporaryFile(dir=out.parent if writes else None, prefix=f".{out.name}.rows.") as rows:
+    rows_folder = out.parent if writes and not isinstance(out, Url) else None
+    with tempfile.TemporaryFile(dir=rows_folder, prefix=f".{out.name}.rows.") as rows:
         for batch in feature_batches(extractor, plan.samples, plan.image_size, config.batch_size, placement):
             rows.write(np.ascontiguousarray(batch.features, dtype="<f4").tobytes())
             kept.append(batch.indices)
@@ -173,7 +177,8 @@ def extract(
                 "Check the files with `tlcli inspect`."
             )
         if writes:
-            _write_archive(out, rows, (len(indices), *shape), _described_arrays(plan, indices, placement))
+            with staged_file(out) as local:  # at a URL: written here, then uploaded whole
+                _write_archive(local, rows, (len(indices), *shape), _described_arrays(plan, indices, placement))
     seconds = time.perf_counter() - started
     failed = sorted(set(range(len(plan.samples))) - set(indices.tolist()))
     skipped = list(plan.dataset.problems) + [Problem(plan.samples[i].path, DECODE_FAILED) for i in failed]

@@ -12,7 +12,7 @@ from pathlib import Path
 import tomllib
 
 from tlcli.errors import TlcliError
-from tlcli.storage import Url, location
+from tlcli.storage import Url, is_url
 
 
 def load_toml(path: Path, option: str = "--config") -> dict:
@@ -124,7 +124,9 @@ def _setting_kinds(cls) -> dict[str, tuple[type, bool, bool]]:
 
 
 def _canonical(value, kind):
-    return float(value) if kind is float else location(value) if kind is Path else value
+    if kind is Path:  # a URL stays one (tlcli.storage)
+        return value if isinstance(value, Url) else Url(value) if is_url(value) else Path(value)
+    return float(value) if kind is float else value
 
 
 def _wrong_type(config, name: str, value, expected: str):

@@ -15,6 +15,7 @@ TensorFlow is imported only when a URL is used.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import posixpath
@@ -329,3 +330,49 @@ def download_folder(url: Url, target: Path) -> None:
         else:
             local.parent.mkdir(parents=True, exist_ok=True)
             copy_file(item, local)
+
+
+_fetched: dict[tuple[Url, tuple[str, ...] | None], Path] = {}
+
+
+def fetch(place: Location, what: str, names: tuple[str, ...] | None = None) -> Path:
+    """A local path holding what `place` holds, for reading: `place` itself when local; for a URL,
+    a copy made once per process (of a folder's files `names` only, when given; those missing are
+    skipped) and removed when the process ends. `what` names `place` in errors."""
+    if not isinstance(place, Url):
+        return place
+    key = (place, names)
+    if key in _fetched and _fetched[key].exists():
+        return _fetched[key]
+    check_readable(place, what)
+    if not place.exists():
+        raise TlcliError(f"{what} {place} does not exist. Check the URL.")
+    scratch = Path(tempfile.mkdtemp(prefix="tlcli-fetch-"))
+    atexit.register(shutil.rmtree, scratch, True)
+    target = scratch / (place.name or "download")
+    if not place.is_dir():
+        copy_file(place, target)
+    elif names is None:
+        download_folder(place, target)
+    else:
+        target.mkdir()
+        for name in names:
+            if (place / name).is_file():
+                copy_file(place / name, target / name)
+    _fetched[key] = target
+    return target
+
+
+def remove_tree(place: Location) -> None:
+    """Remove a folder and everything below it, local or at a URL."""
+    if not isinstance(place, Url):
+        shutil.rmtree(place)
+        return
+    with gfile_errors(place):
+        _gfile().rmtree(str(place))
+
+
+def forget_fetched(place: Url) -> None:
+    """Let `fetch` copy anew what lies at or below `place`, which this process has just rewritten."""
+    for key in [key for key in _fetched if key[0] == place or place in key[0].parents]:
+        del _fetched[key]

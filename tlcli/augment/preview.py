@@ -131,8 +131,8 @@ def write_preview(
     labels=None,
 ) -> Preview:
     """Pick images (of a dataset's class folders, or of `labels`, a data.labels.LabelFile),
-    augment them through the training pipeline, and write the grid as PNG."""
-    out = Path(out)
+    augment them through the training pipeline, and write the grid as PNG (to a file or a URL)."""
+    out = location(out)
     if out.suffix.lower() != ".png":
         raise TlcliError(f"--out {out} is not a .png file name. Use e.g. --out preview.png.")
     for name, value, least in (("--samples", samples, 1), ("--variants", variants, 1), ("--image-size", image_size, 8)):

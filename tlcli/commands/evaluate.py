@@ -108,7 +108,7 @@ def run(
         raise TlcliError("--explain does not yet work with a multi-label run. Evaluate without --explain.")
     top_k = None if info.multi_label else resolve_top_k(top_k, len(info.class_names))
     check_thresholds_apply(thresholds, len(info.class_names), top_k, info.multi_label)
-    err.print(f"Evaluating {literal(info.model_path)} on {literal(description)}.")
+    err.print(f"Evaluating {literal(info.model_location)} on {literal(description)}.")
     if view_set is not None:
         err.print(f"Test-time augmentation: on ({literal(VIEW_SETS[view_set].describe())}); "
                   "the single view's numbers are shown beside.")
@@ -120,7 +120,7 @@ def run(
     bar, advance = progress("Predicting", len(selection.samples))
     with bar:
         evaluation = evaluate_model(keras_model, info.class_names, info.image_size, selection,
-                                    info.model_path, top_k, batch_size, on_predicted=advance, placement=placement,
+                                    info.model_location, top_k, batch_size, on_predicted=advance, placement=placement,
                                     tta=view_set, thresholds=info.thresholds() if info.multi_label else None)
     if explain and placement.is_chief:
         with progress("Explaining the worst losses", None)[0]:

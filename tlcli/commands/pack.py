@@ -47,21 +47,29 @@ def run(
     quiet: Quiet = False,
 ) -> None:
     """Pack a dataset's checked images and their split into TFRecord shards, which every command reads as DATA."""
+    import dataclasses
+
     from tlcli.data.dataset import SplitOptions, count_files, discover
     from tlcli.data.labels import LabelFile
     from tlcli.data.pack import pack_dataset
+    from tlcli.data.packed import INDEX
+    from tlcli.runs.remote import staged_output
 
     options = SplitOptions(val_split, test_split, seed)
     label_file = LabelFile.parse(labels, label_columns, allow_outside_paths)
-    if quiet:
-        outcome = pack_dataset(data, pack_out, options, labels=label_file, shard_mb=shard_mb, strict=strict,
-                               overwrite=overwrite)
-    else:
-        # One bar for both passes (Rich shows one at a time): each file is checked, then each usable one packed.
-        bar, advance = progress("Checking, then packing images", 2 * count_files(discover(data, label_file)))
-        with bar:
-            outcome = pack_dataset(data, pack_out, options, labels=label_file, shard_mb=shard_mb, strict=strict,
-                                   overwrite=overwrite, on_checked=advance, on_packed=advance)
+    # A URL --out is packed into a local folder, then published with its index just before the marker.
+    with staged_output(pack_out, "pack", overwrite=overwrite, data=data, last=(INDEX,),
+                       sources={labels: "the --labels file"} if labels is not None else None) as staged:
+        if quiet:
+            outcome = pack_dataset(data, staged.local, options, labels=label_file, shard_mb=shard_mb, strict=strict,
+                                   overwrite=overwrite)
+        else:
+            # One bar for both passes (Rich shows one at a time): each file is checked, then each usable one packed.
+            bar, advance = progress("Checking, then packing images", 2 * count_files(discover(data, label_file)))
+            with bar:
+                outcome = pack_dataset(data, staged.local, options, labels=label_file, shard_mb=shard_mb,
+                                       strict=strict, overwrite=overwrite, on_checked=advance, on_packed=advance)
+        outcome = dataclasses.replace(outcome, out=staged.public(outcome.out))
     records = ", ".join(f"{split} {count}" for split, count in outcome.records.items())
     out.print(f"Packed {sum(outcome.records.values())} image(s) ({literal(records)}) into {outcome.shards} shard(s), "
               f"{outcome.bytes / 1e6:.1f} MB, in {literal(str(outcome.out))}.", highlight=False)

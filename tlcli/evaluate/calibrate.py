@@ -8,6 +8,7 @@ probabilities.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from tlcli.evaluate.metrics import calibration
 from tlcli.evaluate.predict import predict_samples
 from tlcli.runs.directory import IN_PROGRESS, METRICS, read_json, read_run, save_model_atomic, write_json
 from tlcli.runs.locks import lock_output, locks_outputs
+from tlcli.runs.remote import staged_output
+from tlcli.storage import Location, Url
 from tlcli.training.finetune import run_dataset
 
 TEMPERATURE_LAYER = "temperature"
@@ -70,8 +73,19 @@ def _scores(y_true: np.ndarray, probabilities: np.ndarray) -> dict:
 
 
 @locks_outputs
-def calibrate(run_path: Path, *, data: Path | None = None, batch_size: int = 32) -> Calibration:
-    """Fit T on the run's validation images and save the calibrated model in the run directory."""
+def calibrate(run_path: Location, *, data: Path | None = None, batch_size: int = 32) -> Calibration:
+    """Fit T on the run's validation images and save the calibrated model in the run directory.
+
+    A run at a URL is downloaded whole, calibrated, and published back as a new output is (runs.remote)."""
+    if not isinstance(run_path, Url):
+        return _calibrate(run_path, data, batch_size)
+    folder = read_run(run_path).path  # first: refuses what is not a run, or not uploaded whole
+    with staged_output(folder, "run", overwrite=True, resume=True) as staged:
+        result = _calibrate(staged.local, data, batch_size)
+        return dataclasses.replace(result, run_dir=staged.target, model_path=staged.public(result.model_path))
+
+
+def _calibrate(run_path: Path, data: Path | None, batch_size: int) -> Calibration:
     from tlcli.models.layers import Temperature
     from tlcli.models.saved import load_run_model
     from tlcli.runtime import import_keras

@@ -44,7 +44,7 @@ from tlcli.evaluate.metrics import (
 )
 from tlcli.models.tta import VIEW_SETS
 from tlcli.runs.directory import EVALUATION, check_writable_folder, read_run, write_atomic
-from tlcli.storage import location
+from tlcli.storage import Location, Url, location
 
 CLASSIFICATION_REPORT = "classification_report.txt"
 CONFUSION_MATRIX = "confusion_matrix.png"
@@ -291,7 +291,7 @@ def failed_thresholds(metrics: dict, thresholds: dict[str, float]) -> list[str]:
 
 @dataclass
 class Evaluation:
-    model_path: Path
+    model_path: Location  # where the model is (a URL for a run read from one)
     data: EvaluationData
     class_names: tuple[str, ...]  # the model's
     paths: list[Path]
@@ -382,7 +382,7 @@ def evaluate_model(
     class_names: Sequence[str],
     image_size: int,
     data: EvaluationData,
-    model_path: Path,
+    model_path: Location,
     top_k: int | None = None,
     batch_size: int = 32,
     on_predicted: Callable[[int], None] | None = None,
@@ -414,7 +414,7 @@ def evaluate_model(
     if multi_label:
         y_true = np.array([data.samples[i].targets for i in indices], dtype=int)
         return Evaluation(
-            model_path=Path(model_path), data=data, class_names=tuple(class_names),
+            model_path=model_path, data=data, class_names=tuple(class_names),
             paths=[data.samples[i].path for i in indices], y_true=y_true,
             probabilities=np.asarray(outputs, np.float64),
             metrics=compute_multi_label_metrics(y_true, outputs, class_names, thresholds or {}), problems=problems,
@@ -424,7 +424,7 @@ def evaluate_model(
     probabilities = outputs if tta is None else outputs.mean(axis=1)
     metrics = compute_metrics(y_true, probabilities, class_names, top_k)
     return Evaluation(
-        model_path=Path(model_path),
+        model_path=model_path,
         data=data,
         class_names=tuple(class_names),
         paths=[data.samples[i].path for i in indices],
@@ -512,20 +512,22 @@ def multi_label_report_contents(evaluation: Evaluation) -> dict[str, str | bytes
     }
 
 
-def reports_folder(model: Path, out_dir: Path | None) -> Path:
-    """Where the reports go (--out, else the run directory), checked before any model is loaded."""
-    folder = Path(out_dir) if out_dir is not None else read_run(model).path
+def reports_folder(model: Location, out_dir: Location | None) -> Location:
+    """Where the reports go (--out, else the run directory), checked before any model is loaded.
+    At a URL each report file is uploaded whole (a temporary name, then renamed)."""
+    folder = (out_dir if isinstance(out_dir, Url) else Path(out_dir)) if out_dir is not None else read_run(model).path
     name = f"--out {folder}" if out_dir is not None else f"The run directory {folder} (reports go there without --out)"
     check_writable_folder(folder, name)
     return folder
 
 
-def write_reports(evaluation: Evaluation, out_dir: Path) -> list[Path]:
+def write_reports(evaluation: Evaluation, out_dir: Location) -> list[Location]:
     contents = report_contents(evaluation)
+    folder = out_dir if isinstance(out_dir, Url) else Path(out_dir)
     if WORST_EXPLAINED not in contents:  # an earlier evaluate's, about other predictions
-        (Path(out_dir) / WORST_EXPLAINED).unlink(missing_ok=True)
+        (folder / WORST_EXPLAINED).unlink(missing_ok=True)
     written = []
     for name, content in contents.items():
-        write_atomic(Path(out_dir) / name, content)
-        written.append(Path(out_dir) / name)
+        write_atomic(folder / name, content)
+        written.append(folder / name)
     return written

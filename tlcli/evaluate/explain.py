@@ -28,8 +28,9 @@ from tlcli.models.backbones import BACKBONES, BackboneSpec
 from tlcli.models.weights import keras_model_name_matches
 from tlcli.runs.directory import check_apart, claim_output, finish_output_dir, read_run, start_output_dir, write_atomic
 from tlcli.runs.locks import locks_outputs
+from tlcli.runs.remote import StagedOutput, staged_output
 from tlcli.runtime import import_keras
-from tlcli.storage import location
+from tlcli.storage import Location, location
 
 PREDICTED = -1  # in place of a class index: explain the class the model predicts
 TRUE = -2  # in place of a class index: explain the image's own label
@@ -270,8 +271,6 @@ def explain(
 
     Unreadable files and classes the model lacks are reported and left out; the rest is done.
     """
-    from tlcli.models.saved import load_run_model
-
     files = collect_image_files(inputs)
     info = read_run(model)
     classes, unknown = class_indices(class_names, info.class_names)
@@ -280,11 +279,24 @@ def explain(
             f"--class {', '.join(unknown)}: not a class of the model (classes: {', '.join(info.class_names)}). "
             "Name classes as in the model's labels.txt."
         )
-    out = Path(out) if out is not None else info.path / EXPLAIN_FOLDER
+    out = location(out) if out is not None else info.path / EXPLAIN_FOLDER  # a folder, or a URL (runs.remote)
     for folder in {location(argument) for argument in inputs if location(argument).is_dir()}:
         check_apart(out, data=folder)
+    with staged_output(out, "explain", overwrite=True, sources={info.model_location: "the model"}) as staged:
+        report = _explain_into(staged, model, files, info, classes, unknown, batch_size, on_result, on_start)
+    if not report.records:
+        raise TlcliError(f"None of the {len(files)} file(s) could be read as an image. Check the paths.")
+    return report
+
+
+def _explain_into(staged: StagedOutput, model: Location, files, info, classes, unknown, batch_size: int,
+                  on_result, on_start) -> ExplainReport:
+    """explain's work, written into the local folder `staged.local`; paths as they will be published."""
+    from tlcli.models.saved import load_run_model
+
+    out = staged.local
     claim_output(out, "explain", overwrite=True, sources={info.model_path: "the model"})
-    report = ExplainReport(out, unknown_classes=unknown)
+    report = ExplainReport(staged.target, unknown_classes=unknown)
     keras_model, info = load_run_model(model)
     gradcam = GradCam(keras_model)
     if on_start is not None:
@@ -299,7 +311,7 @@ def explain(
         else:
             picture = out / picture_name(position[result.path], len(files), result.path)
             panels = _write_picture(result, info.class_names, picture)
-            report.records.extend(_records(result, info.class_names, picture))
+            report.records.extend(_records(result, info.class_names, staged.public(picture)))
             if len(tiles) < SHEET_IMAGES and panels:
                 tiles.append((_thumbnail(result.path), panels[0], result.path.name))
         if on_result is not None:
@@ -314,10 +326,10 @@ def explain(
     if len(files) - len(report.problems) > SHEET_IMAGES:
         report.notes.append(f"the contact sheet shows the first {SHEET_IMAGES} images; each image has its own picture")
     if tiles:
-        report.contact_sheet = out / CONTACT_SHEET
-        write_atomic(report.contact_sheet, contact_sheet_png(tiles))
+        write_atomic(out / CONTACT_SHEET, contact_sheet_png(tiles))
+        report.contact_sheet = staged.public(out / CONTACT_SHEET)
     write_atomic(out / EXPLAIN_JSON, json.dumps({
-        "model": str(info.model_path),
+        "model": str(info.model_location),
         "backbone_layer": gradcam.layer_name,
         "images": report.records,
         "skipped": [{"path": str(problem.path), "reason": problem.reason} for problem in report.problems],
@@ -325,8 +337,6 @@ def explain(
         "notes": report.notes,
     }, indent=2) + "\n")
     finish_output_dir(out)
-    if not report.records:
-        raise TlcliError(f"None of the {len(files)} file(s) could be read as an image. Check the paths.")
     return report
 
 

@@ -19,6 +19,7 @@ a half-written model at `--out` (a killed one may leave the hidden `.NAME.partia
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -52,9 +53,10 @@ from tlcli.runs.directory import (
     write_marker,
 )
 from tlcli.runs.locks import locks_outputs
+from tlcli.runs.remote import staged_output
 from tlcli.runtime import import_keras, import_tensorflow, latched_interrupts, silenced_stderr
 from tlcli.runtime import versions as runtime_versions
-from tlcli.storage import location
+from tlcli.storage import Location, Url, location
 
 FORMATS = ("saved_model", "keras", "tflite", "onnx")
 QUANTIZATIONS = ("dynamic", "float16", "int8")
@@ -96,7 +98,7 @@ class ExportOptions:
             if name not in FORMATS:
                 raise TlcliError(f"--format {name} is not a format tlcli exports. Use one of: {', '.join(FORMATS)}.")
         object.__setattr__(self, "formats", formats)
-        object.__setattr__(self, "out", Path(self.out).expanduser())
+        object.__setattr__(self, "out", location(self.out))
         if self.quantize is not None:
             if self.quantize not in QUANTIZATIONS:
                 raise TlcliError(
@@ -129,7 +131,7 @@ def claim_destination(options: ExportOptions, model_path: Path) -> None:
     info = read_run(model_path)
     data = options.data or _recorded_data(info)
     claim_output(options.out, "export", overwrite=options.overwrite, data=data,
-                 sources={Path(model_path).expanduser(): "the model being exported"})
+                 sources={location(model_path): "the model being exported"})
 
 
 def require_tf2onnx():
@@ -147,9 +149,21 @@ def require_tf2onnx():
 
 @locks_outputs
 def export_model(
-    model_path: Path, options: ExportOptions, on_step: Callable[[str], None] = lambda message: None
+    model_path: Location, options: ExportOptions, on_step: Callable[[str], None] = lambda message: None
 ) -> ExportReport:
-    """Write the asked-for formats of a run's model to `options.out`, verified, all or nothing."""
+    """Write the asked-for formats of a run's model to `options.out` (a folder, or a URL:
+    runs.remote), verified, all or nothing."""
+    if not isinstance(options.out, Url):
+        return _export_model(model_path, options, on_step)
+    data = options.data or _recorded_data(read_run(model_path))
+    with staged_output(options.out, "export", overwrite=options.overwrite, data=data,
+                       sources={location(model_path): "the model being exported"}) as staged:
+        report = _export_model(model_path, dataclasses.replace(options, out=staged.local), on_step)
+        return ExportReport(staged.target, {name: staged.public(path) for name, path in report.files.items()},
+                            report.checks)
+
+
+def _export_model(model_path: Location, options: ExportOptions, on_step: Callable[[str], None]) -> ExportReport:
     out = options.out
     claim_destination(options, model_path)
     if "onnx" in options.formats:
@@ -525,7 +539,7 @@ def build_metadata(info: RunInfo, options: ExportOptions, files: dict[str, Path]
         "tflite_quantization": (options.quantize or "none (float32)") if "tflite" in files else None,
         "metrics": read_metrics(info),
         "verification": [asdict(check) for check in checks] or "skipped (--no-verify)",
-        "source_model": str(info.model_path.resolve()),
+        "source_model": str(info.model_location.resolve()),
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions,
     }

@@ -3,6 +3,7 @@ mode, refused in one line when damaged or naming code outside Keras and tlcli.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zipfile
 import zlib
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from tlcli.distribute.placement import Placement
 from tlcli.errors import TlcliError
-from tlcli.runs.directory import KERAS_ARCHITECTURE, RunInfo, read_run
+from tlcli.runs.directory import KERAS_ARCHITECTURE, read_run
 
 _TRUSTED_MODULES = ("keras", "tlcli")  # the only code a model file may name
 
@@ -68,7 +69,7 @@ def load_run_model(path: Path):
     model = load_keras_model(info.model_path)
     image_size = info.image_size or int(model.input_shape[1])
     if info.image_size != image_size:
-        info = RunInfo(info.path, info.model_path, info.class_names, image_size, info.backbone, info.config)
+        info = dataclasses.replace(info, image_size=image_size)
     return model, info
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from tlcli.errors import TlcliError
 from tlcli.models.backbones import BackboneSpec, keras_cache_dir
+from tlcli.runs.directory import MARKER, MODEL, check_uploaded
+from tlcli.storage import check_readable, fetch, is_url, location
 
 WEIGHTS_HELP = "imagenet, none, a weights file (.h5 / .weights.h5), a run directory or a .keras model"
 
@@ -29,7 +31,7 @@ def parse_weights(value: str) -> WeightsSource:
         return WeightsSource("imagenet")
     if lowered in ("none", "random"):
         return WeightsSource("none")
-    path = Path(value).expanduser()
+    path = _local_weights(value) if is_url(value) else Path(value).expanduser()
     if path.is_dir():
         model_file = path / "model.keras"
         if not model_file.is_file():
@@ -48,6 +50,16 @@ def parse_weights(value: str) -> WeightsSource:
             f"Expected {WEIGHTS_HELP}."
         )
     raise TlcliError(f"--weights {value}: no such file or folder. Expected {WEIGHTS_HELP}.")
+
+
+def _local_weights(value: str) -> Path:
+    """A local copy of a --weights URL: its file, or a run folder's model.keras."""
+    url = location(value.strip())
+    check_readable(url, "--weights")
+    if url.is_dir():
+        check_uploaded(url, f"--weights {value}")
+        return fetch(url, "--weights", names=(MODEL, MARKER))
+    return fetch(url, "--weights")
 
 
 def _is_hdf5(path: Path) -> bool:

@@ -18,17 +18,19 @@ files earlier versions left). Nothing else is ever deleted.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
 import tempfile
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from tlcli.errors import TlcliError
 from tlcli.runs.locks import lock_output
-from tlcli.storage import location
+from tlcli.storage import Location, Url, atomic_url_file, check_readable, fetch
 
 CONFIG = "config.json"
 LABELS = "labels.txt"
@@ -44,16 +46,22 @@ EVALUATION = "evaluation.json"  # what `tlcli evaluate` writes into its reports 
 EXPORT_METADATA = "metadata.json"  # what `tlcli export` writes beside its model.keras
 KERAS_ARCHITECTURE = "config.json"  # inside a .keras archive, beside the weights
 MARKER = ".tlcli"  # names the kind of folder tlcli made: run, tune, export, explain or pack
+UPLOADING = "uploading"  # the marker's state while a folder is uploaded to a URL (runs.remote)
 TUNE_SETTINGS = "tune.json"  # a tuning directory's search
 LEADERBOARD = "leaderboard.json"  # a tuning directory's finished trials
 
 
 @contextlib.contextmanager
-def atomic_file(path: Path, mode: str = "wb"):
+def atomic_file(path: Location, mode: str = "wb"):
     """A file handle whose content appears at `path` only when the block ends without error.
 
     A killed process or an exception leaves either the old file or none, never half of one.
+    At a URL, the file is written under a temporary name, then renamed (storage.atomic_url_file).
     """
+    if isinstance(path, Url):
+        with atomic_url_file(path, mode) as handle:
+            yield handle
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", delete=False)
@@ -70,7 +78,7 @@ def atomic_file(path: Path, mode: str = "wb"):
         raise
 
 
-def write_atomic(path: Path, content: str | bytes) -> None:
+def write_atomic(path: Location, content: str | bytes) -> None:
     """Write a file so that a killed process leaves either the old file or the new one."""
     with atomic_file(path, "wb" if isinstance(content, bytes) else "w") as handle:
         handle.write(content)
@@ -115,13 +123,21 @@ _PROGRESS = {"run": (HISTORY, BACKUP), "tune": (LEADERBOARD,)}
 _INTERRUPTED = {"run": "an interrupted run", "tune": "an interrupted search"}
 
 
-def output_kind(path: Path) -> str | None:
+def _as_place(path: Location) -> Location:
+    return path if isinstance(path, Url) else Path(path)
+
+
+def _lexists(path: Location) -> bool:
+    return path.exists() if isinstance(path, Url) else os.path.lexists(path)
+
+
+def output_kind(path: Location) -> str | None:
     """"run", "tune" or "export" for a folder tlcli made, by its marker or by the files earlier
     versions left in it; None for any other folder, which tlcli never writes into or replaces."""
-    path = Path(path)
+    path = _as_place(path)
     if path.is_symlink() or not path.is_dir():
         return None
-    if os.path.lexists(path / MARKER):
+    if _lexists(path / MARKER):
         kind = _json_object(path / MARKER).get("kind")
         return kind if kind in OUTPUT_KINDS else None
     if _json_object(path / CONFIG).get("kind") in ("train", "finetune") and (path / LABELS).is_file():
@@ -135,9 +151,30 @@ def output_kind(path: Path) -> str | None:
 
 def write_marker(folder: Path, kind: str) -> None:
     """Mark `folder` as a `kind` folder made by tlcli, so that --overwrite may replace it."""
+    write_json(Path(folder) / MARKER, marker_document(kind))
+
+
+def marker_document(kind: str, *, uploading: bool = False) -> dict:
+    """What a `.tlcli` marker holds. A folder being uploaded to a URL (runs.remote) is marked
+    `uploading` until its last file is there: readers refuse it, --overwrite may replace it."""
     from tlcli import __version__
 
-    write_json(Path(folder) / MARKER, {"kind": kind, "tlcli": __version__})
+    return {"kind": kind, "tlcli": __version__, **({"state": UPLOADING} if uploading else {})}
+
+
+def is_uploading(folder: Location) -> bool:
+    """Whether `folder` is a tlcli folder whose upload to a URL has not finished (or stopped part-way)."""
+    return _json_object(_as_place(folder) / MARKER).get("state") == UPLOADING
+
+
+def check_uploaded(folder: Location, name: Location | str) -> None:
+    """Refuse, in one line, a folder whose upload has not finished: some of its files may be
+    missing, or an older output's."""
+    if is_uploading(folder):
+        raise TlcliError(
+            f"{name} is still being uploaded, or its upload stopped part-way, so it is not complete. "
+            "Wait for the command writing it to finish, or write it again (with --overwrite)."
+        )
 
 
 def _json_object(path: Path) -> dict:
@@ -164,9 +201,14 @@ def read_json(path: Path) -> dict:
     return document
 
 
-def check_writable_folder(folder: Path, name: str) -> None:
+def check_writable_folder(folder: Location, name: str) -> None:
     """Refuse, before anything is written, a folder that cannot be made or written in: a file, a
-    path under a file, or a place this process may not write to. `name` starts the message."""
+    path under a file, or a place this process may not write to. `name` starts the message.
+    At a URL only what can be told without writing is checked: the scheme, the store, access."""
+    if isinstance(folder, Url):
+        check_readable(folder, "The output folder")
+        _probe_writing(folder, name)
+        return
     existing = Path(os.path.abspath(folder))
     while not os.path.exists(existing):
         existing = existing.parent
@@ -181,28 +223,61 @@ def check_writable_folder(folder: Path, name: str) -> None:
         ) from None
 
 
-def check_apart(path: Path, data: Path | None = None, sources: dict[Path, str] | None = None) -> None:
+def check_url_writable(path: Url) -> None:
+    """Refuse, before any work, a URL this process cannot write at: an unknown scheme, a store it
+    cannot reach, a bucket that does not exist or denies writing."""
+    check_readable(path, "--out")
+    _probe_writing(path.parent, f"--out {path}")
+
+
+def _probe_writing(folder: Url, name: str) -> None:
+    """Write and remove an empty file in `folder` (made if missing): only a write tells whether
+    the bucket allows it."""
+    probe = folder / f".tlcli-probe-{uuid.uuid4().hex[:8]}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise TlcliError(
+            f"{name}: cannot write there ({error.strerror or error}). Check your credentials and the "
+            "bucket's permissions, or choose another place."
+        ) from None
+
+
+def _place_key(place: Location) -> tuple[str, PurePosixPath]:
+    """Where `place` is, comparable across spellings: a `file://` URL is its local path."""
+    if isinstance(place, Url) and place.scheme != "file":
+        return place.scheme, PurePosixPath(place.resolve().path)
+    local = Path(place.path) if isinstance(place, Url) else Path(place)
+    return "file", PurePosixPath(local.resolve())
+
+
+def _relation(path: Location, other: Location) -> str | None:
+    """"is", "lies inside" or "contains" for how `path` sits to `other`, else None."""
+    (scheme, target), (other_scheme, place) = _place_key(path), _place_key(other)
+    if scheme != other_scheme:
+        return None
+    return "is" if target == place else "lies inside" if place in target.parents \
+        else "contains" if target in place.parents else None
+
+
+def check_apart(path: Location, data: Location | None = None, sources: dict[Location, str] | None = None) -> None:
     """Refuse an output folder that is, holds or lies inside the dataset, or holds a file the
-    command reads (`sources`: path -> what it is)."""
-    target = location(path).resolve()
-    if data is not None:
-        dataset = location(data).resolve()
-        relation = (
-            "is" if target == dataset else "lies inside" if dataset in target.parents
-            else "contains" if target in dataset.parents else None
+    command reads (`sources`: path -> what it is). Local paths and URLs compare alike."""
+    relation = _relation(path, data) if data is not None else None
+    if relation:
+        raise TlcliError(
+            f"--out {path} {relation} the dataset {data}. tlcli never writes into a dataset or "
+            "replaces one: choose an --out outside it."
         )
-        if relation:
-            raise TlcliError(
-                f"--out {path} {relation} the dataset {data}. tlcli never writes into a dataset or "
-                "replaces one: choose an --out outside it."
-            )
     for source, what in (sources or {}).items():
-        if target == location(source).resolve() or target in location(source).resolve().parents:
+        if _relation(path, source) in ("is", "contains"):
             raise TlcliError(f"--out {path} holds {what} ({source}). Choose another --out.")
 
 
-def claim_output(path: Path, kind: str, *, overwrite: bool = False, resume: bool = False,
-                 data: Path | None = None, sources: dict[Path, str] | None = None) -> None:
+def claim_output(path: Location, kind: str, *, overwrite: bool = False, resume: bool = False,
+                 data: Location | None = None, sources: dict[Location, str] | None = None) -> None:
     """Lock the output folder `path` for this command and refuse, before anything is written, any
     use of it that could lose something: see the rules below. Call it from a function decorated
     with `locks_outputs`. Creates the parent folders (the lock lives beside `path`), nothing else.
@@ -212,18 +287,30 @@ def claim_output(path: Path, kind: str, *, overwrite: bool = False, resume: bool
     - never a folder another process is writing (whatever the flags);
     - an existing folder must be empty, or a `kind` folder tlcli made: replaced only with
       --overwrite, continued with --resume, or started again when it never finished an epoch.
+
+    A URL is checked by the same rules, except the lock: object storage has none (runs.remote).
     """
-    path = Path(path)
+    path = _as_place(path)
     check_apart(path, data, sources)
-    check_writable_folder(path, f"--out {path}")
-    check_writable_folder(path.parent, f"--out {path}")  # the lock, and any replacement, go beside it
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock_output(path, f"--out {path}", OUTPUT_KINDS[kind])
+    if isinstance(path, Url):
+        check_url_writable(path)
+    else:
+        check_writable_folder(path, f"--out {path}")
+        check_writable_folder(path.parent, f"--out {path}")  # the lock, and any replacement, go beside it
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock_output(path, f"--out {path}", OUTPUT_KINDS[kind])
     if not _occupied(path):
         return
     found = output_kind(path)
     if found != kind:
         raise TlcliError(_not_replaceable(path, kind, found))
+    if is_uploading(path):
+        if overwrite:
+            return
+        raise TlcliError(
+            f"--out {path} holds {OUTPUT_KINDS[kind]} whose upload did not finish, so there is nothing sound to "
+            f"{'resume' if resume else 'keep'}. Use --overwrite to write it again, or choose another --out."
+        )
     if resume or overwrite or _restartable(path, kind):
         return
     interrupted = (path / IN_PROGRESS).exists()
@@ -235,8 +322,8 @@ def claim_output(path: Path, kind: str, *, overwrite: bool = False, resume: bool
     raise TlcliError(f"--out {path} {state}. Use {remedy}, or choose another --out.")
 
 
-def _occupied(path: Path) -> bool:
-    return os.path.lexists(path) and not (path.is_dir() and not path.is_symlink() and not any(path.iterdir()))
+def _occupied(path: Location) -> bool:
+    return _lexists(path) and not (path.is_dir() and not path.is_symlink() and not any(path.iterdir()))
 
 
 def _restartable(path: Path, kind: str) -> bool:
@@ -319,12 +406,17 @@ def finish_run_dir(path: Path) -> None:
 class RunInfo:
     """What a saved model needs to be used: where it is, its classes and input size."""
 
-    path: Path  # the run directory
-    model_path: Path
+    path: Location  # the run directory: a URL for a run read from one
+    model_path: Path  # always local: a URL run's is a copy
     class_names: tuple[str, ...]
     image_size: int
     backbone: str
     config: dict
+
+    @property
+    def model_location(self) -> Location:
+        """Where the model is: `model_path`, or its URL for a run read from one."""
+        return self.path / self.model_path.name if isinstance(self.path, Url) else self.model_path
 
     @property
     def multi_label(self) -> bool:
@@ -336,16 +428,31 @@ class RunInfo:
         return dict(read_json(path).get("thresholds") or {}) if path.is_file() else {}
 
 
-def read_run(path: Path) -> RunInfo:
-    """Read a run directory, or the folder of a `.keras` file with `labels.txt` beside it."""
-    path = Path(path).expanduser()
+_RUN_FILES = (MODEL, CONFIG, LABELS, METRICS, EVALUATION, EXPORT_METADATA, MARKER)  # what readers of a run read
+
+
+def read_run(path: Location) -> RunInfo:
+    """Read a run directory, or the folder of a `.keras` file with `labels.txt` beside it.
+
+    A run at a URL is read from a local copy of its files (once per process); its `path` stays the URL.
+    """
+    path = _as_place(path).expanduser()
     model_path = path if path.suffix == ".keras" else path / MODEL
     folder = model_path.parent
+    if isinstance(path, Url):
+        check_readable(path, "The run")
+    check_uploaded(folder, path)
     if not model_path.is_file():
         raise TlcliError(
             f"{path} is not a tlcli run: {model_path.name} is missing. "
             "Pass a run directory written by `tlcli train` / `tlcli finetune`, or its model.keras."
         )
+    if isinstance(folder, Url):
+        local = fetch(folder, "The run", names=tuple(dict.fromkeys((model_path.name, *_RUN_FILES))))
+        try:
+            return dataclasses.replace(read_run(local / model_path.name), path=folder)
+        except TlcliError as error:
+            raise TlcliError(str(error).replace(str(local), str(folder))) from None
     config = {}
     if (folder / CONFIG).is_file():
         config = read_json(folder / CONFIG)

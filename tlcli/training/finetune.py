@@ -39,9 +39,10 @@ from tlcli.runs.directory import (
 )
 from tlcli.runs.history import History
 from tlcli.runs.locks import locks_outputs
+from tlcli.runs.remote import staged_output
 from tlcli.runtime import import_keras, set_seed
 from tlcli.settings import check_types
-from tlcli.storage import location
+from tlcli.storage import Url, location
 from tlcli.training.callbacks import load_model_state, save_model_state
 from tlcli.training.config import FitConfig
 from tlcli.training.fit import FitResult, compile_model, fit, fit_length
@@ -193,6 +194,15 @@ def finetune(
     resume: bool = False,
     events: Events = SILENT,
 ) -> Outcome:
+    """Fine-tune a run into `config.out` (a folder, or a URL: runs.remote)."""
+    with staged_output(config.out, "run", overwrite=overwrite, resume=resume, data=config.data,
+                       sources={config.source: "the source run"}) as staged:
+        outcome = _finetune(config, staged.local, distribution, overwrite, resume, events)
+        return dataclasses.replace(outcome, run_dir=staged.public(outcome.run_dir))
+
+
+def _finetune(config: FinetuneConfig, out: Path | None, distribution: DistributeConfig, overwrite: bool,
+              resume: bool, events: Events) -> Outcome:
     placement = place(distribution, config.data)  # first: multi-worker collectives need it so
     check_weight_decay(config.fit)
     run = read_run(config.source)
@@ -210,7 +220,7 @@ def finetune(
                          "images have several. Drop --class-weight for this multi-label run.")
     events.placed(placement, fit_config.batch_size)
     events.dataset(dataset)
-    run_dir = Path(config.out) if config.out else default_run_dir(spec.name, prefix="finetune-")
+    run_dir = out or default_run_dir(spec.name, prefix="finetune-")
     claim_run(run_dir, placement, data=dataset.root, source=run.path, overwrite=overwrite, resume=resume)
     # Seeded before loading: the head's dropout layers draw their random state when they are made.
     set_seed(config.fit.seed)
@@ -307,7 +317,7 @@ def find_learning_rate(
     spec = run_backbone(run)
     unfreezing = parse_unfreeze(unfreezing or spec.blocks[-1].name, spec)
     dataset, _ = run_dataset(run, data, strict)
-    plot = Path(out) if out is not None else run.path / LR_FIND_PLOT
+    plot = location(out) if out is not None else run.path / LR_FIND_PLOT  # a file, or a URL
     check_writable_folder(plot.parent, f"--out {plot}")
     set_seed(fit.seed)
     model, run = load_placed_model(source, placement)
@@ -321,7 +331,8 @@ def find_learning_rate(
     else:  # the stage's own cache, without the validation images the test does not read
         test_model = route.split.upper
         inputs, _ = cached_inputs(placement, dataset, route.split, run.image_size, fit, validation=False,
-                                  memory_budget=int(cache_memory * 2**30), scratch_dir=plot.parent)
+                                  memory_budget=int(cache_memory * 2**30),
+                                  scratch_dir=None if isinstance(plot, Url) else plot.parent)
     if on_start is not None:
         on_start()
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -51,7 +52,9 @@ from tlcli.runs.directory import (
 )
 from tlcli.runs.history import History
 from tlcli.runs.locks import locks_outputs
+from tlcli.runs.remote import staged_output
 from tlcli.runtime import import_keras, set_seed, versions
+from tlcli.storage import is_url, location
 from tlcli.training.config import FitConfig, TrainConfig
 from tlcli.training.fit import balanced_class_weights, compile_model, fit, fit_length, with_targets
 from tlcli.training.head_solver import (
@@ -86,6 +89,20 @@ def train(
     resume: bool = False,
     events: Events = SILENT,
 ) -> Outcome:
+    """Train a head on a frozen backbone into `config.out` (a folder, or a URL: runs.remote)."""
+    with staged_output(config.out, "run", overwrite=overwrite, resume=resume, data=config.data,
+                       sources=url_sources(config.weights, "the --weights model")) as staged:
+        outcome = _train(config, staged.local, augmentation, distribution, overwrite, resume, events)
+        return dataclasses.replace(outcome, run_dir=staged.public(outcome.run_dir))
+
+
+def url_sources(value, what: str) -> dict:
+    """{URL: what} for an input given as a URL, which a URL --out must keep apart from; else {}."""
+    return {location(value): what} if is_url(value) else {}
+
+
+def _train(config: TrainConfig, out: Path | None, augmentation: AugmentConfig | None, distribution: DistributeConfig,
+           overwrite: bool, resume: bool, events: Events) -> Outcome:
     placement = place(distribution, config.data)  # first: multi-worker collectives need it so
     spec = get_backbone(config.model)
     image_size = resolve_image_size(spec, config.image_size)
@@ -97,7 +114,7 @@ def train(
     )
     events.placed(placement, fit_config.batch_size)
     events.dataset(dataset)
-    run_dir = Path(config.out) if config.out else default_run_dir(spec.name)
+    run_dir = out or default_run_dir(spec.name)
     augmentation = augmentation or AugmentConfig()
     augment = build_augmenter(augmentation, fit_config.seed)
     route, reason = head_route(config, augmentation)

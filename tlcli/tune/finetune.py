@@ -105,7 +105,7 @@ def trial_config(base: FinetuneConfig, params: dict, spec: BackboneSpec) -> Fine
 
 def settings_from(settings: dict, data: Path | None, source: Path) -> FinetuneConfig:
     """The settings no trial varies, over `tlcli finetune`'s defaults."""
-    base = FinetuneConfig(source=Path(source), data=data)
+    base = FinetuneConfig(source=source, data=data)
     given = {key: value for key, value in settings.items() if value is not None}  # None: finetune's default
     rest, fit = split_fit_settings({**dataclasses.asdict(base.fit), **given})
     return dataclasses.replace(base, fit=fit, **rest)

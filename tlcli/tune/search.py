@@ -31,6 +31,7 @@ Each finished trial is recorded at once (atomically), so `--resume` skips it.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,8 @@ from tlcli.runs.directory import (
     write_json,
 )
 from tlcli.runs.locks import locks_outputs
+from tlcli.runs.remote import staged_output
+from tlcli.storage import is_url, location
 from tlcli.tune.leaderboard import (
     format_epochs,
     format_params,
@@ -89,6 +92,22 @@ class TuneOutcome:
 
 @locks_outputs
 def tune(config: TuneConfig, *, overwrite: bool = False, resume: bool = False, events: Events = SILENT) -> TuneOutcome:
+    """Run the search into `config.out` (a folder, or a URL: runs.remote)."""
+    base = config.base
+    weights, source = getattr(base, "weights", None), getattr(base, "source", None)
+    sources = {**({location(weights): "the --weights model"} if is_url(weights) else {}),
+               **({source: "the source run"} if source is not None else {})}
+    with staged_output(config.out, "tune", overwrite=overwrite, resume=resume, data=base.data,
+                       sources=sources) as staged:
+        outcome = _tune(dataclasses.replace(config, out=staged.local), overwrite=overwrite, resume=resume,
+                        events=events)
+        if staged.local is None:
+            return outcome
+        return dataclasses.replace(outcome, out_dir=staged.public(outcome.out_dir),
+                                   next_command=outcome.next_command.replace(str(staged.local), str(staged.target)))
+
+
+def _tune(config: TuneConfig, *, overwrite: bool, resume: bool, events: Events) -> TuneOutcome:
     from tlcli.runs.directory import resumable
 
     trials = search_trials(config)
