@@ -7,7 +7,7 @@ system for) becomes a `Url`: the part of `pathlib.Path`'s interface that tlcli u
 with TensorFlow's in-memory `ram://` file system, the code that serves `gs://` runs without a network.
 
 Object storage has no atomic rename (TensorFlow's Cloud Storage rename copies, then deletes), so a
-file is written under a temporary name and renamed (`write_atomic`), and a folder is written
+file is written under a temporary name and renamed (`atomic_url_file`), and a folder is written
 whole with a completion marker written last (see `tlcli.runs.remote`).
 
 TensorFlow is imported only when a URL is used.
@@ -219,11 +219,6 @@ def location(value: str | os.PathLike | Url) -> Location:
     return Path(value).expanduser()
 
 
-def join(folder: Location, name: str) -> str:
-    """`folder / name` as a string (what tf.data and os.path take)."""
-    return str(folder / name)
-
-
 def _first_line(error) -> str:
     text = getattr(error, "message", None) or str(error)
     return text.strip().splitlines()[0] if text.strip() else type(error).__name__
@@ -299,25 +294,6 @@ def copy_file(source: Location, target: Location) -> None:
         return
     with gfile_errors(source if isinstance(source, Url) else target):
         _gfile().copy(str(source), str(target), overwrite=True)
-
-
-@contextlib.contextmanager
-def local_copy(place: Location, what: str):
-    """A local path holding what `place` holds: `place` itself when local, else a copy of the
-    file or folder in a temporary folder, removed when the block ends."""
-    if not isinstance(place, Url):
-        yield place
-        return
-    check_readable(place, what)
-    if not place.exists():
-        raise TlcliError(f"{what} {place} does not exist. Check the URL.")
-    with tempfile.TemporaryDirectory(prefix="tlcli-fetch-") as scratch:
-        target = Path(scratch) / (place.name or "download")
-        if place.is_dir():
-            download_folder(place, target)
-        else:
-            copy_file(place, target)
-        yield target
 
 
 def download_folder(url: Url, target: Path) -> None:
