@@ -12,12 +12,13 @@ from pathlib import Path
 import tomllib
 
 from tlcli.errors import TlcliError
-from tlcli.storage import Url, is_url
+from tlcli.storage import Location, Url, check_readable, is_url, location
 
 
-def load_toml(path: Path, option: str = "--config") -> dict:
-    """Read a TOML file given with `option`; keys may use dashes or underscores."""
-    path = Path(path).expanduser()
+def load_toml(path: Location, option: str = "--config") -> dict:
+    """Read a TOML file (a path or a URL) given with `option`; keys may use dashes or underscores."""
+    path = location(path)
+    check_readable(path, option)
     if not path.is_file():
         what = "is a folder" if path.is_dir() else "does not exist"
         raise TlcliError(f"{option} {path} {what}. Pass a TOML file.")

@@ -219,6 +219,18 @@ def location(value: str | os.PathLike | Url) -> Location:
     return Path(value).expanduser()
 
 
+def relative_name(root: Location, path: Location) -> str:
+    """`path` relative to the folder `root`, in `/` form; the whole path (absolute, or the URL) when
+    it lies outside `root`, as a label file's rows may."""
+    if isinstance(root, Url):
+        try:
+            return path.relative_to(root).as_posix()
+        except ValueError:
+            return str(path)
+    relative = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+    return os.path.abspath(path) if relative.startswith(os.pardir) else Path(relative).as_posix()
+
+
 def _first_line(error) -> str:
     text = getattr(error, "message", None) or str(error)
     return text.strip().splitlines()[0] if text.strip() else type(error).__name__

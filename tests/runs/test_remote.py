@@ -4,6 +4,7 @@ code path of gs:// (tlcli.runs.remote), within this process, without a network."
 from __future__ import annotations
 
 import json
+import tomllib
 import uuid
 from pathlib import Path
 
@@ -288,6 +289,11 @@ def test_a_search_at_a_url_grows_with_resume(colour_dataset, tmp_path):
     result = invoke(*args, "--trials", 2, "--resume")
     assert "1 run now, 1 earlier" in result.output
     assert sorted(trial["trial"] for trial in json.loads(read_url(f"{url}/leaderboard.json"))["trials"]) == [1, 2]
+    # best.toml is read where it was written, as the search's closing line says.
+    assert f"--config {url}/best.toml" in result.output
+    invoke("train", "--config", f"{url}/best.toml", colour_dataset, "--quiet", "--out", tmp_path / "best")
+    best = tomllib.loads(read_url(f"{url}/best.toml"))
+    assert json.loads((tmp_path / "best" / "config.json").read_text())["learning_rate"] == best["learning_rate"]
 
 
 def test_a_run_at_a_url_predicts_as_the_local_run(tiny_run, colour_dataset):

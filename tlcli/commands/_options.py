@@ -142,7 +142,7 @@ CacheMemory = Annotated[float, typer.Option(
     "--cache-memory", help="GiB that cached rows may take in memory; beyond that they go to a "
     "scratch file in the run directory, removed at the end.", min=0, rich_help_panel="Run")]
 CacheImages = Annotated[bool, typer.Option("--cache-images/--no-cache-images", help="End-to-end training and fine-tuning: decode and resize each image once per run and keep it (uint8, in memory up to 2 GiB, or finetune's --cache-memory, else in a scratch file) for every epoch, instead of decoding it again in every epoch.")]
-Config = Annotated[Optional[Path], typer.Option("--config", help="TOML settings file: any option by name, augmentation in an \\[augmentation] table; the command line overrides it.", show_default=False, rich_help_panel="Run")]
+Config = Annotated[Optional[Path], typer.Option("--config", parser=location, metavar="PATH", help="TOML settings file: any option by name, augmentation in an \\[augmentation] table; the command line overrides it.", show_default=False, rich_help_panel="Run")]
 Out = Annotated[Optional[Path], typer.Option("--out", "-o", parser=location, metavar="PATH", help="Run directory to write  [default: runs/<time>-<model>]", show_default=False, rich_help_panel="Run")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the output if it already exists.", rich_help_panel="Run")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last completed epoch.", rich_help_panel="Run")]

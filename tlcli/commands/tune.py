@@ -55,7 +55,7 @@ def run(
     search: Annotated[str, typer.Option(help="grid (every combination), random, bayesian or hyperband.")] = "random",
     trials: Annotated[Optional[int], typer.Option(help="Random and bayesian search: how many trials.  [default: 10]", show_default=False)] = None,
     space: Annotated[Optional[Path], typer.Option(
-        help="TOML search space: lists of values, or {low, high, log = true} ranges (not for grid).  "
+        parser=location, metavar="PATH", help="TOML search space: lists of values, or {low, high, log = true} ranges (not for grid).  "
         "[default: learning rate, dropout, dense layers, ...; with --finetune: unfreeze, learning rate]",
         show_default=False)] = None,
     objective: Annotated[str, typer.Option(help="val_loss (minimised) or val_accuracy (maximised).")] = "val_loss",
@@ -76,7 +76,7 @@ def run(
     multi_label: MultiLabel = False,
     label_delimiter: LabelDelimiter = " ",
     config: Annotated[Optional[Path], typer.Option(
-        "--config", help="TOML file: settings that no trial varies, plus optional tables tune (search, "
+        "--config", parser=location, metavar="PATH", help="TOML file: settings that no trial varies, plus optional tables tune (search, "
         "trials, objective) and space. The command line overrides it.", show_default=False)] = None,
     overwrite: Overwrite = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue a search in --out, skipping finished trials.")] = False,

@@ -23,7 +23,7 @@ from typing import Callable, Iterable
 from tlcli.data import images
 from tlcli.data.images import ImageInfo, Problem
 from tlcli.runs.directory import write_atomic
-from tlcli.storage import Location, Url, is_url, location
+from tlcli.storage import Location, Url, is_url, location, relative_name
 
 FORMAT = "tlcli-checks"
 VERSION = 1
@@ -63,7 +63,7 @@ def checked_images(
     entries = _read_entries(path_of_cache) or {}
 
     started = time.time_ns()
-    keys = {path: _key(root, path) for path in paths}
+    keys = {path: relative_name(root, path) for path in paths}
     stats = {path: _stat(path) for path in paths}
     results: dict[Path, ImageInfo | Problem] = {}
     for path in paths:
@@ -93,19 +93,6 @@ def checked_images(
     if kept != entries:
         _write_entries(path_of_cache, kept)
     return {path: results[path] for path in paths}
-
-
-def _key(root: Location, path: Location) -> str:
-    """The path relative to the dataset, or absolute when it lies outside (a label file may list such)."""
-    if isinstance(root, Url):
-        try:
-            return path.relative_to(root).as_posix()
-        except ValueError:
-            return str(path)
-    relative = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
-    if relative.startswith(os.pardir):
-        return os.path.abspath(path)
-    return Path(relative).as_posix()
 
 
 def _path(root: Location, key: str) -> Location:

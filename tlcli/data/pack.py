@@ -29,7 +29,7 @@ from tlcli.data.packed import FORMAT, INDEX, SAMPLES, VERSION, file_sha256, is_p
 from tlcli.errors import TlcliError
 from tlcli.runs.directory import claim_output, write_marker
 from tlcli.runs.locks import locks_outputs
-from tlcli.storage import Location, Url, location
+from tlcli.storage import location, relative_name
 
 DEFAULT_SHARD_MB = 150
 
@@ -104,7 +104,7 @@ def _write_pack(folder: Path, dataset: Dataset, checked: dict, options: SplitOpt
         rows[split] = []
         try:
             for position, sample in enumerate(samples):
-                relative = _relative(root, sample.path)
+                relative = relative_name(root, sample.path)
                 image = _read_unchanged(sample.path, checked[sample.path])
                 writers[position % count].write(_example(tf, image, sample.label, split, relative, position))
                 records[position % count] += 1
@@ -140,7 +140,8 @@ def _write_pack(folder: Path, dataset: Dataset, checked: dict, options: SplitOpt
             "sha256": source_digest.hexdigest(),  # of every packed file's split, path, label and blake2b
         },
         "notes": list(dataset.notes),
-        "problems": [{"path": _relative(root, problem.path), "reason": problem.reason} for problem in dataset.problems],
+        "problems": [{"path": relative_name(root, problem.path), "reason": problem.reason}
+                     for problem in dataset.problems],
     }
     _write(tf, folder / INDEX, json.dumps(index, indent=2) + "\n")  # last: without it, no dataset
     return index
@@ -166,17 +167,6 @@ def _example(tf, image: bytes, label: int, split: str, path: str, position: int)
     features = {"image": feature(image), "label": feature(label), "split": feature(split.encode()),
                 "path": feature(path.encode()), "index": feature(position)}
     return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
-
-
-def _relative(root: Location, path: Location) -> str:
-    """A path relative to the dataset (a label file may list files outside it: those stay absolute)."""
-    if isinstance(root, Url):
-        try:
-            return path.relative_to(root).as_posix()
-        except ValueError:
-            return str(path)
-    relative = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
-    return os.path.abspath(path) if relative.startswith(os.pardir) else Path(relative).as_posix()
 
 
 def _sizes(infos: list[ImageInfo]) -> dict:
