@@ -292,7 +292,7 @@ def test_a_search_at_a_url_grows_with_resume(colour_dataset, tmp_path):
     # best.toml is read where it was written, as the search's closing line says.
     assert f"--config {url}/best.toml" in result.output
     invoke("train", "--config", f"{url}/best.toml", colour_dataset, "--quiet", "--out", tmp_path / "best")
-    best = tomllib.loads(read_url(f"{url}/best.toml"))
+    best = tomllib.loads(read_url(f"{url}/best.toml").decode())
     assert json.loads((tmp_path / "best" / "config.json").read_text())["learning_rate"] == best["learning_rate"]
 
 
