@@ -122,11 +122,12 @@ def test_images_decoded_once_train_the_model_that_decoding_every_epoch_trains(co
             for name in ("once", "every")] == [True, False]
     # The same shuffles, augmentation and initial weights. These 20x20 images are enlarged to 32x32,
     # and the images decoded once are rounded to uint8, at most half a level from the float32
-    # resize: losses move by up to 1% (0.03% in the first epoch), the accuracies not at all.
+    # resize: losses move by about a thousandth (a few percent of a loss near zero), the
+    # accuracies not at all.
     for once_row, every_row in zip(*(read_history(tmp_path / name) for name in ("once", "every")), strict=True):
         assert once_row["accuracy"] == every_row["accuracy"] and once_row["val_accuracy"] == every_row["val_accuracy"]
         for key in ("loss", "val_loss"):
-            assert float(once_row[key]) == pytest.approx(float(every_row[key]), rel=0.02)
+            assert float(once_row[key]) == pytest.approx(float(every_row[key]), rel=0.02, abs=0.005)
 
 
 def test_same_seed_gives_the_same_history(colour_dataset, tmp_path):
