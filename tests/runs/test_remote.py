@@ -4,12 +4,12 @@ code path of gs:// (tlcli.runs.remote), within this process, without a network."
 from __future__ import annotations
 
 import json
-import tomllib
 import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 
 from helpers import invoke, read_features, runner
 
@@ -125,7 +125,8 @@ def test_an_upload_stopped_part_way_is_refused_by_readers_and_replaced_by_overwr
         copy(source, target)
 
     monkeypatch.setattr(remote, "copy_file", fail_on_the_model)
-    assert tlcli("train", colour_dataset, *QUICK, "--out", url).exit_code != 0
+    message = one_line_error(tlcli("train", colour_dataset, *QUICK, "--out", url))
+    assert f"--out {url}: the upload stopped part-way (the network went away)" in message
     monkeypatch.setattr(remote, "copy_file", copy)
     assert json.loads(read_url(f"{url}/.tlcli"))["state"] == "uploading"
 

@@ -89,15 +89,21 @@ def publish(local: Path, target: Url, kind: str, last: tuple[str, ...] = ()) -> 
     final_marker = (local / MARKER).read_bytes() if (local / MARKER).is_file() else \
         (json.dumps(marker_document(kind), indent=2) + "\n").encode()
     forget_fetched(target)
-    target.mkdir(parents=True, exist_ok=True)
-    _replace(marker, (json.dumps(marker_document(kind, uploading=True), indent=2) + "\n").encode())
-    for name in files:
-        destination = target / name
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        destination.unlink(missing_ok=True)  # ram:// appends to a file written again
-        copy_file(local / name, destination)
-    _remove_others(target, set(files) | {MARKER})
-    _replace(marker, final_marker)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        _replace(marker, (json.dumps(marker_document(kind, uploading=True), indent=2) + "\n").encode())
+        for name in files:
+            destination = target / name
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            destination.unlink(missing_ok=True)  # ram:// appends to a file written again
+            copy_file(local / name, destination)
+        _remove_others(target, set(files) | {MARKER})
+        _replace(marker, final_marker)
+    except OSError as error:  # the store refused a write or went away part-way
+        raise TlcliError(
+            f"--out {target}: the upload stopped part-way ({error.strerror or error}), so {target} is marked "
+            "unfinished and every command refuses it. Run the command again with --overwrite."
+        ) from None
 
 
 def _replace(url: Url, content: bytes) -> None:
@@ -132,6 +138,10 @@ def staged_file(target: Location) -> Iterator[Path]:
             yield local
         except TlcliError as error:
             raise _retarget(error, local, target) from None
-        with atomic_url_file(target) as handle, open(local, "rb") as source:
-            while chunk := source.read(1 << 24):
-                handle.write(chunk)
+        try:
+            with atomic_url_file(target) as handle, open(local, "rb") as source:
+                while chunk := source.read(1 << 24):
+                    handle.write(chunk)
+        except OSError as error:  # the store refused the write or went away: the old file, if any, stays
+            raise TlcliError(f"--out {target}: the upload failed ({error.strerror or error}). "
+                             "Run the command again.") from None
