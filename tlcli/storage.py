@@ -86,12 +86,6 @@ class Url:
     def __truediv__(self, name) -> "Url":
         return Url(self.scheme, posixpath.join(self.path, str(name)) if self.path else str(name))
 
-    def joinpath(self, *names) -> "Url":
-        joined = self
-        for name in names:
-            joined = joined / name
-        return joined
-
     @property
     def name(self) -> str:
         return posixpath.basename(self.path)
@@ -138,8 +132,6 @@ class Url:
     def resolve(self) -> "Url":
         return Url(self.scheme, posixpath.normpath(self.path)) if self.path else self
 
-    absolute = resolve
-
     # What pathlib.Path has, through tf.io.gfile.
     def exists(self) -> bool:
         with gfile_errors(self):
@@ -150,7 +142,11 @@ class Url:
             return _gfile().isdir(str(self))
 
     def is_file(self) -> bool:
-        return self.exists() and not self.is_dir()
+        try:  # one request: in object storage every test is a round trip
+            with gfile_errors(self):
+                return not _gfile().stat(str(self)).is_directory
+        except FileNotFoundError:
+            return False
 
     def is_symlink(self) -> bool:
         return False  # object storage has no links
@@ -166,10 +162,9 @@ class Url:
         return UrlStat(int(status.length), int(status.mtime_nsec))
 
     def open(self, mode: str = "r", encoding: str | None = None):
-        handle = _gfile().GFile(str(self), mode)
-        if "b" in mode or encoding in (None, "utf-8"):
-            return handle
-        raise ValueError("Url.open reads and writes UTF-8 text only")
+        if "b" not in mode and encoding not in (None, "utf-8"):
+            raise ValueError("Url.open reads and writes UTF-8 text only")
+        return _gfile().GFile(str(self), mode)
 
     def read_bytes(self) -> bytes:
         with gfile_errors(self), self.open("rb") as handle:
@@ -217,6 +212,13 @@ def location(value: str | os.PathLike | Url) -> Location:
     if isinstance(value, str) and is_url(value):
         return Url(value)
     return Path(value).expanduser()
+
+
+def glob_urls(pattern: Url) -> list[Url]:
+    """The files and folders a URL pattern names, sorted (`*` matches within one folder: object
+    storage has no `**`)."""
+    with gfile_errors(pattern):
+        return [Url(match) for match in sorted(_gfile().glob(str(pattern)))]
 
 
 def relative_name(root: Location, path: Location) -> str:

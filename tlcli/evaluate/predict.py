@@ -19,8 +19,7 @@ from tlcli.data.dataset import Sample, image_files_below
 from tlcli.data.images import ImageInfo, Problem, check_images, is_image_name
 from tlcli.data.pipeline import DECODE_FAILED
 from tlcli.errors import TlcliError
-from tlcli.runtime import import_tensorflow
-from tlcli.storage import Location, Url, gfile_errors, location
+from tlcli.storage import Location, Url, glob_urls, location
 
 _GLOB_CHARACTERS = set("*?[")
 
@@ -98,8 +97,7 @@ def _glob(pattern: Location) -> list[Location]:
     """The files a glob names: `**` crosses folders on a local disk; in object storage, through
     TensorFlow's file systems, `*` matches within one folder."""
     if isinstance(pattern, Url):
-        with gfile_errors(pattern):
-            return [Url(match) for match in sorted(import_tensorflow().io.gfile.glob(str(pattern)))]
+        return glob_urls(pattern)
     return [Path(match) for match in sorted(glob.glob(str(pattern), recursive=True))]
 
 

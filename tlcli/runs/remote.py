@@ -26,7 +26,17 @@ from typing import Iterator
 
 from tlcli.errors import TlcliError
 from tlcli.runs.directory import MARKER, Interrupted, claim_output, marker_document
-from tlcli.storage import Location, Url, atomic_url_file, copy_file, download_folder, forget_fetched, remove_tree
+from tlcli.storage import (
+    Location,
+    Url,
+    atomic_url_file,
+    copy_file,
+    download_folder,
+    forget_fetched,
+    is_url,
+    location,
+    remove_tree,
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,11 @@ class StagedOutput:
                 relative = Path(path).relative_to(self.local)
                 return self.target if str(relative) == "." else self.target / relative.as_posix()
         return path
+
+
+def url_sources(value, what: str) -> dict:
+    """{URL: what} for an input given as a URL, which a URL --out must keep apart from; else {}."""
+    return {location(value): what} if is_url(value) else {}
 
 
 @contextlib.contextmanager

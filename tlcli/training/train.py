@@ -52,9 +52,8 @@ from tlcli.runs.directory import (
 )
 from tlcli.runs.history import History
 from tlcli.runs.locks import locks_outputs
-from tlcli.runs.remote import staged_output
+from tlcli.runs.remote import staged_output, url_sources
 from tlcli.runtime import import_keras, set_seed, versions
-from tlcli.storage import is_url, location
 from tlcli.training.config import FitConfig, TrainConfig
 from tlcli.training.fit import balanced_class_weights, compile_model, fit, fit_length, with_targets
 from tlcli.training.head_solver import (
@@ -94,11 +93,6 @@ def train(
                        sources=url_sources(config.weights, "the --weights model")) as staged:
         outcome = _train(config, staged.local, augmentation, distribution, overwrite, resume, events)
         return dataclasses.replace(outcome, run_dir=staged.public(outcome.run_dir))
-
-
-def url_sources(value, what: str) -> dict:
-    """{URL: what} for an input given as a URL, which a URL --out must keep apart from; else {}."""
-    return {location(value): what} if is_url(value) else {}
 
 
 def _train(config: TrainConfig, out: Path | None, augmentation: AugmentConfig | None, distribution: DistributeConfig,

@@ -48,8 +48,7 @@ from tlcli.runs.directory import (
     write_json,
 )
 from tlcli.runs.locks import locks_outputs
-from tlcli.runs.remote import staged_output
-from tlcli.storage import is_url, location
+from tlcli.runs.remote import staged_output, url_sources
 from tlcli.tune.leaderboard import (
     format_epochs,
     format_params,
@@ -94,8 +93,8 @@ class TuneOutcome:
 def tune(config: TuneConfig, *, overwrite: bool = False, resume: bool = False, events: Events = SILENT) -> TuneOutcome:
     """Run the search into `config.out` (a folder, or a URL: runs.remote)."""
     base = config.base
-    weights, source = getattr(base, "weights", None), getattr(base, "source", None)
-    sources = {**({location(weights): "the --weights model"} if is_url(weights) else {}),
+    source = getattr(base, "source", None)
+    sources = {**url_sources(getattr(base, "weights", None), "the --weights model"),
                **({source: "the source run"} if source is not None else {})}
     with staged_output(config.out, "tune", overwrite=overwrite, resume=resume, data=base.data,
                        sources=sources) as staged:
