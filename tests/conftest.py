@@ -1,4 +1,5 @@
-"""Fixtures: tiny image datasets written with Pillow into tmp_path."""
+"""Fixtures: tiny image datasets written with Pillow into tmp_path, the test backbone, and the
+two suites (the fast one by default, everything with --whole)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,39 @@ from pathlib import Path
 
 import pytest
 
-from helpers import invoke, write_class_folders, write_colour_dataset, write_image
+import tiny_backbone
+from helpers import CHILD_SITE, SOURCE_TREE, TESTS, TINY_TRAIN, invoke, write_class_folders, write_colour_dataset, write_image
 from tlcli.models.backbones import BACKBONES
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+# TinyNet is a backbone in this process and in every process it starts (through child_site's
+# sitecustomize): tlcli's own fresh-process export check included.
+tiny_backbone.register()
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    str(path) for path in (SOURCE_TREE, CHILD_SITE, TESTS, os.environ.get("PYTHONPATH")) if path
+)
+
+# What only the whole suite runs, by what it costs.
+WHOLE_SUITE_MARKERS = ("slow", "subprocess", "cluster")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--whole", action="store_true",
+                     help="Run the whole suite: also the tests marked " + ", ".join(WHOLE_SUITE_MARKERS) + ".")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The fast suite by default: deselect the costly tests unless --whole or an -m expression asks."""
+    if config.getoption("--whole") or config.option.markexpr:
+        return
+    kept, deselected = [], []
+    for item in items:
+        costly = any(item.get_closest_marker(marker) for marker in WHOLE_SUITE_MARKERS)
+        (deselected if costly else kept).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -79,24 +109,43 @@ def packed_colours(colour_dataset, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run(colour_dataset, tmp_path_factory) -> Path:
-    """A small VGG16 run directory trained by `tlcli train` (32x32, random base weights), its
-    head trained by gradient for six steps: far from the optimum, so that it makes mistakes to
-    report and fine-tuning has something to improve (the solved head is perfect on these colours)."""
+    """A TinyNet run directory trained by `tlcli train` (32x32, random base weights), its head
+    trained by gradient for six steps: far from the optimum, so that it makes mistakes to report
+    and fine-tuning has something to improve (the solved head is perfect on these colours).
+    Tests read it; a test that changes a run copies it first."""
     from tlcli.training.config import FitConfig, TrainConfig
     from tlcli.training.train import train
 
     run = tmp_path_factory.mktemp("runs") / "tiny"
-    config = TrainConfig(data=colour_dataset, model="vgg16", out=run, weights="none", image_size=32,
+    config = TrainConfig(data=colour_dataset, model=tiny_backbone.NAME, out=run, weights="none", image_size=32,
                          head_solver="gradient", fit=FitConfig(epochs=2, learning_rate=1e-3, batch_size=8))
     train(config)
     return run
 
 
 @pytest.fixture(scope="session")
+def solved_run(colour_dataset, tmp_path_factory) -> Path:
+    """A TinyNet run whose linear head is solved (train's default route), for tests that only read it."""
+    run = tmp_path_factory.mktemp("runs") / "solved"
+    invoke("train", colour_dataset, *TINY_TRAIN, "--out", run)
+    return run
+
+
+@pytest.fixture(scope="session")
+def finetuned_run(solved_run, tmp_path_factory) -> tuple[Path, str]:
+    """`solved_run` fine-tuned for one epoch of its top block: (the run directory, finetune's output)."""
+    run = tmp_path_factory.mktemp("runs") / "finetuned"
+    top = tiny_backbone.TINY.blocks[-1].name
+    result = invoke("finetune", solved_run, "--stage", f"{top}:1:1e-4", "--batch-size", 8, "--out", run)
+    return run, result.output
+
+
+@pytest.fixture(scope="session")
 def trained_runs(colour_dataset, tmp_path_factory):
     """train -> finetune (top block, one epoch) for each of the classic four backbones at its minimum
-    size: {name: (train run, fine-tuned run, finetune's output)}. The newer rows have a shorter
-    smoke path of their own (tests/models/test_newer_backbones.py)."""
+    size: {name: (train run, fine-tuned run, finetune's output)}. Whole suite only: the real
+    backbones' end-to-end rows. The newer rows have a shorter smoke path of their own
+    (tests/models/test_newer_backbones.py)."""
     root = tmp_path_factory.mktemp("runs")
     runs = {}
     for spec in (spec for spec in BACKBONES.values() if spec.classic):

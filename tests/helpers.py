@@ -29,12 +29,14 @@ MARKUP_NAMES = ("[bold red]alert", "a:x:b", "[i]tilt")
 
 
 SOURCE_TREE = Path(__file__).resolve().parents[1]
+TESTS = SOURCE_TREE / "tests"
+CHILD_SITE = TESTS / "child_site"  # its sitecustomize registers TinyNet in every child process
 
 
 def source_env() -> dict:
-    """The environment of a child process that imports the code under test (this tree's tlcli),
-    wherever tlcli is installed from."""
-    paths = [str(SOURCE_TREE), os.environ.get("PYTHONPATH", "")]
+    """The environment of a child process that imports the code under test (this tree's tlcli)
+    and knows the test backbone, wherever tlcli is installed from."""
+    paths = [str(SOURCE_TREE), str(CHILD_SITE), str(TESTS), os.environ.get("PYTHONPATH", "")]
     return {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in paths if path)}
 
 
@@ -216,7 +218,8 @@ def copy_to_url(folder: Path, url: str) -> str:
     return url
 
 
-TINY_TRAIN = ("--model", "vgg16", "--weights", "none", "--image-size", 32, "--quiet")
+# The fast suite's backbone: TinyNet (tests/tiny_backbone.py), from random weights, at 32 px.
+TINY_TRAIN = ("--model", "tinynet", "--weights", "none", "--image-size", 32, "--quiet")
 
 
 def run_facts(run: Path) -> tuple:
@@ -273,7 +276,7 @@ def _same_leaderboard(first: Path, second: Path):
 DATA_READERS = {
     "extract": (lambda run, data, out: ("extract", data, *TINY_TRAIN, "--out", out / "features.npz"), _same_features),
     "evaluate": (lambda run, data, out: ("evaluate", run, data, "--out", out), _same_evaluation),
-    "finetune --data": (lambda run, data, out: ("finetune", run, "--data", data, "--stage", "block5:1:1e-4",
+    "finetune --data": (lambda run, data, out: ("finetune", run, "--data", data, "--stage", "block3:1:1e-4",
                                                 "--batch-size", 8, "--quiet", "--out", out / "run"), _same_model),
     "tune": (lambda run, data, out: ("tune", data, *TINY_TRAIN, "--epochs", 2, "--search", "random", "--trials", 2,
                                      "--out", out / "tune"), _same_leaderboard),
