@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import tiny_backbone
 from helpers import read_features, runner, write_colour_dataset
 from tlcli.cli import app
 
-TINY = ("--model", "vgg16", "--weights", "none", "--image-size", "32", "--batch-size", "8")
+TINY = ("--model", "tinynet", "--weights", "none", "--image-size", "32", "--batch-size", "8")
+FEATURE_SIZE = tiny_backbone.TINY.feature_size  # 32: the last block's filters, pooled
 FILE_ARRAYS = {"features", "labels", "class_names", "splits", "paths", "backbone", "weights", "image_size",
                "pooling", "preprocessing", "distribution"}
 
@@ -33,7 +35,7 @@ def test_the_feature_file_round_trips_without_pickle(colour_dataset, colour_feat
     assert result.exit_code == 0, result.output
     saved = read_features(out)
     assert set(saved) == FILE_ARRAYS
-    assert saved["features"].shape == (48, 512) and saved["features"].dtype == np.float32
+    assert saved["features"].shape == (48, FEATURE_SIZE) and saved["features"].dtype == np.float32
     assert np.isfinite(saved["features"]).all() and saved["features"].std() > 0
     assert list(saved["class_names"]) == ["blue", "green", "red"]
     assert saved["labels"].dtype == np.int64
@@ -42,27 +44,30 @@ def test_the_feature_file_round_trips_without_pickle(colour_dataset, colour_feat
         path = Path(path)
         assert path.is_file() and path.parent.name == saved["class_names"][label] and path.parent.parent.name == split
     assert len(set(saved["paths"])) == 48
-    assert (saved["backbone"].item(), saved["weights"].item(), saved["pooling"].item()) == ("vgg16", "none", "avg")
-    assert saved["image_size"].item() == 32 and saved["preprocessing"].item() == "caffe"
-    assert "48 x 512 features" in result.stdout and "images/s" in result.stdout
+    assert (saved["backbone"].item(), saved["weights"].item(), saved["pooling"].item()) == ("tinynet", "none", "avg")
+    assert saved["image_size"].item() == 32 and saved["preprocessing"].item() == "tf"
+    assert f"48 x {FEATURE_SIZE} features" in result.stdout and "images/s" in result.stdout
     assert "first batch" in result.stdout and list(out.parent.iterdir()) == [out]
 
 
 def test_features_equal_the_backbone_output_on_the_same_pixels(tmp_path):
+    """The backbone built here by hand from a weights file, its pixels preprocessed by hand ("tf":
+    [0, 255] to [-1, 1]) and max-pooled by hand. Each real backbone's own preprocessing is
+    tests/models/test_backbones.py's."""
     import keras
 
     data = write_colour_dataset(tmp_path / "data", per_split={"train": 2, "val": 1}, size=(32, 32))
     keras.utils.set_random_seed(1)
-    base = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
-    weights_file = tmp_path / "vgg16.weights.h5"
+    base = tiny_backbone.TinyNet(input_shape=(32, 32, 3))
+    weights_file = tmp_path / "tinynet.weights.h5"
     base.save_weights(weights_file)
     out = tmp_path / "features.npz"
-    result = _extract(data, "--model", "vgg16", "--weights", weights_file, "--image-size", 32,
+    result = _extract(data, "--model", "tinynet", "--weights", weights_file, "--image-size", 32,
                       "--pooling", "max", "--out", out)
     assert result.exit_code == 0, result.output
     saved = read_features(out)
     pixels = np.stack([np.asarray(Image.open(path).convert("RGB"), np.float32) for path in saved["paths"]])
-    feature_map = base(keras.applications.vgg16.preprocess_input(pixels), training=False)
+    feature_map = base(pixels / 127.5 - 1.0, training=False)
     expected = np.max(np.asarray(feature_map), axis=(1, 2))
     assert expected.std() > 0
     np.testing.assert_allclose(saved["features"], expected, rtol=1e-5, atol=1e-5)
@@ -79,7 +84,7 @@ def test_unreadable_files_are_reported_and_the_rest_written(messy_dataset, tmp_p
     names = {Path(path).name for path in saved["paths"]}
     assert not names & {"corrupt.jpg", "truncated.jpg", "empty.png", "notes.txt"}
     assert {"grey.png", "cmyk.jpg", "palette.bmp", "sixteen.png", "upper.JPEG"} <= names
-    assert saved["features"].shape == (len(saved["paths"]), 512) and len(saved["paths"]) == 19
+    assert saved["features"].shape == (len(saved["paths"]), FEATURE_SIZE) and len(saved["paths"]) == 19
     assert re.search(r"skipped files\W+4\W", result.stdout), result.stdout
 
 
@@ -87,7 +92,7 @@ def test_a_file_that_breaks_after_checking_is_skipped_alone(tmp_path):
     from tlcli.extract import ExtractConfig, extract, plan_extraction
 
     data = write_colour_dataset(tmp_path / "data", per_split={"train": 3, "val": 2})
-    plan = plan_extraction(ExtractConfig(data=data, model="vgg16", out=tmp_path / "f.npz", weights="none",
+    plan = plan_extraction(ExtractConfig(data=data, model="tinynet", out=tmp_path / "f.npz", weights="none",
                                          image_size=32, batch_size=4))
     broken = plan.samples[5].path
     broken.write_bytes(b"garbage now")
@@ -134,7 +139,7 @@ def test_a_dataset_with_no_decodable_image_writes_nothing(tmp_path):
     from tlcli.extract import ExtractConfig, extract, plan_extraction
 
     data = write_colour_dataset(tmp_path / "data", per_split={"train": 2})
-    plan = plan_extraction(ExtractConfig(data=data, model="vgg16", out=tmp_path / "out" / "f.npz",
+    plan = plan_extraction(ExtractConfig(data=data, model="tinynet", out=tmp_path / "out" / "f.npz",
                                          weights="none", image_size=32, val_split=0.0))
     for sample in plan.samples:
         sample.path.write_bytes(b"garbage now")

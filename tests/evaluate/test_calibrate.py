@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
+from sklearn import metrics as sklearn_metrics
 
+import tiny_backbone
 from helpers import invoke, write_digits_dataset
 
 
@@ -16,9 +19,9 @@ def overconfident_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("calibrate")
     data = write_digits_dataset(root / "digits", {"train": 8, "val": 30, "test": 30})
     run = root / "run"
-    invoke("train", data, "--model", "vgg16", "--weights", "none", "--image-size", 32, "--head-solver", "gradient",
-           "--dense", 128, "--epochs", 150, "--early-stopping", 0, "--learning-rate", 0.01, "--batch-size", 16,
-           "--quiet", "--out", run)
+    invoke("train", data, "--model", tiny_backbone.NAME, "--weights", "none", "--image-size", 32,
+           "--head-solver", "gradient", "--dense", 128, "--epochs", 40, "--early-stopping", 0,
+           "--learning-rate", 0.03, "--batch-size", 16, "--quiet", "--out", run)
     return run, data
 
 
@@ -31,6 +34,7 @@ def _top_classes(run, data):
     return {row["path"]: row["prediction"] for row in rows}
 
 
+@pytest.mark.slow
 def test_calibration_lowers_the_error_on_held_out_images_and_keeps_every_top_class(overconfident_run, tmp_path):
     run, data = overconfident_run
     before, classes_before = _test_report(run, data, tmp_path / "before"), _top_classes(run, data)
@@ -50,9 +54,59 @@ def test_calibration_lowers_the_error_on_held_out_images_and_keeps_every_top_cla
     assert np.isclose(again["before"]["ece"], result["before"]["ece"], atol=1e-4)
 
 
-def test_a_run_without_validation_images_is_refused_before_anything_changes(tiny_run, colour_dataset, tmp_path):
-    import shutil
+def _softmax_at(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(log(p) / T), computed here as the calibration is defined."""
+    scaled = np.log(probabilities.astype(np.float64)) / temperature
+    exp = np.exp(scaled - scaled.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
 
+
+def _validation_pixels(data, image_size: int):
+    from tlcli.data.dataset import load_dataset
+    from tlcli.data.pipeline import image_dataset
+
+    samples = load_dataset(data).split("val")
+    batches = list(image_dataset(samples, image_size, 64))
+    pixels = np.concatenate([images.numpy() for images, _ in batches])
+    return pixels, np.concatenate([labels.numpy() for _, labels in batches])
+
+
+def test_the_temperature_minimises_the_validation_log_loss_and_keeps_every_top_class(
+        tiny_run, calibrated_run, tmp_path):
+    from tlcli.models.saved import load_run_model
+
+    run, data, result = calibrated_run
+    model, info = load_run_model(tiny_run)
+    pixels, y_true = _validation_pixels(data, info.image_size)
+    before = model(pixels, training=False).numpy()
+    temperature = result["temperature"]
+
+    # scikit-learn's log loss is least at T: lower than a hundredth either side, inside the range.
+    def log_loss(at: float) -> float:
+        return sklearn_metrics.log_loss(y_true, _softmax_at(before, at), labels=[0, 1, 2])
+
+    assert 0.06 < temperature < 19 and result["images"] == 12
+    assert log_loss(temperature) < min(log_loss(temperature * 1.01), log_loss(temperature / 1.01))
+    assert result["before"]["log_loss"] == pytest.approx(sklearn_metrics.log_loss(y_true, before), rel=1e-4)
+    assert result["after"]["log_loss"] == pytest.approx(log_loss(temperature), rel=1e-4)
+    assert result["after"]["log_loss"] < result["before"]["log_loss"]
+
+    # The saved model now answers softmax(log p / T): the same top class for every image.
+    calibrated, _ = load_run_model(run)
+    after = calibrated(pixels, training=False).numpy()
+    np.testing.assert_allclose(after, _softmax_at(before, temperature), atol=1e-5)
+    assert (after.argmax(axis=1) == before.argmax(axis=1)).all()
+    saved = json.loads((run / "metrics.json").read_text())["calibration"]
+    assert saved["temperature"] == pytest.approx(temperature) and saved["images"] == 12
+
+    # Calibrating again fits T on the model's own output, not on calibrated probabilities.
+    again_run = shutil.copytree(run, tmp_path / "run")
+    again = json.loads(invoke("calibrate", again_run, "--data", data, "--json").stdout)
+    assert again["temperature"] == pytest.approx(temperature, rel=1e-3)
+    assert np.isclose(again["before"]["ece"], result["before"]["ece"], atol=1e-4)
+
+
+def test_a_run_without_validation_images_is_refused_before_anything_changes(tiny_run, colour_dataset, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     config = json.loads((run / "config.json").read_text())

@@ -154,6 +154,53 @@ def test_bad_fail_under_is_a_one_line_error(tiny_run, colour_dataset, tmp_path, 
     assert not (tmp_path / "out").exists()
 
 
+def test_the_folder_evaluated_and_its_name_follow_the_datasets_layout(colour_dataset, tmp_path):
+    """Which images evaluate reads, and the words it names them with (printed as they are:
+    test_json_numbers_equal_scikit_learn_on_the_predicted_probabilities). The whole suite runs
+    each case end to end too (the tests marked slow below)."""
+    from tlcli.errors import TlcliError
+    from tlcli.evaluate.evaluate import find_evaluation_folder
+
+    assert find_evaluation_folder(colour_dataset) == (colour_dataset / "test", f"the test/ split of {colour_dataset}")
+    assert find_evaluation_folder(colour_dataset / "val") == (colour_dataset / "val",
+                                                              f"{colour_dataset / 'val'}, a val split folder")
+    train, named = find_evaluation_folder(colour_dataset / "train")
+    assert train == colour_dataset / "train" and named.startswith(f"{train}, a training split")
+    some = _copy_classes(colour_dataset / "val", tmp_path / "some", ["blue", "red"])
+    folder, named = find_evaluation_folder(some)
+    assert folder == some and named.startswith(f"every image in {some}") and "includes its training images" in named
+
+    root = tmp_path / "root"
+    _copy_classes(colour_dataset / "train", root / "train", ["blue", "green", "red"])
+    _copy_classes(colour_dataset / "val", root / "val", ["blue", "green", "red"])
+    assert find_evaluation_folder(root) == (root / "val", f"the val/ split of {root}")
+    shutil.rmtree(root / "val")
+    with pytest.raises(TlcliError, match="no test/ or val/ split"):
+        find_evaluation_folder(root)
+
+
+def test_the_images_chosen_carry_the_models_labels_and_what_is_left_out_is_said(colour_dataset, tmp_path):
+    """The checked images of a folder of class folders, labelled as the model's classes are
+    numbered, with a note of the classes missing and the files that cannot be read."""
+    from collections import Counter
+
+    from tlcli.evaluate.evaluate import select_samples
+
+    classes = ("blue", "green", "red")
+    some = select_samples(_copy_classes(colour_dataset / "val", tmp_path / "some", ["blue", "red"]), classes)
+    assert sorted(Counter(sample.label for sample in some.samples).items()) == [(0, 4), (2, 4)]
+    assert all(sample.path.parent.name == classes[sample.label] for sample in some.samples)
+    (note,) = some.notes
+    assert "2 of the model's 3 classes" in note and "none of: green" in note and not some.problems
+
+    data = _copy_classes(colour_dataset / "val", tmp_path / "data", classes)
+    (data / "red" / "broken.png").write_bytes(b"not a png")
+    every = select_samples(data, classes)
+    assert len(every.samples) == 12 and every.notes == ()
+    assert [problem.path.name for problem in every.problems] == ["broken.png"]
+
+
+@pytest.mark.slow
 def test_a_subset_of_the_classes_in_a_split_folder(tiny_run, colour_dataset, tmp_path):
     data = _copy_classes(colour_dataset / "val", tmp_path / "some", ["blue", "red"])
     result = _evaluate(tiny_run, data, "--json", "--out", tmp_path / "out")
@@ -166,6 +213,7 @@ def test_a_subset_of_the_classes_in_a_split_folder(tiny_run, colour_dataset, tmp
     assert "2 of the model's 3 classes" in result.stderr and "none of: green" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_split_folder_is_evaluated_whole_and_named_as_such(tiny_run, colour_dataset, tmp_path):
     result = _evaluate(tiny_run, colour_dataset / "val", "--json", "--out", tmp_path / "out")
     assert result.exit_code == 0 and "a val split folder" in result.stderr
@@ -179,6 +227,7 @@ def test_top_k_must_be_below_the_number_of_classes(tiny_run, colour_dataset, tmp
     assert result.exit_code == 2 and "--top-k 3 does not fit a model with 3 classes" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_root_without_test_uses_val(tiny_run, colour_dataset, tmp_path):
     root = tmp_path / "root"
     _copy_classes(colour_dataset / "train", root / "train", ["blue", "green", "red"])
@@ -204,6 +253,7 @@ def test_an_unknown_class_is_a_clear_error_and_writes_nothing(tiny_run, colour_d
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_bad_files_are_skipped_and_listed(tiny_run, colour_dataset, tmp_path):
     data = _copy_classes(colour_dataset / "val", tmp_path / "data", ["blue", "green", "red"])
     (data / "red" / "broken.png").write_bytes(b"not a png")
@@ -220,11 +270,14 @@ def test_class_names_and_paths_print_as_written(tiny_run, colour_dataset, tmp_pa
     data = tmp_path / "data"
     for colour, name in zip(("blue", "green", "red"), MARKUP_NAMES):
         shutil.copytree(colour_dataset / "test" / colour, data / name)
+    broken = data / MARKUP_NAMES[0] / "[bold]broken.png"
+    broken.write_bytes(b"not a png")
     result = _evaluate(run, data, "--out", tmp_path / "reports")
     assert result.exit_code == 0, result.output
     per_class = result.stdout.split("Per class")[1]
     assert all(f"│ {name} " in per_class for name in MARKUP_NAMES)
     assert f"Evaluating {run / 'model.keras'} on" in result.stderr and "❌" not in result.output
+    assert "Skipped 1 file(s) that cannot be read:" in result.stderr and f"  {broken}: " in result.stderr
 
 
 def test_the_zero_division_note_shows_only_when_a_class_has_no_predicted_or_no_true_images(

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import tiny_backbone
 from helpers import invoke, runner, write_patch_dataset
 from tlcli.cli import app
 from tlcli.evaluate.explain import PREDICTED, GradCam, Heatmap
@@ -17,7 +18,7 @@ from tlcli.evaluate.heatmaps import DISPLAY_SIDE, GAP, TILE_SIDE
 from tlcli.models.backbones import BACKBONES, CLASSIC_NAMES
 from tlcli.models.saved import load_run_model
 
-PATCH_IMAGE_SIZE = 128  # ResNet50's last block is 4 x 4 here
+PATCH_IMAGE_SIZE = 64  # TinyNet's last convolution (block3_conv2, after two poolings) is 16 x 16 here
 
 
 def _explain(*args):
@@ -26,34 +27,40 @@ def _explain(*args):
 
 @pytest.fixture(scope="module")
 def patch_run(tmp_path_factory):
+    """TinyNet (random base, solved head) taught that a bright square in a corner makes "patch"."""
     root = tmp_path_factory.mktemp("patch")
     corners = write_patch_dataset(root / "data", {"train": 8, "val": 4, "test": 4}, PATCH_IMAGE_SIZE)
-    invoke("train", root / "data", "--model", "resnet50", "--weights", "none", "--image-size", PATCH_IMAGE_SIZE,
-           "--quiet", "--out", root / "run")
+    invoke("train", root / "data", "--model", tiny_backbone.NAME, "--weights", "none", "--image-size",
+           PATCH_IMAGE_SIZE, "--quiet", "--out", root / "run")
     return root / "run", root / "data", corners
 
 
-@pytest.mark.slow
-def test_the_map_peaks_in_the_corner_whose_bright_patch_decides_the_class(patch_run, tmp_path):
-    run, data, corners = patch_run
-    result = invoke("explain", run, data / "test" / "patch", "--out", tmp_path / "maps", "--json")
-    records = json.loads(result.stdout)
+@pytest.fixture(scope="module")
+def patch_explained(patch_run, tmp_path_factory):
+    """`tlcli explain` of the patch run's test images, patch/ then plain/: (the folder, the result)."""
+    run, data, _ = patch_run
+    out = tmp_path_factory.mktemp("patch-maps") / "maps"
+    return out, invoke("explain", run, data / "test", "--out", out, "--json")
+
+
+def test_the_map_peaks_in_the_corner_whose_bright_patch_decides_the_class(patch_run, patch_explained):
+    _, _, corners = patch_run
+    out, result = patch_explained
+    records = [record for record in json.loads(result.stdout) if record["path"] in corners]
 
     assert len(records) == 4 and {record["predicted"] for record in records} == {"patch"}
     for record in records:
         bottom, right = corners[record["path"]]
         half = PATCH_IMAGE_SIZE / 2
-        assert record["grid"] == [4, 4]
+        assert record["grid"] == [PATCH_IMAGE_SIZE // 4] * 2
         assert (record["peak"]["y"] >= half, record["peak"]["x"] >= half) == (bottom, right), record
-        assert Path(record["picture"]).parent == tmp_path / "maps"
+        assert Path(record["picture"]).parent == out
     assert len(set(corners[record["path"]] for record in records)) > 1  # not one corner for all
     assert "Pictures in" in result.stderr and "contact sheet contact_sheet.png" in result.stderr
 
 
-def test_every_image_gets_a_picture_and_the_sheet_shows_them_all(patch_run, tmp_path):
-    run, data, _ = patch_run
-    out = tmp_path / "maps"
-    invoke("explain", run, data / "test", "--out", out)
+def test_every_image_gets_a_picture_and_the_sheet_shows_them_all(patch_explained):
+    out, _ = patch_explained
 
     # Numbered in input order (patch/0..3, then plain/0..3), since two files may share a name.
     assert {path.name for path in out.glob("*.png")} == {f"{n}-{(n - 1) % 4}.png" for n in range(1, 9)} | {
@@ -62,7 +69,7 @@ def test_every_image_gets_a_picture_and_the_sheet_shows_them_all(patch_run, tmp_
         assert sheet.width == GAP + 8 * (TILE_SIDE + GAP)  # one row of eight tiles
         assert picture.size[0] == GAP + 2 * (DISPLAY_SIDE + GAP)  # the image, and the image under its map
     saved = json.loads((out / "explain.json").read_text())
-    assert len(saved["images"]) == 8 and saved["backbone_layer"] == "conv5_block3_out"
+    assert len(saved["images"]) == 8 and saved["backbone_layer"] == tiny_backbone.TINY.last_conv_layer
 
 
 def test_the_peak_is_the_hottest_cell_in_the_images_own_pixels():
@@ -90,12 +97,26 @@ def test_a_fine_tuned_run_of_every_backbone_is_explained_at_its_smallest_size(tr
         assert heatmap.values.min() >= 0 and heatmap.values.max() <= 1
 
 
-def test_a_calibrated_model_explains_the_same_place_with_its_own_probabilities(tiny_run, colour_dataset, tmp_path):
-    run = tmp_path / "run"
-    shutil.copytree(tiny_run, run)
+def test_the_maps_come_from_the_tables_last_block_through_the_model_as_saved(tiny_run):
+    """The per-backbone test above, on TinyNet (a fine-tuned run is saved in the same shape)."""
+    model, info = load_run_model(tiny_run)
+    spec = BACKBONES[tiny_backbone.NAME]
+    images = np.random.default_rng(0).uniform(0, 255, (3, info.image_size, info.image_size, 3)).astype(np.float32)
+    probabilities, heatmaps = GradCam(model)(images, [PREDICTED, 0, 2])
+
+    np.testing.assert_allclose(probabilities, np.asarray(model(images, training=False)), atol=1e-5)
+    block = model.get_layer(spec.name).get_layer(spec.last_conv_layer)
+    assert [heatmap.values.shape for heatmap in heatmaps] == [tuple(block.output.shape[1:3])] * 3 == [(8, 8)] * 3
+    assert [heatmap.class_index for heatmap in heatmaps] == [int(probabilities[0].argmax()), 0, 2]
+    for heatmap in heatmaps:
+        assert heatmap.values.min() >= 0 and heatmap.values.max() <= 1
+
+
+def test_a_calibrated_model_explains_the_same_place_with_its_own_probabilities(
+        tiny_run, calibrated_run, colour_dataset, tmp_path):
+    run, _, _ = calibrated_run  # tiny_run, calibrated
     images = [colour_dataset / "test" / "red" / "red_0.png"]
-    before = json.loads(invoke("explain", run, *images, "--json", "--out", tmp_path / "a").stdout)
-    invoke("calibrate", run, "--json")
+    before = json.loads(invoke("explain", tiny_run, *images, "--json", "--out", tmp_path / "a").stdout)
     after = json.loads(invoke("explain", run, *images, "--json", "--out", tmp_path / "b").stdout)
     predicted = json.loads(invoke("predict", run, *images, "--format", "json").stdout)
 
@@ -143,19 +164,20 @@ def test_a_folder_of_the_users_files_is_never_written_into(tiny_run, colour_data
     assert [path.name for path in mine.iterdir()] == ["notes.txt"]
 
 
-def test_explaining_again_replaces_the_earlier_pictures(tiny_run, colour_dataset, tmp_path):
-    out = tmp_path / "maps"
-    invoke("explain", tiny_run, colour_dataset / "test", "--out", out)
+def test_explaining_again_replaces_the_earlier_pictures(patch_run, patch_explained, tmp_path):
+    run, data, _ = patch_run
+    out = shutil.copytree(patch_explained[0], tmp_path / "maps")  # an earlier explain's folder
     first = {path.name for path in out.glob("*.png")}
-    invoke("explain", tiny_run, colour_dataset / "test" / "red" / "red_0.png", "--out", out)
+    invoke("explain", run, data / "test" / "plain" / "0.png", "--out", out)
 
-    assert len(first) == 13  # twelve images and the contact sheet
-    assert {path.name for path in out.glob("*.png")} == {"1-red_0.png", "contact_sheet.png"}
+    assert len(first) == 9  # eight images and the contact sheet
+    assert {path.name for path in out.glob("*.png")} == {"1-0.png", "contact_sheet.png"}
 
 
 def test_evaluate_explains_its_worst_losses_beside_the_gallery(tiny_run, colour_dataset, tmp_path):
+    reports = tmp_path / "reports"
     report = json.loads(invoke("evaluate", tiny_run, colour_dataset, "--explain", 2, "--json",
-                               "--out", tmp_path).stdout)
+                               "--out", reports).stdout)
     # The two highest losses, -log p(true class), from predict's probabilities of all three classes.
     rows = json.loads(invoke("predict", tiny_run, colour_dataset / "test", "--format", "json").stdout)
     losses = {row["path"]: -np.log(next(row[f"probability{suffix}"] for suffix in ("", "_2", "_3")
@@ -166,7 +188,11 @@ def test_evaluate_explains_its_worst_losses_beside_the_gallery(tiny_run, colour_
     assert [image["path"] for image in report["explained"]] == worst
     assert [image["loss"] for image in report["explained"]] == pytest.approx([losses[path] for path in worst], rel=1e-4)
     assert {"peak_predicted", "peak_true", "true", "predicted"} <= report["explained"][0].keys()
-    assert (tmp_path / "worst_losses_explained.png").is_file()
+    assert (reports / "worst_losses_explained.png").is_file()
 
-    invoke("evaluate", tiny_run, colour_dataset, "--out", tmp_path)  # without --explain: no stale picture
-    assert not (tmp_path / "worst_losses_explained.png").exists()
+    # Without --explain (on one image, as quick as any): no stale picture of other predictions is left.
+    one = tmp_path / "one" / "red"
+    one.mkdir(parents=True)
+    shutil.copy(colour_dataset / "test" / "red" / "red_0.png", one)
+    invoke("evaluate", tiny_run, one.parent, "--out", reports)
+    assert not (reports / "worst_losses_explained.png").exists()

@@ -154,17 +154,31 @@ def test_a_damaged_or_edited_model_file_is_a_one_line_error(tiny_run, photos, tm
     assert len(result.stderr.strip().splitlines()) == 1 and "File not found" not in result.stderr
 
 
+def _run_saved_with_the_old_module(tiny_run, folder):
+    """A copy of tiny_run whose model.keras names `tlcli.layers`, where tlcli's layers lived before."""
+    old = run_with_model(tiny_run, folder, _edited((tiny_run / "model.keras").read_bytes(),
+                                                    "tlcli.layers", "BackbonePreprocessing"))
+    with zipfile.ZipFile(old / "model.keras") as archive:
+        assert b'"module": "tlcli.layers"' in archive.read("config.json")
+    return old
+
+
 def test_a_model_saved_before_the_package_moves_still_loads(tiny_run, tmp_path):
     """Model files name the module of tlcli's layers, `tlcli.layers` before the layers moved to
     `tlcli.models.layers`; they are found by their registered names, which did not change."""
-    old = run_with_model(tiny_run, tmp_path / "old", _edited((tiny_run / "model.keras").read_bytes(),
-                                                              "tlcli.layers", "BackbonePreprocessing"))
-    with zipfile.ZipFile(old / "model.keras") as archive:
-        assert b'"module": "tlcli.layers"' in archive.read("config.json")
+    old = _run_saved_with_the_old_module(tiny_run, tmp_path / "old")
     model, _ = load_run_model(old)
     current, _ = load_run_model(tiny_run)
     for ours, theirs in zip(model.get_weights(), current.get_weights(), strict=True):
         np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.subprocess
+def test_a_model_saved_before_the_package_moves_loads_in_plain_keras_in_a_fresh_interpreter(tiny_run, tmp_path):
+    """The same file through keras.saving.load_model in a fresh interpreter that imports only
+    tlcli's layers, as a user's own serving code would."""
+    old = _run_saved_with_the_old_module(tiny_run, tmp_path / "old")
+    current, _ = load_run_model(tiny_run)
     script = ("import sys, keras, tlcli.models.layers\n"
               "print(keras.saving.load_model(sys.argv[1]).count_params())")
     plain = subprocess.run([sys.executable, "-c", script, str(old / "model.keras")], capture_output=True, text=True,
