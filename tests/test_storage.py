@@ -8,7 +8,18 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from tlcli.errors import TlcliError
-from tlcli.storage import Url, atomic_url_file, check_readable, location
+from tlcli.storage import (
+    Url,
+    atomic_url_file,
+    check_readable,
+    copy_file,
+    fetch,
+    forget_fetched,
+    glob_urls,
+    location,
+    relative_name,
+    remove_tree,
+)
 
 
 def test_a_url_names_its_parts_as_a_path_does():
@@ -66,3 +77,77 @@ def test_a_bucket_that_denies_access_or_is_not_there_is_one_line(monkeypatch, er
     with pytest.raises(TlcliError) as raised:
         check_readable(Url("gs://bucket/data"), "Dataset")
     assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
+
+
+def ram_folder(files: dict[str, bytes]) -> Url:
+    """A fresh ram:// folder holding `files` (relative name -> bytes)."""
+    root = Url(f"ram://{uuid.uuid4().hex[:8]}/folder")
+    root.mkdir(parents=True)
+    for name, content in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(content)
+    return root
+
+
+def test_a_url_refuses_what_it_cannot_do_as_a_path_would():
+    with pytest.raises(ValueError, match="is not a URL"):
+        Url("data/cats")
+    url = Url("gs://bucket/flowers/rose.jpg")
+    assert repr(url) == "Url('gs://bucket/flowers/rose.jpg')" and url.as_posix() == str(url)
+    assert url.with_suffix(".png") == Url("gs://bucket/flowers/rose.png")
+    assert sorted([Url("gs://b/z"), Url("gs://b/a")]) == [Url("gs://b/a"), Url("gs://b/z")]
+    with pytest.raises(ValueError, match="UTF-8"):
+        url.open("r", encoding="latin-1")
+    with pytest.raises(ValueError, match="only '\\*'"):
+        list(url.parent.rglob("*.jpg"))
+    root = ram_folder({"a.txt": b"a"})
+    with pytest.raises(FileExistsError):
+        root.mkdir()
+
+
+def test_a_url_pattern_names_its_matches_sorted_within_one_folder():
+    root = ram_folder({"b.jpg": b"", "a.jpg": b"", "c.png": b"", "deeper/d.jpg": b""})
+    assert glob_urls(root / "*.jpg") == [root / "a.jpg", root / "b.jpg"]
+
+
+def test_a_name_is_relative_to_its_root_or_whole_when_outside_it(tmp_path):
+    assert relative_name(tmp_path, tmp_path / "train" / "cat.png") == "train/cat.png"
+    outside = tmp_path / "elsewhere" / "cat.png"
+    assert relative_name(tmp_path / "data", outside) == str(outside)
+    root = Url("gs://bucket/data")
+    assert relative_name(root, root / "train" / "cat.png") == "train/cat.png"
+    assert relative_name(root, Url("gs://other/cat.png")) == "gs://other/cat.png"
+
+
+def test_files_copy_between_any_two_places_and_folders_are_removed_whole(tmp_path):
+    (tmp_path / "one.txt").write_text("one")
+    copy_file(tmp_path / "one.txt", tmp_path / "two.txt")
+    root = ram_folder({})
+    copy_file(tmp_path / "two.txt", root / "two.txt")
+    copy_file(root / "two.txt", tmp_path / "three.txt")
+    assert (tmp_path / "three.txt").read_text() == "one" and (root / "two.txt").read_text() == "one"
+    (tmp_path / "tree" / "deeper").mkdir(parents=True)
+    (tmp_path / "tree" / "deeper" / "file").write_text("x")
+    for folder in (tmp_path / "tree", root):
+        remove_tree(folder)
+        assert not folder.exists()
+
+
+def test_a_url_is_fetched_once_per_process_until_it_is_rewritten():
+    root = ram_folder({"model.keras": b"weights", "labels.txt": b"cat\n", "logs/big.bin": b"x" * 100})
+    local = fetch(root, "The run", names=("model.keras", "labels.txt", "metrics.json"))  # missing ones skipped
+    assert sorted(path.name for path in local.iterdir()) == ["labels.txt", "model.keras"]
+    (root / "labels.txt").unlink()  # ram:// appends to a file written again
+    (root / "labels.txt").write_bytes(b"dog\n")
+    assert fetch(root, "The run", names=("model.keras", "labels.txt", "metrics.json")) == local
+    assert (local / "labels.txt").read_text() == "cat\n"  # the copy made once
+    forget_fetched(root)  # what a command that rewrote the URL says
+    again = fetch(root, "The run", names=("model.keras", "labels.txt", "metrics.json"))
+    assert again != local and (again / "labels.txt").read_text() == "dog\n"
+    whole = fetch(root, "The run")
+    assert sorted(str(path.relative_to(whole)) for path in whole.rglob("*")) == [
+        "labels.txt", "logs", "logs/big.bin", "model.keras"]
+    assert fetch(root / "model.keras", "--weights").read_bytes() == b"weights"
+    assert fetch(Path("runs/a"), "The run") == Path("runs/a")  # a local path is read where it is
+    with pytest.raises(TlcliError, match=f"^The run {root}/missing does not exist. Check the URL.$"):
+        fetch(root / "missing", "The run")

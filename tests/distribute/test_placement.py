@@ -1,23 +1,24 @@
-"""Distribution through tf.distribute, in real processes on this machine (loopback only)."""
+"""Where the work runs (`tlcli.distribute.placement`): this process's placement, in this process; two
+replicas and multi-worker clusters, in real processes on this machine (loopback only: whole suite)."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from helpers import read_features, read_history, runner
+from helpers import TINY_TRAIN, read_features, read_history, runner
 from tlcli.cli import app
 
-TRAIN = ("--model", "vgg16", "--weights", "none", "--image-size", "32", "--quiet")
+TRAIN = tuple(map(str, TINY_TRAIN))
 
 # Runs the tlcli command line with the CPU split into two logical devices, which must happen
 # before TensorFlow initialises its devices: the only way to test MirroredStrategy without GPUs.
@@ -69,6 +70,7 @@ def _finish(processes, timeout=300):
     return outputs
 
 
+@pytest.mark.subprocess  # two CPU devices exist only in a process that made them before TensorFlow started
 def test_mirrored_on_two_cpu_devices_matches_the_default_strategy(colour_dataset, tmp_path):
     common = [*TRAIN, "--epochs", "4", "--learning-rate", "0.01", "--early-stopping", "0"]
     default = runner.invoke(app, ["train", str(colour_dataset), *common, "--batch-size", "8",
@@ -88,7 +90,7 @@ def test_mirrored_on_two_cpu_devices_matches_the_default_strategy(colour_dataset
     assert two["val_accuracy"] == pytest.approx(one["val_accuracy"], abs=0.1)
 
 
-@pytest.mark.slow
+@pytest.mark.cluster
 @pytest.mark.parametrize("route, options", [("end to end", ["--no-cache-features"]), ("solved (L-BFGS)", [])])
 def test_two_workers_train_identical_weights_and_write_one_run(colour_dataset, tmp_path, route, options):
     # Solved: the chief alone solves, and every worker receives its weights and standardization.
@@ -111,22 +113,22 @@ def test_two_workers_train_identical_weights_and_write_one_run(colour_dataset, t
     assert scratch.name.startswith("tlcli-worker1-") and not scratch.exists()
 
 
-@pytest.mark.slow
+@pytest.mark.cluster
 def test_two_workers_fine_tune_on_the_frozen_parts_cached_output_and_agree(tiny_run, tmp_path):
     # Each worker computes the cache for its share of the images and receives the others' rows.
     run_dir = tmp_path / "cluster-ft"
-    arguments = ["finetune", str(tiny_run), "--stage", "block4:2:1e-4", "--batch-size", "4",
+    arguments = ["finetune", str(tiny_run), "--stage", "block3:2:1e-4", "--batch-size", "4",
                  "--strategy", "multi-worker", "--out", str(run_dir)]
     outputs = _finish(_start_workers(arguments, _free_ports(2), cwd=tmp_path))
     fingerprints = [line.split("│")[2].strip() for output in outputs for line in output.splitlines()
                     if "weights sha256" in line]
     assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1], outputs
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["stage_rates"]["stage1-block4"]["route"].startswith("cached: cut at block3_pool")
+    assert metrics["stage_rates"]["stage1-block3"]["route"].startswith("cached: cut at block2_pool")
     assert [int(row["epoch"]) for row in read_history(run_dir)] == [1, 2]
 
 
-@pytest.mark.slow
+@pytest.mark.cluster
 def test_a_killed_multi_worker_run_resumes(colour_dataset, tmp_path):
     run_dir = tmp_path / "cluster-run"
     arguments = ["train", str(colour_dataset), *TRAIN, "--epochs", "6", "--batch-size", "2",
@@ -168,6 +170,7 @@ def test_bad_placements_are_one_line_errors(colour_dataset, tmp_path, monkeypatc
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.subprocess  # the exit code and stderr of a real process that looked for a TPU
 def test_tpu_without_a_tpu_fails_fast_and_says_so(colour_dataset, tmp_path):
     # On a TPU VM (--tpu local) the host reads local folders, so the data passes and the TPU is sought.
     result = subprocess.run(
@@ -193,7 +196,7 @@ def _two_cpus(*arguments):
                           capture_output=True, text=True, timeout=300)
 
 
-EXTRACT = ("--model", "vgg16", "--weights", "none", "--image-size", "32", "--batch-size", "4")
+EXTRACT = (*TRAIN[:-1], "--batch-size", "4")  # without --quiet
 
 
 @pytest.fixture(scope="module")
@@ -204,6 +207,7 @@ def default_features(colour_dataset, tmp_path_factory):
     return read_features(out)
 
 
+@pytest.mark.subprocess  # two CPU devices: a process that made them before TensorFlow started
 def test_mirrored_extraction_shares_batches_and_gives_the_same_features(colour_dataset, default_features, tmp_path):
     result = _two_cpus("extract", colour_dataset, *EXTRACT, "--strategy", "mirrored", "--out", tmp_path / "f.npz")
     assert result.returncode == 0, result.stderr
@@ -214,7 +218,7 @@ def test_mirrored_extraction_shares_batches_and_gives_the_same_features(colour_d
     assert json.loads(mirrored["distribution"].item())["replicas"] == 2
 
 
-@pytest.mark.slow
+@pytest.mark.cluster
 def test_two_workers_extract_every_image_once_into_one_file(colour_dataset, default_features, tmp_path):
     out = tmp_path / "features.npz"
     outputs = _finish(_start_workers(["extract", str(colour_dataset), *EXTRACT, "--strategy", "multi-worker",
@@ -227,6 +231,7 @@ def test_two_workers_extract_every_image_once_into_one_file(colour_dataset, defa
     assert json.loads(extracted["distribution"].item())["workers"] == 2
 
 
+@pytest.mark.subprocess  # two CPU devices: a process that made them before TensorFlow started
 def test_mirrored_evaluation_matches_the_default_strategy(tiny_run, colour_dataset, tmp_path):
     default = runner.invoke(app, ["evaluate", str(tiny_run), str(colour_dataset), "--out", str(tmp_path / "one")])
     assert default.exit_code == 0, default.output
@@ -239,6 +244,7 @@ def test_mirrored_evaluation_matches_the_default_strategy(tiny_run, colour_datas
     assert two["log_loss"] == pytest.approx(one["log_loss"], abs=1e-5)
 
 
+@pytest.mark.subprocess  # two CPU devices: a process that made them before TensorFlow started
 def test_mirrored_evaluation_with_tta_matches_the_default_strategy(tiny_run, colour_dataset, tmp_path):
     """Each replica classifies its share's views in one pass; the per-view rows are gathered in file order."""
     default = runner.invoke(app, ["evaluate", str(tiny_run), str(colour_dataset), "--tta-views", "crops",
@@ -271,19 +277,19 @@ def test_bfloat16_evaluation_computes_in_bfloat16_and_agrees(tiny_run, colour_da
 
 
 def test_finetuning_in_bfloat16_computes_the_loaded_model_in_bfloat16(tiny_run, tmp_path):
-    result = runner.invoke(app, ["finetune", str(tiny_run), "--stage", "block5:1:0.0001", "--precision",
+    result = runner.invoke(app, ["finetune", str(tiny_run), "--stage", "block3:1:0.0001", "--precision",
                                  "mixed_bfloat16", "--quiet", "--out", str(tmp_path / "ft")])
     assert result.exit_code == 0, result.output
     from tlcli.models.saved import load_run_model
 
     model, _ = load_run_model(tmp_path / "ft")
-    base = model.get_layer("vgg16")
-    assert base.get_layer("block5_conv3").compute_dtype == "bfloat16"
+    base = model.get_layer("tinynet")
+    assert base.get_layer("block3_conv2").compute_dtype == "bfloat16"
     assert model.get_layer("head").get_layer("predictions").compute_dtype == "float32"
     assert json.loads((tmp_path / "ft" / "config.json").read_text())["distribution"]["precision"] == "mixed_bfloat16"
 
 
-@pytest.mark.slow
+@pytest.mark.cluster
 def test_two_workers_evaluate_together_and_the_chief_writes_the_reports(tiny_run, colour_dataset, tmp_path):
     default = runner.invoke(app, ["evaluate", str(tiny_run), str(colour_dataset), "--out", str(tmp_path / "one")])
     assert default.exit_code == 0, default.output
@@ -320,7 +326,7 @@ def _consecutive_free_ports():
     pytest.skip("no two consecutive free ports")
 
 
-@pytest.mark.slow
+@pytest.mark.cluster
 def test_two_slurm_tasks_extract_together_without_tf_config(colour_dataset, default_features, tmp_path):
     # What `srun --ntasks=2` sets on one node; there is no Slurm here, and no scontrol is needed.
     port = _consecutive_free_ports()
@@ -338,37 +344,7 @@ def test_two_slurm_tasks_extract_together_without_tf_config(colour_dataset, defa
     assert abs(extracted["features"] - default_features["features"]).max() < 1e-4
 
 
-@pytest.mark.parametrize(
-    "environment, message",
-    [
-        ({"SLURM_PROCID": "1", "SLURM_STEP_NODELIST": "n1,n2", "SLURM_STEP_TASKS_PER_NODE": "2(x2)",
-          "SLURMD_NODENAME": "n2"}, "Run srun with --distribution=block"),
-        ({"SLURM_PROCID": "4", "SLURM_STEP_NODELIST": "n1,n2", "SLURM_STEP_TASKS_PER_NODE": "2(x2)"},
-         "SLURM_PROCID 4 is outside the step's 4 task(s)"),
-        ({"SLURM_PROCID": "0", "SLURM_STEP_NODELIST": "n1"}, "This Slurm step does not describe its tasks"),
-        ({"SLURM_PROCID": "0", "SLURM_STEP_NODELIST": "n1,n2", "SLURM_STEP_TASKS_PER_NODE": "1"},
-         "lists 1 node(s) but SLURM_STEP_NODELIST 2"),
-    ],
-)
-def test_a_slurm_step_that_cannot_be_a_cluster_is_a_clear_error(environment, message):
-    from tlcli.distribute.cluster import cluster_config
-    from tlcli.errors import TlcliError
-
-    with pytest.raises(TlcliError, match=re.escape(message)):
-        cluster_config(environment)
-
-
-def test_a_slurm_step_gives_every_task_its_own_worker_address():
-    from tlcli.distribute.cluster import cluster_config
-
-    environment = {"SLURM_PROCID": "3", "SLURM_STEP_NODELIST": "n1,n2", "SLURM_STEP_TASKS_PER_NODE": "3,1",
-                   "SLURMD_NODENAME": "n2", "TLCLI_PORT_BASE": "20000"}
-    assert cluster_config(environment) == {
-        "cluster": {"worker": ["n1:20000", "n1:20001", "n1:20002", "n2:20000"]},
-        "task": {"type": "worker", "index": 3},
-    }
-
-
+@pytest.mark.subprocess  # two CPU devices: a process that made them before TensorFlow started
 def test_mirrored_prediction_gives_the_same_rows(tiny_run, colour_dataset):
     arguments = ["predict", tiny_run, colour_dataset / "test", "--format", "csv", "--batch-size", "2"]
     default = runner.invoke(app, list(map(str, arguments)))
@@ -382,3 +358,95 @@ def test_mirrored_prediction_gives_the_same_rows(tiny_run, colour_dataset):
     probabilities = [header.index(name) for name in header if name.startswith("probability")]
     for first, second in zip(one, two):
         assert [float(first[i]) for i in probabilities] == pytest.approx([float(second[i]) for i in probabilities], abs=1e-5)
+
+
+# --- this process's placement, in-process (one CPU device here) -----------------------------------
+
+
+def test_auto_on_a_machine_without_accelerators_is_the_default_strategy_on_the_cpu():
+    import tensorflow as tf
+
+    from tlcli.distribute.placement import DistributeConfig, place
+
+    placement = place(DistributeConfig())
+    assert placement.strategy is tf.distribute.get_strategy()
+    assert placement.describe() == {"strategy": "default", "devices": ["/device:CPU:0"], "replicas": 1, "workers": 1,
+                                    "worker_index": 0, "precision": "float32"}
+    assert placement.global_batch(16) == 16 and placement.is_chief
+    one = place(DistributeConfig("one-device"))
+    assert (one.name, one.devices, one.replicas) == ("one-device", ("/device:CPU:0",), 1)
+    assert one.strategy.extended.worker_devices == ("/job:localhost/replica:0/task:0/device:CPU:0",)
+    mirrored = place(DistributeConfig("mirrored"))  # every device there is: here, the one CPU
+    assert (mirrored.name, mirrored.devices, mirrored.replicas) == ("mirrored", ("/device:CPU:0",), 1)
+    assert isinstance(mirrored.strategy, tf.distribute.MirroredStrategy)
+
+
+def test_a_precision_is_the_policy_of_every_model_built_after_placing():
+    import keras
+
+    from tlcli.distribute.placement import DistributeConfig, place
+
+    try:
+        placement = place(DistributeConfig(precision="mixed_bfloat16"))
+        dense = keras.layers.Dense(2)
+        assert placement.precision == "mixed_bfloat16"
+        assert (dense.compute_dtype, dense.variable_dtype) == ("bfloat16", "float32")
+    finally:
+        place(DistributeConfig())
+    assert keras.layers.Dense(2).compute_dtype == "float32"  # the next command's placement sets it back
+
+
+def batches_of_indices(count: int):
+    """make_dataset for `distribute` and `map_batches`: the indices 0..count-1 as images, labels and indices."""
+    import tensorflow as tf
+
+    def make_dataset(shard_count, shard_index, batch_size, repeat_batches=None):
+        indices = tf.data.Dataset.range(count).shard(shard_count, shard_index)
+        dataset = indices.map(lambda index: (tf.cast(index, tf.float32)[None], index % 3, index)).batch(batch_size)
+        return dataset.repeat().take(repeat_batches) if repeat_batches else dataset
+
+    return make_dataset
+
+
+def test_one_device_reads_every_example_once_per_epoch_or_repeats_for_a_fit_that_counts_steps():
+    from tlcli.distribute.placement import DistributeConfig, distribute, place
+
+    placement = place(DistributeConfig())
+    dataset, steps = distribute(placement, batches_of_indices(10), num_examples=10, per_replica_batch=4)
+    assert steps == 3 and [list(batch[2].numpy()) for batch in dataset] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    endless, steps = distribute(placement, batches_of_indices(10), num_examples=10, per_replica_batch=4, endless=True)
+    assert steps == 3 and len(list(endless)) == 3  # take(steps) of the repeated batches: one epoch's worth
+
+
+@pytest.mark.parametrize("placed", [False, True], ids=["no placement", "default strategy"])
+def test_map_batches_gives_every_image_once_in_file_order(placed):
+    import numpy as np
+
+    from tlcli.distribute.placement import DistributeConfig, map_batches, place
+
+    placement = place(DistributeConfig()) if placed else None
+    results = list(map_batches(placement, lambda images: images * 2, batches_of_indices(7), per_replica_batch=3))
+    outputs, labels, indices = (np.concatenate(part) for part in zip(*results))
+    assert list(indices) == list(range(7)) and list(labels) == [index % 3 for index in range(7)]
+    np.testing.assert_array_equal(outputs[:, 0], 2 * np.arange(7))
+
+
+def test_only_the_chief_writes_the_run_and_every_other_worker_keeps_its_own_stable_scratch(tmp_path, monkeypatch):
+    import hashlib
+    import tempfile
+
+    from tlcli.distribute.placement import Placement, broadcast_from_chief, worker_run_dir
+
+    def member(index):
+        return Placement(None, "multi-worker", (), 2, num_workers=3, worker_index=index, is_chief=index == 0)
+
+    run = tmp_path / "run"
+    assert worker_run_dir(run, member(0)) == run
+    key = hashlib.sha256(str(run.resolve()).encode()).hexdigest()[:12]
+    scratch = worker_run_dir(run, member(2))
+    assert scratch == Path(tempfile.gettempdir()) / f"tlcli-worker2-{key}"
+    monkeypatch.chdir(tmp_path)  # --out spelt another way names the same scratch: --resume finds it
+    assert worker_run_dir(Path("run"), member(2)) == scratch and worker_run_dir(run, member(1)) != scratch
+    alone = Placement(None, "default", ("/device:CPU:0",), 1)
+    arrays = [[1.0, 2.0], [[3.0]]]
+    assert broadcast_from_chief(alone, arrays) == arrays  # nothing to share on one machine

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -14,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from helpers import runner, source_env
+from helpers import TINY_TRAIN, runner, source_env
 from tlcli.cli import app
 from tlcli.runs.directory import output_kind
 
-TINY = ("--model", "vgg16", "--weights", "none", "--image-size", 32, "--epochs", 1, "--quiet")
+TINY = (*TINY_TRAIN, "--epochs", 1)
+EXTRACT = TINY_TRAIN[:-1]  # the backbone and size, without --quiet
 
 
 def refused(*args) -> str:
@@ -61,7 +63,7 @@ def export_command(tiny_run, data, out):
 
 
 def finetune_command(tiny_run, data, out):
-    return ["finetune", tiny_run, "--data", data, "--stage", "block5:1:1e-4", "--quiet", "--out", out]
+    return ["finetune", tiny_run, "--data", data, "--stage", "block3:1:1e-4", "--quiet", "--out", out]
 
 
 def evaluate_command(tiny_run, data, out):
@@ -219,7 +221,7 @@ def assert_in_use(results, out: Path, first: subprocess.Popen) -> None:
         assert "Traceback" not in second.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.subprocess  # real tlcli processes, frozen (SIGSTOP) and killed (SIGKILL)
 def test_a_second_run_is_refused_whatever_its_flags_and_a_killed_one_leaves_no_lock(tiny_run, mydata, tmp_path):
     out = tmp_path / "run"
     arguments = train_command(tiny_run, mydata, out)
@@ -234,7 +236,7 @@ def test_a_second_run_is_refused_whatever_its_flags_and_a_killed_one_leaves_no_l
     assert (out / "model.keras").is_file() and not (tmp_path / ".run.lock").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.subprocess  # real tlcli processes, frozen (SIGSTOP) and killed (SIGKILL)
 @pytest.mark.parametrize("command, written", [("tune", "tune.json"), ("export", None)])
 def test_a_search_or_export_in_progress_keeps_its_out_to_itself(command, written, tiny_run, mydata, tmp_path):
     out = tmp_path / "out"
@@ -245,12 +247,26 @@ def test_a_search_or_export_in_progress_keeps_its_out_to_itself(command, written
         assert (snapshot(out) if out.exists() else None) == before
 
 
+@pytest.mark.parametrize("command", FOLDER_WRITERS)
+def test_an_out_another_writer_holds_is_refused_whatever_the_flags(command, hold_lock, tiny_run, mydata, tmp_path):
+    """In this process (the lock held by another thread): what the tests above show across processes."""
+    out = Path(shutil.copytree(tiny_run, tmp_path / "out"))
+    hold_lock(out, "a training run")
+    before = snapshot(out)
+    arguments = FOLDER_WRITERS[command](tiny_run, mydata, out)
+    for flags in ((), ("--overwrite",), ("--resume",))[: 2 if command == "export" else 3]:  # export has no --resume
+        message = refused(*arguments, *flags)
+        assert message == (f"Error: --out {out} is in use by process {os.getpid()}, which is writing a training run "
+                           "there. Wait for it to finish, or choose another --out.")
+    assert snapshot(out) == before
+
+
 # --- outputs that cannot be written ---------------------------------------------------------------
 
 
 WRITERS = {
     **FOLDER_WRITERS,
-    "extract": lambda run, data, out: ["extract", data, *TINY[:-3], "--quiet", "--out", out / "features.npz"],
+    "extract": lambda run, data, out: ["extract", data, *EXTRACT, "--quiet", "--out", out / "features.npz"],
     "evaluate": evaluate_command,
     "augment": lambda run, data, out: ["augment", data, "--samples", 2, "--variants", 1, "--out", out / "grid.png"],
 }
@@ -281,7 +297,7 @@ def test_a_weights_file_of_the_wrong_kind_is_one_line(name, content, command, my
     weights = tmp_path / name
     weights.write_text(content)
     out = tmp_path / ("run" if command == "train" else "features.npz")
-    message = refused(command, mydata, "--model", "vgg16", "--weights", weights, "--image-size", 32, "--out", out)
+    message = refused(command, mydata, "--model", "tinynet", "--weights", weights, "--image-size", 32, "--out", out)
     assert f"--weights {weights} is not" in message and "Expected" in message
     assert not out.exists()
 
@@ -289,7 +305,7 @@ def test_a_weights_file_of_the_wrong_kind_is_one_line(name, content, command, my
 @pytest.mark.parametrize("command", ["evaluate", "predict", "export", "finetune"])
 def test_a_run_with_a_damaged_config_is_one_line(command, tiny_run, mydata, tmp_path):
     run = Path(shutil.copytree(tiny_run, tmp_path / "run"))
-    (run / "config.json").write_text('{"model": "vgg16", "image_size": 3')  # cut short
+    (run / "config.json").write_text('{"model": "tinynet", "image_size": 3')  # cut short
     arguments = {
         "evaluate": ["evaluate", run, mydata],
         "predict": ["predict", run, mydata / "test"],

@@ -4,6 +4,7 @@ code path of gs:// (tlcli.runs.remote), within this process, without a network."
 from __future__ import annotations
 
 import json
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -11,9 +12,10 @@ import numpy as np
 import pytest
 import tomllib
 
-from helpers import invoke, read_features, runner
+from helpers import TINY_TRAIN, copy_to_url, invoke, read_features, runner
 
-QUICK = ("--model", "vgg16", "--weights", "none", "--image-size", 32, "--batch-size", 8, "--quiet")
+QUICK = (*TINY_TRAIN, "--batch-size", 8)
+EXTRACT = TINY_TRAIN[:-1]  # the backbone and size, without --quiet
 
 
 def ram_url(name: str = "out") -> str:
@@ -49,15 +51,15 @@ def tlcli(*args):
     return runner.invoke(app, [str(arg) for arg in args], terminal_width=400)
 
 
-def test_a_run_trained_to_ram_evaluates_as_the_same_run_trained_to_a_folder(colour_dataset, tmp_path):
-    local, url = tmp_path / "run", ram_url("run")
-    invoke("train", colour_dataset, *QUICK, "--out", local)
-    trained = invoke("train", colour_dataset, *QUICK, "--out", url)
+def test_a_run_trained_to_ram_evaluates_as_the_same_run_trained_to_a_folder(solved_run, colour_dataset, tmp_path):
+    # solved_run is the same command's run in a folder; its reports go to tmp_path, not into it.
+    url = ram_url("run")
+    trained = invoke("train", colour_dataset, *TINY_TRAIN, "--out", url)
     assert url in trained.output
     assert json.loads(read_url(f"{url}/.tlcli"))["kind"] == "run"
     assert {"model.keras", "config.json", "labels.txt", "metrics.json"} <= url_files(url)
     assert not gfile().exists(f"{url}/.in-progress")
-    local_report = json.loads(invoke("evaluate", local, colour_dataset, "--json").stdout)
+    local_report = json.loads(invoke("evaluate", solved_run, colour_dataset, "--json", "--out", tmp_path).stdout)
     url_report = json.loads(invoke("evaluate", url, colour_dataset, "--json").stdout)
     assert url_report["model"] == f"{url}/model.keras"
     assert url_report["reports"] == [f"{url}/{Path(path).name}" for path in local_report["reports"]]
@@ -69,10 +71,9 @@ def test_a_run_trained_to_ram_evaluates_as_the_same_run_trained_to_a_folder(colo
     assert results(json.loads(read_url(f"{url}/evaluation.json"))) == results(local_report)
 
 
-def test_a_file_url_out_holds_what_a_local_out_holds_file_for_file(colour_dataset, tmp_path):
-    local, through_url = tmp_path / "local", tmp_path / "through-url"
-    invoke("train", colour_dataset, *QUICK, "--out", local)
-    invoke("train", colour_dataset, *QUICK, "--out", f"file://{through_url}")
+def test_a_file_url_out_holds_what_a_local_out_holds_file_for_file(solved_run, colour_dataset, tmp_path):
+    local, through_url = solved_run, tmp_path / "through-url"  # solved_run: the same command, to a folder
+    invoke("train", colour_dataset, *TINY_TRAIN, "--out", f"file://{through_url}")
 
     def files(folder):
         return {str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file()}
@@ -94,9 +95,8 @@ def test_overwrite_never_replaces_a_url_folder_tlcli_did_not_make(colour_dataset
     assert url_files(url) == {"holiday.txt"}
 
 
-def test_an_existing_url_run_is_kept_without_overwrite_and_replaced_with_it(colour_dataset):
-    url = ram_url("run")
-    invoke("train", colour_dataset, *QUICK, "--out", url)
+def test_an_existing_url_run_is_kept_without_overwrite_and_replaced_with_it(solved_run, colour_dataset):
+    url = copy_to_url(solved_run, ram_url("run"))
     gfile().makedirs(f"{url}/logs/old")
     with gfile().GFile(f"{url}/logs/old/stale.txt", "w") as handle:
         handle.write("an older run's file")
@@ -142,11 +142,10 @@ def test_an_upload_stopped_part_way_is_refused_by_readers_and_replaced_by_overwr
     invoke("evaluate", url, colour_dataset)
 
 
-def test_an_error_before_publishing_leaves_the_old_url_output_as_it_was(colour_dataset, monkeypatch):
+def test_an_error_before_publishing_leaves_the_old_url_output_as_it_was(solved_run, colour_dataset, monkeypatch):
     from tlcli.training import train as training
 
-    url = ram_url("run")
-    invoke("train", colour_dataset, *QUICK, "--out", url)
+    url = copy_to_url(solved_run, ram_url("run"))
     before = {name: read_url(f"{url}/{name}") for name in url_files(url)}
 
     def broken(*args, **kwargs):
@@ -157,30 +156,74 @@ def test_an_error_before_publishing_leaves_the_old_url_output_as_it_was(colour_d
     assert {name: read_url(f"{url}/{name}") for name in url_files(url)} == before
 
 
-def test_a_run_interrupted_at_a_url_resumes_from_it(colour_dataset, monkeypatch):
+# Trained by gradient without the feature cache, so that every epoch is backed up (no --quiet).
+BACKED_UP = (*EXTRACT, "--batch-size", 8, "--head-solver", "gradient", "--no-cache-features", "--epochs", 3)
+
+
+def interrupt_after_the_first_epoch(monkeypatch, wait_for_the_backup: bool) -> None:
+    """Ctrl-C as the first epoch's backup is handed to its writer thread, or once it is written."""
     from tlcli.training.callbacks import Checkpoint
 
-    url = ram_url("run")
-    gradient = (*QUICK, "--head-solver", "gradient", "--no-cache-features", "--epochs", 3)  # backed up per epoch
     saved = Checkpoint.on_epoch_end
 
     def save_then_interrupt(self, epoch, logs=None):
         saved(self, epoch, logs)
+        if wait_for_the_backup:
+            self._writer.wait()
         if epoch == 0:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(Checkpoint, "on_epoch_end", save_then_interrupt)
-    message = one_line_error(tlcli("train", colour_dataset, *gradient, "--out", url), exit_code=130)
-    assert message.startswith(f"Error: Interrupted. {url} keeps the last completed epoch")
-    monkeypatch.setattr(Checkpoint, "on_epoch_end", saved)
-    assert gfile().exists(f"{url}/.in-progress") and "model.keras" not in url_files(url)
 
-    invoke("train", colour_dataset, *gradient, "--out", url, "--resume")
+
+def test_a_run_interrupted_at_a_url_resumes_from_it(colour_dataset, monkeypatch):
+    url = ram_url("run")
+    with monkeypatch.context() as patched:
+        interrupt_after_the_first_epoch(patched, wait_for_the_backup=True)
+        interrupted = tlcli("train", colour_dataset, *BACKED_UP, "--quiet", "--out", url)
+    message = one_line_error(interrupted, exit_code=130)
+    assert message.startswith(f"Error: Interrupted. {url} keeps the last completed epoch")
+    assert gfile().exists(f"{url}/.in-progress") and "model.keras" not in url_files(url)
+    assert json.loads(read_url(f"{url}/.backup/train/checkpoint.json"))["epoch"] == 1
+
+    resumed = invoke("train", colour_dataset, *BACKED_UP, "--out", url, "--resume")
+    assert "train: resuming from epoch 2." in resumed.output  # from the backup, not from scratch
     history = read_url(f"{url}/history.csv").decode().splitlines()
     assert [row.split(",")[0] for row in history[1:]] == ["1", "2", "3"]
     assert not gfile().exists(f"{url}/.in-progress") and "model.keras" in url_files(url)
 
 
+@pytest.mark.slow  # a train and a second's wait, for a known bug: move it to the fast suite with the fix
+@pytest.mark.xfail(strict=True, reason="tlcli bug: runs.remote.staged_output publishes an interrupted run (and removes "
+                                       "its staging folder) without waiting for the checkpoint thread")
+def test_an_interrupt_while_the_backup_is_written_still_publishes_that_epoch(colour_dataset, monkeypatch):
+    """A Ctrl-C in the first moments of an epoch, while the last epoch's backup is still being
+    written: the message promises that the URL keeps that epoch."""
+    import threading
+    import time
+
+    from tlcli.training.callbacks import Checkpoint
+
+    url, write = ram_url("run"), Checkpoint._write
+
+    def slow_write(self, *arguments):
+        time.sleep(1)  # a large model's backup takes this long
+        write(self, *arguments)
+
+    monkeypatch.setattr(Checkpoint, "_write", slow_write)
+    interrupt_after_the_first_epoch(monkeypatch, wait_for_the_backup=False)
+    try:
+        interrupted = tlcli("train", colour_dataset, *BACKED_UP, "--quiet", "--out", url)
+    finally:
+        for thread in threading.enumerate():
+            if thread.name == "tlcli-checkpoint":
+                thread.join()
+    message = one_line_error(interrupted, exit_code=130)
+    assert message.startswith(f"Error: Interrupted. {url} keeps the last completed epoch")
+    assert json.loads(read_url(f"{url}/.backup/train/checkpoint.json"))["epoch"] == 1
+
+
+@pytest.mark.subprocess  # export verifies its files in a fresh process
 def test_export_to_ram_is_verified_and_reads_back(tiny_run):
     url = ram_url("export")
     exported = invoke("export", tiny_run, "--format", "keras", "--out", url, "--json")
@@ -192,6 +235,7 @@ def test_export_to_ram_is_verified_and_reads_back(tiny_run):
     assert read_url(f"{url}/model.keras")[:2] == b"PK"
 
 
+@pytest.mark.subprocess  # export verifies its files in a fresh process
 def test_a_run_read_from_a_url_exports_and_fine_tunes_like_the_local_run(tiny_run, colour_dataset, tmp_path):
     url = f"file://{tiny_run}"
     exported = json.loads(invoke("export", url, "--format", "keras", "--out", tmp_path / "export", "--json").stdout)
@@ -199,12 +243,40 @@ def test_a_run_read_from_a_url_exports_and_fine_tunes_like_the_local_run(tiny_ru
     metadata = json.loads((tmp_path / "export" / "metadata.json").read_text())
     assert metadata["source_model"] == f"{url}/model.keras"
     tuned = ram_url("tuned")
-    invoke("finetune", url, "--stage", "block5:1:1e-4", "--batch-size", 8, "--out", tuned)
+    invoke("finetune", url, "--stage", "block3:1:1e-4", "--batch-size", 8, "--out", tuned)
     assert json.loads(read_url(f"{tuned}/config.json"))["source_run"] == url
 
 
+def test_a_run_read_from_a_url_exports_to_a_url_the_model_it_holds(tiny_run):
+    """URL in, URL out, without the fresh-process check: the published model.keras is the run's model."""
+    from tlcli.models.saved import load_keras_model
+
+    source, url = f"file://{tiny_run}", ram_url("export")
+    report = json.loads(invoke("export", source, "--format", "keras", "--no-verify", "--out", url, "--json").stdout)
+    assert report["out"] == url and report["files"]["keras"] == f"{url}/model.keras"
+    marker = json.loads(read_url(f"{url}/.tlcli"))
+    assert marker["kind"] == "export" and "state" not in marker
+    assert json.loads(read_url(f"{url}/metadata.json"))["source_model"] == f"{source}/model.keras"
+    assert read_url(f"{url}/labels.txt") == (tiny_run / "labels.txt").read_bytes()
+    pixels = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    with tempfile.TemporaryDirectory() as scratch:
+        (Path(scratch) / "model.keras").write_bytes(read_url(f"{url}/model.keras"))
+        exported = load_keras_model(Path(scratch) / "model.keras")
+    expected = load_keras_model(tiny_run / "model.keras")(pixels, training=False)
+    np.testing.assert_allclose(exported(pixels, training=False), expected, atol=1e-6)
+
+
+def test_a_run_read_from_a_url_fine_tunes_into_a_url(tiny_run):
+    source, tuned = f"file://{tiny_run}", ram_url("tuned")
+    invoke("finetune", source, "--stage", "block3:1:1e-4", "--batch-size", 8, "--quiet", "--out", tuned)
+    assert json.loads(read_url(f"{tuned}/config.json"))["source_run"] == source
+    assert json.loads(read_url(f"{tuned}/.tlcli"))["kind"] == "run"
+    assert [row.split(",")[:2] for row in read_url(f"{tuned}/history.csv").decode().splitlines()[1:]] == [
+        ["1", "stage1-block3"]]
+
+
 def test_extract_to_a_url_writes_the_file_a_local_extract_writes(colour_dataset, tmp_path):
-    options = ("--model", "vgg16", "--weights", "none", "--image-size", 32, "--batch-size", 8)
+    options = (*EXTRACT, "--batch-size", 8)
     url = ram_url("features.npz")
     invoke("extract", colour_dataset, *options, "--out", tmp_path / "local.npz")
     invoke("extract", colour_dataset, *options, "--out", url)
@@ -216,9 +288,8 @@ def test_extract_to_a_url_writes_the_file_a_local_extract_writes(colour_dataset,
     assert [name for name in gfile().listdir(url.rsplit("/", 1)[0])] == ["features.npz"]  # no temporary left
 
 
-def test_calibrating_a_url_run_publishes_it_back(colour_dataset):
-    url = ram_url("run")
-    invoke("train", colour_dataset, *QUICK, "--head-solver", "gradient", "--epochs", 1, "--out", url)
+def test_calibrating_a_url_run_publishes_it_back(tiny_run):
+    url = copy_to_url(tiny_run, ram_url("run"))  # a head trained by gradient, which calibration changes
     result = json.loads(invoke("calibrate", url, "--json").stdout)
     assert result["run_dir"] == url
     metrics = json.loads(read_url(f"{url}/metrics.json"))
@@ -232,7 +303,7 @@ def test_calibrating_a_url_run_publishes_it_back(colour_dataset):
     (("evaluate",), "foo://bucket/run"),
     (("evaluate",), "gs://tlcli-no-such-bucket/run"),
     (("train", "{data}", *QUICK, "--weights"), "gs://tlcli-no-such-bucket/run"),
-    (("extract", "{data}", "--model", "vgg16", "--weights", "none", "--image-size", 32, "--out"),
+    (("extract", "{data}", *EXTRACT, "--out"),
      "gs://tlcli-no-such-bucket/features.npz"),
     (("augment", "{data}", "--out"), "foo://bucket/preview.png"),
 ])
@@ -283,8 +354,8 @@ def test_explain_to_a_url_names_its_pictures_by_their_url(tiny_run, colour_datas
 def test_a_search_at_a_url_grows_with_resume(colour_dataset, tmp_path):
     url = ram_url("search")
     (tmp_path / "space.toml").write_text("[space]\nlearning_rate = {low = 0.001, high = 0.1, log = true}\n")
-    args = ("tune", colour_dataset, "--model", "vgg16", "--weights", "none", "--image-size", 32, "--epochs", 1,
-            "--quiet", "--space", tmp_path / "space.toml", "--seed", 3, "--out", url)
+    args = ("tune", colour_dataset, *TINY_TRAIN, "--epochs", 1, "--space", tmp_path / "space.toml", "--seed", 3,
+            "--out", url)
     invoke(*args, "--trials", 1)
     assert json.loads(read_url(f"{url}/.tlcli"))["kind"] == "tune"
     result = invoke(*args, "--trials", 2, "--resume")
@@ -323,7 +394,7 @@ def test_augment_writes_its_preview_to_a_url(colour_dataset):
 
 @pytest.mark.parametrize("command, name", [
     (("train", "{data}", *QUICK), "run"),
-    (("extract", "{data}", "--model", "vgg16", "--weights", "none", "--image-size", 32), "features.npz"),
+    (("extract", "{data}", *EXTRACT), "features.npz"),
     (("augment", "{data}"), "preview.png"),
 ])
 def test_a_url_out_that_cannot_be_written_is_refused_before_any_work(colour_dataset, tmp_path, make_read_only,
