@@ -1,17 +1,13 @@
-"""The data layer: finding, checking and splitting images (no TensorFlow)."""
+"""Finding, checking and splitting a dataset's images (no TensorFlow)."""
 
 from __future__ import annotations
 
 import shutil
-import warnings
 
 import pytest
-from PIL import Image
 
-from helpers import write_class_folders, write_image
-from tlcli.data.dataset import SplitOptions, load_dataset, scan
-from tlcli.data.images import read_rgb
-from tlcli.data.inspection import inspect_dataset
+from helpers import write_class_folders
+from tlcli.data.dataset import SplitOptions, load_dataset
 from tlcli.errors import TlcliError
 
 
@@ -113,59 +109,11 @@ def test_bad_split_fractions_are_rejected():
         SplitOptions(val_split=0.6, test_split=0.4)
 
 
-def test_inspect_flags_duplicates_across_splits_and_classes(split_dataset):
-    leaked = split_dataset / "train" / "cat" / "cat_0.png"
-    shutil.copy(leaked, split_dataset / "test" / "cat" / "copy_of_train.png")
-    shutil.copy(leaked, split_dataset / "train" / "dog" / "mislabelled.png")
-    report = inspect_dataset(scan(split_dataset))
-    kinds = {group["kind"] for group in report.duplicates}
-    assert kinds == {"splits (leakage)"}  # one group of three: two splits and two classes
-    assert len(report.duplicates[0]["paths"]) == 3
-    assert not report.clean
-    assert any("across splits (leakage)" in warning for warning in report.warnings)
+def test_encoded_images_are_a_files_bytes_or_a_packs_record(packed, tmp_path):
+    from tlcli.data.dataset import Sample, encoded_images
 
-
-def test_inspect_reports_counts_sizes_modes_and_imbalance(tmp_path):
-    root = write_class_folders(tmp_path / "d", {"many": 12, "few": 3}, size=(20, 8))
-    write_image(root / "few" / "grey.png", mode="L", size=(40, 30))
-    report = inspect_dataset(scan(root))
-    assert report.counts == {"all": {"few": 4, "many": 12}}
-    assert report.sizes["width"] == {"min": 20, "median": 20, "max": 40}
-    assert report.modes == {"RGB": 15, "L": 1}
-    assert any("class imbalance" in w and "'many' has 12" in w for w in report.warnings)
-
-
-def test_inspect_of_a_clean_dataset_is_clean(split_dataset):
-    report = inspect_dataset(scan(split_dataset))
-    assert report.clean and report.problems == [] and report.duplicates == []
-    assert report.usable == report.files == 20
-
-
-def write_huge_png(path, width, height):
-    """A PNG of many pixels in a small file (1-bit and blank, so quick to write)."""
-    Image.new("1", (width, height)).save(path)
-    return path
-
-
-def test_huge_images_are_used_and_reported_and_a_decompression_bomb_is_a_problem(flat_dataset):
-    huge = write_huge_png(flat_dataset / "cat" / "huge.png", 10000, 10000)
-    write_huge_png(flat_dataset / "dog" / "bomb.png", 15000, 15000)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        report = inspect_dataset(scan(flat_dataset))
-        dataset = load_dataset(flat_dataset)
-    assert not [warning for warning in caught if "DecompressionBomb" in warning.category.__name__]
-    assert report.huge_images == {"count": 1, "over_megapixels": 89.5,
-                                  "largest": {"path": str(huge), "width": 10000, "height": 10000}}
-    assert [problem["path"].rsplit("/", 1)[1] for problem in report.problems] == ["bomb.png"]
-    assert report.problems[0]["reason"] == (
-        "too large to decode safely: 15000x15000 is 225 megapixels, above the 179-megapixel limit "
-        "against decompression bombs; shrink it or remove it")
-    used = {sample.path.name for samples in dataset.splits.values() for sample in samples}
-    assert "huge.png" in used and "bomb.png" not in used
-
-
-def test_a_large_jpeg_is_decoded_at_a_reduced_scale_for_reports(tmp_path):
-    path = write_image(tmp_path / "photo.jpg", size=(4000, 3000))
-    assert read_rgb(str(path)).shape == (3000, 4000, 3)
-    assert read_rgb(str(path), least_side=240).shape == (375, 500, 3)  # 1/8 scale, still >= 240
+    from_pack = load_dataset(packed).split("val")
+    gone = Sample(tmp_path / "gone.png", 0)
+    samples = [from_pack[4], Sample(from_pack[1].path, 0), gone, from_pack[0]]
+    assert encoded_images(samples) == [from_pack[4].path.read_bytes(), from_pack[1].path.read_bytes(), None,
+                                       from_pack[0].path.read_bytes()]

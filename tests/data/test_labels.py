@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import invoke, runner, write_colour_dataset
+from helpers import TINY_TRAIN, invoke, runner, write_colour_dataset
 from tlcli.cli import app
 from tlcli.data.dataset import SplitOptions, load_dataset
 from tlcli.data.labels import LabelFile
@@ -33,21 +33,27 @@ def rows_of(root: Path, with_split: bool = True) -> list[tuple]:
     return rows
 
 
-@pytest.fixture
-def listed(colour_dataset, tmp_path) -> Path:
-    return write_label_file(tmp_path / "labels.csv", rows_of(colour_dataset))
+@pytest.fixture(scope="module")
+def listed(colour_dataset, tmp_path_factory) -> Path:
+    return write_label_file(tmp_path_factory.mktemp("listed") / "labels.csv", rows_of(colour_dataset))
 
 
-def test_a_label_file_gives_the_run_its_folders_would_give(colour_dataset, listed, tmp_path):
-    common = ("--model", "vgg16", "--weights", "none", "--image-size", 32, "--quiet")
-    invoke("train", colour_dataset, *common, "--out", tmp_path / "folders")
-    invoke("train", colour_dataset, "--labels", listed, *common, "--out", tmp_path / "listed")
-    folders, listed_run = (json.loads((tmp_path / name / "config.json").read_text()) for name in ("folders", "listed"))
-    metrics = [json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("folders", "listed")]
+@pytest.fixture(scope="module")
+def listed_run(colour_dataset, listed) -> Path:
+    """The colour dataset trained from its label file, with `solved_run`'s options; tests only read it."""
+    run = listed.parent / "run"
+    invoke("train", colour_dataset, "--labels", listed, *TINY_TRAIN, "--out", run)
+    return run
 
-    assert listed_run["counts"] == folders["counts"] and listed_run["class_names"] == folders["class_names"]
+
+def test_a_label_file_gives_the_run_its_folders_would_give(listed, listed_run, solved_run):
+    """`solved_run` is the run the folders give (the same data and options)."""
+    folders, listed_config = (json.loads((run / "config.json").read_text()) for run in (solved_run, listed_run))
+    metrics = [json.loads((run / "metrics.json").read_text()) for run in (solved_run, listed_run)]
+
+    assert listed_config["counts"] == folders["counts"] and listed_config["class_names"] == folders["class_names"]
     assert metrics[0]["weights_sha256"] == metrics[1]["weights_sha256"]
-    assert listed_run["labels"] == str(listed.resolve()) and len(listed_run["labels_sha256"]) == 64
+    assert listed_config["labels"] == str(listed.resolve()) and len(listed_config["labels_sha256"]) == 64
 
 
 def test_without_a_split_column_the_split_is_the_folders_seeded_split(tmp_path):
@@ -96,8 +102,8 @@ def test_inspect_reports_what_the_file_gets_wrong(colour_dataset, tmp_path):
 def test_a_bad_label_file_is_one_line_and_nothing_is_written(colour_dataset, tmp_path, contents, message):
     listing = tmp_path / "bad.csv"
     listing.write_bytes(contents)
-    result = runner.invoke(app, ["train", str(colour_dataset), "--labels", str(listing), "--model", "vgg16",
-                                 "--weights", "none", "--image-size", "32", "--out", str(tmp_path / "run")])
+    result = runner.invoke(app, ["train", str(colour_dataset), "--labels", str(listing), *map(str, TINY_TRAIN),
+                                 "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and message in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
 
@@ -110,12 +116,10 @@ def test_outside_paths_are_read_when_allowed_and_columns_can_be_named(colour_dat
     assert dataset.class_names == ("blue", "green", "red") and sum(map(len, dataset.splits.values())) == 48
 
 
-def test_finetune_and_evaluate_find_a_listed_run_s_data_again(colour_dataset, listed, tmp_path):
-    invoke("train", colour_dataset, "--labels", listed, "--model", "vgg16", "--weights", "none", "--image-size", 32,
-           "--quiet", "--out", tmp_path / "run")
-    report = invoke("evaluate", tmp_path / "run", colour_dataset, "--json", "--out", tmp_path / "reports")
+def test_finetune_and_evaluate_find_a_listed_run_s_data_again(colour_dataset, listed, listed_run, tmp_path):
+    report = invoke("evaluate", listed_run, colour_dataset, "--json", "--out", tmp_path / "reports")
     assert "on the test rows of labels.csv" in report.stderr and json.loads(report.stdout)["samples"] == 12
-    invoke("finetune", tmp_path / "run", "--stage", "block5:1:1e-5", "--batch-size", 8, "--quiet",
+    invoke("finetune", listed_run, "--stage", "block3:1:1e-5", "--batch-size", 8, "--quiet",
            "--out", tmp_path / "tuned")
     tuned = json.loads((tmp_path / "tuned" / "config.json").read_text())
     assert tuned["labels"] == str(listed.resolve()) and tuned["counts"]["train"] == {"blue": 8, "green": 8, "red": 8}

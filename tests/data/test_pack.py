@@ -1,4 +1,5 @@
-"""`tlcli pack`: shards that every command reads as DATA, giving the run the folder gives."""
+"""`tlcli pack`: shards that every command reads as DATA, giving the run the folder gives. Reading a
+pack (and refusing a damaged one) is tests/data/test_packed.py."""
 
 from __future__ import annotations
 
@@ -8,29 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import DATA_READERS, invoke, run_facts, write_colour_dataset
+from helpers import DATA_READERS, TINY_TRAIN, invoke, run_facts, write_colour_dataset, write_multi_label_dataset
 from tlcli.data.dataset import SplitOptions, load_dataset
-from tlcli.data.packed import INDEX, SAMPLES
+from tlcli.data.packed import INDEX
 
-SPLIT = ("--val-split", 0.25, "--test-split", 0.125, "--seed", 3)
-TINY = ("--model", "vgg16", "--weights", "none", "--image-size", 32, "--quiet")
-
-
-@pytest.fixture(scope="module")
-def flat_colours(tmp_path_factory) -> Path:
-    """Three colour classes of 16 images each, in a flat layout (the split is made by tlcli)."""
-    source = write_colour_dataset(tmp_path_factory.mktemp("colours") / "split", {"train": 16})
-    flat = source.parent / "flat"
-    shutil.copytree(source / "train", flat)
-    return flat
-
-
-@pytest.fixture(scope="module")
-def packed(flat_colours, tmp_path_factory) -> Path:
-    """flat_colours packed with the split below, in shards small enough to hold a few images each."""
-    out = tmp_path_factory.mktemp("packs") / "colours"
-    invoke("pack", flat_colours, "--out", out, "--shard-mb", 0.004, "--quiet", *SPLIT)
-    return out
+SPLIT = ("--val-split", 0.25, "--test-split", 0.125, "--seed", 3)  # the split the `packed` fixture was made with
 
 
 ROUTES = {
@@ -43,8 +26,8 @@ ROUTES = {
 @pytest.mark.slow
 @pytest.mark.parametrize("route", ROUTES)
 def test_a_run_from_the_shards_is_the_run_from_the_folder(flat_colours, packed, tmp_path, route):
-    invoke("train", flat_colours, *TINY, *SPLIT, *ROUTES[route], "--out", tmp_path / "folder")
-    invoke("train", packed, *TINY, "--seed", 3, *ROUTES[route], "--out", tmp_path / "shards")  # the same seed
+    invoke("train", flat_colours, *TINY_TRAIN, *SPLIT, *ROUTES[route], "--out", tmp_path / "folder")
+    invoke("train", packed, *TINY_TRAIN, "--seed", 3, *ROUTES[route], "--out", tmp_path / "shards")  # the same seed
     assert run_facts(tmp_path / "shards") == run_facts(tmp_path / "folder")
 
 
@@ -60,83 +43,63 @@ def test_the_shards_hold_the_folders_split_in_its_order(flat_colours, packed):
     assert index["image_sizes"]["width"] == {"min": 20, "median": 20, "max": 20}
 
 
-def test_the_pipeline_reads_the_same_images_from_shards_as_from_files(flat_colours, packed):
-    from tlcli.data.pipeline import image_dataset
+def _records(shard: Path) -> list[dict]:
+    """A shard's tf.train.Examples, read with TensorFlow alone (not tlcli's reader)."""
+    import tensorflow as tf
 
-    folder, shards = load_dataset(flat_colours, SplitOptions(0.25, 0.125, 3)), load_dataset(packed)
-    for kwargs in ({}, {"shuffle": True, "seed": 5}):  # streamed, then from the byte column
-        read = [[batch for batch in image_dataset(dataset.split("train"), 16, 5, with_index=True, **kwargs)]
-                for dataset in (folder, shards)]
-        for from_files, from_shards in zip(*read, strict=True):
-            for left, right in zip(from_files, from_shards, strict=True):
-                assert (left.numpy() == right.numpy()).all()
-
-
-def test_inspect_reads_a_packed_dataset_and_its_left_out_files(messy_dataset, tmp_path):
-    out = tmp_path / "messy-pack"
-    invoke("pack", messy_dataset, "--out", out, "--quiet")
-    folder = json.loads(invoke("inspect", messy_dataset, "--json").output)
-    shards = json.loads(invoke("inspect", out, "--json").output)
-    assert shards["counts"] == folder["counts"] and shards["classes"] == folder["classes"]
-    assert shards["problems"] == folder["problems"] and shards["layout"] == "packed"
-    assert shards["usable"] == folder["usable"]
+    records = []
+    for record in tf.data.TFRecordDataset(str(shard)).as_numpy_iterator():
+        feature = tf.train.Example.FromString(record).features.feature
+        text = {name: feature[name].bytes_list.value[0] for name in ("image", "split", "path")}
+        records.append({"image": text["image"], "split": text["split"].decode(), "path": text["path"].decode(),
+                        **{name: feature[name].int64_list.value[0] for name in ("label", "index")}})
+    return records
 
 
-def _truncate(pack: Path):
-    shard = sorted(pack.glob("train-*.tfrecord"))[0]
-    shard.write_bytes(shard.read_bytes()[:-100])
+def test_each_record_holds_its_images_original_bytes_dealt_to_the_shards_in_turn(flat_colours, packed):
+    folder = load_dataset(flat_colours, SplitOptions(0.25, 0.125, 3))
+    index = json.loads((packed / INDEX).read_text())
+    for split in ("train", "val", "test"):
+        shards = [shard for shard in index["shards"] if shard["split"] == split]
+        for number, shard in enumerate(shards):
+            records = _records(packed / shard["file"])
+            assert len(records) == shard["records"] and (packed / shard["file"]).stat().st_size == shard["bytes"]
+            assert [record["index"] for record in records] == list(range(number, len(folder.split(split)), len(shards)))
+            for record in records:
+                sample = folder.split(split)[record["index"]]
+                assert record["image"] == sample.path.read_bytes() and record["label"] == sample.label
+                assert record["split"] == split and record["path"] == sample.path.relative_to(flat_colours).as_posix()
 
 
-def _drop_shard(pack: Path):
-    sorted(pack.glob("val-*.tfrecord"))[-1].unlink()
+def test_a_pack_written_whole_leaves_no_temporary_folder(flat_colours, tmp_path):
+    invoke("pack", flat_colours, "--out", tmp_path / "pack", "--quiet")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["pack"]
+    index = json.loads((tmp_path / "pack" / INDEX).read_text())
+    split = load_dataset(flat_colours)  # the split train makes by default
+    assert index["records"] == {name: len(samples) for name, samples in split.splits.items() if samples}
+    assert len(index["shards"]) == len(index["records"])  # a few kilobytes: one shard per split
 
 
-def _miscount(pack: Path):
-    index = json.loads((pack / INDEX).read_text())
-    index["records"]["train"] += 1
-    (pack / INDEX).write_text(json.dumps(index))
+@pytest.mark.parametrize("arguments, message", [
+    (("--shard-mb", 0), "--shard-mb 0.0 is not a size"),
+    (("--strict",), "4 file(s) cannot be used"),
+], ids=["shard size", "strict"])
+def test_what_pack_cannot_pack_is_one_line_and_nothing_is_written(messy_dataset, tmp_path, arguments, message):
+    result = invoke("pack", messy_dataset, "--out", tmp_path / "pack", *arguments, expect=2)
+    assert message in " ".join(result.output.split()) and result.output.strip().count("Error") == 1
+    assert [path.name for path in tmp_path.iterdir()] == ["messy"]
 
 
-def _swap_samples(pack: Path):
-    rows = json.loads((pack / SAMPLES).read_text())
-    rows["train"].reverse()
-    (pack / SAMPLES).write_text(json.dumps(rows))
+def test_multi_label_data_is_refused_before_anything_is_written(tmp_path):
+    """The command has no --multi-label; a library caller that passes such a label file is told."""
+    from tlcli.data.labels import LabelFile
+    from tlcli.data.pack import pack_dataset
+    from tlcli.errors import TlcliError
 
-
-def _swap_shards(pack: Path):
-    """Two shards of the same size exchanged: only their sha256 tells (inspect reads every byte)."""
-    index = json.loads((pack / INDEX).read_text())
-    by_size = {}
-    for shard in index["shards"]:
-        by_size.setdefault(shard["bytes"], []).append(pack / shard["file"])
-    first, second = next(paths for paths in by_size.values() if len(paths) > 1)[:2]
-    content = first.read_bytes()
-    first.write_bytes(second.read_bytes())
-    second.write_bytes(content)
-
-
-DAMAGES = {
-    "a truncated shard": (_truncate, ("train", "inspect")),
-    "a missing shard": (_drop_shard, ("train", "inspect")),
-    "an index that counts other records": (_miscount, ("train", "inspect")),
-    "a samples file that is not the packed one": (_swap_samples, ("train", "inspect")),
-    "two shards exchanged": (_swap_shards, ("inspect",)),
-}
-
-
-@pytest.mark.parametrize("damage", DAMAGES)
-def test_a_damaged_pack_is_one_line_and_nothing_is_written(packed, tmp_path, damage):
-    pack = Path(shutil.copytree(packed, tmp_path / "pack"))
-    damaged, commands = DAMAGES[damage]
-    damaged(pack)
-    before = sorted(path.name for path in tmp_path.iterdir())
-    for command in commands:
-        arguments = ("train", pack, *TINY, "--out", tmp_path / "run") if command == "train" else ("inspect", pack)
-        result = invoke(*arguments, expect=2)
-        message = " ".join(result.output.split())
-        assert f"{pack / INDEX} does not match its shards" in message and "tlcli pack" in message
-        assert result.output.strip().count("Error") == 1
-    assert sorted(path.name for path in tmp_path.iterdir()) == before
+    labels = write_multi_label_dataset(tmp_path / "listed", 12, size=16)
+    with pytest.raises(TlcliError, match="tlcli pack does not pack multi-label data yet"):
+        pack_dataset(labels.parent, tmp_path / "pack", labels=LabelFile.parse(labels, multi_label=True))
+    assert [path.name for path in tmp_path.iterdir()] == ["listed"]
 
 
 def test_pack_never_writes_into_a_users_folder_and_replaces_its_own_with_overwrite(flat_colours, packed, tmp_path):
@@ -177,7 +140,7 @@ def test_every_command_reads_a_packed_dataset_as_its_folder(command, colour_data
 def test_a_pack_stands_alone_without_the_folder_it_was_packed_from(tmp_path):
     source = write_colour_dataset(tmp_path / "colours", {"train": 6, "val": 3, "test": 3})
     invoke("pack", source, "--out", tmp_path / "pack", "--quiet")
-    invoke("train", tmp_path / "pack", *TINY, "--out", tmp_path / "run")
+    invoke("train", tmp_path / "pack", *TINY_TRAIN, "--out", tmp_path / "run")
     invoke("evaluate", tmp_path / "run", tmp_path / "pack", "--explain", 2, "--out", tmp_path / "with-source")
     shutil.rmtree(source)
     invoke("evaluate", tmp_path / "run", tmp_path / "pack", "--explain", 2, "--out", tmp_path / "reports")
@@ -188,15 +151,3 @@ def test_a_pack_stands_alone_without_the_folder_it_was_packed_from(tmp_path):
         assert (tmp_path / "reports" / picture).read_bytes() == (tmp_path / "with-source" / picture).read_bytes()
     exported = invoke("export", tmp_path / "run", "--out", tmp_path / "export")  # verified on the pack's images
     assert "ok" in exported.output and "failed" not in exported.output
-
-
-def test_workers_read_disjoint_shard_files_that_together_hold_the_split(packed):
-    from tlcli.data.packed import record_dataset
-
-    split = load_dataset(packed).split("train")[0].record[0]
-    assert len(split.files) >= 2
-    read = [[int(index) for _, index in record_dataset(split, (2, worker)).as_numpy_iterator()] for worker in (0, 1)]
-    assert read[0] and read[1] and not set(read[0]) & set(read[1])
-    assert sorted(read[0] + read[1]) == list(range(split.count))
-    # Worker 0 reads every second file, in the split's order: the records dealt to those files.
-    assert read[0] == [index for index in range(split.count) if index % len(split.files) % 2 == 0]

@@ -1,5 +1,8 @@
 """Datasets at URLs: DATA, --labels and packed datasets, read through TensorFlow's file systems.
 
+One scenario across the data modules (walk, dataset, labels, packed, check_cache), so it stands apart
+from their test modules: what each reads from a folder, it reads from a URL.
+
 `ram://` (TensorFlow's in-memory file system, within this process) and `file://` URLs run the
 code that serves `gs://`, without a network.
 """
@@ -14,13 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from helpers import DATA_READERS, copy_to_url, invoke, runner
+from helpers import DATA_READERS, TINY_TRAIN, copy_to_url, invoke, runner
 from tlcli.data import images
 from tlcli.data.dataset import SplitOptions, load_dataset, scan
 from tlcli.data.labels import LabelFile
 from tlcli.data.packed import INDEX
 
-TINY = ("--model", "vgg16", "--weights", "none", "--image-size", 32, "--quiet")
 
 
 def _ram(tmp_path: Path) -> str:
@@ -63,22 +65,32 @@ def _weights(run: Path) -> str:
     return json.loads((run / "metrics.json").read_text())["weights_sha256"]
 
 
+def _answers(run: Path, data, out: Path) -> tuple[dict, list]:
+    """`run` evaluated on `data` (its report) and its predictions for `data`'s red test images."""
+    report = json.loads(invoke("evaluate", run, data, "--json", "--out", out).stdout)
+    return report, json.loads(invoke("predict", run, f"{data}/test/red", "--format", "json").stdout)
+
+
+@pytest.fixture(scope="module")
+def folder_answers(colour_dataset, solved_run, tmp_path_factory) -> tuple[dict, list]:
+    return _answers(solved_run, colour_dataset, tmp_path_factory.mktemp("folder-reports"))
+
+
 @pytest.mark.parametrize("scheme", SCHEMES)
-def test_a_model_trained_from_a_url_is_the_one_the_folder_gives(colour_dataset, tmp_path, scheme):
+def test_a_model_trained_from_a_url_is_the_one_the_folder_gives(colour_dataset, solved_run, folder_answers, tmp_path,
+                                                                 scheme):
+    """`solved_run` is the run the folder gives (the same data and options)."""
     url = copy_to_url(colour_dataset, SCHEMES[scheme](tmp_path))
-    invoke("train", colour_dataset, *TINY, "--out", tmp_path / "folder")
-    invoke("train", url, *TINY, "--out", tmp_path / "url")
-    assert _weights(tmp_path / "url") == _weights(tmp_path / "folder")
+    invoke("train", url, *TINY_TRAIN, "--out", tmp_path / "url")
+    assert _weights(tmp_path / "url") == _weights(solved_run)
     assert json.loads((tmp_path / "url" / "config.json").read_text())["data"] == url  # the URL, as given
 
     # Evaluated and predicted from the URL, the run scores what the folder scores.
-    reports = [json.loads(invoke("evaluate", tmp_path / "folder", data, "--json", "--out", tmp_path / name).stdout)
-               for data, name in ((colour_dataset, "folder-reports"), (url, "url-reports"))]
+    url_answers = _answers(solved_run, url, tmp_path / "url-reports")
+    reports, predictions = zip(folder_answers, url_answers)
     shown = [{key: value for key, value in report.items() if key not in ("data", "data_description", "reports")}
              for report in reports]
     assert shown[0] == shown[1] and reports[1]["accuracy"] > 0.9
-    predictions = [json.loads(invoke("predict", tmp_path / "folder", f"{data}/test/red", "--format", "json").stdout)
-                   for data in (colour_dataset, url)]
     assert [row["prediction"] for row in predictions[0]] == [row["prediction"] for row in predictions[1]]
     assert [row["path"] for row in predictions[1]] == [f"{url}/test/red/red_{number}.png" for number in range(4)]
 
@@ -111,8 +123,8 @@ def test_a_label_file_at_a_url_names_images_in_a_bucket(colour_dataset, tmp_path
 
 def test_a_packed_dataset_in_a_bucket_trains_the_model_it_trains_on_disk(packed_colours, tmp_path):
     url = copy_to_url(packed_colours, _ram(tmp_path))
-    invoke("train", packed_colours, *TINY, "--out", tmp_path / "disk")
-    invoke("train", url, *TINY, "--out", tmp_path / "bucket")
+    invoke("train", packed_colours, *TINY_TRAIN, "--out", tmp_path / "disk")
+    invoke("train", url, *TINY_TRAIN, "--out", tmp_path / "bucket")
     assert _weights(tmp_path / "bucket") == _weights(tmp_path / "disk")
     shown = json.loads(invoke("inspect", url, "--json").output)
     assert shown["layout"] == "packed" and shown["counts"] == json.loads(
@@ -139,7 +151,7 @@ def test_a_truncated_shard_in_a_bucket_is_one_line_and_nothing_is_written(packed
     content = tf.io.gfile.GFile(shard, "rb").read()
     with tf.io.gfile.GFile(shard, "wb") as handle:
         handle.write(content[:-100])
-    result = invoke("train", url, *TINY, "--out", tmp_path / "run", expect=2)
+    result = invoke("train", url, *TINY_TRAIN, "--out", tmp_path / "run", expect=2)
     assert f"{url}/{INDEX} does not match its shards" in " ".join(result.output.split())
     assert result.output.strip().count("Error") == 1 and not (tmp_path / "run").exists()
 
@@ -187,7 +199,7 @@ def test_every_command_reads_a_dataset_at_a_url_as_its_folder(command, colour_da
 def test_a_url_that_cannot_be_read_is_one_line(data, message, tmp_path):
     from tlcli.cli import app
 
-    for command in (("inspect", data), ("train", data, *TINY, "--out", tmp_path / "run")):
+    for command in (("inspect", data), ("train", data, *TINY_TRAIN, "--out", tmp_path / "run")):
         result = runner.invoke(app, [str(arg) for arg in command], terminal_width=400)  # a line is not wrapped
         assert result.exit_code == 2
         assert result.output.startswith(message) and len(result.output.strip().splitlines()) == 1

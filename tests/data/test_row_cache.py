@@ -92,3 +92,17 @@ def test_images_decoded_once_are_the_decoding_pipelines_rounded_and_augmented_al
             assert not np.array_equal(spilled_rows, images)
     in_memory.close()
     spilled.close()
+
+
+@pytest.mark.parametrize("memory_budget", [2**20, 0], ids=["in memory", "spilled to disk"])
+def test_rows_are_read_back_in_any_order_as_they_were_written(tmp_path, memory_budget):
+    from tlcli.data.row_cache import where
+
+    rows = np.random.default_rng(0).normal(size=(7, 3, 2)).astype(np.float32)
+    with RowCache(7, (3, 2), np.float32, memory_budget=memory_budget, scratch_dir=tmp_path) as cache:
+        cache.write([4, 0, 6], rows[[4, 0, 6]])
+        cache.write(np.array([1, 2, 3, 5]), rows[[1, 2, 3, 5]])
+        assert len(cache) == 7 and cache.filled.all() and cache.nbytes == 7 * 3 * 2 * 4
+        np.testing.assert_array_equal(cache.rows([6, 0, 3, 3]), rows[[6, 0, 3, 3]])
+        assert where([cache]) == ("in memory" if memory_budget else "in a scratch file")
+        assert list(tmp_path.iterdir()) == []

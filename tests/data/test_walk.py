@@ -6,8 +6,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 
 import pytest
 
@@ -23,11 +21,18 @@ def _inspect_json(root) -> dict:
     return json.loads(result.stdout)
 
 
+@pytest.fixture
+def wide_tables(monkeypatch):
+    """Tables printed 250 columns wide, so that no cell wraps (Rich's own width, restored after)."""
+    from tlcli.console import out
+
+    monkeypatch.setattr(out, "_width", 250)
+
+
 def _inspect_table(root) -> str:
-    """inspect's tables in a real process on a wide terminal, so that no cell wraps."""
-    result = subprocess.run([sys.executable, "-m", "tlcli", "inspect", str(root)], capture_output=True, text=True,
-                            timeout=60, env={**os.environ, "COLUMNS": "250"})
-    assert result.returncode == 0, result.stderr
+    """inspect's tables, as printed (with `wide_tables`, unwrapped)."""
+    result = runner.invoke(app, ["inspect", str(root)])
+    assert result.exit_code == 0, result.output
     return result.stdout
 
 
@@ -46,7 +51,7 @@ def looped_dataset(flat_dataset):
     return flat_dataset
 
 
-def test_a_link_to_the_parent_folder_is_reported_and_not_followed(looped_dataset):
+def test_a_link_to_the_parent_folder_is_reported_and_not_followed(looped_dataset, wide_tables):
     report = _inspect_json(looped_dataset)
     assert report["files"] == report["usable"] == 20
     assert report["counts"] == {"all": {"cat": 10, "dog": 10}}
@@ -61,22 +66,19 @@ def test_a_link_to_the_parent_folder_is_reported_and_not_followed(looped_dataset
     assert not [path for path in paths if "loop" in path.parts]
 
 
-@pytest.mark.slow
 def test_train_sees_each_image_once_with_a_loop_inside_a_class(looped_dataset, tmp_path):
-    result = runner.invoke(app, ["train", str(looped_dataset), "--model", "vgg16", "--weights", "none",
+    result = runner.invoke(app, ["train", str(looped_dataset), "--model", "tinynet", "--weights", "none",
                                  "--image-size", "32", "--epochs", "1", "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     assert "2 classes; images: train 16, val 4." in result.output
 
 
+@pytest.mark.timeout(60)
 def test_two_links_to_their_own_folder_are_reported_at_once(flat_dataset):
     """Two `ln -s . x` links used to make inspect walk 2**40 paths, its memory growing."""
     os.symlink(".", flat_dataset / "dog" / "l1")
     os.symlink(".", flat_dataset / "dog" / "l2")
-    result = subprocess.run([sys.executable, "-m", "tlcli", "inspect", str(flat_dataset), "--json"],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    report = _inspect_json(flat_dataset)
     assert report["usable"] == 20 and _links(report) == {"l1": "loop", "l2": "loop"}
 
 
@@ -88,7 +90,7 @@ def test_predict_lists_each_file_of_a_looping_folder_once(flat_dataset):
     assert sorted(path.name for path in files) == sorted(f"cat_{index}.png" for index in range(10))
 
 
-def test_a_linked_class_folder_elsewhere_works_and_inspect_names_it(flat_dataset, tmp_path):
+def test_a_linked_class_folder_elsewhere_works_and_inspect_names_it(flat_dataset, tmp_path, wide_tables):
     write_class_folders(tmp_path / "pool", {"bird": 3})
     os.symlink(tmp_path / "pool" / "bird", flat_dataset / "bird")
     os.symlink(tmp_path / "pool" / "bird" / "bird_0.png", flat_dataset / "dog" / "borrowed.png")
@@ -112,3 +114,10 @@ def test_a_file_or_folder_reached_twice_counts_once_where_it_lies(split_dataset)
     repeat = next(link for link in report["links"] if link["path"].endswith("also_a_dog.png"))
     assert repeat["first"].endswith(os.path.join("train", "cat", "cat_0.png"))
     assert any("already counted" in warning for warning in report["warnings"])
+
+
+def test_a_broken_link_is_reported_and_skipped(flat_dataset):
+    os.symlink(flat_dataset / "nowhere.png", flat_dataset / "cat" / "gone.png")
+    report = _inspect_json(flat_dataset)
+    assert report["files"] == report["usable"] == 20 and _links(report) == {"gone.png": "broken"}
+    assert any(warning.startswith("1 symbolic link(s) lead nowhere; skipped") for warning in report["warnings"])

@@ -1,28 +1,29 @@
-"""The backbone table, over every row's Keras Application at its smallest input size."""
+"""The backbone table, over every row's Keras Application at its smallest input size: TinyNet's row in
+the fast suite, the real backbones' (what only they can show) in the whole suite."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+import tiny_backbone
 from tlcli.errors import TlcliError
-from tlcli.models.backbones import (
-    BACKBONES,
-    MAX_FEATURE_MAP_BYTES,
-    cached_weights_path,
-    get_backbone,
-    resolve_image_size,
-)
-from tlcli.models.weights import WeightsSource, build_base, find_base, parse_weights
+from tlcli.models.backbones import BACKBONES, MAX_FEATURE_MAP_BYTES, get_backbone, resolve_image_size
+from tlcli.models.weights import WeightsSource, build_base, find_base
 
-SPECS = list(BACKBONES.values())
+TINY = tiny_backbone.TINY
+REAL = [spec for spec in BACKBONES.values() if spec is not TINY]
+
+
+def rows(specs=None, *, tiny: bool = True) -> list:
+    """`specs` (every real row by default) marked `slow`, TinyNet's row unmarked when `tiny`: the real
+    backbones take seconds each to build."""
+    real = [pytest.param(spec, id=spec.name, marks=pytest.mark.slow) for spec in (REAL if specs is None else specs)]
+    return ([pytest.param(TINY, id=TINY.name)] if tiny else []) + real
+
+# Every row, TinyNet's included, for what needs no backbone built.
+SPECS = [TINY, *REAL]
 IDS = [spec.name for spec in SPECS]
-
-
-@pytest.fixture(scope="session")
-def bases():
-    """One randomly initialised base per backbone at its minimum size, shared by the tests."""
-    return {spec.name: build_base(spec, spec.min_size, WeightsSource("none")) for spec in SPECS}
 
 
 def _reference_preprocessing(spec, pixels: np.ndarray) -> np.ndarray:
@@ -62,7 +63,7 @@ def test_in_graph_preprocessing_is_the_backbones_own(spec):
         np.testing.assert_allclose(in_graph, _reference_preprocessing(spec, pixels), atol=1e-4)
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+@pytest.mark.parametrize("spec", rows())
 def test_the_backbones_own_first_layers_rescale_only_where_the_table_says(spec, bases):
     pixels = np.random.default_rng(2).uniform(0, 255, (1, spec.min_size, spec.min_size, 3)).astype("float32")
     rescaled = _backbone_preprocessing(bases[spec.name], pixels)
@@ -72,7 +73,13 @@ def test_the_backbones_own_first_layers_rescale_only_where_the_table_says(spec, 
         np.testing.assert_array_equal(rescaled, pixels)
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def _pooled(features: np.ndarray) -> np.ndarray:
+    """Features averaged over the map, as pooling="avg" averages them: TinyNet's constructor takes no
+    `pooling` and returns its map."""
+    return features.mean(axis=(1, 2)) if features.ndim == 4 else features
+
+
+@pytest.mark.parametrize("spec", rows())
 def test_features_have_the_tables_size_and_pixels_are_preprocessed_exactly_once(spec):
     """tlcli's extractor on [0, 255] pixels gives what the bare Keras application gives when fed
     as Keras documents (preprocess_input, then the model); applying the rescaling twice would not."""
@@ -87,17 +94,17 @@ def test_features_have_the_tables_size_and_pixels_are_preprocessed_exactly_once(
     assert features.shape == (2, spec.feature_size)
     assert find_base(extractor, spec).trainable is False
     documented_input = np.asarray(spec.preprocess_function()(pixels.copy()))
-    documented = np.asarray(bare(documented_input, training=False))
+    documented = _pooled(np.asarray(bare(documented_input, training=False)))
     # Random MobileNetV3 features are tiny (about 1e-10), so tolerances are relative to their scale.
     scale = np.abs(documented).max()
     np.testing.assert_allclose(features, documented, rtol=1e-5, atol=1e-5 * scale)
     # Preprocessed twice: by tlcli as well as by the backbone's own layers, or by preprocess_input twice.
     once = _reference_preprocessing(spec, pixels) if spec.preprocessing_in_backbone else documented_input
-    twice = np.asarray(bare(spec.preprocess_function()(once.astype("float32")), training=False))
+    twice = _pooled(np.asarray(bare(spec.preprocess_function()(once.astype("float32")), training=False)))
     assert np.abs(twice - documented).max() > 0.1 * scale
 
 
-@pytest.mark.parametrize("spec", [spec for spec in SPECS if not spec.classic], ids=lambda spec: spec.name)
+@pytest.mark.parametrize("spec", rows([spec for spec in REAL if not spec.classic], tiny=False))
 def test_block_anchors_and_the_explained_layer_survive_a_second_build(spec, bases):
     """Anchors are names Keras gives whatever else the process has built: a second build (where
     the global counter has moved on) finds every block at the same index, and the same map."""
@@ -113,47 +120,18 @@ def test_block_anchors_and_the_explained_layer_survive_a_second_build(spec, base
     assert index > first_names.index(spec.blocks[-1].first_layer)
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=IDS)
-def test_weights_from_a_local_file_load_identically(spec, bases, tmp_path):
-    source = bases[spec.name]
-    path = tmp_path / f"{spec.name}.weights.h5"
-    source.save_weights(path)
-    loaded = build_base(spec, spec.min_size, parse_weights(str(path)))
-    for expected, actual in zip(source.get_weights(), loaded.get_weights(), strict=True):
-        np.testing.assert_array_equal(expected, actual)
-
-
-@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+@pytest.mark.parametrize("spec", rows())
 def test_every_block_in_the_table_starts_at_a_real_layer(spec, bases):
     names = [layer.name for layer in bases[spec.name].layers]
     for block in spec.blocks:
         assert (block.first_layer or block.after_layer) in names, block
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+@pytest.mark.parametrize("spec", rows())
 def test_the_tables_layer_count_is_the_backbones_at_any_size(spec, bases):
     assert len(bases[spec.name].layers) == spec.layer_count
-    if spec.name == "vgg16":  # cheap enough to build twice
+    if spec.name in ("vgg16", TINY.name):  # cheap enough to build twice
         assert len(build_base(spec, 64, WeightsSource("none")).layers) == spec.layer_count
-
-
-def test_a_weights_file_for_another_backbone_is_a_clear_error(bases, tmp_path):
-    path = tmp_path / "vgg.weights.h5"
-    bases["vgg16"].save_weights(path)
-    with pytest.raises(TlcliError, match=r"does not fit resnet50 without its top"):
-        build_base(get_backbone("resnet50"), 32, parse_weights(str(path)))
-
-
-def test_imagenet_offline_fails_fast_naming_file_and_cache():
-    spec = get_backbone("vgg16")
-    if cached_weights_path(spec):
-        pytest.skip("ImageNet weights are cached on this machine; the offline path cannot run")
-    with pytest.raises(TlcliError) as raised:
-        build_base(spec, 32, WeightsSource("imagenet"))
-    message = str(raised.value)
-    assert "could not be downloaded" in message
-    assert spec.weights_file in message and ".keras/models" in message
-    assert "--weights none" in message and "--weights PATH" in message
 
 
 def test_image_size_below_the_minimum_names_it():
@@ -174,7 +152,7 @@ def test_image_size_above_the_maximum_names_it_and_why(spec):
     assert "GiB for a single layer's output" in message and f"Use --image-size {spec.max_size} or less." in message
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+@pytest.mark.parametrize("spec", rows(tiny=False))  # TinyNet's maximum is set by hand, not by this budget
 def test_the_maximum_image_size_keeps_the_largest_feature_map_within_its_budget(spec):
     """The table's maximum: the largest side (a multiple of 32) whose largest feature map fits."""
     base = build_base(spec, spec.max_size, WeightsSource("none"))
@@ -184,17 +162,22 @@ def test_the_maximum_image_size_keeps_the_largest_feature_map_within_its_budget(
     assert spec.max_size % 32 == 0
 
 
-@pytest.mark.parametrize(
-    "value, message",
-    [("nope.h5", "no such file or folder"), ("weights.txt", r"\.txt is not a weights format")],
-)
-def test_bad_weights_values_are_clear_errors(tmp_path, monkeypatch, value, message):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "weights.txt").write_text("x")
-    with pytest.raises(TlcliError, match=message):
-        parse_weights(value)
-
-
 def test_unknown_model_lists_the_choices():
     with pytest.raises(TlcliError, match="Unknown model 'resnet18'. Choose one of: vgg16, resnet50"):
         get_backbone("resnet18")
+
+
+def test_blocks_are_found_by_name_and_an_unknown_one_lists_the_blocks():
+    spec = get_backbone("vgg16")
+    assert spec.block("block4").first_layer == "block4_conv1"
+    with pytest.raises(TlcliError, match=r"'block6' is not a block of vgg16 \(blocks: block1, block2, block3, block4, "
+                                         r"block5\)\."):
+        spec.block("block6")
+
+
+def test_the_explained_layer_is_the_named_one_or_else_the_backbones_last(bases):
+    import dataclasses
+
+    base = bases[TINY.name]
+    assert TINY.explain_layer(base) is base.get_layer("block3_conv2")
+    assert dataclasses.replace(TINY, last_conv_layer=None).explain_layer(base) is base.layers[-1]
