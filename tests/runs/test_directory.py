@@ -16,7 +16,7 @@ import pytest
 
 from helpers import runner, source_env
 from tlcli.cli import app
-from tlcli.runs.directory import output_kind
+from tlcli.runs.outputs import output_kind
 
 TINY = ("--model", "vgg16", "--weights", "none", "--image-size", 32, "--epochs", 1, "--quiet")
 

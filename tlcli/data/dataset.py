@@ -195,6 +195,11 @@ class Dataset:
     def multi_label(self) -> bool:
         return self.labels is not None and self.labels.multi_label
 
+    @property
+    def places(self) -> tuple:
+        """Where the dataset lives, which no output may enter: DATA, and a label file's folder."""
+        return (self.root,) + ((self.labels.path.parent,) if self.labels is not None else ())
+
     def counts(self) -> dict[str, dict[str, int]]:
         """Images per split and class (with multi-label data, images that carry the label), in class order."""
         result = {}

@@ -17,7 +17,9 @@ import numpy as np
 from tlcli.errors import TlcliError
 from tlcli.evaluate.metrics import calibration
 from tlcli.evaluate.predict import predict_samples
-from tlcli.runs.directory import IN_PROGRESS, METRICS, read_json, read_run, save_model_atomic, write_json
+from tlcli.runs.directory import read_json, read_run
+from tlcli.runs.atomic import save_model_atomic, write_json
+from tlcli.runs.names import IN_PROGRESS, METRICS
 from tlcli.runs.locks import lock_output, locks_outputs
 from tlcli.runs.remote import staged_output
 from tlcli.storage import Location, Url

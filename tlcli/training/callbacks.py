@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tlcli.runs.directory import atomic_file, write_atomic
+from tlcli.runs.atomic import atomic_file, write_atomic
 from tlcli.runs.history import HISTORY_COLUMNS, History
 from tlcli.runtime import import_keras
 

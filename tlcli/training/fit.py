@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from tlcli.events import SILENT, Events
-from tlcli.runs.directory import BACKUP, LOGS
+from tlcli.runs.names import BACKUP, LOGS
 from tlcli.runs.history import History
 from tlcli.runtime import import_keras, import_tensorflow
 from tlcli.training.callbacks import Checkpoint, EpochNumber, EpochRecorder

@@ -32,24 +32,10 @@ from tlcli.models.build import STANDARDIZATION, build_classifier, build_head, se
 from tlcli.models.features import Features, extract_features
 from tlcli.models.weights import build_base, parse_weights
 from tlcli.runs.curves import plot_curves, plot_penalty_path
-from tlcli.runs.directory import (
-    CONFIG,
-    CURVES,
-    HISTORY,
-    LABELS,
-    METRICS,
-    MODEL,
-    PENALTY,
-    claim_run_dir,
-    default_run_dir,
-    finish_run_dir,
-    prepare_run_dir,
-    read_json,
-    resumable,
-    save_model_atomic,
-    write_atomic,
-    write_json,
-)
+from tlcli.runs.directory import claim_run_dir, default_run_dir, prepare_run_dir, read_json, resumable
+from tlcli.runs.atomic import save_model_atomic, write_atomic, write_json
+from tlcli.runs.names import CONFIG, CURVES, HISTORY, LABELS, METRICS, MODEL, PENALTY
+from tlcli.runs.outputs import finish_run_dir
 from tlcli.runs.history import History
 from tlcli.runs.locks import locks_outputs
 from tlcli.runs.remote import staged_output, url_sources
