@@ -10,6 +10,7 @@ weights by validation loss are kept across stages: a stage that ends worse is ro
 from __future__ import annotations
 
 import dataclasses
+import math
 import json
 import re
 from dataclasses import dataclass
@@ -93,8 +94,8 @@ def parse_stage(text: str, spec: BackboneSpec) -> Stage:
             f"--stage {text!r}: epochs must be a whole number and the learning rate a number or auto. "
             f"Expected {STAGE_HELP}."
         ) from None
-    if epochs_value < 1 or (rate_value is not None and rate_value <= 0):
-        raise TlcliError(f"--stage {text!r}: epochs and learning rate must be positive. Expected {STAGE_HELP}.")
+    if epochs_value < 1 or (rate_value is not None and not 0 < rate_value < math.inf):
+        raise TlcliError(f"--stage {text!r}: epochs and learning rate must be positive and finite. Expected {STAGE_HELP}.")
     try:
         unfreeze = parse_unfreeze(unfreeze, spec)
     except TlcliError as error:
