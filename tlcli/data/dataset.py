@@ -244,7 +244,9 @@ def build_dataset(found: Scan, options: SplitOptions = SplitOptions()) -> Datase
     if found.label_sets is not None:
         return _build_multi_label(found, options)
     per_split, notes = _split_files(found, options)
-    class_names = _check_classes(found.root, per_split)
+    if not any(per_split.values()):
+        raise TlcliError(_nothing_usable(found))
+    class_names = _check_names(found, _check_classes(found.root, per_split))
     label_of = {name: index for index, name in enumerate(class_names)}
     splits = {}
     for split in SPLITS:
@@ -283,7 +285,8 @@ def _build_multi_label(found: Scan, options: SplitOptions) -> Dataset:
     elif "train" in good and "val" not in good and options.val_split > 0:
         good.update(_random_split(good["train"], options, {"val": options.val_split}))
         notes.append(f"no val rows: took {options.val_split:.0%} of the train rows at random as validation")
-    class_names = sorted({name for paths in good.values() for path in paths for name in label_sets[path]})
+    class_names = _check_names(found, sorted({name for paths in good.values() for path in paths
+                                              for name in label_sets[path]}))
     if len(class_names) < 2:
         raise TlcliError(f"{found.labels.path} has {len(class_names)} label ({', '.join(class_names) or 'none'}); "
                          "multi-label classification needs at least 2.")
@@ -340,6 +343,29 @@ def _split_files(found: Scan, options: SplitOptions) -> tuple[dict, list[str]]:
                      if found.labels is None else
                      f"no val rows: took {options.val_split:.0%} of the train rows per label as validation")
     return per_split, notes
+
+
+def _check_names(found: Scan, class_names: list[str]) -> list[str]:
+    """Refuse a class name with a control character (a newline in a CSV cell, say): labels.txt
+    holds one name a line, and every report and table would show it broken."""
+    for name in class_names:
+        if any(ord(character) < 32 or ord(character) == 127 for character in name):
+            where = f"a label in {found.labels.path}" if found.labels is not None else f"a class folder of {found.root}"
+            raise TlcliError(f"The class name {name!r} ({where}) holds a control character such as a newline or "
+                             "tab, which a class name cannot. Rename it.")
+    return class_names
+
+
+def _nothing_usable(found: Scan) -> str:
+    """Why a scan left no image to train on, and what to do."""
+    skipped = f" ({len(found.problems)} file(s) could not be used: see `tlcli inspect`)" if found.problems else ""
+    if found.labels is None:
+        return f"{found.root} holds no usable image in class folders{skipped}. Expected DATA/<class>/<images>."
+    return (
+        f"--labels {found.labels.path} names no usable image of {found.root}{skipped}: it has no row with a label "
+        "and an image that exists there. Check that DATA is the folder its paths are relative to, and that its "
+        "rows have labels."
+    )
 
 
 def _check_classes(root: Path, per_split: dict) -> list[str]:
