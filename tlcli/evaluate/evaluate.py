@@ -314,6 +314,7 @@ class Evaluation:
     distribution: dict | None = None  # where it ran (see distribute.Placement.describe)
     explained: list[ExplainedImage] = field(default_factory=list)  # with --explain N: the worst losses
     tta: dict | None = None  # test-time augmentation's views and the single view's numbers (see tta_report)
+    notes: list[str] = field(default_factory=list)  # what the evaluation itself adds to the data's notes
 
     @property
     def multi_label(self) -> bool:
@@ -340,7 +341,8 @@ class Evaluation:
             **({"tta": self.tta} if self.tta else {}),
             "misclassified": int(np.sum(self.wrong())),
             "skipped": [{"path": str(p.path), "reason": p.reason} for p in self.problems],
-            "notes": [*self.data.notes, *([ZERO_DIVISION_NOTE] if zero_division_classes(self.metrics) else [])],
+            "notes": [*self.data.notes, *self.notes,
+                      *([ZERO_DIVISION_NOTE] if zero_division_classes(self.metrics) else [])],
             **({"explained": [image.record for image in self.explained]} if self.explained else {}),
         }
 
@@ -360,8 +362,14 @@ class ExplainedImage:
 
 
 def explain_worst(model, evaluation: Evaluation, count: int, image_size: int, batch_size: int = 16) -> None:
-    """Give the `count` worst-loss images of `evaluation` maps of their predicted and true class."""
-    from tlcli.evaluate.explain import PREDICTED, TRUE, GradCam, explain_samples
+    """Give the `count` worst-loss images of `evaluation` (at most SHEET_IMAGES, as explain's
+    contact sheet: a picture of more is too tall to open) maps of their predicted and true class."""
+    from tlcli.evaluate.explain import PREDICTED, SHEET_IMAGES, TRUE, GradCam, explain_samples
+
+    if count > SHEET_IMAGES:
+        evaluation.notes.append(f"--explain {count}: {WORST_EXPLAINED} shows the {SHEET_IMAGES} worst losses, "
+                                "its most (`tlcli explain` draws a picture per image for more)")
+        count = SHEET_IMAGES
 
     names = evaluation.class_names
     losses = per_image_losses(evaluation.y_true, evaluation.probabilities)
