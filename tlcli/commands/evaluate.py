@@ -126,6 +126,9 @@ def run(
         evaluation = evaluate_model(keras_model, info.class_names, info.image_size, selection,
                                     info.model_location, top_k, batch_size, on_predicted=advance, placement=placement,
                                     tta=view_set, thresholds=info.thresholds() if info.multi_label else None)
+    changed = label_file.changed_since(info.config) if label_file is not None else None
+    if changed:  # scored against labels that are not the ones the run learnt
+        evaluation.notes.append(changed)
     if explain and placement.is_chief:
         with progress("Explaining the worst losses", None)[0]:
             explain_worst(keras_model, evaluation, explain, info.image_size)

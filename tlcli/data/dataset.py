@@ -292,6 +292,10 @@ def _build_multi_label(found: Scan, options: SplitOptions) -> Dataset:
                          "multi-label classification needs at least 2.")
     if not good.get("train"):
         raise TlcliError(f"{found.labels.path} leaves no usable images for training. Add train rows.")
+    untrained = sorted(set(class_names) - {name for path in good["train"] for name in label_sets[path]})
+    if untrained:
+        notes.append(f"label(s) {', '.join(untrained)} appear in no training image, so the model cannot learn them: "
+                     "their threshold stays 0.5. Add training rows with them")
     splits = {}
     for split in SPLITS:
         if split in good:

@@ -78,6 +78,16 @@ class LabelFile:
                 "allow_outside_paths": self.allow_outside, "multi_label": self.multi_label,
                 "label_delimiter": self.delimiter}
 
+    def changed_since(self, config: dict) -> str | None:
+        """A note when this is the label file a run recorded and its content changed since (its
+        sha256 differs): the run's classes no longer mean what the file says. None otherwise."""
+        recorded, digest = config.get("labels"), config.get("labels_sha256")
+        if not recorded or not digest or str(location(recorded)) != str(location(self.path).resolve()):
+            return None
+        if sha256(self.path) == digest:
+            return None
+        return f"{self.path} has changed since the run was trained (its sha256 differs): check its labels"
+
     @classmethod
     def recorded(cls, config: dict):
         """The label file a run's config.json records, or None for class folders."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tlcli.data.dataset import Dataset, SplitOptions, load_dataset
-from tlcli.data.labels import LabelFile, sha256
+from tlcli.data.labels import LabelFile
 from tlcli.data.row_cache import DEFAULT_MEMORY_GIB
 from tlcli.distribute.placement import DistributeConfig, place
 from tlcli.errors import TlcliError
@@ -374,9 +374,9 @@ def run_dataset(run: RunInfo, data: Path | None, strict: bool) -> tuple[Dataset,
     )
     labels = LabelFile.recorded(source_config)  # the run's label file, if it had one, read again
     dataset = load_dataset(location(data_root), options, strict=strict, labels=labels)
-    if labels is not None and source_config.get("labels_sha256") not in (None, sha256(labels.path)):
-        dataset = dataclasses.replace(dataset, notes=(
-            *dataset.notes, f"{labels.path} has changed since the run was trained (its sha256 differs)"))
+    changed = labels.changed_since(source_config) if labels is not None else None
+    if changed:
+        dataset = dataclasses.replace(dataset, notes=(*dataset.notes, changed))
     if tuple(dataset.class_names) != tuple(run.class_names):
         raise TlcliError(
             f"The classes in {data_root} ({', '.join(dataset.class_names)}) differ from the run's "
