@@ -246,7 +246,7 @@ def build_dataset(found: Scan, options: SplitOptions = SplitOptions()) -> Datase
     per_split, notes = _split_files(found, options)
     if not any(per_split.values()):
         raise TlcliError(_nothing_usable(found))
-    class_names = _check_names(found, _check_classes(found.root, per_split))
+    class_names = _check_names(found, _check_classes(found.root, per_split, found.labels is not None))
     label_of = {name: index for index, name in enumerate(class_names)}
     splits = {}
     for split in SPLITS:
@@ -372,18 +372,21 @@ def _nothing_usable(found: Scan) -> str:
     )
 
 
-def _check_classes(root: Path, per_split: dict) -> list[str]:
-    """The class names, the same in every split; at least two, and no split without images."""
+def _check_classes(root: Path, per_split: dict, listed: bool = False) -> list[str]:
+    """The class names, the same in every split; at least two, and no split without images.
+    `listed`: the classes are a label file's labels, not folders (said so in messages)."""
     class_sets = {split: sorted(classes) for split, classes in per_split.items()}
     reference_split, class_names = next(iter(class_sets.items()))
     for split, names in class_sets.items():
         if names != class_names:
-            only_here = sorted(set(names) - set(class_names))
-            missing = sorted(set(class_names) - set(names))
+            only_here = ", ".join(sorted(set(names) - set(class_names))) or "-"
+            missing = ", ".join(sorted(set(class_names) - set(names))) or "-"
+            if listed:
+                raise TlcliError(f"The labels of the {reference_split} and {split} rows differ (only in {split}: "
+                                 f"{only_here}; missing from {split}: {missing}). Every split needs the same labels.")
             raise TlcliError(
                 f"Class folders differ between {reference_split}/ and {split}/ "
-                f"(only in {split}/: {', '.join(only_here) or '-'}; "
-                f"missing from {split}/: {', '.join(missing) or '-'}). "
+                f"(only in {split}/: {only_here}; missing from {split}/: {missing}). "
                 "Every split needs the same class folders."
             )
     if len(class_names) < 2:
