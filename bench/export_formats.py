@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's tlcli
 
 from tlcli.export.export import ARTEFACTS, write_onnx, write_saved_model, write_tflite  # noqa: E402
-from tlcli.runs.directory import LABELS, MODEL  # noqa: E402
+from tlcli.runs.names import LABELS, MODEL
 from tlcli.models.saved import load_run_model  # noqa: E402
 from tlcli.runtime import import_keras, import_tensorflow, silenced_stderr  # noqa: E402
 

@@ -7,7 +7,9 @@ Nothing here imports TensorFlow; commands import what they need when they run, s
 from __future__ import annotations
 
 import functools
+import math
 import os
+import typing
 from typing import Annotated, Optional
 
 import typer
@@ -64,12 +66,36 @@ def _main(
         os.environ[DEBUG_ENV] = "1"
 
 
+def check_finite(command, options: dict) -> None:
+    """Refuse nan and infinity in any number option of any command, naming the option: click's
+    FLOAT reads "nan" and "inf" as numbers, which no setting of tlcli means."""
+    for name, value in options.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise TlcliError(f"{option_name(command, name)} {value} is not a finite number. Give a number such as 0.001.")
+
+
+def option_name(command, parameter: str) -> str:
+    """The option a command's parameter is typed as: its declared --name, else Typer's default."""
+    try:
+        hint = typing.get_type_hints(command, include_extras=True).get(parameter)
+    except NameError:  # an annotation this module cannot resolve: Typer's default name will do
+        hint = None
+    for metadata in getattr(hint, "__metadata__", ()):
+        # With Annotated, Typer reads a first positional name as the option's, not as its default.
+        names = (getattr(metadata, "default", None), *(getattr(metadata, "param_decls", None) or ()))
+        declared = [name for name in names if isinstance(name, str) and name.startswith("--")]
+        if declared:
+            return declared[0]
+    return "--" + parameter.replace("_", "-")
+
+
 def reports_errors(function):
     """Turn a TlcliError into `Error: ...` on stderr and a non-zero exit, without a traceback."""
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         try:
+            check_finite(function, kwargs)
             return function(*args, **kwargs)
         except TlcliError as error:
             if debug_enabled():

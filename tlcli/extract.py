@@ -36,9 +36,9 @@ from tlcli.data.pipeline import DECODE_FAILED
 from tlcli.errors import TlcliError
 from tlcli.models.backbones import BackboneSpec, get_backbone, resolve_image_size
 from tlcli.models.weights import WeightsSource, parse_weights
-from tlcli.runs.directory import check_writable_folder
+from tlcli.runs.outputs import claim_file
 from tlcli.runs.remote import staged_file
-from tlcli.storage import Location, Url, check_readable, location
+from tlcli.storage import Url, location
 
 POOLINGS = ("avg", "max")
 FEATURES_SUFFIX = ".npz"
@@ -66,21 +66,8 @@ class ExtractConfig:
             raise TlcliError(f"--pooling {self.pooling!r} is not one of {'|'.join(POOLINGS)}. Use --pooling avg or max.")
         if self.batch_size < 1:
             raise TlcliError(f"--batch-size {self.batch_size} must be at least 1.")
-        check_output(location(self.out), self.overwrite)
-
-
-def check_output(out: Location, overwrite: bool) -> None:
-    """Refuse an output path that would not work, before any image is read."""
-    check_readable(out, "--out")
-    if out.is_dir():
-        raise TlcliError(f"--out {out} is a folder. Give a file name, e.g. --out {out / 'features.npz'}.")
-    if out.suffix.lower() != FEATURES_SUFFIX:
-        raise TlcliError(
-            f"--out {out}: features are written as a {FEATURES_SUFFIX} file. Use e.g. --out {out.with_suffix(FEATURES_SUFFIX)}."
-        )
-    if out.exists() and not overwrite:
-        raise TlcliError(f"--out {out} already exists. Choose another file, or add --overwrite to replace it.")
-    check_writable_folder(out.parent, f"--out {out}")
+        labels_folder = self.labels.path.parent if self.labels is not None else None
+        claim_file(self.out, suffix=FEATURES_SUFFIX, overwrite=self.overwrite, data=(location(self.data), labels_folder))
 
 
 @dataclass
@@ -211,9 +198,10 @@ def _described_arrays(plan: Extraction, indices: np.ndarray, placement=None) -> 
 def _write_archive(out: Path, rows, shape: tuple[int, ...], arrays: dict[str, np.ndarray]) -> None:
     """An .npz (a zip of .npy files, as numpy.savez writes) with the features copied from `rows`,
     replacing `out` only once complete."""
-    from tlcli.runs.directory import atomic_file
+    from tlcli.runs.atomic import atomic_file, npz_comment
 
     with atomic_file(out) as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        archive.comment = npz_comment()  # tlcli's signature: --overwrite may replace the file later
         with archive.open("features.npy", "w", force_zip64=True) as member:
             header = {"descr": "<f4", "fortran_order": False, "shape": shape}
             np.lib.format.write_array_header_1_0(member, header)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import typing
 from pathlib import Path
 
@@ -104,7 +105,22 @@ def check_types(config) -> None:
             value = _canonical(value, kind)
         else:
             _wrong_type(config, name, value, EXPECTED[kind])
+        for item in value if many else (value,):
+            _check_range(config, name, item)
         object.__setattr__(config, name, value)
+
+
+# Whole-number settings whose range is the library's: NumPy and TensorFlow seeds are 32-bit unsigned.
+_RANGES = {"seed": (0, 2**32 - 1)}
+
+
+def _check_range(config, name: str, value) -> None:
+    """Refuse nan and infinity in any number setting, and a setting outside its range (_RANGES)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        _wrong_type(config, name, value, "a finite number")
+    low, high = _RANGES.get(name, (None, None))
+    if low is not None and not low <= value <= high:
+        raise TlcliError(f"{option_name(name)} {value} is out of range: it must be from {low} to {high}.")
 
 
 @functools.cache

@@ -238,6 +238,24 @@ def _first_line(error) -> str:
     return text.strip().splitlines()[0] if text.strip() else type(error).__name__
 
 
+# Cloud Storage's rule for bucket names: 3 to 63 lowercase letters, digits, -, _ and ., starting
+# and ending with a letter or digit. TensorFlow retries a request to a name outside it for minutes.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
+
+
+def check_bucket(url, what: str | None = None) -> None:
+    """Refuse at once, in one line, a gs:// URL without a valid bucket name."""
+    text = str(url)
+    if not text.lower().startswith("gs://"):
+        return
+    bucket = text[len("gs://"):].split("/", 1)[0]
+    if not _BUCKET.match(bucket):
+        name = f"{what} {text}" if what else text
+        shown = f"{bucket!r} is not a valid bucket name" if bucket else "names no bucket"
+        raise TlcliError(f"{name}: {shown}. A gs:// URL is gs://BUCKET/PATH, the bucket 3 to 63 lowercase letters, "
+                         "digits, dashes, underscores or dots.")
+
+
 @contextlib.contextmanager
 def gfile_errors(url, what: str | None = None):
     """Turn TensorFlow's file-system errors about `url` into one line that says what to do.
@@ -246,6 +264,7 @@ def gfile_errors(url, what: str | None = None):
     raise them, so that callers handle both the same way; a scheme TensorFlow does not know and a
     store it cannot reach are a `TlcliError`.
     """
+    check_bucket(url, what)
     errors = _errors()
     name = f"{what} {url}" if what else str(url)
     try:

@@ -17,7 +17,7 @@ import pytest
 
 from helpers import TINY_TRAIN, runner, source_env
 from tlcli.cli import app
-from tlcli.runs.directory import output_kind
+from tlcli.runs.outputs import output_kind
 
 TINY = (*TINY_TRAIN, "--epochs", 1)
 EXTRACT = TINY_TRAIN[:-1]  # the backbone and size, without --quiet

@@ -18,7 +18,8 @@ from tlcli.augment.settings import AugmentConfig
 from tlcli.data.dataset import Sample, SplitOptions, load_dataset
 from tlcli.data.images import Problem, check_image
 from tlcli.errors import TlcliError
-from tlcli.runs.directory import check_writable_folder, write_atomic
+from tlcli.runs.atomic import write_atomic
+from tlcli.runs.outputs import claim_file
 from tlcli.storage import location
 
 LABEL_WIDTH = 110  # the row-label column, in pixels
@@ -27,6 +28,7 @@ GAP = 4
 # Larger cells show no more on a screen, and the float pixels of the 8 x 6 default grid at
 # 1024 px already take 0.6 GB while the grid is drawn.
 MAX_PREVIEW_SIZE = 1024
+DEFAULT_PREVIEW = Path("augment_preview.png")  # in the working folder
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ def render_grid(labels: list[str], originals: np.ndarray, variants: np.ndarray):
 
 def write_preview(
     source: Path,
-    out: Path,
+    out: Path | None,
     config: AugmentConfig,
     *,
     samples: int = 8,
@@ -129,12 +131,11 @@ def write_preview(
     image_size: int = 128,
     seed: int = 0,
     labels=None,
+    overwrite: bool = False,
 ) -> Preview:
     """Pick images (of a dataset's class folders, or of `labels`, a data.labels.LabelFile),
-    augment them through the training pipeline, and write the grid as PNG (to a file or a URL)."""
-    out = location(out)
-    if out.suffix.lower() != ".png":
-        raise TlcliError(f"--out {out} is not a .png file name. Use e.g. --out preview.png.")
+    augment them through the training pipeline, and write the grid as PNG to `out` (a file or a
+    URL; default augment_preview.png), claimed through the output policy (runs.outputs)."""
     for name, value, least in (("--samples", samples, 1), ("--variants", variants, 1), ("--image-size", image_size, 8)):
         if value < least:
             raise TlcliError(f"{name} {value} is too small. Use {least} or more.")
@@ -143,9 +144,10 @@ def write_preview(
             f"--image-size {image_size} is too large for a preview (maximum {MAX_PREVIEW_SIZE}: a screen shows "
             f"no more). Use --image-size {MAX_PREVIEW_SIZE} or less."
         )
-    if out.is_dir():
-        raise TlcliError(f"--out {out} is a folder. Give the .png file to write, e.g. --out {out / 'preview.png'}.")
-    check_writable_folder(out.parent, f"--out {out}")
+    source = location(source)
+    out = claim_file(out if out is not None else DEFAULT_PREVIEW, suffix=".png", overwrite=overwrite,
+                     default=out is None, data=(source if source.is_dir() else None, labels and labels.path.parent),
+                     sources={source: "the image being previewed"})
     chosen = _image_or_dataset(source, samples, seed, labels)
     pictures = [sample for sample, _ in chosen]
     originals = _decode(pictures, image_size, seed)[0]

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -17,6 +17,7 @@ from tlcli.commands._options import (
     LabelColumns,
     Labels,
     Noise,
+    Overwrite,
     Rotation,
     Saturation,
     Seed,
@@ -33,7 +34,8 @@ DataOrImage = Annotated[
     typer.Argument(parser=location, help="A dataset folder (its training images are used) or one image.",
                    metavar="DATA_OR_IMAGE", show_default=False),
 ]
-Out = Annotated[Path, typer.Option("--out", "-o", parser=location, metavar="PATH", help="Where to write the grid (.png).")]
+Out = Annotated[Optional[Path], typer.Option("--out", "-o", parser=location, metavar="PATH", show_default=False,
+                                             help="Where to write the grid (.png).  \\[default: augment_preview.png]")]
 Samples = Annotated[int, typer.Option(help="Rows: images picked in turn from each class.")]
 Variants = Annotated[int, typer.Option(help="Augmented versions shown beside each original.")]
 PreviewSize = Annotated[int, typer.Option(help="Size in pixels of each image in the grid.")]
@@ -41,7 +43,8 @@ PreviewSize = Annotated[int, typer.Option(help="Size in pixels of each image in 
 
 def run(
     data: DataOrImage,
-    out_path: Out = Path("augment_preview.png"),
+    out_path: Out = None,
+    overwrite: Overwrite = False,
     samples: Samples = 8,
     variants: Variants = 5,
     seed: Seed = 0,
@@ -76,7 +79,7 @@ def run(
     )
     preview = write_preview(
         data, out_path, settings, samples=samples, variants=variants, image_size=image_size, seed=seed,
-        labels=LabelFile.parse(labels, label_columns, allow_outside_paths),
+        labels=LabelFile.parse(labels, label_columns, allow_outside_paths), overwrite=overwrite,
     )
     out.print(
         f"Wrote {literal(preview.path)}: {preview.rows} image(s), each with {preview.columns - 1} "

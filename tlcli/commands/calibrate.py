@@ -25,14 +25,18 @@ def run(
     result = calibrate(run_dir, data=data, batch_size=batch_size)
     if as_json:
         print_json({"run_dir": str(result.run_dir), "temperature": result.temperature, "images": result.images,
-                    "before": result.before, "after": result.after})
+                    "before": result.before, "after": result.after, "applied": result.applied})
         return
     from rich.table import Table
 
-    table = Table(title=f"Calibrated on {result.images} validation images: temperature {result.temperature:.4g}")
+    table = Table(title=f"Temperature fitted on {result.images} validation images: {result.temperature:.4g}")
     for column in ("", "ECE", "Brier", "log loss"):
         table.add_column(column, justify="right")
     for name, scores in (("before", result.before), ("after", result.after)):
         table.add_row(name, f"{scores['ece']:.4f}", f"{scores['brier']:.4f}", f"{scores['log_loss']:.4f}")
     out.print(table)
+    if not result.applied:
+        out.print(f"{literal(result.model_path)} is unchanged: the best temperature lowers the validation log loss by "
+                  "less than 1%, so its probabilities are as calibrated as these images can tell.")
+        return
     out.print(f"{literal(result.model_path)} now gives calibrated probabilities (exports too).")

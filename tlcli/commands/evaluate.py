@@ -9,6 +9,7 @@ from tlcli.commands._options import (
     AllowOutsidePaths,
     BatchSize,
     Json,
+    Overwrite,
     LabelColumns,
     Labels,
     Precision,
@@ -47,9 +48,10 @@ def run(
     ] = None,
     out_dir: Annotated[
         Optional[Path],
-        typer.Option("--out", parser=location, metavar="PATH", help="Folder for the report files (default: the model's run directory).",
-                     show_default=False),
+        typer.Option("--out", parser=location, metavar="PATH", help="Folder for the report files, new or empty, or an "
+                     "earlier evaluation's with --overwrite (default: the model's run directory).", show_default=False),
     ] = None,
+    overwrite: Overwrite = False,
     fail_under: Annotated[
         Optional[list[str]],
         typer.Option("--fail-under", metavar="METRIC=VALUE",
@@ -89,7 +91,7 @@ def run(
         failed_thresholds,
         find_evaluation_folder,
         parse_thresholds,
-        reports_folder,
+        claim_reports,
         resolve_top_k,
         select_samples,
         write_reports,
@@ -101,8 +103,10 @@ def run(
     thresholds = parse_thresholds(fail_under or [])
     label_file = evaluation_labels(model, data, LabelFile.parse(labels, label_columns, allow_outside_paths))
     folder, description = find_evaluation_folder(data, label_file)
-    reports = reports_folder(model, out_dir)
     placement = place(DistributeConfig(strategy, tpu, precision), data)  # before any model: multi-worker needs it so
+    # Only the chief writes: the other workers of a cluster (on this machine too) claim nothing.
+    reports = claim_reports(model, out_dir, overwrite=overwrite, data=(data, label_file and label_file.path.parent)) \
+        if placement.is_chief else None
     keras_model, info = load_placed_model(model, placement)
     if info.multi_label and explain:
         raise TlcliError("--explain does not yet work with a multi-label run. Evaluate without --explain.")
@@ -122,12 +126,15 @@ def run(
         evaluation = evaluate_model(keras_model, info.class_names, info.image_size, selection,
                                     info.model_location, top_k, batch_size, on_predicted=advance, placement=placement,
                                     tta=view_set, thresholds=info.thresholds() if info.multi_label else None)
+    changed = label_file.changed_since(info.config) if label_file is not None else None
+    if changed:  # scored against labels that are not the ones the run learnt
+        evaluation.notes.append(changed)
     if explain and placement.is_chief:
         with progress("Explaining the worst losses", None)[0]:
             explain_worst(keras_model, evaluation, explain, info.image_size)
     report = evaluation.to_dict()
     if placement.is_chief:
-        _show_results(report, write_reports(evaluation, reports), reports, as_json)
+        _show_results(report, write_reports(evaluation, reports), reports.path, as_json)
     else:
         show_worker_note(placement, "the chief writes the reports.")
 

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tlcli.commands._options import RunPath
+from tlcli.commands._options import Overwrite, RunPath
 from tlcli.console import err, literal, out, print_json, progress
 from tlcli.storage import location
 
@@ -22,8 +22,10 @@ def run(
     out_dir: Annotated[
         Optional[Path],
         typer.Option("--out", parser=location, metavar="PATH", help="Folder for the pictures (default: RUN_DIR/explain). It must be new, empty, or "
-                     "an earlier explain's folder, which is replaced.", show_default=False),
+                     "an earlier explain's folder with --overwrite; files tlcli did not write there are kept.",
+                     show_default=False),
     ] = None,
+    overwrite: Overwrite = False,
     class_names: Annotated[
         Optional[list[str]],
         typer.Option("--class", metavar="NAME", help="Explain this class instead of the predicted one "
@@ -49,7 +51,8 @@ def run(
             err.print(f"[yellow]Skipped[/] {literal(result.path)}: {literal(result.reason)}")
 
     with bar:
-        report = explain(model, paths, out_dir, class_names or (), batch_size, on_result=done, on_start=started)
+        report = explain(model, paths, out_dir, class_names or (), batch_size, on_result=done, on_start=started,
+                         overwrite=overwrite)
     if as_json:
         print_json(report.records)
     else:

@@ -67,9 +67,12 @@ def run(
             "out": str(report.out),
             "files": {name: str(path) for name, path in report.files.items()},
             "checks": [vars(check) for check in report.checks],
+            "kept": report.kept,
         })
         return
     _print_report(report)
+    if report.kept:
+        err.print(f"[dim]Note: {literal(report.kept)}.[/]")
 
 
 def _print_report(report) -> None:

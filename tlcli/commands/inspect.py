@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import typer
 
 from tlcli.commands._options import (
@@ -24,6 +26,7 @@ from tlcli.errors import TlcliError
 
 NAME = "inspect"
 _SHOWN_LINKS = 20
+_SHOWN_PROBLEMS = 20  # problems listed one by one; more are summarised by reason
 
 
 def run(
@@ -107,12 +110,7 @@ def _print_report(report: Report) -> None:
             "size: shrinking them speeds up training."
         )
     if report.problems:
-        problems = Table(title=f"{len(report.problems)} file(s) that will be skipped", title_style="bold red")
-        problems.add_column("file")
-        problems.add_column("reason")
-        for problem in report.problems:
-            problems.add_row(literal(problem["path"]), literal(problem["reason"]))
-        out.print(problems)
+        _print_problems(report.problems)
     if report.links:
         _print_links(report.links)
     for warning in report.warnings:
@@ -121,6 +119,35 @@ def _print_report(report: Report) -> None:
         out.print(f"[dim]Note: {literal(note)}[/]")
     if report.clean:
         out.print("[green]No problems found.[/]")
+
+
+def _print_problems(problems: list[dict]) -> None:
+    """Every problem when there are a few; else each reason once, with its count and an example
+    (a label file of 100,000 rows naming 20 files once printed 199,977 lines)."""
+    from collections import Counter
+
+    from rich.table import Table
+
+    table = Table(title=f"{len(problems)} file(s) that will be skipped", title_style="bold red")
+    if len(problems) <= _SHOWN_PROBLEMS:
+        table.add_column("file")
+        table.add_column("reason")
+        for problem in problems:
+            table.add_row(literal(problem["path"]), literal(problem["reason"]))
+        out.print(table)
+        return
+    kind = {id(problem): re.sub(r"\d+", "N", problem["reason"]) for problem in problems}  # "row N of ..."
+    counts = Counter(kind.values())
+    example = {}
+    for problem in problems:
+        example.setdefault(kind[id(problem)], problem["path"])
+    for column in ("reason", "files", "for example"):
+        table.add_column(column, overflow="fold")
+    for reason, count in counts.most_common(_SHOWN_PROBLEMS):
+        table.add_row(literal(reason), str(count), literal(example[reason]))
+    out.print(table)
+    hidden = len(counts) - _SHOWN_PROBLEMS
+    out.print(f"{'... and ' + str(hidden) + ' more reason(s); ' if hidden > 0 else ''}--json lists every file.")
 
 
 def _print_links(links: list[dict]) -> None:

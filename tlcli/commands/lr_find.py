@@ -10,6 +10,7 @@ from tlcli.commands._options import (
     CacheMemory,
     Json,
     Optimizer,
+    Overwrite,
     Precision,
     RunPath,
     Seed,
@@ -40,6 +41,7 @@ def run(
                                            "as finetune --train-bn does.")] = False,
     out_path: Annotated[Optional[Path], typer.Option("--out", parser=location, metavar="PATH", help="The plot (default: RUN_DIR/lr_find.png).",
                                                      show_default=False)] = None,
+    overwrite: Overwrite = False,
     seed: Seed = 0,
     strict: Strict = False,
     cache_features: StageCache = True,
@@ -59,7 +61,7 @@ def run(
         err.print("Running the range test: the rate grows each step until the loss blows up (the run is not changed).")
 
     found = find_learning_rate(run_dir, unfreeze, data=data, fit=fit, steps=steps, start=start, end=end,
-                               out=out_path, train_batch_norm=train_bn, strict=strict,
+                               out=out_path, overwrite=overwrite, train_batch_norm=train_bn, strict=strict,
                                cache_features=cache_features, cache_memory=cache_memory,
                                distribution=DistributeConfig(strategy, tpu, precision), on_start=started)
     test = found.test

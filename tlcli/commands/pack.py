@@ -52,10 +52,13 @@ def run(
     from tlcli.data.dataset import SplitOptions, count_files, discover
     from tlcli.data.labels import LabelFile
     from tlcli.data.pack import pack_dataset
-    from tlcli.data.packed import INDEX
+    from tlcli.data.packed import INDEX, is_packed
+    from tlcli.errors import TlcliError
     from tlcli.runs.remote import staged_output
 
     options = SplitOptions(val_split, test_split, seed)
+    if is_packed(data):  # before the progress bar counts its class folders
+        raise TlcliError(f"{data} is a packed dataset already. Pass the folder of images it was packed from.")
     label_file = LabelFile.parse(labels, label_columns, allow_outside_paths)
     # A URL --out is packed into a local folder, then published with its index just before the marker.
     with staged_output(pack_out, "pack", overwrite=overwrite, data=data, last=(INDEX,),

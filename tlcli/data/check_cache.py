@@ -22,7 +22,7 @@ from typing import Callable, Iterable
 
 from tlcli.data import images
 from tlcli.data.images import ImageInfo, Problem
-from tlcli.runs.directory import write_atomic
+from tlcli.runs.atomic import write_atomic
 from tlcli.storage import Location, Url, is_url, location, relative_name
 
 FORMAT = "tlcli-checks"

@@ -195,6 +195,11 @@ class Dataset:
     def multi_label(self) -> bool:
         return self.labels is not None and self.labels.multi_label
 
+    @property
+    def places(self) -> tuple:
+        """Where the dataset lives, which no output may enter: DATA, and a label file's folder."""
+        return (self.root,) + ((self.labels.path.parent,) if self.labels is not None else ())
+
     def counts(self) -> dict[str, dict[str, int]]:
         """Images per split and class (with multi-label data, images that carry the label), in class order."""
         result = {}
@@ -239,7 +244,9 @@ def build_dataset(found: Scan, options: SplitOptions = SplitOptions()) -> Datase
     if found.label_sets is not None:
         return _build_multi_label(found, options)
     per_split, notes = _split_files(found, options)
-    class_names = _check_classes(found.root, per_split)
+    if not any(per_split.values()):
+        raise TlcliError(_nothing_usable(found))
+    class_names = _check_names(found, _check_classes(found.root, per_split, found.labels is not None))
     label_of = {name: index for index, name in enumerate(class_names)}
     splits = {}
     for split in SPLITS:
@@ -278,12 +285,17 @@ def _build_multi_label(found: Scan, options: SplitOptions) -> Dataset:
     elif "train" in good and "val" not in good and options.val_split > 0:
         good.update(_random_split(good["train"], options, {"val": options.val_split}))
         notes.append(f"no val rows: took {options.val_split:.0%} of the train rows at random as validation")
-    class_names = sorted({name for paths in good.values() for path in paths for name in label_sets[path]})
+    class_names = _check_names(found, sorted({name for paths in good.values() for path in paths
+                                              for name in label_sets[path]}))
     if len(class_names) < 2:
         raise TlcliError(f"{found.labels.path} has {len(class_names)} label ({', '.join(class_names) or 'none'}); "
                          "multi-label classification needs at least 2.")
     if not good.get("train"):
         raise TlcliError(f"{found.labels.path} leaves no usable images for training. Add train rows.")
+    untrained = sorted(set(class_names) - {name for path in good["train"] for name in label_sets[path]})
+    if untrained:
+        notes.append(f"label(s) {', '.join(untrained)} appear in no training image, so the model cannot learn them: "
+                     "their threshold stays 0.5. Add training rows with them")
     splits = {}
     for split in SPLITS:
         if split in good:
@@ -337,18 +349,44 @@ def _split_files(found: Scan, options: SplitOptions) -> tuple[dict, list[str]]:
     return per_split, notes
 
 
-def _check_classes(root: Path, per_split: dict) -> list[str]:
-    """The class names, the same in every split; at least two, and no split without images."""
+def _check_names(found: Scan, class_names: list[str]) -> list[str]:
+    """Refuse a class name with a control character (a newline in a CSV cell, say): labels.txt
+    holds one name a line, and every report and table would show it broken."""
+    for name in class_names:
+        if any(ord(character) < 32 or ord(character) == 127 for character in name):
+            where = f"a label in {found.labels.path}" if found.labels is not None else f"a class folder of {found.root}"
+            raise TlcliError(f"The class name {name!r} ({where}) holds a control character such as a newline or "
+                             "tab, which a class name cannot. Rename it.")
+    return class_names
+
+
+def _nothing_usable(found: Scan) -> str:
+    """Why a scan left no image to train on, and what to do."""
+    skipped = f" ({len(found.problems)} file(s) could not be used: see `tlcli inspect`)" if found.problems else ""
+    if found.labels is None:
+        return f"{found.root} holds no usable image in class folders{skipped}. Expected DATA/<class>/<images>."
+    return (
+        f"--labels {found.labels.path} names no usable image of {found.root}{skipped}: it has no row with a label "
+        "and an image that exists there. Check that DATA is the folder its paths are relative to, and that its "
+        "rows have labels."
+    )
+
+
+def _check_classes(root: Path, per_split: dict, listed: bool = False) -> list[str]:
+    """The class names, the same in every split; at least two, and no split without images.
+    `listed`: the classes are a label file's labels, not folders (said so in messages)."""
     class_sets = {split: sorted(classes) for split, classes in per_split.items()}
     reference_split, class_names = next(iter(class_sets.items()))
     for split, names in class_sets.items():
         if names != class_names:
-            only_here = sorted(set(names) - set(class_names))
-            missing = sorted(set(class_names) - set(names))
+            only_here = ", ".join(sorted(set(names) - set(class_names))) or "-"
+            missing = ", ".join(sorted(set(class_names) - set(names))) or "-"
+            if listed:
+                raise TlcliError(f"The labels of the {reference_split} and {split} rows differ (only in {split}: "
+                                 f"{only_here}; missing from {split}: {missing}). Every split needs the same labels.")
             raise TlcliError(
                 f"Class folders differ between {reference_split}/ and {split}/ "
-                f"(only in {split}/: {', '.join(only_here) or '-'}; "
-                f"missing from {split}/: {', '.join(missing) or '-'}). "
+                f"(only in {split}/: {only_here}; missing from {split}/: {missing}). "
                 "Every split needs the same class folders."
             )
     if len(class_names) < 2:

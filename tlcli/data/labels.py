@@ -78,6 +78,16 @@ class LabelFile:
                 "allow_outside_paths": self.allow_outside, "multi_label": self.multi_label,
                 "label_delimiter": self.delimiter}
 
+    def changed_since(self, config: dict) -> str | None:
+        """A note when this is the label file a run recorded and its content changed since (its
+        sha256 differs): the run's classes no longer mean what the file says. None otherwise."""
+        recorded, digest = config.get("labels"), config.get("labels_sha256")
+        if not recorded or not digest or str(location(recorded)) != str(location(self.path).resolve()):
+            return None
+        if sha256(self.path) == digest:
+            return None
+        return f"{self.path} has changed since the run was trained (its sha256 differs): check its labels"
+
     @classmethod
     def recorded(cls, config: dict):
         """The label file a run's config.json records, or None for class folders."""
@@ -116,10 +126,23 @@ class Listing:
         return "flat" if "all" in self.files else "splits"
 
 
+def _inside_any(given: Path, bases) -> bool:
+    """Whether a path written absolute or with `..` still names a place inside one of `bases`
+    (`images/../images/x.png`, or DATA's own absolute path)."""
+    for base in bases:
+        if isinstance(base, Path):
+            resolved = os.path.normpath(given if given.is_absolute() else base / given)
+            if os.path.commonpath([resolved, os.path.normpath(base.absolute())]) == os.path.normpath(base.absolute()):
+                return True
+    return False
+
+
 def read_listing(root: Path, labels: LabelFile) -> Listing:
     """Read and resolve a label file against the dataset folder `root`."""
     root, csv_path = location(root), labels.path
     check_readable(csv_path, "--labels")
+    if csv_path.is_dir():
+        raise TlcliError(f"--labels {csv_path} is a folder. Give the CSV file that lists path,label rows.")
     if not csv_path.is_file():
         raise TlcliError(f"--labels {csv_path} does not exist. Give the CSV file that lists path,label rows.")
     header, rows = _read_rows(csv_path)
@@ -264,7 +287,7 @@ def _resolve(text: str, bases: list[Location], allow_outside: bool, csv_path: Lo
     if not text:
         return None
     given = Path(text)
-    if not allow_outside and (given.is_absolute() or ".." in given.parts):
+    if not allow_outside and (given.is_absolute() or ".." in given.parts) and not _inside_any(given, bases):
         raise TlcliError(
             f"{csv_path} row {number}: path {text!r} leaves the dataset folder. Give paths relative to DATA, "
             "or pass --allow-outside-paths to accept it."

@@ -14,8 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import shutil
 import statistics
 from collections import Counter
 from dataclasses import dataclass
@@ -27,8 +25,8 @@ from tlcli.data.images import ImageInfo
 from tlcli.data.labels import LabelFile
 from tlcli.data.packed import FORMAT, INDEX, SAMPLES, VERSION, file_sha256, is_packed, shard_name
 from tlcli.errors import TlcliError
-from tlcli.runs.directory import claim_output, write_marker
 from tlcli.runs.locks import locks_outputs
+from tlcli.runs.outputs import building, claim_output
 from tlcli.storage import location, relative_name
 
 DEFAULT_SHARD_MB = 150
@@ -69,18 +67,9 @@ def pack_dataset(
     if dataset.multi_label:
         raise TlcliError("tlcli pack does not pack multi-label data yet. Train from the folder and its label file.")
     sources = {labels.path: "the --labels file"} if labels is not None else {}
-    claim_output(out, "pack", overwrite=overwrite, data=dataset.root, sources=sources)
-
-    temporary = out.parent / f".{out.name}.packing"
-    shutil.rmtree(temporary, ignore_errors=True)  # a pack killed earlier (the lock says none is running)
-    try:
-        temporary.mkdir()
-        write_marker(temporary, "pack")
-        index = _write_pack(temporary, dataset, found.checked, options, labels, shard_mb * 1e6, on_packed)
-        _replace(temporary, out)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
+    claim_output(out, "pack", overwrite=overwrite, data=dataset.places, sources=sources)
+    with building(out, "pack") as folder:  # swapped in whole: a kill leaves the old pack, or none
+        index = _write_pack(folder, dataset, found.checked, options, labels, shard_mb * 1e6, on_packed)
     return PackOutcome(out, dict(index["records"]), len(index["shards"]), sum(s["bytes"] for s in index["shards"]),
                        len(index["problems"]))
 
@@ -179,15 +168,3 @@ def _sizes(infos: list[ImageInfo]) -> dict:
 def _write(tf, path: Path, text: str) -> None:
     with tf.io.gfile.GFile(str(path), "w") as handle:
         handle.write(text)
-
-
-def _replace(temporary: Path, out: Path) -> None:
-    """Put the finished pack at `out` (claim_output decided that what was there may go)."""
-    if os.path.lexists(out):
-        old = out.parent / f".{out.name}.replaced"
-        shutil.rmtree(old, ignore_errors=True)
-        os.rename(out, old)
-        os.rename(temporary, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(temporary, out)

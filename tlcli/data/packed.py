@@ -20,9 +20,11 @@ Nothing here imports TensorFlow until records are read.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,6 +184,29 @@ def record_dataset(split: PackedSplit, shard: tuple[int, int] = (1, 0)):
     return records.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
+def tensorflow_reason(error) -> str:
+    """A TensorFlow error's reason, without the graph node and op names it wraps it in."""
+    text = error.message.strip().splitlines()[0] if error.message.strip() else type(error).__name__
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
+    return re.sub(r"\s*\[Op:[^\]]*\].*$", "", text).strip()
+
+
+@contextlib.contextmanager
+def reading_shards(samples):
+    """While `samples` are read as a stream: a shard that fails its record checksum (a damaged
+    pack) is one line naming the pack, never a model trained on fewer images."""
+    from tlcli.runtime import import_tensorflow
+
+    tf = import_tensorflow()
+    try:
+        yield
+    except tf.errors.DataLossError as error:
+        if not samples or samples[0].record is None:
+            raise
+        raise _damaged(location(samples[0].record[0].folder),
+                       f"a shard cannot be read ({tensorflow_reason(error)})") from None
+
+
 def read_encoded(split: PackedSplit, positions) -> list[bytes]:
     """The encoded images at `positions` of a split, in that order (read once, in the split's
     order, and kept in memory: the byte column a shuffled epoch draws from)."""
@@ -195,7 +220,7 @@ def read_encoded(split: PackedSplit, positions) -> list[bytes]:
             if int(position) in wanted:
                 found[int(position)] = image
     except (tf.errors.DataLossError, tf.errors.OutOfRangeError, tf.errors.NotFoundError) as error:
-        raise _damaged(location(split.folder), f"the {split.split} shards cannot be read ({error.message.splitlines()[0]})")
+        raise _damaged(location(split.folder), f"the {split.split} shards cannot be read ({tensorflow_reason(error)})")
     missing = wanted - set(found)
     if missing:
         raise _damaged(location(split.folder), f"{len(missing)} record(s) of the {split.split} split are not in its shards")

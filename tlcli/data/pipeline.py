@@ -210,8 +210,9 @@ def image_dataset(
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
-        dataset = dataset.ignore_errors().batch(batch_size)
-        return _augmented(dataset, augment, epoch_seed)
+        if not packed:  # a file that cannot be decoded is left out (reported by the data check); a
+            dataset = dataset.ignore_errors()  # packed image was checked when packed: an error is damage
+        return _augmented(dataset.batch(batch_size), augment, epoch_seed)
 
     if streamed:  # one unshuffled pass, as `epochs` would make it (epoch 0), straight from the shards
         rows = record_dataset(samples[0].record[0], shard).map(

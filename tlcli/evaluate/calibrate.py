@@ -17,7 +17,9 @@ import numpy as np
 from tlcli.errors import TlcliError
 from tlcli.evaluate.metrics import calibration
 from tlcli.evaluate.predict import predict_samples
-from tlcli.runs.directory import IN_PROGRESS, METRICS, read_json, read_run, save_model_atomic, write_json
+from tlcli.runs.directory import read_json, read_run
+from tlcli.runs.atomic import save_model_atomic, write_json
+from tlcli.runs.names import IN_PROGRESS, METRICS
 from tlcli.runs.locks import lock_output, locks_outputs
 from tlcli.runs.remote import staged_output
 from tlcli.storage import Location, Url
@@ -25,6 +27,8 @@ from tlcli.training.finetune import run_dataset
 
 TEMPERATURE_LAYER = "temperature"
 TEMPERATURES = (0.05, 20.0)  # the range T is searched in
+MIN_IMAGES = 10  # fewer validation images cannot support a temperature
+MIN_GAIN = 0.01  # a temperature that lowers the validation log loss by less than 1% is not applied
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class Calibration:
     images: int  # validation images T was fitted on
     before: dict  # ece, brier and log_loss on them, uncalibrated
     after: dict  # the same, calibrated
+    applied: bool = True  # False: the model was left as it was (the fit did not help enough)
 
 
 def fit_temperature(y_true: np.ndarray, probabilities: np.ndarray) -> float:
@@ -49,6 +54,18 @@ def fit_temperature(y_true: np.ndarray, probabilities: np.ndarray) -> float:
     low, high = np.log(TEMPERATURES)
     return float(np.exp(minimize_scalar(log_loss, bounds=(low, high), method="bounded",
                                         options={"xatol": 1e-6}).x))
+
+
+def check_supported(y_true: np.ndarray, probabilities: np.ndarray, data: Location) -> None:
+    """Refuse validation images that cannot support a temperature: too few, or all classified
+    right (then ever sharper probabilities only look better, and T runs to its bound)."""
+    if len(y_true) < MIN_IMAGES:
+        raise TlcliError(f"{data} has {len(y_true)} validation image(s) for this run; a temperature fitted on fewer "
+                         f"than {MIN_IMAGES} says nothing. The model is unchanged. Calibrate with more validation images.")
+    if np.all(np.argmax(probabilities, axis=1) == y_true):
+        raise TlcliError(f"The model classifies all {len(y_true)} validation images of {data} right, so no temperature "
+                         "can be fitted on them (sharper always looks better). The model is unchanged. Calibrate on "
+                         "validation images it sometimes gets wrong (more, or harder).")
 
 
 def _logits(probabilities: np.ndarray) -> np.ndarray:
@@ -114,13 +131,14 @@ def _calibrate(run_path: Path, data: Path | None, batch_size: int) -> Calibratio
         model = keras.Model(model.inputs, model.layers[-1].input)
     indices, probabilities = predict_samples(model, samples, info.image_size, batch_size)
     y_true = np.array([samples[index].label for index in indices])
+    check_supported(y_true, probabilities, dataset.root)
     temperature = fit_temperature(y_true, probabilities)
-    calibrated_probabilities = _scaled(_logits(probabilities), temperature)
-    outputs = Temperature(temperature, name=TEMPERATURE_LAYER, dtype="float32")(model.outputs[0])
-    calibrated = keras.Model(model.inputs, outputs, name=model.name)
-    save_model_atomic(calibrated, info.model_path)
     result = Calibration(run.path, info.model_path, temperature, len(y_true), _scores(y_true, probabilities),
-                         _scores(y_true, calibrated_probabilities))
+                         _scores(y_true, _scaled(_logits(probabilities), temperature)))
+    if result.after["log_loss"] > result.before["log_loss"] * (1 - MIN_GAIN):
+        return dataclasses.replace(result, applied=False)  # already as calibrated as these images can tell
+    outputs = Temperature(temperature, name=TEMPERATURE_LAYER, dtype="float32")(model.outputs[0])
+    save_model_atomic(keras.Model(model.inputs, outputs, name=model.name), info.model_path)
     metrics["calibration"] = {"temperature": temperature, "images": result.images,
                               "before": result.before, "after": result.after}
     write_json(metrics_path, metrics)

@@ -43,8 +43,20 @@ from tlcli.evaluate.metrics import (
     zero_division_classes,
 )
 from tlcli.models.tta import VIEW_SETS
-from tlcli.runs.directory import EVALUATION, check_writable_folder, read_run, write_atomic
-from tlcli.storage import Location, Url, location
+from tlcli.runs.atomic import write_atomic
+from tlcli.runs.directory import read_run
+from tlcli.runs.locks import locks_outputs
+from tlcli.runs.names import EVALUATION
+from tlcli.runs.outputs import (
+    check_writable_folder,
+    claim_output,
+    finish_output_dir,
+    output_kind,
+    record_files,
+    start_output_dir,
+)
+from tlcli.runs.remote import staged_output
+from tlcli.storage import Location, location
 
 CLASSIFICATION_REPORT = "classification_report.txt"
 CONFUSION_MATRIX = "confusion_matrix.png"
@@ -302,6 +314,7 @@ class Evaluation:
     distribution: dict | None = None  # where it ran (see distribute.Placement.describe)
     explained: list[ExplainedImage] = field(default_factory=list)  # with --explain N: the worst losses
     tta: dict | None = None  # test-time augmentation's views and the single view's numbers (see tta_report)
+    notes: list[str] = field(default_factory=list)  # what the evaluation itself adds to the data's notes
 
     @property
     def multi_label(self) -> bool:
@@ -328,7 +341,8 @@ class Evaluation:
             **({"tta": self.tta} if self.tta else {}),
             "misclassified": int(np.sum(self.wrong())),
             "skipped": [{"path": str(p.path), "reason": p.reason} for p in self.problems],
-            "notes": [*self.data.notes, *([ZERO_DIVISION_NOTE] if zero_division_classes(self.metrics) else [])],
+            "notes": [*self.data.notes, *self.notes,
+                      *([ZERO_DIVISION_NOTE] if zero_division_classes(self.metrics) else [])],
             **({"explained": [image.record for image in self.explained]} if self.explained else {}),
         }
 
@@ -348,8 +362,14 @@ class ExplainedImage:
 
 
 def explain_worst(model, evaluation: Evaluation, count: int, image_size: int, batch_size: int = 16) -> None:
-    """Give the `count` worst-loss images of `evaluation` maps of their predicted and true class."""
-    from tlcli.evaluate.explain import PREDICTED, TRUE, GradCam, explain_samples
+    """Give the `count` worst-loss images of `evaluation` (at most SHEET_IMAGES, as explain's
+    contact sheet: a picture of more is too tall to open) maps of their predicted and true class."""
+    from tlcli.evaluate.explain import PREDICTED, SHEET_IMAGES, TRUE, GradCam, explain_samples
+
+    if count > SHEET_IMAGES:
+        evaluation.notes.append(f"--explain {count}: {WORST_EXPLAINED} shows the {SHEET_IMAGES} worst losses, "
+                                "its most (`tlcli explain` draws a picture per image for more)")
+        count = SHEET_IMAGES
 
     names = evaluation.class_names
     losses = per_image_losses(evaluation.y_true, evaluation.probabilities)
@@ -512,22 +532,54 @@ def multi_label_report_contents(evaluation: Evaluation) -> dict[str, str | bytes
     }
 
 
-def reports_folder(model: Location, out_dir: Location | None) -> Location:
-    """Where the reports go (--out, else the run directory), checked before any model is loaded.
-    At a URL each report file is uploaded whole (a temporary name, then renamed)."""
-    folder = (out_dir if isinstance(out_dir, Url) else Path(out_dir)) if out_dir is not None else read_run(model).path
-    name = f"--out {folder}" if out_dir is not None else f"The run directory {folder} (reports go there without --out)"
-    check_writable_folder(folder, name)
-    return folder
+REPORT_NAMES = (EVALUATION, CLASSIFICATION_REPORT, CONFUSION_MATRIX, CALIBRATION, MISCLASSIFIED, WORST_LOSSES,
+                WORST_EXPLAINED)
 
 
-def write_reports(evaluation: Evaluation, out_dir: Location) -> list[Location]:
+@dataclass(frozen=True)
+class ReportsFolder:
+    """Where evaluate writes: a folder of its own (--out), or its report files in the model's run."""
+
+    path: Location
+    own: bool
+
+
+@locks_outputs
+def claim_reports(model: Location, out_dir: Location | None, *, overwrite: bool = False,
+                  data: tuple = ()) -> ReportsFolder:
+    """Check where the reports go, through the output policy (runs.outputs), before any model is
+    loaded: --out is an evaluation folder of its own (new, empty, or an earlier one with
+    --overwrite); without it, the report files go into the model's run or export folder."""
+    if out_dir is not None:
+        claim_output(out_dir, "evaluation", overwrite=overwrite, data=(*data, *read_run(model).dataset_places),
+                     sources={location(model): "the model being evaluated"})
+        return ReportsFolder(location(out_dir), own=True)
+    folder = read_run(model).path
+    if output_kind(folder) not in ("run", "export"):
+        raise TlcliError(
+            f"{folder} is not a run or export folder that tlcli made, so evaluate does not write its reports there. "
+            "Name a folder for them with --out."
+        )
+    check_writable_folder(folder, f"The run directory {folder} (reports go there without --out)")
+    return ReportsFolder(folder, own=False)
+
+
+@locks_outputs
+def write_reports(evaluation: Evaluation, reports: ReportsFolder) -> list[Location]:
+    """Write the reports: into an evaluation folder of its own (keeping any file tlcli did not
+    write there), or as evaluate's own files in the model's folder."""
     contents = report_contents(evaluation)
-    folder = out_dir if isinstance(out_dir, Url) else Path(out_dir)
-    if WORST_EXPLAINED not in contents:  # an earlier evaluate's, about other predictions
-        (folder / WORST_EXPLAINED).unlink(missing_ok=True)
-    written = []
-    for name, content in contents.items():
-        write_atomic(folder / name, content)
-        written.append(folder / name)
-    return written
+    if not reports.own:
+        if WORST_EXPLAINED not in contents:  # an earlier evaluate's, about other predictions
+            (reports.path / WORST_EXPLAINED).unlink(missing_ok=True)
+        for name, content in contents.items():
+            write_atomic(reports.path / name, content)
+        record_files(reports.path, contents)
+        return [reports.path / name for name in contents]
+    with staged_output(reports.path, "evaluation", overwrite=True) as staged:
+        claim_output(staged.local, "evaluation", overwrite=True)
+        start_output_dir(staged.local, "evaluation")
+        for name, content in contents.items():
+            write_atomic(staged.local / name, content)
+        finish_output_dir(staged.local)
+    return [reports.path / name for name in contents]

@@ -26,11 +26,13 @@ from tlcli.evaluate.heatmaps import DISPLAY_SIDE, TILE_SIDE, Panel, contact_shee
 from tlcli.evaluate.predict import collect_image_files
 from tlcli.models.backbones import BACKBONES, BackboneSpec
 from tlcli.models.weights import keras_model_name_matches
-from tlcli.runs.directory import check_apart, claim_output, finish_output_dir, read_run, start_output_dir, write_atomic
+from tlcli.runs.directory import read_run
+from tlcli.runs.atomic import write_atomic
+from tlcli.runs.outputs import building, claim_output, kept_note
 from tlcli.runs.locks import locks_outputs
-from tlcli.runs.remote import StagedOutput, staged_output
+from tlcli.runs.remote import staged_output
 from tlcli.runtime import import_keras
-from tlcli.storage import Location, location
+from tlcli.storage import location
 
 PREDICTED = -1  # in place of a class index: explain the class the model predicts
 TRUE = -2  # in place of a class index: explain the image's own label
@@ -264,13 +266,17 @@ def explain(
     batch_size: int = 16,
     on_result: Callable[[Explanation | Problem], None] | None = None,
     on_start: Callable[[ExplainReport, int], None] | None = None,
+    overwrite: bool = False,
 ) -> ExplainReport:
     """Grad-CAM pictures of every image in `inputs` (files, folders, globs) for the predicted
     class, or for each of `class_names`: one PNG per image, a contact sheet and explain.json in
-    `out` (default: RUN_DIR/explain), which must be new, empty or an earlier explain's folder.
+    `out` (default: RUN_DIR/explain, refreshed), which must be new, empty, or an earlier explain's
+    folder with `overwrite`. The folder is built beside its place and swapped in whole.
 
     Unreadable files and classes the model lacks are reported and left out; the rest is done.
     """
+    from tlcli.models.saved import load_run_model  # Keras: only once a command explains
+
     files = collect_image_files(inputs)
     info = read_run(model)
     classes, unknown = class_indices(class_names, info.class_names)
@@ -279,43 +285,45 @@ def explain(
             f"--class {', '.join(unknown)}: not a class of the model (classes: {', '.join(info.class_names)}). "
             "Name classes as in the model's labels.txt."
         )
-    out = location(out) if out is not None else info.path / EXPLAIN_FOLDER  # a folder, or a URL (runs.remote)
-    for folder in {location(argument) for argument in inputs if location(argument).is_dir()}:
-        check_apart(out, data=folder)
-    with staged_output(out, "explain", overwrite=True, sources={info.model_location: "the model"}) as staged:
-        report = _explain_into(staged, model, files, info, classes, unknown, batch_size, on_result, on_start)
-    if not report.records:
-        raise TlcliError(f"None of the {len(files)} file(s) could be read as an image. Check the paths.")
+    target = location(out) if out is not None else info.path / EXPLAIN_FOLDER  # a folder, or a URL (runs.remote)
+    claim = dict(overwrite=overwrite or out is None, own={"run": (EXPLAIN_FOLDER,)},
+                 data=(*{location(argument) for argument in inputs if location(argument).is_dir()}, *info.dataset_places))
+    with staged_output(target, "explain", sources={info.model_location: "the model"}, **claim) as staged:
+        claim_output(staged.local, "explain", sources={info.model_path: "the model"}, **claim)
+        report = ExplainReport(staged.target, unknown_classes=unknown)
+        keras_model, info = load_run_model(model)
+        gradcam = GradCam(keras_model)
+        if on_start is not None:
+            on_start(report, len(files))
+        with building(staged.local, "explain") as built:
+            _explain_into(report, gradcam, files, info, classes, batch_size, on_result,
+                          written=built, public=lambda name: staged.public(staged.local / name))
+        kept = kept_note(staged.local)
+    if kept:
+        report.notes.append(kept.replace(str(staged.local), str(staged.target)))
     return report
 
 
-def _explain_into(staged: StagedOutput, model: Location, files, info, classes, unknown, batch_size: int,
-                  on_result, on_start) -> ExplainReport:
-    """explain's work, written into the local folder `staged.local`; paths as they will be published."""
-    from tlcli.models.saved import load_run_model
-
-    out = staged.local
-    claim_output(out, "explain", overwrite=True, sources={info.model_path: "the model"})
-    report = ExplainReport(staged.target, unknown_classes=unknown)
-    keras_model, info = load_run_model(model)
-    gradcam = GradCam(keras_model)
-    if on_start is not None:
-        on_start(report, len(files))
-    start_output_dir(out, "explain")
-
+def _explain_into(report: ExplainReport, gradcam: GradCam, files, info, classes, batch_size: int, on_result, *,
+                  written: Path, public: Callable[[str], Path]) -> None:
+    """explain's work: the pictures, contact sheet and explain.json written into the folder
+    `written`, recorded in `report` by their names once published (`public`). Refused, and
+    nothing published, when no image could be read."""
     tiles = []
     position = {path: number for number, path in enumerate(files, start=1)}
     for result in explain_files(gradcam, files, info.image_size, classes, batch_size):
         if isinstance(result, Problem):
             report.problems.append(result)
         else:
-            picture = out / picture_name(position[result.path], len(files), result.path)
-            panels = _write_picture(result, info.class_names, picture)
-            report.records.extend(_records(result, info.class_names, staged.public(picture)))
+            picture = picture_name(position[result.path], len(files), result.path)
+            panels = _write_picture(result, info.class_names, written / picture)
+            report.records.extend(_records(result, info.class_names, public(picture)))
             if len(tiles) < SHEET_IMAGES and panels:
                 tiles.append((_thumbnail(result.path), panels[0], result.path.name))
         if on_result is not None:
             on_result(result)
+    if not report.records:
+        raise TlcliError(f"None of the {len(files)} file(s) could be read as an image. Check the paths.")
 
     grid = report.records[0]["grid"] if report.records else None
     if grid == [1, 1]:
@@ -326,9 +334,9 @@ def _explain_into(staged: StagedOutput, model: Location, files, info, classes, u
     if len(files) - len(report.problems) > SHEET_IMAGES:
         report.notes.append(f"the contact sheet shows the first {SHEET_IMAGES} images; each image has its own picture")
     if tiles:
-        write_atomic(out / CONTACT_SHEET, contact_sheet_png(tiles))
-        report.contact_sheet = staged.public(out / CONTACT_SHEET)
-    write_atomic(out / EXPLAIN_JSON, json.dumps({
+        write_atomic(written / CONTACT_SHEET, contact_sheet_png(tiles))
+        report.contact_sheet = public(CONTACT_SHEET)
+    write_atomic(written / EXPLAIN_JSON, json.dumps({
         "model": str(info.model_location),
         "backbone_layer": gradcam.layer_name,
         "images": report.records,
@@ -336,8 +344,6 @@ def _explain_into(staged: StagedOutput, model: Location, files, info, classes, u
         "unknown_classes": report.unknown_classes,
         "notes": report.notes,
     }, indent=2) + "\n")
-    finish_output_dir(out)
-    return report
 
 
 def _thumbnail(path: Path) -> np.ndarray:

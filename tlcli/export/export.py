@@ -23,9 +23,7 @@ import dataclasses
 import io
 import json
 import logging
-import os
 import shutil
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -41,18 +39,10 @@ from tlcli.export.verify import Check, verify_artefacts
 from tlcli.models.backbones import BACKBONES
 from tlcli.models.saved import load_run_model
 from tlcli.models.tta import VIEW_SETS
-from tlcli.runs.directory import (
-    EVALUATION,
-    EXPORT_METADATA,
-    LABELS,
-    METRICS,
-    RunInfo,
-    claim_output,
-    read_run,
-    umask,
-    write_marker,
-)
+from tlcli.runs.directory import RunInfo, read_run
 from tlcli.runs.locks import locks_outputs
+from tlcli.runs.names import EVALUATION, EXPORT_METADATA, LABELS, METRICS
+from tlcli.runs.outputs import building, claim_output, kept_note
 from tlcli.runs.remote import staged_output
 from tlcli.runtime import import_keras, import_tensorflow, latched_interrupts, silenced_stderr
 from tlcli.runtime import versions as runtime_versions
@@ -124,13 +114,14 @@ class ExportReport:
     out: Path
     files: dict[str, Path]
     checks: list[Check] = field(default_factory=list)
+    kept: str | None = None  # the files tlcli did not write in an earlier export at --out, kept
 
 
 def claim_destination(options: ExportOptions, model_path: Path) -> None:
     """Lock --out and refuse one that would lose anything (runs.claim_output), before any model is loaded."""
     info = read_run(model_path)
     data = options.data or _recorded_data(info)
-    claim_output(options.out, "export", overwrite=options.overwrite, data=data,
+    claim_output(options.out, "export", overwrite=options.overwrite, data=(data, *info.dataset_places),
                  sources={location(model_path): "the model being exported"})
 
 
@@ -173,22 +164,17 @@ def _export_model(model_path: Location, options: ExportOptions, on_step: Callabl
     verify_samples = verification_samples(info, options) if options.verify else []
     calibration = calibration_samples(info, options) if options.quantize == "int8" else []
 
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
-    staging.chmod(0o777 & ~umask())  # mkdtemp makes it private; a model server may run as another user
     with latched_interrupts() as interrupts:
 
         def step(message: str) -> None:
             interrupts.check()  # a Ctrl-C that TensorFlow swallowed stops the export here
             on_step(message)
 
-        try:
+        with building(out, "export") as staging:  # swapped in whole, only once verified
             files, checks = _write_and_verify(model, info, options, staging, calibration, verify_samples, step)
             interrupts.check()
-            move_into_place(staging, out)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-    return ExportReport(out, {name: out / path.relative_to(staging) for name, path in files.items()}, checks)
+    return ExportReport(out, {name: out / path.relative_to(staging) for name, path in files.items()}, checks,
+                        kept_note(out))
 
 
 def _write_and_verify(model, info, options, staging, calibration, verify_samples, on_step):
@@ -202,7 +188,6 @@ def _write_and_verify(model, info, options, staging, calibration, verify_samples
     (staging / LABELS).write_text("\n".join(info.class_names) + "\n")
     metadata = build_metadata(info, options, files, checks)
     (staging / METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
-    write_marker(staging, "export")
     failed = [check for check in checks if not check.passed]
     if failed:
         raise TlcliError(
@@ -380,17 +365,6 @@ def write_onnx(saved_model: Path, path: Path) -> None:
 def _first_line(error: Exception) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
-
-
-def move_into_place(staging: Path, out: Path) -> None:
-    """Rename the finished folder to `out`; an existing `out` is removed only once it is replaced."""
-    if not out.exists():
-        os.replace(staging, out)
-        return
-    old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
-    os.replace(out, old / out.name)
-    os.replace(staging, out)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 # --- images for verification and calibration --------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from tlcli.data.dataset import Sample
+from tlcli.data.packed import reading_shards
 from tlcli.data.pipeline import image_dataset, row_dataset, tf
 from tlcli.data.row_cache import RowCache
 
@@ -77,8 +78,9 @@ def feature_batches(
     def features(images):
         return forward(images) if dtype is None else tf.cast(forward(images), dtype)
 
-    for batch_features, labels, indices in map_batches(placement, features, make, batch_size):
-        yield FeatureBatch(batch_features, labels.astype(np.int64), indices)
+    with reading_shards(samples):
+        for batch_features, labels, indices in map_batches(placement, features, make, batch_size):
+            yield FeatureBatch(batch_features, labels.astype(np.int64), indices)
 
 
 def extract_features(

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from tlcli.distribute.placement import Placement
 from tlcli.errors import TlcliError
-from tlcli.runs.directory import KERAS_ARCHITECTURE, read_run
+from tlcli.runs.directory import read_run
+from tlcli.runs.names import KERAS_ARCHITECTURE
 
 _TRUSTED_MODULES = ("keras", "tlcli")  # the only code a model file may name
 

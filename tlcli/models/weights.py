@@ -9,7 +9,8 @@ from pathlib import Path
 
 from tlcli.errors import TlcliError
 from tlcli.models.backbones import BackboneSpec, keras_cache_dir
-from tlcli.runs.directory import MARKER, MODEL, check_uploaded
+from tlcli.runs.names import MARKER, MODEL
+from tlcli.runs.outputs import check_uploaded
 from tlcli.storage import check_readable, fetch, is_url, location
 
 WEIGHTS_HELP = "imagenet, none, a weights file (.h5 / .weights.h5), a run directory or a .keras model"

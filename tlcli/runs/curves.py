@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from tlcli.runs.directory import write_atomic
+from tlcli.runs.atomic import write_atomic
 
 
 def _pyplot():

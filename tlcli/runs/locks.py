@@ -30,7 +30,13 @@ class OutputLock:
     def acquire(self) -> None:
         """Take the lock, or raise a TlcliError naming the process that holds it."""
         while True:
-            descriptor = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                descriptor = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as error:  # a read-only folder: nothing can be written there either
+                raise TlcliError(
+                    f"{self.name}: cannot write in {self.file.parent} ({error.strerror or error}), where tlcli "
+                    "keeps the lock that stops two commands writing one output. Make it writable, or work on a copy."
+                ) from None
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

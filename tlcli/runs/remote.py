@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Iterator
 
 from tlcli.errors import TlcliError
-from tlcli.runs.directory import MARKER, Interrupted, claim_output, marker_document
+from tlcli.runs.directory import Interrupted
+from tlcli.runs.names import MARKER
+from tlcli.runs.outputs import claim_output, json_object, marker_document
 from tlcli.storage import (
     Location,
     Url,
@@ -63,15 +65,15 @@ def url_sources(value, what: str) -> dict:
 
 @contextlib.contextmanager
 def staged_output(target: Location | None, kind: str, *, overwrite: bool = False, resume: bool = False,
-                  data: Location | None = None, sources: dict[Location, str] | None = None,
-                  last: tuple[str, ...] = ()) -> Iterator[StagedOutput]:
+                  data: Location | tuple | None = None, sources: dict[Location, str] | None = None,
+                  own: dict[str, tuple[str, ...]] | None = None, last: tuple[str, ...] = ()) -> Iterator[StagedOutput]:
     """The folder a command writes its `kind` output into: `target` itself when it is local (or
     None, for the command's default), else a claimed URL's staging folder, published when the block
     ends without error or with `Interrupted`. `last` names files uploaded just before the marker."""
     if not isinstance(target, Url):
         yield StagedOutput(target, None if target is None else Path(target))
         return
-    claim_output(target, kind, overwrite=overwrite, resume=resume, data=data, sources=sources)
+    claim_output(target, kind, overwrite=overwrite, resume=resume, data=data, sources=sources, own=own)
     with tempfile.TemporaryDirectory(prefix="tlcli-staging-") as scratch:
         local = Path(scratch) / (target.name or "out")
         if resume and target.is_dir():
@@ -102,7 +104,8 @@ def publish(local: Path, target: Url, kind: str, last: tuple[str, ...] = ()) -> 
                    if name != MARKER)
     files = [name for name in files if name not in last] + [name for name in last if name in files]
     final_marker = (local / MARKER).read_bytes() if (local / MARKER).is_file() else \
-        (json.dumps(marker_document(kind), indent=2) + "\n").encode()
+        (json.dumps(marker_document(kind, files=files), indent=2) + "\n").encode()
+    earlier = json_object(marker)  # what an earlier output's marker says tlcli wrote there
     forget_fetched(target)
     try:
         target.mkdir(parents=True, exist_ok=True)
@@ -112,7 +115,7 @@ def publish(local: Path, target: Url, kind: str, last: tuple[str, ...] = ()) -> 
             destination.parent.mkdir(parents=True, exist_ok=True)
             destination.unlink(missing_ok=True)  # ram:// appends to a file written again
             copy_file(local / name, destination)
-        _remove_others(target, set(files) | {MARKER})
+        _remove_earlier(target, set(files) | {MARKER}, earlier.get("files") if "files" in earlier else None)
         _replace(marker, final_marker)
     except OSError as error:  # the store refused a write or went away part-way
         raise TlcliError(
@@ -126,14 +129,16 @@ def _replace(url: Url, content: bytes) -> None:
     url.write_bytes(content)
 
 
-def _remove_others(target: Url, keep: set[str]) -> None:
-    """Remove the files below `target` that are not in `keep` (an older output's), then the
-    folders that leaves empty."""
+def _remove_earlier(target: Url, keep: set[str], earlier: list[str] | None) -> None:
+    """Remove the files an earlier output left below `target` that are not in `keep`: those its
+    marker lists as tlcli's (`earlier`; every file when it lists none), then the folders that
+    leaves empty. A user's file beside them stays."""
     folders = []
     for item in list(target.rglob()):
+        name = item.relative_to(target).as_posix()
         if item.is_dir():
             folders.append(item)
-        elif item.relative_to(target).as_posix() not in keep:
+        elif name not in keep and (earlier is None or name in earlier):
             item.unlink(missing_ok=True)
     for folder in sorted(folders, key=lambda url: len(url.path), reverse=True):
         if not any(True for _ in folder.iterdir()):

@@ -3,6 +3,7 @@ input pipeline reads, history.csv's rows and the progress line; and the model st
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import threading
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tlcli.runs.directory import atomic_file, write_atomic
+from tlcli.runs.atomic import atomic_file, write_atomic
 from tlcli.runs.history import HISTORY_COLUMNS, History
 from tlcli.runtime import import_keras
 
@@ -198,6 +199,13 @@ class Checkpoint(keras.callbacks.Callback):
         for old in self.folder.iterdir():
             if old.name not in kept:
                 old.unlink()
+
+    def flush(self) -> None:
+        """Wait for the backup being written, after a fit that ended early (Ctrl-C, an error), so
+        that it is whole before the run is published or the process ends. The fit's own error is
+        the one to report, so the writer's is not raised here."""
+        with contextlib.suppress(Exception):
+            self._writer.wait()
 
     def on_train_end(self, logs=None):
         self._writer.wait()

@@ -10,13 +10,14 @@ weights by validation loss are kept across stages: a stage that ends worse is ro
 from __future__ import annotations
 
 import dataclasses
+import math
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from tlcli.data.dataset import Dataset, SplitOptions, load_dataset
-from tlcli.data.labels import LabelFile, sha256
+from tlcli.data.labels import LabelFile
 from tlcli.data.row_cache import DEFAULT_MEMORY_GIB
 from tlcli.distribute.placement import DistributeConfig, place
 from tlcli.errors import TlcliError
@@ -25,20 +26,13 @@ from tlcli.models.backbones import BackboneSpec, get_backbone
 from tlcli.models.saved import load_placed_model
 from tlcli.models.split import block_start
 from tlcli.models.weights import find_base
+from tlcli.runs.atomic import write_json
 from tlcli.runs.curves import plot_range_test
-from tlcli.runs.directory import (
-    BACKUP,
-    EXPORT_METADATA,
-    HISTORY,
-    RunInfo,
-    check_writable_folder,
-    default_run_dir,
-    read_run,
-    resumable,
-    write_json,
-)
+from tlcli.runs.directory import RunInfo, default_run_dir, read_run, resumable
 from tlcli.runs.history import History
 from tlcli.runs.locks import locks_outputs
+from tlcli.runs.names import BACKUP, EXPORT_METADATA, HISTORY, LR_FIND_PLOT
+from tlcli.runs.outputs import claim_file, record_files
 from tlcli.runs.remote import staged_output
 from tlcli.runtime import import_keras, set_seed
 from tlcli.settings import check_types
@@ -63,7 +57,6 @@ keras = import_keras()
 
 STAGE_HELP = "UNFREEZE:EPOCHS:LEARNING_RATE, e.g. block5:3:auto, block5:3:1e-4, 30:2:1e-5, 25%:2:1e-5 or all:2:auto"
 AUTO = "auto"
-LR_FIND_PLOT = "lr_find.png"
 # When the range test finds no rate that lowers the loss: the rates the default stages used
 # before they found their own (see default_stages).
 FALLBACK_RATE, FALLBACK_RATE_ALL = 1e-5, 1e-6
@@ -101,8 +94,8 @@ def parse_stage(text: str, spec: BackboneSpec) -> Stage:
             f"--stage {text!r}: epochs must be a whole number and the learning rate a number or auto. "
             f"Expected {STAGE_HELP}."
         ) from None
-    if epochs_value < 1 or (rate_value is not None and rate_value <= 0):
-        raise TlcliError(f"--stage {text!r}: epochs and learning rate must be positive. Expected {STAGE_HELP}.")
+    if epochs_value < 1 or (rate_value is not None and not 0 < rate_value < math.inf):
+        raise TlcliError(f"--stage {text!r}: epochs and learning rate must be positive and finite. Expected {STAGE_HELP}.")
     try:
         unfreeze = parse_unfreeze(unfreeze, spec)
     except TlcliError as error:
@@ -299,6 +292,7 @@ def find_learning_rate(
     start: float = START,
     end: float = END,
     out: Path | None = None,
+    overwrite: bool = False,
     train_batch_norm: bool = False,
     strict: bool = False,
     cache_features: bool = True,
@@ -317,8 +311,9 @@ def find_learning_rate(
     spec = run_backbone(run)
     unfreezing = parse_unfreeze(unfreezing or spec.blocks[-1].name, spec)
     dataset, _ = run_dataset(run, data, strict)
-    plot = location(out) if out is not None else run.path / LR_FIND_PLOT  # a file, or a URL
-    check_writable_folder(plot.parent, f"--out {plot}")
+    plot = claim_file(out if out is not None else run.path / LR_FIND_PLOT, suffix=".png", overwrite=overwrite,
+                      default=out is None, data=(*dataset.places, *run.dataset_places), sources={run.model_location: "the run's model"},
+                      own={"run": ("lr_find*.png",)})
     set_seed(fit.seed)
     model, run = load_placed_model(source, placement)
     base = find_base(model, spec)
@@ -341,6 +336,7 @@ def find_learning_rate(
         inputs.close()
     if placement.is_chief:
         plot_range_test(test, plot)
+        record_files(plot.parent, [plot.name])
     return RateFinding(run.path, unfreezing, test, plot if placement.is_chief else None)
 
 
@@ -378,9 +374,9 @@ def run_dataset(run: RunInfo, data: Path | None, strict: bool) -> tuple[Dataset,
     )
     labels = LabelFile.recorded(source_config)  # the run's label file, if it had one, read again
     dataset = load_dataset(location(data_root), options, strict=strict, labels=labels)
-    if labels is not None and source_config.get("labels_sha256") not in (None, sha256(labels.path)):
-        dataset = dataclasses.replace(dataset, notes=(
-            *dataset.notes, f"{labels.path} has changed since the run was trained (its sha256 differs)"))
+    changed = labels.changed_since(source_config) if labels is not None else None
+    if changed:
+        dataset = dataclasses.replace(dataset, notes=(*dataset.notes, changed))
     if tuple(dataset.class_names) != tuple(run.class_names):
         raise TlcliError(
             f"The classes in {data_root} ({', '.join(dataset.class_names)}) differ from the run's "

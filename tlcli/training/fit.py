@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from tlcli.events import SILENT, Events
-from tlcli.runs.directory import BACKUP, LOGS
+from tlcli.runs.names import BACKUP, LOGS
 from tlcli.runs.history import History
 from tlcli.runtime import import_keras, import_tensorflow
 from tlcli.training.callbacks import Checkpoint, EpochNumber, EpochRecorder
@@ -162,6 +162,7 @@ def fit(
     # The epoch's row in history.csv is written before its backup: a run killed between the two
     # repeats the epoch and rewrites the row.
     callbacks += [*stateful, EpochRecorder(history, stage, first_epoch)]
+    checkpoint = None
     if backups:
         checkpoint = Checkpoint(run_dir / BACKUP / stage, stateful)
         if checkpoint.epochs_done:
@@ -172,16 +173,21 @@ def fit(
     if progress is not None:
         callbacks.append(progress)
     started = time.perf_counter()
-    result = model.fit(
-        train_data,
-        validation_data=val_data,
-        epochs=length.epochs,
-        steps_per_epoch=steps_per_epoch if fixed_steps else None,
-        validation_steps=validation_steps,
-        callbacks=callbacks,
-        shuffle=False,  # the input pipeline shuffles, reproducibly under --seed
-        verbose=0,
-    )
+    try:
+        result = model.fit(
+            train_data,
+            validation_data=val_data,
+            epochs=length.epochs,
+            steps_per_epoch=steps_per_epoch if fixed_steps else None,
+            validation_steps=validation_steps,
+            callbacks=callbacks,
+            shuffle=False,  # the input pipeline shuffles, reproducibly under --seed
+            verbose=0,
+        )
+    except BaseException:
+        if checkpoint is not None:
+            checkpoint.flush()  # the last epoch's backup is whole before a URL run is published
+        raise
     losses = result.history.get(monitor, [])
     # The best epoch early stopping could pick: after its warm-up.
     rows = [row for row in history.rows.values()

@@ -7,12 +7,16 @@ import numpy as np
 DEFAULT_THRESHOLD = 0.5  # a label with no positive validation image, or no validation at all
 
 
-def tune_thresholds(targets: np.ndarray, probabilities: np.ndarray, class_names) -> dict[str, float]:
+def tune_thresholds(targets: np.ndarray, probabilities: np.ndarray, class_names, trained=None) -> dict[str, float]:
     """{label: the threshold t (predict the label when p >= t) with the highest F1 on these
     images}. Of equal F1s the highest wins, and it is set halfway down to the next lower
-    probability, so that it does not sit on the lowest accepted validation image."""
+    probability, so that it does not sit on the lowest accepted validation image. A label that
+    `trained` (one bool per label) marks as absent from the training images keeps the default."""
     thresholds = {}
     for index, name in enumerate(class_names):
+        if trained is not None and not trained[index]:
+            thresholds[name] = DEFAULT_THRESHOLD
+            continue
         thresholds[name] = best_threshold(np.asarray(targets)[:, index], np.asarray(probabilities)[:, index])
     return thresholds
 

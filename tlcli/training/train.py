@@ -32,24 +32,10 @@ from tlcli.models.build import STANDARDIZATION, build_classifier, build_head, se
 from tlcli.models.features import Features, extract_features
 from tlcli.models.weights import build_base, parse_weights
 from tlcli.runs.curves import plot_curves, plot_penalty_path
-from tlcli.runs.directory import (
-    CONFIG,
-    CURVES,
-    HISTORY,
-    LABELS,
-    METRICS,
-    MODEL,
-    PENALTY,
-    claim_run_dir,
-    default_run_dir,
-    finish_run_dir,
-    prepare_run_dir,
-    read_json,
-    resumable,
-    save_model_atomic,
-    write_atomic,
-    write_json,
-)
+from tlcli.runs.directory import claim_run_dir, default_run_dir, prepare_run_dir, read_json, resumable
+from tlcli.runs.atomic import save_model_atomic, write_atomic, write_json
+from tlcli.runs.names import CONFIG, CURVES, HISTORY, LABELS, METRICS, MODEL, PENALTY
+from tlcli.runs.outputs import finish_run_dir
 from tlcli.runs.history import History
 from tlcli.runs.locks import locks_outputs
 from tlcli.runs.remote import staged_output, url_sources
@@ -187,7 +173,9 @@ def fit_end_to_end(model, dataset: Dataset, image_size: int, fit_config: FitConf
 def validation_thresholds(model, head, val_features: Features | None, dataset: Dataset, image_size: int,
                           batch_size: int) -> dict[str, float]:
     """Per-label thresholds that maximise F1 on the validation images (from their cached
-    features when there are some); 0.5 for every label without validation images."""
+    features when there are some); 0.5 for every label without validation images, or without
+    training images (the head cannot have learnt it: a threshold tuned on its near-zero
+    probabilities would accept every image)."""
     val_samples = dataset.splits.get("val", ())
     if val_features is not None:
         probabilities, targets = head.predict(val_features.features, batch_size=1024, verbose=0), val_features.labels
@@ -197,7 +185,8 @@ def validation_thresholds(model, head, val_features: Features | None, dataset: D
         probabilities = model.predict(data, verbose=0)
     else:
         targets = probabilities = np.zeros((0, len(dataset.class_names)))
-    return tune_thresholds(targets, probabilities, dataset.class_names)
+    trained = np.any([sample.targets for sample in dataset.splits.get("train", ())], axis=0)
+    return tune_thresholds(targets, probabilities, dataset.class_names, trained=trained)
 
 
 def head_route(config: TrainConfig, augmentation: AugmentConfig | None) -> tuple[str, str | None]:

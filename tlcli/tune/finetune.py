@@ -18,7 +18,8 @@ from pathlib import Path
 from tlcli.errors import TlcliError
 from tlcli.events import Events
 from tlcli.models.backbones import BackboneSpec
-from tlcli.runs.directory import HISTORY, METRICS, default_run_dir, read_run
+from tlcli.runs.directory import default_run_dir, read_run
+from tlcli.runs.names import HISTORY, METRICS
 from tlcli.storage import location
 from tlcli.training.config import FitConfig, split_fit_settings
 from tlcli.training.finetune import (

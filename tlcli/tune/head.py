@@ -134,7 +134,7 @@ class HeadTrials:
         self.class_weights = class_weights_for(base.fit, self.train_features.labels, self.num_classes)
 
     def run(self, params: dict, trial_dir: Path) -> dict:
-        from tlcli.runs.directory import HISTORY
+        from tlcli.runs.names import HISTORY
         from tlcli.runs.history import History
         from tlcli.training.train import build_config_head, fit_head, head_route
 

@@ -8,7 +8,8 @@ import json
 import math
 from pathlib import Path
 
-from tlcli.runs.directory import LEADERBOARD, write_atomic, write_json
+from tlcli.runs.atomic import write_atomic, write_json
+from tlcli.runs.names import LEADERBOARD
 
 OBJECTIVES = {"val_loss": "minimise", "val_accuracy": "maximise"}
 _RESULTS = ("val_loss", "val_accuracy", "best_epoch", "epochs_run", "seconds")

@@ -38,15 +38,10 @@ from pathlib import Path
 
 from tlcli.errors import TlcliError
 from tlcli.events import DETAIL, SILENT, Events
-from tlcli.runs.directory import (
-    TUNE_SETTINGS,
-    claim_output,
-    finish_run_dir,
-    read_json,
-    start_output_dir,
-    write_atomic,
-    write_json,
-)
+from tlcli.runs.directory import read_json
+from tlcli.runs.atomic import write_atomic, write_json
+from tlcli.runs.names import TUNE_SETTINGS
+from tlcli.runs.outputs import claim_output, finish_run_dir, start_output_dir
 from tlcli.runs.locks import locks_outputs
 from tlcli.runs.remote import staged_output, url_sources
 from tlcli.tune.leaderboard import (

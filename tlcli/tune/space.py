@@ -84,6 +84,8 @@ def _parse_range(key: str, value: dict, search: str, kind, source: str) -> Range
     low, high, log = value.get("low"), value.get("high"), value.get("log", False)
     if unknown or not all(is_number(bound) for bound in (low, high)) or not isinstance(log, bool):
         raise TlcliError(f"{source}: {key} = {value} is not a range. Expected {example}.")
+    if not all(math.isfinite(bound) for bound in (low, high)):
+        raise TlcliError(f"{source}: {key} = {value} has a bound that is not a finite number. Expected {example}.")
     if low > high:
         raise TlcliError(f"{source}: {key} has low {low} above high {high}. Swap them.")
     if log and low <= 0:
@@ -112,13 +114,26 @@ def plan_trials(space: dict, search: str, trials: int | None, seed: int) -> list
     if search == "grid":
         planned = list(ParameterGrid(space))
     elif all(isinstance(values, list) for values in space.values()):
-        # Lists only: sample without replacement, as a seeded shuffle of the whole grid.
-        grid_size = len(ParameterGrid(space))
-        planned = list(ParameterSampler(space, n_iter=grid_size, random_state=seed))[:trials]
+        planned = _sample_grid(ParameterGrid(space), trials, seed)
     else:
         planned = list(ParameterSampler(space, n_iter=trials, random_state=seed))
     return [{key: list(value) if isinstance(value, tuple) else value for key, value in params.items()}
             for params in planned]
+
+
+def _sample_grid(grid, trials: int | None, seed: int) -> list[dict]:
+    """`trials` points of `grid` drawn at random without replacement, one after another (so the
+    first N are the same whatever N is), without listing the grid: its points are looked up by
+    index, and a grid of millions costs no more than the points drawn."""
+    import numpy as np
+
+    size = len(grid)
+    wanted = size if trials is None else min(trials, size)
+    random = np.random.default_rng(seed)
+    drawn: dict[int, None] = {}
+    while len(drawn) < wanted:
+        drawn.setdefault(int(random.integers(size)))
+    return [grid[index] for index in drawn]
 
 
 def trial_key(params: dict) -> str:
