@@ -26,11 +26,67 @@ from tlcli.models.saved import load_run_model
         ("999:1:1e-4", "--stage '999:1:1e-4': 999 is more layers than vgg16 has (19). Unfreeze at most 19,"),
     ],
 )
-def test_bad_stage_specs_are_one_line_errors(tiny_run, tmp_path, stage, message):
+def test_bad_stage_specs_are_one_line_errors(vgg16_run, tmp_path, stage, message):
     out = tmp_path / "never"
-    result = runner.invoke(app, ["finetune", str(tiny_run), "--stage", stage, "--out", str(out)])
+    result = runner.invoke(app, ["finetune", str(vgg16_run), "--stage", stage, "--out", str(out)])
     assert result.exit_code == 2 and message in result.output
+    assert len(result.output.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_stage_table_counts_match_the_model(solved_run, finetuned_run):
+    from tlcli.models.weights import find_base
+    from tlcli.training.finetune import count_parameters, first_unfrozen_index, unfreeze
+
+    _, output = finetuned_run
+    model, _ = load_run_model(solved_run)
+    spec = get_backbone("tinynet")
+    base = find_base(model, spec)
+    unfreeze(base, first_unfrozen_index(base, spec, "block3"), train_batch_norm=False)
+    trainable = count_parameters(model.trainable_weights)
+    assert f"{trainable:,}" in output.replace("\n", " ")
+    # block3 without its BatchNormalization layer, plus the head's dense layer.
+    block3 = [layer for layer in base.layers if layer.name.startswith("block3_") and "_bn" not in layer.name]
+    head = 32 * 3 + 3
+    assert trainable == sum(count_parameters(layer.weights) for layer in block3) + head
+    assert trainable == (3 * 3 * 16 * 32 + 32) + (3 * 3 * 32 * 32 + 32) + head  # block3_conv1, block3_conv2
+
+
+def test_batch_norm_statistics_are_unchanged_by_fine_tuning(solved_run, finetuned_run):
+    from tlcli.models.weights import find_base
+
+    spec = get_backbone("tinynet")
+    before = find_base(load_run_model(solved_run)[0], spec)
+    after = find_base(load_run_model(finetuned_run[0])[0], spec)
+    checked, changed_conv = [], False
+    for old, new in zip(before.layers, after.layers, strict=True):
+        if old.name.endswith("_bn"):
+            np.testing.assert_array_equal(old.moving_mean.numpy(), new.moving_mean.numpy())
+            np.testing.assert_array_equal(old.moving_variance.numpy(), new.moving_variance.numpy())
+            np.testing.assert_array_equal(old.gamma.numpy(), new.gamma.numpy())
+            np.testing.assert_array_equal(old.beta.numpy(), new.beta.numpy())
+            checked.append(old.name)
+        if old.name == "block3_conv2":
+            changed_conv = not np.array_equal(old.kernel.numpy(), new.kernel.numpy())
+    assert checked == ["block1_bn", "block2_bn", "block3_bn"]  # the unfrozen block3's among them
+    assert changed_conv, "the unfrozen block3 should have been trained"
+
+
+def test_a_stage_unfreezes_from_a_block_a_count_or_a_share_of_layers_to_the_top(tiny_run):
+    from tlcli.models.weights import find_base
+    from tlcli.training.finetune import first_unfrozen_index, unfreeze
+
+    spec = get_backbone("tinynet")
+    base = find_base(load_run_model(tiny_run)[0], spec)
+    names = [layer.name for layer in base.layers]  # the input, then five layers a block
+    assert len(names) == spec.layer_count == 16
+    first = {unfreeze: first_unfrozen_index(base, spec, unfreeze) for unfreeze in ("block3", "5", "25%", "all", "99")}
+    assert first == {"block3": names.index("block3_conv1"), "5": 11, "25%": 12, "all": 0, "99": 0}
+    unfreeze(base, first["block3"], train_batch_norm=False)
+    assert [layer.name for layer in base.layers if layer.trainable_weights] == ["block3_conv1", "block3_conv2"]
+    unfreeze(base, first["block3"], train_batch_norm=True)
+    assert [layer.name for layer in base.layers if layer.trainable_weights] == [
+        "block3_conv1", "block3_bn", "block3_conv2"]
 
 
 def test_finetune_refuses_a_folder_that_is_not_a_run_or_other_classes(tiny_run, tmp_path):
@@ -69,29 +125,29 @@ def test_stage_parsing_accepts_blocks_counts_shares_and_all():
         parse_stage("150%:1:1e-5", spec)
 
 
+@pytest.mark.slow
 def test_a_stage_that_ends_worse_is_rolled_back(tiny_run, tmp_path):
-    result = invoke("finetune", tiny_run, "--stage", "block5:1:1e-5", "--stage", "all:1:50",
+    result = invoke("finetune", tiny_run, "--stage", "block3:1:1e-5", "--stage", "all:1:50",
                     "--optimizer", "sgd", "--batch-size", 8, "--early-stopping", 0, "--out", tmp_path / "ft")
     assert "Stage 2 ended worse" in result.output and "rolled back" in result.output
     metrics = json.loads((tmp_path / "ft" / "metrics.json").read_text())
     rows = read_history(tmp_path / "ft")
-    assert [row["stage"] for row in rows] == ["stage1-block5", "stage2-all"]
+    assert [row["stage"] for row in rows] == ["stage1-block3", "stage2-all"]
     assert metrics["val_loss"] == pytest.approx(float(rows[0]["val_loss"]), rel=1e-3)
     source, _ = load_run_model(tiny_run)
     tuned, _ = load_run_model(tmp_path / "ft")
-    assert all(layer.trainable is False for layer in tuned.get_layer("vgg16").layers[1:])
+    assert all(layer.trainable is False for layer in tuned.get_layer("tinynet").layers[1:])
     assert source.count_params() == tuned.count_params()
 
 
-def test_fine_tuning_on_images_decoded_once_is_fine_tuning_on_images_decoded_every_epoch(tmp_path):
+@pytest.mark.slow
+def test_fine_tuning_on_images_decoded_once_is_fine_tuning_on_images_decoded_every_epoch(tiny_run, tmp_path):
     # Images at the model's input size: resizing leaves their whole-number pixels as they are, so
     # the uint8 images decoded once are those decoded every epoch, and every figure must agree.
     data = write_colour_dataset(tmp_path / "data", size=(32, 32))
-    invoke("train", data, "--model", "vgg16", "--weights", "none", "--image-size", 32, "--head-solver", "gradient",
-           "--epochs", 1, "--quiet", "--out", tmp_path / "run")
-    common = ("--stage", "block5:2:1e-4", "--batch-size", 4, "--early-stopping", 0)
-    once = invoke("finetune", tmp_path / "run", *common, "--out", tmp_path / "once")
-    invoke("finetune", tmp_path / "run", *common, "--no-cache-images", "--quiet", "--out", tmp_path / "every")
+    common = ("--data", data, "--stage", "block3:2:1e-4", "--batch-size", 4, "--early-stopping", 0)
+    once = invoke("finetune", tiny_run, *common, "--out", tmp_path / "once")
+    invoke("finetune", tiny_run, *common, "--no-cache-images", "--quiet", "--out", tmp_path / "every")
     assert "Images decoded once for every epoch: 24 train + 12 val at 32x32, 0.1 MB in memory" in once.output
     assert [json.loads((tmp_path / name / "config.json").read_text())["cache_images"]
             for name in ("once", "every")] == [True, False]
@@ -101,10 +157,59 @@ def test_fine_tuning_on_images_decoded_once_is_fine_tuning_on_images_decoded_eve
         np.testing.assert_array_equal(ours, theirs)
 
 
+# Two stages, the second cut lower than the first: a resumed run skips the finished stage and
+# goes on inside the second.
+TWO_STAGES = ("--stage", "block3:2:1e-4", "--stage", "block2:3:1e-5", "--batch-size", 4, "--early-stopping", 0)
+EVERY_EPOCH = [(1, "stage1-block3"), (2, "stage1-block3"), (3, "stage2-block2"), (4, "stage2-block2"),
+               (5, "stage2-block2")]
+
+
+def assert_same_fine_tuning(run_dir, reference):
+    rows = read_history(run_dir)
+    assert [(int(row["epoch"]), row["stage"]) for row in rows] == EVERY_EPOCH
+    assert rows == read_history(reference)
+    for ours, theirs in zip(load_run_model(run_dir)[0].get_weights(), load_run_model(reference)[0].get_weights(),
+                            strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    assert not (run_dir / ".in-progress").exists() and not (run_dir / ".backup").exists()
+
+
+def test_finetune_interrupted_by_ctrl_c_resumes_to_the_uninterrupted_fine_tuning(solved_run, finetuned_run, tmp_path,
+                                                                                 interrupt_after):
+    """The in-process twin of the SIGKILL test below, interrupted in the second stage. The first
+    stage is finetuned_run's own; the second (Adam at 50, everything unfrozen) ends worse and is
+    rolled back, so the uninterrupted result is finetuned_run itself, to the last weight."""
+    reference, _ = finetuned_run
+    stopped = tmp_path / "stopped"
+    args = ("finetune", solved_run, "--stage", "block3:1:1e-4", "--stage", "all:2:50", "--batch-size", 8,
+            "--out", stopped)
+    release = interrupt_after(2)  # the second stage's first epoch, backed up
+    interrupted = invoke(*args, "--quiet", expect=130)
+    release()
+    assert interrupted.output.startswith(f"Error: Interrupted. {stopped} keeps the last completed epoch")
+    assert [row["stage"] for row in read_history(stopped)] == ["stage1-block3", "stage2-all"]
+
+    resumed = invoke(*args, "--resume").output
+    assert "Resuming after stage 1 of 2." in resumed and "stage2-all: resuming from epoch 3." in resumed
+    assert "stage1-block3" not in resumed.split("Resuming")[1]  # the finished stage is not repeated
+    assert "Stage 2 ended worse" in resumed and "rolled back" in resumed
+    rows = read_history(stopped)
+    assert [(int(row["epoch"]), row["stage"]) for row in rows] == [(1, "stage1-block3"), (2, "stage2-all"),
+                                                                      (3, "stage2-all")]
+    assert rows[0] == read_history(reference)[0]
+    tuned, source = load_run_model(stopped)[0], load_run_model(reference)[0]
+    for ours, theirs in zip(tuned.get_weights(), source.get_weights(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    metrics = [json.loads((run / "metrics.json").read_text()) for run in (stopped, reference)]
+    assert metrics[0]["val_loss"] == pytest.approx(metrics[1]["val_loss"], rel=1e-6)
+    assert all(layer.trainable is False for layer in tuned.get_layer("tinynet").layers[1:])  # frozen again
+    assert not (stopped / ".in-progress").exists() and not (stopped / ".backup").exists()
+
+
+@pytest.mark.subprocess
 def test_finetune_resumed_after_sigkill_is_the_uninterrupted_fine_tuning(tiny_run, tmp_path):
     def command(out):
-        return [sys.executable, "-m", "tlcli", "finetune", str(tiny_run), "--stage", "block5:2:1e-4",
-                "--stage", "block4:3:1e-5", "--batch-size", "4", "--early-stopping", "0", "--out", str(out)]
+        return [sys.executable, "-m", "tlcli", "finetune", str(tiny_run), *map(str, TWO_STAGES), "--out", str(out)]
 
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     reference = subprocess.run(command(whole) + ["--quiet"], capture_output=True, text=True, timeout=300)
@@ -115,28 +220,24 @@ def test_finetune_resumed_after_sigkill_is_the_uninterrupted_fine_tuning(tiny_ru
     resumed = subprocess.run(command(killed) + ["--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert "Resuming after stage 1 of 2." in resumed.stderr
-    assert "stage1-block5" not in resumed.stderr.split("Resuming")[1]  # the finished stage is not repeated
-    rows = read_history(killed)
-    assert [(int(r["epoch"]), r["stage"]) for r in rows] == [
-        (1, "stage1-block5"), (2, "stage1-block5"), (3, "stage2-block4"), (4, "stage2-block4"), (5, "stage2-block4")]
-    assert rows == read_history(whole)
-    for ours, theirs in zip(load_run_model(killed)[0].get_weights(), load_run_model(whole)[0].get_weights()):
-        np.testing.assert_array_equal(ours, theirs)
+    assert "stage1-block3" not in resumed.stderr.split("Resuming")[1]  # the finished stage is not repeated
+    assert_same_fine_tuning(killed, whole)
 
 
+@pytest.mark.slow
 def test_a_stage_on_the_frozen_parts_cached_output_trains_as_the_stage_end_to_end(tiny_run, tmp_path):
     def tune(name, *flags):
         out = tmp_path / name
-        invoke("finetune", tiny_run, "--stage", "block4:2:1e-4", "--batch-size", 8, "--early-stopping", 0,
+        invoke("finetune", tiny_run, "--stage", "block3:2:1e-4", "--batch-size", 8, "--early-stopping", 0,
                "--quiet", "--out", out, *flags)
-        route = json.loads((out / "metrics.json").read_text())["stage_rates"]["stage1-block4"]["route"]
+        route = json.loads((out / "metrics.json").read_text())["stage_rates"]["stage1-block3"]["route"]
         return read_history(out), load_run_model(out)[0].get_weights(), route
 
     plain = tune("plain", "--no-cache-features")
     assert plain[2] == "end to end: --no-cache-features"
     for name, memory in (("in-memory", "2"), ("spilled", "0")):
         rows, weights, route = tune(name, "--cache-memory", memory)
-        assert route.startswith("cached: cut at block3_pool")
+        assert route.startswith("cached: cut at block2_pool")
         assert ("in memory" in route) == (name == "in-memory")
         assert len(rows) == len(plain[0]) == 2
         for ours, theirs in zip(rows, plain[0]):
@@ -147,6 +248,7 @@ def test_a_stage_on_the_frozen_parts_cached_output_trains_as_the_stage_end_to_en
     assert list(tmp_path.glob("*/.tlcli-cache-*")) == []
 
 
+@pytest.mark.slow
 def test_a_stage_that_trains_the_whole_backbone_runs_end_to_end_and_says_why(tiny_run, tmp_path):
     invoke("finetune", tiny_run, "--stage", "all:1:1e-6", "--batch-size", 8, "--quiet", "--out", tmp_path / "ft")
     route = json.loads((tmp_path / "ft" / "metrics.json").read_text())["stage_rates"]["stage1-all"]["route"]

@@ -1,4 +1,7 @@
-"""Multi-label training (`--multi-label`): each label decided by its own coloured patch."""
+"""Multi-label training (`--multi-label`): each label decided by its own coloured patch.
+
+A scenario apart from the module tests: one multi-label run followed through every command that reads it.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +14,10 @@ from helpers import invoke, write_multi_label_dataset
 from tlcli.data.dataset import SplitOptions, load_dataset
 from tlcli.data.labels import LabelFile
 
-COMMON = ("--multi-label", "--model", "vgg16", "--weights", "none", "--image-size", 32, "--test-split", 0.25,
-          "--quiet")
+SPLIT = ("--multi-label", "--test-split", 0.25, "--quiet")
+# TinyNet's feature map flattened: its 32 averaged features leave the green patch hard to tell
+# (F1 0.74 for scikit-learn's logistic regression on them too), where the map keeps where it is.
+COMMON = (*SPLIT, "--model", "tinynet", "--weights", "none", "--image-size", 32, "--pooling", "flatten")
 
 
 def f1_per_label(run_dir) -> dict[str, float]:
@@ -42,27 +47,28 @@ def patches(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def solved_run(patches, tmp_path_factory):
+def multi_label_run(patches, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("solved") / "run"
     invoke("train", patches.parent, "--labels", patches, *COMMON, "--out", run_dir)
     return run_dir
 
 
-@pytest.mark.slow
-def test_the_solved_head_finds_every_label(solved_run):
-    config = json.loads((solved_run / "config.json").read_text())
-    metrics = json.loads((solved_run / "metrics.json").read_text())
+def test_the_solved_head_finds_every_label(multi_label_run):
+    config = json.loads((multi_label_run / "config.json").read_text())
+    metrics = json.loads((multi_label_run / "metrics.json").read_text())
     assert config["multi_label"] and config["label_delimiter"] == " "
     assert config["class_names"] == ["blue", "green", "red"] and config["route"] == "solved (L-BFGS)"
     assert metrics["solver"]["one_vs_rest"] and len(metrics["solver"]["per_label"]) == 3
     assert set(metrics["thresholds"]) == {"blue", "green", "red"}
-    scores = f1_per_label(solved_run)
+    scores = f1_per_label(multi_label_run)
     assert min(scores.values()) >= 0.9, scores
 
 
 @pytest.mark.slow
 def test_the_gradient_head_finds_every_label(patches, tmp_path):
-    invoke("train", patches.parent, "--labels", patches, *COMMON, "--head-solver", "gradient", "--epochs", 60,
+    # On VGG16's 512 features: sixty epochs on TinyNet's (F1 0.77 for green) stop short of the solver's.
+    invoke("train", patches.parent, "--labels", patches, *SPLIT, "--model", "vgg16", "--weights", "none",
+           "--image-size", 32, "--head-solver", "gradient", "--epochs", 60,
            "--out", tmp_path / "run")
     assert json.loads((tmp_path / "run" / "config.json").read_text())["route"] == "cached features"
     scores = f1_per_label(tmp_path / "run")
@@ -85,7 +91,7 @@ def test_labels_are_split_at_the_delimiter_and_an_empty_cell_is_no_label(tmp_pat
 
 
 def test_multi_label_needs_a_label_file(tmp_path):
-    result = invoke("train", tmp_path, "--multi-label", "--model", "vgg16", expect=2)
+    result = invoke("train", tmp_path, "--multi-label", "--model", "tinynet", expect=2)
     assert "--multi-label needs a label file" in result.output and "--labels FILE.csv" in result.output
     assert len(result.output.strip().splitlines()) == 1
 
@@ -95,10 +101,9 @@ def test_class_weights_are_refused_with_multi_label(patches, tmp_path):
     assert "--class-weight balanced" in result.output and "--multi-label" in result.output
 
 
-@pytest.mark.slow
-def test_evaluate_reports_multi_label_metrics_at_the_runs_thresholds(solved_run, patches, tmp_path):
-    report = json.loads(invoke("evaluate", solved_run, patches.parent, "--out", tmp_path, "--json").stdout)
-    thresholds = json.loads((solved_run / "metrics.json").read_text())["thresholds"]
+def test_evaluate_reports_multi_label_metrics_at_the_runs_thresholds(multi_label_run, patches, tmp_path):
+    report = json.loads(invoke("evaluate", multi_label_run, patches.parent, "--out", tmp_path, "--json").stdout)
+    thresholds = json.loads((multi_label_run / "metrics.json").read_text())["thresholds"]
     assert report["multi_label"] and report["thresholds"] == thresholds
     assert set(report["per_class"]) == {"blue", "green", "red"}
     for key in ("precision", "recall", "f1", "support", "average_precision", "true_positives", "false_negatives"):
@@ -108,37 +113,36 @@ def test_evaluate_reports_multi_label_metrics_at_the_runs_thresholds(solved_run,
     # A label file without a split column is evaluated on every row.
     assert report["samples"] == len(patches.read_text().splitlines()) - 1
     assert report["f1_macro"] >= 0.9 and report["hamming_loss"] <= 0.05
-    invoke("evaluate", solved_run, patches.parent, "--out", tmp_path, "--fail-under", "f1_macro=0.9",
+    invoke("evaluate", multi_label_run, patches.parent, "--out", tmp_path, "--fail-under", "f1_macro=0.9",
            "--fail-under", "subset_accuracy=0.8")
-    failed = invoke("evaluate", solved_run, patches.parent, "--out", tmp_path, "--fail-under", "hamming_loss=0",
+    failed = invoke("evaluate", multi_label_run, patches.parent, "--out", tmp_path, "--fail-under", "hamming_loss=0",
                     expect=2)
     assert "--fail-under 'hamming_loss=0'" in failed.output  # lower is better: not a gate
-    single = invoke("evaluate", solved_run, patches.parent, "--out", tmp_path, "--fail-under", "accuracy=0.9", expect=2)
+    single = invoke("evaluate", multi_label_run, patches.parent, "--out", tmp_path, "--fail-under", "accuracy=0.9", expect=2)
     assert "--fail-under accuracy is not computed for a multi-label run. Gate on one of: subset_accuracy" in single.output
-    table = invoke("evaluate", solved_run, patches.parent, "--out", tmp_path).stdout
+    table = invoke("evaluate", multi_label_run, patches.parent, "--out", tmp_path).stdout
     assert "Hamming loss" in table and "subset accuracy" in table and "samples" in table
     assert {"evaluation.json", "classification_report.txt", "misclassified.csv"} <= {p.name for p in tmp_path.iterdir()}
 
 
-@pytest.mark.slow
-def test_predict_gives_the_labels_over_threshold(solved_run, patches):
+def test_predict_gives_the_labels_over_threshold(multi_label_run, patches):
     rows = dict(line.split(",") for line in patches.read_text().splitlines()[1:])
     first = sorted(rows)[:6]
-    result = invoke("predict", solved_run, *(patches.parent / name for name in first), "--format", "json")
+    result = invoke("predict", multi_label_run, *(patches.parent / name for name in first), "--format", "json")
     predictions = json.loads(result.stdout)
-    thresholds = json.loads((solved_run / "metrics.json").read_text())["thresholds"]
+    thresholds = json.loads((multi_label_run / "metrics.json").read_text())["thresholds"]
     for prediction, name in zip(predictions, first):
         assert sorted(prediction["labels"]) == sorted(rows[name].split())
         for label in prediction["labels"]:
             assert prediction[f"probability_{label}"] >= thresholds[label]
-    csv = invoke("predict", solved_run, patches.parent / first[0], "--format", "csv", "--top-k", 2)
+    csv = invoke("predict", multi_label_run, patches.parent / first[0], "--format", "csv", "--top-k", 2)
     assert csv.stdout.splitlines()[0] == "path,labels,probability_blue,probability_green,probability_red"
     assert "--top-k does not apply to a multi-label run" in csv.stderr
 
 
 @pytest.mark.slow
-def test_finetune_keeps_the_sigmoid_head_and_tunes_its_thresholds_again(solved_run, tmp_path):
-    invoke("finetune", solved_run, "--stage", "block5:1:1e-6", "--out", tmp_path / "tuned", "--quiet")
+def test_finetune_keeps_the_sigmoid_head_and_tunes_its_thresholds_again(multi_label_run, tmp_path):
+    invoke("finetune", multi_label_run, "--stage", "block3:1:1e-6", "--out", tmp_path / "tuned", "--quiet")
     config = json.loads((tmp_path / "tuned" / "config.json").read_text())
     metrics = json.loads((tmp_path / "tuned" / "metrics.json").read_text())
     assert config["multi_label"] and set(metrics["thresholds"]) == {"blue", "green", "red"}
@@ -146,13 +150,13 @@ def test_finetune_keeps_the_sigmoid_head_and_tunes_its_thresholds_again(solved_r
 
 
 @pytest.mark.slow
-def test_export_gives_decisions_beside_probabilities(solved_run, patches, tmp_path):
+def test_export_gives_decisions_beside_probabilities(multi_label_run, patches, tmp_path):
     from tlcli.runtime import import_tensorflow
 
-    invoke("export", solved_run, "--out", tmp_path / "export", "--format", "saved_model", "--format", "keras",
+    invoke("export", multi_label_run, "--out", tmp_path / "export", "--format", "saved_model", "--format", "keras",
            "--format", "tflite")
     metadata = json.loads((tmp_path / "export" / "metadata.json").read_text())
-    thresholds = json.loads((solved_run / "metrics.json").read_text())["thresholds"]
+    thresholds = json.loads((multi_label_run / "metrics.json").read_text())["thresholds"]
     assert metadata["multi_label"] and metadata["thresholds"] == thresholds
     assert all(check["passed"] for check in metadata["verification"])
     assert "saved_model (decisions)" in {check["format"] for check in metadata["verification"]}
@@ -168,22 +172,20 @@ def test_export_gives_decisions_beside_probabilities(solved_run, patches, tmp_pa
         assert [label for label, d in zip(("blue", "green", "red"), decided) if d] == sorted(rows[name].split())
 
 
-@pytest.mark.slow
-def test_explain_maps_the_label_asked_for(solved_run, patches, tmp_path):
+def test_explain_maps_the_label_asked_for(multi_label_run, patches, tmp_path):
     image = patches.parent / "000.png"
-    records = json.loads(invoke("explain", solved_run, image, "--class", "red", "--class", "blue",
+    records = json.loads(invoke("explain", multi_label_run, image, "--class", "red", "--class", "blue",
                                 "--out", tmp_path / "explained", "--json").stdout)
-    predicted = json.loads(invoke("predict", solved_run, image, "--format", "json").stdout)[0]
+    predicted = json.loads(invoke("predict", multi_label_run, image, "--format", "json").stdout)[0]
     assert [record["class"] for record in records] == ["red", "blue"]
     for record in records:  # the sigmoid's own probability, as predict gives it
         assert record["probability"] == pytest.approx(predicted[f"probability_{record['class']}"], abs=1e-5)
 
 
-@pytest.mark.slow
 def test_tune_searches_multi_label_heads_and_best_toml_keeps_multi_label(patches, tmp_path):
     space = tmp_path / "space.toml"
     space.write_text("[space]\ndense = [[]]\ndropout = [0.0]\n")
-    invoke("tune", patches.parent, "--labels", patches, "--multi-label", "--model", "vgg16", "--weights", "none",
+    invoke("tune", patches.parent, "--labels", patches, "--multi-label", "--model", "tinynet", "--weights", "none",
            "--image-size", 32, "--search", "grid", "--space", space, "--out", tmp_path / "tune", "--quiet")
     best = (tmp_path / "tune" / "best.toml").read_text()
     assert "multi_label = true" in best
@@ -192,7 +194,7 @@ def test_tune_searches_multi_label_heads_and_best_toml_keeps_multi_label(patches
 def test_extract_writes_the_multi_hot_targets(patches, tmp_path):
     from helpers import read_features
 
-    invoke("extract", patches.parent, "--labels", patches, "--multi-label", "--model", "vgg16", "--weights", "none",
+    invoke("extract", patches.parent, "--labels", patches, "--multi-label", "--model", "tinynet", "--weights", "none",
            "--image-size", 32, "--out", tmp_path / "features.npz", "--quiet")
     arrays = read_features(tmp_path / "features.npz")
     rows = dict(line.split(",") for line in patches.read_text().splitlines()[1:])
@@ -201,14 +203,13 @@ def test_extract_writes_the_multi_hot_targets(patches, tmp_path):
         assert [name for name, t in zip(arrays["class_names"], targets) if t] == sorted(rows[path.split("/")[-1]].split())
 
 
-@pytest.mark.slow
-def test_evaluate_on_class_folders_and_calibrate_are_refused_in_one_line(solved_run, tmp_path):
+def test_evaluate_on_class_folders_and_calibrate_are_refused_in_one_line(multi_label_run, tmp_path):
     from helpers import write_class_folders
 
     folders = write_class_folders(tmp_path / "folders", {"red": 2, "blue": 2})
-    result = invoke("evaluate", solved_run, folders, "--out", tmp_path / "reports", expect=2)
+    result = invoke("evaluate", multi_label_run, folders, "--out", tmp_path / "reports", expect=2)
     assert "multi-label run" in result.output and "--labels" in result.output
-    result = invoke("calibrate", solved_run, expect=2)
+    result = invoke("calibrate", multi_label_run, expect=2)
     assert "multi-label run" in result.output
 
 
