@@ -283,3 +283,12 @@ DATA_READERS = {
     "augment": (lambda run, data, out: ("augment", data, "--samples", 2, "--variants", 2, "--flip", "horizontal",
                                         "--out", out / "grid.png"), _same_picture),
 }
+
+
+def png_bytes(size=(4, 3)) -> bytes:
+    """A small PNG image that tlcli did not write (it carries no signature)."""
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (10, 200, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()

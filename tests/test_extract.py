@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -105,19 +106,25 @@ def test_a_file_that_breaks_after_checking_is_skipped_alone(tmp_path):
 
 def test_an_existing_file_is_kept_unless_overwrite(colour_dataset, colour_features, tmp_path):
     out = tmp_path / "existing.npz"
-    out.write_bytes(b"precious")
+    shutil.copy(colour_features[0], out)  # an earlier extract's file: tlcli's, signed
+    earlier = out.read_bytes()
     refused = _extract(colour_dataset, *TINY, "--out", out)
     assert refused.exit_code == 2 and "already exists" in refused.stderr and "--overwrite" in refused.stderr
-    assert out.read_bytes() == b"precious"
+    assert out.read_bytes() == earlier
     replaced = _extract(colour_dataset, *TINY, "--pooling", "max", "--out", out, "--overwrite", "--quiet")
     assert replaced.exit_code == 0, replaced.output
     assert read_features(out)["pooling"].item() == "max" and sorted(tmp_path.iterdir()) == [out]
+    precious = tmp_path / "precious.npz"
+    precious.write_bytes(b"precious")  # a user's file of that name is never replaced, even with --overwrite
+    refused = _extract(colour_dataset, *TINY, "--out", precious, "--overwrite")
+    assert refused.exit_code == 2 and "tlcli did not write it" in refused.stderr
+    assert precious.read_bytes() == b"precious"
 
 
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (("--out", "{tmp}/features.csv"), "written as a .npz file"),
+        (("--out", "{tmp}/features.csv"), "so the name must end in .npz"),
         (("--out", "{tmp}"), "is a folder"),
         (("--out", "{tmp}/f.npz", "--pooling", "flatten"), "--pooling 'flatten' is not one of avg|max"),
         (("--out", "{tmp}/f.npz", "--model", "alexnet"), "Unknown model 'alexnet'"),

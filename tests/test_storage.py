@@ -151,3 +151,22 @@ def test_a_url_is_fetched_once_per_process_until_it_is_rewritten():
     assert fetch(Path("runs/a"), "The run") == Path("runs/a")  # a local path is read where it is
     with pytest.raises(TlcliError, match=f"^The run {root}/missing does not exist. Check the URL.$"):
         fetch(root / "missing", "The run")
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("gs://bucket with space/x", "'bucket with space' is not a valid bucket name"),
+    ("gs://", "names no bucket"),
+    ("gs:///data", "names no bucket"),
+    ("gs://UPPER/data", "'UPPER' is not a valid bucket name"),
+    ("gs://ab/data", "'ab' is not a valid bucket name"),
+])
+def test_a_gs_url_without_a_valid_bucket_is_one_line_at_once(tmp_path, url, shown):
+    """TensorFlow retries such a request for minutes (or raises InvalidArgumentError): the name is
+    checked first, so the command fails before any request."""
+    from helpers import runner
+    from tlcli.cli import app
+
+    for arguments in (["inspect", url], ["train", str(tmp_path), "--out", f"{url}/run"]):
+        result = runner.invoke(app, arguments, terminal_width=400)
+        lines = result.output.strip().splitlines()
+        assert result.exit_code != 0 and len(lines) == 1 and shown in lines[0], result.output

@@ -55,7 +55,7 @@ def test_preview_is_reproducible_and_accepts_a_single_image(tmp_path):
         (["--rotation", "-0.2"], "--rotation -0.2 is out of range"),
         (["--samples", "0"], "--samples 0 is too small"),
         (["--image-size", "5000"], "--image-size 5000 is too large for a preview (maximum 1024"),
-        (["--out", "{tmp}/preview.jpg"], "is not a .png file name"),
+        (["--out", "{tmp}/preview.jpg"], "so the name must end in .png"),
         (["--config", "{tmp}/missing.toml"], "missing.toml does not exist"),
     ],
 )
@@ -83,7 +83,7 @@ def test_without_augmentation_every_variant_is_the_original(tmp_path):
 
 @pytest.mark.parametrize("source, out, words", [
     ("notes.txt", "preview.png", "notes.txt cannot be used: not an image file type (.txt)"),
-    ("photo.png", "folder.png", "folder.png is a folder. Give the .png file to write"),
+    ("photo.png", "folder.png", "folder.png is a folder, where a file is needed"),
 ])
 def test_a_source_that_is_no_image_or_an_out_that_is_a_folder_is_one_line(tmp_path, source, out, words):
     write_image(tmp_path / "photo.png")

@@ -59,3 +59,16 @@ def test_inspect_prints_names_literally_not_as_markup(flat_dataset, monkeypatch)
 def test_out_of_range_split_is_a_one_line_error(flat_dataset):
     result = runner.invoke(app, ["inspect", str(flat_dataset), "--val-split", "1.5"])
     assert result.exit_code == 2 and "--val-split 1.5 is out of range" in result.output
+
+
+def test_many_problems_of_one_kind_are_summarised_not_listed(colour_dataset, tmp_path):
+    """A label file of 100,000 rows naming 20 missing files once printed 199,977 lines."""
+    labels = tmp_path / "big.csv"
+    labels.write_text("path,label\n" + "".join(f"missing/{row % 20}.png,{'red' if row % 2 else 'blue'}\n"
+                                               for row in range(5000)))
+    result = runner.invoke(app, ["inspect", str(colour_dataset), "--labels", str(labels)], terminal_width=200)
+    assert "5000 file(s) that will be skipped" in result.output
+    assert "row N of big.csv names a file that does not exist" in result.output and "│ 5000 " in result.output
+    assert len(result.output.splitlines()) < 40
+    listed = json.loads(runner.invoke(app, ["inspect", str(colour_dataset), "--labels", str(labels), "--json"]).output)
+    assert len(listed["problems"]) == 5000

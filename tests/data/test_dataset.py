@@ -6,7 +6,8 @@ import shutil
 
 import pytest
 
-from helpers import write_class_folders
+from helpers import runner, write_class_folders
+from tlcli.cli import app
 from tlcli.data.dataset import SplitOptions, load_dataset
 from tlcli.errors import TlcliError
 
@@ -117,3 +118,20 @@ def test_encoded_images_are_a_files_bytes_or_a_packs_record(packed, tmp_path):
     samples = [from_pack[4], Sample(from_pack[1].path, 0), gone, from_pack[0]]
     assert encoded_images(samples) == [from_pack[4].path.read_bytes(), from_pack[1].path.read_bytes(), None,
                                        from_pack[0].path.read_bytes()]
+
+
+def test_a_class_name_with_a_control_character_is_refused(colour_dataset, tmp_path):
+    """A newline in a label cell once wrote three lines to labels.txt for two classes."""
+    csv_path = tmp_path / "labels.csv"
+    labels = ["ca\nt" if number % 2 else "dog" for number in range(6)]
+    csv_path.write_text("path,label\n" + "".join(f'train/red/red_{number}.png,"{label}"\n'
+                                                  for number, label in enumerate(labels)))
+    result = runner.invoke(app, ["train", str(colour_dataset), "--model", "tinynet", "--labels", str(csv_path),
+                                 "--out", str(tmp_path / "run")], terminal_width=400)
+    assert result.exit_code != 0 and "The class name 'ca\\nt'" in result.output
+    assert not (tmp_path / "run").exists()
+    folders = tmp_path / "tabs"
+    for name in ("a\tb", "c"):
+        write_class_folders(folders, {name: 3})
+    result = runner.invoke(app, ["inspect", str(folders), "--strict"], terminal_width=400)
+    assert result.exit_code != 0 and "The class name 'a\\tb' (a class folder of" in result.output

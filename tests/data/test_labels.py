@@ -12,7 +12,7 @@ import pytest
 from helpers import TINY_TRAIN, invoke, runner, write_colour_dataset
 from tlcli.cli import app
 from tlcli.data.dataset import SplitOptions, load_dataset
-from tlcli.data.labels import LabelFile
+from tlcli.data.labels import LabelFile, read_listing
 
 
 def write_label_file(path: Path, rows, header=("path", "label", "split")) -> Path:
@@ -123,3 +123,41 @@ def test_finetune_and_evaluate_find_a_listed_run_s_data_again(colour_dataset, li
            "--out", tmp_path / "tuned")
     tuned = json.loads((tmp_path / "tuned" / "config.json").read_text())
     assert tuned["labels"] == str(listed.resolve()) and tuned["counts"]["train"] == {"blue": 8, "green": 8, "red": 8}
+
+
+@pytest.mark.parametrize("rows", [
+    pytest.param("", id="header only"),
+    pytest.param("train/red/red_0.png,\ntrain/red/red_1.png,\n", id="every label empty"),
+    pytest.param("nope/a.png,red\nnope/b.png,green\n", id="every file missing"),
+])
+@pytest.mark.parametrize("command", ["train", "pack", "inspect"])
+def test_a_label_file_with_no_usable_row_is_one_line(colour_dataset, tmp_path, command, rows):
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("path,label\n" + rows)
+    arguments = {"train": ["train", colour_dataset, "--model", "tinynet", "--out", tmp_path / "run"],
+                 "pack": ["pack", colour_dataset, "--out", tmp_path / "pack"],
+                 "inspect": ["inspect", colour_dataset, "--strict"]}[command]
+    result = runner.invoke(app, [*map(str, arguments), "--labels", str(csv_path)], terminal_width=400)
+    assert result.exit_code != 0 and not isinstance(result.exception, StopIteration)
+    if command == "inspect":  # the reason among the report's tables (Rich folds its long paths)
+        assert "names no usable image of" in " ".join(result.output.split())
+    else:
+        assert f"--labels {csv_path} names no usable image of {colour_dataset}" in result.output
+    assert not (tmp_path / "run").exists() and not (tmp_path / "pack").exists()
+
+
+def test_words_that_say_what_is_wrong(colour_dataset, tmp_path):
+    """--labels naming a folder is not "missing"; a path inside DATA written absolute or through
+    .. does not "leave the dataset"; pack given a pack says so."""
+    result = runner.invoke(app, ["inspect", str(colour_dataset), "--labels", str(tmp_path)], terminal_width=400)
+    assert f"--labels {tmp_path} is a folder. Give the CSV file" in result.output
+    image = colour_dataset / "train" / "red" / "red_0.png"
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text(f"path,label\n{image},red\ntrain/red/../red/red_1.png,red\n"
+                        "train/green/green_0.png,green\ntrain/green/green_1.png,green\n")
+    listing = read_listing(colour_dataset, LabelFile(csv_path))
+    named = {path.name for labels in listing.files.values() for files in labels.values() for path in files}
+    assert {"red_0.png", "red_1.png"} <= named and not listing.problems
+    invoke("pack", colour_dataset, "--out", tmp_path / "pack", "--quiet")
+    result = runner.invoke(app, ["pack", str(tmp_path / "pack"), "--out", str(tmp_path / "again")], terminal_width=400)
+    assert result.output.strip() == f"Error: {tmp_path / 'pack'} is a packed dataset already. Pass the folder of images it was packed from."

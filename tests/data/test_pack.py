@@ -9,7 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from helpers import DATA_READERS, TINY_TRAIN, invoke, run_facts, write_colour_dataset, write_multi_label_dataset
+from helpers import (
+    DATA_READERS,
+    TINY_TRAIN,
+    invoke,
+    run_facts,
+    runner,
+    write_colour_dataset,
+    write_multi_label_dataset,
+)
+from tlcli.cli import app
 from tlcli.data.dataset import SplitOptions, load_dataset
 from tlcli.data.packed import INDEX
 
@@ -151,3 +160,18 @@ def test_a_pack_stands_alone_without_the_folder_it_was_packed_from(tmp_path):
         assert (tmp_path / "reports" / picture).read_bytes() == (tmp_path / "with-source" / picture).read_bytes()
     exported = invoke("export", tmp_path / "run", "--out", tmp_path / "export")  # verified on the pack's images
     assert "ok" in exported.output and "failed" not in exported.output
+
+
+def test_a_pack_with_a_flipped_byte_is_refused_by_train_not_trained_on_fewer_images(colour_dataset, tmp_path):
+    """The shard reader once skipped a damaged record: a model trained on fewer images, exit 0."""
+    pack = tmp_path / "pack"
+    invoke("pack", colour_dataset, "--out", pack, "--shard-mb", 0.004, "--quiet")
+    shard = sorted(pack.glob("train-*.tfrecord"))[1]
+    damaged = bytearray(shard.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    shard.write_bytes(bytes(damaged))
+    result = runner.invoke(app, ["train", str(pack), "--model", "tinynet", "--weights", "none",
+                                 "--out", str(tmp_path / "run")], terminal_width=400)
+    lines = result.output.strip().splitlines()
+    assert result.exit_code != 0 and lines[-1].startswith(f"Error: {pack / 'tlcli-pack.json'} does not match its shards")
+    assert "function_node" not in result.output and not (tmp_path / "run" / "model.keras").exists()

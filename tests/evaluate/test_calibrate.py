@@ -10,7 +10,8 @@ import pytest
 from sklearn import metrics as sklearn_metrics
 
 import tiny_backbone
-from helpers import invoke, write_digits_dataset
+from helpers import TINY_TRAIN, invoke, runner, write_digits_dataset
+from tlcli.cli import app
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +119,40 @@ def test_a_run_without_validation_images_is_refused_before_anything_changes(tiny
     result = invoke("calibrate", run, expect=2)
     assert "has no validation images" in result.output and "--val-split" in result.output
     assert (run / "model.keras").read_bytes() == model
+
+
+def test_validation_images_classified_all_right_cannot_support_a_temperature(solved_run, tmp_path):
+    """On perfectly separated validation images a temperature once ran to 0.206 and made new
+    images' log loss four times worse."""
+    run = tmp_path / "run"
+    shutil.copytree(solved_run, run)
+    before = (run / "model.keras").read_bytes()
+    result = runner.invoke(app, ["calibrate", str(run)], terminal_width=400)
+    lines = result.output.strip().splitlines()
+    assert result.exit_code != 0 and len(lines) == 1 and "classifies all 12 validation images" in lines[0]
+    assert (run / "model.keras").read_bytes() == before
+
+
+def test_a_read_only_run_is_one_line(tiny_run, tmp_path, make_read_only):
+    run = tmp_path / "runs" / "run"
+    shutil.copytree(tiny_run, run)
+    make_read_only(run.parent)
+    result = runner.invoke(app, ["calibrate", str(run)], terminal_width=400)
+    lines = result.output.strip().splitlines()
+    assert result.exit_code != 0 and len(lines) == 1 and "cannot write in" in lines[0], result.output
+
+
+def test_evaluating_with_a_label_file_changed_since_training_says_so(colour_dataset, tmp_path):
+    """Swapped labels once scored accuracy 0.0 without a word."""
+    data = tmp_path / "data"
+    shutil.copytree(colour_dataset, data)
+    labels = tmp_path / "labels" / "labels.csv"  # apart from the reports: a label file's folder is the dataset's
+    labels.parent.mkdir()
+    rows = [(path.relative_to(data).as_posix(), path.parent.name) for path in sorted(data.rglob("*.png"))]
+    labels.write_text("path,label\n" + "".join(f"{path},{label}\n" for path, label in rows))
+    invoke("train", data, "--labels", labels, *TINY_TRAIN, "--out", tmp_path / "run")
+    swap = {"red": "green", "green": "red", "blue": "blue"}
+    labels.write_text("path,label\n" + "".join(f"{path},{swap[label]}\n" for path, label in rows))
+    invoke("evaluate", tmp_path / "run", data, "--out", tmp_path / "reports")
+    notes = json.loads((tmp_path / "reports" / "evaluation.json").read_text())["notes"]
+    assert any(note.startswith(f"{labels} has changed since the run was trained") for note in notes)

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from sklearn import metrics
 
-from helpers import MARKUP_NAMES, relabelled_run, runner
+from helpers import MARKUP_NAMES, invoke, relabelled_run, runner
 from tlcli.cli import app
 
 REPORT_FILES = ("evaluation.json", "classification_report.txt", "confusion_matrix.png", "calibration.png",
@@ -87,7 +87,7 @@ def test_json_numbers_equal_scikit_learn_on_the_predicted_probabilities(evaluate
 
 def test_report_files_are_written_and_agree_with_the_json(evaluated):
     _, report, out = evaluated
-    assert sorted(path.name for path in out.iterdir()) == sorted(REPORT_FILES)
+    assert sorted(path.name for path in out.iterdir()) == sorted([*REPORT_FILES, ".tlcli"])  # an evaluation folder
     assert json.loads((out / "evaluation.json").read_text()) == {k: v for k, v in report.items() if k != "reports"}
     rows = list(csv.DictReader((out / "misclassified.csv").open()))
     assert len(rows) == report["misclassified"] == round(report["samples"] * (1 - report["accuracy"]))
@@ -130,10 +130,10 @@ def test_reports_go_to_the_run_directory_by_default(tiny_run, colour_dataset, tm
 
 def test_fail_under_gates_the_exit_code(evaluated, tiny_run, colour_dataset):
     _, report, out = evaluated
-    passing = _evaluate(tiny_run, colour_dataset, "--out", out, "--fail-under", "accuracy=0",
+    passing = _evaluate(tiny_run, colour_dataset, "--out", out, "--overwrite", "--fail-under", "accuracy=0",
                         "--fail-under", f"f1_macro={report['f1_macro'] - 0.01}")
     assert passing.exit_code == 0, passing.output
-    failing = _evaluate(tiny_run, colour_dataset, "--out", out, "--fail-under", "accuracy=0",
+    failing = _evaluate(tiny_run, colour_dataset, "--out", out, "--overwrite", "--fail-under", "accuracy=0",
                         "--fail-under", f"balanced_accuracy={report['balanced_accuracy'] + 0.01}")
     assert failing.exit_code == 1
     assert "balanced_accuracy" in failing.stderr and "below --fail-under" in failing.stderr
@@ -347,3 +347,14 @@ def test_tta_views_crops_prints_both_accuracies_side_by_side(tiny_run, colour_da
     (row,) = [line for line in result.stdout.splitlines() if line.startswith("│ accuracy ")]
     cells = [cell.strip() for cell in row.split("│")[1:-1]]
     assert cells == ["accuracy", f"{report['tta']['single_view']['accuracy']:.4f}", f"{report['accuracy']:.4f}"]
+
+
+def test_explaining_more_worst_losses_than_a_picture_holds_is_capped_and_said(tiny_run, colour_dataset, tmp_path,
+                                                                              monkeypatch):
+    """--explain 1000 on 260 images once drew a 792 x 75,400 px picture. The cap (100, as explain's
+    contact sheet) is lowered to 2 here, so that 12 images are more than it."""
+    monkeypatch.setattr("tlcli.evaluate.explain.SHEET_IMAGES", 2)
+    invoke("evaluate", tiny_run, colour_dataset / "test", "--explain", 1000, "--out", tmp_path / "reports")
+    report = json.loads((tmp_path / "reports" / "evaluation.json").read_text())
+    assert len(report["explained"]) == 2
+    assert any(note.startswith("--explain 1000: worst_losses_explained.png shows the 2 worst") for note in report["notes"])

@@ -168,7 +168,9 @@ def test_explaining_again_replaces_the_earlier_pictures(patch_run, patch_explain
     run, data, _ = patch_run
     out = shutil.copytree(patch_explained[0], tmp_path / "maps")  # an earlier explain's folder
     first = {path.name for path in out.glob("*.png")}
-    invoke("explain", run, data / "test" / "plain" / "0.png", "--out", out)
+    refused = runner.invoke(app, ["explain", str(run), str(data / "test" / "plain" / "0.png"), "--out", str(out)])
+    assert refused.exit_code != 0 and "already exists. Use --overwrite" in refused.output
+    invoke("explain", run, data / "test" / "plain" / "0.png", "--out", out, "--overwrite")
 
     assert len(first) == 9  # eight images and the contact sheet
     assert {path.name for path in out.glob("*.png")} == {"1-0.png", "contact_sheet.png"}
@@ -181,7 +183,7 @@ def test_evaluate_explains_its_worst_losses_beside_the_gallery(tiny_run, colour_
     # The two highest losses, -log p(true class), from predict's probabilities of all three classes.
     rows = json.loads(invoke("predict", tiny_run, colour_dataset / "test", "--format", "json").stdout)
     losses = {row["path"]: -np.log(next(row[f"probability{suffix}"] for suffix in ("", "_2", "_3")
-                                        if row[f"prediction" if not suffix else f"class{suffix}"]
+                                        if row["prediction" if not suffix else f"class{suffix}"]
                                         == Path(row["path"]).parent.name)) for row in rows}
     worst = sorted(losses, key=losses.get, reverse=True)[:2]
 
@@ -194,5 +196,5 @@ def test_evaluate_explains_its_worst_losses_beside_the_gallery(tiny_run, colour_
     one = tmp_path / "one" / "red"
     one.mkdir(parents=True)
     shutil.copy(colour_dataset / "test" / "red" / "red_0.png", one)
-    invoke("evaluate", tiny_run, one.parent, "--out", reports)
+    invoke("evaluate", tiny_run, one.parent, "--out", reports, "--overwrite")
     assert not (reports / "worst_losses_explained.png").exists()

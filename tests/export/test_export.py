@@ -357,7 +357,10 @@ def test_int8_tflite_run_here_keeps_the_top_class_and_replaces_an_earlier_export
     result = _export(tiny_run, "--out", out, "--format", "tflite", "--quantize", "int8", "--no-verify", "--overwrite")
     assert result.exit_code == 0, result.output
     assert "│ tflite " in result.stdout and "Not verified (--no-verify)." in result.stdout
-    assert sorted(path.name for path in out.iterdir()) == [".tlcli", "labels.txt", "metadata.json", "model.tflite"]
+    # The earlier export's files are replaced; the one tlcli did not write is kept, and said so.
+    assert sorted(path.name for path in out.iterdir()) == [".tlcli", "labels.txt", "metadata.json", "model.tflite",
+                                                           "stale.txt"]
+    assert f"kept stale.txt in {out}" in " ".join(result.output.split())
     assert (out / "model.tflite").stat().st_size < (exported[0] / "model.tflite").stat().st_size / 2
     assert json.loads((out / "metadata.json").read_text())["tflite_quantization"] == "int8"
     dtype, probabilities = _tflite_probabilities(out / "model.tflite", np.load(reference["pixels"]))

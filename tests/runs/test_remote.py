@@ -100,11 +100,18 @@ def test_an_existing_url_run_is_kept_without_overwrite_and_replaced_with_it(solv
     gfile().makedirs(f"{url}/logs/old")
     with gfile().GFile(f"{url}/logs/old/stale.txt", "w") as handle:
         handle.write("an older run's file")
+    marker = json.loads(read_url(f"{url}/.tlcli"))  # which its marker lists as tlcli's
+    gfile().remove(f"{url}/.tlcli")  # ram:// appends to a file written again
+    with gfile().GFile(f"{url}/.tlcli", "w") as handle:
+        handle.write(json.dumps({**marker, "files": [*marker["files"], "logs/old/stale.txt"]}))
+    with gfile().GFile(f"{url}/notes.txt", "w") as handle:
+        handle.write("the user's own")
     message = one_line_error(tlcli("train", colour_dataset, *QUICK, "--out", url))
     assert "already exists. Use --overwrite" in message
     invoke("train", colour_dataset, *QUICK, "--out", url, "--overwrite")
     assert "logs/old/stale.txt" not in url_files(url)  # the new output has no such file
     assert not gfile().exists(f"{url}/logs/old")
+    assert read_url(f"{url}/notes.txt") == b"the user's own"  # a file tlcli did not write stays
 
 
 def test_a_url_out_inside_the_dataset_is_refused(colour_dataset):
@@ -288,9 +295,10 @@ def test_extract_to_a_url_writes_the_file_a_local_extract_writes(colour_dataset,
     assert [name for name in gfile().listdir(url.rsplit("/", 1)[0])] == ["features.npz"]  # no temporary left
 
 
-def test_calibrating_a_url_run_publishes_it_back(tiny_run):
-    url = copy_to_url(tiny_run, ram_url("run"))  # a head trained by gradient, which calibration changes
-    result = json.loads(invoke("calibrate", url, "--json").stdout)
+def test_calibrating_a_url_run_publishes_it_back(tiny_run, calibrated_run):
+    _, data, _ = calibrated_run  # validation images the run sometimes gets wrong, so a temperature is fitted
+    url = copy_to_url(tiny_run, ram_url("run"))
+    result = json.loads(invoke("calibrate", url, "--data", data, "--json").stdout)
     assert result["run_dir"] == url
     metrics = json.loads(read_url(f"{url}/metrics.json"))
     assert metrics["calibration"]["temperature"] == pytest.approx(result["temperature"])

@@ -5,6 +5,7 @@ A scenario apart from the module tests: one multi-label run followed through eve
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -113,9 +114,10 @@ def test_evaluate_reports_multi_label_metrics_at_the_runs_thresholds(multi_label
     # A label file without a split column is evaluated on every row.
     assert report["samples"] == len(patches.read_text().splitlines()) - 1
     assert report["f1_macro"] >= 0.9 and report["hamming_loss"] <= 0.05
-    invoke("evaluate", multi_label_run, patches.parent, "--out", tmp_path, "--fail-under", "f1_macro=0.9",
+    invoke("evaluate", multi_label_run, patches.parent, "--out", tmp_path, "--overwrite", "--fail-under", "f1_macro=0.9",
            "--fail-under", "subset_accuracy=0.8")
-    failed = invoke("evaluate", multi_label_run, patches.parent, "--out", tmp_path, "--fail-under", "hamming_loss=0",
+    failed = invoke("evaluate", multi_label_run, patches.parent, "--out", tmp_path, "--overwrite",
+                    "--fail-under", "hamming_loss=0",
                     expect=2)
     assert "--fail-under 'hamming_loss=0'" in failed.output  # lower is better: not a gate
     single = invoke("evaluate", multi_label_run, patches.parent, "--out", tmp_path, "--fail-under", "accuracy=0.9", expect=2)
@@ -219,3 +221,22 @@ def test_inspect_counts_the_images_that_carry_each_label(patches):
     assert report["files"] == len(cells) and not report["problems"]
     assert report["counts"]["all"] == {name: sum(name in cell.split() for cell in cells)
                                        for name in ("blue", "green", "red")}
+
+
+def test_a_label_seen_only_in_validation_keeps_the_default_threshold(tmp_path):
+    """Tuned on the near-zero probabilities of a label the head never saw, its threshold was 0.000:
+    the label was predicted for every image."""
+    labels = write_multi_label_dataset(tmp_path / "data", 40)
+    rows = list(csv.DictReader(labels.open()))
+    with open(tmp_path / "split.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(("path", "label", "split"))
+        for number, row in enumerate(rows):
+            split = "train" if number < 28 else "val"
+            present = [name for name in row["label"].split() if split == "val" or name != "blue"]
+            writer.writerow((row["path"], " ".join(present), split))
+    result = invoke("train", tmp_path / "data", "--labels", tmp_path / "split.csv", "--multi-label", "--model",
+                    "tinynet", "--weights", "none", "--image-size", 32, "--out", tmp_path / "run")
+    thresholds = json.loads((tmp_path / "run" / "metrics.json").read_text())["thresholds"]
+    assert thresholds["blue"] == 0.5 and all(0 < value < 1 for value in thresholds.values())
+    assert "blue appear in no training image" in result.output.replace("\n", " ")

@@ -243,13 +243,13 @@ def claim_file(path: Location, *, suffix: str, overwrite: bool = False, default:
     --overwrite; `own` names what the command writes inside folders of other kinds."""
     path = _as_place(path)
     name = f"{option} {path}"
+    if path.is_dir():
+        raise TlcliError(f"{name} is a folder, where a file is needed. Name a file, e.g. {path / ('out' + suffix)}.")
     if path.suffix.lower() != suffix:
         raise TlcliError(
             f"{name}: tlcli writes {FORMATS[suffix]} here, so the name must end in {suffix} "
             f"(for example {path.with_suffix(suffix).name})."
         )
-    if path.is_dir():
-        raise TlcliError(f"{name} is a folder, where a file is needed. Name a file, e.g. {path / ('out' + suffix)}.")
     check_apart(path, data, sources, option)
     _check_outside_outputs(path, name, own or {})
     if isinstance(path, Url):
