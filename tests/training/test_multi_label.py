@@ -120,9 +120,10 @@ def test_evaluate_reports_multi_label_metrics_at_the_runs_thresholds(multi_label
                     "--fail-under", "hamming_loss=0",
                     expect=2)
     assert "--fail-under 'hamming_loss=0'" in failed.output  # lower is better: not a gate
-    single = invoke("evaluate", multi_label_run, patches.parent, "--out", tmp_path, "--fail-under", "accuracy=0.9", expect=2)
+    single = invoke("evaluate", multi_label_run, patches.parent, "--out", tmp_path, "--overwrite",
+                    "--fail-under", "accuracy=0.9", expect=2)
     assert "--fail-under accuracy is not computed for a multi-label run. Gate on one of: subset_accuracy" in single.output
-    table = invoke("evaluate", multi_label_run, patches.parent, "--out", tmp_path).stdout
+    table = invoke("evaluate", multi_label_run, patches.parent, "--out", tmp_path, "--overwrite").stdout
     assert "Hamming loss" in table and "subset accuracy" in table and "samples" in table
     assert {"evaluation.json", "classification_report.txt", "misclassified.csv"} <= {p.name for p in tmp_path.iterdir()}
 
