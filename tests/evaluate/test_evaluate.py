@@ -218,12 +218,12 @@ def test_a_split_folder_is_evaluated_whole_and_named_as_such(tiny_run, colour_da
     result = _evaluate(tiny_run, colour_dataset / "val", "--json", "--out", tmp_path / "out")
     assert result.exit_code == 0 and "a val split folder" in result.stderr
     assert json.loads(result.stdout)["samples"] == 12
-    train = _evaluate(tiny_run, colour_dataset / "train", "--json", "--out", tmp_path / "out")
+    train = _evaluate(tiny_run, colour_dataset / "train", "--json", "--out", tmp_path / "out", "--overwrite")
     assert "a training split" in train.stderr and json.loads(train.stdout)["samples"] == 24
 
 
 def test_top_k_must_be_below_the_number_of_classes(tiny_run, colour_dataset, tmp_path):
-    result = _evaluate(tiny_run, colour_dataset, "--top-k", "3", "--out", tmp_path / "out")
+    result = _evaluate(tiny_run, colour_dataset, "--top-k", "3", "--out", tmp_path / "out", "--overwrite")
     assert result.exit_code == 2 and "--top-k 3 does not fit a model with 3 classes" in result.stderr
 
 
@@ -232,7 +232,7 @@ def test_a_root_without_test_uses_val(tiny_run, colour_dataset, tmp_path):
     root = tmp_path / "root"
     _copy_classes(colour_dataset / "train", root / "train", ["blue", "green", "red"])
     _copy_classes(colour_dataset / "val", root / "val", ["blue", "green", "red"])
-    result = _evaluate(tiny_run, root, "--json", "--out", tmp_path / "out")
+    result = _evaluate(tiny_run, root, "--json", "--out", tmp_path / "out", "--overwrite")
     assert result.exit_code == 0 and "the val/ split" in result.stderr
     assert json.loads(result.stdout)["samples"] == 12
 

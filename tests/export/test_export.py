@@ -324,7 +324,9 @@ def test_int8_tflite_keeps_the_top_class_and_overwrite_replaces_the_folder(tiny_
     (check,) = json.loads(result.stdout)["checks"]
     assert check["format"] == "tflite" and check["images"] == len(list(verify_on.iterdir()))
     assert check["top_class_agreement"] >= 0.75 and check["requirement"].startswith("top class agrees")
-    assert sorted(path.name for path in out.iterdir()) == [".tlcli", "labels.txt", "metadata.json", "model.tflite"]
+    # The earlier export's files are replaced; the one tlcli did not write is kept.
+    assert sorted(path.name for path in out.iterdir()) == [".tlcli", "labels.txt", "metadata.json", "model.tflite",
+                                                           "stale.txt"]
     float_size = (exported[0] / "model.tflite").stat().st_size
     assert (out / "model.tflite").stat().st_size < float_size / 2  # int8 weights: about a quarter
     assert json.loads((out / "metadata.json").read_text())["tflite_quantization"] == "int8"

@@ -200,9 +200,6 @@ def test_a_run_interrupted_at_a_url_resumes_from_it(colour_dataset, monkeypatch)
     assert not gfile().exists(f"{url}/.in-progress") and "model.keras" in url_files(url)
 
 
-@pytest.mark.slow  # a train and a second's wait, for a known bug: move it to the fast suite with the fix
-@pytest.mark.xfail(strict=True, reason="tlcli bug: runs.remote.staged_output publishes an interrupted run (and removes "
-                                       "its staging folder) without waiting for the checkpoint thread")
 def test_an_interrupt_while_the_backup_is_written_still_publishes_that_epoch(colour_dataset, monkeypatch):
     """A Ctrl-C in the first moments of an epoch, while the last epoch's backup is still being
     written: the message promises that the URL keeps that epoch."""

@@ -122,7 +122,7 @@ def test_auto_is_a_stage_rate():
 def test_the_range_test_on_the_cached_frozen_part_records_the_losses_of_the_images(tiny_run, tmp_path):
     def losses(*flags):
         found = json.loads(invoke("lr-find", tiny_run, "--unfreeze", "block3", "--steps", 12, "--batch-size", 8,
-                                  "--out", tmp_path / "lr.png", "--json", *flags).stdout)
+                                  "--out", tmp_path / "lr.png", "--overwrite", "--json", *flags).stdout)
         return np.asarray(found["losses"])
 
     cached, plain = losses(), losses("--no-cache-features")
