@@ -8,6 +8,7 @@ import warnings
 
 from helpers import runner
 from tlcli.cli import app
+from tlcli.console import out
 
 
 def test_inspect_json_reports_the_messy_folder(messy_dataset):
@@ -32,7 +33,7 @@ def test_inspect_reports_huge_images_without_pillows_raw_warning(flat_dataset, m
     from PIL import Image
 
     Image.new("1", (10000, 10000)).save(flat_dataset / "cat" / "huge.png")
-    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.setattr(out, "_width", 400)  # no line of the report wraps (Rich's own width, restored after)
     with warnings.catch_warnings(record=True) as raised:
         warnings.simplefilter("always")  # every warning Pillow raises is recorded, none hidden
         table = runner.invoke(app, ["inspect", str(flat_dataset)])
@@ -49,7 +50,7 @@ def test_inspect_prints_names_literally_not_as_markup(flat_dataset, monkeypatch)
     (flat_dataset / "cat" / "[bold]notes.txt").write_text("not an image")
     os.symlink("..", flat_dataset / "dog" / "[red]up")
     (flat_dataset / "[blue]bird").mkdir()
-    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.setattr(out, "_width", 400)  # no line of the report wraps (Rich's own width, restored after)
     table = runner.invoke(app, ["inspect", str(flat_dataset)])
     assert table.exit_code == 0
     for name in ("[bold]notes.txt", "[red]up", "[blue]bird"):

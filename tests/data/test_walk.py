@@ -23,10 +23,10 @@ def _inspect_json(root) -> dict:
 
 @pytest.fixture
 def wide_tables(monkeypatch):
-    """Tables printed 250 columns wide, so that no cell wraps (Rich's own width, restored after)."""
+    """Tables printed 400 columns wide, so that no cell wraps (Rich's own width, restored after)."""
     from tlcli.console import out
 
-    monkeypatch.setattr(out, "_width", 250)
+    monkeypatch.setattr(out, "_width", 400)
 
 
 def _inspect_table(root) -> str:
