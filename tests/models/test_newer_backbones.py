@@ -4,14 +4,11 @@ a .keras file and reload it to the same probabilities -> explain.
 
 The classic four run the fuller matrix of `trained_runs` (tests/conftest.py); the table-level tests
 in test_backbones.py (features, preprocessing applied once, anchors, explained layer) cover every
-row. To keep the whole suite's time in check, it takes one row per family here: EfficientNetV2S
-(70 s) and MobileNetV3Large (20 s) share their family's code path and differ only in the table's
-anchors, which test_backbones.py checks. TLCLI_TEST_ALL_BACKBONES=1 runs them too."""
+row. Whole suite only (slow): EfficientNetV2S alone takes about 70 s."""
 
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -22,14 +19,9 @@ from tlcli.models.backbones import BACKBONES
 from tlcli.models.saved import load_run_model
 from tlcli.models.weights import find_base
 
-SIBLINGS = ("efficientnetv2s", "mobilenetv3large")
 # The newer Keras rows (TinyNet, the tests' own row, runs these workflows in the fast suite).
-NEWER = [
-    pytest.param(spec, id=spec.name, marks=pytest.mark.skipif(
-        spec.name in SIBLINGS and not os.environ.get("TLCLI_TEST_ALL_BACKBONES"),
-        reason="same family as a row already run; TLCLI_TEST_ALL_BACKBONES=1 runs it"))
-    for spec in BACKBONES.values() if not spec.classic and spec.name != tiny_backbone.NAME
-]
+NEWER = [pytest.param(spec, id=spec.name) for spec in BACKBONES.values()
+         if not spec.classic and spec.name != tiny_backbone.NAME]
 
 
 @pytest.fixture(scope="module")
