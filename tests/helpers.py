@@ -292,3 +292,23 @@ def png_bytes(size=(4, 3)) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, (10, 200, 30)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def augment_batch(config, images: np.ndarray, seed: int = 0) -> np.ndarray:
+    """`images` through the training pipeline's augmenter for `config` (an AugmentConfig)."""
+    import tensorflow as tf
+
+    from tlcli.augment.augmenter import build_augmenter
+
+    return build_augmenter(config, seed)(tf.constant(images), tf.constant([7, seed], tf.int64)).numpy()
+
+
+def ramp_batch(count=32, size=16) -> np.ndarray:
+    """Images with no symmetry: every pixel differs from its mirror images."""
+    y, x = np.mgrid[0:size, 0:size]
+    image = np.stack([x * 15.0, y * 15.0, (x * 3 + y * 7) % 255], -1).astype(np.float32)
+    return np.repeat(image[None], count, axis=0)
+
+
+def grey_batch(value=128.0, count=32, size=16) -> np.ndarray:
+    return np.full((count, size, size, 3), value, np.float32)

@@ -7,35 +7,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import TINY_TRAIN, runner
+from helpers import TINY_TRAIN, augment_batch, grey_batch, ramp_batch, runner
 from tlcli.augment.augmenter import build_augmenter
 from tlcli.augment.settings import PRESETS, STRENGTHS, AugmentConfig, resolve_augment
 from tlcli.cli import app
 
 
-def _augment(config: AugmentConfig, images: np.ndarray, seed: int = 0) -> np.ndarray:
-    import tensorflow as tf
-
-    augmenter = build_augmenter(config, seed)
-    return augmenter(tf.constant(images), tf.constant([7, seed], tf.int64)).numpy()
-
-
-def _ramp_batch(count=32, size=16) -> np.ndarray:
-    """Images with no symmetry: every pixel differs from its mirror images."""
-    y, x = np.mgrid[0:size, 0:size]
-    image = np.stack([x * 15.0, y * 15.0, (x * 3 + y * 7) % 255], -1).astype(np.float32)
-    return np.repeat(image[None], count, axis=0)
-
-
-def _grey_batch(value=128.0, count=32, size=16) -> np.ndarray:
-    return np.full((count, size, size, 3), value, np.float32)
-
-
 def test_same_seed_gives_the_same_batch_and_another_seed_another():
-    images = _ramp_batch(count=8, size=32)
-    first, again = _augment(PRESETS["heavy"], images, seed=1), _augment(PRESETS["heavy"], images, seed=1)
+    images = ramp_batch(count=8, size=32)
+    first, again = augment_batch(PRESETS["heavy"], images, seed=1), augment_batch(PRESETS["heavy"], images, seed=1)
     np.testing.assert_array_equal(first, again)
-    assert not np.allclose(first, _augment(PRESETS["heavy"], images, seed=2), atol=1)
+    assert not np.allclose(first, augment_batch(PRESETS["heavy"], images, seed=2), atol=1)
 
 
 def test_zero_strength_changes_nothing_and_skips_the_step(colour_dataset):
@@ -51,7 +33,7 @@ def test_zero_strength_changes_nothing_and_skips_the_step(colour_dataset):
 
 
 def test_brightness_shifts_each_image_evenly_within_its_range():
-    result = _augment(AugmentConfig(brightness=0.2), _grey_batch())
+    result = augment_batch(AugmentConfig(brightness=0.2), grey_batch())
     shifts = result.reshape(len(result), -1) - 128.0
     assert np.allclose(shifts, shifts[:, :1], atol=1e-3)  # one shift per image, every pixel
     assert np.abs(shifts).max() <= 0.2 * 255 + 1e-3
@@ -59,20 +41,20 @@ def test_brightness_shifts_each_image_evenly_within_its_range():
 
 
 def test_brightness_stays_inside_the_pixel_range():
-    bright = _augment(AugmentConfig(brightness=1.0), _grey_batch(250.0))
-    dark = _augment(AugmentConfig(brightness=1.0), _grey_batch(5.0))
+    bright = augment_batch(AugmentConfig(brightness=1.0), grey_batch(250.0))
+    dark = augment_batch(AugmentConfig(brightness=1.0), grey_batch(5.0))
     assert bright.min() >= 0 and bright.max() <= 255 and dark.min() >= 0 and dark.max() <= 255
 
 
 def test_noise_has_the_requested_standard_deviation():
-    result = _augment(AugmentConfig(noise=0.04), _grey_batch(count=8, size=32))
+    result = augment_batch(AugmentConfig(noise=0.04), grey_batch(count=8, size=32))
     assert np.std(result - 128.0) == pytest.approx(0.04 * 255, rel=0.05)
     assert abs(np.mean(result - 128.0)) < 0.5
 
 
 def test_saturation_changes_the_saturation_and_keeps_the_hue():
     orange = np.tile(np.array([200.0, 150.0, 100.0], np.float32), (32, 4, 4, 1))
-    result = _augment(AugmentConfig(saturation=1.0), orange)[:, 0, 0]
+    result = augment_batch(AugmentConfig(saturation=1.0), orange)[:, 0, 0]
     assert np.allclose(result[:, 0], 200, atol=0.5)  # the value (brightest channel) stays
     assert np.allclose(result[:, 1], (result[:, 0] + result[:, 2]) / 2, atol=0.5)  # so does the hue
     spread = result[:, 0] - result[:, 2]
@@ -81,14 +63,14 @@ def test_saturation_changes_the_saturation_and_keeps_the_hue():
 
 def test_hue_turns_the_colour_and_keeps_saturation_and_value():
     orange = np.tile(np.array([200.0, 150.0, 100.0], np.float32), (32, 4, 4, 1))
-    result = _augment(AugmentConfig(hue=0.5), orange)[:, 0, 0]
+    result = augment_batch(AugmentConfig(hue=0.5), orange)[:, 0, 0]
     assert np.allclose(result.max(axis=1), 200, atol=1) and np.allclose(result.min(axis=1), 100, atol=1)
     assert (np.abs(result - orange[0, 0, 0]).max(axis=1) > 20).sum() > 16
 
 
 def test_contrast_scales_each_image_about_its_mean_within_its_range():
-    images = _ramp_batch() * 0.5 + 60  # room either side, so nothing is clipped
-    result = _augment(AugmentConfig(contrast=0.3), images)
+    images = ramp_batch() * 0.5 + 60  # room either side, so nothing is clipped
+    result = augment_batch(AugmentConfig(contrast=0.3), images)
     mean = images.mean(axis=(1, 2), keepdims=True)
     factors = ((result - mean) / (images - mean + 1e-6))[:, 5, 3, 0]
     assert np.allclose(result.mean(axis=(1, 2)), mean[:, 0, 0], atol=0.1)
@@ -97,9 +79,9 @@ def test_contrast_scales_each_image_about_its_mean_within_its_range():
 
 @pytest.mark.parametrize("name", [name for name in STRENGTHS if name not in ("brightness", "noise")])
 def test_every_technique_changes_images_and_keeps_shape_and_range(name):
-    images = _ramp_batch(count=8)
+    images = ramp_batch(count=8)
     config = AugmentConfig(**{name: 0.5 if name != "zoom" else 0.3})
-    result = _augment(config, images)
+    result = augment_batch(config, images)
     assert result.shape == images.shape and result.dtype == np.float32
     assert result.min() >= 0 and result.max() <= 255
     assert sum(not np.allclose(out, image, atol=1) for out, image in zip(result, images)) >= 6

@@ -7,26 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tlcli.augment.augmenter import build_augmenter
+from helpers import augment_batch, grey_batch, ramp_batch
 from tlcli.augment.settings import AugmentConfig
-
-
-def _augment(config: AugmentConfig, images: np.ndarray, seed: int = 0) -> np.ndarray:
-    import tensorflow as tf
-
-    augmenter = build_augmenter(config, seed)
-    return augmenter(tf.constant(images), tf.constant([7, seed], tf.int64)).numpy()
-
-
-def _ramp_batch(count=32, size=16) -> np.ndarray:
-    """Images with no symmetry: every pixel differs from its mirror images."""
-    y, x = np.mgrid[0:size, 0:size]
-    image = np.stack([x * 15.0, y * 15.0, (x * 3 + y * 7) % 255], -1).astype(np.float32)
-    return np.repeat(image[None], count, axis=0)
-
-
-def _grey_batch(value=128.0, count=32, size=16) -> np.ndarray:
-    return np.full((count, size, size, 3), value, np.float32)
 
 
 def _coordinate_batch(count=32, size=32) -> np.ndarray:
@@ -53,8 +35,8 @@ def _sampled_maps(result: np.ndarray, margin: int) -> np.ndarray:
 
 @pytest.mark.parametrize("flip, axis", [("horizontal", 2), ("vertical", 1)])
 def test_a_flip_mirrors_the_pixels_exactly(flip, axis):
-    images = _ramp_batch()
-    result = _augment(AugmentConfig(flip=flip), images)
+    images = ramp_batch()
+    result = augment_batch(AugmentConfig(flip=flip), images)
     mirrored = [np.array_equal(out, np.flip(image, axis - 1)) for out, image in zip(result, images)]
     untouched = [np.array_equal(out, image) for out, image in zip(result, images)]
     assert all(m or u for m, u in zip(mirrored, untouched))
@@ -62,8 +44,8 @@ def test_a_flip_mirrors_the_pixels_exactly(flip, axis):
 
 
 def test_flip_both_turns_an_image_half_way_or_leaves_it():
-    images = _ramp_batch()
-    result = _augment(AugmentConfig(flip="both"), images)
+    images = ramp_batch()
+    result = augment_batch(AugmentConfig(flip="both"), images)
     turned = [np.array_equal(out, image[::-1, ::-1]) for out, image in zip(result, images)]
     untouched = [np.array_equal(out, image) for out, image in zip(result, images)]
     assert all(t or u for t, u in zip(turned, untouched)) and any(turned) and any(untouched)
@@ -71,15 +53,15 @@ def test_flip_both_turns_an_image_half_way_or_leaves_it():
 
 def test_geometry_at_the_slightest_strength_leaves_images_unchanged():
     """No half-pixel shift or blur creeps in: the warp samples pixel centres exactly."""
-    images = _ramp_batch(count=8)
+    images = ramp_batch(count=8)
     config = AugmentConfig(rotation=1e-6, zoom=1e-6, translation=1e-6, crop=1e-6)
-    np.testing.assert_allclose(_augment(config, images), images, atol=0.05)
+    np.testing.assert_allclose(augment_batch(config, images), images, atol=0.05)
 
 
 def test_a_translation_moves_a_bright_square_by_up_to_its_fraction_of_the_size():
-    images = _grey_batch(0.0, size=40)
+    images = grey_batch(0.0, size=40)
     images[:, 18:22, 18:22] = 200.0  # a 4x4 square in the middle
-    result = _augment(AugmentConfig(translation=0.1), images)  # up to 4 pixels either way
+    result = augment_batch(AugmentConfig(translation=0.1), images)  # up to 4 pixels either way
     y, x = np.mgrid[0:40, 0:40]
     weights = result[..., 0]
     assert np.allclose(weights.sum(axis=(1, 2)), 16 * 200.0, rtol=1e-3)  # moved whole, not smeared off
@@ -102,7 +84,7 @@ def _upright_scales(maps: np.ndarray):
 
 
 def test_rotation_turns_by_up_to_its_fraction_of_a_full_turn_about_the_centre():
-    maps = _sampled_maps(_augment(AugmentConfig(rotation=0.05), _coordinate_batch()), margin=10)
+    maps = _sampled_maps(augment_batch(AugmentConfig(rotation=0.05), _coordinate_batch()), margin=10)
     turn = np.degrees(np.arctan2(maps[:, 1, 0], maps[:, 0, 0]))
     assert np.abs(turn).max() <= 18 + 0.01 and np.abs(turn).max() > 15  # 0.05 x 360 degrees
     np.testing.assert_allclose(np.linalg.det(maps[:, :, :2]), 1, atol=1e-3)  # no zoom
@@ -110,14 +92,14 @@ def test_rotation_turns_by_up_to_its_fraction_of_a_full_turn_about_the_centre():
 
 
 def test_zoom_shows_between_0_8_and_1_2_times_the_image_about_its_centre():
-    maps = _sampled_maps(_augment(AugmentConfig(zoom=0.2), _coordinate_batch()), margin=7)
+    maps = _sampled_maps(augment_batch(AugmentConfig(zoom=0.2), _coordinate_batch()), margin=7)
     scale, centre = _upright_scales(maps)
     assert scale.min() >= 0.8 - 1e-3 and scale.max() <= 1.2 + 1e-3 and np.ptp(scale) > 0.3
     np.testing.assert_allclose(centre, 15.5, atol=0.01)
 
 
 def test_crop_shows_a_square_of_at_least_0_7_of_each_side_inside_the_image():
-    maps = _sampled_maps(_augment(AugmentConfig(crop=0.3), _coordinate_batch()), margin=0)
+    maps = _sampled_maps(augment_batch(AugmentConfig(crop=0.3), _coordinate_batch()), margin=0)
     scale, centre = _upright_scales(maps)
     assert scale.min() >= 0.7 - 1e-3 and scale.max() <= 1 + 1e-3 and np.ptp(scale) > 0.15
     assert np.all(np.abs(centre - 15.5) <= (1 - scale[:, None]) * 15.5 + 0.01)  # the box fits
@@ -127,7 +109,7 @@ def test_every_geometric_technique_together_is_still_one_warp_of_the_image():
     """Five techniques compose into one affine map per image (one resampling, no blur between
     them), whose scale stays within the crop's and the zoom's ranges combined."""
     config = AugmentConfig(rotation=0.03, zoom=0.1, translation=0.05, crop=0.1, flip="horizontal")
-    maps = _sampled_maps(_augment(config, _coordinate_batch()), margin=11)
+    maps = _sampled_maps(augment_batch(config, _coordinate_batch()), margin=11)
     scale = np.sqrt(np.abs(np.linalg.det(maps[:, :, :2])))
     assert scale.min() >= 0.9 * 0.9 - 1e-3 and scale.max() <= 1.1 + 1e-3
     mirrored = np.linalg.det(maps[:, :, :2]) < 0
