@@ -312,3 +312,11 @@ def ramp_batch(count=32, size=16) -> np.ndarray:
 
 def grey_batch(value=128.0, count=32, size=16) -> np.ndarray:
     return np.full((count, size, size, 3), value, np.float32)
+
+
+def one_line_error(result) -> str:
+    """The single `Error: ...` line of a failed command (no traceback, nothing else)."""
+    assert result.exit_code == 2, result.output + repr(result.exception)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    return lines[0]

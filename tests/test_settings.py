@@ -9,19 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import runner
+from helpers import one_line_error, runner
 from tlcli.cli import app
 from tlcli.errors import TlcliError
 from tlcli.settings import check_at_least, check_choice, check_types, load_toml, option_name, table
 from tlcli.storage import Url
-
-
-def _one_line_error(result) -> str:
-    """The single `Error: ...` line of a failed command (no traceback, nothing else)."""
-    assert result.exit_code == 2, result.output + repr(result.exception)
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    return lines[0]
 
 
 @pytest.mark.parametrize("setting, message", [
@@ -38,7 +30,7 @@ def test_wrong_typed_train_settings_in_a_config_file_are_one_line_errors(flat_da
     settings = tmp_path / "settings.toml"
     settings.write_text(setting + "\n")
     result = runner.invoke(app, ["train", str(flat_dataset), "--config", str(settings), "--out", str(tmp_path / "run")])
-    assert message in _one_line_error(result)
+    assert message in one_line_error(result)
     assert not (tmp_path / "run").exists()
 
 
@@ -56,7 +48,7 @@ def test_wrong_typed_finetune_and_tune_settings_are_one_line_errors(flat_dataset
     settings.write_text(setting + "\n")
     target = [str(tmp_path / "no-run")] if command == "finetune" else [str(flat_dataset), "--model", "tinynet"]
     result = runner.invoke(app, [command, *target, "--config", str(settings), "--out", str(tmp_path / "out")])
-    assert message in _one_line_error(result)
+    assert message in one_line_error(result)
     assert not (tmp_path / "out").exists()
 
 
@@ -71,7 +63,7 @@ def test_a_config_file_that_cannot_be_read_is_one_line(flat_dataset, tmp_path, c
     path = config if "://" in config else tmp_path / config
     result = runner.invoke(app, ["train", str(flat_dataset), "--config", str(path), "--out", str(tmp_path / "run")],
                            terminal_width=400)
-    assert _one_line_error(result).startswith("Error: " + message.format(config=path))
+    assert one_line_error(result).startswith("Error: " + message.format(config=path))
     assert not (tmp_path / "run").exists()
 
 

@@ -5,16 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import runner
+from helpers import one_line_error, runner
 from tlcli.cli import app
-
-
-def _one_line_error(result) -> str:
-    """The single `Error: ...` line of a failed command (no traceback, nothing else)."""
-    assert result.exit_code == 2, result.output + repr(result.exception)
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    return lines[0]
 
 
 @pytest.mark.parametrize("command, text, message", [
@@ -29,13 +21,13 @@ def _one_line_error(result) -> str:
     ("tune", "[spcae]\nlearning_rate = [0.1]\n", "Unknown table [spcae] in --config {config}. Known tables: [tune], [space];"),
     ("tune", '[tune]\nsearch = "grid"\n[tune.grid]\ntrials = 1\n', "Unknown table [grid] in --config {config} [tune]."),
 ])
-def test_a_table_the_command_does_not_read_is_a_one_line_error(flat_dataset, tmp_path, command, text, message):
+def test_a_table_the_command_does_not_read_is_aone_line_error(flat_dataset, tmp_path, command, text, message):
     config, out = tmp_path / "settings.toml", tmp_path / "out"
     config.write_text(text)
     target = {"train": [flat_dataset], "augment": [flat_dataset], "finetune": [tmp_path / "no-run"],
               "tune": [flat_dataset, "--model", "tinynet"]}[command]
     result = runner.invoke(app, [command, *map(str, target), "--config", str(config), "--out", str(out)])
-    assert message.format(config=config) in _one_line_error(result)
+    assert message.format(config=config) in one_line_error(result)
     assert not out.exists()
 
 
@@ -45,10 +37,10 @@ def test_the_command_line_overrides_the_file_and_the_file_the_defaults(flat_data
     config, out = tmp_path / "settings.toml", tmp_path / "run"
     config.write_text('optimizer = "newton"\nbatch-size = 0\n')
     arguments = ["train", str(flat_dataset), "--model", "tinynet", "--config", str(config), "--out", str(out)]
-    assert "--optimizer 'newton' is not one of" in _one_line_error(runner.invoke(app, arguments))
-    message = _one_line_error(runner.invoke(app, [*arguments, "--optimizer", "sgd"]))
+    assert "--optimizer 'newton' is not one of" in one_line_error(runner.invoke(app, arguments))
+    message = one_line_error(runner.invoke(app, [*arguments, "--optimizer", "sgd"]))
     assert message == "Error: --batch-size 0 is out of range: it must be at least 1."
-    message = _one_line_error(runner.invoke(app, [*arguments, "--optimizer", "sgd", "--batch-size", "8",
+    message = one_line_error(runner.invoke(app, [*arguments, "--optimizer", "sgd", "--batch-size", "8",
                                                   "--label-smoothing", "1"]))
     assert message.startswith("Error: --label-smoothing 1.0 is out of range")
     assert not out.exists()
@@ -58,7 +50,7 @@ def test_a_setting_the_command_does_not_know_is_refused_with_the_known_ones(flat
     config = tmp_path / "settings.toml"
     config.write_text("epochs = 2\nlearning_rat = 0.1\nstages = []\n")
     result = runner.invoke(app, ["train", str(flat_dataset), "--config", str(config), "--out", str(tmp_path / "run")])
-    message = _one_line_error(result)
+    message = one_line_error(result)
     assert message.startswith(f"Error: Unknown setting(s) in --config {config}: learning_rat, stages. Known: ")
     assert "learning_rate" in message and "epochs" in message
 
@@ -68,5 +60,5 @@ def test_a_commands_own_table_holds_its_settings_and_the_top_of_the_file_is_then
     config = tmp_path / "settings.toml"
     config.write_text('model = "tinynet"\n[finetune]\nbatch_size = 0\n')
     result = runner.invoke(app, ["finetune", str(solved_run), "--config", str(config), "--out", str(tmp_path / "ft")])
-    assert _one_line_error(result) == "Error: --batch-size 0 is out of range: it must be at least 1."
+    assert one_line_error(result) == "Error: --batch-size 0 is out of range: it must be at least 1."
     assert not (tmp_path / "ft").exists()
