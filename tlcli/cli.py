@@ -31,9 +31,10 @@ from tlcli.commands import (
     train,
     tune,
 )
-from tlcli.console import print_error
+from tlcli.console import print_error, print_warning
 from tlcli.errors import TlcliError
 from tlcli.runtime import DEBUG_ENV, debug_enabled
+from tlcli.storage import Url
 
 app = typer.Typer(
     name="tlcli",
@@ -74,6 +75,17 @@ def check_finite(command, options: dict) -> None:
             raise TlcliError(f"{option_name(command, name)} {value} is not a finite number. Give a number such as 0.001.")
 
 
+def warn_ephemeral(command, options: dict) -> None:
+    """An output in TensorFlow's in-memory file system (ram://) is gone when the command exits:
+    say so before the work, in every command that writes."""
+    for name, value in options.items():
+        if isinstance(value, Url) and value.scheme == "ram" and option_name(command, name) == "--out":
+            print_warning(
+                f"--out {value} is TensorFlow's in-memory file system: nothing written there "
+                "remains once this command exits. Give a folder or a gs:// (or other storage) URL to keep it."
+            )
+
+
 def option_name(command, parameter: str) -> str:
     """The option a command's parameter is typed as: its declared --name, else Typer's default."""
     try:
@@ -96,6 +108,7 @@ def reports_errors(function):
     def wrapper(*args, **kwargs):
         try:
             check_finite(function, kwargs)
+            warn_ephemeral(function, kwargs)
             return function(*args, **kwargs)
         except TlcliError as error:
             if debug_enabled():

@@ -38,6 +38,10 @@ def print_error(message: str) -> None:
     err.print(f"[bold red]Error:[/] {literal(message)}", markup=True)
 
 
+def print_warning(message: str) -> None:
+    err.print(f"[yellow]Warning:[/] {literal(message)}", markup=True)
+
+
 def progress(description: str, total: int | None, transient: bool = True, rate: str | None = None):
     """A progress bar on stderr, so stdout stays clean for tables and JSON.
 

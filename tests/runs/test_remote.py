@@ -347,6 +347,26 @@ def test_pack_to_a_url_uploads_its_index_just_before_its_marker(colour_dataset, 
     assert sum(json.loads(read_url(f"{url}/tlcli-pack.json"))["records"].values()) == 48
 
 
+@pytest.mark.parametrize("command", [
+    ("pack", "{data}", "--quiet"),
+    ("evaluate", "{run}", "{data}"),
+    ("train", "{data}", *QUICK),
+])
+def test_an_output_in_memory_is_written_with_a_warning_that_it_will_not_remain(tiny_run, colour_dataset, command):
+    url = ram_url("out")
+    arguments = [{"{data}": colour_dataset, "{run}": tiny_run}.get(part, part) for part in command]
+    result = tlcli(*arguments, "--out", url)
+    assert result.exit_code == 0, result.output
+    warning = f"Warning: --out {url} is TensorFlow's in-memory file system: nothing written there remains"
+    assert result.output.startswith(warning)
+    assert json.loads(read_url(f"{url}/.tlcli"))["kind"] in {"pack", "evaluation", "run"}  # written, for now
+
+
+def test_an_output_on_disk_or_in_a_bucket_gets_no_such_warning(colour_dataset, tmp_path):
+    result = tlcli("pack", colour_dataset, "--quiet", "--out", f"file://{tmp_path}/pack")
+    assert result.exit_code == 0 and "Warning" not in result.output
+
+
 def test_explain_to_a_url_names_its_pictures_by_their_url(tiny_run, colour_dataset):
     url = ram_url("maps")
     records = json.loads(invoke("explain", tiny_run, colour_dataset / "test" / "red", "--out", url, "--json").stdout)
