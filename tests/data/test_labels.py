@@ -161,3 +161,26 @@ def test_words_that_say_what_is_wrong(colour_dataset, tmp_path):
     invoke("pack", colour_dataset, "--out", tmp_path / "pack", "--quiet")
     result = runner.invoke(app, ["pack", str(tmp_path / "pack"), "--out", str(tmp_path / "again")], terminal_width=400)
     assert result.output.strip() == f"Error: {tmp_path / 'pack'} is a packed dataset already. Pass the folder of images it was packed from."
+
+
+def test_a_run_whose_label_file_is_gone_still_exports_and_is_verified_on_the_dataset_s_images(colour_dataset, tmp_path):
+    (tmp_path / "lists").mkdir()
+    listing = write_label_file(tmp_path / "lists" / "labels.csv", rows_of(colour_dataset))
+    invoke("train", colour_dataset, "--labels", listing, *TINY_TRAIN, "--out", tmp_path / "run")
+    listing.unlink()
+    invoke("export", tmp_path / "run", "--format", "keras", "--out", tmp_path / "export", "--json")
+    checks = json.loads((tmp_path / "export" / "metadata.json").read_text())["verification"]
+    assert checks and all(check["passed"] for check in checks)
+
+
+@pytest.mark.parametrize("command", ["train", "inspect"])
+def test_labels_that_differ_between_splits_are_called_labels_not_class_folders(colour_dataset, tmp_path, command):
+    rows = [row for row in rows_of(colour_dataset) if not (row[2] == "val" and row[1] == "green")]
+    listing = write_label_file(tmp_path / "labels.csv", rows)
+    arguments = {"train": ["train", colour_dataset, *TINY_TRAIN, "--out", tmp_path / "run"],
+                 "inspect": ["inspect", colour_dataset, "--strict"]}[command]
+    result = runner.invoke(app, [*map(str, arguments), "--labels", str(listing)], terminal_width=400)
+    assert result.exit_code != 0
+    assert "val rows differ (only in val: -; missing from val: green). Every split needs the same labels." in " ".join(
+        result.output.split())
+    assert "folder" not in result.output.replace(str(tmp_path), "")

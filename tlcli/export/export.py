@@ -375,7 +375,7 @@ def verification_samples(info: RunInfo, options: ExportOptions) -> list[Sample]:
     if options.verify_images:
         return _usable(_image_files(options.verify_images), VERIFY_LIMIT, "--verify-images")
     root = _dataset_root(info, options, "to verify the exported model on (or --verify-images, or --no-verify)")
-    return pick_samples(root, VERIFY_COUNT, ("test", "val", "all", "train"), LabelFile.recorded(info.config))
+    return _dataset_samples(info, root, VERIFY_COUNT, ("test", "val", "all", "train"))
 
 
 def calibration_samples(info: RunInfo, options: ExportOptions) -> list[Sample]:
@@ -383,7 +383,16 @@ def calibration_samples(info: RunInfo, options: ExportOptions) -> list[Sample]:
     if options.data is None and not _recorded_data(info) and options.verify_images:
         return _usable(_image_files(options.verify_images), CALIBRATION_COUNT, "--verify-images")
     root = _dataset_root(info, options, "to calibrate --quantize int8 on (or --verify-images)")
-    return pick_samples(root, CALIBRATION_COUNT, ("train", "all", "val", "test"), LabelFile.recorded(info.config))
+    return _dataset_samples(info, root, CALIBRATION_COUNT, ("train", "all", "val", "test"))
+
+
+def _dataset_samples(info: RunInfo, root: Path, count: int, splits: tuple[str, ...]) -> list[Sample]:
+    """`pick_samples` of the run's dataset, by its label file if it had one. Once that file is
+    gone, any images of the dataset serve: checking an export needs images, not their labels."""
+    recorded = info.config.get("labels")
+    if recorded and not location(recorded).exists():
+        return _usable(image_files_below(root), count, f"the dataset {root}")
+    return pick_samples(root, count, splits, LabelFile.recorded(info.config))
 
 
 def _recorded_data(info: RunInfo) -> Path | None:
