@@ -77,12 +77,12 @@ def check_finite(command, options: dict) -> None:
 
 def warn_ephemeral(command, options: dict) -> None:
     """An output in TensorFlow's in-memory file system (ram://) is gone when the command exits:
-    say so before the work, in every command that writes."""
+    every command that writes there says so as it ends (after the work, so that an error stays one line)."""
     for name, value in options.items():
         if isinstance(value, Url) and value.scheme == "ram" and option_name(command, name) == "--out":
             print_warning(
                 f"--out {value} is TensorFlow's in-memory file system: nothing written there "
-                "remains once this command exits. Give a folder or a gs:// (or other storage) URL to keep it."
+                "remains now that this command exits. Give a folder or a gs:// (or other storage) URL to keep it."
             )
 
 
@@ -108,8 +108,9 @@ def reports_errors(function):
     def wrapper(*args, **kwargs):
         try:
             check_finite(function, kwargs)
+            result = function(*args, **kwargs)
             warn_ephemeral(function, kwargs)
-            return function(*args, **kwargs)
+            return result
         except TlcliError as error:
             if debug_enabled():
                 raise

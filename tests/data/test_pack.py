@@ -162,16 +162,32 @@ def test_a_pack_stands_alone_without_the_folder_it_was_packed_from(tmp_path):
     assert "ok" in exported.output and "failed" not in exported.output
 
 
-def test_a_pack_with_a_flipped_byte_is_refused_by_train_not_trained_on_fewer_images(colour_dataset, tmp_path):
-    """The shard reader once skipped a damaged record: a model trained on fewer images, exit 0."""
-    pack = tmp_path / "pack"
+@pytest.fixture(scope="module")
+def damaged_pack(colour_dataset, tmp_path_factory) -> Path:
+    """A pack of small shards with one byte flipped in the middle of a shard of each split."""
+    pack = tmp_path_factory.mktemp("damaged") / "pack"
     invoke("pack", colour_dataset, "--out", pack, "--shard-mb", 0.004, "--quiet")
-    shard = sorted(pack.glob("train-*.tfrecord"))[1]
-    damaged = bytearray(shard.read_bytes())
-    damaged[len(damaged) // 2] ^= 0xFF
-    shard.write_bytes(bytes(damaged))
-    result = runner.invoke(app, ["train", str(pack), "--model", "tinynet", "--weights", "none",
-                                 "--out", str(tmp_path / "run")], terminal_width=400)
+    for split in ("train", "val", "test"):
+        shard = sorted(pack.glob(f"{split}-*.tfrecord"))[1]
+        damaged = bytearray(shard.read_bytes())
+        damaged[len(damaged) // 2] ^= 0xFF
+        shard.write_bytes(bytes(damaged))
+    return pack
+
+
+@pytest.mark.parametrize("command", [
+    ("train", "{pack}", "--model", "tinynet", "--weights", "none", "--out", "{out}"),
+    ("extract", "{pack}", "--model", "tinynet", "--weights", "none", "--image-size", 32, "--out", "{out}.npz"),
+    ("evaluate", "{run}", "{pack}", "--out", "{out}"),
+    ("inspect", "{pack}"),
+])
+def test_a_pack_with_a_flipped_byte_is_refused_in_one_line_not_read_as_fewer_images(damaged_pack, tiny_run, tmp_path,
+                                                                                  command):
+    """The shard reader once skipped a damaged record: a model trained on fewer images, exit 0;
+    and a damaged pack's errors once quoted TensorFlow's {{function_node ...}} text."""
+    places = {"{pack}": damaged_pack, "{run}": tiny_run, "{out}": tmp_path / "out", "{out}.npz": tmp_path / "out.npz"}
+    result = runner.invoke(app, [str(places.get(part, part)) for part in command], terminal_width=400)
     lines = result.output.strip().splitlines()
-    assert result.exit_code != 0 and lines[-1].startswith(f"Error: {pack / 'tlcli-pack.json'} does not match its shards")
-    assert "function_node" not in result.output and not (tmp_path / "run" / "model.keras").exists()
+    assert result.exit_code != 0 and lines[-1].startswith(f"Error: {damaged_pack / 'tlcli-pack.json'} does not match")
+    assert "function_node" not in result.output
+    assert not any(tmp_path.iterdir()), [path.name for path in tmp_path.iterdir()]

@@ -164,6 +164,17 @@ def test_a_folder_of_the_users_files_is_never_written_into(tiny_run, colour_data
     assert [path.name for path in mine.iterdir()] == ["notes.txt"]
 
 
+def test_an_evaluate_folder_is_named_as_such_and_left_whole(tiny_run, colour_dataset, tmp_path):
+    reports = tmp_path / "reports"
+    invoke("evaluate", tiny_run, colour_dataset, "--out", reports)
+    before = {path: path.read_bytes() for path in reports.rglob("*") if path.is_file()}
+    result = _explain(tiny_run, colour_dataset / "test", "--out", reports, "--overwrite")
+
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert f"--out {reports} holds tlcli evaluate's reports, not tlcli explain's pictures" in result.stderr
+    assert {path: path.read_bytes() for path in reports.rglob("*") if path.is_file()} == before
+
+
 def test_explaining_again_replaces_the_earlier_pictures(patch_run, patch_explained, tmp_path):
     run, data, _ = patch_run
     out = shutil.copytree(patch_explained[0], tmp_path / "maps")  # an earlier explain's folder

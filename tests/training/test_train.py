@@ -176,6 +176,25 @@ def test_a_run_interrupted_by_ctrl_c_resumes_to_the_uninterrupted_run(colour_dat
     assert_same_run(stopped, whole)
 
 
+def test_a_finished_run_replaced_with_overwrite_is_kept_until_the_new_one_finishes(solved_run, colour_dataset,
+                                                                                   tmp_path, interrupt_after):
+    run = shutil.copytree(solved_run, tmp_path / "run")
+    (run / "notes.txt").write_text("mine")
+    old_model = (run / "model.keras").read_bytes()
+    gradient = (*TINY, "--augment", "light", "--epochs", 3, "--learning-rate", 0.01, "--batch-size", 8, "--quiet", "--out", run)
+    release = interrupt_after(1)
+    interrupted = invoke("train", colour_dataset, *gradient, "--overwrite", expect=130)
+    release()
+    aside = list(tmp_path.glob(".run.replaced-*"))
+    assert len(aside) == 1 and (aside[0] / "model.keras").read_bytes() == old_model, "the finished run is kept"
+    assert f"the finished one it replaces is kept in {aside[0]} until it finishes" in " ".join(interrupted.output.split())
+    assert (run / "notes.txt").read_text() == "mine" and not (aside[0] / "notes.txt").exists()
+
+    invoke("train", colour_dataset, *gradient, "--resume")
+    assert not list(tmp_path.glob(".run.*")), "the run it replaced goes once the new one finishes"
+    assert (run / "notes.txt").read_text() == "mine" and (run / "model.keras").read_bytes() != old_model
+
+
 @pytest.mark.subprocess
 def test_a_run_resumed_after_sigkill_is_the_uninterrupted_run(colour_dataset, tmp_path):
     def command(out):

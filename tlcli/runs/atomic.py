@@ -147,10 +147,11 @@ def _png_software(head: bytes) -> str:
 
 PARTIAL = "partial"  # a folder being built: `.NAME.partial-ID`, beside NAME
 OLD = "old"  # an old folder on its way out: `.NAME.old-ID`
+REPLACED = "replaced"  # a finished run or search kept until the one replacing it finishes: `.NAME.replaced-ID`
 
 
 def sibling(target: Path, role: str) -> Path:
-    """A new hidden name beside `target` for a folder in the `role` PARTIAL or OLD."""
+    """A new hidden name beside `target` for a folder in the `role` PARTIAL, OLD or REPLACED."""
     return target.parent / f".{target.name}.{role}-{uuid.uuid4().hex[:8]}"
 
 

@@ -33,7 +33,7 @@ from tlcli.runs.names import (
     METRICS,
     MODEL,
 )
-from tlcli.runs.outputs import check_uploaded, claim_output, start_output_dir
+from tlcli.runs.outputs import check_uploaded, claim_output, replaced_note, start_output_dir
 from tlcli.storage import Location, Url, check_readable, fetch, location
 
 
@@ -90,9 +90,10 @@ def resumable(path: Path):
     try:
         yield
     except KeyboardInterrupt:
+        replaced = replaced_note(path)
         raise Interrupted(
             f"Interrupted. {path} keeps the last completed epoch: repeat the command with --resume "
-            "to continue, or with --overwrite to start over."
+            "to continue, or with --overwrite to start over" + (f"; {replaced}." if replaced else ".")
         ) from None
 
 

@@ -28,7 +28,17 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from tlcli.errors import TlcliError
-from tlcli.runs.atomic import PARTIAL, sibling, signed_by_tlcli, swap_into_place, tidy_leftovers, umask, write_json
+from tlcli.runs.atomic import (
+    PARTIAL,
+    REPLACED,
+    leftovers,
+    sibling,
+    signed_by_tlcli,
+    swap_into_place,
+    tidy_leftovers,
+    umask,
+    write_json,
+)
 from tlcli.runs.locks import lock_output
 from tlcli.runs.names import (
     BACKUP,
@@ -405,21 +415,58 @@ def _remove_except(root: Path, folder: Path, kept: set[str]) -> None:
 
 
 def start_output_dir(path: Path, kind: str) -> list[str]:
-    """Make a claimed `path` a marked `kind` folder in progress, removing what tlcli wrote there
-    before (claim_output decided it may go) and keeping the rest; the kept names."""
-    kept = clear_for_writing(path) if _occupied(path) else []
+    """Make a claimed `path` a marked `kind` folder in progress, keeping the files tlcli did not
+    write; the kept names. A finished output there (a run or search being replaced) is set aside
+    whole until this one finishes, so a kill in between loses neither; an unfinished one is removed."""
+    if _finished(path):
+        kept = _set_aside(path)
+    else:
+        kept = clear_for_writing(path) if _occupied(path) else []
     path.mkdir(parents=True, exist_ok=True)
     write_marker(path, kind, kept=kept)
     (path / IN_PROGRESS).write_text("")
     return kept
 
 
+def _finished(path: Path) -> bool:
+    return (path / MARKER).is_file() and not (path / IN_PROGRESS).exists() and "files" in json_object(path / MARKER)
+
+
+def _set_aside(path: Path) -> list[str]:
+    """Rename the finished folder `path` to a REPLACED sibling and bring the user's files back."""
+    kept = user_files(path)
+    aside = sibling(path, REPLACED)
+    os.rename(path, aside)
+    path.mkdir()
+    _move_back(aside, path, kept)
+    return kept
+
+
+def _move_back(aside: Path, path: Path, names) -> None:
+    for name in names:
+        source, destination = aside / name.rstrip("/"), path / name.rstrip("/")
+        if os.path.lexists(source) and not os.path.lexists(destination):
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(source, destination)
+
+
+def replaced_note(path: Location) -> str | None:
+    """Where the finished output that an unfinished `path` replaces is kept, if anywhere."""
+    if isinstance(path, Url) or not (aside := leftovers(Path(path), REPLACED)):
+        return None
+    return f"the finished one it replaces is kept in {aside[-1]} until it finishes"
+
+
 def finish_output_dir(path: Path) -> None:
-    """Mark a folder that start_output_dir made as finished: its marker lists the files tlcli wrote."""
+    """Mark a folder that start_output_dir made as finished (its marker lists the files tlcli
+    wrote), then remove what it replaced, bringing back any file of a user's left there."""
     marker = json_object(path / MARKER)
     kept = marker.get("kept", [])
     write_marker(path, marker.get("kind", "run"), files=_written(path, kept), kept=kept)
     (path / IN_PROGRESS).unlink(missing_ok=True)
+    for aside in leftovers(path, REPLACED):
+        _move_back(aside, path, user_files(aside))
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def record_files(folder: Location, names) -> None:
