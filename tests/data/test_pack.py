@@ -191,3 +191,14 @@ def test_a_pack_with_a_flipped_byte_is_refused_in_one_line_not_read_as_fewer_ima
     assert result.exit_code != 0 and lines[-1].startswith(f"Error: {damaged_pack / 'tlcli-pack.json'} does not match")
     assert "function_node" not in result.output
     assert not any(tmp_path.iterdir()), [path.name for path in tmp_path.iterdir()]
+
+
+def test_a_run_replaced_from_a_damaged_pack_is_left_as_it_was(damaged_pack, solved_run, tmp_path):
+    run = shutil.copytree(solved_run, tmp_path / "run")
+    (run / "notes.txt").write_text("mine")
+    before = {path.relative_to(run): path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    result = runner.invoke(app, ["train", str(damaged_pack), "--model", "tinynet", "--weights", "none",
+                                 "--out", str(run), "--overwrite"], terminal_width=400)
+    assert result.exit_code != 0 and "does not match its shards" in result.output
+    assert {path.relative_to(run): path.read_bytes() for path in run.rglob("*") if path.is_file()} == before
+    assert [path.name for path in tmp_path.iterdir()] == ["run"]

@@ -33,7 +33,7 @@ from tlcli.runs.names import (
     METRICS,
     MODEL,
 )
-from tlcli.runs.outputs import check_uploaded, claim_output, replaced_note, start_output_dir
+from tlcli.runs.outputs import abandon_unstarted, check_uploaded, claim_output, replaced_note, start_output_dir
 from tlcli.storage import Location, Url, check_readable, fetch, location
 
 
@@ -86,7 +86,8 @@ class Interrupted(TlcliError):
 
 @contextlib.contextmanager
 def resumable(path: Path):
-    """Turn Ctrl-C into a one-line message that says how to continue the run."""
+    """Turn Ctrl-C into a one-line message that says how to continue the run; an error before the
+    run saved any progress takes the run away again (runs.outputs.abandon_unstarted)."""
     try:
         yield
     except KeyboardInterrupt:
@@ -95,6 +96,9 @@ def resumable(path: Path):
             f"Interrupted. {path} keeps the last completed epoch: repeat the command with --resume "
             "to continue, or with --overwrite to start over" + (f"; {replaced}." if replaced else ".")
         ) from None
+    except Exception:
+        abandon_unstarted(path)
+        raise
 
 
 @dataclass(frozen=True)

@@ -450,6 +450,27 @@ def _move_back(aside: Path, path: Path, names) -> None:
             os.rename(source, destination)
 
 
+def abandon_unstarted(path: Location) -> None:
+    """Take away a run or search that failed before it saved any progress, leaving its place as
+    the command found it: a finished one it set aside back in place, a user's files kept."""
+    if isinstance(path, Url) or not (path / IN_PROGRESS).exists() or _has_progress(path):
+        return
+    kept, aside = user_files(path), leftovers(path, REPLACED)
+    if aside:
+        _move_back(path, aside[-1], kept)
+        shutil.rmtree(path)
+        os.rename(aside[-1], path)
+    elif kept:
+        _remove_except(path, path, set(kept))
+    else:
+        shutil.rmtree(path)
+
+
+def _has_progress(path: Path) -> bool:
+    kind = json_object(path / MARKER).get("kind") if (path / MARKER).is_file() else None
+    return any((path / name).exists() for name in _PROGRESS.get(kind, (HISTORY, BACKUP, LEADERBOARD)))
+
+
 def replaced_note(path: Location) -> str | None:
     """Where the finished output that an unfinished `path` replaces is kept, if anywhere."""
     if isinstance(path, Url) or not (aside := leftovers(Path(path), REPLACED)):

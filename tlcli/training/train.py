@@ -123,15 +123,17 @@ def _train(config: TrainConfig, out: Path | None, augmentation: AugmentConfig | 
 
     train_samples, val_samples = dataset.split("train"), dataset.splits.get("val", ())
     class_weights = class_weights_for(fit_config, [sample.label for sample in train_samples], num_classes)
-    # The end-to-end route reads every image in every epoch: decoded once, before anything reads them.
-    decoded = decode_splits(route == END_TO_END and config.cache_images, {"train": train_samples, "val": val_samples},
-                            image_size, fit_config.batch_size, scratch_dir=run_dir, events=events)
-    # Every route standardizes the pooled features with the training images' statistics, and
-    # every route but end to end trains on those features, computed once.
-    train_features, val_features = cached_features(
-        model, config.pooling, train_samples, () if route == END_TO_END else val_samples, image_size,
-        fit_config.batch_size, events, decoded=decoded.get("train"),
-    )
+    with resumable(requested_dir):
+        # The end-to-end route reads every image in every epoch: decoded once, before anything reads them.
+        decoded = decode_splits(route == END_TO_END and config.cache_images, {"train": train_samples,
+                                "val": val_samples}, image_size, fit_config.batch_size, scratch_dir=run_dir,
+                                events=events)
+        # Every route standardizes the pooled features with the training images' statistics, and
+        # every route but end to end trains on those features, computed once.
+        train_features, val_features = cached_features(
+            model, config.pooling, train_samples, () if route == END_TO_END else val_samples, image_size,
+            fit_config.batch_size, events, decoded=decoded.get("train"),
+        )
     history = History.load(run_dir / HISTORY)
     with resumable(requested_dir), decoded:
         if route == END_TO_END:
