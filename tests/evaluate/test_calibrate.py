@@ -121,6 +121,22 @@ def test_a_run_without_validation_images_is_refused_before_anything_changes(tiny
     assert (run / "model.keras").read_bytes() == model
 
 
+def test_fewer_than_ten_validation_images_cannot_support_a_temperature(tiny_run, colour_dataset, tmp_path):
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    data = tmp_path / "data"
+    shutil.copytree(colour_dataset / "train", data / "train")
+    for name in ("blue", "green", "red"):  # three validation images each: nine in all
+        for image in sorted((colour_dataset / "val" / name).iterdir())[:3]:
+            (data / "val" / name).mkdir(parents=True, exist_ok=True)
+            shutil.copy(image, data / "val" / name / image.name)
+    before = (run / "model.keras").read_bytes()
+    result = runner.invoke(app, ["calibrate", str(run), "--data", str(data)], terminal_width=400)
+    lines = result.output.strip().splitlines()
+    assert result.exit_code != 0 and len(lines) == 1
+    assert "has 9 validation image(s) for this run; a temperature fitted on fewer than 10 says nothing" in lines[0]
+    assert (run / "model.keras").read_bytes() == before
+
+
 def test_validation_images_classified_all_right_cannot_support_a_temperature(solved_run, tmp_path):
     """On perfectly separated validation images a temperature once ran to 0.206 and made new
     images' log loss four times worse."""
