@@ -18,7 +18,6 @@ labels, not a mistake: with independent labels such images are common.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import os
 from collections import Counter
@@ -28,7 +27,7 @@ from pathlib import Path
 from tlcli.data.images import IMAGE_EXTENSIONS, Problem, is_image_name
 from tlcli.data.walk import files_below
 from tlcli.errors import TlcliError
-from tlcli.storage import Location, Url, check_readable, location
+from tlcli.storage import Location, Url, check_readable, file_sha256, location
 
 COLUMN_NAMES = {"path": ("path", "filename"), "label": ("label",), "split": ("split",)}
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -73,7 +72,7 @@ class LabelFile:
 
     def describe(self) -> dict:
         """What a run records to find the labels again and to notice that they changed."""
-        return {"labels": str(self.path.resolve()), "labels_sha256": sha256(self.path),
+        return {"labels": str(self.path.resolve()), "labels_sha256": file_sha256(self.path),
                 "label_columns": ",".join(f"{key}={name}" for key, name in self.columns) or None,
                 "allow_outside_paths": self.allow_outside, "multi_label": self.multi_label,
                 "label_delimiter": self.delimiter}
@@ -84,7 +83,7 @@ class LabelFile:
         recorded, digest = config.get("labels"), config.get("labels_sha256")
         if not recorded or not digest or str(location(recorded)) != str(location(self.path).resolve()):
             return None
-        if sha256(self.path) == digest:
+        if file_sha256(self.path) == digest:
             return None
         return f"{self.path} has changed since the run was trained (its sha256 differs): check its labels"
 
@@ -100,14 +99,6 @@ class LabelFile:
         if not self.multi_label:
             return (cell,) if cell else ()
         return tuple(dict.fromkeys(part.strip() for part in cell.split(self.delimiter) if part.strip()))
-
-
-def sha256(path: Location) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
