@@ -23,12 +23,32 @@ def test_every_package_imports_only_the_layers_below_it():
     assert "0 broken" in result.stdout
 
 
-def test_an_upward_import_breaks_the_contract(tmp_path):
+def _copy_project(tmp_path: Path) -> Path:
     copy = tmp_path / "project"
     shutil.copytree(ROOT / "tlcli", copy / "tlcli", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
+    return copy
+
+
+def _plant(module: Path, statement: str) -> None:
+    module.write_text(module.read_text() + f"\n\ndef _planted():\n    {statement}  # noqa\n")
+
+
+def test_an_upward_import_breaks_the_contract(tmp_path):
+    copy = _copy_project(tmp_path)
     runtime = copy / "tlcli" / "runtime.py"
-    runtime.write_text(runtime.read_text() + "\n\ndef _planted():\n    from tlcli.training import train  # noqa\n")
+    _plant(runtime, "from tlcli.training import train")
     result = _lint_imports(copy)
     assert result.returncode != 0
     assert "tlcli.runtime -> tlcli.training.train" in result.stdout
+
+
+def test_a_library_module_that_imports_the_console_breaks_the_contract(tmp_path):
+    """training sits above console.py, so the layers allow this import; the console contract does not."""
+    copy = _copy_project(tmp_path)
+    _plant(copy / "tlcli" / "training" / "fit.py", "from tlcli.console import out")
+    result = _lint_imports(copy)
+    assert result.returncode != 0
+    assert "tlcli's packages import downwards only KEPT" in result.stdout
+    assert "only the command layer imports tlcli.console BROKEN" in result.stdout
+    assert "tlcli.training.fit -> tlcli.console" in result.stdout
