@@ -1,10 +1,12 @@
-"""The package's one-way layers (pyproject.toml's import-linter contracts) hold, and they can fail."""
+"""The package's one-way layers (pyproject.toml's import-linter contracts) hold, they name every
+module, and they can fail."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,12 +25,57 @@ def test_every_package_imports_only_the_layers_below_it():
     assert "0 broken" in result.stdout
 
 
-def test_an_upward_import_breaks_the_contract(tmp_path):
+def _copy_project(tmp_path: Path) -> Path:
     copy = tmp_path / "project"
     shutil.copytree(ROOT / "tlcli", copy / "tlcli", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
+    return copy
+
+
+def _plant(module: Path, statement: str) -> None:
+    module.write_text(module.read_text() + f"\n\ndef _planted():\n    {statement}  # noqa\n")
+
+
+def _modules(folder: Path) -> set[str]:
+    return ({path.stem for path in folder.glob("*.py") if path.stem != "__init__"}
+            | {path.name for path in folder.iterdir() if (path / "__init__.py").is_file()})
+
+
+def _named(contract: dict) -> set[str]:
+    return {name.strip() for layer in contract["layers"] for name in layer.split("|")}
+
+
+def test_the_contracts_name_every_module():
+    """A module no contract names may import anything: the top contract names every top-level
+    module, each package's contract every module in it, and the console contract every
+    library package."""
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    top = next(contract for contract in contracts if contract["type"] == "layers" and "containers" not in contract)
+    assert _named(top) == {f"tlcli.{name}" for name in _modules(ROOT / "tlcli")}
+    inner = {contract["containers"][0]: _named(contract) for contract in contracts if "containers" in contract}
+    packages = [path for path in (ROOT / "tlcli").iterdir() if (path / "__init__.py").is_file()]
+    assert inner == {f"tlcli.{package.name}": _modules(package) for package in packages}
+    console = next(contract for contract in contracts if contract["type"] == "forbidden")
+    assert console["forbidden_modules"] == ["tlcli.console"]
+    command_layer = {"tlcli.__main__", "tlcli.cli", "tlcli.commands", "tlcli.console"}
+    assert set(console["source_modules"]) == _named(top) - command_layer
+
+
+def test_an_upward_import_breaks_the_contract(tmp_path):
+    copy = _copy_project(tmp_path)
     runtime = copy / "tlcli" / "runtime.py"
-    runtime.write_text(runtime.read_text() + "\n\ndef _planted():\n    from tlcli.training import train  # noqa\n")
+    _plant(runtime, "from tlcli.training import train")
     result = _lint_imports(copy)
     assert result.returncode != 0
     assert "tlcli.runtime -> tlcli.training.train" in result.stdout
+
+
+def test_a_library_module_that_imports_the_console_breaks_the_contract(tmp_path):
+    """training sits above console.py, so the layers allow this import; the console contract does not."""
+    copy = _copy_project(tmp_path)
+    _plant(copy / "tlcli" / "training" / "fit.py", "from tlcli.console import out")
+    result = _lint_imports(copy)
+    assert result.returncode != 0
+    assert "tlcli's packages import downwards only KEPT" in result.stdout
+    assert "only the command layer imports tlcli.console BROKEN" in result.stdout
+    assert "tlcli.training.fit -> tlcli.console" in result.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from pathlib import Path, PurePosixPath
 
@@ -14,6 +15,7 @@ from tlcli.storage import (
     check_readable,
     copy_file,
     fetch,
+    file_sha256,
     forget_fetched,
     glob_urls,
     location,
@@ -48,6 +50,16 @@ def test_a_url_reads_lists_and_writes_through_tensorflows_file_systems():
     assert sorted(str(item.relative_to(root)) for item in root.rglob()) == ["a", "a/one.txt", "two.bin"]
     with pytest.raises(FileNotFoundError):
         (root / "three").read_bytes()
+
+
+def test_a_files_sha256_is_the_same_read_locally_or_through_a_url(tmp_path):
+    content = bytes(range(256)) * 5000  # more than one 1 MiB block
+    local = tmp_path / "shard.bin"
+    local.write_bytes(content)
+    url = Url(f"ram://{uuid.uuid4().hex[:8]}/shard.bin")
+    url.write_bytes(content)
+    expected = hashlib.sha256(content).hexdigest()
+    assert file_sha256(local) == file_sha256(str(local)) == file_sha256(url) == file_sha256(str(url)) == expected
 
 
 def test_a_url_file_appears_whole_or_not_at_all():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import hashlib
 import os
 import posixpath
 import re
@@ -327,6 +328,15 @@ def copy_file(source: Location, target: Location) -> None:
         return
     with gfile_errors(source if isinstance(source, Url) else target):
         _gfile().copy(str(source), str(target), overwrite=True)
+
+
+def file_sha256(path: str | os.PathLike | Url) -> str:
+    """The sha256 of a file, local or at a URL (read through TensorFlow's file systems)."""
+    digest = hashlib.sha256()
+    with location(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def download_folder(url: Url, target: Path) -> None:

@@ -18,7 +18,6 @@ labels, not a mistake: with independent labels such images are common.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import os
 from collections import Counter
@@ -28,7 +27,7 @@ from pathlib import Path
 from tlcli.data.images import IMAGE_EXTENSIONS, Problem, is_image_name
 from tlcli.data.walk import files_below
 from tlcli.errors import TlcliError
-from tlcli.storage import Location, Url, check_readable, location
+from tlcli.storage import Location, Url, check_readable, file_sha256, location
 
 COLUMN_NAMES = {"path": ("path", "filename"), "label": ("label",), "split": ("split",)}
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -73,7 +72,7 @@ class LabelFile:
 
     def describe(self) -> dict:
         """What a run records to find the labels again and to notice that they changed."""
-        return {"labels": str(self.path.resolve()), "labels_sha256": sha256(self.path),
+        return {"labels": str(self.path.resolve()), "labels_sha256": file_sha256(self.path),
                 "label_columns": ",".join(f"{key}={name}" for key, name in self.columns) or None,
                 "allow_outside_paths": self.allow_outside, "multi_label": self.multi_label,
                 "label_delimiter": self.delimiter}
@@ -84,7 +83,7 @@ class LabelFile:
         recorded, digest = config.get("labels"), config.get("labels_sha256")
         if not recorded or not digest or str(location(recorded)) != str(location(self.path).resolve()):
             return None
-        if sha256(self.path) == digest:
+        if file_sha256(self.path) == digest:
             return None
         return f"{self.path} has changed since the run was trained (its sha256 differs): check its labels"
 
@@ -100,14 +99,6 @@ class LabelFile:
         if not self.multi_label:
             return (cell,) if cell else ()
         return tuple(dict.fromkeys(part.strip() for part in cell.split(self.delimiter) if part.strip()))
-
-
-def sha256(path: Location) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -176,16 +167,8 @@ def read_listing(root: Path, labels: LabelFile) -> Listing:
                 "the first row is used"))
             continue
         first_row_of[path] = number
-        split = "all"
-        if has_split:
-            value = row.get(column["split"], "").strip()
-            split = SPLIT_NAMES.get(value.lower())
-            if split is None:
-                raise TlcliError(
-                    f"{csv_path} row {number}: split {value!r} is not train, val or test. "
-                    "Write one of them in every row, or leave the split column out."
-                )
-            files.setdefault(split, {})
+        split = _split_of(row.get(column["split"], ""), csv_path, number) if has_split else "all"
+        files.setdefault(split, {})
         for name in names:
             files[split].setdefault(name, []).append(path)
         if listing.label_sets is not None:
@@ -193,17 +176,35 @@ def read_listing(root: Path, labels: LabelFile) -> Listing:
     for split_files in files.values():
         for label in split_files:
             split_files[label].sort()
-    listing.unlisted = (sorted(path for path in present - set(first_row_of) if is_image_name(path)) if present is not None
-                        else _unlisted_images(root, set(first_row_of), csv_path))
+    _add_notes(listing, root, csv_path, set(first_row_of), present)
+    return listing
+
+
+def _split_of(cell: str, csv_path: Location, number: int) -> str:
+    """The split a row's split cell names (train, val or test, in any of SPLIT_NAMES' spellings)."""
+    split = SPLIT_NAMES.get(cell.strip().lower())
+    if split is None:
+        raise TlcliError(
+            f"{csv_path} row {number}: split {cell.strip()!r} is not train, val or test. "
+            "Write one of them in every row, or leave the split column out."
+        )
+    return split
+
+
+def _add_notes(listing: Listing, root: Location, csv_path: Location, listed: set[Location],
+               present: set[Url] | None) -> None:
+    """Note the images under DATA that no row names (kept in `listing.unlisted`) and the labels
+    with a single image."""
+    listing.unlisted = (sorted(path for path in present - listed if is_image_name(path)) if present is not None
+                        else _unlisted_images(root, listed, csv_path))
     if listing.unlisted:
         listing.notes.append(f"{len(listing.unlisted)} image(s) under {root} are not listed in {csv_path.name} "
                              f"(e.g. {listing.unlisted[0]}) and are left out")
-    per_label = Counter(label for split_files in files.values() for label, paths in split_files.items()
+    per_label = Counter(label for split_files in listing.files.values() for label, paths in split_files.items()
                         for _ in paths)
     lonely = sorted(label for label, count in per_label.items() if count == 1)
     if lonely:
         listing.notes.append(f"label(s) with a single image: {', '.join(lonely)}")
-    return listing
 
 
 def _read_rows(csv_path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:

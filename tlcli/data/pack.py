@@ -23,11 +23,11 @@ from typing import Callable
 from tlcli.data.dataset import SPLITS, Dataset, SplitOptions, build_dataset, refuse_problems, scan
 from tlcli.data.images import ImageInfo
 from tlcli.data.labels import LabelFile
-from tlcli.data.packed import FORMAT, INDEX, SAMPLES, VERSION, file_sha256, is_packed, shard_name
+from tlcli.data.packed import FORMAT, INDEX, SAMPLES, VERSION, is_packed, shard_name
 from tlcli.errors import TlcliError
 from tlcli.runs.locks import locks_outputs
 from tlcli.runs.outputs import building, claim_output
-from tlcli.storage import location, relative_name
+from tlcli.storage import file_sha256, location, relative_name
 
 DEFAULT_SHARD_MB = 150
 

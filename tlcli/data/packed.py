@@ -21,7 +21,6 @@ Nothing here imports TensorFlow until records are read.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -30,7 +29,7 @@ from pathlib import Path
 
 from tlcli.data.images import Problem
 from tlcli.errors import TlcliError
-from tlcli.storage import Location, check_readable, location
+from tlcli.storage import Location, check_readable, file_sha256, location
 
 INDEX = "tlcli-pack.json"
 SAMPLES = "samples.json"
@@ -138,19 +137,6 @@ def _read_json(path: Location, root: Location) -> dict:
     if not isinstance(document, dict):
         raise _damaged(root, f"{path.name} is not a JSON object")
     return document
-
-
-def file_sha256(path) -> str:
-    """The sha256 of a file, read through TensorFlow's file systems when given a URL."""
-    digest = hashlib.sha256()
-    with _open(path) as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _open(path, mode: str = "rb"):
-    return location(path).open(mode)
 
 
 def record_dataset(split: PackedSplit, shard: tuple[int, int] = (1, 0)):

@@ -5,6 +5,11 @@ place in it. TF_CONFIG states both. Inside a Slurm step (`srun tlcli train ...`)
 the same description from Slurm's variables: one worker per task, on consecutive ports from
 TLCLI_PORT_BASE (default 8888) on each node, nodes in Slurm's order and tasks in blocks
 (Slurm's default distribution), so that task N is worker N.
+
+TensorFlow's `SlurmClusterResolver` is not used: it orders nodes by name (n10 before n9, so task N
+is not worker N), expands only node lists with one bracket at the end of a name (`scontrol` is
+Slurm's own answer), reads os.environ rather than the environment given, and needs
+SLURM_STEP_NUM_TASKS and a GPU count (nvidia-smi) that a CPU step does not have.
 """
 
 from __future__ import annotations

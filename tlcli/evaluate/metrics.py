@@ -73,8 +73,9 @@ def compute_metrics(
     names = [class_names[label] for label in labels]
     all_labels = np.arange(num_classes)
 
-    precision, recall, f1, support = metrics.precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=ZERO_DIVISION
+    # Rows keyed by label number (no target_names): a class named "accuracy" cannot replace a summary row.
+    report = metrics.classification_report(
+        y_true, y_pred, labels=labels, output_dict=True, zero_division=ZERO_DIVISION
     )
     result = {
         "samples": int(len(y_true)),
@@ -86,11 +87,8 @@ def compute_metrics(
         warnings.simplefilter("ignore", UserWarning)
         result["balanced_accuracy"] = float(metrics.balanced_accuracy_score(y_true, y_pred))
     for average in ("macro", "weighted"):
-        scores = metrics.precision_recall_fscore_support(
-            y_true, y_pred, labels=labels, average=average, zero_division=ZERO_DIVISION
-        )
-        for name, value in zip(("precision", "recall", "f1"), scores):
-            result[f"{name}_{average}"] = float(value)
+        scores = _scores(report[f"{average} avg"])
+        result.update({f"{name}_{average}": scores[name] for name in ("precision", "recall", "f1")})
     result["top_k"] = top_k
     result["top_k_accuracy"] = (
         float(metrics.top_k_accuracy_score(y_true, probabilities, k=top_k, labels=all_labels))
@@ -105,15 +103,7 @@ def compute_metrics(
         result["pr_auc"] = (
             float(metrics.average_precision_score(y_true == 1, probabilities[:, 1])) if both else None
         )
-    result["per_class"] = {
-        name: {
-            "precision": float(precision[i]),
-            "recall": float(recall[i]),
-            "f1": float(f1[i]),
-            "support": int(support[i]),
-        }
-        for i, name in enumerate(names)
-    }
+    result["per_class"] = {name: _scores(report[str(label)]) for name, label in zip(names, labels)}
     with warnings.catch_warnings():
         # "A single label was found": one class is all there is to tabulate, and that is fine.
         warnings.simplefilter("ignore", UserWarning)
@@ -123,6 +113,12 @@ def compute_metrics(
     result["zero_division"] = ZERO_DIVISION
     result.update(calibration(y_true, probabilities))
     return result
+
+
+def _scores(row: dict) -> dict:
+    """A row of scikit-learn's `classification_report(output_dict=True)` under tlcli's keys."""
+    return {"precision": row["precision"], "recall": row["recall"], "f1": row["f1-score"],
+            "support": int(row["support"])}
 
 
 def calibration(y_true, probabilities, bins: int = CALIBRATION_BINS) -> dict:
