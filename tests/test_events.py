@@ -28,8 +28,11 @@ class Recording(Events):
         self.reports.append(("fit_progress", epochs, steps, stage))
         return None
 
+    def skipped(self, what, reason):
+        self.reports.append(("skipped", str(what), reason))
+
     @contextlib.contextmanager
-    def counting(self, description, total):
+    def counting(self, description, total, rate=None):
         counted = []
         yield counted.append
         self.reports.append(("counted", description, total, sum(counted)))
@@ -58,3 +61,18 @@ def test_the_silent_default_takes_every_report_and_shows_none(capfd):
         advance(3)
     SILENT.note("a note")
     assert SILENT.fit_progress(1, 3, "train") is None and capfd.readouterr() == ("", "")
+
+
+def test_inspect_and_pack_count_every_file_to_their_callers_events_and_print_nothing(messy_dataset, tmp_path, capfd):
+    from tlcli.data.inspection import InspectConfig, inspect_data
+    from tlcli.data.pack import PackConfig, pack
+
+    inspecting, packing = Recording(), Recording()
+    report = inspect_data(InspectConfig(data=messy_dataset), inspecting)
+    outcome = pack(PackConfig(data=messy_dataset, out=tmp_path / "pack"), packing)
+    assert inspecting.reports == [("counted", "Checking images", report.files, report.files)]
+    packed = sum(outcome.records.values())  # each file checked, then each usable one packed
+    assert packing.reports == [("counted", "Checking, then packing images", 2 * report.files, report.files + packed)]
+    assert inspect_data(InspectConfig(data=tmp_path / "pack"), inspecting).layout == "packed"
+    assert inspecting.reports[-1] == ("counted", "Verifying shards", outcome.shards, outcome.shards)
+    assert capfd.readouterr() == ("", "")

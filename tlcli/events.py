@@ -1,14 +1,17 @@
 """What a long workflow tells its user as it runs, without drawing anything itself.
 
-`train`, `finetune` and `tune` report through an `Events` object. A command passes one that
+Every workflow a command calls reports through an `Events` object. A command passes one that
 renders (`tlcli.commands._render.ConsoleEvents`); this base class, the library's default, shows
 nothing. So `--quiet`, and "only the chief of a cluster prints", are decided in one place.
+Below a workflow, a function that only counts (`check_images`, `extract_features`) takes the
+plain `advance(n)` that `counting` gives.
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator
 
 INFO, DETAIL, WARNING = "info", "detail", "warning"
@@ -42,6 +45,9 @@ class Events:
     def note(self, message: str, level: str = INFO) -> None:
         """One line for the user; `level` is INFO, DETAIL or WARNING. `message` is plain text."""
 
+    def skipped(self, what: Path | str, reason: str) -> None:
+        """Something asked for (a file, a class) was left out, and the work goes on without it."""
+
     def stage(self, stage: StageStart) -> None:
         """A fine-tuning stage begins."""
 
@@ -50,8 +56,10 @@ class Events:
         return None
 
     @contextlib.contextmanager
-    def counting(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
-        """A context in which `advance(n)` reports n more of `total` items done."""
+    def counting(self, description: str, total: int | None, rate: str | None = None
+                 ) -> Iterator[Callable[[int], None]]:
+        """A context in which `advance(n)` reports n more of `total` items done (None: a total not
+        known). With `rate`, the unit of the items (such as "images"), their speed is worth showing."""
         yield lambda count: None
 
 

@@ -18,6 +18,7 @@ end, so memory does not grow with the number of images.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -26,14 +27,16 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from tlcli.data.dataset import SPLITS, Dataset, Sample, SplitOptions, load_dataset
 from tlcli.data.images import Problem
+from tlcli.data.labels import LabelFile
 from tlcli.data.pipeline import DECODE_FAILED
+from tlcli.distribute.placement import DistributeConfig, Placement, place
 from tlcli.errors import TlcliError
+from tlcli.events import SILENT, Events
 from tlcli.models.backbones import BackboneSpec, get_backbone, resolve_image_size
 from tlcli.models.weights import WeightsSource, parse_weights
 from tlcli.runs.outputs import claim_file
@@ -59,15 +62,31 @@ class ExtractConfig:
     seed: int = 0
     strict: bool = False
     overwrite: bool = False
-    labels: object = None  # a data.labels.LabelFile: the images and labels listed in a CSV
+    labels: Path | None = None  # a CSV of path,label[,split] rows, instead of class folders
+    label_columns: str | None = None
+    allow_outside_paths: bool = False
+    multi_label: bool = False
+    label_delimiter: str = " "
+    strategy: str = "auto"  # where to run: see tlcli.distribute.placement
+    tpu: str | None = None
+    precision: str = "float32"
 
     def __post_init__(self):
+        labels = self.label_file()  # a bad --label-columns is refused here
         if self.pooling not in POOLINGS:
             raise TlcliError(f"--pooling {self.pooling!r} is not one of {'|'.join(POOLINGS)}. Use --pooling avg or max.")
         if self.batch_size < 1:
             raise TlcliError(f"--batch-size {self.batch_size} must be at least 1.")
-        labels_folder = self.labels.path.parent if self.labels is not None else None
+        labels_folder = labels.path.parent if labels is not None else None
         claim_file(self.out, suffix=FEATURES_SUFFIX, overwrite=self.overwrite, data=(location(self.data), labels_folder))
+        self.distribution()
+
+    def label_file(self) -> LabelFile | None:
+        return LabelFile.parse(self.labels, self.label_columns, self.allow_outside_paths, self.multi_label,
+                               self.label_delimiter)
+
+    def distribution(self) -> DistributeConfig:
+        return DistributeConfig(self.strategy, self.tpu, self.precision)
 
 
 @dataclass
@@ -91,20 +110,32 @@ class ExtractionResult:
     skipped: list[Problem] = field(default_factory=list)  # files the data layer or TensorFlow refused
     seconds: float = 0.0  # extraction proper: from building the pipeline to the file written
     first_batch_seconds: float | None = None  # from the start of the process to the first batch done
+    placement: Placement | None = None  # where it ran: only the chief of a cluster writes the file
 
     @property
     def images_per_second(self) -> float:
         return self.images / self.seconds if self.seconds else 0.0
 
 
-def plan_extraction(config: ExtractConfig, on_checked: Callable[[int], None] | None = None) -> Extraction:
+def extract_dataset(config: ExtractConfig, events: Events = SILENT) -> ExtractionResult:
+    """`tlcli extract`: place the work, check the data and the backbone (every error before any
+    compute), then write the features file, telling `events` where it runs, what it read and how
+    far it has got."""
+    placement = place(config.distribution(), config.data)  # first: multi-worker needs it so
+    plan = plan_extraction(config)
+    events.placed(placement, config.batch_size)
+    events.dataset(plan.dataset)
+    return dataclasses.replace(extract(plan, events, placement=placement), placement=placement)
+
+
+def plan_extraction(config: ExtractConfig) -> Extraction:
     """Resolve the backbone and weights and check the data: every error before any compute."""
     spec = get_backbone(config.model)
     image_size = resolve_image_size(spec, config.image_size)
     weights = parse_weights(config.weights)
     dataset = load_dataset(
-        config.data, SplitOptions(config.val_split, config.test_split, config.seed), config.strict, on_checked,
-        labels=config.labels,
+        config.data, SplitOptions(config.val_split, config.test_split, config.seed), config.strict,
+        labels=config.label_file(),
     )
     samples, splits = [], []
     for split in SPLITS:
@@ -127,15 +158,20 @@ def build_extractor(plan: Extraction, placement=None):
         return build_feature_extractor(plan.spec, plan.image_size, plan.weights, plan.config.pooling)
 
 
-def extract(
-    plan: Extraction, on_batch: Callable[[int], None] | None = None, extractor=None, placement=None
-) -> ExtractionResult:
-    """Run the frozen backbone over every image of the plan and write the features file.
+def extract(plan: Extraction, events: Events = SILENT, extractor=None, placement=None) -> ExtractionResult:
+    """Run the frozen backbone over every image of the plan and write the features file, the
+    images counted through `events` as they are done.
 
     `extractor` (from `build_extractor`) may be given to reuse one already built and traced.
     With a `placement`, the batches are shared among its replicas and workers; every worker
     computes, and only the chief writes the file.
     """
+    description = f"Extracting ({plan.spec.name} at {plan.image_size}px)"
+    with events.counting(description, len(plan.samples), rate="images") as advance:
+        return _extract(plan, advance, extractor, placement)
+
+
+def _extract(plan: Extraction, advance, extractor, placement) -> ExtractionResult:
     from tlcli.models.features import feature_batches, feature_shape
 
     config = plan.config
@@ -155,8 +191,7 @@ def extract(
             kept.append(batch.indices)
             if first_batch_seconds is None:
                 first_batch_seconds = seconds_since_process_start()
-            if on_batch is not None:
-                on_batch(len(batch.indices))
+            advance(len(batch.indices))
         indices = np.concatenate(kept) if kept else np.zeros(0, np.int64)
         if not len(indices):
             raise TlcliError(

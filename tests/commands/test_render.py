@@ -94,6 +94,35 @@ def test_counting_shows_a_bar_unless_quiet(monkeypatch):
     assert silent.file.getvalue() == ""
 
 
+def test_a_skipped_file_is_one_line_as_written_unless_quiet(monkeypatch):
+    from tlcli.commands._render import ConsoleEvents
+
+    terminal = _recording(monkeypatch, width=1000)
+    ConsoleEvents().skipped("photos/[bold]x.png", "cannot identify image file")
+    ConsoleEvents(quiet=True).skipped("photos/y.png", "cannot identify image file")
+    assert terminal.file.getvalue().splitlines() == ["Skipped photos/[bold]x.png: cannot identify image file"]
+
+
+def test_counting_with_a_rate_asks_for_the_speed_and_without_a_total_still_shows_a_bar(monkeypatch):
+    from rich.console import Console
+
+    import tlcli.commands._render as render
+    import tlcli.console
+    from tlcli.commands._render import ConsoleEvents
+
+    terminal = Console(width=100, file=io.StringIO(), force_terminal=True)
+    monkeypatch.setattr(tlcli.console, "err", terminal)
+    asked = []
+    monkeypatch.setattr(render, "progress", lambda *arguments, **options: asked.append(options) or
+                        tlcli.console.progress(*arguments, **options))
+    with ConsoleEvents().counting("Extracting", 4, rate="images") as advance:
+        advance(4)
+    with ConsoleEvents().counting("Explaining the worst losses", None):
+        pass
+    assert asked == [{"rate": "images"}, {"rate": None}]
+    assert "4/4" in terminal.file.getvalue() and "Explaining the worst losses" in terminal.file.getvalue()
+
+
 def _summary(monkeypatch, run_dir, metrics: dict, route: str) -> dict[str, str]:
     """The summary table that closes a train, as {row: value}."""
     from tlcli.commands._render import print_summary

@@ -424,14 +424,15 @@ class _PressesCtrlCWhenCollected:
 
 
 def test_a_ctrl_c_that_a_finaliser_swallows_still_stops_the_export(tiny_run, tmp_path, ctrl_c_reaches_python):
+    from tlcli.events import Events
     from tlcli.export.export import ExportOptions, export_model
 
-    def press_ctrl_c_inside_a_finaliser(message):
-        _PressesCtrlCWhenCollected()  # collected at once: the interrupt is raised and dropped in __del__
+    class PressCtrlCInsideAFinaliser(Events):
+        def note(self, message, level="info"):
+            _PressesCtrlCWhenCollected()  # collected at once: the interrupt is raised and dropped in __del__
 
     with pytest.raises(KeyboardInterrupt):
-        export_model(tiny_run, ExportOptions(out=tmp_path / "model", verify=False),
-                     on_step=press_ctrl_c_inside_a_finaliser)
+        export_model(tiny_run, ExportOptions(out=tmp_path / "model", verify=False), PressCtrlCInsideAFinaliser())
     assert list(tmp_path.iterdir()) == []
 
 

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import io
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from tlcli.augment.augmenter import build_augmenter
-from tlcli.augment.settings import AugmentConfig
+from tlcli.augment.settings import AugmentConfig, augmentation_from_options, describe
 from tlcli.data.dataset import Sample, SplitOptions, load_dataset
 from tlcli.data.images import Problem, check_image
+from tlcli.data.labels import LabelFile
 from tlcli.errors import TlcliError
 from tlcli.runs.atomic import write_atomic
 from tlcli.runs.outputs import claim_file
@@ -32,10 +33,42 @@ DEFAULT_PREVIEW = Path("augment_preview.png")  # in the working folder
 
 
 @dataclass(frozen=True)
+class PreviewConfig:
+    """What `tlcli augment` is asked: the images, the augmentation to show, and the grid's shape."""
+
+    source: Path  # a dataset folder (its training images) or one image
+    out: Path | None = None  # None: DEFAULT_PREVIEW
+    overwrite: bool = False
+    samples: int = 8
+    variants: int = 5
+    seed: int = 0
+    image_size: int = 128
+    augment: str | None = None  # a preset; None: the --config file's, else standard
+    flags: dict = field(default_factory=dict)  # the strength flags by name, None where not given
+    config: Path | None = None  # a TOML file whose [augmentation] table the flags override
+    labels: Path | None = None  # a CSV of path,label[,split] rows, instead of class folders
+    label_columns: str | None = None
+    allow_outside_paths: bool = False
+
+    def label_file(self) -> LabelFile | None:
+        return LabelFile.parse(self.labels, self.label_columns, self.allow_outside_paths)
+
+
+@dataclass(frozen=True)
 class Preview:
     path: Path
     rows: int
     columns: int  # the original and its variants
+    augmentation: str = ""  # the techniques shown, e.g. `rotation 0.1, flip horizontal`
+
+
+def preview(config: PreviewConfig) -> Preview:
+    """`tlcli augment`: the augmentation settings (the flags over the --config file over the
+    preset, standard by default), then the grid of their variants written (see write_preview)."""
+    settings = augmentation_from_options(config.augment, config.flags, config.config, default="standard")
+    return write_preview(config.source, config.out, settings, samples=config.samples, variants=config.variants,
+                         image_size=config.image_size, seed=config.seed, labels=config.label_file(),
+                         overwrite=config.overwrite)
 
 
 def choose_samples(samples, class_names, count: int, seed: int) -> list[tuple[Sample, str]]:
@@ -160,4 +193,4 @@ def write_preview(
     buffer = io.BytesIO()
     grid.save(buffer, format="PNG", optimize=True)
     write_atomic(out, buffer.getvalue())
-    return Preview(out, len(chosen), 1 + variants)
+    return Preview(out, len(chosen), 1 + variants, describe(config))

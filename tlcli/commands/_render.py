@@ -92,6 +92,10 @@ class ConsoleEvents(Events):
         if not self.quiet:
             err.print(self.STYLES[level].format(literal(message)))
 
+    def skipped(self, what: Path | str, reason: str) -> None:
+        if not self.quiet:
+            err.print(f"[yellow]Skipped[/] {literal(what)}: {literal(reason)}")
+
     def stage(self, stage: StageStart) -> None:
         if self.quiet:
             return
@@ -117,10 +121,10 @@ class ConsoleEvents(Events):
         return RichProgress(epochs, steps, stage)
 
     @contextlib.contextmanager
-    def counting(self, description: str, total: int):
+    def counting(self, description: str, total: int | None, rate: str | None = None):
         if self.quiet:
             yield lambda count: None
             return
-        bar, advance = progress(description, total)
+        bar, advance = progress(description, total, rate=rate)
         with bar:
             yield advance

@@ -66,22 +66,16 @@ def run(
     allow_outside_paths: AllowOutsidePaths = False,
 ) -> None:
     """Preview augmentation: images beside augmented versions drawn by the training pipeline (default preset: standard)."""
-    from tlcli.augment.preview import write_preview
-    from tlcli.augment.settings import augmentation_from_options, describe
-    from tlcli.data.labels import LabelFile
+    from tlcli.augment.preview import PreviewConfig, preview
 
-    settings = augmentation_from_options(
-        augment,
-        dict(rotation=rotation, translation=translation, zoom=zoom, flip=flip, crop=crop,
-             brightness=brightness, contrast=contrast, saturation=saturation, hue=hue, noise=noise),
-        config,
-        default="standard",
-    )
-    preview = write_preview(
-        data, out_path, settings, samples=samples, variants=variants, image_size=image_size, seed=seed,
-        labels=LabelFile.parse(labels, label_columns, allow_outside_paths), overwrite=overwrite,
-    )
+    flags = dict(rotation=rotation, translation=translation, zoom=zoom, flip=flip, crop=crop, brightness=brightness,
+                 contrast=contrast, saturation=saturation, hue=hue, noise=noise)
+    written = preview(PreviewConfig(
+        source=data, out=out_path, overwrite=overwrite, samples=samples, variants=variants, seed=seed,
+        image_size=image_size, augment=augment, flags=flags, config=config, labels=labels,
+        label_columns=label_columns, allow_outside_paths=allow_outside_paths,
+    ))
     out.print(
-        f"Wrote {literal(preview.path)}: {preview.rows} image(s), each with {preview.columns - 1} "
-        f"variant(s) ({describe(settings)})."
+        f"Wrote {literal(written.path)}: {written.rows} image(s), each with {written.columns - 1} "
+        f"variant(s) ({written.augmentation})."
     )

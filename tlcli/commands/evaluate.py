@@ -20,7 +20,8 @@ from tlcli.commands._options import (
     TtaViews,
     chosen_views,
 )
-from tlcli.console import err, literal, out, print_json, progress
+from tlcli.commands._render import ConsoleEvents, show_worker_note
+from tlcli.console import err, literal, out, print_json
 from tlcli.storage import location
 
 NAME = "evaluate"
@@ -76,85 +77,39 @@ def run(
     as_json: Json = False,
 ) -> None:
     """Evaluate a model on labelled images: scikit-learn metrics, confusion matrix, worst mistakes."""
+    from tlcli.evaluate.evaluate import EvaluateConfig, evaluate
 
-    from tlcli.commands._render import show_placement, show_worker_note
-    from tlcli.data.dataset import count_files, discover
-    from tlcli.data.labels import LabelFile
-    from tlcli.data.packed import is_packed
-    from tlcli.distribute.placement import DistributeConfig, place
-    from tlcli.errors import TlcliError
-    from tlcli.evaluate.evaluate import (
-        check_thresholds_apply,
-        evaluate_model,
-        evaluation_labels,
-        explain_worst,
-        failed_thresholds,
-        find_evaluation_folder,
-        parse_thresholds,
-        claim_reports,
-        resolve_top_k,
-        select_samples,
-        write_reports,
+    config = EvaluateConfig(
+        model=model, data=data, top_k=top_k, out=out_dir, overwrite=overwrite, fail_under=tuple(fail_under or ()),
+        explain=explain, tta=chosen_views(tta, tta_views), labels=labels, label_columns=label_columns,
+        allow_outside_paths=allow_outside_paths, batch_size=batch_size, strategy=strategy, tpu=tpu,
+        precision=precision,
     )
-    from tlcli.models.saved import load_placed_model
-    from tlcli.models.tta import VIEW_SETS
-
-    view_set = chosen_views(tta, tta_views)
-    thresholds = parse_thresholds(fail_under or [])
-    label_file = evaluation_labels(model, data, LabelFile.parse(labels, label_columns, allow_outside_paths))
-    folder, description = find_evaluation_folder(data, label_file)
-    placement = place(DistributeConfig(strategy, tpu, precision), data)  # before any model: multi-worker needs it so
-    # Only the chief writes: the other workers of a cluster (on this machine too) claim nothing.
-    reports = claim_reports(model, out_dir, overwrite=overwrite, data=(data, label_file and label_file.path.parent)) \
-        if placement.is_chief else None
-    keras_model, info = load_placed_model(model, placement)
-    if info.multi_label and explain:
-        raise TlcliError("--explain does not yet work with a multi-label run. Evaluate without --explain.")
-    top_k = None if info.multi_label else resolve_top_k(top_k, len(info.class_names))
-    check_thresholds_apply(thresholds, len(info.class_names), top_k, info.multi_label)
-    err.print(f"Evaluating {literal(info.model_location)} on {literal(description)}.")
-    if view_set is not None:
-        err.print(f"Test-time augmentation: on ({literal(VIEW_SETS[view_set].describe())}); "
-                  "the single view's numbers are shown beside.")
-    show_placement(placement, batch_size)
-
-    bar, advance = progress("Checking images", None if is_packed(folder) else count_files(discover(folder, label_file)))
-    with bar:
-        selection = select_samples(folder, info.class_names, description, on_checked=advance, labels=label_file)
-    bar, advance = progress("Predicting", len(selection.samples))
-    with bar:
-        evaluation = evaluate_model(keras_model, info.class_names, info.image_size, selection,
-                                    info.model_location, top_k, batch_size, on_predicted=advance, placement=placement,
-                                    tta=view_set, thresholds=info.thresholds() if info.multi_label else None)
-    changed = label_file.changed_since(info.config) if label_file is not None else None
-    if changed:  # scored against labels that are not the ones the run learnt
-        evaluation.notes.append(changed)
-    if explain and placement.is_chief:
-        with progress("Explaining the worst losses", None)[0]:
-            explain_worst(keras_model, evaluation, explain, info.image_size)
-    report = evaluation.to_dict()
-    if placement.is_chief:
-        _show_results(report, write_reports(evaluation, reports), reports.path, as_json)
+    result = evaluate(config, ConsoleEvents())
+    if result.written is None:
+        show_worker_note(result.placement, "the chief writes the reports.")
     else:
-        show_worker_note(placement, "the chief writes the reports.")
-
-    failures = failed_thresholds(report, thresholds)
+        _show_results(result, as_json)
+    failures = result.failures()
     for failure in failures:
         err.print(f"[bold red]Failed:[/] {failure}")
     if failures:
         raise typer.Exit(1)
 
 
-def _show_results(report: dict, written: list[Path], reports: Path, as_json: bool) -> None:
+def _show_results(result, as_json: bool) -> None:
     """The chief's part: the skipped files, the report (or its JSON), its notes and where it went."""
+    report, written = result.report, result.written
     _print_problems(report["skipped"])
     if as_json:
         print_json({**report, "reports": [str(path) for path in written]})
+    elif report.get("multi_label"):
+        _print_multi_label_report(report, result.summary)
     else:
-        _print_report(report)
+        _print_report(report, result.summary, result.single_view_summary)
     for note in report["notes"]:
         err.print(f"[dim]Note: {literal(note)}.[/]")
-    err.print(f"Reports written to {literal(reports)}: {', '.join(path.name for path in written)}")
+    err.print(f"Reports written to {literal(result.reports)}: {', '.join(path.name for path in written)}")
 
 
 def _print_problems(skipped: list[dict]) -> None:
@@ -167,20 +122,17 @@ def _print_problems(skipped: list[dict]) -> None:
         err.print(f"  ... and {len(skipped) - _SHOWN_PROBLEMS} more (all are in evaluation.json)")
 
 
-def _print_report(report: dict) -> None:
+def _print_report(report: dict, rows: list[tuple[str, str]], single_view: dict[str, str] | None) -> None:
+    """A single-label report: its headline `rows` (beside the `single_view` ones with test-time
+    augmentation), the per-class scores, the confusion matrix and the most confused pairs."""
     from rich.table import Table
 
-    from tlcli.evaluate.metrics import summary_rows
-
-    if report.get("multi_label"):
-        _print_multi_label_report(report)
-        return
     tta = report.get("tta")
     if tta is None:
         summary = Table(title=f"Evaluation on {literal(report['data'])}")
         summary.add_column("metric")
         summary.add_column("value", justify="right")
-        for name, value in summary_rows(report):
+        for name, value in rows:
             summary.add_row(name, value)
     else:
         summary = Table(title=f"Evaluation on {literal(report['data'])}",
@@ -188,9 +140,8 @@ def _print_report(report: dict) -> None:
         summary.add_column("metric")
         summary.add_column("single view", justify="right")
         summary.add_column(f"with TTA ({tta['views']}, {tta['count']} views)", justify="right")
-        single = dict(summary_rows(tta["single_view"]))
-        for name, value in summary_rows(report):
-            summary.add_row(name, single.get(name, ""), value)
+        for name, value in rows:
+            summary.add_row(name, single_view.get(name, ""), value)
     out.print(summary)
 
     per_class = Table(title="Per class")
@@ -229,15 +180,13 @@ def _print_report(report: dict) -> None:
         out.print("[green]No misclassified images.[/]")
 
 
-def _print_multi_label_report(report: dict) -> None:
+def _print_multi_label_report(report: dict, rows: list[tuple[str, str]]) -> None:
     from rich.table import Table
-
-    from tlcli.evaluate.metrics import multi_label_summary_rows
 
     summary = Table(title=f"Evaluation on {literal(report['data'])} (multi-label)")
     summary.add_column("metric")
     summary.add_column("value", justify="right")
-    for name, value in multi_label_summary_rows(report):
+    for name, value in rows:
         summary.add_row(name, value)
     out.print(summary)
 

@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 import typer
 
 from tlcli.commands._options import Overwrite, RunPath
-from tlcli.console import err, literal, out, print_json, progress
+from tlcli.commands._render import ConsoleEvents
+from tlcli.console import err, literal, out, print_json
 from tlcli.storage import location
 
 NAME = "explain"
@@ -35,24 +36,11 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per image and class on stdout.")] = False,
 ) -> None:
     """Show where the model looks: a Grad-CAM heatmap of the predicted class (or --class) over each image."""
-    from tlcli.data.images import Problem
-    from tlcli.evaluate.explain import explain
+    from tlcli.evaluate.explain import ExplainConfig, explain
 
-    bar, advance = progress("Explaining", None)
-
-    def started(report, count):
-        bar.update(bar.task_ids[0], total=count)
-        for name in report.unknown_classes:
-            err.print(f"[yellow]Skipped --class {literal(name)}[/]: not a class of the model; explaining the others.")
-
-    def done(result):
-        advance()
-        if isinstance(result, Problem):
-            err.print(f"[yellow]Skipped[/] {literal(result.path)}: {literal(result.reason)}")
-
-    with bar:
-        report = explain(model, paths, out_dir, class_names or (), batch_size, on_result=done, on_start=started,
-                         overwrite=overwrite)
+    config = ExplainConfig(model=model, inputs=tuple(paths), out=out_dir, class_names=tuple(class_names or ()),
+                           batch_size=batch_size, overwrite=overwrite)
+    report = explain(config, ConsoleEvents())
     if as_json:
         print_json(report.records)
     else:

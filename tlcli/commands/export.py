@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from tlcli.commands._options import ExportTta, Json, Overwrite, RunPath, TtaViews, chosen_views
+from tlcli.commands._render import ConsoleEvents
 from tlcli.console import err, literal, out, print_json
 from tlcli.export.export import FORMATS, QUANTIZATIONS, ExportOptions, export_model  # TF is imported when it runs
 from tlcli.storage import location
@@ -61,7 +62,7 @@ def run(
         data=data,
         tta=chosen_views(tta, tta_views),
     )
-    report = export_model(model, options, on_step=lambda message: err.print(f"[dim]{literal(message)}...[/]"))
+    report = export_model(model, options, ConsoleEvents())
     if as_json:
         print_json({
             "out": str(report.out),

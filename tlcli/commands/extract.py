@@ -25,7 +25,8 @@ from tlcli.commands._options import (
     ValSplit,
     Weights,
 )
-from tlcli.console import err, literal, out, progress
+from tlcli.commands._render import ConsoleEvents, show_worker_note
+from tlcli.console import err, literal, out
 from tlcli.storage import location
 
 NAME = "extract"
@@ -62,32 +63,17 @@ def run(
     quiet: Quiet = False,
 ) -> None:
     """Extract a frozen backbone's features for every image into one .npz file (features, labels, splits, paths)."""
-    from tlcli.commands._render import show_dataset, show_placement, show_worker_note
-    from tlcli.data.labels import LabelFile
-    from tlcli.distribute.placement import DistributeConfig, place
-    from tlcli.extract import ExtractConfig, extract, plan_extraction
+    from tlcli.extract import ExtractConfig, extract_dataset
 
     config = ExtractConfig(
         data=data, model=model, out=features_out, weights=weights, image_size=image_size, pooling=pooling,
         batch_size=batch_size, val_split=val_split, test_split=test_split, seed=seed, strict=strict,
-        overwrite=overwrite, labels=LabelFile.parse(labels, label_columns, allow_outside_paths, multi_label,
-                                                   label_delimiter),
+        overwrite=overwrite, labels=labels, label_columns=label_columns, allow_outside_paths=allow_outside_paths,
+        multi_label=multi_label, label_delimiter=label_delimiter, strategy=strategy, tpu=tpu, precision=precision,
     )
-    placement = place(DistributeConfig(strategy, tpu, precision), data)  # first: multi-worker needs it so
-    plan = plan_extraction(config)
-    quiet = quiet or not placement.is_chief  # the chief reports for the cluster
-    if not quiet:
-        show_placement(placement, batch_size)
-        show_dataset(plan.dataset)
-    if quiet:
-        result = extract(plan, placement=placement)
-    else:
-        bar, advance = progress(f"Extracting ({plan.spec.name} at {plan.image_size}px)", len(plan.samples),
-                                rate="images")
-        with bar:
-            result = extract(plan, on_batch=advance, placement=placement)
-    if not placement.is_chief:
-        show_worker_note(placement, f"the chief writes {features_out}.")
+    result = extract_dataset(config, ConsoleEvents(quiet))
+    if not result.placement.is_chief:
+        show_worker_note(result.placement, f"the chief writes {features_out}.")
         return
     for problem in result.skipped[:_SHOWN_PROBLEMS]:
         err.print(f"[yellow]Skipped[/] {literal(problem.path)}: {literal(problem.reason)}")

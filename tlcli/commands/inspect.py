@@ -17,12 +17,8 @@ from tlcli.commands._options import (
     TestSplit,
     ValSplit,
 )
-from tlcli.console import literal, out, print_json, progress
-from tlcli.data.dataset import SplitOptions, count_files, discover, scan
-from tlcli.data.inspection import Report, inspect_dataset, inspect_pack
-from tlcli.data.packed import is_packed
-from tlcli.data.walk import OUTSIDE
-from tlcli.errors import TlcliError
+from tlcli.commands._render import ConsoleEvents
+from tlcli.console import literal, out, print_json
 
 NAME = "inspect"
 _SHOWN_LINKS = 20
@@ -43,17 +39,12 @@ def run(
     label_delimiter: LabelDelimiter = " ",
 ) -> None:
     """Check a dataset: counts per split and class, sizes and modes, bad files, imbalance, leakage."""
-    from tlcli.data.labels import LabelFile
+    from tlcli.data.inspection import InspectConfig, inspect_data
 
-    options = SplitOptions(val_split, test_split, seed)
-    label_file = LabelFile.parse(labels, label_columns, allow_outside_paths, multi_label, label_delimiter)
-    if is_packed(data):
-        report = _inspect_packed(data, label_file)
-    else:
-        bar, advance = progress("Checking images", count_files(discover(data, label_file)))
-        with bar:
-            found = scan(data, on_checked=advance, labels=label_file)
-        report = inspect_dataset(found, options)
+    config = InspectConfig(data=data, val_split=val_split, test_split=test_split, seed=seed, labels=labels,
+                           label_columns=label_columns, allow_outside_paths=allow_outside_paths,
+                           multi_label=multi_label, label_delimiter=label_delimiter)
+    report = inspect_data(config, ConsoleEvents())
     if as_json:
         print_json(report.to_dict())
     else:
@@ -62,18 +53,8 @@ def run(
         raise typer.Exit(1)
 
 
-def _inspect_packed(data, label_file) -> Report:
-    from tlcli.data.packed import read_pack
-
-    if label_file is not None:
-        raise TlcliError(f"{data} is a packed dataset, which carries its own labels. Drop --labels.")
-    pack = read_pack(data)
-    bar, advance = progress("Verifying shards", len(pack.index["shards"]))
-    with bar:
-        return inspect_pack(pack, advance)
-
-
-def _print_report(report: Report) -> None:
+def _print_report(report) -> None:
+    """The report of `tlcli.data.inspection.inspect_data`, as tables and lines on stdout."""
     from rich.table import Table
 
     splits = list(report.counts)
@@ -152,6 +133,8 @@ def _print_problems(problems: list[dict]) -> None:
 
 def _print_links(links: list[dict]) -> None:
     from rich.table import Table
+
+    from tlcli.data.inspection import OUTSIDE
 
     table = Table(title=f"{len(links)} link(s)")
     for column in ("link", "leads to", "what tlcli did"):

@@ -17,7 +17,8 @@ from tlcli.commands._options import (
     TestSplit,
     ValSplit,
 )
-from tlcli.console import literal, out, progress
+from tlcli.commands._render import ConsoleEvents
+from tlcli.console import literal, out
 from tlcli.storage import location
 
 NAME = "pack"
@@ -47,32 +48,12 @@ def run(
     quiet: Quiet = False,
 ) -> None:
     """Pack a dataset's checked images and their split into TFRecord shards, which every command reads as DATA."""
-    import dataclasses
+    from tlcli.data.pack import PackConfig, pack
 
-    from tlcli.data.dataset import SplitOptions, count_files, discover
-    from tlcli.data.labels import LabelFile
-    from tlcli.data.pack import pack_dataset
-    from tlcli.data.packed import INDEX, is_packed
-    from tlcli.errors import TlcliError
-    from tlcli.runs.remote import staged_output
-
-    options = SplitOptions(val_split, test_split, seed)
-    if is_packed(data):  # before the progress bar counts its class folders
-        raise TlcliError(f"{data} is a packed dataset already. Pass the folder of images it was packed from.")
-    label_file = LabelFile.parse(labels, label_columns, allow_outside_paths)
-    # A URL --out is packed into a local folder, then published with its index just before the marker.
-    with staged_output(pack_out, "pack", overwrite=overwrite, data=data, last=(INDEX,),
-                       sources={labels: "the --labels file"} if labels is not None else None) as staged:
-        if quiet:
-            outcome = pack_dataset(data, staged.local, options, labels=label_file, shard_mb=shard_mb, strict=strict,
-                                   overwrite=overwrite)
-        else:
-            # One bar for both passes (Rich shows one at a time): each file is checked, then each usable one packed.
-            bar, advance = progress("Checking, then packing images", 2 * count_files(discover(data, label_file)))
-            with bar:
-                outcome = pack_dataset(data, staged.local, options, labels=label_file, shard_mb=shard_mb,
-                                       strict=strict, overwrite=overwrite, on_checked=advance, on_packed=advance)
-        outcome = dataclasses.replace(outcome, out=staged.public(outcome.out))
+    config = PackConfig(data=data, out=pack_out, shard_mb=shard_mb, val_split=val_split, test_split=test_split,
+                        seed=seed, strict=strict, labels=labels, label_columns=label_columns,
+                        allow_outside_paths=allow_outside_paths, overwrite=overwrite)
+    outcome = pack(config, ConsoleEvents(quiet))
     records = ", ".join(f"{split} {count}" for split, count in outcome.records.items())
     out.print(f"Packed {sum(outcome.records.values())} image(s) ({literal(records)}) into {outcome.shards} shard(s), "
               f"{outcome.bytes / 1e6:.1f} MB, in {literal(str(outcome.out))}.", highlight=False)

@@ -9,8 +9,9 @@ from typing import Annotated
 import typer
 
 from tlcli.commands._options import BatchSize, Precision, RunPath, Strategy, Tpu, Tta, TtaViews, chosen_views
+from tlcli.commands._render import ConsoleEvents, show_worker_note
 from tlcli.commands._settings import given_on_command_line
-from tlcli.console import err, literal, out, progress
+from tlcli.console import err, literal, out
 from tlcli.errors import TlcliError
 
 NAME = "predict"
@@ -41,67 +42,33 @@ def run(
 ) -> None:
     """Predict the classes of images: the top-k classes with probabilities, per image (for a
     multi-label run, the labels over their thresholds, with every label's probability)."""
-    from tlcli.commands._render import show_placement, show_worker_note
-    from tlcli.data.images import Problem
-    from tlcli.distribute.placement import DistributeConfig, place
-    from tlcli.evaluate.predict import collect_image_files, predict_files, top_classes
-    from tlcli.models.saved import load_placed_model
-    from tlcli.models.tta import VIEW_SETS
+    from tlcli.evaluate.predict import PredictConfig, predict
 
-    view_set = chosen_views(tta, tta_views)
-    files = collect_image_files(paths)
-    placement = place(DistributeConfig(strategy, tpu, precision), paths[0])  # before any model: multi-worker needs it so
-    keras_model, info = load_placed_model(model, placement)
-    if placement.name != "default":
-        show_placement(placement, batch_size)
-    thresholds = info.thresholds() if info.multi_label else None
-    if thresholds is not None:
-        fields = ["path", "labels", *(f"probability_{name}" for name in info.class_names)]
-        if "top_k" in given_on_command_line(ctx):
-            err.print("[dim]Note: --top-k does not apply to a multi-label run: each image shows the labels at or "
-                      "over their thresholds.[/]")
-    elif top_k > len(info.class_names):
-        err.print(f"[dim]Note: --top-k {top_k} is more than the model's {len(info.class_names)} classes; "
-                  f"showing all {len(info.class_names)}.[/]")
-        top_k = len(info.class_names)
-    if view_set is not None:
-        err.print(f"Test-time augmentation: on ({literal(VIEW_SETS[view_set].describe())}).")
-    if thresholds is None:
-        fields = ["path", "prediction", "probability"]
-        for rank in range(2, top_k + 1):
-            fields += [f"class_{rank}", f"probability_{rank}"]
+    config = PredictConfig(
+        model=model, paths=tuple(paths), top_k=top_k if "top_k" in given_on_command_line(ctx) else None,
+        tta=chosen_views(tta, tta_views), batch_size=batch_size, strategy=strategy, tpu=tpu, precision=precision,
+    )
+    predictions = predict(config, ConsoleEvents())
+    writer = _writer(predictions, output_format)
+    for row in predictions:
+        writer.write(row)
+    writer.close()
+    skipped = f"; skipped {predictions.skipped} unreadable file(s)." if predictions.skipped else "."
+    err.print(f"Predicted {predictions.predicted} image(s){skipped}")
+    if not predictions.predicted:
+        raise TlcliError(f"None of the {predictions.files} file(s) could be read as an image. Check the paths.")
+
+
+def _writer(predictions, output_format: OutputFormat) -> _Writer:
+    """Where the rows go: stdout as asked, on the chief; nowhere on the other workers of a cluster."""
+    if not predictions.placement.is_chief:  # every worker predicts its share; the chief writes them all
+        show_worker_note(predictions.placement, "the chief writes the predictions.")
+        return _Discard(sys.stdout, False, predictions.fields)
     # Rich sends sys.stdout to its (stderr) console while a bar runs on a terminal; keep the real
     # stdout for piped CSV and JSON, and let the bar print rows above itself on a terminal.
-    if placement.is_chief and thresholds is not None and output_format == OutputFormat.table:
-        writer = _LabelsTableWriter(sys.stdout, sys.stdout.isatty(), fields)
-    elif placement.is_chief:
-        writer = _WRITERS[output_format](sys.stdout, sys.stdout.isatty(), fields)
-    else:  # every worker predicts its share; the chief writes them all
-        show_worker_note(placement, "the chief writes the predictions.")
-        writer = _Discard(sys.stdout, False, fields)
-
-    predicted, skipped = 0, 0
-    bar, advance = progress("Predicting", len(files))
-    with bar:
-        for result in predict_files(keras_model, files, info.image_size, batch_size, placement=placement,
-                                    tta=view_set):
-            advance()
-            if isinstance(result, Problem):
-                skipped += 1
-                err.print(f"[yellow]Skipped[/] {literal(result.path)}: {literal(result.reason)}")
-                continue
-            predicted += 1
-            if thresholds is not None:
-                writer.write(_labels_row(result, info.class_names, thresholds))
-                continue
-            values = [str(result.path)]
-            for name, probability in top_classes(result.probabilities, info.class_names, top_k):
-                values += [name, round(probability, 6)]
-            writer.write(dict(zip(fields, values)))
-    writer.close()
-    err.print(f"Predicted {predicted} image(s)" + (f"; skipped {skipped} unreadable file(s)." if skipped else "."))
-    if not predicted:
-        raise TlcliError(f"None of the {len(files)} file(s) could be read as an image. Check the paths.")
+    if predictions.multi_label and output_format == OutputFormat.table:
+        return _LabelsTableWriter(sys.stdout, sys.stdout.isatty(), predictions.fields)
+    return _WRITERS[output_format](sys.stdout, sys.stdout.isatty(), predictions.fields)
 
 
 class _Writer:
@@ -177,18 +144,6 @@ class _TableWriter(_Writer):
         for row in self._rows:
             table.add_row(*row)
         out.print(table)
-
-
-def _labels_row(result, class_names, thresholds: dict[str, float]) -> dict:
-    """A multi-label prediction: the labels at or over their thresholds, most probable first,
-    and every label's probability."""
-    from tlcli.training.thresholds import decide
-
-    decided = decide(result.probabilities[None], thresholds, class_names)[0]
-    order = sorted(range(len(class_names)), key=lambda index: -result.probabilities[index])
-    return {"path": str(result.path), "labels": [class_names[index] for index in order if decided[index]],
-            **{f"probability_{name}": round(float(probability), 6)
-               for name, probability in zip(class_names, result.probabilities)}}
 
 
 class _LabelsTableWriter(_Writer):

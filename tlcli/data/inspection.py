@@ -7,15 +7,43 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tlcli.data.dataset import Scan, SplitOptions, build_dataset
+from tlcli.data.dataset import Scan, SplitOptions, build_dataset, count_files, discover, scan
 from tlcli.data.images import HUGE_PIXELS, ImageInfo
-from tlcli.data.packed import Pack, verify_shards
+from tlcli.data.labels import LabelFile
+from tlcli.data.packed import Pack, is_packed, read_pack, verify_shards
 from tlcli.data.walk import BROKEN, LOOP, OUTSIDE, REPEAT, Link
 from tlcli.errors import TlcliError
+from tlcli.events import SILENT, Events
 
 # A class this many times larger than the smallest one skews a classifier towards it.
 IMBALANCE_RATIO = 3.0
 _PLAIN_MODES = {"RGB", "L"}
+
+
+@dataclass(frozen=True)
+class InspectConfig:
+    """What `tlcli inspect` is asked: a dataset, and the split and label file it would be trained with."""
+
+    data: Path
+    val_split: float = 0.2
+    test_split: float = 0.0
+    seed: int = 0
+    labels: Path | None = None  # a CSV of path,label[,split] rows, instead of class folders
+    label_columns: str | None = None
+    allow_outside_paths: bool = False
+    multi_label: bool = False
+    label_delimiter: str = " "
+
+    def __post_init__(self):
+        self.split_options()
+        self.label_file()  # a bad --label-columns is refused here
+
+    def split_options(self) -> SplitOptions:
+        return SplitOptions(self.val_split, self.test_split, self.seed)
+
+    def label_file(self) -> LabelFile | None:
+        return LabelFile.parse(self.labels, self.label_columns, self.allow_outside_paths, self.multi_label,
+                               self.label_delimiter)
 
 
 @dataclass
@@ -43,6 +71,19 @@ class Report:
 
     def to_dict(self) -> dict:
         return {**self.__dict__, "clean": self.clean}
+
+
+def inspect_data(config: InspectConfig, events: Events = SILENT) -> Report:
+    """Check every file of a dataset (counted as it goes) and report what is in it and what is
+    wrong; a packed dataset's report comes from its index, once every shard is verified."""
+    label_file = config.label_file()
+    if is_packed(config.data):
+        if label_file is not None:
+            raise TlcliError(f"{config.data} is a packed dataset, which carries its own labels. Drop --labels.")
+        return inspect_pack(read_pack(config.data), events)
+    with events.counting("Checking images", count_files(discover(config.data, label_file))) as advance:
+        found = scan(config.data, advance, label_file)
+    return inspect_dataset(found, config.split_options())
 
 
 def inspect_dataset(found: Scan, options: SplitOptions = SplitOptions()) -> Report:
@@ -92,10 +133,11 @@ def inspect_dataset(found: Scan, options: SplitOptions = SplitOptions()) -> Repo
     return report
 
 
-def inspect_pack(pack: Pack, on_verified=None) -> Report:
+def inspect_pack(pack: Pack, events: Events = SILENT) -> Report:
     """A packed dataset's report, from its index: what was packed and what was left out. Every
     shard is read and compared with its sha256 first (a damaged pack is an error)."""
-    verify_shards(pack, on_verified)
+    with events.counting("Verifying shards", len(pack.index["shards"])) as advance:
+        verify_shards(pack, advance)
     index = pack.index
     usable = sum(index["records"].values())
     report = Report(

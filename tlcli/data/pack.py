@@ -11,6 +11,7 @@ file systems (`tf.io.gfile`), as URLs will.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -18,18 +19,55 @@ import statistics
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from tlcli.data.dataset import SPLITS, Dataset, SplitOptions, build_dataset, refuse_problems, scan
+from tlcli.data.dataset import (
+    SPLITS,
+    Dataset,
+    SplitOptions,
+    build_dataset,
+    count_files,
+    discover,
+    refuse_problems,
+    scan,
+)
 from tlcli.data.images import ImageInfo
 from tlcli.data.labels import LabelFile
 from tlcli.data.packed import FORMAT, INDEX, SAMPLES, VERSION, is_packed, shard_name
 from tlcli.errors import TlcliError
+from tlcli.events import SILENT, Events
 from tlcli.runs.locks import locks_outputs
 from tlcli.runs.outputs import building, claim_output
+from tlcli.runs.remote import staged_output
 from tlcli.storage import file_sha256, location, relative_name
 
 DEFAULT_SHARD_MB = 150
+
+
+@dataclass(frozen=True)
+class PackConfig:
+    """What `tlcli pack` is asked: a dataset, the split to pack it with, and where to."""
+
+    data: Path
+    out: Path
+    shard_mb: float = DEFAULT_SHARD_MB
+    val_split: float = 0.2
+    test_split: float = 0.0
+    seed: int = 0
+    strict: bool = False
+    labels: Path | None = None  # a CSV of path,label[,split] rows, instead of class folders
+    label_columns: str | None = None
+    allow_outside_paths: bool = False
+    overwrite: bool = False
+
+    def __post_init__(self):
+        self.split_options()
+        self.label_file()  # a bad --label-columns is refused here
+
+    def split_options(self) -> SplitOptions:
+        return SplitOptions(self.val_split, self.test_split, self.seed)
+
+    def label_file(self) -> LabelFile | None:
+        return LabelFile.parse(self.labels, self.label_columns, self.allow_outside_paths)
 
 
 @dataclass(frozen=True)
@@ -39,6 +77,21 @@ class PackOutcome:
     shards: int
     bytes: int
     problems: int
+
+
+def pack(config: PackConfig, events: Events = SILENT) -> PackOutcome:
+    """`tlcli pack`: the dataset packed into `config.out`, a folder or a URL (packed into a local
+    folder, then published with its index just before the marker: runs.remote)."""
+    if is_packed(config.data):  # before its class folders are counted
+        raise TlcliError(f"{config.data} is a packed dataset already. Pass the folder of images it was packed from.")
+    label_file = config.label_file()
+    sources = {config.labels: "the --labels file"} if config.labels is not None else None
+    with staged_output(config.out, "pack", overwrite=config.overwrite, data=config.data, last=(INDEX,),
+                       sources=sources) as staged:
+        outcome = pack_dataset(config.data, staged.local, config.split_options(), labels=label_file,
+                               shard_mb=config.shard_mb, strict=config.strict, overwrite=config.overwrite,
+                               events=events)
+        return dataclasses.replace(outcome, out=staged.public(outcome.out))
 
 
 @locks_outputs
@@ -51,8 +104,7 @@ def pack_dataset(
     shard_mb: float = DEFAULT_SHARD_MB,
     strict: bool = False,
     overwrite: bool = False,
-    on_checked: Callable[[int], None] | None = None,
-    on_packed: Callable[[int], None] | None = None,
+    events: Events = SILENT,
 ) -> PackOutcome:
     """Check, split and pack the dataset `data` into the folder `out`."""
     if not shard_mb > 0:
@@ -60,22 +112,25 @@ def pack_dataset(
     data, out = location(data), Path(out).expanduser()
     if is_packed(data):
         raise TlcliError(f"{data} is a packed dataset already. Pass the folder of images it was packed from.")
-    found = scan(data, on_checked, labels)
-    if strict:
-        refuse_problems(found.problems)
-    dataset = build_dataset(found, options)
-    if dataset.multi_label:
-        raise TlcliError("tlcli pack does not pack multi-label data yet. Train from the folder and its label file.")
-    sources = {labels.path: "the --labels file"} if labels is not None else {}
-    claim_output(out, "pack", overwrite=overwrite, data=dataset.places, sources=sources)
-    with building(out, "pack") as folder:  # swapped in whole: a kill leaves the old pack, or none
-        index = _write_pack(folder, dataset, found.checked, options, labels, shard_mb * 1e6, on_packed)
+    # One count for both passes (a console shows one bar at a time): each file is checked, then each usable one packed.
+    with events.counting("Checking, then packing images", 2 * count_files(discover(data, labels))) as advance:
+        found = scan(data, advance, labels)
+        if strict:
+            refuse_problems(found.problems)
+        dataset = build_dataset(found, options)
+        if dataset.multi_label:
+            raise TlcliError("tlcli pack does not pack multi-label data yet. Train from the folder and its label file.")
+        sources = {labels.path: "the --labels file"} if labels is not None else {}
+        claim_output(out, "pack", overwrite=overwrite, data=dataset.places, sources=sources)
+        with building(out, "pack") as folder:  # swapped in whole: a kill leaves the old pack, or none
+            index = _write_pack(folder, dataset, found.checked, options, labels, shard_mb * 1e6, advance)
     return PackOutcome(out, dict(index["records"]), len(index["shards"]), sum(s["bytes"] for s in index["shards"]),
                        len(index["problems"]))
 
 
 def _write_pack(folder: Path, dataset: Dataset, checked: dict, options: SplitOptions, labels: LabelFile | None,
-                shard_bytes: float, on_packed) -> dict:
+                shard_bytes: float, advance) -> dict:
+    """Every shard, the samples file and the index (last) in `folder`; `advance(1)` per image packed."""
     from tlcli.runtime import import_tensorflow
 
     tf = import_tensorflow()
@@ -99,8 +154,7 @@ def _write_pack(folder: Path, dataset: Dataset, checked: dict, options: SplitOpt
                 records[position % count] += 1
                 rows[split].append([relative, sample.label, sample.needs_pil, checked[sample.path].digest])
                 source_digest.update(f"{split}\t{relative}\t{sample.label}\t{checked[sample.path].digest}\n".encode())
-                if on_packed is not None:
-                    on_packed(1)
+                advance(1)
         finally:
             for writer in writers:
                 writer.close()

@@ -12,15 +12,26 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from tlcli.data.dataset import Sample, discover, encoded_images, packed_dataset, scan, split_folder, split_of
+from tlcli.data.dataset import (
+    Sample,
+    count_files,
+    discover,
+    encoded_images,
+    packed_dataset,
+    scan,
+    split_folder,
+    split_of,
+)
 from tlcli.data.images import Problem, decode_rgb, encoded_size
 from tlcli.data.labels import LabelFile
 from tlcli.data.packed import is_packed
+from tlcli.distribute.placement import DistributeConfig, Placement, place
 from tlcli.errors import TlcliError
+from tlcli.events import SILENT, Events
 from tlcli.evaluate.heatmaps import DISPLAY_SIDE, Panel, explanations_png
 from tlcli.evaluate.metrics import (
     GATE_METRICS,
@@ -36,12 +47,15 @@ from tlcli.evaluate.metrics import (
     headline_metrics,
     misclassified_rows,
     multi_label_report_text,
+    multi_label_summary_rows,
     normalise_rows,
     per_image_losses,
     rows_to_csv,
+    summary_rows,
     worst_losses_png,
     zero_division_classes,
 )
+from tlcli.models.saved import load_placed_model
 from tlcli.models.tta import VIEW_SETS
 from tlcli.runs.atomic import write_atomic
 from tlcli.runs.directory import read_run
@@ -66,6 +80,100 @@ WORST_LOSSES = "worst_losses.png"
 WORST_EXPLAINED = "worst_losses_explained.png"  # with --explain N
 MISCLASSIFIED_FIELDS = ("path", "true", "predicted", "confidence", "true_probability")
 WORST_LOSS_IMAGES = 16
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """What `tlcli evaluate` is asked: a model, the images to score it on, and what to report."""
+
+    model: Path
+    data: Path
+    top_k: int | None = None  # None: top-5 accuracy when there are more than 5 classes
+    out: Path | None = None  # a folder of its own for the reports; None: the model's folder
+    overwrite: bool = False
+    fail_under: tuple[str, ...] = ()  # METRIC=VALUE gates: the evaluation fails below them
+    explain: int = 0  # Grad-CAM maps of this many worst losses
+    tta: str | None = None  # a view set of tlcli.models.tta
+    labels: Path | None = None  # a CSV of path,label[,split] rows, instead of class folders
+    label_columns: str | None = None
+    allow_outside_paths: bool = False
+    batch_size: int = 32
+    strategy: str = "auto"  # where to run: see tlcli.distribute.placement
+    tpu: str | None = None
+    precision: str = "float32"
+
+    def __post_init__(self):
+        self.gates()  # a --fail-under that is not METRIC=VALUE is refused here, and so on
+        self.label_file()
+        self.distribution()
+
+    def gates(self) -> dict[str, float]:
+        return parse_thresholds(self.fail_under)
+
+    def label_file(self) -> LabelFile | None:
+        return LabelFile.parse(self.labels, self.label_columns, self.allow_outside_paths)
+
+    def distribution(self) -> DistributeConfig:
+        return DistributeConfig(self.strategy, self.tpu, self.precision)
+
+
+@dataclass
+class EvaluateResult:
+    """What `evaluate` found: the report (as evaluation.json holds it) with its headline numbers
+    formatted, and the report files the chief wrote (None on the other workers of a cluster)."""
+
+    report: dict
+    summary: list[tuple[str, str]]  # (metric, value) of the headline numbers
+    single_view_summary: dict[str, str] | None  # with test-time augmentation: the single view's
+    gates: dict[str, float]  # --fail-under
+    placement: Placement
+    reports: Location | None = None  # where the report files went
+    written: list[Location] | None = None
+
+    def failures(self) -> list[str]:
+        """A line for each --fail-under metric below its minimum. A gate on a metric that this
+        data leaves undefined is an error, raised here, once the report is shown and written."""
+        return failed_thresholds(self.report, self.gates)
+
+
+def evaluate(config: EvaluateConfig, events: Events = SILENT) -> EvaluateResult:
+    """`tlcli evaluate`: check the images, predict them (shared among the placement's replicas
+    and workers), compute the metrics and, on the chief, write the reports (their place claimed
+    before any model is loaded). Where it runs and how far it has got is told to `events`."""
+    gates = config.gates()
+    label_file = evaluation_labels(config.model, config.data, config.label_file())
+    folder, description = find_evaluation_folder(config.data, label_file)
+    placement = place(config.distribution(), config.data)  # before any model: multi-worker needs it so
+    # Only the chief writes: the other workers of a cluster (on this machine too) claim nothing.
+    reports = claim_reports(config.model, config.out, overwrite=config.overwrite,
+                            data=(config.data, label_file and label_file.path.parent)) if placement.is_chief else None
+    model, info = load_placed_model(config.model, placement)
+    if info.multi_label and config.explain:
+        raise TlcliError("--explain does not yet work with a multi-label run. Evaluate without --explain.")
+    top_k = None if info.multi_label else resolve_top_k(config.top_k, len(info.class_names))
+    check_thresholds_apply(gates, len(info.class_names), top_k, info.multi_label)
+    events.note(f"Evaluating {info.model_location} on {description}.")
+    if config.tta is not None:
+        events.note(f"Test-time augmentation: on ({VIEW_SETS[config.tta].describe()}); "
+                    "the single view's numbers are shown beside.")
+    events.placed(placement, config.batch_size)
+    selection = select_samples(folder, info.class_names, description, events, labels=label_file)
+    evaluation = evaluate_model(model, info.class_names, info.image_size, selection, info.model_location, top_k,
+                                config.batch_size, events, placement, config.tta,
+                                thresholds=info.thresholds() if info.multi_label else None)
+    changed = label_file.changed_since(info.config) if label_file is not None else None
+    if changed:  # scored against labels that are not the ones the run learnt
+        evaluation.notes.append(changed)
+    if config.explain and placement.is_chief:
+        with events.counting("Explaining the worst losses", None):
+            explain_worst(model, evaluation, config.explain, info.image_size)
+    report = evaluation.to_dict()
+    result = EvaluateResult(
+        report, multi_label_summary_rows(report) if evaluation.multi_label else summary_rows(report),
+        dict(summary_rows(evaluation.tta["single_view"])) if evaluation.tta else None, gates, placement)
+    if placement.is_chief:
+        result.reports, result.written = reports.path, write_reports(evaluation, reports)
+    return result
 
 
 @dataclass(frozen=True)
@@ -169,14 +277,15 @@ def select_samples(
     folder: Path,
     class_names: Sequence[str],
     description: str = "",
-    on_checked: Callable[[int], None] | None = None,
+    events: Events = SILENT,
     labels: LabelFile | None = None,
 ) -> EvaluationData:
-    """Check the images under `folder` (or the label file's evaluation rows) and label them with
-    the model's class indices."""
+    """Check the images under `folder` (or the label file's evaluation rows), counted through
+    `events`, and label them with the model's class indices."""
     if is_packed(folder):
         return _packed_samples(folder, class_names, description)
-    found = scan(folder, on_checked, labels)
+    with events.counting("Checking images", count_files(discover(folder, labels))) as advance:
+        found = scan(folder, advance, labels)
     if labels is None and found.layout != "flat":
         raise TlcliError(
             f"{folder} holds split folders; pass the dataset root or one split folder of class folders."
@@ -405,12 +514,13 @@ def evaluate_model(
     model_path: Location,
     top_k: int | None = None,
     batch_size: int = 32,
-    on_predicted: Callable[[int], None] | None = None,
+    events: Events = SILENT,
     placement=None,
     tta: str | None = None,
     thresholds: dict[str, float] | None = None,
 ) -> Evaluation:
-    """Predict every image of `data` (shared among the placement's replicas) and compute the metrics.
+    """Predict every image of `data` (shared among the placement's replicas, counted through
+    `events`) and compute the metrics.
 
     With a `tta` view set, the metrics are those of the probabilities averaged over the views,
     and `Evaluation.tta` holds the single view's from the same forward pass. Multi-label data
@@ -424,7 +534,8 @@ def evaluate_model(
     from tlcli.models.tta import MultiViewClassifier
 
     predictor = model if tta is None else MultiViewClassifier(model, tta, average=False)
-    indices, outputs = predict_samples(predictor, data.samples, image_size, batch_size, on_predicted, placement)
+    with events.counting("Predicting", len(data.samples)) as advance:
+        indices, outputs = predict_samples(predictor, data.samples, image_size, batch_size, advance, placement)
     read = set(indices.tolist())
     problems = list(data.problems) + [
         Problem(sample.path, DECODE_FAILED) for i, sample in enumerate(data.samples) if i not in read

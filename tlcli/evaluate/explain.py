@@ -22,6 +22,7 @@ from tlcli.data.dataset import Sample
 from tlcli.data.images import ImageInfo, Problem, check_images, read_rgb
 from tlcli.data.pipeline import DECODE_FAILED
 from tlcli.errors import TlcliError
+from tlcli.events import SILENT, Events
 from tlcli.evaluate.heatmaps import DISPLAY_SIDE, TILE_SIDE, Panel, contact_sheet_png, explanation_png, fit
 from tlcli.evaluate.predict import collect_image_files
 from tlcli.models.backbones import BACKBONES, BackboneSpec
@@ -208,7 +209,6 @@ def explain_files(
     classes: Sequence[int],
     batch_size: int,
     chunk_size: int = 256,
-    on_explained: Callable[[int], None] | None = None,
 ) -> Iterator[Explanation | Problem]:
     """Check and explain files chunk by chunk: an Explanation or a Problem per file, in file order."""
     for start in range(0, len(paths), chunk_size):
@@ -222,12 +222,8 @@ def explain_files(
             path = samples[index].path
             results[path] = Explanation(path, checked[path].width, checked[path].height, probabilities, heatmaps)
             while chunk and chunk[0] in results:
-                if on_explained is not None:
-                    on_explained(1)
                 yield results.pop(chunk.pop(0))
         for path in chunk:
-            if on_explained is not None:
-                on_explained(1)
             yield results.pop(path, None) or Problem(path, DECODE_FAILED)
 
 
@@ -257,46 +253,53 @@ def picture_name(position: int, count: int, path: Path) -> str:
     return f"{position:0{len(str(count))}d}-{stem}.png"
 
 
-@locks_outputs
-def explain(
-    model: Path,
-    inputs: Sequence[str | Path],
-    out: Path | None = None,
-    class_names: Sequence[str] = (),
-    batch_size: int = 16,
-    on_result: Callable[[Explanation | Problem], None] | None = None,
-    on_start: Callable[[ExplainReport, int], None] | None = None,
-    overwrite: bool = False,
-) -> ExplainReport:
-    """Grad-CAM pictures of every image in `inputs` (files, folders, globs) for the predicted
-    class, or for each of `class_names`: one PNG per image, a contact sheet and explain.json in
-    `out` (default: RUN_DIR/explain, refreshed), which must be new, empty, or an earlier explain's
-    folder with `overwrite`. The folder is built beside its place and swapped in whole.
+@dataclass(frozen=True)
+class ExplainConfig:
+    """What `tlcli explain` is asked: a model, the images, and the classes to explain in them."""
 
-    Unreadable files and classes the model lacks are reported and left out; the rest is done.
+    model: Path
+    inputs: tuple[str | Path, ...]  # image files, folders and globs
+    out: Path | None = None  # None: RUN_DIR/explain, refreshed
+    class_names: tuple[str, ...] = ()  # none: the predicted class
+    batch_size: int = 16
+    overwrite: bool = False
+
+
+@locks_outputs
+def explain(config: ExplainConfig, events: Events = SILENT) -> ExplainReport:
+    """Grad-CAM pictures of every image in `config.inputs` (files, folders, globs) for the predicted
+    class, or for each of `config.class_names`: one PNG per image, a contact sheet and explain.json
+    in `config.out` (default: RUN_DIR/explain, refreshed), which must be new, empty, or an earlier
+    explain's folder with `overwrite`. The folder is built beside its place and swapped in whole.
+
+    Unreadable files and classes the model lacks are told to `events` as skipped and left out;
+    the rest is done, counted through `events`.
     """
     from tlcli.models.saved import load_run_model  # Keras: only once a command explains
 
-    files = collect_image_files(inputs)
-    info = read_run(model)
-    classes, unknown = class_indices(class_names, info.class_names)
+    files = collect_image_files(config.inputs)
+    info = read_run(config.model)
+    classes, unknown = class_indices(config.class_names, info.class_names)
     if not classes:
         raise TlcliError(
             f"--class {', '.join(unknown)}: not a class of the model (classes: {', '.join(info.class_names)}). "
             "Name classes as in the model's labels.txt."
         )
+    out = config.out
     target = location(out) if out is not None else info.path / EXPLAIN_FOLDER  # a folder, or a URL (runs.remote)
-    claim = dict(overwrite=overwrite or out is None, own={"run": (EXPLAIN_FOLDER,)},
-                 data=(*{location(argument) for argument in inputs if location(argument).is_dir()}, *info.dataset_places))
-    with staged_output(target, "explain", sources={info.model_location: "the model"}, **claim) as staged:
+    places = {location(argument) for argument in config.inputs if location(argument).is_dir()}
+    claim = dict(overwrite=config.overwrite or out is None, own={"run": (EXPLAIN_FOLDER,)},
+                 data=(*places, *info.dataset_places))
+    with events.counting("Explaining", len(files)) as advance, \
+            staged_output(target, "explain", sources={info.model_location: "the model"}, **claim) as staged:
         claim_output(staged.local, "explain", sources={info.model_path: "the model"}, **claim)
         report = ExplainReport(staged.target, unknown_classes=unknown)
-        keras_model, info = load_run_model(model)
+        keras_model, info = load_run_model(config.model)
         gradcam = GradCam(keras_model)
-        if on_start is not None:
-            on_start(report, len(files))
+        for name in unknown:
+            events.skipped(f"--class {name}", "not a class of the model; explaining the others")
         with building(staged.local, "explain") as built:
-            _explain_into(report, gradcam, files, info, classes, batch_size, on_result,
+            _explain_into(report, gradcam, files, info, classes, config.batch_size, events, advance,
                           written=built, public=lambda name: staged.public(staged.local / name))
         kept = kept_note(staged.local)
     if kept:
@@ -304,24 +307,24 @@ def explain(
     return report
 
 
-def _explain_into(report: ExplainReport, gradcam: GradCam, files, info, classes, batch_size: int, on_result, *,
-                  written: Path, public: Callable[[str], Path]) -> None:
+def _explain_into(report: ExplainReport, gradcam: GradCam, files, info, classes, batch_size: int, events: Events,
+                  advance: Callable[[int], None], *, written: Path, public: Callable[[str], Path]) -> None:
     """explain's work: the pictures, contact sheet and explain.json written into the folder
-    `written`, recorded in `report` by their names once published (`public`). Refused, and
-    nothing published, when no image could be read."""
+    `written`, recorded in `report` by their names once published (`public`), each file counted
+    with `advance`. Refused, and nothing published, when no image could be read."""
     tiles = []
     position = {path: number for number, path in enumerate(files, start=1)}
     for result in explain_files(gradcam, files, info.image_size, classes, batch_size):
         if isinstance(result, Problem):
             report.problems.append(result)
+            events.skipped(result.path, result.reason)
         else:
             picture = picture_name(position[result.path], len(files), result.path)
             panels = _write_picture(result, info.class_names, written / picture)
             report.records.extend(_records(result, info.class_names, public(picture)))
             if len(tiles) < SHEET_IMAGES and panels:
                 tiles.append((_thumbnail(result.path), panels[0], result.path.name))
-        if on_result is not None:
-            on_result(result)
+        advance(1)
     if not report.records:
         raise TlcliError(f"None of the {len(files)} file(s) could be read as an image. Check the paths.")
 

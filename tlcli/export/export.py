@@ -28,13 +28,13 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 from tlcli.data.dataset import Sample, discover, image_files_below, packed_dataset
 from tlcli.data.images import ImageInfo, check_images
 from tlcli.data.labels import LabelFile
 from tlcli.data.packed import is_packed
 from tlcli.errors import TlcliError
+from tlcli.events import DETAIL, SILENT, Events
 from tlcli.export.verify import Check, verify_artefacts
 from tlcli.models.backbones import BACKBONES
 from tlcli.models.saved import load_run_model
@@ -139,22 +139,20 @@ def require_tf2onnx():
 
 
 @locks_outputs
-def export_model(
-    model_path: Location, options: ExportOptions, on_step: Callable[[str], None] = lambda message: None
-) -> ExportReport:
+def export_model(model_path: Location, options: ExportOptions, events: Events = SILENT) -> ExportReport:
     """Write the asked-for formats of a run's model to `options.out` (a folder, or a URL:
-    runs.remote), verified, all or nothing."""
+    runs.remote), verified, all or nothing. Each step is told to `events` as a note as it begins."""
     if not isinstance(options.out, Url):
-        return _export_model(model_path, options, on_step)
+        return _export_model(model_path, options, events)
     data = options.data or _recorded_data(read_run(model_path))
     with staged_output(options.out, "export", overwrite=options.overwrite, data=data,
                        sources={location(model_path): "the model being exported"}) as staged:
-        report = _export_model(model_path, dataclasses.replace(options, out=staged.local), on_step)
+        report = _export_model(model_path, dataclasses.replace(options, out=staged.local), events)
         return ExportReport(staged.target, {name: staged.public(path) for name, path in report.files.items()},
                             report.checks)
 
 
-def _export_model(model_path: Location, options: ExportOptions, on_step: Callable[[str], None]) -> ExportReport:
+def _export_model(model_path: Location, options: ExportOptions, events: Events) -> ExportReport:
     out = options.out
     claim_destination(options, model_path)
     if "onnx" in options.formats:
@@ -168,7 +166,7 @@ def _export_model(model_path: Location, options: ExportOptions, on_step: Callabl
 
         def step(message: str) -> None:
             interrupts.check()  # a Ctrl-C that TensorFlow swallowed stops the export here
-            on_step(message)
+            events.note(f"{message}...", DETAIL)
 
         with building(out, "export") as staging:  # swapped in whole, only once verified
             files, checks = _write_and_verify(model, info, options, staging, calibration, verify_samples, step)
@@ -177,12 +175,13 @@ def _export_model(model_path: Location, options: ExportOptions, on_step: Callabl
                         kept_note(out))
 
 
-def _write_and_verify(model, info, options, staging, calibration, verify_samples, on_step):
-    """Every artefact, labels.txt and metadata.json in `staging`; raises if verification fails."""
-    files = write_artefacts(model, info, options, staging, calibration, on_step)
+def _write_and_verify(model, info, options, staging, calibration, verify_samples, step):
+    """Every artefact, labels.txt and metadata.json in `staging`; raises if verification fails.
+    `step(message)` begins each step."""
+    files = write_artefacts(model, info, options, staging, calibration, step)
     checks = []
     if options.verify:
-        on_step(f"Verifying in a fresh process on {len(verify_samples)} image(s)")
+        step(f"Verifying in a fresh process on {len(verify_samples)} image(s)")
         checks = verify_artefacts(model, files, verify_samples, info.image_size, options.quantize, options.tta,
                                   run_thresholds(info))
     (staging / LABELS).write_text("\n".join(info.class_names) + "\n")
@@ -202,27 +201,27 @@ def _describe(check: Check) -> str:
     return f"max |difference| {check.max_abs_difference:.2g}, top class agrees on {check.top_class_agreement:.0%}"
 
 
-def write_artefacts(model, info: RunInfo, options: ExportOptions, staging: Path, calibration, on_step):
-    """Write each format into `staging`; return {format: path}."""
+def write_artefacts(model, info: RunInfo, options: ExportOptions, staging: Path, calibration, step):
+    """Write each format into `staging`, each begun with `step(message)`; return {format: path}."""
     files: dict[str, Path] = {}
     needs_saved_model = {"saved_model", "tflite", "onnx"} & set(options.formats)
     saved_model = staging / ARTEFACTS["saved_model"]
     if needs_saved_model:
-        on_step("Writing the SavedModel")
+        step("Writing the SavedModel")
         write_saved_model(model, info.image_size, saved_model, options.tta, run_thresholds(info))
         if "saved_model" in options.formats:
             files["saved_model"] = saved_model
     if "keras" in options.formats:
-        on_step("Writing the Keras model")
+        step("Writing the Keras model")
         files["keras"] = staging / ARTEFACTS["keras"]
         with silenced_stderr():
             model.save(files["keras"])
     if "tflite" in options.formats:
-        on_step(f"Converting to TFLite ({options.quantize or 'float32'})")
+        step(f"Converting to TFLite ({options.quantize or 'float32'})")
         files["tflite"] = staging / ARTEFACTS["tflite"]
         write_tflite(saved_model, files["tflite"], options.quantize, calibration, info.image_size)
     if "onnx" in options.formats:
-        on_step("Converting to ONNX")
+        step("Converting to ONNX")
         files["onnx"] = staging / ARTEFACTS["onnx"]
         write_onnx(saved_model, files["onnx"])
     if "saved_model" not in options.formats and saved_model.exists():
@@ -264,17 +263,45 @@ def write_saved_model(model, image_size: int, path: Path, tta: str | None = None
     """
     tf = import_tensorflow()
     keras = import_keras()
-    from tlcli.data.pipeline import decode_image
     from tlcli.models.tta import MultiViewClassifier
 
     # No archive.track(model): the endpoints capture every variable they use, and track() would
     # store each weight a second time (2x the size on disk and in a server's memory:
     # keras-team/keras#23553).
     archive = keras.export.ExportArchive()
+    pixels = tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="images")
+    encoded = tf.TensorSpec([None], tf.string, name="image_bytes")
+    from_pixels, from_bytes = _serving_functions(model, image_size)
+    archive.add_endpoint(PIXELS_SIGNATURE, from_pixels, input_signature=[pixels])
+    archive.add_endpoint(BYTES_SIGNATURE, from_bytes, input_signature=[encoded])
+    if thresholds is not None:
+        cut = tf.constant(thresholds, tf.float32)
+
+        def with_decisions(outputs):
+            probabilities = outputs[OUTPUT_NAME]
+            return {OUTPUT_NAME: probabilities, DECISIONS_NAME: tf.cast(probabilities >= cut, tf.int32)}
+
+        archive.add_endpoint(DECISIONS_SIGNATURE, lambda images: with_decisions(from_pixels(images)),
+                             input_signature=[pixels])
+        archive.add_endpoint(BYTES_DECISIONS_SIGNATURE, lambda image_bytes: with_decisions(from_bytes(image_bytes)),
+                             input_signature=[encoded])
+    if tta is not None:
+        averaged = MultiViewClassifier(model, tta, average=True)
+        archive.add_endpoint(TTA_SIGNATURE, lambda images: {OUTPUT_NAME: averaged(images, training=False)},
+                             input_signature=[pixels])
+    with quietly():
+        archive.write_out(str(path), verbose=False)
+
+
+def _serving_functions(model, image_size: int):
+    """The model's probabilities from a batch of pixels, and from a batch of encoded images."""
+    tf = import_tensorflow()
+    from tlcli.data.pipeline import decode_image
+
     image_spec = tf.TensorSpec([image_size, image_size, 3], tf.float32)
 
-    # training=False in both endpoints: dropout or augmentation layers must never run when
-    # serving, or the same image would get different answers.
+    # training=False in both: dropout or augmentation layers must never run when serving, or
+    # the same image would get different answers.
     def from_pixels(images):
         return {OUTPUT_NAME: model(images, training=False)}
 
@@ -284,38 +311,7 @@ def write_saved_model(model, image_size: int, path: Path, tta: str | None = None
         )
         return {OUTPUT_NAME: model(images, training=False)}
 
-    archive.add_endpoint(
-        PIXELS_SIGNATURE,
-        from_pixels,
-        input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="images")],
-    )
-    archive.add_endpoint(
-        BYTES_SIGNATURE, from_bytes, input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")]
-    )
-    if thresholds is not None:
-        cut = tf.constant(thresholds, tf.float32)
-
-        def with_decisions(outputs):
-            probabilities = outputs[OUTPUT_NAME]
-            return {OUTPUT_NAME: probabilities, DECISIONS_NAME: tf.cast(probabilities >= cut, tf.int32)}
-
-        archive.add_endpoint(
-            DECISIONS_SIGNATURE, lambda images: with_decisions(from_pixels(images)),
-            input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="images")],
-        )
-        archive.add_endpoint(
-            BYTES_DECISIONS_SIGNATURE, lambda image_bytes: with_decisions(from_bytes(image_bytes)),
-            input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")],
-        )
-    if tta is not None:
-        averaged = MultiViewClassifier(model, tta, average=True)
-        archive.add_endpoint(
-            TTA_SIGNATURE,
-            lambda images: {OUTPUT_NAME: averaged(images, training=False)},
-            input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="images")],
-        )
-    with quietly():
-        archive.write_out(str(path), verbose=False)
+    return from_pixels, from_bytes
 
 
 def write_tflite(saved_model: Path, path: Path, quantize: str | None, calibration, image_size: int) -> None:
