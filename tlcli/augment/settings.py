@@ -72,6 +72,9 @@ class AugmentConfig:
 
 PRESETS = {
     "none": AugmentConfig(),
+    # Position and scale only: no mirror, no colour. Safe for digits, text and photos alike, and
+    # the default of fine-tuning (bench/finetune_value.py).
+    "shift": AugmentConfig(translation=0.1, zoom=0.1),
     "light": AugmentConfig(
         rotation=0.03, translation=0.05, zoom=0.05, flip="horizontal", brightness=0.1, contrast=0.1
     ),
