@@ -45,11 +45,10 @@ from tlcli.training.stage_inputs import END_TO_END, CacheReport, StageInputs, ca
 from tlcli.training.train import (
     DecodedImages,
     Outcome,
-    claim_run,
     decode_splits,
+    read_sources,
+    run_directory,
     run_facts,
-    save_outcome,
-    start_run,
     validation_thresholds,
 )
 
@@ -214,7 +213,8 @@ def _finetune(config: FinetuneConfig, out: Path | None, distribution: Distribute
     events.placed(placement, fit_config.batch_size)
     events.dataset(dataset)
     run_dir = out or default_run_dir(spec.name, prefix="finetune-")
-    claim_run(run_dir, placement, data=dataset.root, source=run.path, overwrite=overwrite, resume=resume)
+    directory = run_directory(run_dir, placement, overwrite=overwrite, resume=resume)
+    directory.claim(data=dataset.root, sources=read_sources(source=run.path))
     # Seeded before loading: the head's dropout layers draw their random state when they are made.
     set_seed(config.fit.seed)
     model, run = load_placed_model(config.source, placement)
@@ -233,7 +233,7 @@ def _finetune(config: FinetuneConfig, out: Path | None, distribution: Distribute
         **run_facts(placement, fit_config.batch_size, dataset),
     }
     requested_dir = run_dir
-    run_dir = start_run(run_dir, placement, document, dataset.class_names, overwrite=overwrite, resume=resume)
+    run_dir = directory.start(document, dataset.class_names)
 
     decoded = decode_splits(config.cache_images, {"train": dataset.split("train"), "val": dataset.splits.get("val", ())},
                             run.image_size, fit_config.batch_size, scratch_dir=run_dir, events=events,
@@ -267,7 +267,7 @@ def _finetune(config: FinetuneConfig, out: Path | None, distribution: Distribute
     if dataset.multi_label:  # the fine-tuned model's probabilities moved: tune its thresholds again
         metrics["thresholds"] = validation_thresholds(model, None, None, dataset, run.image_size,
                                                       fit_config.batch_size)
-    save_outcome(run_dir, model, history, metrics, placement)
+    directory.save(model, history, metrics)
     decoded.close()
     return Outcome(requested_dir, metrics, "fine-tuning")
 

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,12 +28,11 @@ from tlcli.models.backbones import get_backbone, resolve_image_size
 from tlcli.models.build import STANDARDIZATION, build_classifier, build_head, set_feature_statistics
 from tlcli.models.features import Features, extract_features
 from tlcli.models.weights import build_base, parse_weights
-from tlcli.runs.curves import plot_curves, plot_penalty_path
-from tlcli.runs.directory import claim_run_dir, default_run_dir, prepare_run_dir, read_json, resumable
-from tlcli.runs.atomic import save_model_atomic, write_atomic, write_json
-from tlcli.runs.names import CONFIG, CURVES, HISTORY, LABELS, METRICS, MODEL, PENALTY
-from tlcli.runs.outputs import finish_run_dir
+from tlcli.runs.curves import plot_penalty_path
+from tlcli.runs.directory import default_run_dir, resumable
+from tlcli.runs.names import HISTORY, PENALTY
 from tlcli.runs.history import History
+from tlcli.runs.run_dir import RunDir
 from tlcli.runs.locks import locks_outputs
 from tlcli.runs.remote import staged_output, url_sources
 from tlcli.runtime import import_keras, set_seed, versions
@@ -101,7 +97,8 @@ def _train(config: TrainConfig, out: Path | None, augmentation: AugmentConfig | 
     if reason:
         events.note(f"{reason}.")
 
-    claim_run(run_dir, placement, data=dataset.root, weights=weights, overwrite=overwrite, resume=resume)
+    directory = run_directory(run_dir, placement, overwrite=overwrite, resume=resume)
+    directory.claim(data=dataset.root, sources=read_sources(weights=weights))
     set_seed(fit_config.seed)
     num_classes = len(dataset.class_names)
     with placement.strategy.scope():
@@ -119,7 +116,7 @@ def _train(config: TrainConfig, out: Path | None, augmentation: AugmentConfig | 
         **run_facts(placement, fit_config.batch_size, dataset),
     }
     requested_dir = run_dir
-    run_dir = start_run(run_dir, placement, document, dataset.class_names, overwrite=overwrite, resume=resume)
+    run_dir = directory.start(document, dataset.class_names)
 
     train_samples, val_samples = dataset.split("train"), dataset.splits.get("val", ())
     class_weights = class_weights_for(fit_config, [sample.label for sample in train_samples], num_classes)
@@ -148,7 +145,7 @@ def _train(config: TrainConfig, out: Path | None, augmentation: AugmentConfig | 
     if dataset.multi_label:
         metrics["thresholds"] = validation_thresholds(model, head, val_features, dataset, image_size,
                                                       fit_config.batch_size)
-    save_outcome(run_dir, model, history, metrics, placement)
+    directory.save(model, history, metrics)
     return Outcome(requested_dir, metrics, route)
 
 
@@ -464,26 +461,18 @@ def run_facts(placement: Placement, batch_size: int, dataset: Dataset) -> dict:
     }
 
 
-def claim_run(requested: Path, placement: Placement, *, data: Path, weights=None, source: Path | None = None,
-              overwrite: bool, resume: bool) -> None:
-    """Lock this process's run directory and refuse, before any model is built, an --out that would
-    lose anything (runs.claim_output): the dataset, the --weights model or the source run among them."""
-    run_dir = worker_run_dir(requested, placement)
+def run_directory(requested: Path, placement: Placement, *, overwrite: bool, resume: bool) -> RunDir:
+    """This process's part in writing the run directory `requested` (a worker's is a scratch folder)."""
+    return RunDir(requested, worker_run_dir(requested, placement), placement.is_chief, overwrite, resume)
+
+
+def read_sources(*, weights=None, source: Path | None = None) -> dict[Path, str]:
+    """What a run reads besides its dataset, which its --out must not hold: the --weights model
+    (`models.weights.parse_weights`), the source run."""
     sources = {weights.path: f"the --weights {weights.kind}"} if weights is not None and weights.path else {}
     if source is not None:
         sources[source] = "the source run"
-    claim_run_dir(run_dir, data=data, sources=sources, **_run_dir_flags(run_dir, placement, overwrite, resume))
-
-
-def start_run(requested: Path, placement: Placement, document: dict, class_names, *, overwrite: bool,
-              resume: bool) -> Path:
-    """Open this process's run directory (claimed by claim_run) and write config.json and labels.txt into it."""
-    run_dir = open_run_dir(worker_run_dir(requested, placement), placement, overwrite=overwrite, resume=resume)
-    if resume:
-        check_same_settings(run_dir, document)
-    write_json(run_dir / CONFIG, document)
-    write_atomic(run_dir / LABELS, "\n".join(class_names) + "\n")
-    return run_dir
+    return sources
 
 
 def class_weights_for(fit_config: FitConfig, labels, num_classes: int):
@@ -493,41 +482,9 @@ def class_weights_for(fit_config: FitConfig, labels, num_classes: int):
     return balanced_class_weights(np.asarray(labels), num_classes)
 
 
-def open_run_dir(run_dir: Path, placement: Placement, *, overwrite: bool, resume: bool) -> Path:
-    """The chief's run directory, or a worker's scratch folder (fresh unless resuming)."""
-    return prepare_run_dir(run_dir, **_run_dir_flags(run_dir, placement, overwrite, resume))
-
-
-def _run_dir_flags(run_dir: Path, placement: Placement, overwrite: bool, resume: bool) -> dict:
-    if placement.is_chief:
-        return {"overwrite": overwrite, "resume": resume}
-    return {"overwrite": not resume, "resume": resume and run_dir.exists()}
-
-
 def _features(extractor, samples, image_size, batch_size, split, events: Events, decoded: RowCache | None = None):
     with events.counting(f"Features ({split})", len(samples)) as advance:
         return extract_features(extractor, samples, image_size, batch_size, on_batch=advance, decoded=decoded)
-
-
-def save_outcome(run_dir: Path, model, history: History, metrics: dict, placement: Placement) -> None:
-    """Write the model and reports; every worker saves (to its own folder), only the chief keeps."""
-    metrics["weights_sha256"] = weights_fingerprint(model)
-    save_model_atomic(model, run_dir / MODEL)
-    write_json(run_dir / METRICS, metrics)
-    rows = [history.rows[key] for key in sorted(history.rows)]
-    if rows:
-        plot_curves(rows, run_dir / CURVES)
-    finish_run_dir(run_dir)
-    if not placement.is_chief:
-        shutil.rmtree(run_dir, ignore_errors=True)
-
-
-def weights_fingerprint(model) -> str:
-    """A hash of every weight, to tell identical models apart from merely similar ones."""
-    digest = hashlib.sha256()
-    for weight in model.get_weights():
-        digest.update(np.ascontiguousarray(weight).tobytes())
-    return digest.hexdigest()
 
 
 def dataset_facts(dataset: Dataset) -> dict:
@@ -539,23 +496,3 @@ def dataset_facts(dataset: Dataset) -> dict:
         "skipped_files": len(dataset.problems),
         **(dataset.labels.describe() if dataset.labels is not None else {}),
     }
-
-
-_NOT_COMPARED = {"out", "versions"}
-
-
-def check_same_settings(run_dir: Path, document: dict) -> None:
-    """A resumed run must be the same run: refuse if its settings changed."""
-    path = run_dir / CONFIG
-    if not path.is_file():
-        return
-    saved = read_json(path)
-    changed = sorted(
-        key for key in set(saved) | set(document)
-        if key not in _NOT_COMPARED and json.dumps(saved.get(key), default=str) != json.dumps(document.get(key), default=str)
-    )
-    if changed:
-        raise TlcliError(
-            f"--resume: the settings differ from the interrupted run in {run_dir} "
-            f"({', '.join(changed)}). Repeat the original command with --resume, or use --overwrite."
-        )
