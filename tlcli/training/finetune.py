@@ -42,10 +42,9 @@ from tlcli.training.config import FitConfig
 from tlcli.training.fit import FitResult, compile_model, fit, fit_length
 from tlcli.training.lr_find import END, START, STEPS, RangeTest, range_test
 from tlcli.training.stage_inputs import END_TO_END, CacheReport, StageInputs, cached_inputs, image_inputs, plan_route
+from tlcli.training.batches import DecodedImages, decode_splits
 from tlcli.training.train import (
-    DecodedImages,
     Outcome,
-    decode_splits,
     read_sources,
     run_directory,
     run_facts,

@@ -1,13 +1,15 @@
-"""Fitting: optimisers, schedules, callbacks, and one `fit` shared by train and finetune."""
+"""Fitting: optimisers, schedules, callbacks, and one `fit` shared by train, finetune and the tune trials."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from tlcli.distribute.placement import Placement
 from tlcli.events import SILENT, Events
 from tlcli.runs.names import BACKUP, LOGS
 from tlcli.runs.history import History
@@ -90,6 +92,13 @@ def balanced_class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     weights = np.ones(num_classes, np.float32)
     weights[present] = compute_class_weight("balanced", classes=present, y=labels)
     return weights
+
+
+def class_weights_for(fit_config: FitConfig, labels, num_classes: int):
+    """Per-class weights for --class-weight balanced, else None."""
+    if fit_config.class_weight != "balanced":
+        return None
+    return balanced_class_weights(np.asarray(labels), num_classes)
 
 
 def with_targets(dataset, num_classes: int, class_weights: np.ndarray | None = None):
@@ -198,3 +207,28 @@ def fit(
         best_epoch=int(best_row["epoch"]) if best_row else first_epoch,
         seconds=time.perf_counter() - started,
     )
+
+
+def fit_and_measure(
+    trained, train_data, val_data, fit_config: FitConfig, *, steps: int, run_dir: Path, history: History,
+    val_steps: int | None = None, placement: Placement | None = None, stage: str = "train", backups: bool = True,
+    epoch=None, events: Events = SILENT,
+) -> dict:
+    """Compile, fit (early stopping restores the best weights) and measure on the validation data.
+    `epoch` is the training images' `epoch_counter()`, if they are read through one."""
+    length = fit_length(fit_config, steps)
+    scope = placement.strategy.scope() if placement else contextlib.nullcontext()
+    with scope:
+        compile_model(trained, fit_config, fit_config.learning_rate, steps * length.epochs)
+    repeating = placement is not None and placement.num_workers > 1
+    result = fit(
+        trained, train_data, val_data, fit_config,
+        length=length, steps_per_epoch=steps, run_dir=run_dir, stage=stage,
+        history=history, epoch=epoch, fixed_steps=repeating, validation_steps=val_steps if repeating else None,
+        backups=backups, events=events,
+    )
+    metrics = {"best_epoch": result.best_epoch, "epochs_run": history.last_epoch, "seconds": round(result.seconds, 2)}
+    if val_data is not None:
+        loss, accuracy = trained.evaluate(val_data, steps=val_steps if repeating else None, verbose=0)
+        metrics.update(val_loss=float(loss), val_accuracy=float(accuracy))
+    return metrics

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +11,8 @@ import numpy as np
 from tlcli.augment.augmenter import build_augmenter
 from tlcli.augment.settings import AugmentConfig, describe
 from tlcli.data.dataset import Dataset, SplitOptions, load_dataset
-from tlcli.data.pipeline import decode_into_cache, epoch_counter, epochs, image_dataset, row_dataset, tf
-from tlcli.data.row_cache import DEFAULT_MEMORY_BUDGET, RowCache, where
+from tlcli.data.pipeline import epoch_counter, image_dataset
+from tlcli.data.row_cache import RowCache
 from tlcli.distribute.placement import (
     DistributeConfig,
     Placement,
@@ -37,7 +36,8 @@ from tlcli.runs.locks import locks_outputs
 from tlcli.runs.remote import staged_output, url_sources
 from tlcli.runtime import import_keras, set_seed, versions
 from tlcli.training.config import FitConfig, TrainConfig
-from tlcli.training.fit import balanced_class_weights, compile_model, fit, fit_length, with_targets
+from tlcli.training.batches import DecodedImages, decode_splits, feature_dataset, image_batches
+from tlcli.training.fit import class_weights_for, fit_and_measure
 from tlcli.training.head_solver import (
     LinearSolution,
     feature_statistics,
@@ -151,7 +151,7 @@ def _train(config: TrainConfig, out: Path | None, augmentation: AugmentConfig | 
 
 def fit_end_to_end(model, dataset: Dataset, image_size: int, fit_config: FitConfig, class_weights, augment, *,
                    run_dir: Path, history: History, placement: Placement, events: Events,
-                   decoded: "DecodedImages | None" = None) -> dict:
+                   decoded: DecodedImages | None = None) -> dict:
     """Train the head through the frozen backbone on the images themselves (augmented, when
     asked), read from `decoded` when they were decoded once for the run."""
     train_samples, val_samples = dataset.split("train"), dataset.splits.get("val", ())
@@ -342,115 +342,6 @@ def cached_features(model, pooling: str, train_samples, val_samples, image_size:
     return train_features, val_features
 
 
-def feature_dataset(features: Features, num_classes: int, batch_size: int, seed: int = 0, *, shuffle: bool = False,
-                    epoch=None, repeat_batches: int = 0, class_weights=None, shard: tuple[int, int] = (1, 0)):
-    """Batches of cached features and their targets, for training a head, in the order in which
-    `image_dataset` would give their images under the same seed and epoch."""
-    def batches(rows, _):
-        return with_targets(rows.shard(*shard), num_classes, class_weights).batch(batch_size)
-
-    # Multi-hot targets as float32, which with_targets passes as they are.
-    labels = features.labels.astype(np.float32) if features.multi_label else features.labels
-    columns = (tf.constant(features.features), tf.constant(labels))
-    data = epochs(columns, batches, shuffle=shuffle, seed=seed, epoch=epoch, repeat_batches=repeat_batches)
-    return data.prefetch(tf.data.AUTOTUNE)
-
-
-def fit_and_measure(
-    trained, train_data, val_data, fit_config: FitConfig, *, steps: int, run_dir: Path, history: History,
-    val_steps: int | None = None, placement: Placement | None = None, stage: str = "train", backups: bool = True,
-    epoch=None, events: Events = SILENT,
-) -> dict:
-    """Compile, fit (early stopping restores the best weights) and measure on the validation data.
-    `epoch` is the training images' `epoch_counter()`, if they are read through one."""
-    length = fit_length(fit_config, steps)
-    scope = placement.strategy.scope() if placement else contextlib.nullcontext()
-    with scope:
-        compile_model(trained, fit_config, fit_config.learning_rate, steps * length.epochs)
-    repeating = placement is not None and placement.num_workers > 1
-    result = fit(
-        trained, train_data, val_data, fit_config,
-        length=length, steps_per_epoch=steps, run_dir=run_dir, stage=stage,
-        history=history, epoch=epoch, fixed_steps=repeating, validation_steps=val_steps if repeating else None,
-        backups=backups, events=events,
-    )
-    metrics = {"best_epoch": result.best_epoch, "epochs_run": history.last_epoch, "seconds": round(result.seconds, 2)}
-    if val_data is not None:
-        loss, accuracy = trained.evaluate(val_data, steps=val_steps if repeating else None, verbose=0)
-        metrics.update(val_loss=float(loss), val_accuracy=float(accuracy))
-    return metrics
-
-
-def image_batches(placement: Placement, samples, image_size: int, batch_size: int, num_classes: int, *,
-                  shuffle: bool = False, seed: int = 0, epoch=None, class_weights=None, augment=None,
-                  endless: bool = False, decoded: RowCache | None = None):
-    """(batches of images and targets, steps per epoch), shared out as the placement needs.
-    `epoch` is the `epoch_counter()` that numbers the epochs for the shuffle and augmentation;
-    `endless` batches repeat epoch after epoch. With `decoded` (the samples' images decoded
-    once, see `decode_splits`) the images are read from it, in the same batches."""
-    def make(count, index, batch, repeat_batches):
-        options = dict(shuffle=shuffle, seed=seed, epoch=epoch, augment=augment, shard=(count, index),
-                       repeat_batches=repeat_batches)
-        images = (row_dataset(decoded, samples, batch, dtype=tf.float32, **options) if decoded is not None
-                  else image_dataset(samples, image_size, batch, **options))
-        return with_targets(images, num_classes, class_weights)
-
-    return distribute(placement, make, len(samples), batch_size, endless=endless)
-
-
-class DecodedImages:
-    """Each split's images decoded and resized once for the run, as uint8 (`RowCache`s by split
-    name; none when not decoded ahead). A context: leaving it releases them."""
-
-    def __init__(self, caches: dict[str, RowCache]):
-        self.caches = caches
-
-    def get(self, split: str) -> RowCache | None:
-        return self.caches.get(split)
-
-    def __enter__(self) -> "DecodedImages":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        for cache in self.caches.values():
-            cache.close()
-        self.caches = {}
-
-
-def decode_splits(enabled: bool, splits: dict, image_size: int, batch_size: int, *, scratch_dir: Path | None,
-                  events: Events = SILENT, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> DecodedImages:
-    """The splits' images decoded once for every epoch of an end-to-end run, if `enabled`.
-
-    Rounded to uint8 (at most 0.5 from the float32 resize), a quarter of float32's size, and
-    the same in every epoch, the first one included, so a resumed run reads the same pixels.
-    The splits share one memory budget; what does not fit spills to a scratch file in
-    `scratch_dir` (the system's temporary folder if None), unlinked at once. Every worker
-    decodes all the images itself: each epoch shards a new shuffle, so a worker reads every
-    image in the run, and decoding (milliseconds an image) is cheaper than sharing the
-    decoded rows between workers (150 KB a 224 px image).
-    """
-    caches: dict[str, RowCache] = {}
-    if not enabled:
-        return DecodedImages(caches)
-    budget = memory_budget
-    for split, samples in splits.items():
-        if not samples:
-            continue
-        with events.counting(f"Decoding ({split})", len(samples)) as advance:
-            caches[split] = decode_into_cache(samples, image_size, batch_size, memory_budget=budget,
-                                              scratch_dir=scratch_dir, on_batch=advance)
-        if caches[split].in_memory:
-            budget -= caches[split].nbytes
-    counts = " + ".join(f"{int(cache.filled.sum())} {split}" for split, cache in caches.items())
-    total = sum(cache.nbytes for cache in caches.values())
-    events.note(f"Images decoded once for every epoch: {counts} at {image_size}x{image_size}, "
-                f"{total / 2**20:.1f} MB {where(caches.values())} (--no-cache-images decodes them every epoch).")
-    return DecodedImages(caches)
-
-
 def run_facts(placement: Placement, batch_size: int, dataset: Dataset) -> dict:
     """What config.json records of any run besides its options: where it ran, on what data."""
     return {
@@ -473,13 +364,6 @@ def read_sources(*, weights=None, source: Path | None = None) -> dict[Path, str]
     if source is not None:
         sources[source] = "the source run"
     return sources
-
-
-def class_weights_for(fit_config: FitConfig, labels, num_classes: int):
-    """Per-class weights for --class-weight balanced, else None."""
-    if fit_config.class_weight != "balanced":
-        return None
-    return balanced_class_weights(np.asarray(labels), num_classes)
 
 
 def _features(extractor, samples, image_size, batch_size, split, events: Events, decoded: RowCache | None = None):

@@ -134,7 +134,8 @@ class FinetuneTrials:
 
     def start(self, events: Events) -> None:
         from tlcli.distribute.placement import DistributeConfig, place
-        from tlcli.training.train import class_weights_for, decode_splits
+        from tlcli.training.batches import decode_splits
+        from tlcli.training.fit import class_weights_for
 
         self.placement = place(DistributeConfig(), self.base.data)
         labels = [sample.label for sample in self.train_samples]
@@ -151,7 +152,8 @@ class FinetuneTrials:
         from tlcli.models.weights import find_base
         from tlcli.runs.history import History
         from tlcli.runtime import set_seed
-        from tlcli.training.train import fit_and_measure, image_batches
+        from tlcli.training.batches import image_batches
+        from tlcli.training.fit import fit_and_measure
 
         trial = trial_config(self.base, params, self.spec)
         stage = parse_stage(trial.stages[0], self.spec)  # as `tlcli finetune` reads best.toml's stage

@@ -119,7 +119,8 @@ class HeadTrials:
         from tlcli.distribute.placement import DistributeConfig, place
         from tlcli.models.build import build_feature_extractor
         from tlcli.runtime import set_seed
-        from tlcli.training.train import cached_features, class_weights_for
+        from tlcli.training.fit import class_weights_for
+        from tlcli.training.train import cached_features
 
         base = self.base
         self.placement = place(DistributeConfig(strategy="default"))
