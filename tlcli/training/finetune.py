@@ -28,10 +28,10 @@ from tlcli.models.split import block_start
 from tlcli.models.weights import find_base
 from tlcli.runs.atomic import write_json
 from tlcli.runs.curves import plot_range_test
-from tlcli.runs.directory import RunInfo, default_run_dir, read_run, resumable
+from tlcli.runs.directory import RunInfo, default_run_dir, read_run
 from tlcli.runs.history import History
 from tlcli.runs.locks import locks_outputs
-from tlcli.runs.names import BACKUP, EXPORT_METADATA, HISTORY, LR_FIND_PLOT
+from tlcli.runs.names import BACKUP, EXPORT_METADATA, LR_FIND_PLOT
 from tlcli.runs.outputs import claim_file, record_files
 from tlcli.runs.remote import staged_output
 from tlcli.runtime import import_keras, set_seed
@@ -40,16 +40,9 @@ from tlcli.storage import Url, location
 from tlcli.training.callbacks import load_model_state, save_model_state
 from tlcli.training.config import FitConfig
 from tlcli.training.fit import FitResult, compile_model, fit, fit_length
+from tlcli.training.lifecycle import Outcome, TrainingRun, validation_thresholds
 from tlcli.training.lr_find import END, START, STEPS, RangeTest, range_test
 from tlcli.training.stage_inputs import END_TO_END, CacheReport, StageInputs, cached_inputs, image_inputs, plan_route
-from tlcli.training.batches import DecodedImages, decode_splits
-from tlcli.training.train import (
-    Outcome,
-    read_sources,
-    run_directory,
-    run_facts,
-    validation_thresholds,
-)
 
 keras = import_keras()
 
@@ -196,79 +189,75 @@ def _finetune(config: FinetuneConfig, out: Path | None, distribution: Distribute
               resume: bool, events: Events) -> Outcome:
     placement = place(distribution, config.data)  # first: multi-worker collectives need it so
     check_weight_decay(config.fit)
-    run = read_run(config.source)
-    spec = run_backbone(run)
-    source_config = run.config
-    fit_config = config.fit
-    stages = (
-        [parse_stage(text, spec) for text in config.stages]
-        if config.stages
-        else default_stages(spec)
-    )
-    dataset, options = run_dataset(run, config.data, config.strict)
-    if dataset.multi_label and fit_config.class_weight != "none":
-        raise TlcliError(f"--class-weight {fit_config.class_weight} weighs images by their one class; multi-label "
-                         "images have several. Drop --class-weight for this multi-label run.")
-    events.placed(placement, fit_config.batch_size)
-    events.dataset(dataset)
-    run_dir = out or default_run_dir(spec.name, prefix="finetune-")
-    directory = run_directory(run_dir, placement, overwrite=overwrite, resume=resume)
-    directory.claim(data=dataset.root, sources=read_sources(source=run.path))
-    # Seeded before loading: the head's dropout layers draw their random state when they are made.
-    set_seed(config.fit.seed)
-    model, run = load_placed_model(config.source, placement)
-    base = find_base(model, spec)
-    document = {
-        **config.to_dict(),
-        "stages": [str(stage) for stage in stages],
-        "kind": "finetune",
-        "source_run": str(run.path.resolve()),
-        "model": spec.name,
-        "image_size": run.image_size,
-        "preprocessing": spec.preprocessing,
-        "pooling": source_config.get("pooling"),
-        "val_split": options.val_split,
-        "test_split": options.test_split,
-        **run_facts(placement, fit_config.batch_size, dataset),
-    }
-    requested_dir = run_dir
-    run_dir = directory.start(document, dataset.class_names)
+    source = read_run(config.source)
+    spec = run_backbone(source)
+    source_config = source.config
+    stages = [parse_stage(text, spec) for text in config.stages] if config.stages else default_stages(spec)
+    dataset, options = run_dataset(source, config.data, config.strict)
+    check_class_weight(config.fit, dataset)
+    run = TrainingRun(placement, dataset, config.fit, events)
+    with run.claimed(out or default_run_dir(spec.name, prefix="finetune-"), source=source.path, overwrite=overwrite,
+                     resume=resume):
+        model, source = load_placed_model(config.source, placement)
+        base = find_base(model, spec)
+        run.start({
+            **config.to_dict(),
+            "stages": [str(stage) for stage in stages],
+            "kind": "finetune",
+            "source_run": str(source.path.resolve()),
+            "model": spec.name,
+            "image_size": source.image_size,
+            "preprocessing": spec.preprocessing,
+            "pooling": source_config.get("pooling"),
+            "val_split": options.val_split,
+            "test_split": options.test_split,
+        })
+        metrics = _run_stages(run, model, base, spec, config, stages, source.image_size)
+        if dataset.multi_label:  # the fine-tuned model's probabilities moved: tune its thresholds again
+            metrics["thresholds"] = validation_thresholds(model, None, None, dataset, source.image_size,
+                                                          config.fit.batch_size)
+        run.keep(model, metrics)
+    return Outcome(run.requested, metrics, "fine-tuning")
 
-    decoded = decode_splits(config.cache_images, {"train": dataset.split("train"), "val": dataset.splits.get("val", ())},
-                            run.image_size, fit_config.batch_size, scratch_dir=run_dir, events=events,
-                            memory_budget=int(config.cache_memory * 2**30))
-    inputs = image_inputs(placement, dataset, run.image_size, fit_config, decoded)
-    rates = _StageRates(run_dir / BACKUP / "stage-rates.json")
-    history = History.load(run_dir / HISTORY)
+
+def check_class_weight(fit: FitConfig, dataset: Dataset) -> None:
+    """--class-weight weighs an image by its one class: a multi-label image has several."""
+    if dataset.multi_label and fit.class_weight != "none":
+        raise TlcliError(f"--class-weight {fit.class_weight} weighs images by their one class; multi-label "
+                         "images have several. Drop --class-weight for this multi-label run.")
+
+
+def _run_stages(run: TrainingRun, model, base, spec: BackboneSpec, config: FinetuneConfig, stages: list[Stage],
+                image_size: int) -> dict:
+    """Fit the stages a started run has not finished yet, each kept only if it ends no worse
+    than the best before it; the metrics of the model with its backbone frozen again."""
+    fit_config, placement = config.fit, run.placement
+    decoded = run.decode(config.cache_images, image_size, memory_budget=int(config.cache_memory * 2**30))
+    inputs = image_inputs(placement, run.dataset, image_size, fit_config, decoded)
+    rates = _StageRates(run.run_dir / BACKUP / "stage-rates.json")
+    session = _Session(model, base, spec, config, image_size, inputs, rates, run)
     with placement.strategy.scope():
         compile_model(model, fit_config, fit_config.learning_rate, inputs.steps)
-    book = _StageBook.open(run_dir / BACKUP, model, lambda: _validation_loss(model, inputs), events, len(stages),
-                           "val_loss" if inputs.val_data is not None else "loss")
-    session = _Session(model, base, spec, config, placement, dataset, run.image_size, inputs, decoded, run_dir,
-                       history, rates, events)
+    book = _StageBook.open(run.run_dir / BACKUP, model, lambda: _validation_loss(model, inputs), run.events,
+                           len(stages), "val_loss" if inputs.val_data is not None else "loss")
     for number, stage in enumerate(stages, start=1):
         if number <= book.stages_done:
             continue
-        with resumable(requested_dir):
+        with run.resumable():
             result = _run_stage(session, number, stage)
         rates.record_route(stage_name(number, stage), result.route, result.cache)
-        book.finished(number, result, model, events)
+        book.finished(number, result, model, run.events)
 
     unfreeze(base, len(base.layers), False)  # the saved model's backbone is frozen again
     with placement.strategy.scope():
         compile_model(model, fit_config, fit_config.learning_rate, inputs.steps)
-    metrics = {"best_epoch": book.best_epoch, "epochs_run": history.last_epoch, "seconds": round(book.seconds, 2),
+    metrics = {"best_epoch": book.best_epoch, "epochs_run": run.history.last_epoch, "seconds": round(book.seconds, 2),
                "stage_rates": rates.table}
     if inputs.val_data is not None:
         loss, accuracy = model.evaluate(inputs.val_data, steps=inputs.val_steps if inputs.repeating else None,
                                         verbose=0)
         metrics.update(val_loss=float(loss), val_accuracy=float(accuracy))
-    if dataset.multi_label:  # the fine-tuned model's probabilities moved: tune its thresholds again
-        metrics["thresholds"] = validation_thresholds(model, None, None, dataset, run.image_size,
-                                                      fit_config.batch_size)
-    directory.save(model, history, metrics)
-    decoded.close()
-    return Outcome(requested_dir, metrics, "fine-tuning")
+    return metrics
 
 
 @dataclass(frozen=True)
@@ -397,36 +386,31 @@ class _Session:
     base: object
     spec: BackboneSpec
     config: FinetuneConfig
-    placement: object
-    dataset: Dataset
     image_size: int
     inputs: StageInputs  # the images, for stages that run end to end
-    decoded: DecodedImages  # the images decoded once for the run (none with --no-cache-images)
-    run_dir: Path
-    history: History
     rates: "_StageRates"
-    events: Events
+    run: TrainingRun  # its placement, dataset, folder, history, events and the images decoded once
 
 
-def _run_stage(run: _Session, number: int, stage: Stage) -> "_StageResult":
+def _run_stage(session: _Session, number: int, stage: Stage) -> "_StageResult":
     """Unfreeze the stage's layers, find its rate if it is auto, recompile and fit, on the frozen
     part's cached output when that pays (the stage's route), else end to end; the stage's epochs
     are backed up as they end."""
-    model, base, config = run.model, run.base, run.config
-    start = first_unfrozen_index(base, run.spec, stage.unfreeze)
+    model, base, config, run = session.model, session.base, session.config, session.run
+    start = first_unfrozen_index(base, session.spec, stage.unfreeze)
     unfreeze(base, start, config.train_batch_norm)
     name = stage_name(number, stage)
     with model.distribute_strategy.scope():
-        route = plan_route(model, base, run.spec, start, config.cache_features, stage.unfreeze)
-    stage_model, inputs, cache = model, run.inputs, None
+        route = plan_route(model, base, session.spec, start, config.cache_features, stage.unfreeze)
+    stage_model, inputs, cache = model, session.inputs, None
     if route.split is not None:
         decoded_bytes = sum(images.nbytes for images in run.decoded.caches.values() if images.in_memory)
-        inputs, cache = cached_inputs(run.placement, run.dataset, route.split, run.image_size, config.fit,
+        inputs, cache = cached_inputs(run.placement, run.dataset, route.split, session.image_size, config.fit,
                                       memory_budget=max(0, int(config.cache_memory * 2**30) - decoded_bytes),
                                       scratch_dir=run.run_dir, decoded=run.decoded)
         stage_model = route.split.upper
     try:
-        rate, source = run.rates.rate(name, stage, lambda: _find_stage_rate(
+        rate, source = session.rates.rate(name, stage, lambda: _find_stage_rate(
             stage_model, stage, config.fit, inputs, run.run_dir / f"lr_find_{name}.png", run.events))
         stage_fit = dataclasses.replace(config.fit, learning_rate=rate, epochs=stage.epochs)
         with model.distribute_strategy.scope():  # recompiled after every change of what is trainable

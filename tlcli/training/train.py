@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ import numpy as np
 from tlcli.augment.augmenter import build_augmenter
 from tlcli.augment.settings import AugmentConfig, describe
 from tlcli.data.dataset import Dataset, SplitOptions, load_dataset
-from tlcli.data.pipeline import epoch_counter, image_dataset
+from tlcli.data.pipeline import epoch_counter
 from tlcli.data.row_cache import RowCache
 from tlcli.distribute.placement import (
     DistributeConfig,
@@ -19,7 +18,6 @@ from tlcli.distribute.placement import (
     broadcast_from_chief,
     distribute,
     place,
-    worker_run_dir,
 )
 from tlcli.errors import TlcliError
 from tlcli.events import SILENT, Events
@@ -28,15 +26,14 @@ from tlcli.models.build import STANDARDIZATION, build_classifier, build_head, se
 from tlcli.models.features import Features, extract_features
 from tlcli.models.weights import build_base, parse_weights
 from tlcli.runs.curves import plot_penalty_path
-from tlcli.runs.directory import default_run_dir, resumable
-from tlcli.runs.names import HISTORY, PENALTY
+from tlcli.runs.directory import default_run_dir
+from tlcli.runs.names import PENALTY
 from tlcli.runs.history import History
-from tlcli.runs.run_dir import RunDir
 from tlcli.runs.locks import locks_outputs
 from tlcli.runs.remote import staged_output, url_sources
-from tlcli.runtime import import_keras, set_seed, versions
+from tlcli.runtime import import_keras, set_seed
+from tlcli.training.batches import DecodedImages, feature_dataset, image_batches
 from tlcli.training.config import FitConfig, TrainConfig
-from tlcli.training.batches import DecodedImages, decode_splits, feature_dataset, image_batches
 from tlcli.training.fit import class_weights_for, fit_and_measure
 from tlcli.training.head_solver import (
     LinearSolution,
@@ -45,17 +42,9 @@ from tlcli.training.head_solver import (
     solve_linear_head,
     solve_one_vs_rest,
 )
-from tlcli.training.thresholds import tune_thresholds
+from tlcli.training.lifecycle import Outcome, TrainingRun, validation_thresholds
 
 keras = import_keras()
-
-
-@dataclass
-class Outcome:
-    run_dir: Path
-    metrics: dict
-    route: str
-
 
 SOLVED, CACHED, END_TO_END = "solved (L-BFGS)", "cached features", "end to end"
 
@@ -83,70 +72,65 @@ def _train(config: TrainConfig, out: Path | None, augmentation: AugmentConfig | 
     spec = get_backbone(config.model)
     image_size = resolve_image_size(spec, config.image_size)
     weights = parse_weights(config.weights)
-    fit_config = config.fit
     dataset = load_dataset(
-        config.data, SplitOptions(config.val_split, config.test_split, fit_config.seed), strict=config.strict,
+        config.data, SplitOptions(config.val_split, config.test_split, config.fit.seed), strict=config.strict,
         labels=config.label_file(),
     )
-    events.placed(placement, fit_config.batch_size)
-    events.dataset(dataset)
-    run_dir = out or default_run_dir(spec.name)
+    run = TrainingRun(placement, dataset, config.fit, events)
     augmentation = augmentation or AugmentConfig()
-    augment = build_augmenter(augmentation, fit_config.seed)
+    augment = build_augmenter(augmentation, config.fit.seed)
     route, reason = head_route(config, augmentation)
     if reason:
         events.note(f"{reason}.")
 
-    directory = run_directory(run_dir, placement, overwrite=overwrite, resume=resume)
-    directory.claim(data=dataset.root, sources=read_sources(weights=weights))
-    set_seed(fit_config.seed)
-    num_classes = len(dataset.class_names)
-    with placement.strategy.scope():
-        base = build_base(spec, image_size, weights)
-        head = build_config_head(config, pooled_feature_shape(spec, base, config.pooling), num_classes)
-        model = build_classifier(spec, image_size, base, head, config.pooling)
+    with run.claimed(out or default_run_dir(spec.name), weights=weights, overwrite=overwrite, resume=resume):
+        with placement.strategy.scope():
+            base = build_base(spec, image_size, weights)
+            head = build_config_head(config, pooled_feature_shape(spec, base, config.pooling), len(dataset.class_names))
+            model = build_classifier(spec, image_size, base, head, config.pooling)
+        run.start({
+            **config.to_dict(),
+            "kind": "train",
+            "image_size": image_size,
+            "preprocessing": spec.preprocessing,
+            "route": route,
+            "augmentation": augmentation.to_dict(),
+        })
+        metrics, val_features = fit_route(run, route, model, head, config, image_size, augment)
+        metrics["route"] = route
+        if dataset.multi_label:
+            metrics["thresholds"] = validation_thresholds(model, head, val_features, dataset, image_size,
+                                                          config.fit.batch_size)
+        run.keep(model, metrics)
+    return Outcome(run.requested, metrics, route)
 
-    document = {
-        **config.to_dict(),
-        "kind": "train",
-        "image_size": image_size,
-        "preprocessing": spec.preprocessing,
-        "route": route,
-        "augmentation": augmentation.to_dict(),
-        **run_facts(placement, fit_config.batch_size, dataset),
-    }
-    requested_dir = run_dir
-    run_dir = directory.start(document, dataset.class_names)
 
+def fit_route(run: TrainingRun, route: str, model, head, config: TrainConfig, image_size: int,
+              augment) -> tuple[dict, Features | None]:
+    """Fit the head of a started run by its route; its metrics, and the validation images'
+    cached features (None end to end)."""
+    dataset, placement, fit_config = run.dataset, run.placement, config.fit
     train_samples, val_samples = dataset.split("train"), dataset.splits.get("val", ())
-    class_weights = class_weights_for(fit_config, [sample.label for sample in train_samples], num_classes)
-    with resumable(requested_dir):
+    class_weights = class_weights_for(fit_config, [sample.label for sample in train_samples],
+                                      len(dataset.class_names))
+    with run.resumable():
         # The end-to-end route reads every image in every epoch: decoded once, before anything reads them.
-        decoded = decode_splits(route == END_TO_END and config.cache_images, {"train": train_samples,
-                                "val": val_samples}, image_size, fit_config.batch_size, scratch_dir=run_dir,
-                                events=events)
+        decoded = run.decode(route == END_TO_END and config.cache_images, image_size)
         # Every route standardizes the pooled features with the training images' statistics, and
         # every route but end to end trains on those features, computed once.
         train_features, val_features = cached_features(
             model, config.pooling, train_samples, () if route == END_TO_END else val_samples, image_size,
-            fit_config.batch_size, events, decoded=decoded.get("train"),
+            fit_config.batch_size, run.events, decoded=decoded.get("train"),
         )
-    history = History.load(run_dir / HISTORY)
-    with resumable(requested_dir), decoded:
         if route == END_TO_END:
             standardize(head, train_features, placement)
             metrics = fit_end_to_end(model, dataset, image_size, fit_config, class_weights, augment,
-                                     run_dir=run_dir, history=history, placement=placement, events=events,
-                                     decoded=decoded)
+                                     run_dir=run.run_dir, history=run.history, placement=placement,
+                                     events=run.events, decoded=decoded)
         else:
             metrics = fit_head(route, head, train_features, val_features, fit_config, class_weights,
-                               run_dir=run_dir, history=history, placement=placement, events=events)
-    metrics["route"] = route
-    if dataset.multi_label:
-        metrics["thresholds"] = validation_thresholds(model, head, val_features, dataset, image_size,
-                                                      fit_config.batch_size)
-    directory.save(model, history, metrics)
-    return Outcome(requested_dir, metrics, route)
+                               run_dir=run.run_dir, history=run.history, placement=placement, events=run.events)
+    return metrics, val_features
 
 
 def fit_end_to_end(model, dataset: Dataset, image_size: int, fit_config: FitConfig, class_weights, augment, *,
@@ -167,25 +151,6 @@ def fit_end_to_end(model, dataset: Dataset, image_size: int, fit_config: FitConf
     )
     return fit_and_measure(model, train_data, val_data, fit_config, steps=steps, val_steps=val_steps, run_dir=run_dir,
                            history=history, placement=placement, epoch=epoch, events=events)
-
-
-def validation_thresholds(model, head, val_features: Features | None, dataset: Dataset, image_size: int,
-                          batch_size: int) -> dict[str, float]:
-    """Per-label thresholds that maximise F1 on the validation images (from their cached
-    features when there are some); 0.5 for every label without validation images, or without
-    training images (the head cannot have learnt it: a threshold tuned on its near-zero
-    probabilities would accept every image)."""
-    val_samples = dataset.splits.get("val", ())
-    if val_features is not None:
-        probabilities, targets = head.predict(val_features.features, batch_size=1024, verbose=0), val_features.labels
-    elif val_samples:
-        data = image_dataset(val_samples, image_size, batch_size)
-        targets = np.concatenate([np.asarray(labels) for _, labels in data])
-        probabilities = model.predict(data, verbose=0)
-    else:
-        targets = probabilities = np.zeros((0, len(dataset.class_names)))
-    trained = np.any([sample.targets for sample in dataset.splits.get("train", ())], axis=0)
-    return tune_thresholds(targets, probabilities, dataset.class_names, trained=trained)
 
 
 def head_route(config: TrainConfig, augmentation: AugmentConfig | None) -> tuple[str, str | None]:
@@ -342,41 +307,6 @@ def cached_features(model, pooling: str, train_samples, val_samples, image_size:
     return train_features, val_features
 
 
-def run_facts(placement: Placement, batch_size: int, dataset: Dataset) -> dict:
-    """What config.json records of any run besides its options: where it ran, on what data."""
-    return {
-        "distribution": placement.describe(),
-        "global_batch_size": placement.global_batch(batch_size),
-        **dataset_facts(dataset),
-        "versions": versions(),
-    }
-
-
-def run_directory(requested: Path, placement: Placement, *, overwrite: bool, resume: bool) -> RunDir:
-    """This process's part in writing the run directory `requested` (a worker's is a scratch folder)."""
-    return RunDir(requested, worker_run_dir(requested, placement), placement.is_chief, overwrite, resume)
-
-
-def read_sources(*, weights=None, source: Path | None = None) -> dict[Path, str]:
-    """What a run reads besides its dataset, which its --out must not hold: the --weights model
-    (`models.weights.parse_weights`), the source run."""
-    sources = {weights.path: f"the --weights {weights.kind}"} if weights is not None and weights.path else {}
-    if source is not None:
-        sources[source] = "the source run"
-    return sources
-
-
 def _features(extractor, samples, image_size, batch_size, split, events: Events, decoded: RowCache | None = None):
     with events.counting(f"Features ({split})", len(samples)) as advance:
         return extract_features(extractor, samples, image_size, batch_size, on_batch=advance, decoded=decoded)
-
-
-def dataset_facts(dataset: Dataset) -> dict:
-    return {
-        "data": str(dataset.root.resolve()),
-        "layout": dataset.layout,
-        "class_names": list(dataset.class_names),
-        "counts": dataset.counts(),
-        "skipped_files": len(dataset.problems),
-        **(dataset.labels.describe() if dataset.labels is not None else {}),
-    }

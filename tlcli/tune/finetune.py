@@ -34,6 +34,7 @@ from tlcli.training.finetune import (
     stage_name,
     unfreeze,
 )
+from tlcli.training.lifecycle import read_sources
 from tlcli.tune.space import Kinds, Range, parse_space
 
 # What a fine-tuning search may vary; unfreeze (a block, a layer count, a percentage or all) is read by check_value.
@@ -129,7 +130,7 @@ class FinetuneTrials:
         self.train_samples = dataset.split("train")
         self.num_classes = len(dataset.class_names)
         events.dataset(dataset)
-        self.data, self.sources = dataset.root, {self.run_info.path: "the source run"}
+        self.data, self.sources = dataset.root, read_sources(source=self.run_info.path)
         return Path(out) if out else default_run_dir(self.spec.name, "tune-finetune-")
 
     def start(self, events: Events) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from tlcli.errors import TlcliError
 from tlcli.events import Events
 from tlcli.training.config import FitConfig, TrainConfig, parse_dense, split_fit_settings
+from tlcli.training.lifecycle import read_sources
 from tlcli.tune.space import Kinds, Range, parse_space
 
 # What a head search may vary; dense (head layouts) is read by check_value.
@@ -112,7 +113,7 @@ class HeadTrials:
         validation_samples(self.dataset, "Add a val/ folder or use --val-split above 0.")
         events.dataset(self.dataset)
         self.data = self.dataset.root
-        self.sources = {self.weights.path: f"the --weights {self.weights.kind}"} if self.weights.path else {}
+        self.sources = read_sources(weights=self.weights)
         return Path(out) if out else default_run_dir(self.spec.name, "tune-")
 
     def start(self, events: Events) -> None:

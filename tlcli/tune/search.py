@@ -32,7 +32,6 @@ Each finished trial is recorded at once (atomically), so `--resume` skips it.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from tlcli.runs.names import TUNE_SETTINGS
 from tlcli.runs.outputs import claim_output, finish_run_dir, start_output_dir
 from tlcli.runs.locks import locks_outputs
 from tlcli.runs.remote import staged_output, url_sources
+from tlcli.runs.run_dir import trial_run
 from tlcli.tune.leaderboard import (
     format_epochs,
     format_params,
@@ -130,10 +130,8 @@ def _tune(config: TuneConfig, *, overwrite: bool, resume: bool, events: Events) 
 
     def run_trial(number: int, params: dict) -> dict:
         """Run one trial and record its result at once."""
-        trial_dir = out_dir / TRIALS / f"{number:04d}"
-        shutil.rmtree(trial_dir, ignore_errors=True)  # an unfinished trial starts over
-        metrics = trials.run(params, trial_dir)
-        finish_run_dir(trial_dir)
+        with trial_run(out_dir / TRIALS / f"{number:04d}") as trial_dir:
+            metrics = trials.run(params, trial_dir)
         record = trial_record(number, params, metrics, config.objective)
         finished[number] = record
         write_tune_results(out_dir, list(finished.values()), config, trials)
