@@ -37,7 +37,7 @@ from pathlib import Path
 
 from tlcli.errors import TlcliError
 from tlcli.events import DETAIL, SILENT, Events
-from tlcli.runs.directory import read_json
+from tlcli.runs.directory import read_json, resumable
 from tlcli.runs.atomic import write_atomic, write_json
 from tlcli.runs.names import TUNE_SETTINGS
 from tlcli.runs.outputs import claim_output, finish_run_dir, start_output_dir
@@ -102,8 +102,6 @@ def tune(config: TuneConfig, *, overwrite: bool = False, resume: bool = False, e
 
 
 def _tune(config: TuneConfig, *, overwrite: bool, resume: bool, events: Events) -> TuneOutcome:
-    from tlcli.runs.directory import resumable
-
     trials = search_trials(config)
     out_dir = prepare_tune_dir(trials.open(config.out, events), config, trials, overwrite=overwrite, resume=resume)
     finished = {record["trial"]: record for record in (read_leaderboard(out_dir) if resume else [])}
