@@ -31,17 +31,16 @@ from tlcli.runs.curves import plot_range_test
 from tlcli.runs.directory import RunInfo, default_run_dir, read_run
 from tlcli.runs.history import History
 from tlcli.runs.locks import locks_outputs
-from tlcli.runs.names import BACKUP, EXPORT_METADATA, LR_FIND_PLOT
-from tlcli.runs.outputs import claim_file, record_files
+from tlcli.runs.names import BACKUP, EXPORT_METADATA
 from tlcli.runs.remote import staged_output
-from tlcli.runtime import import_keras, set_seed
+from tlcli.runtime import import_keras
 from tlcli.settings import check_types
-from tlcli.storage import Url, location
+from tlcli.storage import location
 from tlcli.training.callbacks import load_model_state, save_model_state
 from tlcli.training.config import FitConfig
 from tlcli.training.fit import FitResult, compile_model, fit, fit_length
 from tlcli.training.lifecycle import Outcome, TrainingRun, validation_thresholds
-from tlcli.training.lr_find import END, START, STEPS, RangeTest, range_test
+from tlcli.training.range_test import range_test
 from tlcli.training.stage_inputs import END_TO_END, CacheReport, StageInputs, cached_inputs, image_inputs, plan_route
 
 keras = import_keras()
@@ -258,74 +257,6 @@ def _run_stages(run: TrainingRun, model, base, spec: BackboneSpec, config: Finet
                                         verbose=0)
         metrics.update(val_loss=float(loss), val_accuracy=float(accuracy))
     return metrics
-
-
-@dataclass(frozen=True)
-class RateFinding:
-    """`tlcli lr-find`'s result: the range test of one stage's unfreezing of a run."""
-
-    run: Path
-    unfreeze: str
-    test: RangeTest
-    plot: Path | None  # None on the workers that are not the chief
-
-
-def find_learning_rate(
-    source: Path,
-    unfreezing: str | None = None,
-    *,
-    data: Path | None = None,
-    fit: FitConfig = FitConfig(learning_rate=FALLBACK_RATE),
-    steps: int = STEPS,
-    start: float = START,
-    end: float = END,
-    out: Path | None = None,
-    overwrite: bool = False,
-    train_batch_norm: bool = False,
-    strict: bool = False,
-    cache_features: bool = True,
-    cache_memory: float = DEFAULT_MEMORY_GIB,
-    distribution: DistributeConfig = DistributeConfig(),
-    on_start=None,
-) -> RateFinding:
-    """The learning-rate range test of a run fine-tuned from `unfreezing` (default: its top
-    block), as a fine-tuning stage would train it, on the run's training images; its plot goes
-    to `out` (default: RUN_DIR/lr_find.png). The run's model is read, never written."""
-    if not 0 < start < end:
-        raise TlcliError(f"--start {start:g} and --end {end:g}: the rates must grow from a positive start. "
-                         "Use e.g. --start 1e-7 --end 1.")
-    placement = place(distribution, data)
-    run = read_run(source)
-    spec = run_backbone(run)
-    unfreezing = parse_unfreeze(unfreezing or spec.blocks[-1].name, spec)
-    dataset, _ = run_dataset(run, data, strict)
-    plot = claim_file(out if out is not None else run.path / LR_FIND_PLOT, suffix=".png", overwrite=overwrite,
-                      default=out is None, data=(*dataset.places, *run.dataset_places), sources={run.model_location: "the run's model"},
-                      own={"run": ("lr_find*.png",)})
-    set_seed(fit.seed)
-    model, run = load_placed_model(source, placement)
-    base = find_base(model, spec)
-    first = first_unfrozen_index(base, spec, unfreezing)
-    unfreeze(base, first, train_batch_norm)
-    with model.distribute_strategy.scope():
-        route = plan_route(model, base, spec, first, cache_features, unfreezing)
-    if route.split is None:
-        test_model, inputs = model, image_inputs(placement, dataset, run.image_size, fit)
-    else:  # the stage's own cache, without the validation images the test does not read
-        test_model = route.split.upper
-        inputs, _ = cached_inputs(placement, dataset, route.split, run.image_size, fit, validation=False,
-                                  memory_budget=int(cache_memory * 2**30),
-                                  scratch_dir=None if isinstance(plot, Url) else plot.parent)
-    if on_start is not None:
-        on_start()
-    try:
-        test = range_test(test_model, inputs.endless(), fit, start=start, end=end, steps=steps)
-    finally:
-        inputs.close()
-    if placement.is_chief:
-        plot_range_test(test, plot)
-        record_files(plot.parent, [plot.name])
-    return RateFinding(run.path, unfreezing, test, plot if placement.is_chief else None)
 
 
 def run_backbone(run: RunInfo) -> BackboneSpec:
