@@ -156,28 +156,8 @@ def fit(
     one pass.
     """
     monitor = "val_loss" if val_data is not None else "loss"
-    callbacks, stateful = [], []
-    if epoch is not None:
-        callbacks.append(EpochNumber(epoch, first_epoch))
-    if length.patience:
-        stateful.append(keras.callbacks.EarlyStopping(
-            monitor=monitor, patience=length.patience, restore_best_weights=True,
-            start_from_epoch=length.warmup_epochs,
-        ))
-    if fit_config.schedule == "plateau":
-        stateful.append(keras.callbacks.ReduceLROnPlateau(
-            monitor=monitor, factor=0.2, patience=max(1, length.patience // 2)
-        ))
-    # The epoch's row in history.csv is written before its backup: a run killed between the two
-    # repeats the epoch and rewrites the row.
-    callbacks += [*stateful, EpochRecorder(history, stage, first_epoch)]
-    checkpoint = None
-    if backups:
-        checkpoint = Checkpoint(run_dir / BACKUP / stage, stateful)
-        if checkpoint.epochs_done:
-            events.note(f"{stage}: resuming from epoch {first_epoch + checkpoint.epochs_done + 1}.")
-        callbacks.append(checkpoint)
-    callbacks.append(keras.callbacks.TensorBoard(str(run_dir / LOGS / stage), write_graph=False))
+    callbacks, checkpoint = fit_callbacks(fit_config, length, monitor, run_dir=run_dir, stage=stage, history=history,
+                                          first_epoch=first_epoch, epoch=epoch, backups=backups, events=events)
     progress = events.fit_progress(length.epochs, steps_per_epoch, stage)
     if progress is not None:
         callbacks.append(progress)
@@ -207,6 +187,37 @@ def fit(
         best_epoch=int(best_row["epoch"]) if best_row else first_epoch,
         seconds=time.perf_counter() - started,
     )
+
+
+def fit_callbacks(fit_config: FitConfig, length: FitLength, monitor: str, *, run_dir: Path, stage: str,
+                  history: History, first_epoch: int, epoch, backups: bool,
+                  events: Events) -> tuple[list, Checkpoint | None]:
+    """(`fit`'s callbacks, its checkpoint or None without `backups`): the epoch number, early
+    stopping and the plateau schedule (their state backed up with the weights), history.csv,
+    the backup and the TensorBoard logs."""
+    callbacks, stateful = [], []
+    if epoch is not None:
+        callbacks.append(EpochNumber(epoch, first_epoch))
+    if length.patience:
+        stateful.append(keras.callbacks.EarlyStopping(
+            monitor=monitor, patience=length.patience, restore_best_weights=True,
+            start_from_epoch=length.warmup_epochs,
+        ))
+    if fit_config.schedule == "plateau":
+        stateful.append(keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, factor=0.2, patience=max(1, length.patience // 2)
+        ))
+    # The epoch's row in history.csv is written before its backup: a run killed between the two
+    # repeats the epoch and rewrites the row.
+    callbacks += [*stateful, EpochRecorder(history, stage, first_epoch)]
+    checkpoint = None
+    if backups:
+        checkpoint = Checkpoint(run_dir / BACKUP / stage, stateful)
+        if checkpoint.epochs_done:
+            events.note(f"{stage}: resuming from epoch {first_epoch + checkpoint.epochs_done + 1}.")
+        callbacks.append(checkpoint)
+    callbacks.append(keras.callbacks.TensorBoard(str(run_dir / LOGS / stage), write_graph=False))
+    return callbacks, checkpoint
 
 
 def fit_and_measure(
