@@ -82,7 +82,7 @@ def test_the_penalty_path_marks_the_chosen_penalty_and_is_skipped_without_one(dr
     (None, "No rate lowered the loss: none suggested; the test blew up"),
 ])
 def test_the_range_test_plot_names_its_suggestion_or_says_there_is_none(drawn, tmp_path, suggestion, title):
-    from tlcli.training.lr_find import RangeTest
+    from tlcli.training.range_test import RangeTest
 
     rates = np.geomspace(1e-4, 1.0, 5)
     losses = np.array([1.0, 0.9, 0.6, 0.8, 3.0])

@@ -150,7 +150,7 @@ def test_an_upload_stopped_part_way_is_refused_by_readers_and_replaced_by_overwr
 
 
 def test_an_error_before_publishing_leaves_the_old_url_output_as_it_was(solved_run, colour_dataset, monkeypatch):
-    from tlcli.training import train as training
+    from tlcli.runs import run_dir
 
     url = copy_to_url(solved_run, ram_url("run"))
     before = {name: read_url(f"{url}/{name}") for name in url_files(url)}
@@ -158,7 +158,7 @@ def test_an_error_before_publishing_leaves_the_old_url_output_as_it_was(solved_r
     def broken(*args, **kwargs):
         raise RuntimeError("a bug half-way through the work")
 
-    monkeypatch.setattr(training, "save_outcome", broken)
+    monkeypatch.setattr(run_dir, "save_outcome", broken)
     assert tlcli("train", colour_dataset, *QUICK, "--out", url, "--overwrite", "--seed", 1).exit_code != 0
     assert {name: read_url(f"{url}/{name}") for name in url_files(url)} == before
 

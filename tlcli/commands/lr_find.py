@@ -54,7 +54,7 @@ def run(
     """Find a fine-tuning learning rate: the range test of a stage's unfreezing, plotted, with a suggested rate."""
     from tlcli.distribute.placement import DistributeConfig
     from tlcli.training.config import FitConfig
-    from tlcli.training.finetune import find_learning_rate
+    from tlcli.training.lr_find import find_learning_rate
 
     fit = FitConfig(optimizer=optimizer, batch_size=batch_size, seed=seed)
     def started():

@@ -192,15 +192,8 @@ def image_dataset(
     load = _load_encoded if packed else _load
     labels, needs_pil = (
         _label_column(samples), tf.constant([sample.needs_pil for sample in samples], tf.bool, shape=[len(samples)]))
-    if streamed:
-        columns = None
-    elif packed:
-        columns = (_encoded_column(samples), labels, needs_pil, tf.range(len(samples), dtype=tf.int64))
-    else:
-        columns = (
-            tf.constant([str(sample.path) for sample in samples], tf.string, shape=[len(samples)]),
-            labels, needs_pil, tf.range(len(samples), dtype=tf.int64),
-        )
+    columns = None if streamed else (_image_column(samples, packed), labels, needs_pil,
+                                     tf.range(len(samples), dtype=tf.int64))
 
     def batches(files, epoch_seed):
         if shard[0] > 1 and not streamed:
@@ -221,6 +214,13 @@ def image_dataset(
     else:
         dataset = epochs(columns, batches, shuffle=shuffle, seed=seed, epoch=epoch, repeat_batches=repeat_batches)
     return _finish(dataset, with_index)
+
+
+def _image_column(samples: Sequence[Sample], packed: bool):
+    """Where each sample's image is read from: its path, or a packed sample's encoded bytes."""
+    if packed:
+        return _encoded_column(samples)
+    return tf.constant([str(sample.path) for sample in samples], tf.string, shape=[len(samples)])
 
 
 def _augmented(dataset, augment, epoch_seed):

@@ -70,7 +70,7 @@ def plot_penalty_path(solution, path: Path) -> None:
 
 
 def plot_range_test(test, path: Path) -> None:
-    """A learning-rate range test (training.lr_find.RangeTest): each step's loss and the smoothed
+    """A learning-rate range test (training.range_test.RangeTest): each step's loss and the smoothed
     loss against the rate, the suggested rate marked (or the title saying none was found)."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6, 4))

@@ -28,30 +28,20 @@ from tlcli.models.split import block_start
 from tlcli.models.weights import find_base
 from tlcli.runs.atomic import write_json
 from tlcli.runs.curves import plot_range_test
-from tlcli.runs.directory import RunInfo, default_run_dir, read_run, resumable
+from tlcli.runs.directory import RunInfo, default_run_dir, read_run
 from tlcli.runs.history import History
 from tlcli.runs.locks import locks_outputs
-from tlcli.runs.names import BACKUP, EXPORT_METADATA, HISTORY, LR_FIND_PLOT
-from tlcli.runs.outputs import claim_file, record_files
+from tlcli.runs.names import BACKUP, EXPORT_METADATA
 from tlcli.runs.remote import staged_output
-from tlcli.runtime import import_keras, set_seed
+from tlcli.runtime import import_keras
 from tlcli.settings import check_types
-from tlcli.storage import Url, location
+from tlcli.storage import location
 from tlcli.training.callbacks import load_model_state, save_model_state
 from tlcli.training.config import FitConfig
 from tlcli.training.fit import FitResult, compile_model, fit, fit_length
-from tlcli.training.lr_find import END, START, STEPS, RangeTest, range_test
+from tlcli.training.lifecycle import Outcome, TrainingRun, validation_thresholds
+from tlcli.training.range_test import range_test
 from tlcli.training.stage_inputs import END_TO_END, CacheReport, StageInputs, cached_inputs, image_inputs, plan_route
-from tlcli.training.train import (
-    DecodedImages,
-    Outcome,
-    claim_run,
-    decode_splits,
-    run_facts,
-    save_outcome,
-    start_run,
-    validation_thresholds,
-)
 
 keras = import_keras()
 
@@ -198,146 +188,75 @@ def _finetune(config: FinetuneConfig, out: Path | None, distribution: Distribute
               resume: bool, events: Events) -> Outcome:
     placement = place(distribution, config.data)  # first: multi-worker collectives need it so
     check_weight_decay(config.fit)
-    run = read_run(config.source)
-    spec = run_backbone(run)
-    source_config = run.config
-    fit_config = config.fit
-    stages = (
-        [parse_stage(text, spec) for text in config.stages]
-        if config.stages
-        else default_stages(spec)
-    )
-    dataset, options = run_dataset(run, config.data, config.strict)
-    if dataset.multi_label and fit_config.class_weight != "none":
-        raise TlcliError(f"--class-weight {fit_config.class_weight} weighs images by their one class; multi-label "
-                         "images have several. Drop --class-weight for this multi-label run.")
-    events.placed(placement, fit_config.batch_size)
-    events.dataset(dataset)
-    run_dir = out or default_run_dir(spec.name, prefix="finetune-")
-    claim_run(run_dir, placement, data=dataset.root, source=run.path, overwrite=overwrite, resume=resume)
-    # Seeded before loading: the head's dropout layers draw their random state when they are made.
-    set_seed(config.fit.seed)
-    model, run = load_placed_model(config.source, placement)
-    base = find_base(model, spec)
-    document = {
-        **config.to_dict(),
-        "stages": [str(stage) for stage in stages],
-        "kind": "finetune",
-        "source_run": str(run.path.resolve()),
-        "model": spec.name,
-        "image_size": run.image_size,
-        "preprocessing": spec.preprocessing,
-        "pooling": source_config.get("pooling"),
-        "val_split": options.val_split,
-        "test_split": options.test_split,
-        **run_facts(placement, fit_config.batch_size, dataset),
-    }
-    requested_dir = run_dir
-    run_dir = start_run(run_dir, placement, document, dataset.class_names, overwrite=overwrite, resume=resume)
+    source = read_run(config.source)
+    spec = run_backbone(source)
+    source_config = source.config
+    stages = [parse_stage(text, spec) for text in config.stages] if config.stages else default_stages(spec)
+    dataset, options = run_dataset(source, config.data, config.strict)
+    check_class_weight(config.fit, dataset)
+    run = TrainingRun(placement, dataset, config.fit, events)
+    with run.claimed(out or default_run_dir(spec.name, prefix="finetune-"), source=source.path, overwrite=overwrite,
+                     resume=resume):
+        model, source = load_placed_model(config.source, placement)
+        base = find_base(model, spec)
+        run.start({
+            **config.to_dict(),
+            "stages": [str(stage) for stage in stages],
+            "kind": "finetune",
+            "source_run": str(source.path.resolve()),
+            "model": spec.name,
+            "image_size": source.image_size,
+            "preprocessing": spec.preprocessing,
+            "pooling": source_config.get("pooling"),
+            "val_split": options.val_split,
+            "test_split": options.test_split,
+        })
+        metrics = _run_stages(run, model, base, spec, config, stages, source.image_size)
+        if dataset.multi_label:  # the fine-tuned model's probabilities moved: tune its thresholds again
+            metrics["thresholds"] = validation_thresholds(model, None, None, dataset, source.image_size,
+                                                          config.fit.batch_size)
+        run.keep(model, metrics)
+    return Outcome(run.requested, metrics, "fine-tuning")
 
-    decoded = decode_splits(config.cache_images, {"train": dataset.split("train"), "val": dataset.splits.get("val", ())},
-                            run.image_size, fit_config.batch_size, scratch_dir=run_dir, events=events,
-                            memory_budget=int(config.cache_memory * 2**30))
-    inputs = image_inputs(placement, dataset, run.image_size, fit_config, decoded)
-    rates = _StageRates(run_dir / BACKUP / "stage-rates.json")
-    history = History.load(run_dir / HISTORY)
+
+def check_class_weight(fit: FitConfig, dataset: Dataset) -> None:
+    """--class-weight weighs an image by its one class: a multi-label image has several."""
+    if dataset.multi_label and fit.class_weight != "none":
+        raise TlcliError(f"--class-weight {fit.class_weight} weighs images by their one class; multi-label "
+                         "images have several. Drop --class-weight for this multi-label run.")
+
+
+def _run_stages(run: TrainingRun, model, base, spec: BackboneSpec, config: FinetuneConfig, stages: list[Stage],
+                image_size: int) -> dict:
+    """Fit the stages a started run has not finished yet, each kept only if it ends no worse
+    than the best before it; the metrics of the model with its backbone frozen again."""
+    fit_config, placement = config.fit, run.placement
+    decoded = run.decode(config.cache_images, image_size, memory_budget=int(config.cache_memory * 2**30))
+    inputs = image_inputs(placement, run.dataset, image_size, fit_config, decoded)
+    rates = _StageRates(run.run_dir / BACKUP / "stage-rates.json")
+    session = _Session(model, base, spec, config, image_size, inputs, rates, run)
     with placement.strategy.scope():
         compile_model(model, fit_config, fit_config.learning_rate, inputs.steps)
-    book = _StageBook.open(run_dir / BACKUP, model, lambda: _validation_loss(model, inputs), events, len(stages),
-                           "val_loss" if inputs.val_data is not None else "loss")
-    session = _Session(model, base, spec, config, placement, dataset, run.image_size, inputs, decoded, run_dir,
-                       history, rates, events)
+    book = _StageBook.open(run.run_dir / BACKUP, model, lambda: _validation_loss(model, inputs), run.events,
+                           len(stages), "val_loss" if inputs.val_data is not None else "loss")
     for number, stage in enumerate(stages, start=1):
         if number <= book.stages_done:
             continue
-        with resumable(requested_dir):
+        with run.resumable():
             result = _run_stage(session, number, stage)
         rates.record_route(stage_name(number, stage), result.route, result.cache)
-        book.finished(number, result, model, events)
+        book.finished(number, result, model, run.events)
 
     unfreeze(base, len(base.layers), False)  # the saved model's backbone is frozen again
     with placement.strategy.scope():
         compile_model(model, fit_config, fit_config.learning_rate, inputs.steps)
-    metrics = {"best_epoch": book.best_epoch, "epochs_run": history.last_epoch, "seconds": round(book.seconds, 2),
+    metrics = {"best_epoch": book.best_epoch, "epochs_run": run.history.last_epoch, "seconds": round(book.seconds, 2),
                "stage_rates": rates.table}
     if inputs.val_data is not None:
         loss, accuracy = model.evaluate(inputs.val_data, steps=inputs.val_steps if inputs.repeating else None,
                                         verbose=0)
         metrics.update(val_loss=float(loss), val_accuracy=float(accuracy))
-    if dataset.multi_label:  # the fine-tuned model's probabilities moved: tune its thresholds again
-        metrics["thresholds"] = validation_thresholds(model, None, None, dataset, run.image_size,
-                                                      fit_config.batch_size)
-    save_outcome(run_dir, model, history, metrics, placement)
-    decoded.close()
-    return Outcome(requested_dir, metrics, "fine-tuning")
-
-
-@dataclass(frozen=True)
-class RateFinding:
-    """`tlcli lr-find`'s result: the range test of one stage's unfreezing of a run."""
-
-    run: Path
-    unfreeze: str
-    test: RangeTest
-    plot: Path | None  # None on the workers that are not the chief
-
-
-def find_learning_rate(
-    source: Path,
-    unfreezing: str | None = None,
-    *,
-    data: Path | None = None,
-    fit: FitConfig = FitConfig(learning_rate=FALLBACK_RATE),
-    steps: int = STEPS,
-    start: float = START,
-    end: float = END,
-    out: Path | None = None,
-    overwrite: bool = False,
-    train_batch_norm: bool = False,
-    strict: bool = False,
-    cache_features: bool = True,
-    cache_memory: float = DEFAULT_MEMORY_GIB,
-    distribution: DistributeConfig = DistributeConfig(),
-    on_start=None,
-) -> RateFinding:
-    """The learning-rate range test of a run fine-tuned from `unfreezing` (default: its top
-    block), as a fine-tuning stage would train it, on the run's training images; its plot goes
-    to `out` (default: RUN_DIR/lr_find.png). The run's model is read, never written."""
-    if not 0 < start < end:
-        raise TlcliError(f"--start {start:g} and --end {end:g}: the rates must grow from a positive start. "
-                         "Use e.g. --start 1e-7 --end 1.")
-    placement = place(distribution, data)
-    run = read_run(source)
-    spec = run_backbone(run)
-    unfreezing = parse_unfreeze(unfreezing or spec.blocks[-1].name, spec)
-    dataset, _ = run_dataset(run, data, strict)
-    plot = claim_file(out if out is not None else run.path / LR_FIND_PLOT, suffix=".png", overwrite=overwrite,
-                      default=out is None, data=(*dataset.places, *run.dataset_places), sources={run.model_location: "the run's model"},
-                      own={"run": ("lr_find*.png",)})
-    set_seed(fit.seed)
-    model, run = load_placed_model(source, placement)
-    base = find_base(model, spec)
-    first = first_unfrozen_index(base, spec, unfreezing)
-    unfreeze(base, first, train_batch_norm)
-    with model.distribute_strategy.scope():
-        route = plan_route(model, base, spec, first, cache_features, unfreezing)
-    if route.split is None:
-        test_model, inputs = model, image_inputs(placement, dataset, run.image_size, fit)
-    else:  # the stage's own cache, without the validation images the test does not read
-        test_model = route.split.upper
-        inputs, _ = cached_inputs(placement, dataset, route.split, run.image_size, fit, validation=False,
-                                  memory_budget=int(cache_memory * 2**30),
-                                  scratch_dir=None if isinstance(plot, Url) else plot.parent)
-    if on_start is not None:
-        on_start()
-    try:
-        test = range_test(test_model, inputs.endless(), fit, start=start, end=end, steps=steps)
-    finally:
-        inputs.close()
-    if placement.is_chief:
-        plot_range_test(test, plot)
-        record_files(plot.parent, [plot.name])
-    return RateFinding(run.path, unfreezing, test, plot if placement.is_chief else None)
+    return metrics
 
 
 def run_backbone(run: RunInfo) -> BackboneSpec:
@@ -398,36 +317,31 @@ class _Session:
     base: object
     spec: BackboneSpec
     config: FinetuneConfig
-    placement: object
-    dataset: Dataset
     image_size: int
     inputs: StageInputs  # the images, for stages that run end to end
-    decoded: DecodedImages  # the images decoded once for the run (none with --no-cache-images)
-    run_dir: Path
-    history: History
     rates: "_StageRates"
-    events: Events
+    run: TrainingRun  # its placement, dataset, folder, history, events and the images decoded once
 
 
-def _run_stage(run: _Session, number: int, stage: Stage) -> "_StageResult":
+def _run_stage(session: _Session, number: int, stage: Stage) -> "_StageResult":
     """Unfreeze the stage's layers, find its rate if it is auto, recompile and fit, on the frozen
     part's cached output when that pays (the stage's route), else end to end; the stage's epochs
     are backed up as they end."""
-    model, base, config = run.model, run.base, run.config
-    start = first_unfrozen_index(base, run.spec, stage.unfreeze)
+    model, base, config, run = session.model, session.base, session.config, session.run
+    start = first_unfrozen_index(base, session.spec, stage.unfreeze)
     unfreeze(base, start, config.train_batch_norm)
     name = stage_name(number, stage)
     with model.distribute_strategy.scope():
-        route = plan_route(model, base, run.spec, start, config.cache_features, stage.unfreeze)
-    stage_model, inputs, cache = model, run.inputs, None
+        route = plan_route(model, base, session.spec, start, config.cache_features, stage.unfreeze)
+    stage_model, inputs, cache = model, session.inputs, None
     if route.split is not None:
         decoded_bytes = sum(images.nbytes for images in run.decoded.caches.values() if images.in_memory)
-        inputs, cache = cached_inputs(run.placement, run.dataset, route.split, run.image_size, config.fit,
+        inputs, cache = cached_inputs(run.placement, run.dataset, route.split, session.image_size, config.fit,
                                       memory_budget=max(0, int(config.cache_memory * 2**30) - decoded_bytes),
                                       scratch_dir=run.run_dir, decoded=run.decoded)
         stage_model = route.split.upper
     try:
-        rate, source = run.rates.rate(name, stage, lambda: _find_stage_rate(
+        rate, source = session.rates.rate(name, stage, lambda: _find_stage_rate(
             stage_model, stage, config.fit, inputs, run.run_dir / f"lr_find_{name}.png", run.events))
         stage_fit = dataclasses.replace(config.fit, learning_rate=rate, epochs=stage.epochs)
         with model.distribute_strategy.scope():  # recompiled after every change of what is trainable

@@ -1,13 +1,15 @@
-"""Fitting: optimisers, schedules, callbacks, and one `fit` shared by train and finetune."""
+"""Fitting: optimisers, schedules, callbacks, and one `fit` shared by train, finetune and the tune trials."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from tlcli.distribute.placement import Placement
 from tlcli.events import SILENT, Events
 from tlcli.runs.names import BACKUP, LOGS
 from tlcli.runs.history import History
@@ -92,6 +94,13 @@ def balanced_class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return weights
 
 
+def class_weights_for(fit_config: FitConfig, labels, num_classes: int):
+    """Per-class weights for --class-weight balanced, else None."""
+    if fit_config.class_weight != "balanced":
+        return None
+    return balanced_class_weights(np.asarray(labels), num_classes)
+
+
 def with_targets(dataset, num_classes: int, class_weights: np.ndarray | None = None):
     """(inputs, labels) -> (inputs, one-hot labels[, per-example class weights]).
 
@@ -147,28 +156,8 @@ def fit(
     one pass.
     """
     monitor = "val_loss" if val_data is not None else "loss"
-    callbacks, stateful = [], []
-    if epoch is not None:
-        callbacks.append(EpochNumber(epoch, first_epoch))
-    if length.patience:
-        stateful.append(keras.callbacks.EarlyStopping(
-            monitor=monitor, patience=length.patience, restore_best_weights=True,
-            start_from_epoch=length.warmup_epochs,
-        ))
-    if fit_config.schedule == "plateau":
-        stateful.append(keras.callbacks.ReduceLROnPlateau(
-            monitor=monitor, factor=0.2, patience=max(1, length.patience // 2)
-        ))
-    # The epoch's row in history.csv is written before its backup: a run killed between the two
-    # repeats the epoch and rewrites the row.
-    callbacks += [*stateful, EpochRecorder(history, stage, first_epoch)]
-    checkpoint = None
-    if backups:
-        checkpoint = Checkpoint(run_dir / BACKUP / stage, stateful)
-        if checkpoint.epochs_done:
-            events.note(f"{stage}: resuming from epoch {first_epoch + checkpoint.epochs_done + 1}.")
-        callbacks.append(checkpoint)
-    callbacks.append(keras.callbacks.TensorBoard(str(run_dir / LOGS / stage), write_graph=False))
+    callbacks, checkpoint = fit_callbacks(fit_config, length, monitor, run_dir=run_dir, stage=stage, history=history,
+                                          first_epoch=first_epoch, epoch=epoch, backups=backups, events=events)
     progress = events.fit_progress(length.epochs, steps_per_epoch, stage)
     if progress is not None:
         callbacks.append(progress)
@@ -198,3 +187,59 @@ def fit(
         best_epoch=int(best_row["epoch"]) if best_row else first_epoch,
         seconds=time.perf_counter() - started,
     )
+
+
+def fit_callbacks(fit_config: FitConfig, length: FitLength, monitor: str, *, run_dir: Path, stage: str,
+                  history: History, first_epoch: int, epoch, backups: bool,
+                  events: Events) -> tuple[list, Checkpoint | None]:
+    """(`fit`'s callbacks, its checkpoint or None without `backups`): the epoch number, early
+    stopping and the plateau schedule (their state backed up with the weights), history.csv,
+    the backup and the TensorBoard logs."""
+    callbacks, stateful = [], []
+    if epoch is not None:
+        callbacks.append(EpochNumber(epoch, first_epoch))
+    if length.patience:
+        stateful.append(keras.callbacks.EarlyStopping(
+            monitor=monitor, patience=length.patience, restore_best_weights=True,
+            start_from_epoch=length.warmup_epochs,
+        ))
+    if fit_config.schedule == "plateau":
+        stateful.append(keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, factor=0.2, patience=max(1, length.patience // 2)
+        ))
+    # The epoch's row in history.csv is written before its backup: a run killed between the two
+    # repeats the epoch and rewrites the row.
+    callbacks += [*stateful, EpochRecorder(history, stage, first_epoch)]
+    checkpoint = None
+    if backups:
+        checkpoint = Checkpoint(run_dir / BACKUP / stage, stateful)
+        if checkpoint.epochs_done:
+            events.note(f"{stage}: resuming from epoch {first_epoch + checkpoint.epochs_done + 1}.")
+        callbacks.append(checkpoint)
+    callbacks.append(keras.callbacks.TensorBoard(str(run_dir / LOGS / stage), write_graph=False))
+    return callbacks, checkpoint
+
+
+def fit_and_measure(
+    trained, train_data, val_data, fit_config: FitConfig, *, steps: int, run_dir: Path, history: History,
+    val_steps: int | None = None, placement: Placement | None = None, stage: str = "train", backups: bool = True,
+    epoch=None, events: Events = SILENT,
+) -> dict:
+    """Compile, fit (early stopping restores the best weights) and measure on the validation data.
+    `epoch` is the training images' `epoch_counter()`, if they are read through one."""
+    length = fit_length(fit_config, steps)
+    scope = placement.strategy.scope() if placement else contextlib.nullcontext()
+    with scope:
+        compile_model(trained, fit_config, fit_config.learning_rate, steps * length.epochs)
+    repeating = placement is not None and placement.num_workers > 1
+    result = fit(
+        trained, train_data, val_data, fit_config,
+        length=length, steps_per_epoch=steps, run_dir=run_dir, stage=stage,
+        history=history, epoch=epoch, fixed_steps=repeating, validation_steps=val_steps if repeating else None,
+        backups=backups, events=events,
+    )
+    metrics = {"best_epoch": result.best_epoch, "epochs_run": history.last_epoch, "seconds": round(result.seconds, 2)}
+    if val_data is not None:
+        loss, accuracy = trained.evaluate(val_data, steps=val_steps if repeating else None, verbose=0)
+        metrics.update(val_loss=float(loss), val_accuracy=float(accuracy))
+    return metrics

@@ -1,134 +1,101 @@
-"""The learning-rate range test (Smith, 2017; fastai's `lr_find`): which rate to fine-tune at.
-
-The rate grows exponentially, one optimiser step at a time, from `start` to `end`, while the
-training loss is recorded; it stops once the loss blows up. The model's weights are put back
-afterwards, so the test changes nothing. The suggestion follows the valley rule: the longest
-stretch over which the smoothed loss keeps falling, and the rate halfway along it, where the loss
-falls steadily, well before it turns.
+"""`tlcli lr-find`: the learning-rate range test (training.range_test) of one fine-tuning stage
+of a run, as that stage would train: the same unfreezing, the same batches (the frozen part's
+output cached when that pays), on the run's training images. The run's model is read, never
+written; the plot goes to the run, or to --out.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
-import numpy as np
-
-from tlcli.runtime import import_keras
+from tlcli.data.row_cache import DEFAULT_MEMORY_GIB
+from tlcli.distribute.placement import DistributeConfig, place
+from tlcli.errors import TlcliError
+from tlcli.models.saved import load_placed_model
+from tlcli.models.weights import find_base
+from tlcli.runs.curves import plot_range_test
+from tlcli.runs.directory import read_run
+from tlcli.runs.names import LR_FIND_PLOT
+from tlcli.runs.outputs import claim_file, record_files
+from tlcli.runtime import set_seed
+from tlcli.storage import Url
 from tlcli.training.config import FitConfig
-from tlcli.training.fit import compile_model
-
-keras = import_keras()
-
-START, END, STEPS = 1e-7, 1.0, 100
-SMOOTHING = 0.9  # the exponential moving average's weight on the past (about a 10-step window)
-BLOW_UP = 4.0  # stop when the smoothed loss exceeds this many times its lowest value (and its first)
-MIN_FALL = 0.05  # a suggestion needs the loss to fall by 5% or more along the valley
-RULE = "valley"
+from tlcli.training.finetune import (
+    FALLBACK_RATE,
+    first_unfrozen_index,
+    parse_unfreeze,
+    run_backbone,
+    run_dataset,
+    unfreeze,
+)
+from tlcli.training.range_test import END, START, STEPS, RangeTest, range_test
+from tlcli.training.stage_inputs import cached_inputs, image_inputs, plan_route
 
 
 @dataclass(frozen=True)
-class RangeTest:
-    rates: np.ndarray  # one per step taken
-    losses: np.ndarray  # the training loss of each step
-    smoothed: np.ndarray
-    suggestion: float | None  # None when the loss never fell
-    stopped: str  # "blew up" or "reached the end"
-    rule: str = RULE
+class RateFinding:
+    """`tlcli lr-find`'s result: the range test of one stage's unfreezing of a run."""
 
-    def to_dict(self) -> dict:
-        return {
-            "suggestion": self.suggestion, "rule": self.rule, "stopped": self.stopped, "steps": len(self.rates),
-            "rates": self.rates.tolist(), "losses": self.losses.tolist(), "smoothed": self.smoothed.tolist(),
-        }
+    run: Path
+    unfreeze: str
+    test: RangeTest
+    plot: Path | None  # None on the workers that are not the chief
 
 
-def smooth(losses: np.ndarray, weight: float = SMOOTHING) -> np.ndarray:
-    """The bias-corrected exponential moving average, as fastai draws it."""
-    average, smoothed = 0.0, np.empty(len(losses))
-    for index, loss in enumerate(losses):
-        average = weight * average + (1 - weight) * loss
-        smoothed[index] = average / (1 - weight ** (index + 1))
-    return smoothed
-
-
-def valley(smoothed: np.ndarray, losses: np.ndarray | None = None) -> int | None:
-    """The index halfway along the longest stretch of falling loss (the longest decreasing
-    subsequence of the smoothed loss); None unless the loss clearly fell along it (see _fell)."""
-    if len(smoothed) < 3:
-        return None
-    longest = np.ones(len(smoothed), int)  # the longest falling run ending at each index
-    start_of = np.arange(len(smoothed))
-    for index in range(1, len(smoothed)):
-        for earlier in range(index):
-            if smoothed[index] < smoothed[earlier] and longest[earlier] + 1 > longest[index]:
-                longest[index], start_of[index] = longest[earlier] + 1, start_of[earlier]
-    end = int(np.argmax(longest))
-    begin = int(start_of[end])
-    if end - begin < 3 or not _fell((smoothed if losses is None else losses)[begin : end + 1]):
-        return None
-    return begin + (end - begin) // 2
-
-
-def _fell(losses: np.ndarray) -> bool:
-    """Whether the steps' losses at the end of a stretch are below those at its start by MIN_FALL
-    and by twice the standard error of the difference: small batches scatter the loss of each
-    step, and a smoothed curve through scatter still has stretches that seem to fall."""
-    quarter = max(2, len(losses) // 4)
-    first, last = losses[:quarter], losses[-quarter:]
-    fall = float(np.mean(first) - np.mean(last))
-    error = float(np.sqrt((np.var(first, ddof=1) + np.var(last, ddof=1)) / quarter))
-    return fall > MIN_FALL * float(np.mean(first)) and fall > 2 * error
-
-
-def range_test(model, batches, fit: FitConfig, *, start: float = START, end: float = END,
-               steps: int = STEPS) -> RangeTest:
-    """Run the range test on `model` (compiled here with fit's optimiser, at a constant rate set
-    before each step) over endless `batches`; the weights are restored afterwards."""
-    rates = start * (end / start) ** (np.arange(steps) / max(1, steps - 1))
-    weights = model.get_weights()
-    recorder = _Recorder(rates)
+def find_learning_rate(
+    source: Path,
+    unfreezing: str | None = None,
+    *,
+    data: Path | None = None,
+    fit: FitConfig = FitConfig(learning_rate=FALLBACK_RATE),
+    steps: int = STEPS,
+    start: float = START,
+    end: float = END,
+    out: Path | None = None,
+    overwrite: bool = False,
+    train_batch_norm: bool = False,
+    strict: bool = False,
+    cache_features: bool = True,
+    cache_memory: float = DEFAULT_MEMORY_GIB,
+    distribution: DistributeConfig = DistributeConfig(),
+    on_start=None,
+) -> RateFinding:
+    """The learning-rate range test of a run fine-tuned from `unfreezing` (default: its top
+    block), as a fine-tuning stage would train it, on the run's training images; its plot goes
+    to `out` (default: RUN_DIR/lr_find.png). The run's model is read, never written."""
+    if not 0 < start < end:
+        raise TlcliError(f"--start {start:g} and --end {end:g}: the rates must grow from a positive start. "
+                         "Use e.g. --start 1e-7 --end 1.")
+    placement = place(distribution, data)
+    run = read_run(source)
+    spec = run_backbone(run)
+    unfreezing = parse_unfreeze(unfreezing or spec.blocks[-1].name, spec)
+    dataset, _ = run_dataset(run, data, strict)
+    plot = claim_file(out if out is not None else run.path / LR_FIND_PLOT, suffix=".png", overwrite=overwrite,
+                      default=out is None, data=(*dataset.places, *run.dataset_places), sources={run.model_location: "the run's model"},
+                      own={"run": ("lr_find*.png",)})
+    set_seed(fit.seed)
+    model, run = load_placed_model(source, placement)
+    base = find_base(model, spec)
+    first = first_unfrozen_index(base, spec, unfreezing)
+    unfreeze(base, first, train_batch_norm)
     with model.distribute_strategy.scope():
-        compile_model(model, dataclasses.replace(fit, schedule="constant"), float(rates[0]), steps)
+        route = plan_route(model, base, spec, first, cache_features, unfreezing)
+    if route.split is None:
+        test_model, inputs = model, image_inputs(placement, dataset, run.image_size, fit)
+    else:  # the stage's own cache, without the validation images the test does not read
+        test_model = route.split.upper
+        inputs, _ = cached_inputs(placement, dataset, route.split, run.image_size, fit, validation=False,
+                                  memory_budget=int(cache_memory * 2**30),
+                                  scratch_dir=None if isinstance(plot, Url) else plot.parent)
+    if on_start is not None:
+        on_start()
     try:
-        # One step an epoch: each epoch's loss is its one batch's, and a callback sets the rate between.
-        model.fit(batches, epochs=steps, steps_per_epoch=1, verbose=0, callbacks=[recorder])
+        test = range_test(test_model, inputs.endless(), fit, start=start, end=end, steps=steps)
     finally:
-        model.set_weights(weights)
-    losses = np.asarray(recorder.losses)
-    smoothed = smooth(losses)
-    turn = _lowest_before_blow_up(smoothed) + 1
-    index = valley(smoothed[:turn], losses[:turn]) if len(losses) else None
-    return RangeTest(
-        rates[: len(losses)], losses, smoothed, None if index is None else float(rates[index]),
-        "blew up" if recorder.blew_up else "reached the end",
-    )
-
-
-def _lowest_before_blow_up(smoothed: np.ndarray) -> int:
-    """The last index before the loss starts its final climb (the whole curve if it never does)."""
-    return int(np.argmin(smoothed)) if len(smoothed) else 0
-
-
-class _Recorder(keras.callbacks.Callback):
-    def __init__(self, rates: np.ndarray):
-        super().__init__()
-        self.rates, self.losses, self.blew_up = rates, [], False
-        self._average, self._lowest, self._first = 0.0, np.inf, np.inf
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.model.optimizer.learning_rate.assign(float(self.rates[epoch]))
-
-    def on_epoch_end(self, epoch, logs=None):
-        loss = float(logs["loss"])
-        if not np.isfinite(loss):
-            self.blew_up, self.model.stop_training = True, True
-            return
-        self.losses.append(loss)
-        self._average = SMOOTHING * self._average + (1 - SMOOTHING) * loss
-        smoothed = self._average / (1 - SMOOTHING ** len(self.losses))
-        self._lowest = min(self._lowest, smoothed)
-        self._first = smoothed if len(self.losses) == 1 else self._first
-        # Above where it began too: a loss that fell to nearly 0 may wobble to 4x that and mean nothing.
-        if smoothed > BLOW_UP * self._lowest and smoothed > self._first:
-            self.blew_up, self.model.stop_training = True, True
+        inputs.close()
+    if placement.is_chief:
+        plot_range_test(test, plot)
+        record_files(plot.parent, [plot.name])
+    return RateFinding(run.path, unfreezing, test, plot if placement.is_chief else None)

@@ -22,8 +22,8 @@ from tlcli.models.backbones import BackboneSpec
 from tlcli.models.features import feature_batches
 from tlcli.models.split import Split, block_start, split_classifier
 from tlcli.training.config import FitConfig
-from tlcli.training.fit import with_targets
-from tlcli.training.train import DecodedImages, class_weights_for, image_batches
+from tlcli.training.batches import DecodedImages, image_batches
+from tlcli.training.fit import class_weights_for, with_targets
 
 # Caching pays when the frozen part below the cut is at least this share of the backbone's
 # multiply-adds. Each epoch it saves that share of a forward pass per image, against one pass of

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import hashlib
-import json
-import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +10,14 @@ import numpy as np
 from tlcli.augment.augmenter import build_augmenter
 from tlcli.augment.settings import AugmentConfig, describe
 from tlcli.data.dataset import Dataset, SplitOptions, load_dataset
-from tlcli.data.pipeline import decode_into_cache, epoch_counter, epochs, image_dataset, row_dataset, tf
-from tlcli.data.row_cache import DEFAULT_MEMORY_BUDGET, RowCache, where
+from tlcli.data.pipeline import epoch_counter
+from tlcli.data.row_cache import RowCache
 from tlcli.distribute.placement import (
     DistributeConfig,
     Placement,
     broadcast_from_chief,
     distribute,
     place,
-    worker_run_dir,
 )
 from tlcli.errors import TlcliError
 from tlcli.events import SILENT, Events
@@ -31,17 +25,16 @@ from tlcli.models.backbones import get_backbone, resolve_image_size
 from tlcli.models.build import STANDARDIZATION, build_classifier, build_head, set_feature_statistics
 from tlcli.models.features import Features, extract_features
 from tlcli.models.weights import build_base, parse_weights
-from tlcli.runs.curves import plot_curves, plot_penalty_path
-from tlcli.runs.directory import claim_run_dir, default_run_dir, prepare_run_dir, read_json, resumable
-from tlcli.runs.atomic import save_model_atomic, write_atomic, write_json
-from tlcli.runs.names import CONFIG, CURVES, HISTORY, LABELS, METRICS, MODEL, PENALTY
-from tlcli.runs.outputs import finish_run_dir
+from tlcli.runs.curves import plot_penalty_path
+from tlcli.runs.directory import default_run_dir
+from tlcli.runs.names import PENALTY
 from tlcli.runs.history import History
 from tlcli.runs.locks import locks_outputs
 from tlcli.runs.remote import staged_output, url_sources
-from tlcli.runtime import import_keras, set_seed, versions
+from tlcli.runtime import import_keras, set_seed
+from tlcli.training.batches import DecodedImages, feature_dataset, image_batches
 from tlcli.training.config import FitConfig, TrainConfig
-from tlcli.training.fit import balanced_class_weights, compile_model, fit, fit_length, with_targets
+from tlcli.training.fit import class_weights_for, fit_and_measure
 from tlcli.training.head_solver import (
     LinearSolution,
     feature_statistics,
@@ -49,17 +42,9 @@ from tlcli.training.head_solver import (
     solve_linear_head,
     solve_one_vs_rest,
 )
-from tlcli.training.thresholds import tune_thresholds
+from tlcli.training.lifecycle import Outcome, TrainingRun, validation_thresholds
 
 keras = import_keras()
-
-
-@dataclass
-class Outcome:
-    run_dir: Path
-    metrics: dict
-    route: str
-
 
 SOLVED, CACHED, END_TO_END = "solved (L-BFGS)", "cached features", "end to end"
 
@@ -87,74 +72,70 @@ def _train(config: TrainConfig, out: Path | None, augmentation: AugmentConfig | 
     spec = get_backbone(config.model)
     image_size = resolve_image_size(spec, config.image_size)
     weights = parse_weights(config.weights)
-    fit_config = config.fit
     dataset = load_dataset(
-        config.data, SplitOptions(config.val_split, config.test_split, fit_config.seed), strict=config.strict,
+        config.data, SplitOptions(config.val_split, config.test_split, config.fit.seed), strict=config.strict,
         labels=config.label_file(),
     )
-    events.placed(placement, fit_config.batch_size)
-    events.dataset(dataset)
-    run_dir = out or default_run_dir(spec.name)
+    run = TrainingRun(placement, dataset, config.fit, events)
     augmentation = augmentation or AugmentConfig()
-    augment = build_augmenter(augmentation, fit_config.seed)
+    augment = build_augmenter(augmentation, config.fit.seed)
     route, reason = head_route(config, augmentation)
     if reason:
         events.note(f"{reason}.")
 
-    claim_run(run_dir, placement, data=dataset.root, weights=weights, overwrite=overwrite, resume=resume)
-    set_seed(fit_config.seed)
-    num_classes = len(dataset.class_names)
-    with placement.strategy.scope():
-        base = build_base(spec, image_size, weights)
-        head = build_config_head(config, pooled_feature_shape(spec, base, config.pooling), num_classes)
-        model = build_classifier(spec, image_size, base, head, config.pooling)
+    with run.claimed(out or default_run_dir(spec.name), weights=weights, overwrite=overwrite, resume=resume):
+        with placement.strategy.scope():
+            base = build_base(spec, image_size, weights)
+            head = build_config_head(config, pooled_feature_shape(spec, base, config.pooling), len(dataset.class_names))
+            model = build_classifier(spec, image_size, base, head, config.pooling)
+        run.start({
+            **config.to_dict(),
+            "kind": "train",
+            "image_size": image_size,
+            "preprocessing": spec.preprocessing,
+            "route": route,
+            "augmentation": augmentation.to_dict(),
+        })
+        metrics, val_features = fit_route(run, route, model, head, config, image_size, augment)
+        metrics["route"] = route
+        if dataset.multi_label:
+            metrics["thresholds"] = validation_thresholds(model, head, val_features, dataset, image_size,
+                                                          config.fit.batch_size)
+        run.keep(model, metrics)
+    return Outcome(run.requested, metrics, route)
 
-    document = {
-        **config.to_dict(),
-        "kind": "train",
-        "image_size": image_size,
-        "preprocessing": spec.preprocessing,
-        "route": route,
-        "augmentation": augmentation.to_dict(),
-        **run_facts(placement, fit_config.batch_size, dataset),
-    }
-    requested_dir = run_dir
-    run_dir = start_run(run_dir, placement, document, dataset.class_names, overwrite=overwrite, resume=resume)
 
+def fit_route(run: TrainingRun, route: str, model, head, config: TrainConfig, image_size: int,
+              augment) -> tuple[dict, Features | None]:
+    """Fit the head of a started run by its route; its metrics, and the validation images'
+    cached features (None end to end)."""
+    dataset, placement, fit_config = run.dataset, run.placement, config.fit
     train_samples, val_samples = dataset.split("train"), dataset.splits.get("val", ())
-    class_weights = class_weights_for(fit_config, [sample.label for sample in train_samples], num_classes)
-    with resumable(requested_dir):
+    class_weights = class_weights_for(fit_config, [sample.label for sample in train_samples],
+                                      len(dataset.class_names))
+    with run.resumable():
         # The end-to-end route reads every image in every epoch: decoded once, before anything reads them.
-        decoded = decode_splits(route == END_TO_END and config.cache_images, {"train": train_samples,
-                                "val": val_samples}, image_size, fit_config.batch_size, scratch_dir=run_dir,
-                                events=events)
+        decoded = run.decode(route == END_TO_END and config.cache_images, image_size)
         # Every route standardizes the pooled features with the training images' statistics, and
         # every route but end to end trains on those features, computed once.
         train_features, val_features = cached_features(
             model, config.pooling, train_samples, () if route == END_TO_END else val_samples, image_size,
-            fit_config.batch_size, events, decoded=decoded.get("train"),
+            fit_config.batch_size, run.events, decoded=decoded.get("train"),
         )
-    history = History.load(run_dir / HISTORY)
-    with resumable(requested_dir), decoded:
         if route == END_TO_END:
             standardize(head, train_features, placement)
             metrics = fit_end_to_end(model, dataset, image_size, fit_config, class_weights, augment,
-                                     run_dir=run_dir, history=history, placement=placement, events=events,
-                                     decoded=decoded)
+                                     run_dir=run.run_dir, history=run.history, placement=placement,
+                                     events=run.events, decoded=decoded)
         else:
             metrics = fit_head(route, head, train_features, val_features, fit_config, class_weights,
-                               run_dir=run_dir, history=history, placement=placement, events=events)
-    metrics["route"] = route
-    if dataset.multi_label:
-        metrics["thresholds"] = validation_thresholds(model, head, val_features, dataset, image_size,
-                                                      fit_config.batch_size)
-    save_outcome(run_dir, model, history, metrics, placement)
-    return Outcome(requested_dir, metrics, route)
+                               run_dir=run.run_dir, history=run.history, placement=placement, events=run.events)
+    return metrics, val_features
 
 
 def fit_end_to_end(model, dataset: Dataset, image_size: int, fit_config: FitConfig, class_weights, augment, *,
                    run_dir: Path, history: History, placement: Placement, events: Events,
-                   decoded: "DecodedImages | None" = None) -> dict:
+                   decoded: DecodedImages | None = None) -> dict:
     """Train the head through the frozen backbone on the images themselves (augmented, when
     asked), read from `decoded` when they were decoded once for the run."""
     train_samples, val_samples = dataset.split("train"), dataset.splits.get("val", ())
@@ -170,25 +151,6 @@ def fit_end_to_end(model, dataset: Dataset, image_size: int, fit_config: FitConf
     )
     return fit_and_measure(model, train_data, val_data, fit_config, steps=steps, val_steps=val_steps, run_dir=run_dir,
                            history=history, placement=placement, epoch=epoch, events=events)
-
-
-def validation_thresholds(model, head, val_features: Features | None, dataset: Dataset, image_size: int,
-                          batch_size: int) -> dict[str, float]:
-    """Per-label thresholds that maximise F1 on the validation images (from their cached
-    features when there are some); 0.5 for every label without validation images, or without
-    training images (the head cannot have learnt it: a threshold tuned on its near-zero
-    probabilities would accept every image)."""
-    val_samples = dataset.splits.get("val", ())
-    if val_features is not None:
-        probabilities, targets = head.predict(val_features.features, batch_size=1024, verbose=0), val_features.labels
-    elif val_samples:
-        data = image_dataset(val_samples, image_size, batch_size)
-        targets = np.concatenate([np.asarray(labels) for _, labels in data])
-        probabilities = model.predict(data, verbose=0)
-    else:
-        targets = probabilities = np.zeros((0, len(dataset.class_names)))
-    trained = np.any([sample.targets for sample in dataset.splits.get("train", ())], axis=0)
-    return tune_thresholds(targets, probabilities, dataset.class_names, trained=trained)
 
 
 def head_route(config: TrainConfig, augmentation: AugmentConfig | None) -> tuple[str, str | None]:
@@ -345,217 +307,6 @@ def cached_features(model, pooling: str, train_samples, val_samples, image_size:
     return train_features, val_features
 
 
-def feature_dataset(features: Features, num_classes: int, batch_size: int, seed: int = 0, *, shuffle: bool = False,
-                    epoch=None, repeat_batches: int = 0, class_weights=None, shard: tuple[int, int] = (1, 0)):
-    """Batches of cached features and their targets, for training a head, in the order in which
-    `image_dataset` would give their images under the same seed and epoch."""
-    def batches(rows, _):
-        return with_targets(rows.shard(*shard), num_classes, class_weights).batch(batch_size)
-
-    # Multi-hot targets as float32, which with_targets passes as they are.
-    labels = features.labels.astype(np.float32) if features.multi_label else features.labels
-    columns = (tf.constant(features.features), tf.constant(labels))
-    data = epochs(columns, batches, shuffle=shuffle, seed=seed, epoch=epoch, repeat_batches=repeat_batches)
-    return data.prefetch(tf.data.AUTOTUNE)
-
-
-def fit_and_measure(
-    trained, train_data, val_data, fit_config: FitConfig, *, steps: int, run_dir: Path, history: History,
-    val_steps: int | None = None, placement: Placement | None = None, stage: str = "train", backups: bool = True,
-    epoch=None, events: Events = SILENT,
-) -> dict:
-    """Compile, fit (early stopping restores the best weights) and measure on the validation data.
-    `epoch` is the training images' `epoch_counter()`, if they are read through one."""
-    length = fit_length(fit_config, steps)
-    scope = placement.strategy.scope() if placement else contextlib.nullcontext()
-    with scope:
-        compile_model(trained, fit_config, fit_config.learning_rate, steps * length.epochs)
-    repeating = placement is not None and placement.num_workers > 1
-    result = fit(
-        trained, train_data, val_data, fit_config,
-        length=length, steps_per_epoch=steps, run_dir=run_dir, stage=stage,
-        history=history, epoch=epoch, fixed_steps=repeating, validation_steps=val_steps if repeating else None,
-        backups=backups, events=events,
-    )
-    metrics = {"best_epoch": result.best_epoch, "epochs_run": history.last_epoch, "seconds": round(result.seconds, 2)}
-    if val_data is not None:
-        loss, accuracy = trained.evaluate(val_data, steps=val_steps if repeating else None, verbose=0)
-        metrics.update(val_loss=float(loss), val_accuracy=float(accuracy))
-    return metrics
-
-
-def image_batches(placement: Placement, samples, image_size: int, batch_size: int, num_classes: int, *,
-                  shuffle: bool = False, seed: int = 0, epoch=None, class_weights=None, augment=None,
-                  endless: bool = False, decoded: RowCache | None = None):
-    """(batches of images and targets, steps per epoch), shared out as the placement needs.
-    `epoch` is the `epoch_counter()` that numbers the epochs for the shuffle and augmentation;
-    `endless` batches repeat epoch after epoch. With `decoded` (the samples' images decoded
-    once, see `decode_splits`) the images are read from it, in the same batches."""
-    def make(count, index, batch, repeat_batches):
-        options = dict(shuffle=shuffle, seed=seed, epoch=epoch, augment=augment, shard=(count, index),
-                       repeat_batches=repeat_batches)
-        images = (row_dataset(decoded, samples, batch, dtype=tf.float32, **options) if decoded is not None
-                  else image_dataset(samples, image_size, batch, **options))
-        return with_targets(images, num_classes, class_weights)
-
-    return distribute(placement, make, len(samples), batch_size, endless=endless)
-
-
-class DecodedImages:
-    """Each split's images decoded and resized once for the run, as uint8 (`RowCache`s by split
-    name; none when not decoded ahead). A context: leaving it releases them."""
-
-    def __init__(self, caches: dict[str, RowCache]):
-        self.caches = caches
-
-    def get(self, split: str) -> RowCache | None:
-        return self.caches.get(split)
-
-    def __enter__(self) -> "DecodedImages":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        for cache in self.caches.values():
-            cache.close()
-        self.caches = {}
-
-
-def decode_splits(enabled: bool, splits: dict, image_size: int, batch_size: int, *, scratch_dir: Path | None,
-                  events: Events = SILENT, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> DecodedImages:
-    """The splits' images decoded once for every epoch of an end-to-end run, if `enabled`.
-
-    Rounded to uint8 (at most 0.5 from the float32 resize), a quarter of float32's size, and
-    the same in every epoch, the first one included, so a resumed run reads the same pixels.
-    The splits share one memory budget; what does not fit spills to a scratch file in
-    `scratch_dir` (the system's temporary folder if None), unlinked at once. Every worker
-    decodes all the images itself: each epoch shards a new shuffle, so a worker reads every
-    image in the run, and decoding (milliseconds an image) is cheaper than sharing the
-    decoded rows between workers (150 KB a 224 px image).
-    """
-    caches: dict[str, RowCache] = {}
-    if not enabled:
-        return DecodedImages(caches)
-    budget = memory_budget
-    for split, samples in splits.items():
-        if not samples:
-            continue
-        with events.counting(f"Decoding ({split})", len(samples)) as advance:
-            caches[split] = decode_into_cache(samples, image_size, batch_size, memory_budget=budget,
-                                              scratch_dir=scratch_dir, on_batch=advance)
-        if caches[split].in_memory:
-            budget -= caches[split].nbytes
-    counts = " + ".join(f"{int(cache.filled.sum())} {split}" for split, cache in caches.items())
-    total = sum(cache.nbytes for cache in caches.values())
-    events.note(f"Images decoded once for every epoch: {counts} at {image_size}x{image_size}, "
-                f"{total / 2**20:.1f} MB {where(caches.values())} (--no-cache-images decodes them every epoch).")
-    return DecodedImages(caches)
-
-
-def run_facts(placement: Placement, batch_size: int, dataset: Dataset) -> dict:
-    """What config.json records of any run besides its options: where it ran, on what data."""
-    return {
-        "distribution": placement.describe(),
-        "global_batch_size": placement.global_batch(batch_size),
-        **dataset_facts(dataset),
-        "versions": versions(),
-    }
-
-
-def claim_run(requested: Path, placement: Placement, *, data: Path, weights=None, source: Path | None = None,
-              overwrite: bool, resume: bool) -> None:
-    """Lock this process's run directory and refuse, before any model is built, an --out that would
-    lose anything (runs.claim_output): the dataset, the --weights model or the source run among them."""
-    run_dir = worker_run_dir(requested, placement)
-    sources = {weights.path: f"the --weights {weights.kind}"} if weights is not None and weights.path else {}
-    if source is not None:
-        sources[source] = "the source run"
-    claim_run_dir(run_dir, data=data, sources=sources, **_run_dir_flags(run_dir, placement, overwrite, resume))
-
-
-def start_run(requested: Path, placement: Placement, document: dict, class_names, *, overwrite: bool,
-              resume: bool) -> Path:
-    """Open this process's run directory (claimed by claim_run) and write config.json and labels.txt into it."""
-    run_dir = open_run_dir(worker_run_dir(requested, placement), placement, overwrite=overwrite, resume=resume)
-    if resume:
-        check_same_settings(run_dir, document)
-    write_json(run_dir / CONFIG, document)
-    write_atomic(run_dir / LABELS, "\n".join(class_names) + "\n")
-    return run_dir
-
-
-def class_weights_for(fit_config: FitConfig, labels, num_classes: int):
-    """Per-class weights for --class-weight balanced, else None."""
-    if fit_config.class_weight != "balanced":
-        return None
-    return balanced_class_weights(np.asarray(labels), num_classes)
-
-
-def open_run_dir(run_dir: Path, placement: Placement, *, overwrite: bool, resume: bool) -> Path:
-    """The chief's run directory, or a worker's scratch folder (fresh unless resuming)."""
-    return prepare_run_dir(run_dir, **_run_dir_flags(run_dir, placement, overwrite, resume))
-
-
-def _run_dir_flags(run_dir: Path, placement: Placement, overwrite: bool, resume: bool) -> dict:
-    if placement.is_chief:
-        return {"overwrite": overwrite, "resume": resume}
-    return {"overwrite": not resume, "resume": resume and run_dir.exists()}
-
-
 def _features(extractor, samples, image_size, batch_size, split, events: Events, decoded: RowCache | None = None):
     with events.counting(f"Features ({split})", len(samples)) as advance:
         return extract_features(extractor, samples, image_size, batch_size, on_batch=advance, decoded=decoded)
-
-
-def save_outcome(run_dir: Path, model, history: History, metrics: dict, placement: Placement) -> None:
-    """Write the model and reports; every worker saves (to its own folder), only the chief keeps."""
-    metrics["weights_sha256"] = weights_fingerprint(model)
-    save_model_atomic(model, run_dir / MODEL)
-    write_json(run_dir / METRICS, metrics)
-    rows = [history.rows[key] for key in sorted(history.rows)]
-    if rows:
-        plot_curves(rows, run_dir / CURVES)
-    finish_run_dir(run_dir)
-    if not placement.is_chief:
-        shutil.rmtree(run_dir, ignore_errors=True)
-
-
-def weights_fingerprint(model) -> str:
-    """A hash of every weight, to tell identical models apart from merely similar ones."""
-    digest = hashlib.sha256()
-    for weight in model.get_weights():
-        digest.update(np.ascontiguousarray(weight).tobytes())
-    return digest.hexdigest()
-
-
-def dataset_facts(dataset: Dataset) -> dict:
-    return {
-        "data": str(dataset.root.resolve()),
-        "layout": dataset.layout,
-        "class_names": list(dataset.class_names),
-        "counts": dataset.counts(),
-        "skipped_files": len(dataset.problems),
-        **(dataset.labels.describe() if dataset.labels is not None else {}),
-    }
-
-
-_NOT_COMPARED = {"out", "versions"}
-
-
-def check_same_settings(run_dir: Path, document: dict) -> None:
-    """A resumed run must be the same run: refuse if its settings changed."""
-    path = run_dir / CONFIG
-    if not path.is_file():
-        return
-    saved = read_json(path)
-    changed = sorted(
-        key for key in set(saved) | set(document)
-        if key not in _NOT_COMPARED and json.dumps(saved.get(key), default=str) != json.dumps(document.get(key), default=str)
-    )
-    if changed:
-        raise TlcliError(
-            f"--resume: the settings differ from the interrupted run in {run_dir} "
-            f"({', '.join(changed)}). Repeat the original command with --resume, or use --overwrite."
-        )

@@ -15,13 +15,21 @@ import functools
 import json
 from pathlib import Path
 
+from tlcli.data.pipeline import epoch_counter
+from tlcli.distribute.placement import DistributeConfig, place
 from tlcli.errors import TlcliError
 from tlcli.events import Events
 from tlcli.models.backbones import BackboneSpec
+from tlcli.models.saved import load_placed_model
+from tlcli.models.weights import find_base
 from tlcli.runs.directory import default_run_dir, read_run
+from tlcli.runs.history import History
 from tlcli.runs.names import HISTORY, METRICS
+from tlcli.runtime import set_seed
 from tlcli.storage import location
+from tlcli.training.batches import decode_splits, image_batches
 from tlcli.training.config import FitConfig, split_fit_settings
+from tlcli.training.fit import class_weights_for, fit_and_measure
 from tlcli.training.finetune import (
     FinetuneConfig,
     Stage,
@@ -34,7 +42,9 @@ from tlcli.training.finetune import (
     stage_name,
     unfreeze,
 )
+from tlcli.training.lifecycle import read_sources
 from tlcli.tune.space import Kinds, Range, parse_space
+from tlcli.tune.trials import validation_samples
 
 # What a fine-tuning search may vary; unfreeze (a block, a layer count, a percentage or all) is read by check_value.
 SEARCHABLE: Kinds = {
@@ -121,21 +131,16 @@ class FinetuneTrials:
         self.spec = run_backbone(self.run_info)
 
     def open(self, out: Path | None, events: Events) -> Path:
-        from tlcli.tune.trials import validation_samples
-
         dataset, _ = run_dataset(self.run_info, self.base.data, self.base.strict)
         self.val_samples = validation_samples(
             dataset, "Add a val/ folder to the data, or search a run trained with --val-split above 0.")
         self.train_samples = dataset.split("train")
         self.num_classes = len(dataset.class_names)
         events.dataset(dataset)
-        self.data, self.sources = dataset.root, {self.run_info.path: "the source run"}
+        self.data, self.sources = dataset.root, read_sources(source=self.run_info.path)
         return Path(out) if out else default_run_dir(self.spec.name, "tune-finetune-")
 
     def start(self, events: Events) -> None:
-        from tlcli.distribute.placement import DistributeConfig, place
-        from tlcli.training.train import class_weights_for, decode_splits
-
         self.placement = place(DistributeConfig(), self.base.data)
         labels = [sample.label for sample in self.train_samples]
         self.class_weights = class_weights_for(self.base.fit, labels, self.num_classes)
@@ -146,13 +151,6 @@ class FinetuneTrials:
                                      events=events)
 
     def run(self, params: dict, trial_dir: Path) -> dict:
-        from tlcli.data.pipeline import epoch_counter
-        from tlcli.models.saved import load_placed_model
-        from tlcli.models.weights import find_base
-        from tlcli.runs.history import History
-        from tlcli.runtime import set_seed
-        from tlcli.training.train import fit_and_measure, image_batches
-
         trial = trial_config(self.base, params, self.spec)
         stage = parse_stage(trial.stages[0], self.spec)  # as `tlcli finetune` reads best.toml's stage
         fit_config = dataclasses.replace(trial.fit, learning_rate=stage.learning_rate, epochs=stage.epochs)

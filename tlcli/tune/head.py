@@ -12,10 +12,23 @@ import dataclasses
 import functools
 from pathlib import Path
 
+from tlcli.data.dataset import SplitOptions, load_dataset
+from tlcli.distribute.placement import DistributeConfig, place
 from tlcli.errors import TlcliError
 from tlcli.events import Events
+from tlcli.models.backbones import get_backbone, resolve_image_size
+from tlcli.models.build import build_feature_extractor
+from tlcli.models.weights import parse_weights
+from tlcli.runs.directory import default_run_dir
+from tlcli.runs.history import History
+from tlcli.runs.names import HISTORY
+from tlcli.runtime import set_seed
 from tlcli.training.config import FitConfig, TrainConfig, parse_dense, split_fit_settings
+from tlcli.training.fit import class_weights_for
+from tlcli.training.lifecycle import read_sources
+from tlcli.training.train import build_config_head, cached_features, fit_head, head_route
 from tlcli.tune.space import Kinds, Range, parse_space
+from tlcli.tune.trials import validation_samples
 
 # What a head search may vary; dense (head layouts) is read by check_value.
 SEARCHABLE: Kinds = {
@@ -93,18 +106,11 @@ class HeadTrials:
     """Trials that fit a head on features the frozen backbone computed once."""
 
     def __init__(self, base: TrainConfig):
-        from tlcli.models.backbones import get_backbone, resolve_image_size
-
         self.base = base
         self.spec = get_backbone(base.model)
         self.image_size = resolve_image_size(self.spec, base.image_size)
 
     def open(self, out: Path | None, events: Events) -> Path:
-        from tlcli.data.dataset import SplitOptions, load_dataset
-        from tlcli.models.weights import parse_weights
-        from tlcli.runs.directory import default_run_dir
-        from tlcli.tune.trials import validation_samples
-
         base = self.base
         self.weights = parse_weights(base.weights)
         self.dataset = load_dataset(base.data, SplitOptions(base.val_split, base.test_split, base.fit.seed),
@@ -112,15 +118,10 @@ class HeadTrials:
         validation_samples(self.dataset, "Add a val/ folder or use --val-split above 0.")
         events.dataset(self.dataset)
         self.data = self.dataset.root
-        self.sources = {self.weights.path: f"the --weights {self.weights.kind}"} if self.weights.path else {}
+        self.sources = read_sources(weights=self.weights)
         return Path(out) if out else default_run_dir(self.spec.name, "tune-")
 
     def start(self, events: Events) -> None:
-        from tlcli.distribute.placement import DistributeConfig, place
-        from tlcli.models.build import build_feature_extractor
-        from tlcli.runtime import set_seed
-        from tlcli.training.train import cached_features, class_weights_for
-
         base = self.base
         self.placement = place(DistributeConfig(strategy="default"))
         set_seed(base.fit.seed)  # as train does before building the backbone: the same features
@@ -134,10 +135,6 @@ class HeadTrials:
         self.class_weights = class_weights_for(base.fit, self.train_features.labels, self.num_classes)
 
     def run(self, params: dict, trial_dir: Path) -> dict:
-        from tlcli.runs.names import HISTORY
-        from tlcli.runs.history import History
-        from tlcli.training.train import build_config_head, fit_head, head_route
-
         trial = trial_config(self.base, params)
         route, _ = head_route(trial, None)
         head = build_config_head(trial, self.feature_shape, self.num_classes)

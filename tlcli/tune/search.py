@@ -32,18 +32,18 @@ Each finished trial is recorded at once (atomically), so `--resume` skips it.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from tlcli.errors import TlcliError
 from tlcli.events import DETAIL, SILENT, Events
-from tlcli.runs.directory import read_json
+from tlcli.runs.directory import read_json, resumable
 from tlcli.runs.atomic import write_atomic, write_json
 from tlcli.runs.names import TUNE_SETTINGS
 from tlcli.runs.outputs import claim_output, finish_run_dir, start_output_dir
 from tlcli.runs.locks import locks_outputs
 from tlcli.runs.remote import staged_output, url_sources
+from tlcli.runs.run_dir import trial_run
 from tlcli.tune.leaderboard import (
     format_epochs,
     format_params,
@@ -102,8 +102,6 @@ def tune(config: TuneConfig, *, overwrite: bool = False, resume: bool = False, e
 
 
 def _tune(config: TuneConfig, *, overwrite: bool, resume: bool, events: Events) -> TuneOutcome:
-    from tlcli.runs.directory import resumable
-
     trials = search_trials(config)
     out_dir = prepare_tune_dir(trials.open(config.out, events), config, trials, overwrite=overwrite, resume=resume)
     finished = {record["trial"]: record for record in (read_leaderboard(out_dir) if resume else [])}
@@ -130,10 +128,8 @@ def _tune(config: TuneConfig, *, overwrite: bool, resume: bool, events: Events) 
 
     def run_trial(number: int, params: dict) -> dict:
         """Run one trial and record its result at once."""
-        trial_dir = out_dir / TRIALS / f"{number:04d}"
-        shutil.rmtree(trial_dir, ignore_errors=True)  # an unfinished trial starts over
-        metrics = trials.run(params, trial_dir)
-        finish_run_dir(trial_dir)
+        with trial_run(out_dir / TRIALS / f"{number:04d}") as trial_dir:
+            metrics = trials.run(params, trial_dir)
         record = trial_record(number, params, metrics, config.objective)
         finished[number] = record
         write_tune_results(out_dir, list(finished.values()), config, trials)

@@ -75,7 +75,7 @@ class Trials(Protocol):
         """Prepare once what every trial shares."""
 
     def run(self, params: dict, trial_dir: Path) -> dict:
-        """Train one trial, logging into trial_dir; return its metrics (as tlcli.training.train.fit_and_measure
+        """Train one trial, logging into trial_dir; return its metrics (as tlcli.training.fit.fit_and_measure
         measures them, plus any further facts for the leaderboard)."""
 
     def best_settings(self, params: dict) -> dict:
