@@ -155,6 +155,8 @@ def by_hand(head_run: Path, data: Path, unfreeze: str, rate: float, augment: boo
     import keras
     import tensorflow as tf
 
+    import tlcli.models.layers  # noqa: F401  (registers tlcli's preprocessing layer, so Keras can load the model)
+
     keras.utils.set_random_seed(seed)
     model = keras.models.load_model(head_run / "model.keras", compile=False)
     base = next(layer for layer in model.layers if isinstance(layer, keras.Model))

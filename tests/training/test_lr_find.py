@@ -80,14 +80,18 @@ def test_a_given_rate_is_recorded_as_given(finetuned_run):
     assert not list(out.glob("lr_find_*.png"))
 
 
-def test_auto_is_a_stage_rate():
+def test_auto_is_a_stage_rate_and_a_stage_length():
     from tlcli.models.backbones import get_backbone
-    from tlcli.training.finetune import default_stages, parse_stage
+    from tlcli.training.finetune import STAGE_EPOCHS, STAGE_STEPS, default_stages, parse_stage
 
     spec = get_backbone("resnet50")
     assert str(parse_stage("conv5:3:AUTO", spec)) == "conv5:3:auto"
     assert parse_stage("conv5:3:auto", spec).learning_rate is None
-    assert [str(stage) for stage in default_stages(spec)] == ["conv5:3:auto", "all:2:auto"]
+    assert [str(stage) for stage in default_stages(spec)] == ["conv5:auto:auto", "all:auto:auto"]
+    automatic = parse_stage("all:Auto:1e-4", spec)
+    assert automatic.epochs is None and automatic.epochs_for(3) == STAGE_EPOCHS[1]  # a small dataset: capped
+    assert automatic.epochs_for(STAGE_STEPS // 10) == 10 and automatic.epochs_for(10 * STAGE_STEPS) == STAGE_EPOCHS[0]
+    assert parse_stage("all:7:1e-4", spec).epochs_for(3) == 7
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tlcli.training.range_test import smooth, valley
+from tlcli.training.range_test import LOSS_FLOOR, diverged, smooth, valley
 
 
 def test_the_valley_is_halfway_down_the_longest_fall_before_the_loss_turns():
@@ -33,3 +33,13 @@ def test_no_valley_when_the_loss_never_falls(curve):
 def test_smoothing_starts_at_the_first_loss_and_follows_a_constant():
     np.testing.assert_allclose(smooth(np.array([2.0, 2.0, 2.0])), [2.0, 2.0, 2.0])
     assert smooth(np.array([1.0, 3.0]))[0] == 1.0
+
+
+def test_a_loss_near_zero_that_wobbles_up_has_not_diverged():
+    """A solved head fits its training images to a loss of about 2e-4: the old rule (four times the
+    lowest) called a wobble to 8e-4 a blow-up and ended the test before any useful rate."""
+    assert not diverged(8e-4, lowest=2e-4, first=2e-4)
+    assert not diverged(0.15, lowest=2e-4, first=2e-4)  # still below four times the floor
+    assert diverged(4 * LOSS_FLOOR + 0.01, lowest=2e-4, first=2e-4)
+    assert diverged(2.5, lowest=0.5, first=0.6) and not diverged(1.9, lowest=0.5, first=0.6)
+    assert not diverged(2.5, lowest=0.5, first=3.0), "not above where it began"

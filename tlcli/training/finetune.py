@@ -1,7 +1,9 @@
 """`tlcli finetune`: staged unfreezing of a trained run's backbone, into a new run directory.
 
 Each stage unfreezes the backbone from a named block (or a count or share of layers) to the
-top, recompiles at the stage's lower learning rate and trains. BatchNormalization layers stay
+top, recompiles at the stage's lower learning rate and trains, on augmented images: a solved
+head fits its training images to a loss near zero, so only new views of them leave anything to
+learn (by default the source run's augmentation, else the `shift` preset). BatchNormalization layers stay
 frozen unless asked otherwise, and always run in inference mode (the base is called with
 training=False), so their ImageNet statistics survive small fine-tuning batches. The best
 weights by validation loss are kept across stages: a stage that ends worse is rolled back.
@@ -16,6 +18,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from tlcli.augment.augmenter import build_augmenter
+from tlcli.augment.settings import PRESETS, AugmentConfig
 from tlcli.data.dataset import Dataset, SplitOptions, load_dataset
 from tlcli.data.labels import LabelFile
 from tlcli.data.row_cache import DEFAULT_MEMORY_GIB
@@ -45,22 +49,34 @@ from tlcli.training.stage_inputs import END_TO_END, CacheReport, StageInputs, ca
 
 keras = import_keras()
 
-STAGE_HELP = "UNFREEZE:EPOCHS:LEARNING_RATE, e.g. block5:3:auto, block5:3:1e-4, 30:2:1e-5, 25%:2:1e-5 or all:2:auto"
+STAGE_HELP = ("UNFREEZE:EPOCHS:LEARNING_RATE, e.g. block5:auto:auto, block5:3:1e-4, 30:2:1e-5, 25%:2:1e-5 or "
+              "all:10:auto")
 AUTO = "auto"
 # When the range test finds no rate that lowers the loss: the rates the default stages used
 # before they found their own (see default_stages).
 FALLBACK_RATE, FALLBACK_RATE_ALL = 1e-5, 1e-6
+# A stage of automatic length gets about STAGE_STEPS optimiser steps, as a head does, within
+# STAGE_EPOCHS, and stops early on the validation loss (training.fit.fit_length's rule).
+STAGE_STEPS, STAGE_EPOCHS = 1000, (3, 40)
+AUGMENT_PRESET = "shift"  # what a fine-tuning augments with when neither it nor its source run says
 
 
 @dataclass(frozen=True)
 class Stage:
     unfreeze: str  # a block name, a layer count ("30"), a share ("25%") or "all"
-    epochs: int
+    epochs: int | None  # None: about STAGE_STEPS optimiser steps (epochs_for), stopped early on val loss
     learning_rate: float | None  # None: found by the learning-rate range test as the stage begins
 
     def __str__(self) -> str:
         rate = AUTO if self.learning_rate is None else f"{self.learning_rate:g}"
-        return f"{self.unfreeze}:{self.epochs}:{rate}"
+        return f"{self.unfreeze}:{AUTO if self.epochs is None else self.epochs}:{rate}"
+
+    def epochs_for(self, steps_per_epoch: int) -> int:
+        """The stage's epochs: as given, or enough for about STAGE_STEPS steps, within STAGE_EPOCHS."""
+        if self.epochs is not None:
+            return self.epochs
+        fewest, most = STAGE_EPOCHS
+        return min(most, max(fewest, -(-STAGE_STEPS // max(1, steps_per_epoch))))
 
     @property
     def fallback_rate(self) -> float:
@@ -78,13 +94,14 @@ def parse_stage(text: str, spec: BackboneSpec) -> Stage:
         raise TlcliError(f"--stage {text!r} is not a stage. Expected {STAGE_HELP}.")
     unfreeze, epochs, rate = (part.strip() for part in parts)
     try:
-        epochs_value, rate_value = int(epochs), None if rate.lower() == AUTO else float(rate)
+        epochs_value = None if epochs.lower() == AUTO else int(epochs)
+        rate_value = None if rate.lower() == AUTO else float(rate)
     except ValueError:
         raise TlcliError(
-            f"--stage {text!r}: epochs must be a whole number and the learning rate a number or auto. "
+            f"--stage {text!r}: epochs must be a whole number or auto, and the learning rate a number or auto. "
             f"Expected {STAGE_HELP}."
         ) from None
-    if epochs_value < 1 or (rate_value is not None and not 0 < rate_value < math.inf):
+    if (epochs_value is not None and epochs_value < 1) or (rate_value is not None and not 0 < rate_value < math.inf):
         raise TlcliError(f"--stage {text!r}: epochs and learning rate must be positive and finite. Expected {STAGE_HELP}.")
     try:
         unfreeze = parse_unfreeze(unfreeze, spec)
@@ -117,8 +134,8 @@ def default_stages(spec: BackboneSpec) -> list[Stage]:
     spread over the training images, so one epoch of Adam at 1e-4 moved random VGG16 features
     far enough to take the validation loss from 0.30 to 34, where 1e-5 reached 0.008 in two."""
     return [
-        Stage(spec.blocks[-1].name, 3, None),
-        Stage("all", 2, None),
+        Stage(spec.blocks[-1].name, None, None),
+        Stage("all", None, None),
     ]
 
 
@@ -157,7 +174,7 @@ class FinetuneConfig:
     cache_features: bool = True  # a stage trains on its frozen part's output, computed once, when that pays
     cache_memory: float = DEFAULT_MEMORY_GIB  # what the caches may hold in memory before they spill to disk
     cache_images: bool = True  # decode each image once per run, not once per epoch
-    fit: FitConfig = dataclasses.field(default_factory=lambda: FitConfig(learning_rate=1e-5, early_stopping=3))
+    fit: FitConfig = dataclasses.field(default_factory=lambda: FitConfig(learning_rate=1e-5))
 
     def __post_init__(self):
         check_types(self)
@@ -172,23 +189,36 @@ class FinetuneConfig:
 def finetune(
     config: FinetuneConfig,
     *,
+    augmentation: AugmentConfig | None = None,
     distribution: DistributeConfig = DistributeConfig(),
     overwrite: bool = False,
     resume: bool = False,
     events: Events = SILENT,
 ) -> Outcome:
-    """Fine-tune a run into `config.out` (a folder, or a URL: runs.remote)."""
+    """Fine-tune a run into `config.out` (a folder, or a URL: runs.remote), its training images
+    augmented by `augmentation` (None: see fine_tuning_augmentation)."""
     with staged_output(config.out, "run", overwrite=overwrite, resume=resume, data=config.data,
                        sources={config.source: "the source run"}) as staged:
-        outcome = _finetune(config, staged.local, distribution, overwrite, resume, events)
+        outcome = _finetune(config, augmentation, staged.local, distribution, overwrite, resume, events)
         return dataclasses.replace(outcome, run_dir=staged.public(outcome.run_dir))
 
 
-def _finetune(config: FinetuneConfig, out: Path | None, distribution: DistributeConfig, overwrite: bool,
-              resume: bool, events: Events) -> Outcome:
+def fine_tuning_augmentation(given: AugmentConfig | None, source: RunInfo) -> AugmentConfig:
+    """`given`, else the augmentation the source run trained with, else the AUGMENT_PRESET."""
+    if given is not None:
+        return given
+    recorded = source.config.get("augmentation")
+    if recorded and not AugmentConfig(**recorded).is_identity:
+        return AugmentConfig(**recorded)
+    return PRESETS[AUGMENT_PRESET]
+
+
+def _finetune(config: FinetuneConfig, augmentation: AugmentConfig | None, out: Path | None,
+              distribution: DistributeConfig, overwrite: bool, resume: bool, events: Events) -> Outcome:
     placement = place(distribution, config.data)  # first: multi-worker collectives need it so
     check_weight_decay(config.fit)
     source = read_run(config.source)
+    augmentation = fine_tuning_augmentation(augmentation, source)
     spec = run_backbone(source)
     source_config = source.config
     stages = [parse_stage(text, spec) for text in config.stages] if config.stages else default_stages(spec)
@@ -202,6 +232,7 @@ def _finetune(config: FinetuneConfig, out: Path | None, distribution: Distribute
         run.start({
             **config.to_dict(),
             "stages": [str(stage) for stage in stages],
+            "augmentation": augmentation.to_dict(),
             "kind": "finetune",
             "source_run": str(source.path.resolve()),
             "model": spec.name,
@@ -211,7 +242,8 @@ def _finetune(config: FinetuneConfig, out: Path | None, distribution: Distribute
             "val_split": options.val_split,
             "test_split": options.test_split,
         })
-        metrics = _run_stages(run, model, base, spec, config, stages, source.image_size)
+        metrics = _run_stages(run, model, base, spec, config, stages, source.image_size,
+                              build_augmenter(augmentation, config.fit.seed))
         if dataset.multi_label:  # the fine-tuned model's probabilities moved: tune its thresholds again
             metrics["thresholds"] = validation_thresholds(model, None, None, dataset, source.image_size,
                                                           config.fit.batch_size)
@@ -227,14 +259,14 @@ def check_class_weight(fit: FitConfig, dataset: Dataset) -> None:
 
 
 def _run_stages(run: TrainingRun, model, base, spec: BackboneSpec, config: FinetuneConfig, stages: list[Stage],
-                image_size: int) -> dict:
+                image_size: int, augment) -> dict:
     """Fit the stages a started run has not finished yet, each kept only if it ends no worse
     than the best before it; the metrics of the model with its backbone frozen again."""
     fit_config, placement = config.fit, run.placement
     decoded = run.decode(config.cache_images, image_size, memory_budget=int(config.cache_memory * 2**30))
-    inputs = image_inputs(placement, run.dataset, image_size, fit_config, decoded)
+    inputs = image_inputs(placement, run.dataset, image_size, fit_config, decoded, augment=augment)
     rates = _StageRates(run.run_dir / BACKUP / "stage-rates.json")
-    session = _Session(model, base, spec, config, image_size, inputs, rates, run)
+    session = _Session(model, base, spec, config, image_size, inputs, rates, run, augment is not None)
     with placement.strategy.scope():
         compile_model(model, fit_config, fit_config.learning_rate, inputs.steps)
     book = _StageBook.open(run.run_dir / BACKUP, model, lambda: _validation_loss(model, inputs), run.events,
@@ -321,6 +353,7 @@ class _Session:
     inputs: StageInputs  # the images, for stages that run end to end
     rates: "_StageRates"
     run: TrainingRun  # its placement, dataset, folder, history, events and the images decoded once
+    augmented: bool  # the training images are augmented (so no stage caches the frozen part's output)
 
 
 def _run_stage(session: _Session, number: int, stage: Stage) -> "_StageResult":
@@ -332,7 +365,7 @@ def _run_stage(session: _Session, number: int, stage: Stage) -> "_StageResult":
     unfreeze(base, start, config.train_batch_norm)
     name = stage_name(number, stage)
     with model.distribute_strategy.scope():
-        route = plan_route(model, base, session.spec, start, config.cache_features, stage.unfreeze)
+        route = plan_route(model, base, session.spec, start, config.cache_features, stage.unfreeze, session.augmented)
     stage_model, inputs, cache = model, session.inputs, None
     if route.split is not None:
         decoded_bytes = sum(images.nbytes for images in run.decoded.caches.values() if images.in_memory)
@@ -343,13 +376,13 @@ def _run_stage(session: _Session, number: int, stage: Stage) -> "_StageResult":
     try:
         rate, source = session.rates.rate(name, stage, lambda: _find_stage_rate(
             stage_model, stage, config.fit, inputs, run.run_dir / f"lr_find_{name}.png", run.events))
-        stage_fit = dataclasses.replace(config.fit, learning_rate=rate, epochs=stage.epochs)
+        stage_fit = dataclasses.replace(config.fit, learning_rate=rate, epochs=stage.epochs_for(inputs.steps))
         with model.distribute_strategy.scope():  # recompiled after every change of what is trainable
-            compile_model(stage_model, stage_fit, rate, inputs.steps * stage.epochs)
+            compile_model(stage_model, stage_fit, rate, inputs.steps * stage_fit.epochs)
         described = f"cached: {route.reason}; {cache.describe()}" if cache else f"{END_TO_END}: {route.reason}"
         run.events.stage(StageStart(
             number, stage.unfreeze, start, len(base.layers), count_parameters(model.trainable_weights),
-            count_parameters(model.non_trainable_weights), rate, stage.epochs, source, described,
+            count_parameters(model.non_trainable_weights), rate, stage_fit.epochs, source, described,
         ))
         result = fit(
             stage_model, inputs.train_data, inputs.val_data, stage_fit,

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from tlcli.augment.augmenter import build_augmenter
+from tlcli.augment.settings import AugmentConfig
 from tlcli.data.row_cache import DEFAULT_MEMORY_GIB
 from tlcli.distribute.placement import DistributeConfig, place
 from tlcli.errors import TlcliError
@@ -23,6 +25,7 @@ from tlcli.storage import Url
 from tlcli.training.config import FitConfig
 from tlcli.training.finetune import (
     FALLBACK_RATE,
+    fine_tuning_augmentation,
     first_unfrozen_index,
     parse_unfreeze,
     run_backbone,
@@ -59,11 +62,13 @@ def find_learning_rate(
     cache_features: bool = True,
     cache_memory: float = DEFAULT_MEMORY_GIB,
     distribution: DistributeConfig = DistributeConfig(),
+    augmentation: AugmentConfig | None = None,
     on_start=None,
 ) -> RateFinding:
     """The learning-rate range test of a run fine-tuned from `unfreezing` (default: its top
-    block), as a fine-tuning stage would train it, on the run's training images; its plot goes
-    to `out` (default: RUN_DIR/lr_find.png). The run's model is read, never written."""
+    block), as a fine-tuning stage would train it, on the run's training images augmented as
+    fine-tuning augments them (`augmentation`, None: finetune's default); its plot goes to `out`
+    (default: RUN_DIR/lr_find.png). The run's model is read, never written."""
     if not 0 < start < end:
         raise TlcliError(f"--start {start:g} and --end {end:g}: the rates must grow from a positive start. "
                          "Use e.g. --start 1e-7 --end 1.")
@@ -80,10 +85,11 @@ def find_learning_rate(
     base = find_base(model, spec)
     first = first_unfrozen_index(base, spec, unfreezing)
     unfreeze(base, first, train_batch_norm)
+    augment = build_augmenter(fine_tuning_augmentation(augmentation, run), fit.seed)
     with model.distribute_strategy.scope():
-        route = plan_route(model, base, spec, first, cache_features, unfreezing)
+        route = plan_route(model, base, spec, first, cache_features, unfreezing, augment is not None)
     if route.split is None:
-        test_model, inputs = model, image_inputs(placement, dataset, run.image_size, fit)
+        test_model, inputs = model, image_inputs(placement, dataset, run.image_size, fit, augment=augment)
     else:  # the stage's own cache, without the validation images the test does not read
         test_model = route.split.upper
         inputs, _ = cached_inputs(placement, dataset, route.split, run.image_size, fit, validation=False,

@@ -23,6 +23,9 @@ keras = import_keras()
 START, END, STEPS = 1e-7, 1.0, 100
 SMOOTHING = 0.9  # the exponential moving average's weight on the past (about a 10-step window)
 BLOW_UP = 4.0  # stop when the smoothed loss exceeds this many times its lowest value (and its first)
+# ... or this many times LOSS_FLOOR, when the lowest is below it: a head fitted to a loss near zero
+# (2e-4 on its training images) wobbles to four times that at harmless rates, which is no divergence.
+LOSS_FLOOR = 0.05  # nats: the right class at about 95%
 MIN_FALL = 0.05  # a suggestion needs the loss to fall by 5% or more along the valley
 RULE = "valley"
 
@@ -129,6 +132,12 @@ class _Recorder(keras.callbacks.Callback):
         smoothed = self._average / (1 - SMOOTHING ** len(self.losses))
         self._lowest = min(self._lowest, smoothed)
         self._first = smoothed if len(self.losses) == 1 else self._first
-        # Above where it began too: a loss that fell to nearly 0 may wobble to 4x that and mean nothing.
-        if smoothed > BLOW_UP * self._lowest and smoothed > self._first:
+        if diverged(smoothed, self._lowest, self._first):
             self.blew_up, self.model.stop_training = True, True
+
+
+def diverged(smoothed: float, lowest: float, first: float) -> bool:
+    """Whether the smoothed loss has blown up: BLOW_UP times its lowest (or LOSS_FLOOR, if the
+    lowest is below it), and above where it began: a loss that fell to nearly 0 may wobble up and
+    mean nothing."""
+    return smoothed > BLOW_UP * max(lowest, LOSS_FLOOR) and smoothed > first

@@ -1,7 +1,7 @@
 """What a fine-tuning stage trains on: images, or the frozen lower part's output computed once.
 
 A stage that unfreezes the backbone from a block trains only what is above that block's start.
-Without augmentation (fine-tuning has none) and with BatchNormalization in inference mode, the
+Without augmentation and with BatchNormalization in inference mode, the
 frozen part below gives each image the same output in every epoch, so the stage can compute it
 once (`cached_inputs`) and train the classifier's upper part on it (`Split.upper`, which shares
 the classifier's weights). The batches are the ones the images would give: the same order in
@@ -60,11 +60,15 @@ class Route:
     reason: str  # why end to end, or where the cut is
 
 
-def plan_route(model, base, spec: BackboneSpec, start: int, cache_features: bool, unfreeze: str) -> Route:
+def plan_route(model, base, spec: BackboneSpec, start: int, cache_features: bool, unfreeze: str,
+               augmented: bool = False) -> Route:
     """Cache at the highest block boundary at or below `start` when the frozen part below it is
-    worth computing once (see MIN_FROZEN_SHARE); otherwise end to end, saying why."""
+    worth computing once (see MIN_FROZEN_SHARE); otherwise end to end, saying why. Augmented
+    images change every epoch, so their frozen output cannot be computed once."""
     if not cache_features:
         return Route(None, "--no-cache-features")
+    if augmented:
+        return Route(None, "the training images are augmented, so they differ in every epoch")
     if all(block_start(base, block) > start for block in spec.blocks):
         return Route(None, f"nothing below {unfreeze} is frozen")
     split = split_classifier(model, base, spec, start)
@@ -77,9 +81,9 @@ def plan_route(model, base, spec: BackboneSpec, start: int, cache_features: bool
 
 
 def image_inputs(placement: Placement, dataset: Dataset, image_size: int, fit_config: FitConfig,
-                 decoded: DecodedImages | None = None) -> StageInputs:
+                 decoded: DecodedImages | None = None, augment=None) -> StageInputs:
     """The stage's batches of images: decoded once per run (`decoded`, see `decode_splits`), or
-    in every epoch without it."""
+    in every epoch without it; the training batches go through `augment` (an augmenter, or None)."""
     num_classes = len(dataset.class_names)
     train_samples, val_samples = dataset.split("train"), dataset.splits.get("val", ())
     class_weights = class_weights_for(fit_config, [sample.label for sample in train_samples], num_classes)
@@ -87,7 +91,7 @@ def image_inputs(placement: Placement, dataset: Dataset, image_size: int, fit_co
     epoch = epoch_counter()
     train_data, steps = image_batches(placement, train_samples, image_size, fit_config.batch_size, num_classes,
                                       shuffle=True, seed=fit_config.seed, epoch=epoch, class_weights=class_weights,
-                                      decoded=decoded.get("train"))
+                                      augment=augment, decoded=decoded.get("train"))
     val_data, val_steps = (
         image_batches(placement, val_samples, image_size, fit_config.batch_size, num_classes,
                       decoded=decoded.get("val")) if val_samples
@@ -96,7 +100,7 @@ def image_inputs(placement: Placement, dataset: Dataset, image_size: int, fit_co
 
     def endless():
         return image_batches(placement, train_samples, image_size, fit_config.batch_size, num_classes, shuffle=True,
-                             seed=fit_config.seed, class_weights=class_weights, endless=True,
+                             seed=fit_config.seed, class_weights=class_weights, endless=True, augment=augment,
                              decoded=decoded.get("train"))[0]
 
     return StageInputs(train_data, steps, val_data, val_steps, epoch, placement.num_workers > 1, endless)
