@@ -36,7 +36,7 @@ from tlcli.storage import location
 from tlcli.training.config import FitConfig, split_fit_settings
 
 NAME = "finetune"
-_DEFAULTS = FitConfig(learning_rate=1e-5, early_stopping=3)
+_DEFAULTS = FitConfig(learning_rate=1e-5)  # early stopping: automatic (training.fit.fit_length)
 _NOT_SETTINGS = {"strategy", "tpu", "precision", "ctx", "run_dir", "config", "overwrite", "resume", "quiet"}
 
 
