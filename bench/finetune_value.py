@@ -22,7 +22,7 @@ Datasets (built here, no download):
   - textures: four kinds of synthetic texture at 64 px on random VGG16 weights.
 
     python bench/finetune_value.py [--datasets transfer,random,textures] [--seeds 0,1,2]
-                                   [--grid full|small] [--max-epochs 40]
+                                   [--grid full|small|recipe] [--max-epochs 40]
 
 Prints mean +- standard deviation over the seeds and the seconds each route took; writes
 bench/results/finetune_value.json.
@@ -181,8 +181,10 @@ def by_hand(head_run: Path, data: Path, unfreeze: str, rate: float, augment: boo
 
 def grid_row(head_run: Path, data: Path, seed: int, grid: str, max_epochs: int) -> dict:
     settings = [(unfreeze, rate, augment) for unfreeze in UNFREEZE for rate in RATES for augment in AUGMENT]
-    if grid == "small":  # every layer only: the by-hand recipe of the table and its rates
+    if grid == "small":  # every layer only
         settings = [setting for setting in settings if setting[0] == "all"]
+    elif grid == "recipe":  # the Keras guide's recipe (every layer, augmented) at each rate
+        settings = [setting for setting in settings if setting[0] == "all" and setting[2]]
     started, results = time.perf_counter(), []
     for setting in settings:
         results.append(by_hand(head_run, data, *setting, seed=seed, max_epochs=max_epochs))
@@ -270,7 +272,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="transfer,random,textures")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--grid", choices=("full", "small"), default="full")
+    parser.add_argument("--grid", choices=("full", "small", "recipe"), default="full")
     parser.add_argument("--max-epochs", type=int, default=MAX_EPOCHS)
     parser.add_argument("--scratch", type=Path, default=None, help="keep the datasets and runs here")
     options = parser.parse_args()

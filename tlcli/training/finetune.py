@@ -55,9 +55,9 @@ AUTO = "auto"
 # When the range test finds no rate that lowers the loss: the rates the default stages used
 # before they found their own (see default_stages).
 FALLBACK_RATE, FALLBACK_RATE_ALL = 1e-5, 1e-6
-# A stage of automatic length gets about STAGE_STEPS optimiser steps, as a head does, within
+# A stage of automatic length gets about STAGE_STEPS optimiser steps (two stages: about 1,000, as a head), within
 # STAGE_EPOCHS, and stops early on the validation loss (training.fit.fit_length's rule).
-STAGE_STEPS, STAGE_EPOCHS = 1000, (3, 40)
+STAGE_STEPS, STAGE_EPOCHS = 500, (3, 20)
 AUGMENT_PRESET = "shift"  # what a fine-tuning augments with when neither it nor its source run says
 
 
