@@ -31,9 +31,10 @@ from tlcli.commands import (
     train,
     tune,
 )
-from tlcli.console import print_error, print_warning
+from tlcli.commands._errors import one_line_errors
+from tlcli.console import print_warning
 from tlcli.errors import TlcliError
-from tlcli.runtime import DEBUG_ENV, debug_enabled
+from tlcli.runtime import DEBUG_ENV
 from tlcli.storage import Url
 
 app = typer.Typer(
@@ -106,21 +107,11 @@ def reports_errors(function):
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
-        try:
+        with one_line_errors():
             check_finite(function, kwargs)
             result = function(*args, **kwargs)
             warn_ephemeral(function, kwargs)
             return result
-        except TlcliError as error:
-            if debug_enabled():
-                raise
-            print_error(str(error))
-            raise typer.Exit(error.exit_code) from None
-        except KeyboardInterrupt:
-            if debug_enabled():
-                raise
-            print_error("Interrupted.")
-            raise typer.Exit(130) from None
 
     return wrapper
 

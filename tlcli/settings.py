@@ -57,6 +57,13 @@ def check_tables(document: dict, tables, settings, source: str) -> None:
         raise TlcliError(f"Unknown table [{unknown[0]}] in {source}. {fix}")
 
 
+def check_known(settings, known, source: str) -> None:
+    """Refuse a setting that the command does not read, naming those it does."""
+    unknown = sorted(key for key in settings if key not in known)
+    if unknown:
+        raise TlcliError(f"Unknown setting(s) in {source}: {', '.join(unknown)}. Known: {', '.join(sorted(known))}.")
+
+
 # What a value of each kind of setting is, in error messages.
 EXPECTED = {str: "a name", int: "a whole number", float: "a number", bool: "true or false", Path: "a path"}
 
@@ -93,64 +100,74 @@ def check_types(config) -> None:
     Only a settings file can give a wrong type (the command line converts its own), so the
     message shows the value as TOML writes it and how to write it instead.
     """
+    defaults = {field.name: field.default for field in dataclasses.fields(config)}
     for name, (kind, optional, many) in _setting_kinds(type(config)).items():
         value = getattr(config, name)
         if value is None and optional:
             continue
-        if many:
-            if not isinstance(value, (list, tuple)) or not all(is_kind(item, kind) for item in value):
-                _wrong_type(config, name, value, "a list")
-            value = tuple(_canonical(item, kind) for item in value)
-        elif is_kind(value, kind):
-            value = _canonical(value, kind)
-        else:
-            _wrong_type(config, name, value, EXPECTED[kind])
+        check_value(option_name(name), name, value, (kind, optional, many), defaults[name])
+        value = tuple(_canonical(item, kind) for item in value) if many else _canonical(value, kind)
         for item in value if many else (value,):
-            _check_range(config, name, item)
+            _check_range(name, item)
         object.__setattr__(config, name, value)
+
+
+def check_value(option: str, name: str, value, kinds: tuple[type, bool, bool], example=None) -> None:
+    """Refuse a value of another kind than a setting's (`setting_kind`), or a number that is not
+    finite: `--epochs "two" is not a whole number. In the config file, write e.g. epochs = 10.`"""
+    kind, _, many = kinds
+    items = value if many and isinstance(value, (list, tuple)) else (value,)
+    if (many and not isinstance(value, (list, tuple))) or not all(is_kind(item, kind) for item in items):
+        raise wrong_type(option, name, value, "a list" if many else EXPECTED[kind], example)
+    for item in items:
+        if isinstance(item, float) and not math.isfinite(item):
+            raise wrong_type(option, name, item, "a finite number", example)
+
+
+def wrong_type(option: str, name: str, value, expected: str, example=None) -> TlcliError:
+    example = _EXAMPLES.get(name, example)
+    shown = example not in (None, dataclasses.MISSING)
+    fix = f" In the config file, write e.g. {name} = {_toml(example)}." if shown else ""
+    return TlcliError(f"{option} {_toml(value)} is not {expected}.{fix}")
 
 
 # Whole-number settings whose range is the library's: NumPy and TensorFlow seeds are 32-bit unsigned.
 _RANGES = {"seed": (0, 2**32 - 1)}
 
 
-def _check_range(config, name: str, value) -> None:
-    """Refuse nan and infinity in any number setting, and a setting outside its range (_RANGES)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        _wrong_type(config, name, value, "a finite number")
+def _check_range(name: str, value) -> None:
+    """Refuse a setting outside its range (_RANGES)."""
     low, high = _RANGES.get(name, (None, None))
     if low is not None and not low <= value <= high:
         raise TlcliError(f"{option_name(name)} {value} is out of range: it must be from {low} to {high}.")
 
 
+def setting_kind(hint) -> tuple[type, bool, bool] | None:
+    """(kind, may be None, is a list of that kind) of a setting typed `hint` (its `Annotated`
+    metadata aside), or None when it is of no kind in EXPECTED."""
+    if typing.get_origin(hint) is typing.Annotated:
+        hint = typing.get_args(hint)[0]
+    arguments = typing.get_args(hint)
+    optional = type(None) in arguments
+    if optional:
+        hint = next(argument for argument in arguments if argument is not type(None))
+    many = typing.get_origin(hint) in (tuple, list)
+    if many:
+        hint = typing.get_args(hint)[0]
+    return (hint, optional, many) if hint in EXPECTED else None
+
+
 @functools.cache
 def _setting_kinds(cls) -> dict[str, tuple[type, bool, bool]]:
-    """(kind, may be None, is a tuple of that kind) of each plain-valued field of a settings dataclass."""
-    kinds = {}
-    for name, hint in typing.get_type_hints(cls).items():
-        arguments = typing.get_args(hint)
-        optional = type(None) in arguments
-        if optional:
-            hint = next(argument for argument in arguments if argument is not type(None))
-        many = typing.get_origin(hint) is tuple
-        if many:
-            hint = typing.get_args(hint)[0]
-        if hint in EXPECTED:
-            kinds[name] = (hint, optional, many)
-    return kinds
+    """`setting_kind` of each plain-valued field of a settings dataclass."""
+    kinds = {name: setting_kind(hint) for name, hint in typing.get_type_hints(cls).items()}
+    return {name: kind for name, kind in kinds.items() if kind is not None}
 
 
 def _canonical(value, kind):
     if kind is Path:  # a URL stays one (tlcli.storage)
         return value if isinstance(value, Url) else Url(value) if is_url(value) else Path(value)
     return float(value) if kind is float else value
-
-
-def _wrong_type(config, name: str, value, expected: str):
-    example = _EXAMPLES.get(name, {f.name: f.default for f in dataclasses.fields(config)}.get(name))
-    shown = example not in (None, dataclasses.MISSING)
-    fix = f" In the config file, write e.g. {name} = {_toml(example)}." if shown else ""
-    raise TlcliError(f"{option_name(name)} {_toml(value)} is not {expected}.{fix}")
 
 
 def _toml(value) -> str:

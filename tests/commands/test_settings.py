@@ -1,5 +1,6 @@
-"""A command's settings (`tlcli.commands._settings`): what is typed on the command line, over what
-its --config file says, over the defaults; a setting or table the command does not read is refused."""
+"""A command's --config file (`tlcli.commands._settings`): its values are the defaults of the options,
+so what is typed on the command line wins over the file, and the file over the defaults; a setting or
+table the command does not read is refused, and a value is checked when its option takes it."""
 
 from __future__ import annotations
 
@@ -62,3 +63,28 @@ def test_a_commands_own_table_holds_its_settings_and_the_top_of_the_file_is_then
     result = runner.invoke(app, ["finetune", str(solved_run), "--config", str(config), "--out", str(tmp_path / "ft")])
     assert one_line_error(result) == "Error: --batch-size 0 is out of range: it must be at least 1."
     assert not (tmp_path / "ft").exists()
+
+
+def test_a_file_value_that_the_command_line_replaces_is_never_checked(flat_dataset, tmp_path):
+    config, out = tmp_path / "settings.toml", tmp_path / "run"
+    config.write_text('epochs = "two"\nbatch_size = 0\n')
+    result = runner.invoke(app, ["train", str(flat_dataset), "--config", str(config), "--epochs", "1", "--batch-size",
+                                 "8", "--label-smoothing", "1", "--out", str(out)])
+    assert one_line_error(result).startswith("Error: --label-smoothing 1.0 is out of range")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command, text, message", [
+    ("train", "[augmentation]\ntilt = 0.1\n",
+     "Unknown setting(s) in --config {config} [augmentation]: tilt. Known: augment, brightness, contrast, crop, flip, "),
+    ("train", '[augmentation]\nrotation = "lots"\n', '--rotation "lots" is not a number.'),
+    ("augment", "[augmentation]\nzoom = true\n", "--zoom true is not a number."),
+    ("finetune", "cache_memory = -1\n", "--cache-memory -1 is out of range: it must be at least 0."),
+])
+def test_a_bad_value_in_a_table_or_out_of_an_options_range_is_one_line(flat_dataset, tmp_path, command, text, message):
+    config, out = tmp_path / "settings.toml", tmp_path / "out"
+    config.write_text(text)
+    target = tmp_path / "no-run" if command == "finetune" else flat_dataset
+    result = runner.invoke(app, [command, str(target), "--config", str(config), "--out", str(out)])
+    assert message.format(config=config) in one_line_error(result)
+    assert not out.exists()

@@ -9,9 +9,12 @@ from typing import Annotated, Optional
 import typer
 
 from tlcli.augment.settings import FLIPS, PRESETS, STRENGTHS
+from tlcli.commands._errors import one_line_errors
 from tlcli.models.backbones import MODEL_NAMES
 from tlcli.models.tta import DEFAULT_VIEW_SET, VIEW_SETS
+from tlcli.settings import check_choice
 from tlcli.storage import location
+from tlcli.training.config import CLASS_WEIGHTS, OPTIMIZERS, SCHEDULES
 
 DataPath = Annotated[
     Path,
@@ -123,15 +126,26 @@ def chosen_views(tta: bool, tta_views: ViewSetName | None) -> str | None:
 
 # Training and fine-tuning. Commands take their defaults from the config dataclasses; a
 # --config file supplies any option not given on the command line.
-Optimizer = Annotated[str, typer.Option(help="adam|adamw|sgd|rmsprop", rich_help_panel="Optimisation")]
+def _one_of(name: str, choices: tuple[str, ...]):
+    """A callback that refuses a value outside `choices` as the option is parsed, in one line, so that
+    a --config file's value is refused in the options' order, among the other checks made then."""
+
+    def check(value: str) -> str:
+        with one_line_errors():
+            return check_choice(name, value, choices)
+
+    return check
+
+
+Optimizer = Annotated[str, typer.Option(help="adam|adamw|sgd|rmsprop", callback=_one_of("optimizer", OPTIMIZERS), rich_help_panel="Optimisation")]
 LearningRate = Annotated[float, typer.Option("--learning-rate", "--lr", help="Learning rate.", rich_help_panel="Optimisation")]
 Momentum = Annotated[float, typer.Option(help="SGD momentum.", rich_help_panel="Optimisation")]
 Nesterov = Annotated[bool, typer.Option("--nesterov/--no-nesterov", help="Nesterov momentum for SGD.", rich_help_panel="Optimisation")]
-Schedule = Annotated[str, typer.Option(help="Learning-rate schedule: constant|cosine|plateau.", rich_help_panel="Optimisation")]
+Schedule = Annotated[str, typer.Option(help="Learning-rate schedule: constant|cosine|plateau.", callback=_one_of("schedule", SCHEDULES), rich_help_panel="Optimisation")]
 Epochs = Annotated[Optional[int], typer.Option(help="Epochs of gradient training.  [default: enough for about 1,000 optimiser steps, 10 to 300]", show_default=False, rich_help_panel="Optimisation")]
 BatchSize = Annotated[int, typer.Option(help="Images per batch; per replica under --strategy (global = this x replicas).", min=1)]
 LabelSmoothing = Annotated[float, typer.Option(help="Label smoothing in [0, 1).", rich_help_panel="Optimisation")]
-ClassWeight = Annotated[str, typer.Option(help="none|balanced: weight classes inversely to their frequency.", rich_help_panel="Optimisation")]
+ClassWeight = Annotated[str, typer.Option(help="none|balanced: weight classes inversely to their frequency.", callback=_one_of("class_weight", CLASS_WEIGHTS), rich_help_panel="Optimisation")]
 EarlyStopping = Annotated[Optional[int], typer.Option(help="Stop after this many epochs without a better val_loss, restoring the best weights; 0 = off.  [default: automatic: judged after about 200 steps, patience 5 epochs and at least 200 steps]", show_default=False, rich_help_panel="Optimisation")]
 WeightDecay = Annotated[float, typer.Option(help="L2 penalty on the head's kernels; with adamw, AdamW's decoupled weight decay (finetune: adamw only).", rich_help_panel="Optimisation")]
 StageCache = Annotated[bool, typer.Option(
@@ -142,7 +156,6 @@ CacheMemory = Annotated[float, typer.Option(
     "--cache-memory", help="GiB that cached rows may take in memory; beyond that they go to a "
     "scratch file in the run directory, removed at the end.", min=0, rich_help_panel="Run")]
 CacheImages = Annotated[bool, typer.Option("--cache-images/--no-cache-images", help="End-to-end training and fine-tuning: decode and resize each image once per run and keep it (uint8, in memory up to 2 GiB, or finetune's --cache-memory, else in a scratch file) for every epoch, instead of decoding it again in every epoch.")]
-Config = Annotated[Optional[Path], typer.Option("--config", parser=location, metavar="PATH", help="TOML settings file: any option by name, augmentation in an \\[augmentation] table; the command line overrides it.", show_default=False, rich_help_panel="Run")]
 Out = Annotated[Optional[Path], typer.Option("--out", "-o", parser=location, metavar="PATH", help="Run directory to write  [default: runs/<time>-<model>]", show_default=False, rich_help_panel="Run")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the output if it already exists.", rich_help_panel="Run")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last completed epoch.", rich_help_panel="Run")]

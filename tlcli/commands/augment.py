@@ -1,29 +1,14 @@
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from tlcli.commands._options import (
-    AllowOutsidePaths,
-    AugmentPreset,
-    Brightness,
-    Config,
-    Contrast,
-    Crop,
-    Flip,
-    Hue,
-    LabelColumns,
-    Labels,
-    Noise,
-    Overwrite,
-    Rotation,
-    Saturation,
-    Seed,
-    Translation,
-    Zoom,
-)
+from tlcli.commands._groups import Augmentation, LabelOptions, takes_option_groups
+from tlcli.commands._options import Overwrite, Seed
+from tlcli.commands._settings import config_option
 from tlcli.console import literal, out
 from tlcli.storage import location
 
@@ -41,6 +26,11 @@ Variants = Annotated[int, typer.Option(help="Augmented versions shown beside eac
 PreviewSize = Annotated[int, typer.Option(help="Size in pixels of each image in the grid.")]
 
 
+# A --config file is read for its [augmentation] table only: a train's file, whose other settings are not read here.
+Config = config_option(tables={"augmentation": Augmentation}, top=False)
+
+
+@takes_option_groups
 def run(
     data: DataOrImage,
     out_path: Out = None,
@@ -49,31 +39,16 @@ def run(
     variants: Variants = 5,
     seed: Seed = 0,
     image_size: PreviewSize = 128,
-    augment: AugmentPreset = None,
-    rotation: Rotation = None,
-    translation: Translation = None,
-    zoom: Zoom = None,
-    flip: Flip = None,
-    crop: Crop = None,
-    brightness: Brightness = None,
-    contrast: Contrast = None,
-    saturation: Saturation = None,
-    hue: Hue = None,
-    noise: Noise = None,
+    augmentation: Augmentation = Augmentation(),
     config: Config = None,
-    labels: Labels = None,
-    label_columns: LabelColumns = None,
-    allow_outside_paths: AllowOutsidePaths = False,
+    labels: LabelOptions = LabelOptions(),
 ) -> None:
     """Preview augmentation: images beside augmented versions drawn by the training pipeline (default preset: standard)."""
     from tlcli.augment.preview import PreviewConfig, preview
 
-    flags = dict(rotation=rotation, translation=translation, zoom=zoom, flip=flip, crop=crop, brightness=brightness,
-                 contrast=contrast, saturation=saturation, hue=hue, noise=noise)
     written = preview(PreviewConfig(
         source=data, out=out_path, overwrite=overwrite, samples=samples, variants=variants, seed=seed,
-        image_size=image_size, augment=augment, flags=flags, config=config, labels=labels,
-        label_columns=label_columns, allow_outside_paths=allow_outside_paths,
+        image_size=image_size, augment=augmentation.augment, flags=augmentation.flags(), **asdict(labels),
     ))
     out.print(
         f"Wrote {literal(written.path)}: {written.rows} image(s), each with {written.columns - 1} "

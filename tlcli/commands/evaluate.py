@@ -1,25 +1,13 @@
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from tlcli.commands._options import (
-    AllowOutsidePaths,
-    BatchSize,
-    Json,
-    Overwrite,
-    LabelColumns,
-    Labels,
-    Precision,
-    RunPath,
-    Strategy,
-    Tpu,
-    Tta,
-    TtaViews,
-    chosen_views,
-)
+from tlcli.commands._groups import Distribution, LabelOptions, takes_option_groups
+from tlcli.commands._options import BatchSize, Json, Overwrite, RunPath, Tta, TtaViews, chosen_views
 from tlcli.commands._render import ConsoleEvents, show_worker_note
 from tlcli.console import err, literal, out, print_json
 from tlcli.storage import location
@@ -39,6 +27,7 @@ EvaluationDataPath = Annotated[
 ]
 
 
+@takes_option_groups
 def run(
     model: RunPath,
     data: EvaluationDataPath,
@@ -67,13 +56,9 @@ def run(
     ] = 0,
     tta: Tta = False,
     tta_views: TtaViews = None,
-    labels: Labels = None,
-    label_columns: LabelColumns = None,
-    allow_outside_paths: AllowOutsidePaths = False,
+    labels: LabelOptions = LabelOptions(),
     batch_size: BatchSize = 32,
-    strategy: Strategy = "auto",
-    tpu: Tpu = None,
-    precision: Precision = "float32",
+    distribution: Distribution = Distribution(),
     as_json: Json = False,
 ) -> None:
     """Evaluate a model on labelled images: scikit-learn metrics, confusion matrix, worst mistakes."""
@@ -81,9 +66,8 @@ def run(
 
     config = EvaluateConfig(
         model=model, data=data, top_k=top_k, out=out_dir, overwrite=overwrite, fail_under=tuple(fail_under or ()),
-        explain=explain, tta=chosen_views(tta, tta_views), labels=labels, label_columns=label_columns,
-        allow_outside_paths=allow_outside_paths, batch_size=batch_size, strategy=strategy, tpu=tpu,
-        precision=precision,
+        explain=explain, tta=chosen_views(tta, tta_views), batch_size=batch_size, **asdict(labels),
+        **asdict(distribution),
     )
     result = evaluate(config, ConsoleEvents())
     if result.written is None:

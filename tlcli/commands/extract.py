@@ -1,27 +1,21 @@
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from tlcli.commands._groups import Distribution, MultiLabelOptions, takes_option_groups
 from tlcli.commands._options import (
-    AllowOutsidePaths,
     BatchSize,
     DataPath,
     ImageSize,
-    LabelColumns,
-    LabelDelimiter,
-    Labels,
     ModelName,
-    MultiLabel,
-    Precision,
     Quiet,
     Seed,
-    Strategy,
     Strict,
     TestSplit,
-    Tpu,
     ValSplit,
     Weights,
 )
@@ -39,6 +33,7 @@ FeaturesOut = Annotated[
 ]
 
 
+@takes_option_groups
 def run(
     data: DataPath,
     features_out: FeaturesOut,
@@ -51,15 +46,9 @@ def run(
     test_split: TestSplit = 0.0,
     seed: Seed = 0,
     strict: Strict = False,
-    labels: Labels = None,
-    label_columns: LabelColumns = None,
-    allow_outside_paths: AllowOutsidePaths = False,
-    multi_label: MultiLabel = False,
-    label_delimiter: LabelDelimiter = " ",
+    labels: MultiLabelOptions = MultiLabelOptions(),
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing features file.")] = False,
-    strategy: Strategy = "auto",
-    tpu: Tpu = None,
-    precision: Precision = "float32",
+    distribution: Distribution = Distribution(),
     quiet: Quiet = False,
 ) -> None:
     """Extract a frozen backbone's features for every image into one .npz file (features, labels, splits, paths)."""
@@ -68,8 +57,7 @@ def run(
     config = ExtractConfig(
         data=data, model=model, out=features_out, weights=weights, image_size=image_size, pooling=pooling,
         batch_size=batch_size, val_split=val_split, test_split=test_split, seed=seed, strict=strict,
-        overwrite=overwrite, labels=labels, label_columns=label_columns, allow_outside_paths=allow_outside_paths,
-        multi_label=multi_label, label_delimiter=label_delimiter, strategy=strategy, tpu=tpu, precision=precision,
+        overwrite=overwrite, **asdict(labels), **asdict(distribution),
     )
     result = extract_dataset(config, ConsoleEvents(quiet))
     if not result.placement.is_chief:

@@ -5,12 +5,12 @@ from typing import Annotated, Optional
 
 import typer
 
+from tlcli.commands._groups import Distribution, takes_option_groups
 from tlcli.commands._options import (
     BatchSize,
     CacheImages,
     CacheMemory,
     ClassWeight,
-    Config,
     EarlyStopping,
     LabelSmoothing,
     LearningRate,
@@ -19,38 +19,37 @@ from tlcli.commands._options import (
     Optimizer,
     Out,
     Overwrite,
-    Precision,
     Quiet,
     Resume,
     Schedule,
     Seed,
     StageCache,
-    Strategy,
     Strict,
-    Tpu,
     WeightDecay,
 )
-from tlcli.commands._settings import command_settings
-from tlcli.distribute.placement import DistributeConfig
+from tlcli.commands._settings import config_option
 from tlcli.storage import location
-from tlcli.training.config import FitConfig, split_fit_settings
+from tlcli.training.config import FitConfig
 
 NAME = "finetune"
 _DEFAULTS = FitConfig(learning_rate=1e-5)  # early stopping: automatic (training.fit.fit_length)
-_NOT_SETTINGS = {"strategy", "tpu", "precision", "ctx", "run_dir", "config", "overwrite", "resume", "quiet"}
+
+# A --config file may set every option but the per-invocation ones, at its top or in a [finetune]
+# table (then the top, where a train's settings may sit, is not read).
+Config = config_option(exclude=("overwrite", "resume", "quiet", Distribution), section="finetune")
 
 
+@takes_option_groups
 def run(
-    ctx: typer.Context,
     run_dir: Annotated[Path, typer.Argument(parser=location, help="The run directory of a `tlcli train` (or finetune) run.", metavar="RUN_DIR", show_default=False)],
     data: Annotated[Optional[Path], typer.Option(parser=location, metavar="PATH", help="Dataset (default: the one recorded in the run).", show_default=False)] = None,
-    stage: Annotated[Optional[list[str]], typer.Option(
+    stages: Annotated[Optional[list[str]], typer.Option(
         "--stage", help="UNFREEZE:EPOCHS:LEARNING_RATE, repeatable, run in order; UNFREEZE is a block name, "
         "a layer count (30), a share (25%) or all; LEARNING_RATE a number, or auto: found by a range test as "
         "the stage begins (see tlcli lr-find). Default: the top block for 3 epochs, then all for 2, both auto.",
         show_default=False)] = None,
-    train_bn: Annotated[bool, typer.Option("--train-bn", help="Also train BatchNormalization scale and offset (statistics stay frozen).")] = False,
-    out_dir: Out = None,
+    train_batch_norm: Annotated[bool, typer.Option("--train-bn", help="Also train BatchNormalization scale and offset (statistics stay frozen).")] = False,
+    out: Out = None,
     optimizer: Optimizer = _DEFAULTS.optimizer,
     learning_rate: LearningRate = _DEFAULTS.learning_rate,
     momentum: Momentum = _DEFAULTS.momentum,
@@ -66,24 +65,23 @@ def run(
     strict: Strict = False,
     cache_features: StageCache = True,
     cache_memory: CacheMemory = 2.0,
-    strategy: Strategy = "auto",
-    tpu: Tpu = None,
-    precision: Precision = "float32",
+    distribution: Distribution = Distribution(),
     config: Config = None,
     overwrite: Overwrite = False,
     resume: Resume = False,
     quiet: Quiet = False,
 ) -> None:
     """Fine-tune a trained run in stages, unfreezing the backbone from the top, into a new run."""
-    given = locals()
-    renamed = {"out_dir": "out", "stage": "stages", "train_bn": "train_batch_norm"}
-    settings = command_settings(ctx, given, _NOT_SETTINGS, renamed, config, section="finetune")
-    settings["stages"] = settings["stages"] or ()
-    rest, fit = split_fit_settings(settings)
+    fit = FitConfig(optimizer=optimizer, learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
+                    schedule=schedule, batch_size=batch_size, label_smoothing=label_smoothing, class_weight=class_weight,
+                    early_stopping=early_stopping, weight_decay=weight_decay, seed=seed)
 
     from tlcli.commands._render import ConsoleEvents, print_summary
     from tlcli.training.finetune import FinetuneConfig, finetune
 
-    outcome = finetune(FinetuneConfig(source=run_dir, fit=fit, **rest), distribution=DistributeConfig(strategy, tpu, precision), overwrite=overwrite,
-        resume=resume, events=ConsoleEvents(quiet))
+    finetune_config = FinetuneConfig(
+        source=run_dir, data=data, out=out, stages=stages or (), train_batch_norm=train_batch_norm, strict=strict,
+        cache_features=cache_features, cache_memory=cache_memory, cache_images=cache_images, fit=fit)
+    outcome = finetune(finetune_config, distribution=distribution, overwrite=overwrite, resume=resume,
+                       events=ConsoleEvents(quiet))
     print_summary(outcome.run_dir, outcome.metrics, outcome.route)

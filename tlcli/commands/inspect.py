@@ -1,22 +1,12 @@
 from __future__ import annotations
 
 import re
+from dataclasses import asdict
 
 import typer
 
-from tlcli.commands._options import (
-    AllowOutsidePaths,
-    DataPath,
-    Json,
-    LabelColumns,
-    LabelDelimiter,
-    Labels,
-    MultiLabel,
-    Seed,
-    Strict,
-    TestSplit,
-    ValSplit,
-)
+from tlcli.commands._groups import MultiLabelOptions, takes_option_groups
+from tlcli.commands._options import DataPath, Json, Seed, Strict, TestSplit, ValSplit
 from tlcli.commands._render import ConsoleEvents
 from tlcli.console import literal, out, print_json
 
@@ -25,6 +15,7 @@ _SHOWN_LINKS = 20
 _SHOWN_PROBLEMS = 20  # problems listed one by one; more are summarised by reason
 
 
+@takes_option_groups
 def run(
     data: DataPath,
     as_json: Json = False,
@@ -32,18 +23,12 @@ def run(
     val_split: ValSplit = 0.2,
     test_split: TestSplit = 0.0,
     seed: Seed = 0,
-    labels: Labels = None,
-    label_columns: LabelColumns = None,
-    allow_outside_paths: AllowOutsidePaths = False,
-    multi_label: MultiLabel = False,
-    label_delimiter: LabelDelimiter = " ",
+    labels: MultiLabelOptions = MultiLabelOptions(),
 ) -> None:
     """Check a dataset: counts per split and class, sizes and modes, bad files, imbalance, leakage."""
     from tlcli.data.inspection import InspectConfig, inspect_data
 
-    config = InspectConfig(data=data, val_split=val_split, test_split=test_split, seed=seed, labels=labels,
-                           label_columns=label_columns, allow_outside_paths=allow_outside_paths,
-                           multi_label=multi_label, label_delimiter=label_delimiter)
+    config = InspectConfig(data=data, val_split=val_split, test_split=test_split, seed=seed, **asdict(labels))
     report = inspect_data(config, ConsoleEvents())
     if as_json:
         print_json(report.to_dict())

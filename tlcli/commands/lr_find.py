@@ -5,26 +5,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from tlcli.commands._options import (
-    BatchSize,
-    CacheMemory,
-    Json,
-    Optimizer,
-    Overwrite,
-    Precision,
-    RunPath,
-    Seed,
-    StageCache,
-    Strategy,
-    Strict,
-    Tpu,
-)
+from tlcli.commands._groups import Distribution, takes_option_groups
+from tlcli.commands._options import BatchSize, CacheMemory, Json, Optimizer, Overwrite, RunPath, Seed, StageCache, Strict
 from tlcli.console import err, literal, out, print_json
 from tlcli.storage import location
 
 NAME = "lr-find"
 
 
+@takes_option_groups
 def run(
     run_dir: RunPath,
     unfreeze: Annotated[Optional[str], typer.Option(
@@ -46,13 +35,10 @@ def run(
     strict: Strict = False,
     cache_features: StageCache = True,
     cache_memory: CacheMemory = 2.0,
-    strategy: Strategy = "auto",
-    tpu: Tpu = None,
-    precision: Precision = "float32",
+    distribution: Distribution = Distribution(),
     as_json: Json = False,
 ) -> None:
     """Find a fine-tuning learning rate: the range test of a stage's unfreezing, plotted, with a suggested rate."""
-    from tlcli.distribute.placement import DistributeConfig
     from tlcli.training.config import FitConfig
     from tlcli.training.lr_find import find_learning_rate
 
@@ -63,7 +49,7 @@ def run(
     found = find_learning_rate(run_dir, unfreeze, data=data, fit=fit, steps=steps, start=start, end=end,
                                out=out_path, overwrite=overwrite, train_batch_norm=train_bn, strict=strict,
                                cache_features=cache_features, cache_memory=cache_memory,
-                               distribution=DistributeConfig(strategy, tpu, precision), on_start=started)
+                               distribution=distribution, on_start=started)
     test = found.test
     if as_json:
         print_json({"run_dir": str(found.run), "unfreeze": found.unfreeze, "plot": found.plot and str(found.plot),

@@ -1,22 +1,13 @@
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from tlcli.commands._options import (
-    AllowOutsidePaths,
-    DataPath,
-    LabelColumns,
-    Labels,
-    Overwrite,
-    Quiet,
-    Seed,
-    Strict,
-    TestSplit,
-    ValSplit,
-)
+from tlcli.commands._groups import LabelOptions, takes_option_groups
+from tlcli.commands._options import DataPath, Overwrite, Quiet, Seed, Strict, TestSplit, ValSplit
 from tlcli.commands._render import ConsoleEvents
 from tlcli.console import literal, out
 from tlcli.storage import location
@@ -33,6 +24,7 @@ ShardMegabytes = Annotated[
 ]
 
 
+@takes_option_groups
 def run(
     data: DataPath,
     pack_out: PackOut,
@@ -41,9 +33,7 @@ def run(
     test_split: TestSplit = 0.0,
     seed: Seed = 0,
     strict: Strict = False,
-    labels: Labels = None,
-    label_columns: LabelColumns = None,
-    allow_outside_paths: AllowOutsidePaths = False,
+    labels: LabelOptions = LabelOptions(),
     overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
@@ -51,8 +41,7 @@ def run(
     from tlcli.data.pack import PackConfig, pack
 
     config = PackConfig(data=data, out=pack_out, shard_mb=shard_mb, val_split=val_split, test_split=test_split,
-                        seed=seed, strict=strict, labels=labels, label_columns=label_columns,
-                        allow_outside_paths=allow_outside_paths, overwrite=overwrite)
+                        seed=seed, strict=strict, overwrite=overwrite, **asdict(labels))
     outcome = pack(config, ConsoleEvents(quiet))
     records = ", ".join(f"{split} {count}" for split, count in outcome.records.items())
     out.print(f"Packed {sum(outcome.records.values())} image(s) ({literal(records)}) into {outcome.shards} shard(s), "

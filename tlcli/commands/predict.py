@@ -4,11 +4,13 @@ import csv
 import json
 import sys
 from enum import Enum
+from dataclasses import asdict
 from typing import Annotated
 
 import typer
 
-from tlcli.commands._options import BatchSize, Precision, RunPath, Strategy, Tpu, Tta, TtaViews, chosen_views
+from tlcli.commands._groups import Distribution, takes_option_groups
+from tlcli.commands._options import BatchSize, RunPath, Tta, TtaViews, chosen_views
 from tlcli.commands._render import ConsoleEvents, show_worker_note
 from tlcli.commands._settings import given_on_command_line
 from tlcli.console import err, literal, out
@@ -23,6 +25,7 @@ class OutputFormat(str, Enum):
     json = "json"
 
 
+@takes_option_groups
 def run(
     ctx: typer.Context,
     model: RunPath,
@@ -36,9 +39,7 @@ def run(
     tta: Tta = False,
     tta_views: TtaViews = None,
     batch_size: BatchSize = 32,
-    strategy: Strategy = "auto",
-    tpu: Tpu = None,
-    precision: Precision = "float32",
+    distribution: Distribution = Distribution(),
 ) -> None:
     """Predict the classes of images: the top-k classes with probabilities, per image (for a
     multi-label run, the labels over their thresholds, with every label's probability)."""
@@ -46,7 +47,7 @@ def run(
 
     config = PredictConfig(
         model=model, paths=tuple(paths), top_k=top_k if "top_k" in given_on_command_line(ctx) else None,
-        tta=chosen_views(tta, tta_views), batch_size=batch_size, strategy=strategy, tpu=tpu, precision=precision,
+        tta=chosen_views(tta, tta_views), batch_size=batch_size, **asdict(distribution),
     )
     predictions = predict(config, ConsoleEvents())
     writer = _writer(predictions, output_format)

@@ -1,73 +1,62 @@
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Optional
 
 import typer
 
+from tlcli.commands._groups import Augmentation, Distribution, MultiLabelOptions, takes_option_groups
 from tlcli.commands._options import (
-    AllowOutsidePaths,
-    AugmentPreset,
     BatchSize,
-    Brightness,
     CacheImages,
     ClassWeight,
-    Config,
-    Contrast,
-    Crop,
     DataPath,
     EarlyStopping,
     Epochs,
-    Flip,
-    Hue,
     ImageSize,
-    LabelColumns,
-    LabelDelimiter,
-    Labels,
     LabelSmoothing,
     LearningRate,
     ModelName,
     Momentum,
-    MultiLabel,
     Nesterov,
-    Noise,
     Optimizer,
     Out,
     Overwrite,
-    Precision,
     Quiet,
     Resume,
-    Rotation,
-    Saturation,
     Schedule,
     Seed,
-    Strategy,
     Strict,
     TestSplit,
-    Tpu,
-    Translation,
     ValSplit,
     WeightDecay,
     Weights,
-    Zoom,
 )
 from tlcli.commands._render import ConsoleEvents, print_summary
-from tlcli.commands._settings import command_settings, given_on_command_line
+from tlcli.commands._settings import config_option, given_on_command_line
 from tlcli.console import err
-from tlcli.distribute.placement import DistributeConfig
-from tlcli.training.config import FitConfig, TrainConfig, parse_dense, split_fit_settings
+from tlcli.training.config import FitConfig, TrainConfig, parse_dense
 
 NAME = "train"
 
-# Settings a --config file may hold: every option below except the per-invocation ones.
-_AUGMENT_FLAGS = ("rotation", "translation", "zoom", "flip", "crop", "brightness", "contrast", "saturation", "hue", "noise")
-_NOT_SETTINGS = {"augment", *_AUGMENT_FLAGS, "strategy", "tpu", "precision", "ctx", "data", "config", "overwrite", "resume", "quiet"}
+
+def _dense_option(value):
+    """--dense as a TOML file may write it, a list of layer sizes (as best.toml does), in the option's form."""
+    sizes = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+    return ",".join(map(str, sizes)) if isinstance(sizes, list) else value
 
 
+# A --config file may set every option but the per-invocation ones, augmentation in its own table.
+Config = config_option(exclude=("overwrite", "resume", "quiet", Distribution), tables={"augmentation": Augmentation},
+                       forms={"dense": _dense_option})
+
+
+@takes_option_groups
 def run(
     ctx: typer.Context,
     data: DataPath,
     model: ModelName = "resnet50",
-    out_dir: Out = None,
+    out: Out = None,
     weights: Weights = "imagenet",
     image_size: ImageSize = None,
     pooling: Annotated[str, typer.Option(help="avg|max|flatten: how the feature map becomes a vector.")] = "avg",
@@ -92,46 +81,33 @@ def run(
     cache_images: CacheImages = True,
     head_solver: Annotated[str, typer.Option(help="auto|lbfgs|gradient. auto: a head without hidden layers on cached features is solved (logistic regression, penalty cross-validated); others are trained by gradient.")] = "auto",
     strict: Strict = False,
-    labels: Labels = None,
-    label_columns: LabelColumns = None,
-    allow_outside_paths: AllowOutsidePaths = False,
-    multi_label: MultiLabel = False,
-    label_delimiter: LabelDelimiter = " ",
-    augment: AugmentPreset = None,
-    rotation: Rotation = None,
-    translation: Translation = None,
-    zoom: Zoom = None,
-    flip: Flip = None,
-    crop: Crop = None,
-    brightness: Brightness = None,
-    contrast: Contrast = None,
-    saturation: Saturation = None,
-    hue: Hue = None,
-    noise: Noise = None,
-    strategy: Strategy = "auto",
-    tpu: Tpu = None,
-    precision: Precision = "float32",
+    labels: MultiLabelOptions = MultiLabelOptions(),
+    augmentation: Augmentation = Augmentation(),
+    distribution: Distribution = Distribution(),
     config: Config = None,
     overwrite: Overwrite = False,
     resume: Resume = False,
     quiet: Quiet = False,
 ) -> None:
     """Train a new head on a frozen backbone (feature-extraction transfer learning)."""
-    given = locals()
-    settings = command_settings(ctx, given, _NOT_SETTINGS, {"out_dir": "out"}, config, tables=("augmentation",))
-    settings["dense"] = parse_dense(settings["dense"])
-    rest, fit = split_fit_settings(settings)
-    train_config = TrainConfig(data=data, fit=fit, **rest)
+    dense_layers = parse_dense(dense)
+    fit = FitConfig(optimizer=optimizer, learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
+                    schedule=schedule, epochs=epochs, batch_size=batch_size, label_smoothing=label_smoothing,
+                    class_weight=class_weight, early_stopping=early_stopping, weight_decay=weight_decay, seed=seed)
+    train_config = TrainConfig(
+        data=data, model=model, out=out, weights=weights, image_size=image_size, pooling=pooling,
+        dense=dense_layers, activation=activation, dropout=dropout, val_split=val_split, test_split=test_split,
+        cache_features=cache_features, cache_images=cache_images, head_solver=head_solver, strict=strict, fit=fit,
+        **asdict(labels))
 
-    from tlcli.augment.settings import augmentation_from_options
     from tlcli.training.train import SOLVED, head_route, train
 
-    augmentation = augmentation_from_options(augment, {flag: given[flag] for flag in _AUGMENT_FLAGS}, config)
-    if not quiet and head_route(train_config, augmentation)[0] == SOLVED:
+    augment_config = augmentation.config()
+    if not quiet and head_route(train_config, augment_config)[0] == SOLVED:
         _note_unused(given_on_command_line(ctx) & _GRADIENT_ONLY)
 
-    outcome = train(train_config, augmentation=augmentation, distribution=DistributeConfig(strategy, tpu, precision),
-                    overwrite=overwrite, resume=resume, events=ConsoleEvents(quiet))
+    outcome = train(train_config, augmentation=augment_config, distribution=distribution, overwrite=overwrite, resume=resume,
+                    events=ConsoleEvents(quiet))
     print_summary(outcome.run_dir, outcome.metrics, outcome.route)
 
 

@@ -1,20 +1,17 @@
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from tlcli.commands._groups import MultiLabelOptions, takes_option_groups
 from tlcli.commands._options import (
-    AllowOutsidePaths,
     EarlyStopping,
     Epochs,
     ImageSize,
-    LabelColumns,
-    LabelDelimiter,
-    Labels,
     ModelName,
-    MultiLabel,
     Overwrite,
     Quiet,
     Seed,
@@ -24,10 +21,10 @@ from tlcli.commands._options import (
     Weights,
 )
 from tlcli.commands._render import ConsoleEvents
-from tlcli.commands._settings import given_on_command_line, merge_settings
+from tlcli.commands._settings import config_option, given_on_command_line
 from tlcli.console import err, literal, out
 from tlcli.errors import TlcliError
-from tlcli.settings import load_toml, table
+from tlcli.settings import load_toml
 from tlcli.storage import location
 from tlcli.training.config import FitConfig
 
@@ -38,9 +35,17 @@ _TRAIN_OPTIONS = ("model", "weights", "image_size", "pooling", "epochs", "early_
                   "val_split", "test_split", "strict", "labels", "label_columns", "allow_outside_paths",
                   "multi_label", "label_delimiter")
 _FINETUNE_OPTIONS = ("epochs", "early_stopping", "seed", "strict")  # the rest are the source run's
-_SEARCH_OPTIONS = ("search", "trials", "objective")
+
+# A --config file's top holds settings of the searched runs: these options, and any other setting of
+# `tlcli train` (or `finetune`, with --finetune), which the search's kind checks.
+Config = config_option(
+    help="TOML file: settings that no trial varies, plus optional tables tune (search, trials, objective) and "
+    "space. The command line overrides it.", rich_help_panel=None,
+    exclude=("finetune", "space", "out_dir", "overwrite", "resume", "quiet"),
+    tables={"tune": ("search", "trials", "objective"), "space": None}, others=True)
 
 
+@takes_option_groups
 def run(
     ctx: typer.Context,
     data: Annotated[Optional[Path], typer.Argument(
@@ -70,46 +75,42 @@ def run(
     val_split: ValSplit = 0.2,
     test_split: TestSplit = 0.0,
     strict: Strict = False,
-    labels: Labels = None,
-    label_columns: LabelColumns = None,
-    allow_outside_paths: AllowOutsidePaths = False,
-    multi_label: MultiLabel = False,
-    label_delimiter: LabelDelimiter = " ",
-    config: Annotated[Optional[Path], typer.Option(
-        "--config", parser=location, metavar="PATH", help="TOML file: settings that no trial varies, plus optional tables tune (search, "
-        "trials, objective) and space. The command line overrides it.", show_default=False)] = None,
+    labels: MultiLabelOptions = MultiLabelOptions(),
+    config: Config = None,
     overwrite: Overwrite = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue a search in --out, skipping finished trials.")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Search head and optimiser settings on cached features, or fine-tuning settings of a trained run (--finetune); write a leaderboard and best.toml."""
-    given = locals()
     from tlcli.tune.search import search_kind, tune
     from tlcli.tune.trials import TuneConfig, check_search
 
-    explicit = given_on_command_line(ctx)
     kind = search_kind(finetune is not None)
-    names = _option_names(finetune, data, explicit)
-    settings = {key: given[key] for key in names}
-    search_settings = {key: given[key] for key in _SEARCH_OPTIONS}
-    space_document = None
+    options = dict(model=model, weights=weights, image_size=image_size, pooling=pooling, epochs=epochs,
+                   early_stopping=early_stopping, seed=seed, val_split=val_split, test_split=test_split, strict=strict,
+                   **asdict(labels))
+    settings = {name: options[name] for name in _option_names(finetune, data, given_on_command_line(ctx))}
     if config is not None:
-        file_settings, where = load_toml(config), f"--config {config}"
-        settings = merge_settings(settings, explicit, file_settings, kind.SETTINGS, ("tune", "space"), where)
-        search_settings = merge_settings(search_settings, explicit, table(file_settings, "tune", config),
-                                         set(_SEARCH_OPTIONS), source=f"{where} [tune]")
-        space_document = file_settings.get("space")
-    source = f"--config {config} [space]"
-    if space is not None:
-        document = load_toml(space, "--space")
-        space_document, source = document.get("space", document), f"--space {space}"
+        config.check_known(kind.SETTINGS)
+        settings |= config.others
+    space_document, source = _space_document(space, config)
 
-    check_search(search_settings["search"])
+    check_search(search)
     base = kind.settings_from(settings, data) if finetune is None else kind.settings_from(settings, data, finetune)
-    parsed_space = kind.search_space(space_document, search_settings["search"], base, source)
-    tune_config = TuneConfig(base=base, space=parsed_space, out=out_dir, **search_settings)
+    tune_config = TuneConfig(base=base, space=kind.search_space(space_document, search, base, source), search=search,
+                             trials=trials, objective=objective, out=out_dir)
     outcome = tune(tune_config, overwrite=overwrite, resume=resume, events=ConsoleEvents(quiet))
     print_leaderboard(outcome, tune_config.objective)
+
+
+def _space_document(space: Path | None, config) -> tuple[dict | None, str]:
+    """The search space's TOML document and where it is: --space FILE, else --config's [space] table."""
+    if space is not None:
+        document = load_toml(space, "--space")
+        return document.get("space", document), f"--space {space}"
+    if config is not None:
+        return config.tables.get("space"), f"{config.source} [space]"
+    return None, ""
 
 
 def _option_names(finetune: Path | None, data: Path | None, explicit: set[str]) -> tuple[str, ...]:

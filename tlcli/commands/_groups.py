@@ -1,0 +1,133 @@
+"""Options that several commands share, as groups declared once.
+
+A group is a frozen dataclass whose fields are options, annotated with their `Annotated` aliases
+(`tlcli.commands._options`). A command takes a group as one parameter (`distribution: Distribution`);
+`takes_option_groups` shows Typer each of the group's options in its place instead, with its name,
+default, help and panel, and hands the command the group built from their values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import typing
+
+from tlcli.augment.settings import FIELDS, AugmentConfig, augmentation_from_options
+from tlcli.commands._options import (
+    AllowOutsidePaths,
+    AugmentPreset,
+    Brightness,
+    Contrast,
+    Crop,
+    Flip,
+    Hue,
+    LabelColumns,
+    LabelDelimiter,
+    Labels,
+    MultiLabel,
+    Noise,
+    Precision,
+    Rotation,
+    Saturation,
+    Strategy,
+    Tpu,
+    Translation,
+    Zoom,
+)
+from tlcli.distribute.placement import DistributeConfig
+
+
+def option_group(cls):
+    """Make a class a group of options: a frozen dataclass that a command takes as one parameter."""
+    cls = dataclasses.dataclass(frozen=True)(cls)
+    cls.__option_group__ = True
+    return cls
+
+
+def is_option_group(annotation) -> bool:
+    return isinstance(annotation, type) and getattr(annotation, "__option_group__", False)
+
+
+def takes_option_groups(command):
+    """A command whose group parameters are spread into their options for Typer, and gathered back
+    into the group before it runs. A group parameter's default, if one of the group, gives its
+    options' defaults (otherwise the group's own)."""
+    hints = typing.get_type_hints(command, include_extras=True)
+    signature = inspect.signature(command)
+    parameters, groups = [], {}
+    for parameter in signature.parameters.values():
+        group = hints.get(parameter.name, parameter.annotation)
+        if not is_option_group(group):
+            parameters.append(parameter.replace(annotation=group))
+            continue
+        default = parameter.default if isinstance(parameter.default, group) else group()
+        fields = typing.get_type_hints(group, include_extras=True)
+        names = [field.name for field in dataclasses.fields(group)]
+        parameters += [inspect.Parameter(name, parameter.kind, default=getattr(default, name), annotation=fields[name])
+                       for name in names]
+        groups[parameter.name] = (group, names, default)
+    taken = [parameter.name for parameter in parameters]
+    if len(taken) != len(set(taken)):
+        raise TypeError(f"{command.__qualname__}: an option of a group has the name of another parameter.")
+
+    @functools.wraps(command)
+    def gathered(*args, **kwargs):
+        for name, (group, names, default) in groups.items():
+            kwargs[name] = group(**{field: kwargs.pop(field, getattr(default, field)) for field in names})
+        return command(*args, **kwargs)
+
+    gathered.__signature__ = signature.replace(parameters=parameters)
+    gathered.__annotations__ = {parameter.name: parameter.annotation for parameter in parameters}
+    return gathered
+
+
+@option_group
+class Distribution(DistributeConfig):
+    """Where to run (tf.distribute): the DistributeConfig that --strategy, --tpu and --precision give."""
+
+    strategy: Strategy = "auto"
+    tpu: Tpu = None
+    precision: Precision = "float32"
+
+
+@option_group
+class LabelOptions:
+    """A label file instead of class folders, and how to read it; the fields of the library's configs."""
+
+    labels: Labels = None
+    label_columns: LabelColumns = None
+    allow_outside_paths: AllowOutsidePaths = False
+
+
+@option_group
+class MultiLabelOptions(LabelOptions):
+    """The label file's options, and several labels per image in it."""
+
+    multi_label: MultiLabel = False
+    label_delimiter: LabelDelimiter = " "
+
+
+@option_group
+class Augmentation:
+    """An augmentation preset and the strength flags over it; None is "not given", so that the
+    preset (or a --config file's [augmentation] table, through the flags' defaults) decides."""
+
+    augment: AugmentPreset = None
+    rotation: Rotation = None
+    translation: Translation = None
+    zoom: Zoom = None
+    flip: Flip = None
+    crop: Crop = None
+    brightness: Brightness = None
+    contrast: Contrast = None
+    saturation: Saturation = None
+    hue: Hue = None
+    noise: Noise = None
+
+    def flags(self) -> dict:
+        return {name: getattr(self, name) for name in FIELDS}
+
+    def config(self, default: str = "none") -> AugmentConfig:
+        """The settings: the flags over the preset (`default` when none is named)."""
+        return augmentation_from_options(self.augment, self.flags(), default=default)
