@@ -135,10 +135,12 @@ def solved_run(colour_dataset, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def finetuned_run(solved_run, tmp_path_factory) -> tuple[Path, str]:
-    """`solved_run` fine-tuned for one epoch of its top block: (the run directory, finetune's output)."""
+    """`solved_run` fine-tuned for one epoch of its top block, without augmentation (so on the frozen
+    part's cached output): (the run directory, finetune's output)."""
     run = tmp_path_factory.mktemp("runs") / "finetuned"
     top = tiny_backbone.TINY.blocks[-1].name
-    result = invoke("finetune", solved_run, "--stage", f"{top}:1:1e-4", "--batch-size", 8, "--out", run)
+    result = invoke("finetune", solved_run, "--stage", f"{top}:1:1e-4", "--batch-size", 8, "--augment", "none",
+                    "--out", run)
     return run, result.output
 
 

@@ -145,7 +145,7 @@ def test_fine_tuning_on_images_decoded_once_is_fine_tuning_on_images_decoded_eve
     # Images at the model's input size: resizing leaves their whole-number pixels as they are, so
     # the uint8 images decoded once are those decoded every epoch, and every figure must agree.
     data = write_colour_dataset(tmp_path / "data", size=(32, 32))
-    common = ("--data", data, "--stage", "block3:2:1e-4", "--batch-size", 4, "--early-stopping", 0)
+    common = ("--data", data, "--stage", "block3:2:1e-4", "--batch-size", 4, "--early-stopping", 0, "--augment", "none")
     once = invoke("finetune", tiny_run, *common, "--out", tmp_path / "once")
     invoke("finetune", tiny_run, *common, "--no-cache-images", "--quiet", "--out", tmp_path / "every")
     assert "Images decoded once for every epoch: 24 train + 12 val at 32x32, 0.1 MB in memory" in once.output
@@ -159,7 +159,8 @@ def test_fine_tuning_on_images_decoded_once_is_fine_tuning_on_images_decoded_eve
 
 # Two stages, the second cut lower than the first: a resumed run skips the finished stage and
 # goes on inside the second.
-TWO_STAGES = ("--stage", "block3:2:1e-4", "--stage", "block2:3:1e-5", "--batch-size", 4, "--early-stopping", 0)
+TWO_STAGES = ("--stage", "block3:2:1e-4", "--stage", "block2:3:1e-5", "--batch-size", 4, "--early-stopping", 0,
+              "--augment", "none")
 EVERY_EPOCH = [(1, "stage1-block3"), (2, "stage1-block3"), (3, "stage2-block2"), (4, "stage2-block2"),
                (5, "stage2-block2")]
 
@@ -182,7 +183,7 @@ def test_finetune_interrupted_by_ctrl_c_resumes_to_the_uninterrupted_fine_tuning
     reference, _ = finetuned_run
     stopped = tmp_path / "stopped"
     args = ("finetune", solved_run, "--stage", "block3:1:1e-4", "--stage", "all:2:50", "--batch-size", 8,
-            "--out", stopped)
+            "--augment", "none", "--out", stopped)
     release = interrupt_after(2)  # the second stage's first epoch, backed up
     interrupted = invoke(*args, "--quiet", expect=130)
     release()
@@ -229,7 +230,7 @@ def test_a_stage_on_the_frozen_parts_cached_output_trains_as_the_stage_end_to_en
     def tune(name, *flags):
         out = tmp_path / name
         invoke("finetune", tiny_run, "--stage", "block3:2:1e-4", "--batch-size", 8, "--early-stopping", 0,
-               "--quiet", "--out", out, *flags)
+               "--augment", "none", "--quiet", "--out", out, *flags)
         route = json.loads((out / "metrics.json").read_text())["stage_rates"]["stage1-block3"]["route"]
         return read_history(out), load_run_model(out)[0].get_weights(), route
 
@@ -253,3 +254,44 @@ def test_a_stage_that_trains_the_whole_backbone_runs_end_to_end_and_says_why(tin
     invoke("finetune", tiny_run, "--stage", "all:1:1e-6", "--batch-size", 8, "--quiet", "--out", tmp_path / "ft")
     route = json.loads((tmp_path / "ft" / "metrics.json").read_text())["stage_rates"]["stage1-all"]["route"]
     assert route == "end to end: nothing below all is frozen"
+
+
+@pytest.mark.parametrize("stages", [
+    pytest.param(("--stage", "block3:auto:1e-4"), id="one stage of automatic length"),
+    pytest.param((), id="the default stages", marks=pytest.mark.slow),
+])
+def test_fine_tuning_augments_by_default_for_about_500_steps_a_stage_and_says_why_it_runs_end_to_end(solved_run,
+                                                                                                   tmp_path, stages):
+    """After a solved head the training images are fitted to a loss near zero: fine-tuning learns
+    only from new views of them, so it augments (the shift preset) unless told otherwise."""
+    from tlcli.augment.settings import PRESETS
+    from tlcli.training.finetune import STAGE_EPOCHS
+
+    result = invoke("finetune", solved_run, *stages, "--batch-size", 8, "--out", tmp_path / "ft")
+    config = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert config["augmentation"] == PRESETS["shift"].to_dict()
+    assert config["stages"] == (["block3:auto:0.0001"] if stages else ["block3:auto:auto", "all:auto:auto"])
+    routes = json.loads((tmp_path / "ft" / "metrics.json").read_text())["stage_rates"]
+    assert routes["stage1-block3"]["route"] == "end to end: the training images are augmented, so they differ in every epoch"
+    # 24 training images in batches of 8: 3 steps an epoch, so a stage takes its most epochs.
+    assert " ".join(result.output.split()).count(f"│ {STAGE_EPOCHS[1]} │") == len(config["stages"])
+    assert 2 <= len(read_history(tmp_path / "ft")) <= len(config["stages"]) * STAGE_EPOCHS[1]
+
+
+def test_fine_tuning_augments_as_the_source_run_did_or_as_told(colour_dataset, tmp_path):
+    from tlcli.augment.settings import PRESETS
+
+    invoke("train", colour_dataset, "--model", "tinynet", "--weights", "none", "--image-size", 32, "--augment", "light",
+           "--epochs", 1, "--quiet", "--out", tmp_path / "light")
+    stage = ("--stage", "block3:1:1e-4", "--batch-size", 8, "--quiet")
+    invoke("finetune", tmp_path / "light", *stage, "--out", tmp_path / "inherited")
+    invoke("finetune", tmp_path / "light", *stage, "--augment", "none", "--zoom", 0.2, "--out", tmp_path / "told")
+    (tmp_path / "settings.toml").write_text('[augmentation]\naugment = "shift"\nrotation = 0.05\n')
+    invoke("finetune", tmp_path / "light", *stage, "--config", tmp_path / "settings.toml", "--out", tmp_path / "file")
+
+    def augmentation(name):
+        return json.loads((tmp_path / name / "config.json").read_text())["augmentation"]
+
+    assert augmentation("inherited") == PRESETS["light"].to_dict()
+    assert augmentation("told") == {**PRESETS["none"].to_dict(), "zoom": 0.2}
+    assert augmentation("file") == {**PRESETS["shift"].to_dict(), "rotation": 0.05}

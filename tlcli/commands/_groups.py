@@ -128,6 +128,10 @@ class Augmentation:
     def flags(self) -> dict:
         return {name: getattr(self, name) for name in FIELDS}
 
+    def chosen(self) -> AugmentConfig | None:
+        """The settings, or None when no option (nor a --config table) names any: the workflow's default."""
+        return None if all(value is None for value in (self.augment, *self.flags().values())) else self.config()
+
     def config(self, default: str = "none") -> AugmentConfig:
         """The settings: the flags over the preset (`default` when none is named)."""
         return augmentation_from_options(self.augment, self.flags(), default=default)

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tlcli.commands._groups import Distribution, takes_option_groups
+from tlcli.commands._groups import Augmentation, Distribution, takes_option_groups
 from tlcli.commands._options import (
     BatchSize,
     CacheImages,
@@ -36,7 +36,8 @@ _DEFAULTS = FitConfig(learning_rate=1e-5)  # early stopping: automatic (training
 
 # A --config file may set every option but the per-invocation ones, at its top or in a [finetune]
 # table (then the top, where a train's settings may sit, is not read).
-Config = config_option(exclude=("overwrite", "resume", "quiet", Distribution), section="finetune")
+Config = config_option(exclude=("overwrite", "resume", "quiet", Distribution), section="finetune",
+                       tables={"augmentation": Augmentation})
 
 
 @takes_option_groups
@@ -46,7 +47,8 @@ def run(
     stages: Annotated[Optional[list[str]], typer.Option(
         "--stage", help="UNFREEZE:EPOCHS:LEARNING_RATE, repeatable, run in order; UNFREEZE is a block name, "
         "a layer count (30), a share (25%) or all; LEARNING_RATE a number, or auto: found by a range test as "
-        "the stage begins (see tlcli lr-find). Default: the top block for 3 epochs, then all for 2, both auto.",
+        "the stage begins (see tlcli lr-find); EPOCHS a number, or auto: about 500 optimiser steps (3 to 20 "
+        "epochs), stopped early on the validation loss. Default: the top block, then all, both auto:auto.",
         show_default=False)] = None,
     train_batch_norm: Annotated[bool, typer.Option("--train-bn", help="Also train BatchNormalization scale and offset (statistics stay frozen).")] = False,
     out: Out = None,
@@ -65,13 +67,15 @@ def run(
     strict: Strict = False,
     cache_features: StageCache = True,
     cache_memory: CacheMemory = 2.0,
+    augmentation: Augmentation = Augmentation(),
     distribution: Distribution = Distribution(),
     config: Config = None,
     overwrite: Overwrite = False,
     resume: Resume = False,
     quiet: Quiet = False,
 ) -> None:
-    """Fine-tune a trained run in stages, unfreezing the backbone from the top, into a new run."""
+    """Fine-tune a trained run in stages, unfreezing the backbone from the top, into a new run. The training
+    images are augmented: as the source run's were, else with the shift preset (--augment none: not at all)."""
     fit = FitConfig(optimizer=optimizer, learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
                     schedule=schedule, batch_size=batch_size, label_smoothing=label_smoothing, class_weight=class_weight,
                     early_stopping=early_stopping, weight_decay=weight_decay, seed=seed)
@@ -82,6 +86,6 @@ def run(
     finetune_config = FinetuneConfig(
         source=run_dir, data=data, out=out, stages=stages or (), train_batch_norm=train_batch_norm, strict=strict,
         cache_features=cache_features, cache_memory=cache_memory, cache_images=cache_images, fit=fit)
-    outcome = finetune(finetune_config, distribution=distribution, overwrite=overwrite, resume=resume,
-                       events=ConsoleEvents(quiet))
+    outcome = finetune(finetune_config, augmentation=augmentation.chosen(), distribution=distribution,
+                       overwrite=overwrite, resume=resume, events=ConsoleEvents(quiet))
     print_summary(outcome.run_dir, outcome.metrics, outcome.route)

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tlcli.commands._groups import Distribution, takes_option_groups
+from tlcli.commands._groups import Augmentation, Distribution, takes_option_groups
 from tlcli.commands._options import BatchSize, CacheMemory, Json, Optimizer, Overwrite, RunPath, Seed, StageCache, Strict
 from tlcli.console import err, literal, out, print_json
 from tlcli.storage import location
@@ -35,6 +35,7 @@ def run(
     strict: Strict = False,
     cache_features: StageCache = True,
     cache_memory: CacheMemory = 2.0,
+    augmentation: Augmentation = Augmentation(),
     distribution: Distribution = Distribution(),
     as_json: Json = False,
 ) -> None:
@@ -44,12 +45,13 @@ def run(
 
     fit = FitConfig(optimizer=optimizer, batch_size=batch_size, seed=seed)
     def started():
-        err.print("Running the range test: the rate grows each step until the loss blows up (the run is not changed).")
+        err.print("Running the range test: the rate grows each step until the loss blows up (the run's model is "
+                  "not changed).")
 
     found = find_learning_rate(run_dir, unfreeze, data=data, fit=fit, steps=steps, start=start, end=end,
                                out=out_path, overwrite=overwrite, train_batch_norm=train_bn, strict=strict,
                                cache_features=cache_features, cache_memory=cache_memory,
-                               distribution=distribution, on_start=started)
+                               distribution=distribution, augmentation=augmentation.chosen(), on_start=started)
     test = found.test
     if as_json:
         print_json({"run_dir": str(found.run), "unfreeze": found.unfreeze, "plot": found.plot and str(found.plot),
@@ -64,5 +66,5 @@ def run(
     out.print(f"Suggested learning rate for {literal(found.unfreeze)}: [bold]{test.suggestion:.2g}[/] "
               f"({test.rule} rule: halfway down the longest fall of the smoothed loss; the test {test.stopped} "
               f"after {len(test.rates)} steps).{where}")
-    out.print(f"Use it with: tlcli finetune {literal(found.run)} --stage {literal(found.unfreeze)}:3:{test.suggestion:.2g}"
-              f"  (or --stage {literal(found.unfreeze)}:3:auto)")
+    out.print(f"Use it with: tlcli finetune {literal(found.run)} --stage {literal(found.unfreeze)}:auto:{test.suggestion:.2g}"
+              f"  (or --stage {literal(found.unfreeze)}:auto:auto)")
