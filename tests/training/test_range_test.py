@@ -43,3 +43,28 @@ def test_a_loss_near_zero_that_wobbles_up_has_not_diverged():
     assert diverged(4 * LOSS_FLOOR + 0.01, lowest=2e-4, first=2e-4)
     assert diverged(2.5, lowest=0.5, first=0.6) and not diverged(1.9, lowest=0.5, first=0.6)
     assert not diverged(2.5, lowest=0.5, first=3.0), "not above where it began"
+
+
+def test_a_low_first_batch_of_a_noisy_curve_is_neither_its_lowest_nor_a_blow_up():
+    """On augmented batches one batch's loss may be a third of the rest (seen on a fine-tuned
+    VGG16's digits: 0.11, then 0.15 to 0.45): the range test once took a low first batch for the
+    curve's lowest point and called the ordinary noise after it a blow-up."""
+    from types import SimpleNamespace
+
+    from tlcli.training.range_test import _Recorder
+
+    rng = np.random.default_rng(0)
+    losses = [0.1, *np.clip(rng.normal(0.35, 0.1, 60), 0.12, None)]
+    recorder = _Recorder(np.geomspace(1e-7, 1e-5, len(losses)))
+    recorder.set_model(SimpleNamespace(stop_training=False))
+    for epoch, loss in enumerate(losses):
+        recorder.on_epoch_end(epoch, {"loss": float(loss)})
+    assert not recorder.blew_up and len(recorder.losses) == len(losses)
+
+    recorder = _Recorder(np.geomspace(1e-7, 1.0, 40))  # and a real blow-up still stops it
+    recorder.set_model(SimpleNamespace(stop_training=False))
+    for epoch, loss in enumerate([0.35] * 20 + [0.35 * 2 ** step for step in range(1, 20)]):
+        recorder.on_epoch_end(epoch, {"loss": loss})
+        if recorder.blew_up:
+            break
+    assert recorder.blew_up and 20 < len(recorder.losses) < 39

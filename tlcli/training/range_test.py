@@ -26,6 +26,9 @@ BLOW_UP = 4.0  # stop when the smoothed loss exceeds this many times its lowest 
 # ... or this many times LOSS_FLOOR, when the lowest is below it: a head fitted to a loss near zero
 # (2e-4 on its training images) wobbles to four times that at harmless rates, which is no divergence.
 LOSS_FLOOR = 0.05  # nats: the right class at about 95%
+# The lowest and the first smoothed loss are read once the average has seen this many steps: before,
+# it is a few batches' losses, and on augmented batches one of them may be a third of the rest.
+SETTLED = 10
 MIN_FALL = 0.05  # a suggestion needs the loss to fall by 5% or more along the valley
 RULE = "valley"
 
@@ -109,8 +112,10 @@ def range_test(model, batches, fit: FitConfig, *, start: float = START, end: flo
 
 
 def _lowest_before_blow_up(smoothed: np.ndarray) -> int:
-    """The last index before the loss starts its final climb (the whole curve if it never does)."""
-    return int(np.argmin(smoothed)) if len(smoothed) else 0
+    """The last index before the loss starts its final climb (the whole curve if it never does),
+    the average settled (SETTLED steps) or not, for a short curve."""
+    settled = SETTLED - 1 if len(smoothed) > SETTLED else 0
+    return settled + int(np.argmin(smoothed[settled:])) if len(smoothed) else 0
 
 
 class _Recorder(keras.callbacks.Callback):
@@ -130,8 +135,10 @@ class _Recorder(keras.callbacks.Callback):
         self.losses.append(loss)
         self._average = SMOOTHING * self._average + (1 - SMOOTHING) * loss
         smoothed = self._average / (1 - SMOOTHING ** len(self.losses))
+        if len(self.losses) < SETTLED:
+            return
         self._lowest = min(self._lowest, smoothed)
-        self._first = smoothed if len(self.losses) == 1 else self._first
+        self._first = smoothed if len(self.losses) == SETTLED else self._first
         if diverged(smoothed, self._lowest, self._first):
             self.blew_up, self.model.stop_training = True, True
 
