@@ -10,6 +10,7 @@ import pytest
 
 from helpers import invoke, read_history, runner
 from tlcli.cli import app
+from tlcli.training.finetune import FALLBACK_RATE
 
 
 def _digest(path) -> str:
@@ -63,7 +64,7 @@ def test_an_auto_stage_trains_at_the_rate_its_range_test_found(tiny_run, tmp_pat
     entry = rates["stage1-block3"]
     assert entry["source"] in ("found, valley rule", "none found: fallback")
     if entry["source"].startswith("none"):
-        assert entry["learning_rate"] == 1e-5  # the stage's fallback
+        assert entry["learning_rate"] == FALLBACK_RATE  # the stage's fallback
     assert float(read_history(out)[0]["learning_rate"]) == pytest.approx(entry["learning_rate"], rel=1e-5)
     said = "the range test suggests" if entry["source"].startswith("found") else "no learning rate lowered"
     assert f"block3: {said}" in result.output and (out / "lr_find_stage1-block3.png").is_file()
