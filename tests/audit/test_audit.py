@@ -135,3 +135,16 @@ def test_fix_labels_replaces_only_tlclis_own_file(faulty, tmp_path):
     assert "already exists" in runner.invoke(app, ["audit", str(faulty.data), *map(str, TINY_TRAIN), "--fix-labels",
                                                     str(fix)], terminal_width=400).output
     invoke("audit", faulty.data, *TINY_TRAIN, "--fix-labels", fix, "--overwrite")
+
+
+def test_multi_label_data_gets_the_other_sections_and_a_label_file_that_trains(tmp_path):
+    from helpers import write_multi_label_dataset
+
+    labels = write_multi_label_dataset(tmp_path / "data", 24)
+    result = invoke("audit", tmp_path / "data", "--labels", labels, "--multi-label", *TINY_TRAIN,
+                    "--fix-labels", tmp_path / "fixed.csv", "--json")
+    document = json.loads(result.stdout)
+    assert document["label_errors"] is None and "with --multi-label no label is checked" in document["notes"][0]
+    assert len(document["outliers"]["rows"]) == 20
+    invoke("train", tmp_path / "data", "--labels", tmp_path / "fixed.csv", "--multi-label", *TINY_TRAIN,
+           "--out", tmp_path / "run")
