@@ -270,6 +270,21 @@ def _same_leaderboard(first: Path, second: Path):
     assert scores(first) == scores(second)
 
 
+def _same_audit(first: Path, second: Path):
+    def tails(value):  # every image named apart from where its dataset is
+        if isinstance(value, dict):
+            return {key: _image_tail(item) if key == "path" else tails(item) for key, item in value.items()}
+        return [tails(item) for item in value] if isinstance(value, list) else value
+
+    def findings(folder):
+        document = json.loads((folder / "audit" / "audit.json").read_text())
+        for differs in ("data", "dataset_notes", "seconds"):  # where the images came from, and how long it took
+            document.pop(differs)
+        return tails(document)
+
+    assert findings(first) == findings(second)
+
+
 # Every command that reads a dataset, as (its arguments given a run, DATA and an output folder; how
 # two of its outputs are the same): a dataset read another way (packed, at a URL) must give what
 # the folder gives.
@@ -282,6 +297,7 @@ DATA_READERS = {
                                      "--out", out / "tune"), _same_leaderboard),
     "augment": (lambda run, data, out: ("augment", data, "--samples", 2, "--variants", 2, "--flip", "horizontal",
                                         "--out", out / "grid.png"), _same_picture),
+    "audit": (lambda run, data, out: ("audit", data, *TINY_TRAIN, "--out", out / "audit"), _same_audit),
 }
 
 

@@ -41,7 +41,7 @@ def test_whole_process_help_and_version():
     result = _tlcli("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"tlcli {__version__}"
     for command in ("models", "inspect", "pack", "augment", "train", "finetune", "tune", "evaluate", "calibrate", "explain",
-                    "predict", "export", "extract"):
+                    "predict", "export", "extract", "audit"):
         help_text = _tlcli(command, "--help")
         assert help_text.returncode == 0 and "Usage: tlcli " + command in help_text.stdout
 
@@ -49,7 +49,7 @@ def test_whole_process_help_and_version():
 def test_every_command_has_help_and_the_app_its_version():
     """In this process, for every command the app registers (a new one included the day it is added)."""
     assert {"models", "inspect", "pack", "augment", "train", "lr-find", "finetune", "tune", "evaluate", "calibrate",
-            "explain", "predict", "export", "extract"} == set(COMMANDS)
+            "explain", "predict", "export", "extract", "audit"} == set(COMMANDS)
     version = runner.invoke(app, ["--version"])
     assert version.exit_code == 0 and version.stdout == f"tlcli {__version__}\n"
     listing = runner.invoke(app, [])

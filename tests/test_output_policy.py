@@ -51,6 +51,7 @@ OUTPUTS = {
                                  "--out", out), "folder"),
     "tune": (lambda w, out: ("tune", w.data, *TINY_TRAIN, "--search", "random", "--trials", 1, "--epochs", 1,
                              "--out", out), "folder"),
+    "audit": (lambda w, out: ("audit", w.data, *TINY_TRAIN, "--out", out), "folder"),
 }
 WRITES_NOTHING = {"models", "inspect", "predict"}  # they print, and write no file
 IN_PLACE = {"calibrate"}  # writes the run it is given, and nothing else (tests/evaluate/test_calibrate.py)

@@ -16,6 +16,7 @@ import typer
 
 from tlcli import __version__
 from tlcli.commands import (
+    audit,
     augment,
     calibrate,
     evaluate,
@@ -117,7 +118,7 @@ def reports_errors(function):
 
 
 for module in (models, inspect, pack, augment, train, lr_find, finetune, tune, evaluate, calibrate, explain, predict, export,
-               extract):
+               extract, audit):
     app.command(module.NAME, help=module.run.__doc__)(reports_errors(module.run))
 
 

@@ -21,7 +21,7 @@ def test_tta_views_imply_tta_and_tta_alone_averages_the_default_views():
         assert chosen_views(False, ViewSetName(name)) == name == chosen_views(True, ViewSetName(name))
 
 
-@pytest.mark.parametrize("command", ["train", "tune", "extract"])
+@pytest.mark.parametrize("command", ["train", "tune", "extract", "audit"])
 def test_every_command_that_takes_a_backbone_offers_every_one(command, monkeypatch):
     monkeypatch.setenv("COLUMNS", "400")  # at 80 columns Rich cuts some names short, with an ellipsis
     result = runner.invoke(app, [command, "--help"])

@@ -103,6 +103,27 @@ def test_unusable_datasets_are_clear_errors(tmp_path, arrange, message):
         load_dataset(root)
 
 
+@pytest.mark.parametrize(
+    "arrange, classes, notes",
+    [
+        (lambda root: write_class_folders(root, {"only": 5}), ("only",), ""),
+        (lambda root: write_class_folders(root, {"a": 5, "b": 1}), ("a", "b"), "the train split has no image of b"),
+        (lambda root: (write_class_folders(root / "train", {"a": 3, "b": 3}),
+                       write_class_folders(root / "val", {"a": 1, "c": 1})), ("a", "b", "c"),
+         "the train split has no image of c; the val split has no image of b"),
+    ],
+    ids=["one-class", "tiny-class", "classes-differ"],
+)
+def test_a_lenient_reading_keeps_what_training_refuses_with_a_note(tmp_path, arrange, classes, notes):
+    """tlcli audit reads datasets that training refuses, to say what is wrong with them."""
+    root = tmp_path / "data"
+    arrange(root)
+    dataset = load_dataset(root, lenient=True)
+    assert dataset.class_names == classes
+    assert sum(len(samples) for samples in dataset.splits.values()) == sum(1 for _ in root.rglob("*.png"))
+    assert "; ".join(note for note in dataset.notes if "has no image" in note) == notes
+
+
 def test_bad_split_fractions_are_rejected():
     with pytest.raises(TlcliError, match="--val-split 1.5 is out of range"):
         SplitOptions(val_split=1.5)

@@ -17,6 +17,7 @@ from tlcli.runs.atomic import (
     sibling,
     sign_png,
     signed_by_tlcli,
+    signed_csv,
     swap_into_place,
     tidy_leftovers,
     write_atomic,
@@ -59,6 +60,23 @@ def test_an_npz_is_tlclis_only_with_the_archive_comment(tmp_path):
         archive.comment = npz_comment()
     assert signed_by_tlcli(tmp_path / "plain.npz")
     assert np.load(tmp_path / "plain.npz")["x"].tolist() == [0, 1, 2]  # numpy ignores the comment
+
+
+def test_a_csv_is_tlclis_only_while_its_rows_are_those_it_signed(tmp_path):
+    import csv
+
+    path = tmp_path / "labels.csv"
+    path.write_text(signed_csv(("path", "label"), [("a.png", "cat"), ("b, c.png", "dog")]))
+    assert signed_by_tlcli(path)
+    with open(path, newline="") as handle:  # any CSV reader sees the columns, and one more, empty
+        rows = list(csv.DictReader(handle))
+    assert [(row["path"], row["label"]) for row in rows] == [("a.png", "cat"), ("b, c.png", "dog")]
+    assert list(rows[0])[-1].startswith("tlcli ") and rows[0][list(rows[0])[-1]] == ""
+
+    path.write_text(path.read_text().replace("cat", "lion"))  # a user's correction
+    assert not signed_by_tlcli(path)
+    path.write_text("path,label,tlcli 0.1.0 sha256=" + "0" * 64 + "\na.png,cat,\n")  # a copied header
+    assert not signed_by_tlcli(path)
 
 
 def test_a_folder_is_swapped_in_whole(tmp_path):

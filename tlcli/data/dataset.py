@@ -239,14 +239,23 @@ def _stratified_split(
     return result
 
 
-def build_dataset(found: Scan, options: SplitOptions = SplitOptions()) -> Dataset:
-    """Split and validate a scanned dataset; raise a TlcliError when it cannot be trained on."""
+def build_dataset(found: Scan, options: SplitOptions = SplitOptions(), lenient: bool = False) -> Dataset:
+    """Split and validate a scanned dataset; raise a TlcliError when it cannot be trained on.
+
+    `lenient` (for `tlcli audit`, which reads a dataset to find what is wrong with it) accepts
+    what training refuses: a single class, a class too small to split, and splits whose classes
+    differ (the classes are then those of every split together, with a note).
+    """
     if found.label_sets is not None:
         return _build_multi_label(found, options)
-    per_split, notes = _split_files(found, options)
-    if not any(per_split.values()):
+    per_split, notes = _split_files(found, options, lenient)
+    if not any(per_split.values()) or lenient and not any(any(classes.values()) for classes in per_split.values()):
         raise TlcliError(_nothing_usable(found))
-    class_names = _check_names(found, _check_classes(found.root, per_split, found.labels is not None))
+    if lenient:
+        class_names = _all_classes(per_split, notes)
+    else:
+        class_names = _check_classes(found.root, per_split, found.labels is not None)
+    class_names = _check_names(found, class_names)
     label_of = {name: index for index, name in enumerate(class_names)}
     splits = {}
     for split in SPLITS:
@@ -255,7 +264,7 @@ def build_dataset(found: Scan, options: SplitOptions = SplitOptions()) -> Datase
         samples = [
             Sample(path, label_of[name], found.checked[path].needs_pil)
             for name in class_names
-            for path in per_split[split][name]
+            for path in per_split[split].get(name, ())
         ]
         splits[split] = tuple(sorted(samples, key=lambda sample: str(sample.path)))
     return Dataset(
@@ -321,9 +330,10 @@ def _random_split(paths: list[Path], options: SplitOptions, fractions: dict[str,
     return result
 
 
-def _split_files(found: Scan, options: SplitOptions) -> tuple[dict, list[str]]:
+def _split_files(found: Scan, options: SplitOptions, lenient: bool = False) -> tuple[dict, list[str]]:
     """The usable files per split and class: the folders' own splits, or a seeded stratified
-    split of a flat layout (and of train/ for a missing val/); with a note on how they were split."""
+    split of a flat layout (and of train/ for a missing val/); with a note on how they were split.
+    `lenient`: a class too small to reach every split is split all the same (see build_dataset)."""
     good = {
         split: {name: found.good_files(split, name) for name in classes}
         for split, classes in found.files.items()
@@ -331,7 +341,8 @@ def _split_files(found: Scan, options: SplitOptions) -> tuple[dict, list[str]]:
     if found.layout == "flat":
         fractions = {"val": options.val_split, "test": options.test_split}
         fractions = {split: value for split, value in fractions.items() if value > 0}
-        _require_enough(good["all"], found.root, minimum=max(2, 1 + len(fractions)))
+        if not lenient:
+            _require_enough(good["all"], found.root, minimum=max(2, 1 + len(fractions)))
         note = (
             "split " + ", ".join(f"{split} {value:.0%}" for split, value in fractions.items())
             + f" per class with seed {options.seed}"
@@ -341,7 +352,8 @@ def _split_files(found: Scan, options: SplitOptions) -> tuple[dict, list[str]]:
         return _stratified_split(good["all"], options, fractions), [note]
     per_split, notes = dict(good), []
     if "train" in per_split and "val" not in per_split and options.val_split > 0:
-        _require_enough(per_split["train"], found.root / "train", minimum=2)
+        if not lenient:
+            _require_enough(per_split["train"], found.root / "train", minimum=2)
         per_split.update(_stratified_split(per_split["train"], options, {"val": options.val_split}))
         notes.append(f"no val/ folder: took {options.val_split:.0%} of train/ per class as validation"
                      if found.labels is None else
@@ -405,6 +417,17 @@ def _check_classes(root: Path, per_split: dict, listed: bool = False) -> list[st
     return class_names
 
 
+def _all_classes(per_split: dict, notes: list[str]) -> list[str]:
+    """Every class of every split, noting those that some split lacks (see build_dataset)."""
+    present = {split: {name for name, paths in classes.items() if paths} for split, classes in per_split.items()}
+    class_names = sorted(set().union(*present.values()))
+    for split, names in present.items():
+        missing = [name for name in class_names if name not in names]
+        if missing:
+            notes.append(f"the {split} split has no image of {', '.join(missing)}")
+    return class_names
+
+
 def _require_enough(classes: dict[str, list[Path]], where: Path, minimum: int) -> None:
     for class_name, paths in classes.items():
         if len(paths) < minimum:
@@ -421,15 +444,16 @@ def load_dataset(
     strict: bool = False,
     on_checked: Callable[[int], None] | None = None,
     labels: LabelFile | None = None,
+    lenient: bool = False,
 ) -> Dataset:
     """Scan, check and split a dataset (its class folders, or `labels`), or read a packed one.
-    With `strict`, any bad file is an error."""
+    With `strict`, any bad file is an error; `lenient`, see build_dataset."""
     if is_packed(root):
         return packed_dataset(root, labels, strict)
     found = scan(root, on_checked, labels)
     if strict:
         refuse_problems(found.problems)
-    return build_dataset(found, options)
+    return build_dataset(found, options, lenient)
 
 
 def encoded_images(samples: Sequence[Sample]) -> list[bytes | None]:

@@ -2,15 +2,20 @@
 beside their place and swapped in, and tlcli's signature in the single files it writes.
 
 A kill at any moment leaves the old file or folder or the new one, never neither and never half
-of one. The policy of where tlcli may write at all is `runs.outputs`.
+of one. The single files tlcli writes carry its signature (a PNG's Software text, an .npz's
+comment, a CSV's last column), so that --overwrite replaces only tlcli's own. The policy of where tlcli may write at all is `runs.outputs`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import ctypes
+import hashlib
+import io
 import json
 import os
+import re
 import shutil
 import struct
 import tempfile
@@ -18,6 +23,7 @@ import uuid
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Iterable, Sequence
 
 from tlcli.storage import Location, Url, atomic_url_file
 
@@ -111,9 +117,47 @@ def npz_comment() -> bytes:
     return signature().encode()
 
 
+_CSV_SIGNATURE = re.compile(r"^" + SIGNATURE_PREFIX + r" \S+ sha256=([0-9a-f]{64})$")
+
+
+def signed_csv(fields: Sequence[str], rows: Iterable[Sequence]) -> str:
+    """A CSV document of `rows` under the header `fields`, with one more column, empty in every
+    row, whose name is tlcli's signature and the sha256 of the rows: "tlcli VERSION sha256=HEX".
+
+    A CSV has no place for metadata that every reader skips, and a comment line would be read as
+    the header; an extra column is ignored by tlcli's label reader, pandas and spreadsheets alike.
+    The digest makes a copy that someone edited (re-saved by a spreadsheet, say) no longer
+    tlcli's, so that --overwrite never replaces a user's corrections.
+    """
+    body = io.StringIO()
+    writer = csv.writer(body, lineterminator="\n")
+    for row in rows:
+        writer.writerow([*row, ""])
+    text = body.getvalue()
+    header = io.StringIO()
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    csv.writer(header, lineterminator="\n").writerow([*fields, f"{signature()} sha256={digest}"])
+    return header.getvalue() + text
+
+
+def _csv_signed(handle, head: bytes) -> bool:
+    """Whether the CSV whose first bytes are `head` ends its header with tlcli's signature and its
+    rows are still those the signature's digest was made of."""
+    line, newline, _ = head.partition(b"\n")
+    found = _CSV_SIGNATURE.match(line.decode("utf-8", errors="replace").rsplit(",", 1)[-1])
+    if not newline or found is None:
+        return False
+    handle.seek(len(line) + 1)
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: handle.read(2**20), b""):
+        digest.update(chunk)
+    return digest.hexdigest() == found.group(1)
+
+
 def signed_by_tlcli(path: Location) -> bool:
-    """Whether the file at `path` carries tlcli's signature: a PNG's Software text or an .npz's
-    archive comment. Any other file, or one that cannot be read, is not tlcli's."""
+    """Whether the file at `path` carries tlcli's signature: a PNG's Software text, an .npz's
+    archive comment, or a CSV's signature column whose digest still matches its rows. Any other
+    file, or one that cannot be read, is not tlcli's."""
     try:
         with Path(path).open("rb") if not isinstance(path, Url) else path.open("rb") as handle:
             head = handle.read(4096)
@@ -123,9 +167,9 @@ def signed_by_tlcli(path: Location) -> bool:
                 handle.seek(0)
                 with zipfile.ZipFile(handle) as archive:
                     return archive.comment.decode(errors="replace").startswith(SIGNATURE_PREFIX)
+            return _csv_signed(handle, head)
     except (OSError, ValueError, zipfile.BadZipFile):
         return False
-    return False
 
 
 def _png_software(head: bytes) -> str:

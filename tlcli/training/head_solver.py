@@ -4,7 +4,9 @@ On cached features a head with no hidden layer is a small convex problem, so tlc
 with scikit-learn's L-BFGS `LogisticRegression` instead of running an optimiser for a guessed
 number of epochs. The L2 penalty is chosen by stratified k-fold cross-validation on the
 training features over a log grid of C (scikit-learn's inverse penalty), walked from the
-strongest penalty up with warm starts and stopped once it stops improving.
+strongest penalty up with warm starts and stopped once it stops improving. The held-out
+probabilities of that cross-validation at the chosen C are every image's out-of-fold prediction
+(`out_of_fold_probabilities`), which `tlcli audit` reads for likely label errors.
 
 A multi-label (sigmoid) head is solved one label at a time: one-vs-rest binary logistic
 regressions, each with its own cross-validated C (`solve_one_vs_rest`).
@@ -12,6 +14,7 @@ regressions, each with its own cross-validated C (`solve_one_vs_rest`).
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -98,30 +101,71 @@ def solve_linear_head(
 
     With `penalty` (C) given, it is used as it is; otherwise it is cross-validated.
     """
-    from sklearn import config_context
-    from threadpoolctl import threadpool_limits
-
     started = time.perf_counter()
-    labels = np.asarray(labels)
-    present, counts = np.unique(labels, return_counts=True)
-    if len(present) < 2:
-        raise TlcliError("The training images hold a single class; a classifier needs two or more.")
-    # One BLAS thread: on problems this size more threads only contend (measured 10x slower
-    # with the second core busy). The features are checked once, here, not in each of the
-    # hundred fits and scores (scikit-learn's checks were a third of the time).
-    if not np.all(np.isfinite(features)):
-        raise TlcliError("The backbone produced non-finite features (NaN or infinity); check the weights.")
-    with threadpool_limits(1), warnings.catch_warnings(), config_context(assume_finite=True, skip_parameter_validation=True):
-        warnings.simplefilter("ignore")  # ConvergenceWarning at the weakest penalties
+    labels, smallest_class = _checked(features, labels)
+    with _solving():
         # The solution lies in the span of the training features, so the problem is solved in
         # coordinates of that span: exact, and far smaller when features outnumber images.
         coordinates, basis = _row_space(np.asarray(features, np.float64))
         folds, path, note = 0, [], None
         if penalty is None:
-            penalty, folds, path, note = _cross_validate(coordinates, labels, sample_weight, int(counts.min()), seed)
+            penalty, folds, path, note, _ = _cross_validate(coordinates, labels, sample_weight, smallest_class, seed)
         model = _classifier(penalty).fit(coordinates, labels, sample_weight=sample_weight)
     kernel, bias = _dense_weights(model, basis, num_classes)
     return LinearSolution(kernel, bias, penalty, folds, path, note, time.perf_counter() - started)
+
+
+def _checked(features: np.ndarray, labels) -> tuple[np.ndarray, int]:
+    """(the labels as an array, the number of images of the rarest class), once the features are
+    known to be finite and the labels to hold two classes or more."""
+    labels = np.asarray(labels)
+    present, counts = np.unique(labels, return_counts=True)
+    if len(present) < 2:
+        raise TlcliError("The training images hold a single class; a classifier needs two or more.")
+    # The features are checked once, here, not in each of the hundred fits and scores
+    # (scikit-learn's checks were a third of the time).
+    if not np.all(np.isfinite(features)):
+        raise TlcliError("The backbone produced non-finite features (NaN or infinity); check the weights.")
+    return labels, int(counts.min())
+
+
+@contextlib.contextmanager
+def _solving():
+    """One BLAS thread (on problems this size more threads only contend: measured 10x slower
+    with the second core busy), no repeated input checks, and no ConvergenceWarning (the
+    weakest penalties stop at the iteration limit, as intended)."""
+    from sklearn import config_context
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1), warnings.catch_warnings(), config_context(assume_finite=True, skip_parameter_validation=True):
+        warnings.simplefilter("ignore")
+        yield
+
+
+@dataclass
+class OutOfFold:
+    """Each image's class probabilities from the cross-validation model that did not see it."""
+
+    probabilities: np.ndarray  # images x classes, columns in the order of the sorted labels
+    penalty: float  # the C cross-validation chose, as solve_linear_head chooses it
+    folds: int
+    path: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, *, seed: int = 0) -> OutOfFold:
+    """Cross-validate the penalty on standardized `features` exactly as `solve_linear_head` does
+    (the same stratified folds, grid and stopping rule) and keep, for each image, the held-out
+    probabilities of the fold model at the chosen C: an honest prediction for every image, at no
+    cost beyond the cross-validation itself. Every class needs two images or more."""
+    started = time.perf_counter()
+    labels, smallest_class = _checked(features, labels)
+    if smallest_class < 2:
+        raise TlcliError("Out-of-fold probabilities need two images or more of every class.")
+    with _solving():
+        coordinates, _ = _row_space(np.asarray(features, np.float64))
+        penalty, folds, path, _, probabilities = _cross_validate(coordinates, labels, None, smallest_class, seed)
+    return OutOfFold(probabilities, penalty, folds, path, time.perf_counter() - started)
 
 
 def _classifier(penalty: float, tolerance: float = _FINAL_TOLERANCE):
@@ -140,34 +184,39 @@ def _row_space(features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def _cross_validate(features, labels, sample_weight, smallest_class: int, seed: int):
-    """(chosen C, folds, the path of scores per C, a note when no fold was possible)."""
+    """(chosen C, folds, the path of scores per C, a note when no fold was possible, and each
+    image's held-out probabilities at the chosen C: None without folds)."""
     from sklearn.model_selection import StratifiedKFold
 
     folds = min(MAX_FOLDS, smallest_class)
     if folds < 2:
         note = (f"A class has a single training image, so no cross-validation fold is possible: "
                 f"the penalty is scikit-learn's default, C={DEFAULT_PENALTY:g}.")
-        return DEFAULT_PENALTY, 0, [], note
+        return DEFAULT_PENALTY, 0, [], note, None
     splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(features, labels))
     models = [_classifier(PENALTIES[0], _CV_TOLERANCE) for _ in splits]
     classes = np.unique(labels)
-    path, best, since_best = [], None, 0
+    path, best, best_scores, since_best = [], None, None, 0
     for penalty in PENALTIES:
         scores = [_fold_scores(model, penalty, features, labels, sample_weight, train, held_out, classes)
                   for model, (train, held_out) in zip(models, splits)]
-        accuracy, log_loss = (float(np.mean(values)) for values in zip(*scores))
+        accuracy, log_loss = (float(np.mean([score[number] for score in scores])) for number in (0, 1))
         path.append({"C": penalty, "cv_accuracy": accuracy, "cv_log_loss": log_loss})
         # Best accuracy first; among equal accuracies the lower log loss (better calibrated).
         if best is None or (round(accuracy, 9), -log_loss) > (round(best["cv_accuracy"], 9), -best["cv_log_loss"]):
-            best, since_best = path[-1], 0
+            best, best_scores, since_best = path[-1], scores, 0
         else:
             since_best += 1
             if since_best >= PATIENCE:
                 break
-    return best["C"], folds, path, None
+    probabilities = np.empty((len(labels), len(classes)))
+    for (_, held_out), score in zip(splits, best_scores):
+        probabilities[held_out] = score[2]
+    return best["C"], folds, path, None, probabilities
 
 
 def _fold_scores(model, penalty, features, labels, sample_weight, train, held_out, classes):
+    """(held-out accuracy, held-out log loss, held-out probabilities) of `model` fitted at `penalty`."""
     from sklearn.metrics import accuracy_score, log_loss
 
     weights = None if sample_weight is None else sample_weight[train]
@@ -177,6 +226,7 @@ def _fold_scores(model, penalty, features, labels, sample_weight, train, held_ou
     return (
         accuracy_score(labels[held_out], model.classes_[probabilities.argmax(1)], sample_weight=held_out_weights),
         log_loss(labels[held_out], probabilities, labels=classes, sample_weight=held_out_weights),
+        probabilities,
     )
 
 
