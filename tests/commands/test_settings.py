@@ -16,7 +16,7 @@ from tlcli.cli import app
     ("train", 'epochs = 2\n[augmentation]\nflip = "none"\n[spcae]\ndropout = [0.1]\n',
      "Unknown table [spcae] in --config {config}. Known tables: [augmentation];"),
     ("augment", '[augmentaton]\nflip = "none"\n', "Unknown table [augmentaton] in --config {config}."),
-    ("finetune", '[augmentation]\nflip = "none"\n', "Unknown table [augmentation] in --config {config}. Known tables: [finetune];"),
+    ("finetune", '[space]\nflip = "none"\n', "Unknown table [space] in --config {config}. Known tables: [augmentation], [finetune];"),
     ("finetune", "[finetune]\nbatch_size = 8\n[finetune.stage]\nepochs = 1\n",
      "Unknown table [stage] in --config {config} [finetune]. It holds settings (key = value), not tables."),
     ("tune", "[spcae]\nlearning_rate = [0.1]\n", "Unknown table [spcae] in --config {config}. Known tables: [tune], [space];"),

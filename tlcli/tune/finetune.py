@@ -3,8 +3,8 @@ run's backbone, and at what learning rate.
 
 A trial is one `tlcli finetune` stage: it loads the run's saved model, unfreezes the backbone
 from the trial's depth to the top (BatchNormalization keeps running in inference mode), fits on
-the images with early stopping, and is scored on the validation images, split exactly as the
-run was trained. best.toml holds the settings `tlcli finetune RUN_DIR --config best.toml` reads,
+the images, augmented as `tlcli finetune` augments them by default, with early stopping, and is
+scored on the validation images, split exactly as the run was trained. best.toml holds the settings `tlcli finetune RUN_DIR --config best.toml` reads,
 with the best trial as its one stage.
 """
 
@@ -15,6 +15,7 @@ import functools
 import json
 from pathlib import Path
 
+from tlcli.augment.augmenter import build_augmenter
 from tlcli.data.pipeline import epoch_counter
 from tlcli.distribute.placement import DistributeConfig, place
 from tlcli.errors import TlcliError
@@ -34,6 +35,7 @@ from tlcli.training.finetune import (
     FinetuneConfig,
     Stage,
     count_parameters,
+    fine_tuning_augmentation,
     first_unfrozen_index,
     parse_stage,
     parse_unfreeze,
@@ -161,8 +163,10 @@ class FinetuneTrials:
         batches = functools.partial(image_batches, self.placement, image_size=run.image_size,
                                     batch_size=fit_config.batch_size, num_classes=self.num_classes)
         epoch = epoch_counter()
+        augment = build_augmenter(fine_tuning_augmentation(None, self.run_info), fit_config.seed)
         train_data, steps = batches(self.train_samples, shuffle=True, seed=fit_config.seed, epoch=epoch,
-                                    class_weights=self.class_weights, decoded=self.decoded.get("train"))
+                                    class_weights=self.class_weights, augment=augment,
+                                    decoded=self.decoded.get("train"))
         val_data, _ = batches(self.val_samples, decoded=self.decoded.get("val"))
         metrics = fit_and_measure(model, train_data, val_data, fit_config, steps=steps, run_dir=trial_dir,
                                   history=History(trial_dir / HISTORY), stage=stage_name(1, stage), epoch=epoch)
