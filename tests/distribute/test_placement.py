@@ -117,7 +117,7 @@ def test_two_workers_train_identical_weights_and_write_one_run(colour_dataset, t
 def test_two_workers_fine_tune_on_the_frozen_parts_cached_output_and_agree(tiny_run, tmp_path):
     # Each worker computes the cache for its share of the images and receives the others' rows.
     run_dir = tmp_path / "cluster-ft"
-    arguments = ["finetune", str(tiny_run), "--stage", "block3:2:1e-4", "--batch-size", "4",
+    arguments = ["finetune", str(tiny_run), "--stage", "block3:2:1e-4", "--augment", "none", "--batch-size", "4",
                  "--strategy", "multi-worker", "--out", str(run_dir)]
     outputs = _finish(_start_workers(arguments, _free_ports(2), cwd=tmp_path))
     fingerprints = [line.split("│")[2].strip() for output in outputs for line in output.splitlines()

@@ -127,7 +127,7 @@ def test_stage_parsing_accepts_blocks_counts_shares_and_all():
 
 @pytest.mark.slow
 def test_a_stage_that_ends_worse_is_rolled_back(tiny_run, tmp_path):
-    result = invoke("finetune", tiny_run, "--stage", "block3:1:1e-5", "--stage", "all:1:50",
+    result = invoke("finetune", tiny_run, "--stage", "block3:1:1e-5", "--stage", "all:1:50", "--augment", "none",
                     "--optimizer", "sgd", "--batch-size", 8, "--early-stopping", 0, "--out", tmp_path / "ft")
     assert "Stage 2 ended worse" in result.output and "rolled back" in result.output
     metrics = json.loads((tmp_path / "ft" / "metrics.json").read_text())
@@ -251,7 +251,8 @@ def test_a_stage_on_the_frozen_parts_cached_output_trains_as_the_stage_end_to_en
 
 @pytest.mark.slow
 def test_a_stage_that_trains_the_whole_backbone_runs_end_to_end_and_says_why(tiny_run, tmp_path):
-    invoke("finetune", tiny_run, "--stage", "all:1:1e-6", "--batch-size", 8, "--quiet", "--out", tmp_path / "ft")
+    invoke("finetune", tiny_run, "--stage", "all:1:1e-6", "--batch-size", 8, "--augment", "none", "--quiet",
+           "--out", tmp_path / "ft")
     route = json.loads((tmp_path / "ft" / "metrics.json").read_text())["stage_rates"]["stage1-all"]["route"]
     assert route == "end to end: nothing below all is frozen"
 
