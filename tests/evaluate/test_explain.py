@@ -1,4 +1,4 @@
-"""`tlcli explain` and `evaluate --explain`: Grad-CAM maps of saved models, run for real."""
+"""`tlcli explain` and `evaluate --explain`: maps of saved models, run for real."""
 
 from __future__ import annotations
 
@@ -13,10 +13,7 @@ from PIL import Image
 import tiny_backbone
 from helpers import invoke, runner, write_patch_dataset
 from tlcli.cli import app
-from tlcli.evaluate.explain import PREDICTED, GradCam, Heatmap
 from tlcli.evaluate.heatmaps import DISPLAY_SIDE, GAP, TILE_SIDE
-from tlcli.models.backbones import BACKBONES, CLASSIC_NAMES
-from tlcli.models.saved import load_run_model
 
 PATCH_IMAGE_SIZE = 64  # TinyNet's last convolution (block3_conv2, after two poolings) is 16 x 16 here
 
@@ -70,46 +67,6 @@ def test_every_image_gets_a_picture_and_the_sheet_shows_them_all(patch_explained
         assert picture.size[0] == GAP + 2 * (DISPLAY_SIDE + GAP)  # the image, and the image under its map
     saved = json.loads((out / "explain.json").read_text())
     assert len(saved["images"]) == 8 and saved["backbone_layer"] == tiny_backbone.TINY.last_conv_layer
-
-
-def test_the_peak_is_the_hottest_cell_in_the_images_own_pixels():
-    values = np.zeros((4, 4), np.float32)
-    values[0, 3] = 1.0
-    assert Heatmap(0, 0.9, values).peak(200, 100) == {"x": 175, "y": 12}
-    assert Heatmap(0, 0.9, np.zeros((1, 1), np.float32)).peak(200, 100) is None  # flat: nowhere in particular
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", CLASSIC_NAMES)
-def test_a_fine_tuned_run_of_every_backbone_is_explained_at_its_smallest_size(trained_runs, name):
-    """The maps come from the backbone table's last block, through the fine-tuned model as saved."""
-    _, tuned, _ = trained_runs[name]
-    model, info = load_run_model(tuned)
-    spec = BACKBONES[name]
-    images = np.random.default_rng(0).uniform(0, 255, (3, spec.min_size, spec.min_size, 3)).astype(np.float32)
-    probabilities, heatmaps = GradCam(model)(images, [PREDICTED, 0, 2])
-
-    np.testing.assert_allclose(probabilities, np.asarray(model(images, training=False)), atol=1e-5)
-    block = model.get_layer(name.replace("inceptionv3", "inception_v3")).get_layer(spec.last_conv_layer)
-    assert [heatmap.values.shape for heatmap in heatmaps] == [tuple(block.output.shape[1:3])] * 3
-    assert [heatmap.class_index for heatmap in heatmaps] == [int(probabilities[0].argmax()), 0, 2]
-    for heatmap in heatmaps:
-        assert heatmap.values.min() >= 0 and heatmap.values.max() <= 1
-
-
-def test_the_maps_come_from_the_tables_last_block_through_the_model_as_saved(tiny_run):
-    """The per-backbone test above, on TinyNet (a fine-tuned run is saved in the same shape)."""
-    model, info = load_run_model(tiny_run)
-    spec = BACKBONES[tiny_backbone.NAME]
-    images = np.random.default_rng(0).uniform(0, 255, (3, info.image_size, info.image_size, 3)).astype(np.float32)
-    probabilities, heatmaps = GradCam(model)(images, [PREDICTED, 0, 2])
-
-    np.testing.assert_allclose(probabilities, np.asarray(model(images, training=False)), atol=1e-5)
-    block = model.get_layer(spec.name).get_layer(spec.last_conv_layer)
-    assert [heatmap.values.shape for heatmap in heatmaps] == [tuple(block.output.shape[1:3])] * 3 == [(8, 8)] * 3
-    assert [heatmap.class_index for heatmap in heatmaps] == [int(probabilities[0].argmax()), 0, 2]
-    for heatmap in heatmaps:
-        assert heatmap.values.min() >= 0 and heatmap.values.max() <= 1
 
 
 def test_a_calibrated_model_explains_the_same_place_with_its_own_probabilities(

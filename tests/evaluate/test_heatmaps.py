@@ -1,4 +1,4 @@
-"""tlcli.evaluate.heatmaps: Grad-CAM maps drawn over images with Pillow, pictures and contact sheets."""
+"""tlcli.evaluate.heatmaps: a map's peak, and maps drawn over images with Pillow, pictures and contact sheets."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from tlcli.evaluate.heatmaps import (
     DISPLAY_SIDE,
     GAP,
     TILE_SIDE,
+    Heatmap,
     Panel,
     contact_sheet_png,
     explanation_png,
@@ -118,3 +119,10 @@ def test_a_contact_sheet_is_a_grid_of_tiles_eight_to_a_row():
 
     few = _pixels(contact_sheet_png(tiles[:3]))
     assert few.shape[1] == GAP + 3 * (TILE_SIDE + GAP)  # no wider than its tiles
+
+
+def test_the_peak_is_the_hottest_cell_in_the_images_own_pixels():
+    values = np.zeros((4, 4), np.float32)
+    values[0, 3] = 1.0
+    assert Heatmap(0, 0.9, values).peak(200, 100) == {"x": 175, "y": 12}
+    assert Heatmap(0, 0.9, np.zeros((1, 1), np.float32)).peak(200, 100) is None  # flat: nowhere in particular

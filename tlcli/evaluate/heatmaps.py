@@ -1,4 +1,5 @@
-"""Drawing Grad-CAM maps over images with Pillow: one picture per image, and contact sheets.
+"""Heatmaps: one class's map of one image, and drawing maps over images with Pillow (one
+picture per image, and contact sheets).
 
 A map covers the whole image (the model sees the whole image, resized to a square), so it is
 stretched over the image as it is, whatever its shape. Nothing here imports TensorFlow.
@@ -18,6 +19,25 @@ GAP = 6
 CAPTION_LINE = 16
 BLEND = 0.45  # the map's share of each overlaid pixel
 COLOURS = "jet"  # Grad-CAM's customary colour map: blue cold, red hot
+PREDICTED = -1  # in place of a class index: explain the class the model predicts
+
+
+@dataclass(frozen=True)
+class Heatmap:
+    """One class's map of one image."""
+
+    class_index: int
+    probability: float
+    values: np.ndarray  # float32 rows x columns covering the whole image, from 0 to 1; all 0 when flat
+
+    def peak(self, width: int, height: int) -> dict | None:
+        """The centre of the hottest cell, in the pixels of an image `width` x `height` (the model
+        sees the whole image, resized); None for a flat map (a single cell, or all cells alike)."""
+        if not self.values.max() > 0:
+            return None
+        row, column = np.unravel_index(np.argmax(self.values), self.values.shape)
+        rows, columns = self.values.shape
+        return {"x": int((column + 0.5) * width / columns), "y": int((row + 0.5) * height / rows)}
 
 
 @dataclass(frozen=True)
