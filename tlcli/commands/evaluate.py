@@ -65,6 +65,7 @@ def run(
                      help="Grad-CAM maps of the predicted and true class of the N worst-loss images, "
                           "in worst_losses_explained.png."),
     ] = 0,
+    explain_method: Annotated[str, typer.Option(metavar="METHOD", help="How --explain draws its maps: auto|gradcam|occlusion (see tlcli explain --method).")] = "auto",
     tta: Tta = False,
     tta_views: TtaViews = None,
     labels: Labels = None,
@@ -81,7 +82,7 @@ def run(
 
     config = EvaluateConfig(
         model=model, data=data, top_k=top_k, out=out_dir, overwrite=overwrite, fail_under=tuple(fail_under or ()),
-        explain=explain, tta=chosen_views(tta, tta_views), labels=labels, label_columns=label_columns,
+        explain=explain, explain_method=explain_method, tta=chosen_views(tta, tta_views), labels=labels, label_columns=label_columns,
         allow_outside_paths=allow_outside_paths, batch_size=batch_size, strategy=strategy, tpu=tpu,
         precision=precision,
     )
