@@ -12,7 +12,17 @@ from pathlib import Path
 import pytest
 
 import tiny_backbone
-from helpers import CHILD_SITE, SOURCE_TREE, TESTS, TINY_TRAIN, invoke, write_class_folders, write_colour_dataset, write_image
+from helpers import (
+    CHILD_SITE,
+    SOURCE_TREE,
+    TESTS,
+    TINY_TRAIN,
+    invoke,
+    write_class_folders,
+    write_colour_dataset,
+    write_image,
+    write_square_dataset,
+)
 from tlcli.models.backbones import BACKBONES
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -160,6 +170,21 @@ def calibrated_run(tiny_run, colour_dataset, tmp_path_factory):
     shutil.move(data / "val" / "green" / "green_0.png", data / "val" / "blue" / "green_0.png")
     run = shutil.copytree(tiny_run, root / "run")
     return run, data, json.loads(invoke("calibrate", run, "--data", data, "--json").stdout)
+
+
+SQUARE_IMAGE_SIZE = 64
+
+
+@pytest.fixture(scope="session")
+def square_run(tmp_path_factory):
+    """The explanations' fixture: TinyNet (random base, solved head) taught at 64 px that a bright
+    14 px square anywhere on a texture makes "patch" (60 + 60 training images, 20 + 20 test):
+    (the run directory, the dataset, each test patch image's square as (top, left, side))."""
+    root = tmp_path_factory.mktemp("squares")
+    squares = write_square_dataset(root / "data", {"train": 60, "val": 20, "test": 20}, SQUARE_IMAGE_SIZE)
+    invoke("train", root / "data", "--model", tiny_backbone.NAME, "--weights", "none", "--image-size",
+           SQUARE_IMAGE_SIZE, "--quiet", "--out", root / "run")
+    return root / "run", root / "data", {path: square for path, square in squares.items() if "/test/" in path}
 
 
 @pytest.fixture(scope="session")

@@ -174,6 +174,80 @@ def write_patch_dataset(root: Path, per_class: dict[str, int], size: int, seed: 
     return corners
 
 
+def textured_background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A natural-looking texture, float RGB in [0, 200]: smooth light and shade, a little fine
+    grain, and a tint that wanders."""
+    from scipy.ndimage import gaussian_filter
+
+    def smooth(sigma: float, channels: int) -> np.ndarray:
+        field = gaussian_filter(rng.normal(0, 1, (size, size, channels)), sigma=(sigma, sigma, 0))
+        return field / field.std()
+
+    return np.clip(100 + 35 * smooth(size / 16, 1) + 20 * smooth(1, 1) + 12 * smooth(size / 16, 3), 0, 200)
+
+
+def square_side(size: int) -> int:
+    """The side of write_square_dataset's square: 7/32 of the image (14 px at 64 px)."""
+    return max(3, round(size * 7 / 32))
+
+
+def write_square_dataset(root: Path, per_class: dict[str, int], size: int, seed: int = 0) -> dict[str, tuple]:
+    """Fine placement: textured images, half of them ("patch") with a bright square anywhere in
+    them, the rest ("plain") without: the class is decided by the square, and the square's place
+    is known to the pixel. Returns each patch image's square as (top, left, side)."""
+    rng = np.random.default_rng(seed)
+    side, squares = square_side(size), {}
+    for split, count in per_class.items():
+        for name in ("patch", "plain"):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for index in range(count):
+                pixels = textured_background(rng, size)
+                if name == "patch":
+                    top, left = (int(value) for value in rng.integers(0, size - side + 1, 2))
+                    pixels[top : top + side, left : left + side] = 250
+                    squares[str(folder / f"{index}.png")] = (top, left, side)
+                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{index}.png")
+    return squares
+
+
+def peak_on_square(peak: dict | None, square: tuple) -> bool:
+    """Whether a map's peak lies on the square or within half its side of it (a flat map's
+    None never does)."""
+    if peak is None:
+        return False
+    top, left, side = square
+    rows = max(top - peak["y"], 0, peak["y"] - (top + side - 1))
+    columns = max(left - peak["x"], 0, peak["x"] - (left + side - 1))
+    return bool(np.hypot(rows, columns) <= side / 2)
+
+
+def square_reading_model(size: int, square: tuple[int, int, int]):
+    """A classifier whose evidence is known: it reads only the mean brightness of one square
+    (top, left, side) of a `size` image, and calls it class 1 ("bright") above 150, class 0
+    below. Softmax out, raw pixels in, as a tlcli model."""
+    from tlcli.runtime import import_keras
+
+    keras = import_keras()
+    top, left, side = square
+    inputs = keras.Input((size, size, 3))
+    brightness = keras.layers.Lambda(
+        lambda images: keras.ops.mean(images[:, top : top + side, left : left + side, :], axis=(1, 2, 3))[:, None]
+    )(inputs)
+    scores = keras.layers.Dense(2, name="scores")(brightness)
+    model = keras.Model(inputs, keras.layers.Softmax()(scores))
+    model.get_layer("scores").set_weights([np.array([[-0.05, 0.05]], np.float32), np.array([7.5, -7.5], np.float32)])
+    return model
+
+
+def bright_square_images(count: int, size: int, square: tuple[int, int, int], seed: int = 0) -> np.ndarray:
+    """Dark noise images with `square` (top, left, side) bright: what square_reading_model calls "bright"."""
+    top, left, side = square
+    images = np.random.default_rng(seed).uniform(0, 100, (count, size, size, 3)).astype(np.float32)
+    images[:, top : top + side, left : left + side] = 250
+    return images
+
+
 PATCH_LABELS = {"red": ((0, 0), 0), "green": ((0, 1), 1), "blue": ((1, 0), 2)}  # label: (quadrant, channel)
 
 

@@ -1,4 +1,4 @@
-"""tlcli.evaluate.heatmaps: Grad-CAM maps drawn over images with Pillow, pictures and contact sheets."""
+"""tlcli.evaluate.heatmaps: a map's peak, and maps drawn over images with Pillow, pictures and contact sheets."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from tlcli.evaluate.heatmaps import (
     DISPLAY_SIDE,
     GAP,
     TILE_SIDE,
+    TILE_CAPTION_LINES,
+    Heatmap,
     Panel,
     contact_sheet_png,
     explanation_png,
@@ -93,6 +95,20 @@ def test_a_picture_is_the_image_then_the_image_under_each_map_side_by_side():
     assert not np.array_equal(second, expected)  # under its map
 
 
+def test_a_caption_of_several_lines_is_shown_whole_above_its_map():
+    pixels = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    one_line = _pixels(explanation_png(pixels, "x.png", [_hot_top_right()]))
+    note = "hiding its hottest region costs the class no more than hiding a random one"  # wider than a panel
+    caption = Panel(f"cat 90.0%, faithfulness 0.31\n{note}", _hot_top_right().values, None, (64, 64))
+    three_lines = _pixels(explanation_png(pixels, "x.png", [caption]))
+
+    assert three_lines.shape[0] == one_line.shape[0] + 2 * CAPTION_LINE  # the note, broken into two lines
+    header = three_lines[: GAP + 3 * CAPTION_LINE, GAP + DISPLAY_SIDE + GAP:]
+    lines = [header[GAP + line * CAPTION_LINE: GAP + (line + 1) * CAPTION_LINE] for line in range(3)]
+    assert all((line < 128).any() for line in lines)  # text on each of the three lines
+    np.testing.assert_array_equal(three_lines[-(DISPLAY_SIDE + GAP):], one_line[-(DISPLAY_SIDE + GAP):])  # same panels
+
+
 def test_several_pictures_stack_one_below_the_other():
     rng = np.random.default_rng(1)
     wide, tall = (rng.integers(0, 256, shape, dtype=np.uint8) for shape in ((40, 80, 3), (80, 40, 3)))
@@ -109,7 +125,7 @@ def test_a_contact_sheet_is_a_grid_of_tiles_eight_to_a_row():
     tiles = [(rng.integers(0, 256, (30, 30, 3), dtype=np.uint8), _hot_top_right(), f"{n}.png") for n in range(10)]
     sheet = _pixels(contact_sheet_png(tiles))
 
-    cell_height = TILE_SIDE + 2 * CAPTION_LINE + GAP
+    cell_height = TILE_SIDE + (1 + TILE_CAPTION_LINES) * CAPTION_LINE + GAP  # the name, then the caption
     assert sheet.shape == (GAP + 2 * (cell_height + GAP), GAP + 8 * (TILE_SIDE + GAP), 3)
     second_row = GAP + cell_height + GAP
     assert sheet[second_row: second_row + TILE_SIDE, GAP: GAP + TILE_SIDE].std() > 10  # the ninth tile
@@ -118,3 +134,10 @@ def test_a_contact_sheet_is_a_grid_of_tiles_eight_to_a_row():
 
     few = _pixels(contact_sheet_png(tiles[:3]))
     assert few.shape[1] == GAP + 3 * (TILE_SIDE + GAP)  # no wider than its tiles
+
+
+def test_the_peak_is_the_hottest_cell_in_the_images_own_pixels():
+    values = np.zeros((4, 4), np.float32)
+    values[0, 3] = 1.0
+    assert Heatmap(0, 0.9, values).peak(200, 100) == {"x": 175, "y": 12}
+    assert Heatmap(0, 0.9, np.zeros((1, 1), np.float32)).peak(200, 100) is None  # flat: nowhere in particular

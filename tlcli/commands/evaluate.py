@@ -54,6 +54,7 @@ def run(
                      help="Grad-CAM maps of the predicted and true class of the N worst-loss images, "
                           "in worst_losses_explained.png."),
     ] = 0,
+    explain_method: Annotated[str, typer.Option(metavar="METHOD", help="How --explain draws its maps: auto|gradcam|occlusion (see tlcli explain --method).")] = "auto",
     tta: Tta = False,
     tta_views: TtaViews = None,
     labels: LabelOptions = LabelOptions(),
@@ -66,8 +67,8 @@ def run(
 
     config = EvaluateConfig(
         model=model, data=data, top_k=top_k, out=out_dir, overwrite=overwrite, fail_under=tuple(fail_under or ()),
-        explain=explain, tta=chosen_views(tta, tta_views), batch_size=batch_size, **asdict(labels),
-        **asdict(distribution),
+        explain=explain, explain_method=explain_method, tta=chosen_views(tta, tta_views), batch_size=batch_size,
+        **asdict(labels), **asdict(distribution),
     )
     result = evaluate(config, ConsoleEvents())
     if result.written is None:

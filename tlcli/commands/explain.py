@@ -33,13 +33,14 @@ def run(
                      "(repeatable: one map per class, side by side).", show_default=False),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per batch.", min=1)] = 16,
+    method: Annotated[str, typer.Option(metavar="METHOD", help="auto|gradcam|occlusion. auto: Grad-CAM when its maps of the first images pass the deletion test, else occlusion.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per image and class on stdout.")] = False,
 ) -> None:
     """Show where the model looks: a Grad-CAM heatmap of the predicted class (or --class) over each image."""
     from tlcli.evaluate.explain import ExplainConfig, explain
 
     config = ExplainConfig(model=model, inputs=tuple(paths), out=out_dir, class_names=tuple(class_names or ()),
-                           batch_size=batch_size, overwrite=overwrite)
+                           batch_size=batch_size, overwrite=overwrite, method=method)
     report = explain(config, ConsoleEvents())
     if as_json:
         print_json(report.records)

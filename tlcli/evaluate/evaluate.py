@@ -32,7 +32,7 @@ from tlcli.data.packed import is_packed
 from tlcli.distribute.placement import DistributeConfig, Placement, place
 from tlcli.errors import TlcliError
 from tlcli.events import SILENT, Events
-from tlcli.evaluate.heatmaps import DISPLAY_SIDE, Panel, explanations_png
+from tlcli.evaluate.heatmaps import DISPLAY_SIDE, METHODS, Panel, explanations_png
 from tlcli.evaluate.metrics import (
     GATE_METRICS,
     MULTI_LABEL_GATES,
@@ -92,7 +92,8 @@ class EvaluateConfig:
     out: Path | None = None  # a folder of its own for the reports; None: the model's folder
     overwrite: bool = False
     fail_under: tuple[str, ...] = ()  # METRIC=VALUE gates: the evaluation fails below them
-    explain: int = 0  # Grad-CAM maps of this many worst losses
+    explain: int = 0  # maps of this many worst losses
+    explain_method: str = "auto"  # how: one of tlcli.evaluate.explain.METHODS
     tta: str | None = None  # a view set of tlcli.models.tta
     labels: Path | None = None  # a CSV of path,label[,split] rows, instead of class folders
     label_columns: str | None = None
@@ -104,6 +105,9 @@ class EvaluateConfig:
 
     def __post_init__(self):
         self.gates()  # a --fail-under that is not METRIC=VALUE is refused here, and so on
+        if self.explain_method not in METHODS:
+            raise TlcliError(f"--explain-method {self.explain_method}: not a method tlcli has. Use --explain-method "
+                             f"{', '.join(METHODS[:-1])} or {METHODS[-1]}.")
         self.label_file()
         self.distribution()
 
@@ -166,7 +170,7 @@ def evaluate(config: EvaluateConfig, events: Events = SILENT) -> EvaluateResult:
         evaluation.notes.append(changed)
     if config.explain and placement.is_chief:
         with events.counting("Explaining the worst losses", None):
-            explain_worst(model, evaluation, config.explain, info.image_size)
+            explain_worst(model, evaluation, config.explain, info.image_size, config.explain_method)
     report = evaluation.to_dict()
     result = EvaluateResult(
         report, multi_label_summary_rows(report) if evaluation.multi_label else summary_rows(report),
@@ -462,7 +466,7 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class ExplainedImage:
-    """A worst-loss image with Grad-CAM maps of its predicted and its true class."""
+    """A worst-loss image with maps of its predicted and its true class."""
 
     path: Path
     panels: tuple[Panel, ...]
@@ -470,10 +474,12 @@ class ExplainedImage:
     encoded: bytes  # the image as read for its maps (a packed one from its shards)
 
 
-def explain_worst(model, evaluation: Evaluation, count: int, image_size: int, batch_size: int = 16) -> None:
+def explain_worst(model, evaluation: Evaluation, count: int, image_size: int, method: str = "auto",
+                  batch_size: int = 16) -> None:
     """Give the `count` worst-loss images of `evaluation` (at most SHEET_IMAGES, as explain's
-    contact sheet: a picture of more is too tall to open) maps of their predicted and true class."""
-    from tlcli.evaluate.explain import PREDICTED, SHEET_IMAGES, TRUE, GradCam, explain_samples
+    contact sheet: a picture of more is too tall to open) maps of their predicted and true class,
+    by `method` as `tlcli explain` draws them, each with its deletion test."""
+    from tlcli.evaluate.explain import PREDICTED, SHEET_IMAGES, TRUE, Explainer, caption, explain_samples
 
     if count > SHEET_IMAGES:
         evaluation.notes.append(f"--explain {count}: {WORST_EXPLAINED} shows the {SHEET_IMAGES} worst losses, "
@@ -486,24 +492,26 @@ def explain_worst(model, evaluation: Evaluation, count: int, image_size: int, ba
     positions = evaluation.worst(count)
     samples = [by_path[evaluation.paths[position]] for position in positions]
     encoded = encoded_images(samples)
-    gradcam = GradCam(model)
-    for index, probabilities, (predicted, true) in explain_samples(gradcam, samples, image_size, [PREDICTED, TRUE],
-                                                                 batch_size):
+    explainer = Explainer(model, image_size, method=method, batch_size=batch_size)
+    for index, _, (predicted, true), (predicted_test, true_test) in explain_samples(
+            explainer, samples, image_size, [PREDICTED, TRUE], batch_size):
         path, loss = samples[index].path, float(losses[positions[index]])
         if encoded[index] is None:
             continue  # the file went away after it was predicted
         size = encoded_size(encoded[index])
-        maps = [("predicted", predicted)] + ([("true", true)] if true.class_index != predicted.class_index else [])
-        panels = tuple(
-            Panel(f"{role} {names[heatmap.class_index]} {heatmap.probability:.1%}", heatmap.values,
-                  heatmap.peak(*size), size)
-            for role, heatmap in maps
-        )
+        maps = [("predicted", predicted, predicted_test)] + (
+            [("true", true, true_test)] if true.class_index != predicted.class_index else [])
+        panels = tuple(Panel(caption(f"{role} {names[heatmap.class_index]}", heatmap, test), heatmap.values,
+                             heatmap.peak(*size), size) for role, heatmap, test in maps)
         record = {
             "path": str(path), "true": names[true.class_index], "predicted": names[predicted.class_index],
-            "loss": loss, "peak_predicted": predicted.peak(*size), "peak_true": true.peak(*size),
+            "loss": loss, "method": explainer.method, "peak_predicted": predicted.peak(*size),
+            "peak_true": true.peak(*size), "faithfulness_predicted": predicted_test.record()["faithfulness"],
+            "faithfulness_true": true_test.record()["faithfulness"],
         }
         evaluation.explained.append(ExplainedImage(path, panels, record, encoded[index]))
+    if explainer.method is not None and not explainer.reason.startswith("--"):
+        evaluation.notes.append(f"--explain {count}: {explainer.reason}")
 
 
 def evaluate_model(

@@ -1,11 +1,9 @@
-"""Grad-CAM: where in an image a saved classifier found its evidence for a class.
+"""`tlcli explain`: maps of where in each image a saved classifier found its evidence for a class.
 
-Grad-CAM (Selvaraju et al., 2017) weighs each channel of the backbone's last convolutional
-block (`BackboneSpec.last_conv_layer`) by the mean gradient of the class's score over it and
-sums the channels: a coarse map, one cell per position of that block, of where the evidence
-for the class lies. It runs on the model as saved, raw pixels in: the gradient
-flows back through the head and the frozen or fine-tuned top of the backbone, with
-BatchNormalization and dropout in inference mode, as in prediction.
+The maps come from Grad-CAM (`gradcam`) or occlusion (`occlusion`), and each is checked by the
+deletion test (`faithfulness`). `Explainer` runs the method asked for, or with "auto" chooses
+one for the model and image size; `explain` reads the images and writes the pictures, the
+contact sheet and explain.json.
 """
 
 from __future__ import annotations
@@ -23,42 +21,106 @@ from tlcli.data.images import ImageInfo, Problem, check_images, read_rgb
 from tlcli.data.pipeline import DECODE_FAILED
 from tlcli.errors import TlcliError
 from tlcli.events import SILENT, Events
-from tlcli.evaluate.heatmaps import DISPLAY_SIDE, TILE_SIDE, Panel, contact_sheet_png, explanation_png, fit
+from tlcli.evaluate.faithfulness import NOT_FAITHFUL, DeletionTest, Faithfulness
+from tlcli.evaluate.gradcam import GradCam
+from tlcli.evaluate.heatmaps import (
+    DISPLAY_SIDE, METHODS, PREDICTED, TILE_SIDE, Heatmap, Panel, contact_sheet_png, explanation_png, fit,
+)
+from tlcli.evaluate.occlusion import Occlusion
 from tlcli.evaluate.predict import collect_image_files
-from tlcli.models.backbones import BACKBONES, BackboneSpec
-from tlcli.models.weights import keras_model_name_matches
 from tlcli.runs.directory import read_run
 from tlcli.runs.atomic import write_atomic
 from tlcli.runs.outputs import building, claim_output, kept_note
 from tlcli.runs.locks import locks_outputs
 from tlcli.runs.remote import staged_output
-from tlcli.runtime import import_keras
 from tlcli.storage import location
 
-PREDICTED = -1  # in place of a class index: explain the class the model predicts
 TRUE = -2  # in place of a class index: explain the image's own label
 EXPLAIN_FOLDER = "explain"  # inside the run directory, without --out
 CONTACT_SHEET = "contact_sheet.png"
 EXPLAIN_JSON = "explain.json"
 SHEET_IMAGES = 100  # a contact sheet shows the first images; every image has its own picture
+AUTO_TRIAL = 8  # "auto" tries Grad-CAM's maps of this many images with the deletion test
 
 
-@dataclass(frozen=True)
-class Heatmap:
-    """One class's Grad-CAM map of one image."""
+class Explainer:
+    """Maps by the method asked for ("gradcam" or "occlusion"), each checked by the deletion test.
 
-    class_index: int
-    probability: float
-    values: np.ndarray  # float32 rows x columns covering the whole image, from 0 to 1; all 0 when flat
+    With "auto" the method is chosen on the first batch explained: Grad-CAM, fast, when its maps
+    pass the deletion test on the first AUTO_TRIAL images of the batch that have a region to find
+    (hiding one of the test's random regions cuts the class's odds tenfold); otherwise occlusion,
+    which asks the model itself. An image whose class no region decides cannot tell a right map
+    from a wrong one, so it is left out of the trial."""
 
-    def peak(self, width: int, height: int) -> dict | None:
-        """The centre of the hottest cell, in the pixels of an image `width` x `height` (the model
-        sees the whole image, resized); None for a flat map (a single cell, or all cells alike)."""
-        if not self.values.max() > 0:
-            return None
-        row, column = np.unravel_index(np.argmax(self.values), self.values.shape)
-        rows, columns = self.values.shape
-        return {"x": int((column + 0.5) * width / columns), "y": int((row + 0.5) * height / rows)}
+    def __init__(self, model, image_size: int, multi_label: bool = False, method: str = "auto",
+                 batch_size: int = 16):
+        # Occlusion classifies 144 hidden copies per image: as many pixels a call as `batch_size`
+        # images of 224 px, for small images, saves a fifth of the time at 64 px.
+        hidden_batch = min(144, max(batch_size, batch_size * (224 // image_size) ** 2))
+        self.occlusion = Occlusion(model, image_size, multi_label, batch_size=hidden_batch)
+        self.test = DeletionTest(self.occlusion)
+        self.gradcam: GradCam | None = None
+        self.method = None if method == "auto" else method
+        self.reason = f"--method {method}"  # why this method: for "auto", said once it has chosen
+        if method != "occlusion":
+            try:
+                self.gradcam = GradCam(model)
+            except TlcliError:
+                if method == "gradcam":
+                    raise
+                self.method, self.reason = "occlusion", (
+                    "method auto: occlusion, as the model has no backbone block of tlcli's table for Grad-CAM")
+
+    def __call__(self, images, class_lists: Sequence[Sequence[int]]
+                 ) -> tuple[np.ndarray, list[list[Heatmap]], list[list[Faithfulness]]]:
+        """(probabilities, the maps, their deletion tests) of a batch of images in [0, 255]: a list
+        of maps (one per image) and of tests for each entry of `class_lists`, whose entries are
+        class indices or PREDICTED."""
+        images = np.asarray(images, np.float32)
+        tried = self._choose(images, class_lists[0]) if self.method is None else None
+        if self.method == "occlusion":
+            probabilities, heatmaps = self.occlusion.maps(images, class_lists)
+            return probabilities, heatmaps, self.test.test(images, heatmaps)
+        drawn = [tried or self._gradcam(images, class_lists[0]),
+                 *(self._gradcam(images, classes) for classes in class_lists[1:])]
+        return drawn[0][0], [heatmaps for _, heatmaps, _ in drawn], [tests for _, _, tests in drawn]
+
+    def _gradcam(self, images: np.ndarray, classes: Sequence[int]) -> tuple:
+        """Grad-CAM's (probabilities, maps, their deletion tests) of a batch, for `classes`."""
+        probabilities, heatmaps = self.gradcam(images, classes)
+        return probabilities, heatmaps, self.test(images, heatmaps)
+
+    def _choose(self, images: np.ndarray, classes: Sequence[int]) -> tuple:
+        """Choose the method on this batch, and return Grad-CAM's `_gradcam` of it."""
+        tried = self._gradcam(images, classes)
+        trial = [test for test in tried[2] if test.localised][:AUTO_TRIAL]
+        passed = sum(test.faithful for test in trial)
+        mean = np.mean([test.score or 0.0 for test in trial]) if trial else 0.0
+        if not trial:
+            self.method, self.reason = "gradcam", (
+                f"method auto: Grad-CAM, the faster, as no region of the first {len(images)} image(s) decides "
+                "their class (hiding one cuts its odds less than tenfold), so no map of them can be checked")
+        elif passed == len(trial):
+            self.method, self.reason = "gradcam", (
+                f"method auto: Grad-CAM, as its maps of {len(trial)} image(s) all passed the deletion test "
+                f"(mean faithfulness {mean:.2f})")
+        else:
+            self.method, self.reason = "occlusion", (
+                f"method auto: occlusion, as only {passed} of Grad-CAM's maps of {len(trial)} image(s) passed "
+                f"the deletion test (mean faithfulness {mean:.2f})")
+        return tried
+
+    def describe(self) -> dict:
+        """The method and how it was applied, as explain.json records it."""
+        geometry = self.occlusion.geometry
+        return {
+            "method": self.method,
+            "method_reason": self.reason,
+            "backbone_layer": self.gradcam.layer_name if self.method == "gradcam" else None,
+            **({"occlusion": {"window": geometry.window_pixels, "step": geometry.cell, "fill": "mean colour"}}
+               if self.method == "occlusion" else {}),
+            "deletion_test": {"window": geometry.window_pixels, "random_regions": len(self.test.random_regions)},
+        }
 
 
 @dataclass(frozen=True)
@@ -68,142 +130,35 @@ class Explanation:
     height: int
     probabilities: np.ndarray  # one per class, in label order
     heatmaps: tuple[Heatmap, ...]  # one per class asked for, in the order asked
+    tests: tuple[Faithfulness, ...]  # each map's deletion test
 
     @property
     def predicted(self) -> int:
         return int(np.argmax(self.probabilities))
 
 
-def find_backbone(model) -> tuple[object, BackboneSpec]:
-    """The backbone inside a saved tlcli classifier, and its row of the backbone table."""
-    for layer in model.layers:
-        for spec in BACKBONES.values():
-            if hasattr(layer, "get_layer") and keras_model_name_matches(layer.name, spec):
-                return layer, spec
-    raise TlcliError(
-        f"{model.name} holds none of the backbones tlcli builds ({', '.join(BACKBONES)}), so it has no "
-        "convolutional block to explain. Explain a model that tlcli train or finetune wrote."
-    )
-
-
-class GradCam:
-    """Grad-CAM maps of a saved tlcli classifier: image -> preprocessing -> backbone -> pooling ->
-    head (its last layer a softmax Dense, or a multi-label run's sigmoid Dense, whose logits are
-    explained) -> temperature, if calibrated."""
-
-    def __init__(self, model):
-        keras = import_keras()
-        import tensorflow as tf
-
-        base, self.backbone = find_backbone(model)
-        block = self.backbone.explain_layer(base)
-        self.layer_name = block.name
-        # The base cut in two at the block, so that the tape records only what follows it: the
-        # gradient is taken at the block's output, and nothing below it needs one.
-        to_block = keras.Model(base.inputs, block.output)
-        from_block = keras.Model(block.output, base.output) if block.output is not base.output else None
-        layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-        before, after = layers[: layers.index(base)], _flatten(layers[layers.index(base) + 1 :])
-        classifier, sigmoid = _last_classifier_dense(after, model.name)
-        to_logits, to_output = after[: after.index(classifier)], after[after.index(classifier) + 1 :]
-
-        def maps(images, classes):
-            x = images
-            for layer in before:
-                x = layer(x, training=False)
-            block_output = to_block(x, training=False)
-            with tf.GradientTape() as tape:
-                tape.watch(block_output)
-                x = from_block(block_output, training=False) if from_block is not None else block_output
-                for layer in to_logits:
-                    x = layer(x, training=False)
-                logits = tf.cast(tf.matmul(x, classifier.kernel) + classifier.bias, tf.float32)
-                probabilities = tf.sigmoid(logits) if sigmoid else tf.nn.softmax(logits)
-                for layer in to_output:  # a temperature changes the probabilities, not the map's shape
-                    probabilities = layer(probabilities, training=False)
-                targets = tf.where(classes >= 0, classes, tf.argmax(probabilities, axis=-1, output_type=tf.int32))
-                # The class's logit against the mean logit: softmax ignores a shift shared by all
-                # logits, and a solved two-class head keeps one logit at zero, so only this is evidence.
-                # A sigmoid label's own logit is its evidence: no other label's shifts it.
-                margins = logits if sigmoid else logits - tf.reduce_mean(logits, axis=-1, keepdims=True)
-                score = tf.reduce_sum(tf.gather(margins, targets, batch_dims=1))
-            block_output = tf.cast(block_output, tf.float32)
-            gradients = tf.cast(tape.gradient(score, block_output), tf.float32)
-            channel_weights = tf.reduce_mean(gradients, axis=(1, 2))
-            heat = tf.einsum("bhwc,bc->bhw", block_output, channel_weights)
-            # Scaled from the cell that supports the class least (0) to the one that supports it
-            # most (1). The paper keeps only cells that raise the score in absolute terms (a ReLU);
-            # but a head on standardised features reads evidence against each feature's average,
-            # so that map is often blank, while the cells' order, which the scaling keeps, is not.
-            lowest = tf.reduce_min(heat, axis=(1, 2), keepdims=True)
-            heat = tf.math.divide_no_nan(heat - lowest, tf.reduce_max(heat, axis=(1, 2), keepdims=True) - lowest)
-            return probabilities, targets, heat
-
-        self._maps = tf.function(maps, reduce_retracing=True)
-
-    def __call__(self, images, classes: Sequence[int]) -> tuple[np.ndarray, list[Heatmap]]:
-        """(probabilities, a Heatmap per image) for a batch of images in [0, 255], each explained
-        for its entry of `classes`: a class index, or PREDICTED."""
-        import tensorflow as tf
-
-        probabilities, targets, heat = self._maps(
-            tf.convert_to_tensor(images, tf.float32), tf.constant(classes, tf.int32)
-        )
-        probabilities, targets, heat = probabilities.numpy(), targets.numpy(), heat.numpy()
-        return probabilities, [
-            Heatmap(int(target), float(row[target]), values)
-            for row, target, values in zip(probabilities, targets, heat)
-        ]
-
-
-def _flatten(layers) -> list:
-    """Sequential models (the head) opened into their layers, in order."""
-    keras = import_keras()
-    flat = []
-    for layer in layers:
-        flat.extend(_flatten(layer.layers) if isinstance(layer, keras.Sequential) else [layer])
-    return flat
-
-
-def _last_classifier_dense(layers, model_name: str):
-    """(the last Dense layer, whether it is a multi-label sigmoid) when it is a classifier tlcli builds."""
-    keras = import_keras()
-    for layer in reversed(layers):
-        if isinstance(layer, keras.layers.Dense):
-            activation = keras.activations.serialize(layer.activation)
-            if activation in ("softmax", "keras.activations.softmax", "sigmoid", "keras.activations.sigmoid"):
-                return layer, "sigmoid" in activation
-            break
-    raise TlcliError(
-        f"{model_name} does not end in the softmax (or multi-label sigmoid) classifier tlcli builds, so it has no "
-        "class scores "
-        "to explain. Explain a model that tlcli train or finetune wrote."
-    )
-
-
 def explain_samples(
-    gradcam: GradCam,
+    explainer: Explainer,
     samples: Sequence[Sample],
     image_size: int,
     classes: Sequence[int],
     batch_size: int,
-) -> Iterator[tuple[int, np.ndarray, tuple[Heatmap, ...]]]:
-    """(index into `samples`, probabilities, a Heatmap per entry of `classes`) per decoded image,
-    in sample order. An entry of `classes` is a class index, PREDICTED or TRUE (the sample's label)."""
+) -> Iterator[tuple[int, np.ndarray, tuple[Heatmap, ...], tuple[Faithfulness, ...]]]:
+    """(index into `samples`, probabilities, a Heatmap and its deletion test per entry of
+    `classes`) per decoded image, in sample order. An entry of `classes` is a class index,
+    PREDICTED or TRUE (the sample's label)."""
     from tlcli.data.pipeline import image_dataset
 
     for images, labels, indices in image_dataset(samples, image_size, batch_size, with_index=True):
-        heatmaps = []
-        for class_index in classes:
-            targets = labels.numpy() if class_index == TRUE else [class_index] * len(indices)
-            probabilities, maps = gradcam(images, targets)
-            heatmaps.append(maps)
+        class_lists = [labels.numpy() if class_index == TRUE else [class_index] * len(indices) for class_index in classes]
+        probabilities, heatmaps, tests = explainer(images.numpy(), class_lists)
         for position, index in enumerate(indices.numpy()):
-            yield int(index), probabilities[position], tuple(maps[position] for maps in heatmaps)
+            yield (int(index), probabilities[position], tuple(maps[position] for maps in heatmaps),
+                   tuple(found[position] for found in tests))
 
 
 def explain_files(
-    gradcam: GradCam,
+    explainer: Explainer,
     paths: Sequence[Path],
     image_size: int,
     classes: Sequence[int],
@@ -218,9 +173,11 @@ def explain_files(
         results: dict[Path, Explanation | Problem] = {
             path: result for path, result in checked.items() if isinstance(result, Problem)
         }
-        for index, probabilities, heatmaps in explain_samples(gradcam, samples, image_size, classes, batch_size):
+        for index, probabilities, heatmaps, tests in explain_samples(explainer, samples, image_size, classes,
+                                                                     batch_size):
             path = samples[index].path
-            results[path] = Explanation(path, checked[path].width, checked[path].height, probabilities, heatmaps)
+            results[path] = Explanation(path, checked[path].width, checked[path].height, probabilities, heatmaps,
+                                        tests)
             while chunk and chunk[0] in results:
                 yield results.pop(chunk.pop(0))
         for path in chunk:
@@ -263,12 +220,19 @@ class ExplainConfig:
     class_names: tuple[str, ...] = ()  # none: the predicted class
     batch_size: int = 16
     overwrite: bool = False
+    method: str = "auto"  # one of METHODS: "auto" chooses Grad-CAM or occlusion (see Explainer)
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise TlcliError(f"--method {self.method}: not a method tlcli has. Use --method "
+                             f"{', '.join(METHODS[:-1])} or {METHODS[-1]}.")
 
 
 @locks_outputs
 def explain(config: ExplainConfig, events: Events = SILENT) -> ExplainReport:
-    """Grad-CAM pictures of every image in `config.inputs` (files, folders, globs) for the predicted
-    class, or for each of `config.class_names`: one PNG per image, a contact sheet and explain.json
+    """Maps of every image in `config.inputs` (files, folders, globs) for the predicted class, or
+    for each of `config.class_names`, by `config.method`, each with its deletion test: one PNG
+    per image, a contact sheet and explain.json
     in `config.out` (default: RUN_DIR/explain, refreshed), which must be new, empty, or an earlier
     explain's folder with `overwrite`. The folder is built beside its place and swapped in whole.
 
@@ -295,11 +259,11 @@ def explain(config: ExplainConfig, events: Events = SILENT) -> ExplainReport:
         claim_output(staged.local, "explain", sources={info.model_path: "the model"}, **claim)
         report = ExplainReport(staged.target, unknown_classes=unknown)
         keras_model, info = load_run_model(config.model)
-        gradcam = GradCam(keras_model)
+        explainer = Explainer(keras_model, info.image_size, info.multi_label, config.method, config.batch_size)
         for name in unknown:
             events.skipped(f"--class {name}", "not a class of the model; explaining the others")
         with building(staged.local, "explain") as built:
-            _explain_into(report, gradcam, files, info, classes, config.batch_size, events, advance,
+            _explain_into(report, explainer, files, info, classes, config.batch_size, events, advance,
                           written=built, public=lambda name: staged.public(staged.local / name))
         kept = kept_note(staged.local)
     if kept:
@@ -307,33 +271,29 @@ def explain(config: ExplainConfig, events: Events = SILENT) -> ExplainReport:
     return report
 
 
-def _explain_into(report: ExplainReport, gradcam: GradCam, files, info, classes, batch_size: int, events: Events,
-                  advance: Callable[[int], None], *, written: Path, public: Callable[[str], Path]) -> None:
+def _explain_into(report: ExplainReport, explainer: Explainer, files, info, classes, batch_size: int,
+                  events: Events, advance: Callable[[int], None], *, written: Path,
+                  public: Callable[[str], Path]) -> None:
     """explain's work: the pictures, contact sheet and explain.json written into the folder
     `written`, recorded in `report` by their names once published (`public`), each file counted
     with `advance`. Refused, and nothing published, when no image could be read."""
     tiles = []
     position = {path: number for number, path in enumerate(files, start=1)}
-    for result in explain_files(gradcam, files, info.image_size, classes, batch_size):
+    for result in explain_files(explainer, files, info.image_size, classes, batch_size):
         if isinstance(result, Problem):
             report.problems.append(result)
             events.skipped(result.path, result.reason)
         else:
             picture = picture_name(position[result.path], len(files), result.path)
             panels = _write_picture(result, info.class_names, written / picture)
-            report.records.extend(_records(result, info.class_names, public(picture)))
+            report.records.extend(_records(result, info.class_names, public(picture), explainer.method))
             if len(tiles) < SHEET_IMAGES and panels:
                 tiles.append((_thumbnail(result.path), panels[0], result.path.name))
         advance(1)
     if not report.records:
         raise TlcliError(f"None of the {len(files)} file(s) could be read as an image. Check the paths.")
 
-    grid = report.records[0]["grid"] if report.records else None
-    if grid == [1, 1]:
-        report.notes.append(
-            f"{gradcam.backbone.display_name}'s last block ({gradcam.layer_name}) is a single cell at "
-            f"--image-size {info.image_size}, so the maps cannot say where: train at a larger --image-size for a map"
-        )
+    report.notes.extend(_notes(report.records, explainer, info.image_size))
     if len(files) - len(report.problems) > SHEET_IMAGES:
         report.notes.append(f"the contact sheet shows the first {SHEET_IMAGES} images; each image has its own picture")
     if tiles:
@@ -341,12 +301,41 @@ def _explain_into(report: ExplainReport, gradcam: GradCam, files, info, classes,
         report.contact_sheet = public(CONTACT_SHEET)
     write_atomic(written / EXPLAIN_JSON, json.dumps({
         "model": str(info.model_location),
-        "backbone_layer": gradcam.layer_name,
+        **explainer.describe(),
         "images": report.records,
         "skipped": [{"path": str(problem.path), "reason": problem.reason} for problem in report.problems],
         "unknown_classes": report.unknown_classes,
         "notes": report.notes,
     }, indent=2) + "\n")
+
+
+def _notes(records: list[dict], explainer: Explainer, image_size: int) -> list[str]:
+    """What to know when reading the maps: why their method, how many are not faithful, and
+    whether Grad-CAM's block is too coarse to say where."""
+    notes = [] if explainer.reason.startswith("--method") else [explainer.reason]
+    unfaithful = sum(not record["faithful"] for record in records)
+    if unfaithful:
+        notes.append(f"{unfaithful} of {len(records)} map(s) are not faithful ({NOT_FAITHFUL}): their captions say "
+                     "so, and explain.json has \"faithful\": false" + (
+                         "; --method occlusion asks the model itself" if explainer.method == "gradcam" else ""))
+    if explainer.method == "gradcam" and records[0]["grid"] == [1, 1]:
+        gradcam = explainer.gradcam
+        notes.append(
+            f"{gradcam.backbone.display_name}'s last block ({gradcam.layer_name}) is a single cell at "
+            f"--image-size {image_size}, so the maps cannot say where: use --method occlusion, or train at a larger "
+            "--image-size"
+        )
+    return notes
+
+
+def caption(label: str, heatmap: Heatmap, test: Faithfulness) -> str:
+    """A map's caption: its class (`label`) and probability, then its deletion test, with a
+    line saying why when the map is not faithful."""
+    if test.score is None:
+        return f"{label} {heatmap.probability:.1%}\nflat map: no hottest region"
+    if test.faithful:
+        return f"{label} {heatmap.probability:.1%}\nfaithfulness {test.score:.2f}"
+    return f"{label} {heatmap.probability:.1%}\nnot faithful: {test.score:.2f}\n{NOT_FAITHFUL}"
 
 
 def _thumbnail(path: Path) -> np.ndarray:
@@ -357,16 +346,16 @@ def _thumbnail(path: Path) -> np.ndarray:
 
 def _write_picture(result: Explanation, class_names: Sequence[str], picture: Path) -> list[Panel]:
     panels = [
-        Panel(f"{class_names[heatmap.class_index]} {heatmap.probability:.1%}", heatmap.values,
+        Panel(caption(class_names[heatmap.class_index], heatmap, test), heatmap.values,
               heatmap.peak(result.width, result.height), (result.width, result.height))
-        for heatmap in result.heatmaps
+        for heatmap, test in zip(result.heatmaps, result.tests)
     ]
     pixels = read_rgb(str(result.path), least_side=DISPLAY_SIDE)
     write_atomic(picture, explanation_png(pixels, result.path.name, panels))
     return panels
 
 
-def _records(result: Explanation, class_names: Sequence[str], picture: Path) -> list[dict]:
+def _records(result: Explanation, class_names: Sequence[str], picture: Path, method: str) -> list[dict]:
     return [
         {
             "path": str(result.path),
@@ -374,8 +363,10 @@ def _records(result: Explanation, class_names: Sequence[str], picture: Path) -> 
             "probability": round(heatmap.probability, 6),
             "peak": heatmap.peak(result.width, result.height),
             "predicted": class_names[result.predicted],
+            "method": method,
+            **test.record(),
             "grid": list(heatmap.values.shape),
             "picture": str(picture),
         }
-        for heatmap in result.heatmaps
+        for heatmap, test in zip(result.heatmaps, result.tests)
     ]
