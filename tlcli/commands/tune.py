@@ -82,8 +82,7 @@ def run(
     quiet: Quiet = False,
 ) -> None:
     """Search head and optimiser settings on cached features, or fine-tuning settings of a trained run (--finetune); write a leaderboard and best.toml."""
-    from tlcli.tune.search import search_kind, tune
-    from tlcli.tune.trials import TuneConfig, check_search
+    from tlcli.tune.search import TuneConfig, check_search, search_kind, tune
 
     kind = search_kind(finetune is not None)
     options = dict(model=model, weights=weights, image_size=image_size, pooling=pooling, epochs=epochs,
@@ -139,7 +138,7 @@ def _table_width(columns: list[tuple[str, list[str]]]) -> int:
 
 
 def _warn_if_no_gain(best: float, baseline: float | None, objective: str) -> None:
-    from tlcli.tune.leaderboard import better, format_score
+    from tlcli.tune.search import better, format_score
 
     if baseline is not None and not better(best, baseline, objective):
         err.print(
@@ -154,7 +153,7 @@ def print_leaderboard(outcome, objective: str) -> None:
     setting per line: every value shows in full."""
     from rich.table import Table
 
-    from tlcli.tune.leaderboard import format_epochs, format_score, format_value
+    from tlcli.tune.search import format_epochs, format_score, format_value
 
     records = outcome.leaderboard
     # Four significant digits on screen; leaderboard.csv and .json keep every digit.

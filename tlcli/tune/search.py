@@ -44,17 +44,24 @@ from tlcli.runs.outputs import claim_output, finish_run_dir, start_output_dir
 from tlcli.runs.locks import locks_outputs
 from tlcli.runs.remote import staged_output, url_sources
 from tlcli.runs.run_dir import trial_run
-from tlcli.tune.leaderboard import (
+from tlcli.tune.leaderboard import (  # better and the format_ helpers: for the command's leaderboard too
+    better,
     format_epochs,
     format_params,
     format_score,
+    format_value,
     read_leaderboard,
     to_toml,
     trial_record,
     write_leaderboard,
 )
 from tlcli.tune.space import plan_trials, trial_key
-from tlcli.tune.trials import ADAPTIVE_SEARCHES, Trials, TuneConfig
+from tlcli.tune.trials import ADAPTIVE_SEARCHES, Trials, TuneConfig, check_search
+
+# What `tlcli tune` needs, from its one workflow module: the search, its config and check, and the
+# leaderboard's formatting for the table it draws.
+__all__ = ["TuneConfig", "TuneOutcome", "better", "check_search", "format_epochs", "format_score", "format_value",
+           "search_kind", "tune"]
 
 TRIALS = "trials"
 BEST = "best.toml"
