@@ -14,7 +14,9 @@ map whose peak lies within half the square's side of it. Beside the hit rate: th
 faithfulness score and the share of maps called faithful (the deletion test, tlcli.evaluate.
 faithfulness), and images per second, maps and deletion tests together and maps alone (the best
 of --rounds passes after a first, so tracing is excluded). Occlusion is the reference: it asks
-the model itself.
+the model itself. To see whether the score tells a wrong map from a right one, each map is also
+tested moved by half the image (its peak then off the square): the share of those called
+faithful is the last column, and the summary pools every row's maps on and off the square.
 
 fills: the same runs, occlusion with each fill. Besides the hit rate, how much each fill misleads:
 the drop in log-odds of "patch" when a window over the square is hidden (the evidence removed:
@@ -99,6 +101,7 @@ def _best_time(work, rounds: int) -> float:
 
 def measure_methods(name: str, size: int, root: Path, rounds: int = 2) -> list[dict]:
     from tlcli.evaluate.explain import Explainer
+    from tlcli.evaluate.heatmaps import Heatmap
 
     model, info, images, squares, _ = square_run(name, size, root)
     patch = info.class_names.index("patch")
@@ -111,6 +114,12 @@ def measure_methods(name: str, size: int, root: Path, rounds: int = 2) -> list[d
         drawing = _best_time(lambda: [draw(images[first:first + BATCH], [patch] * len(images[first:first + BATCH]))
                                       for first in range(0, len(images), BATCH)], rounds)
         hits = [peak_on_square(heatmap.peak(size, size), square) for heatmap, square in zip(heatmaps, squares)]
+        moved = [Heatmap(heatmap.class_index, heatmap.probability,
+                         np.roll(heatmap.values, np.array(heatmap.values.shape) // 2, axis=(0, 1)))
+                 for heatmap in heatmaps]  # wrong maps, for the score to tell apart
+        moved_tests = explainer.test(images, moved)
+        moved_hits = [peak_on_square(heatmap.peak(size, size), square) for heatmap, square in zip(moved, squares)]
+        every = list(zip(tests + moved_tests, hits + moved_hits))  # drawn and moved maps: on the square or not
         rows.append({
             "backbone": name, "image_size": size, "method": method, "drawn_by": explainer.method,
             "reason": explainer.reason, "grid": list(heatmaps[0].values.shape), "images": len(images),
@@ -118,6 +127,11 @@ def measure_methods(name: str, size: int, root: Path, rounds: int = 2) -> list[d
             "faithful": int(sum(test.faithful for test in tests)),
             "faithfulness_on": _mean([test.score or 0.0 for test, hit in zip(tests, hits) if hit]),
             "faithfulness_off": _mean([test.score or 0.0 for test, hit in zip(tests, hits) if not hit]),
+            "all_maps_on": [int(sum(hit for _, hit in every)), int(sum(test.faithful for test, hit in every if hit))],
+            "all_maps_off": [int(sum(not hit for _, hit in every)),
+                             int(sum(test.faithful for test, hit in every if not hit))],
+            "moved_faithfulness": _mean([test.score or 0.0 for test in moved_tests]),
+            "moved_faithful": int(sum(test.faithful for test in moved_tests)),
             "images_per_second": round(len(images) / seconds, 2),
             "maps_per_second": round(len(images) / drawing, 2),  # without the deletion test
             "predicted_patch": int(sum(test.probability > 0.5 for test in tests)),
@@ -277,14 +291,20 @@ def _print_table(part: str, rows: list[dict]) -> None:
     """The rows as the Markdown table bench/README.md shows."""
     if part == "squares":
         print("| backbone | image size | method | drawn by | map | peak on the square | mean faithfulness "
-              "(on / off the square) | faithful | images/s (maps alone) |\n|---|---|---|---|---|---|---|---|---|")
+              "(on / off the square) | faithful | images/s (maps alone) | moved maps: faithful |\n"
+              "|---|---|---|---|---|---|---|---|---|---|")
         for row in rows:
             on_off = " / ".join("-" if value is None else f"{value:.2f}"
                                 for value in (row["faithfulness_on"], row["faithfulness_off"]))
             print(f"| {row['backbone']} | {row['image_size']} | {row['method']} | {row['drawn_by']} | "
                   f"{row['grid'][0]} x {row['grid'][1]} | {row['hits']} / {row['images']} | "
                   f"{row['faithfulness']:.2f} ({on_off}) | {row['faithful']} / {row['images']} | "
-                  f"{row['images_per_second']:.3g} ({row['maps_per_second']:.3g}) |")
+                  f"{row['images_per_second']:.3g} ({row['maps_per_second']:.3g}) | "
+                  f"{row['moved_faithful']} / {row['images']} ({row['moved_faithfulness']:.2f}) |")
+        drawn = [row for row in rows if row["method"] != "auto"]  # auto's maps are one of the others'
+        on, off = (np.sum([row[key] for row in drawn], axis=0) for key in ("all_maps_on", "all_maps_off"))
+        print(f"called faithful, of every gradcam and occlusion map, drawn or moved: {on[1]} of the {on[0]} whose peak is on the square "
+              f"({on[1] / max(on[0], 1):.0%}), {off[1]} of the {off[0]} whose peak is not ({off[1] / max(off[0], 1):.0%})")
     elif part == "fills":
         print("| backbone | image size | fill | peak on the square | drop, square hidden | change, clear of it | "
               "ratio | p(patch), square hidden |\n|---|---|---|---|---|---|---|---|")
