@@ -85,9 +85,10 @@ class Interrupted(TlcliError):
 
 
 @contextlib.contextmanager
-def resumable(path: Path):
+def resumable(path: Path, own: Path | None = None):
     """Turn Ctrl-C into a one-line message that says how to continue the run; an error before the
-    run saved any progress takes the run away again (runs.outputs.abandon_unstarted)."""
+    run saved any progress takes the run away again (runs.outputs.abandon_unstarted): `own`, this
+    process's folder where it is not `path` (a cluster worker's scratch folder), never another's."""
     try:
         yield
     except KeyboardInterrupt:
@@ -97,7 +98,7 @@ def resumable(path: Path):
             "to continue, or with --overwrite to start over" + (f"; {replaced}." if replaced else ".")
         ) from None
     except Exception:
-        abandon_unstarted(path)
+        abandon_unstarted(own or path)
         raise
 
 

@@ -56,7 +56,7 @@ class RunDir:
 
     def resumable(self):
         """A block in which Ctrl-C says how to resume this run (runs.directory.resumable)."""
-        return resumable(self.requested)
+        return resumable(self.requested, own=self.local)
 
     def save(self, model, history: History, metrics: dict) -> None:
         """Write the model and its reports, then finish the run (see `save_outcome`)."""
