@@ -8,7 +8,7 @@ hiding the map's hottest region did (a tie counts half): near 1 when the map fou
 model relies on, about 0.5 when its hottest region matters no more than a random one. A map is
 faithful when it scores above FAITHFUL: on the fine-placement fixture (bench/explain_localisation.py,
 TinyNet at 32 and 64 px and VGG16 at 32 px, Grad-CAM's and occlusion's maps and the same maps
-moved), 100 of the 104 maps whose peak was on the evidence did, and 21 of the 136 whose peak was
+moved), 101 of the 104 maps whose peak was on the evidence did, and 18 of the 136 whose peak was
 elsewhere. It costs 1 + RANDOM_REGIONS forward passes per image, and one more per map.
 """
 
