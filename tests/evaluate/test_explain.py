@@ -96,8 +96,8 @@ def test_each_method_says_in_json_which_it_is_and_how_faithful_each_map_is(squar
     assert {record["method"] for record in records} == {method} and saved["method"] == method
     assert all(0 <= record["faithfulness"] <= 1 and record["faithful"] == (record["faithfulness"] > 0.75)
                and record["probability_hottest_hidden"] < record["probability"] for record in records)
-    assert np.mean([record["faithful"] for record in records]) >= 0.9  # measured: 20 and 19 of 20
-    assert saved["deletion_test"] == {"window": 20, "random_regions": 16}
+    assert np.mean([record["faithful"] for record in records]) >= 0.9  # measured: 20 of 20 for each
+    assert saved["deletion_test"] == {"window": 24, "random_regions": 16}
     if method == "occlusion":
         assert saved["occlusion"] == {"window": 20, "step": 4, "fill": "mean colour"} and saved["backbone_layer"] is None
         assert {tuple(record["grid"]) for record in records} == {(16, 16)}
@@ -144,9 +144,9 @@ def test_a_map_that_is_not_faithful_says_so_and_scores_below_right_ones(square_r
     scores = np.array([record["faithfulness"] for record in records])
 
     assert on[:20].mean() >= 0.9 and on[20:].mean() <= 0.1
-    assert scores[on].mean() >= scores[~on].mean() + 0.2  # measured: 0.98 against 0.54
+    assert scores[on].mean() >= scores[~on].mean() + 0.2  # measured: 0.98 against 0.53
     unfaithful = [record for record in wrong if not record["faithful"]]
-    assert len(unfaithful) >= 14  # measured: 15 of 20
+    assert len(unfaithful) >= 14  # measured: 16 of 20
     assert f"Note: {len(unfaithful)} of 20 map(s) are not faithful" in result.stderr.replace("\n", " ")
     heights = {}
     for record in wrong:

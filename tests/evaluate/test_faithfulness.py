@@ -35,6 +35,18 @@ def test_a_map_on_the_evidence_passes_and_a_map_elsewhere_fails():
     assert on.localised and elsewhere.localised  # some random region hides part of the square
 
 
+def test_the_region_hidden_is_where_most_of_the_heat_is_not_just_around_the_peak():
+    """Occlusion's maps can peak at the edge of the evidence (near the image's border, fewer
+    windows cover a cell): a map hot over the square, its single hottest cell just off a corner."""
+    model = square_reading_model(SIZE, SQUARE)
+    values = np.zeros((16, 16), np.float32)
+    values[3:7, 9:13] = 0.9  # over the square (rows 6-13, columns 18-25: cells of 2 px)
+    values[2, 8] = 1.0
+    (test,) = DeletionTest(Occlusion(model, SIZE))(bright_square_images(1, SIZE, SQUARE), [Heatmap(1, 0.99, values)])
+
+    assert test.faithful and test.hottest_hidden < 0.01
+
+
 def test_a_flat_map_has_no_hottest_region_and_is_not_faithful():
     model = square_reading_model(SIZE, SQUARE)
     (flat,) = DeletionTest(Occlusion(model, SIZE))(bright_square_images(1, SIZE, SQUARE),
@@ -62,8 +74,8 @@ def test_the_score_separates_maps_on_the_square_from_maps_elsewhere(square_run):
     faithful = np.array([test.faithful for found in tests for test in found])
     on = np.array(on)
 
-    # Measured: 20 maps on the square, mean score 0.92, 19 faithful; 20 moved maps off it, mean
-    # 0.62 (hiding any 20 px of texture costs "patch" something), 3 faithful.
+    # Measured: 20 maps on the square, mean score 0.98, all faithful; 20 moved maps off it, mean
+    # 0.55 (hiding any 24 px of texture costs "patch" something), 4 faithful.
     assert on.sum() >= 18 and (~on).sum() >= 18  # nearly every map on it, nearly every moved map off it
     assert scores[on].mean() >= 0.85 and scores[on].mean() - scores[~on].mean() >= 0.2
-    assert faithful[on].mean() >= 0.9 and faithful[~on].mean() <= 0.25
+    assert faithful[on].mean() >= 0.9 and faithful[~on].mean() <= 0.3

@@ -119,7 +119,7 @@ class Explainer:
             "backbone_layer": self.gradcam.layer_name if self.method == "gradcam" else None,
             **({"occlusion": {"window": geometry.window_pixels, "step": geometry.cell, "fill": "mean colour"}}
                if self.method == "occlusion" else {}),
-            "deletion_test": {"window": geometry.window_pixels, "random_regions": len(self.test.random_regions)},
+            "deletion_test": {"window": self.test.window, "random_regions": len(self.test.random_regions)},
         }
 
 

@@ -9,7 +9,7 @@ costs one forward pass per window position, 144 per image.
 
 The window is 5/16 of the image's side and moves 1/16 at a time; the fill is the image's mean
 colour. Both were measured against other choices (a quarter or 3/8 window, a blur of the image,
-a copy from another image) on images whose evidence is known: see bench/explain_localisation.py.
+a copy from another image) on images whose evidence is known: see bench/README.md.
 """
 
 from __future__ import annotations
