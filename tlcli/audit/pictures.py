@@ -12,6 +12,8 @@ import io
 from dataclasses import dataclass
 from typing import Sequence
 
+from tlcli.runs.captions import caption_font, shorten
+
 TILE = 128  # the side of a tile, in pixels
 GAP = 6
 LINE = 15  # the height of a caption line
@@ -39,7 +41,7 @@ def sheet_png(rows: Sequence[Sequence[Tile]], empty: str = "nothing to show") ->
     cell = TILE + 2 + lines * LINE + GAP
     columns = max((len(row) for row in rows), default=1)
     sheet = Image.new("RGB", (GAP + max(columns, 1) * (TILE + GAP), GAP + max(len(rows), 1) * cell), "white")
-    draw, font = ImageDraw.Draw(sheet), _font()
+    draw, font = ImageDraw.Draw(sheet), caption_font(12)
     if not rows:
         draw.text((GAP, GAP), empty, fill="black", font=font)
     for row_number, row in enumerate(rows):
@@ -48,7 +50,7 @@ def sheet_png(rows: Sequence[Sequence[Tile]], empty: str = "nothing to show") ->
             picture = _fitted(tile.image)
             sheet.paste(picture, (x + (TILE - picture.width) // 2, y + (TILE - picture.height) // 2))
             for number, text in enumerate(tile.lines):
-                draw.text((x, y + TILE + 2 + number * LINE), _shorten(draw, text, font, TILE),
+                draw.text((x, y + TILE + 2 + number * LINE), shorten(draw, text, font, TILE),
                           fill=_LEAKAGE if tile.alert else "black", font=font)
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG")
@@ -72,19 +74,3 @@ def _fitted(image: bytes | None):
     return picture.resize(size, Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.NEAREST)
 
 
-def _font():
-    from PIL import ImageFont
-
-    try:
-        return ImageFont.load_default(size=12)
-    except TypeError:  # Pillow without FreeType scaling
-        return ImageFont.load_default()
-
-
-def _shorten(draw, text: str, font, width: int) -> str:
-    """`text`, cut with an ellipsis to fit in `width` pixels."""
-    if draw.textlength(text, font=font) <= width:
-        return text
-    while text and draw.textlength(text + "...", font=font) > width:
-        text = text[:-1]
-    return text + "..."

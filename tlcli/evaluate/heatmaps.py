@@ -13,6 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
+from tlcli.runs.captions import caption_font, shorten
+
 DISPLAY_SIDE = 256  # the longer side of each panel of an image's picture, in pixels
 TILE_SIDE = 160  # the side of a contact sheet's tiles
 GAP = 6
@@ -52,14 +54,6 @@ class Panel:
     peak: dict | None
     image_size: tuple[int, int]
 
-
-def _font():
-    from PIL import ImageFont
-
-    try:
-        return ImageFont.load_default(size=13)
-    except TypeError:  # Pillow without FreeType scaling
-        return ImageFont.load_default()
 
 
 def fit(image, width: int, height: int):
@@ -122,9 +116,9 @@ def explanation_image(pixels: np.ndarray, title: str, panels: Sequence[Panel]):
 
     source = Image.fromarray(pixels)
     shown = fit(source, DISPLAY_SIDE, DISPLAY_SIDE)
-    draw, font = ImageDraw.Draw(Image.new("RGB", (1, 1))), _font()
+    draw, font = ImageDraw.Draw(Image.new("RGB", (1, 1))), caption_font(13)
     width = max(shown.width, 120)
-    columns = [([_shorten(draw, title, font, width)], shown)] + [
+    columns = [([shorten(draw, title, font, width)], shown)] + [
         (_wrap(draw, panel.caption, font, width), overlay(shown, panel)) for panel in panels
     ]
     top = GAP + max(len(lines) for lines, _ in columns) * CAPTION_LINE + GAP
@@ -147,14 +141,14 @@ def contact_sheet_png(tiles: Sequence[tuple[np.ndarray, Panel, str]], columns: i
     rows = max(1, -(-len(tiles) // columns))
     cell_height = TILE_SIDE + (1 + TILE_CAPTION_LINES) * CAPTION_LINE + GAP
     sheet = Image.new("RGB", (GAP + columns * (TILE_SIDE + GAP), GAP + rows * (cell_height + GAP)), "white")
-    draw, font = ImageDraw.Draw(sheet), _font()
+    draw, font = ImageDraw.Draw(sheet), caption_font(13)
     for position, (pixels, panel, name) in enumerate(tiles):
         row, column = divmod(position, columns)
         x, y = GAP + column * (TILE_SIDE + GAP), GAP + row * (cell_height + GAP)
         tile = overlay(fit(Image.fromarray(pixels), TILE_SIDE, TILE_SIDE), panel)
         sheet.paste(tile, (x + (TILE_SIDE - tile.width) // 2, y + (TILE_SIDE - tile.height) // 2))
         for line, text in enumerate((name, *panel.caption.split("\n")[:TILE_CAPTION_LINES])):
-            draw.text((x, y + TILE_SIDE + 2 + line * CAPTION_LINE), _shorten(draw, text, font, TILE_SIDE),
+            draw.text((x, y + TILE_SIDE + 2 + line * CAPTION_LINE), shorten(draw, text, font, TILE_SIDE),
                       fill="black", font=font)
     return _png(sheet)
 
@@ -171,14 +165,6 @@ def _wrap(draw, text: str, font, width: int) -> list[str]:
                 line = word
             else:
                 line = f"{line} {word}" if line else word
-        lines.append(_shorten(draw, line, font, width))
+        lines.append(shorten(draw, line, font, width))
     return lines
 
-
-def _shorten(draw, text: str, font, width: int) -> str:
-    """`text`, cut with an ellipsis to fit in `width` pixels."""
-    if draw.textlength(text, font=font) <= width:
-        return text
-    while text and draw.textlength(text + "...", font=font) > width:
-        text = text[:-1]
-    return text + "..."
