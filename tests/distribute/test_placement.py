@@ -17,6 +17,8 @@ import pytest
 
 from helpers import TINY_TRAIN, read_features, read_history, runner
 from tlcli.cli import app
+from tlcli.distribute.placement import Placement, worker_run_dir
+from tlcli.runs.names import BACKUP
 
 TRAIN = tuple(map(str, TINY_TRAIN))
 
@@ -107,10 +109,12 @@ def test_two_workers_train_identical_weights_and_write_one_run(colour_dataset, t
     assert config["distribution"]["workers"] == 2 and config["route"] == route
     assert [path.name for path in tmp_path.iterdir()] == ["cluster-run"]
     # The other worker's scratch folder (named by a hash of --out) is gone once the run finished.
-    from tlcli.distribute.placement import Placement, worker_run_dir
-
-    scratch = worker_run_dir(run_dir, Placement(None, "multi-worker", (), 2, num_workers=2, worker_index=1, is_chief=False))
+    scratch = _second_worker_folder(run_dir)
     assert scratch.name.startswith("tlcli-worker1-") and not scratch.exists()
+
+
+def _second_worker_folder(run_dir):
+    return worker_run_dir(run_dir, Placement(None, "multi-worker", (), 2, num_workers=2, worker_index=1, is_chief=False))
 
 
 @pytest.mark.cluster
@@ -144,8 +148,16 @@ def test_a_killed_multi_worker_run_resumes(colour_dataset, tmp_path):
         process.send_signal(signal.SIGKILL)
         process.communicate()
     assert 2 <= len(read_history(run_dir)) < 6
+    # Each worker backs up on its own, so a kill can stop one before its last write: as if it had,
+    # the second worker's backup loses its latest epoch. Both resume from the one they share.
+    metadata = _second_worker_folder(run_dir) / BACKUP / "train" / "checkpoint.json"
+    held = json.loads(metadata.read_text())["held"]
+    metadata.write_text(json.dumps({"held": held[:-1]}))
     outputs = _finish(_start_workers(arguments + ["--resume"], _free_ports(2)))
     assert [int(row["epoch"]) for row in read_history(run_dir)] == list(range(1, 7)), outputs
+    fingerprints = {line.split("│")[2].strip() for output in outputs for line in output.splitlines()
+                    if "weights sha256" in line}
+    assert len(fingerprints) == 1, outputs
     assert not (run_dir / ".in-progress").exists()
 
 

@@ -191,7 +191,7 @@ def test_a_run_interrupted_at_a_url_resumes_from_it(colour_dataset, monkeypatch)
     message = one_line_error(interrupted, exit_code=130)
     assert message.startswith(f"Error: Interrupted. {url} keeps the last completed epoch")
     assert gfile().exists(f"{url}/.in-progress") and "model.keras" not in url_files(url)
-    assert json.loads(read_url(f"{url}/.backup/train/checkpoint.json"))["epoch"] == 1
+    assert json.loads(read_url(f"{url}/.backup/train/checkpoint.json"))["held"][-1]["epoch"] == 1
 
     resumed = invoke("train", colour_dataset, *BACKED_UP, "--out", url, "--resume")
     assert "train: resuming from epoch 2." in resumed.output  # from the backup, not from scratch
@@ -224,7 +224,7 @@ def test_an_interrupt_while_the_backup_is_written_still_publishes_that_epoch(col
                 thread.join()
     message = one_line_error(interrupted, exit_code=130)
     assert message.startswith(f"Error: Interrupted. {url} keeps the last completed epoch")
-    assert json.loads(read_url(f"{url}/.backup/train/checkpoint.json"))["epoch"] == 1
+    assert json.loads(read_url(f"{url}/.backup/train/checkpoint.json"))["held"][-1]["epoch"] == 1
 
 
 @pytest.mark.subprocess  # export verifies its files in a fresh process

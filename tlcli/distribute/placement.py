@@ -304,3 +304,20 @@ def broadcast_from_chief(placement: Placement, arrays):
         total = strategy.reduce("SUM", strategy.run(first_replica_only, args=(tf.constant(mine),)), axis=None)
         shared.append(total.numpy())
     return shared
+
+
+def latest_held_by_all(placement: Placement, held, limit: int) -> int:
+    """The latest of the numbers `held` (from 1 to `limit`) that every worker holds; 0 if none.
+
+    Each worker marks what it holds; a sum over all replicas counts, for every number, the
+    replicas that hold it. Every worker must call it, with the same `limit`.
+    """
+    if placement.num_workers == 1:
+        return max(held, default=0)
+    tf = import_tensorflow()
+    strategy = placement.strategy
+    marks = np.zeros(limit + 1, np.float32)
+    marks[[number for number in held if 0 < number <= limit]] = 1
+    counts = strategy.reduce("SUM", strategy.run(lambda: tf.constant(marks)), axis=None).numpy()
+    everywhere = np.flatnonzero(counts >= strategy.num_replicas_in_sync)
+    return int(everywhere.max(initial=0))

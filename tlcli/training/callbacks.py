@@ -140,27 +140,44 @@ class Checkpoint(keras.callbacks.Callback):
     The state is copied to memory as the epoch ends and written on a background thread while
     the next epoch trains: writing a fine-tuned ResNet50's weights and Adam's state (215 MB)
     took 0.6-1 s an epoch, a tenth of a 128 px epoch on 2 cores.
+
+    Several workers each back up to a folder of their own, and a kill stops them between their
+    writes: one may hold an epoch the other has not written. With `agree` (the latest epoch
+    that every worker holds, from those this one holds and the fit's epochs), each keeps its
+    last `AGREED` epochs and all resume from the same one. `on_resume` hears the epochs done. A worker can be two epochs behind:
+    its write of epoch N is still going when the chief has written N + 1, and N - 1 is then
+    the latest both hold.
     """
 
     METADATA = "checkpoint.json"
     COUNTERS = ("wait", "best", "best_epoch", "stopped_epoch", "cooldown_counter")
+    AGREED = 3
 
-    def __init__(self, folder: Path, stateful: list):
+    def __init__(self, folder: Path, stateful: list, agree=None, on_resume=None):
         super().__init__()
-        self.folder, self.stateful = folder, stateful
+        self.folder, self.stateful, self.agree, self.on_resume = folder, stateful, agree, on_resume
+        self.keep = self.AGREED if agree is not None else 1
         self._writer = _BackgroundWriter()
+        self._held: list[dict] = []  # the epochs' states the backup holds, oldest first
 
-    @property
-    def epochs_done(self) -> int:
-        """The epochs of this fit that the backup holds (0 if there is none)."""
-        metadata = self.folder / self.METADATA
-        return json.loads(metadata.read_text())["epoch"] if metadata.is_file() else 0
-
-    def on_train_begin(self, logs=None):
+    def _read_held(self) -> list[dict]:
+        """The epochs' states the backup holds, oldest first."""
         metadata = self.folder / self.METADATA
         if not metadata.is_file():
+            return []
+        saved = json.loads(metadata.read_text())
+        return saved["held"] if "held" in saved else [saved]  # one state: a backup of an earlier tlcli
+
+    def on_train_begin(self, logs=None):
+        self._held = self._read_held()
+        held = {state["epoch"]: state for state in self._held}
+        epoch = self.agree(held, self.params["epochs"]) if self.agree is not None else max(held, default=0)
+        self._held = [state for state in self._held if state["epoch"] <= epoch]
+        if epoch == 0:
             return
-        state = json.loads(metadata.read_text())
+        if self.on_resume is not None:
+            self.on_resume(epoch)
+        state = held[epoch]
         with np.load(self.folder / state["model"], allow_pickle=False) as saved:
             restore_training_state(self.model, [saved[f"arr_{index}"] for index in range(len(saved.files))])
         for callback, counters in zip(self.stateful, state["callbacks"]):
@@ -185,17 +202,19 @@ class Checkpoint(keras.callbacks.Callback):
                 state["best_weights"] = f"best-epoch-{callback.best_epoch + 1}.npz"
                 if callback.best_epoch == epoch:  # improved (or the first judged epoch): keep its weights
                     best_weights = list(callback.best_weights)
-        self._writer.submit(lambda: self._write(state, arrays, best_weights))
+        self._held = [*self._held, state][-self.keep:]
+        held = list(self._held)
+        self._writer.submit(lambda: self._write(state, arrays, best_weights, held))
 
-    def _write(self, state: dict, arrays: list, best_weights: list | None) -> None:
+    def _write(self, state: dict, arrays: list, best_weights: list | None, held: list[dict]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         with atomic_file(self.folder / state["model"]) as handle:
             np.savez(handle, *arrays)
         if best_weights is not None:
             with atomic_file(self.folder / state["best_weights"]) as handle:
                 np.savez(handle, *best_weights)
-        write_atomic(self.folder / self.METADATA, json.dumps(state))
-        kept = {state["model"], state["best_weights"], self.METADATA}
+        write_atomic(self.folder / self.METADATA, json.dumps({"held": held}))
+        kept = {self.METADATA} | {name for kept in held for name in (kept["model"], kept["best_weights"])}
         for old in self.folder.iterdir():
             if old.name not in kept:
                 old.unlink()

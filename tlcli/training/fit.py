@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tlcli.distribute.placement import Placement
+from tlcli.distribute.placement import Placement, latest_held_by_all
 from tlcli.events import SILENT, Events
 from tlcli.runs.names import BACKUP, LOGS
 from tlcli.runs.history import History
@@ -144,6 +145,7 @@ def fit(
     validation_steps: int | None = None,
     fixed_steps: bool = False,
     backups: bool = True,
+    placement: Placement | None = None,
     events: Events = SILENT,
 ) -> FitResult:
     """Fit with early stopping (best weights restored), TensorBoard logs and history.csv.
@@ -153,11 +155,13 @@ def fit(
     again on resume anyway, and the head's seconds of training simply run again, identically.
     `epoch` is the training pipeline's `epoch_counter()`, set to the run's epoch number as each
     epoch begins. `fixed_steps` is for repeating (multi-worker) datasets; otherwise an epoch is
-    one pass.
+    one pass. Under several workers (`placement`), a resumed fit starts from the latest epoch
+    that every worker's backup holds.
     """
     monitor = "val_loss" if val_data is not None else "loss"
     callbacks, checkpoint = fit_callbacks(fit_config, length, monitor, run_dir=run_dir, stage=stage, history=history,
-                                          first_epoch=first_epoch, epoch=epoch, backups=backups, events=events)
+                                          first_epoch=first_epoch, epoch=epoch, backups=backups,
+                                          placement=placement, events=events)
     progress = events.fit_progress(length.epochs, steps_per_epoch, stage)
     if progress is not None:
         callbacks.append(progress)
@@ -191,7 +195,7 @@ def fit(
 
 def fit_callbacks(fit_config: FitConfig, length: FitLength, monitor: str, *, run_dir: Path, stage: str,
                   history: History, first_epoch: int, epoch, backups: bool,
-                  events: Events) -> tuple[list, Checkpoint | None]:
+                  placement: Placement | None = None, events: Events = SILENT) -> tuple[list, Checkpoint | None]:
     """(`fit`'s callbacks, its checkpoint or None without `backups`): the epoch number, early
     stopping and the plateau schedule (their state backed up with the weights), history.csv,
     the backup and the TensorBoard logs."""
@@ -212,9 +216,9 @@ def fit_callbacks(fit_config: FitConfig, length: FitLength, monitor: str, *, run
     callbacks += [*stateful, EpochRecorder(history, stage, first_epoch)]
     checkpoint = None
     if backups:
-        checkpoint = Checkpoint(run_dir / BACKUP / stage, stateful)
-        if checkpoint.epochs_done:
-            events.note(f"{stage}: resuming from epoch {first_epoch + checkpoint.epochs_done + 1}.")
+        agree = functools.partial(latest_held_by_all, placement) if placement and placement.num_workers > 1 else None
+        checkpoint = Checkpoint(run_dir / BACKUP / stage, stateful, agree, on_resume=lambda done: events.note(
+            f"{stage}: resuming from epoch {first_epoch + done + 1}."))
         callbacks.append(checkpoint)
     callbacks.append(keras.callbacks.TensorBoard(str(run_dir / LOGS / stage), write_graph=False))
     return callbacks, checkpoint
@@ -236,7 +240,7 @@ def fit_and_measure(
         trained, train_data, val_data, fit_config,
         length=length, steps_per_epoch=steps, run_dir=run_dir, stage=stage,
         history=history, epoch=epoch, fixed_steps=repeating, validation_steps=val_steps if repeating else None,
-        backups=backups, events=events,
+        backups=backups, placement=placement, events=events,
     )
     metrics = {"best_epoch": result.best_epoch, "epochs_run": history.last_epoch, "seconds": round(result.seconds, 2)}
     if val_data is not None:
