@@ -1,8 +1,9 @@
-"""Regenerate the README's `tlcli explain` picture from the quickstart run (fully offline):
+"""Regenerate the `tlcli explain` picture of the evaluation guide (docs/guides/evaluation.md) from the
+README tour's run (fully offline):
 
     python scripts/make_explain_picture.py
 
-It trains the README's quickstart (VGG16, random weights, 32 px, default training settings)
+It trains the tour's run (VGG16, random weights, 32 px, default training settings)
 into a temporary folder, explains the first test image of every digit, and copies the contact
 sheet to docs/images/explain_contact_sheet.png. Nothing else is written.
 """

@@ -218,9 +218,9 @@ def client_files(tmp_path_factory):
     return paths
 
 
-def _readme_recipe() -> str:
-    """The README's `read_pixels` block, as a user copies it into read_pixels.py."""
-    blocks = re.findall(r"```python\n(.*?)```", (SOURCE_TREE / "README.md").read_text(), re.DOTALL)
+def _docs_recipe() -> str:
+    """The `read_pixels` block of the export guide, as a user copies it into read_pixels.py."""
+    blocks = re.findall(r"```python\n(.*?)```", (SOURCE_TREE / "docs" / "guides" / "export.md").read_text(), re.DOTALL)
     (recipe,) = [block for block in blocks if "def read_pixels(" in block]
     return recipe
 
@@ -244,11 +244,11 @@ print(json.dumps({"imported": imported, "pixels": by_pixels.tolist(), "bytes": b
 
 
 @pytest.mark.subprocess
-def test_readme_pixel_recipe_gives_the_probabilities_of_serving_bytes(exported, client_files, tmp_path):
+def test_the_docs_pixel_recipe_gives_the_probabilities_of_serving_bytes(exported, client_files, tmp_path):
     from tlcli.data.pipeline import decode_image
 
     out, _ = exported
-    (tmp_path / "read_pixels.py").write_text(_readme_recipe())
+    (tmp_path / "read_pixels.py").write_text(_docs_recipe())
     pixels_path = tmp_path / "pixels.npy"
     served = _python(RECIPE_CLIENT, tmp_path, out / "saved_model", 32, pixels_path, *client_files)
     assert served["imported"] == []  # Pillow and NumPy only
