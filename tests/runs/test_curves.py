@@ -79,7 +79,7 @@ def test_the_penalty_path_marks_the_chosen_penalty_and_is_skipped_without_one(dr
 
 @pytest.mark.parametrize("suggestion, title", [
     (0.01, "Suggested rate 0.01 (steepest rule); the test blew up"),
-    (None, "No rate lowered the loss: none suggested; the test blew up"),
+    (None, "The loss never rose: none suggested; the test blew up"),
 ])
 def test_the_range_test_plot_names_its_suggestion_or_says_there_is_none(drawn, tmp_path, suggestion, title):
     from tlcli.training.range_test import RangeTest

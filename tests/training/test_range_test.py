@@ -1,33 +1,61 @@
-"""The learning-rate range test's suggestion: the valley rule on the smoothed loss."""
+"""The learning-rate range test's suggestion: the edge rule (a third of the rate at which the loss rose)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tlcli.training.range_test import LOSS_FLOOR, diverged, smooth, valley
+from tlcli.training.range_test import LOSS_FLOOR, SETTLED, diverged, edge, smooth, suggest
+
+RATES = np.geomspace(1e-7, 1, 100)
 
 
-def test_the_valley_is_halfway_down_the_longest_fall_before_the_loss_turns():
-    rates = np.geomspace(1e-7, 1, 60)
-    # Flat, then falling from 1e-5 to 1e-3, then blowing up.
-    losses = np.where(rates < 1e-5, 1.0, np.where(rates < 1e-3, 1.0 - 0.5 * np.log10(rates / 1e-5) / 2, 0.5))
-    losses = np.where(rates > 2e-3, 0.5 * (rates / 2e-3) ** 2, losses)
-    index = valley(losses[: int(np.argmin(losses)) + 1])
-
-    assert index is not None and 1e-5 <= rates[index] <= 1e-3
-    assert losses[index] < 1.0 and losses[index] > losses.min()
+def _fitted_head_curve(seed: int = 0) -> np.ndarray:
+    """A fitted head's loss on augmented batches, as measured on a transfer (bench/finetune_value.py):
+    scattered between 0.1 and 0.5 with no fall, until it climbs from 6e-5."""
+    rng = np.random.default_rng(seed)
+    losses = np.clip(rng.normal(0.28, 0.12, len(RATES)), 0.05, None)
+    return np.where(RATES > 6e-5, 0.3 * (RATES / 6e-5) ** 2, losses)
 
 
-@pytest.mark.parametrize("curve", ["flat", "noisy", "rising"])
-def test_no_valley_when_the_loss_never_falls(curve):
-    rng = np.random.default_rng(0)
-    losses = {
-        "flat": 1.0 + 0.001 * rng.standard_normal(50),
-        "noisy": 1.0 + 0.3 * rng.standard_normal(50),  # small batches: a 5% fall is noise here
-        "rising": np.linspace(1.0, 3.0, 50),
-    }[curve]
-    assert valley(smooth(losses), losses) is None
+def test_the_suggestion_on_a_fitted_heads_scatter_is_a_third_of_where_it_climbs():
+    """The valley rule read this scatter as a fall and suggested about 1.5e-6 on the real curves."""
+    for seed in range(5):
+        losses = _fitted_head_curve(seed)
+        rate = suggest(RATES, losses)
+        assert rate is not None and 6e-5 / 3 <= rate <= 2e-4 / 3, seed
+
+
+def test_a_falling_then_climbing_loss_is_suggested_below_where_it_climbs():
+    losses = np.where(RATES < 1e-5, 2.0, np.clip(2.0 - 0.6 * np.log10(RATES / 1e-5), 0.3, None))
+    losses = np.where(RATES > 3e-3, 0.3 * (RATES / 3e-3) ** 3, losses)
+    index = edge(losses)
+    assert index is not None and RATES[index] > 3e-3  # past the lowest loss, where it climbs
+    assert suggest(RATES, losses) == pytest.approx(RATES[index] / 3) and suggest(RATES, losses) < 3e-3
+
+
+def test_one_bad_batch_is_not_a_rise():
+    losses = np.full(60, 0.3)
+    losses[30] = 5.0
+    assert edge(losses) is None and suggest(RATES[:60], losses) is None
+
+
+@pytest.mark.parametrize("curve", ["flat", "falling"])
+def test_no_suggestion_when_the_loss_never_rises(curve):
+    losses = {"flat": np.full(100, 1.0), "falling": np.linspace(2.0, 0.5, 100)}[curve]
+    assert suggest(RATES, losses) is None
+
+
+def test_a_loss_that_turned_infinite_rose_at_the_next_rate():
+    losses = _fitted_head_curve()[:40]  # the scatter, then nan at step 40
+    assert edge(losses, blew_up=True) == 40
+    assert suggest(RATES, losses, blew_up=True) == pytest.approx(RATES[40] / 3)
+
+
+def test_a_loss_that_rose_at_once_suggests_nothing():
+    losses = np.concatenate([np.full(SETTLED, 0.3), np.full(20, 5.0)])
+    rates = np.geomspace(1.0, 10.0, len(losses))  # a third of the first rate is below the test's start
+    assert edge(losses) == SETTLED and suggest(rates, losses) is None
 
 
 def test_smoothing_starts_at_the_first_loss_and_follows_a_constant():
@@ -43,6 +71,15 @@ def test_a_loss_near_zero_that_wobbles_up_has_not_diverged():
     assert diverged(4 * LOSS_FLOOR + 0.01, lowest=2e-4, first=2e-4)
     assert diverged(2.5, lowest=0.5, first=0.6) and not diverged(1.9, lowest=0.5, first=0.6)
     assert not diverged(2.5, lowest=0.5, first=3.0), "not above where it began"
+
+
+def test_a_near_zero_loss_rises_only_past_the_floor():
+    """From 2e-4, a rise to 8e-4 is noise, not the edge: the edge is judged against LOSS_FLOOR."""
+    losses = np.full(60, 2e-4)
+    losses[20:] = 8e-4
+    assert edge(losses) is None
+    losses[40:] = 4 * LOSS_FLOOR
+    assert edge(losses) == 40
 
 
 def test_a_low_first_batch_of_a_noisy_curve_is_neither_its_lowest_nor_a_blow_up():

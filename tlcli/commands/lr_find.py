@@ -59,12 +59,12 @@ def run(
         return
     where = f" Plot: {literal(found.plot)}." if found.plot else ""
     if test.suggestion is None:
-        out.print(f"No learning rate lowered the training loss of {literal(found.unfreeze)} over {len(test.rates)} "
-                  f"steps from {test.rates[0]:.2g} to {test.rates[-1]:.2g} (the test {test.stopped}), so none is "
-                  f"suggested: the head may already fit the training images, or try a wider --start/--end.{where}")
+        out.print(f"The training loss of {literal(found.unfreeze)} did not rise to three times its lowest over "
+                  f"{len(test.rates)} steps from {test.rates[0]:.2g} to {test.rates[-1]:.2g} (the test {test.stopped}), "
+                  f"or rose at once, so no rate is suggested: try a wider --start/--end.{where}")
         return
     out.print(f"Suggested learning rate for {literal(found.unfreeze)}: [bold]{test.suggestion:.2g}[/] "
-              f"({test.rule} rule: halfway down the longest fall of the smoothed loss; the test {test.stopped} "
+              f"({test.rule} rule: a third of the rate at which the loss rose to three times its lowest; the test {test.stopped} "
               f"after {len(test.rates)} steps).{where}")
     out.print(f"Use it with: tlcli finetune {literal(found.run)} --stage {literal(found.unfreeze)}:auto:{test.suggestion:.2g}"
               f"  (or --stage {literal(found.unfreeze)}:auto:auto)")

@@ -80,7 +80,7 @@ def plot_range_test(test, path: Path) -> None:
         axis.axvline(test.suggestion, color="tab:red", linestyle=":", label=f"suggested {test.suggestion:.2g}")
         title = f"Suggested rate {test.suggestion:.2g} ({test.rule} rule)"
     else:
-        title = "No rate lowered the loss: none suggested"
+        title = "The loss never rose: none suggested"
     if len(test.smoothed):
         low, high = min(test.smoothed), max(test.smoothed[0], min(test.smoothed) * 4)
         axis.set_ylim(low - 0.05 * (high - low + 1e-12), high + 0.1 * (high - low + 1e-12))

@@ -417,11 +417,11 @@ class _StageResult:
 def _find_stage_rate(model, stage: Stage, fit_config: FitConfig, inputs: StageInputs, plot: Path,
                      events: Events) -> tuple[float, str]:
     """The rate the range test suggests for the stage's unfreezing (the weights stay as they
-    were), or the stage's fallback rate when no rate lowered the loss; its plot goes to `plot`."""
+    were), or the stage's fallback rate when the test suggests none; its plot goes to `plot`."""
     test = range_test(model, inputs.endless(), fit_config)
     plot_range_test(test, plot)
     if test.suggestion is None:
-        events.note(f"{stage.unfreeze}: no learning rate lowered the training loss in the range test "
+        events.note(f"{stage.unfreeze}: the range test's loss never rose to three times its lowest "
                     f"({len(test.rates)} steps, {plot.name}); the stage trains at {stage.fallback_rate:g}.", WARNING)
         return stage.fallback_rate, "none found: fallback"
     events.note(f"{stage.unfreeze}: the range test suggests {test.suggestion:.2g} ({test.rule} rule, {plot.name}).")
