@@ -99,20 +99,22 @@ def _best_time(work, rounds: int) -> float:
     return min(times)
 
 
-def measure_methods(name: str, size: int, root: Path, rounds: int = 2) -> list[dict]:
+def measure_methods(name: str, size: int, root: Path, rounds: int = 2, methods=METHODS) -> list[dict]:
     from tlcli.evaluate.explain import Explainer
     from tlcli.evaluate.heatmaps import Heatmap
 
     model, info, images, squares, _ = square_run(name, size, root)
     patch = info.class_names.index("patch")
     rows = []
-    for method in METHODS:
+    for method in methods:
         explainer = Explainer(model, size, method=method)
+        started = time.perf_counter()
         heatmaps, tests = explain_all(explainer, images, patch)  # traced now, and auto has chosen
-        seconds = _best_time(lambda: explain_all(explainer, images, patch), rounds)
+        first = time.perf_counter() - started
+        seconds = _best_time(lambda: explain_all(explainer, images, patch), rounds) if rounds else first
         draw = explainer.gradcam if explainer.method == "gradcam" else explainer.occlusion
-        drawing = _best_time(lambda: [draw(images[first:first + BATCH], [patch] * len(images[first:first + BATCH]))
-                                      for first in range(0, len(images), BATCH)], rounds)
+        drawing = _best_time(lambda: [draw(images[start:start + BATCH], [patch] * len(images[start:start + BATCH]))
+                                      for start in range(0, len(images), BATCH)], rounds) if rounds else first
         hits = [peak_on_square(heatmap.peak(size, size), square) for heatmap, square in zip(heatmaps, squares)]
         moved = [Heatmap(heatmap.class_index, heatmap.probability,
                          np.roll(heatmap.values, np.array(heatmap.values.shape) // 2, axis=(0, 1)))
@@ -255,7 +257,10 @@ def main() -> None:
     parser.add_argument("--backbones", default=",".join(CLASSIC), help="also 'tinynet', the tests' backbone")
     parser.add_argument("--sizes", default="32,64,128", help="squares and fills (corners: --image-size)")
     parser.add_argument("--image-size", type=int, help=f"corners: one size for every backbone (default: {CORNER_SIZES})")
-    parser.add_argument("--rounds", type=int, default=2, help="squares: timed passes, the best kept")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="squares: timed passes, the best kept; 0 times the first pass (tracing and auto's "
+                             "choice included; maps alone not timed apart)")
+    parser.add_argument("--methods", default=",".join(METHODS), help="squares: the --method values to measure")
     arguments = parser.parse_args()
     if "tinynet" in arguments.backbones:
         import tiny_backbone
@@ -277,7 +282,7 @@ def main() -> None:
                 if size < BACKBONES[name].min_size:
                     print(f"{name} {size} px: below its minimum ({BACKBONES[name].min_size} px), left out", flush=True)
                     continue
-                rows_of = (measure_methods(name, size, Path(scratch), arguments.rounds) if arguments.part == "squares"
+                rows_of = (measure_methods(name, size, Path(scratch), arguments.rounds, arguments.methods.split(",")) if arguments.part == "squares"
                            else measure_fills(name, size, Path(scratch)))
                 for row in rows_of:
                     rows.append(row)

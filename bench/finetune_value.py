@@ -11,8 +11,8 @@ For each dataset and seed:
     augmentation (none, or translation 0.1 + zoom 0.1 as Keras layers), each up to MAX_EPOCHS
     epochs with early stopping on the validation loss (patience PATIENCE, best weights restored).
     Reported: the setting best on validation, scored on test, and the grid's median test accuracy.
-    Each setting's test accuracy is kept, so the "good range" of rates (within 0.01 of the best)
-    can be read off for lr-find.
+    Each setting's test accuracy is kept, and the "good range" of rates (within 0.01 of the best)
+    is read off beside `tlcli lr-find`'s suggestion on the same head, for each unfreezing.
 
 Datasets (built here, no download):
   - transfer: VGG16 trained by tlcli itself on digits 0-4 (every image, `train` and then
@@ -22,7 +22,7 @@ Datasets (built here, no download):
   - textures: four kinds of synthetic texture at 64 px on random VGG16 weights.
 
     python bench/finetune_value.py [--datasets transfer,random,textures] [--seeds 0,1,2]
-                                   [--grid full|small|recipe] [--max-epochs 40]
+                                   [--grid full|small|recipe|none] [--max-epochs 40]
 
 Prints mean +- standard deviation over the seeds and the seconds each route took; writes
 bench/results/finetune_value.json.
@@ -212,11 +212,31 @@ def seed_row(data: Path, weights, work: Path, seed: int, grid: str, max_epochs: 
         "head": {"test_accuracy": test_accuracy(head, data), "seconds": round(head_seconds, 1)},
         "finetune": {"test_accuracy": test_accuracy(tuned, data), "seconds": round(finetune_seconds, 1),
                      "stage_rates": json.loads((tuned / "metrics.json").read_text()).get("stage_rates")},
-        "by_hand": grid_row(head, data, seed, grid, max_epochs),
+        "lr_find": lr_find_row(head, seed, work),
     }
     print(f"  seed {seed}: head {row['head']['test_accuracy']:.3f}, finetune {row['finetune']['test_accuracy']:.3f}, "
-          f"by hand (best on val) {row['by_hand']['best_on_validation']['test_accuracy']:.3f}", flush=True)
+          f"lr-find {row['lr_find']}", flush=True)
+    if grid != "none":
+        row["by_hand"] = grid_row(head, data, seed, grid, max_epochs)
+        row["good_rates"] = good_rates(row["by_hand"]["settings"])
+        print(f"  by hand (best on val) {row['by_hand']['best_on_validation']['test_accuracy']:.3f}, "
+              f"good rates {row['good_rates']}", flush=True)
     return row
+
+
+def lr_find_row(head: Path, seed: int, work: Path) -> dict:
+    """`tlcli lr-find`'s suggestion on the head for each stage unfrozen by hand."""
+    return {unfreeze: json.loads(tlcli("lr-find", head, "--unfreeze", unfreeze, "--seed", seed, "--json",
+                                       "--out", work / f"lr-find-{seed}-{unfreeze}.png", "--overwrite").stdout)["suggestion"]
+            for unfreeze in UNFREEZE}
+
+
+def good_rates(settings: list[dict]) -> dict:
+    """Per unfreezing, the grid's rates whose test accuracy is within 0.01 of the grid's best."""
+    best = max(setting["test_accuracy"] for setting in settings)
+    return {unfreeze: sorted({setting["rate"] for setting in settings
+                              if setting["unfreeze"] == unfreeze and setting["test_accuracy"] >= best - 0.01})
+            for unfreeze in UNFREEZE}
 
 
 def image_size(data: Path) -> int:
@@ -243,10 +263,12 @@ def summary(rows: list[dict]) -> dict:
     return {
         "head": head,
         "finetune": spread(row["finetune"]["test_accuracy"] for row in rows),
-        "by_hand_best_on_validation": spread(row["by_hand"]["best_on_validation"]["test_accuracy"] for row in rows),
-        "by_hand_median": spread(row["by_hand"]["median_test_accuracy"] for row in rows),
+        **({
+            "by_hand_best_on_validation": spread(row["by_hand"]["best_on_validation"]["test_accuracy"] for row in rows),
+            "by_hand_median": spread(row["by_hand"]["median_test_accuracy"] for row in rows),
+        } if all("by_hand" in row for row in rows) else {}),
         "seconds": {route: float(np.mean([row[route]["seconds"] for row in rows]))
-                    for route in ("head", "finetune", "by_hand")},
+                    for route in ("head", "finetune", "by_hand") if all(route in row for row in rows)},
     }
 
 
@@ -256,6 +278,11 @@ def print_table(results: dict) -> None:
     print("|---|---|---|---|---|---|---|")
     for name, result in results.items():
         s = result["summary"]
+        if "by_hand_median" not in s:  # --grid none
+            print(f"| {name} | {s['head']['mean']:.3f} ± {s['head']['std']:.3f} | "
+                  f"{s['finetune']['mean']:.3f} ± {s['finetune']['std']:.3f} | - | - | - | "
+                  f"{s['seconds']['head']:.0f}, {s['seconds']['finetune']:.0f}, - |")
+            continue
 
         def cell(key):
             return f"{s[key]['mean']:.3f} ± {s[key]['std']:.3f}"
@@ -272,7 +299,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="transfer,random,textures")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--grid", choices=("full", "small", "recipe"), default="full")
+    parser.add_argument("--grid", choices=("full", "small", "recipe", "none"), default="full",
+                        help="none: the head, tlcli finetune and lr-find only")
     parser.add_argument("--max-epochs", type=int, default=MAX_EPOCHS)
     parser.add_argument("--scratch", type=Path, default=None, help="keep the datasets and runs here")
     options = parser.parse_args()
