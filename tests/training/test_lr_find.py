@@ -68,7 +68,8 @@ def test_an_auto_stage_trains_at_the_rate_its_range_test_found(tiny_run, tmp_pat
     assert float(read_history(out)[0]["learning_rate"]) == pytest.approx(entry["learning_rate"], rel=1e-5)
     said = "the range test suggests" if entry["source"].startswith("found") else "no learning rate lowered"
     assert f"block3: {said}" in result.output and (out / "lr_find_stage1-block3.png").is_file()
-    assert json.loads((out / "config.json").read_text())["stages"] == ["block3:1:auto"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["stages"] == ["block3:1:auto"] and config["learning_rate"] == "auto"  # --learning-rate's default
 
 
 def test_a_given_rate_is_recorded_as_given(finetuned_run):

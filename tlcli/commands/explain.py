@@ -22,9 +22,9 @@ def run(
     ],
     out_dir: Annotated[
         Optional[Path],
-        typer.Option("--out", parser=location, metavar="PATH", help="Folder for the pictures (default: RUN_DIR/explain). It must be new, empty, or "
-                     "an earlier explain's folder with --overwrite; files tlcli did not write there are kept.",
-                     show_default=False),
+        typer.Option("--out", parser=location, metavar="PATH", help="Folder for the pictures. It must be new, empty, or an earlier explain's "
+                     "folder with --overwrite; files tlcli did not write there are kept.",
+                     show_default="explain/ beside the model"),
     ] = None,
     overwrite: Overwrite = False,
     class_names: Annotated[
