@@ -32,7 +32,8 @@ def test_lr_find_tests_rates_and_leaves_the_run_unchanged(tiny_run, tmp_path):
 
 
 def test_lr_find_stops_when_the_loss_blows_up_and_suggests_below_it(tiny_run, tmp_path):
-    found = json.loads(invoke("lr-find", tiny_run, "--steps", 40, "--start", 1e-6, "--end", 100.0,
+    # MODEL may be the run's model.keras as well as its directory.
+    found = json.loads(invoke("lr-find", tiny_run / "model.keras", "--steps", 40, "--start", 1e-6, "--end", 100.0,
                               "--batch-size", 8, "--out", tmp_path / "lr.png", "--json").stdout)
     assert found["stopped"] == "blew up" and len(found["rates"]) < 40
     smoothed = np.asarray(found["smoothed"])

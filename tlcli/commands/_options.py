@@ -98,6 +98,16 @@ RunPath = Annotated[
         show_default=False,
     ),
 ]
+TrainedRunPath = Annotated[
+    Path,
+    typer.Argument(
+        parser=location,
+        help="A run directory written by `tlcli train` or `tlcli finetune`, or its model.keras: its config.json "
+        "names the backbone, the dataset and the split.",
+        metavar="MODEL",
+        show_default=False,
+    ),
+]
 
 # Test-time augmentation (evaluate, predict, export). Two options rather than one with an
 # optional value: Typer 0.29 has no optional-value options (it deprecates flag_value), and with

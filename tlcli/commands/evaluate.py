@@ -50,10 +50,13 @@ def run(
     explain: Annotated[
         int,
         typer.Option("--explain", metavar="N", min=0,
-                     help="Grad-CAM maps of the predicted and true class of the N worst-loss images, "
-                          "in worst_losses_explained.png."),
+                     help="Maps of the predicted class (and the true one, where it differs) of the N worst-loss "
+                          "images, drawn by --explain-method, each with its faithfulness score (the deletion test), "
+                          "in worst_losses_explained.png and the report's explained entries."),
     ] = 0,
-    explain_method: Annotated[str, typer.Option(metavar="METHOD", help="How --explain draws its maps: auto|gradcam|occlusion (see tlcli explain --method).")] = "auto",
+    explain_method: Annotated[str, typer.Option(metavar="METHOD", help="How --explain draws its maps: auto|gradcam|occlusion; "
+                                                "auto: Grad-CAM when its maps pass the deletion test, else occlusion "
+                                                "(see tlcli explain --method).")] = "auto",
     tta: Tta = False,
     tta_views: TtaViews = None,
     labels: LabelOptions = LabelOptions(),

@@ -6,7 +6,17 @@ from typing import Annotated, Optional
 import typer
 
 from tlcli.commands._groups import Distribution, FineTuningAugmentation, takes_option_groups
-from tlcli.commands._options import CacheMemory, Json, Optimizer, Overwrite, ReplicaBatchSize, RunPath, Seed, StageCache, Strict
+from tlcli.commands._options import (
+    CacheMemory,
+    Json,
+    Optimizer,
+    Overwrite,
+    ReplicaBatchSize,
+    Seed,
+    StageCache,
+    Strict,
+    TrainedRunPath,
+)
 from tlcli.console import err, literal, out, print_json
 from tlcli.storage import location
 
@@ -15,7 +25,7 @@ NAME = "lr-find"
 
 @takes_option_groups
 def run(
-    run_dir: RunPath,
+    model: TrainedRunPath,
     unfreeze: Annotated[Optional[str], typer.Option(
         help="The stage's unfreezing: a block name, a layer count (30), a share (25%) or all.",
         show_default="the top block")] = None,
@@ -29,7 +39,7 @@ def run(
     train_bn: Annotated[bool, typer.Option("--train-bn", help="Also train BatchNormalization scale and offset, "
                                            "as finetune --train-bn does.")] = False,
     out_path: Annotated[Optional[Path], typer.Option("--out", parser=location, metavar="PATH", help="The plot.",
-                                                     show_default="lr_find.png in the run directory of MODEL")] = None,
+                                                     show_default="lr_find.png in the run directory")] = None,
     overwrite: Overwrite = False,
     seed: Seed = 0,
     strict: Strict = False,
@@ -48,7 +58,7 @@ def run(
         err.print("Running the range test: the rate grows each step until the loss blows up (the run's model is "
                   "not changed).")
 
-    found = find_learning_rate(run_dir, unfreeze, data=data, fit=fit, steps=steps, start=start, end=end,
+    found = find_learning_rate(model, unfreeze, data=data, fit=fit, steps=steps, start=start, end=end,
                                out=out_path, overwrite=overwrite, train_batch_norm=train_bn, strict=strict,
                                cache_features=cache_features, cache_memory=cache_memory,
                                distribution=distribution, augmentation=augmentation.chosen(), on_start=started)
