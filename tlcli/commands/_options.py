@@ -227,7 +227,7 @@ Pooling = Annotated[str, typer.Option(help="avg|max|flatten: how the feature map
 Dense = Annotated[Optional[str], typer.Option(help="Hidden dense layers of the head, e.g. 256 or 512,128.", show_default="none")]
 Activation = Annotated[str, typer.Option(help="Hidden-layer activation: relu|leaky_relu|elu|selu|gelu|tanh|sigmoid.")]
 Dropout = Annotated[float, typer.Option(help="Dropout rate in the head.")]
-HeadSolver = Annotated[str, typer.Option(help="auto|lbfgs|gradient. auto: a head without hidden layers on cached features is solved (logistic regression, penalty cross-validated); others are trained by gradient.")]
+HeadSolver = Annotated[str, typer.Option(help="auto|lbfgs|gradient. auto: a head without hidden layers, dropout, label smoothing or AdamW's decay, on cached features of unaugmented images, is solved (logistic regression, penalty cross-validated); any other is trained by gradient.")]
 
 
 def dense_option(value):

@@ -27,7 +27,8 @@ PreviewSize = Annotated[int, typer.Option(help="Size in pixels of each image in 
 
 
 # A --config file is read for its [augmentation] table only: a train's file, whose other settings are not read here.
-Config = config_option(tables={"augmentation": PreviewAugmentation}, top=False)
+Config = config_option(help="TOML settings file, as train reads it: only its \\[augmentation] table is read here; the "
+                       "flags override it.", tables={"augmentation": PreviewAugmentation}, top=False)
 
 
 @takes_option_groups

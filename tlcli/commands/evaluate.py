@@ -52,7 +52,7 @@ def run(
         typer.Option("--explain", metavar="N", min=0,
                      help="Maps of the predicted class (and the true one, where it differs) of the N worst-loss "
                           "images, drawn by --explain-method, each with its faithfulness score (the deletion test), "
-                          "in worst_losses_explained.png and the report's explained entries."),
+                          "in worst_losses_explained.png (and evaluation.json's explained)."),
     ] = 0,
     explain_method: Annotated[str, typer.Option(metavar="METHOD", help="How --explain draws its maps: auto|gradcam|occlusion; "
                                                 "auto: Grad-CAM when its maps pass the deletion test, else occlusion "

@@ -33,8 +33,8 @@ def run(
                      "(repeatable: one map per class, side by side).", show_default=False),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per batch.", min=1)] = 16,
-    method: Annotated[str, typer.Option(metavar="METHOD", help="auto|gradcam|occlusion: Grad-CAM (one pass per image, "
-                                        "at the backbone's last convolution) or occlusion (hides each region in turn). auto: "
+    method: Annotated[str, typer.Option(metavar="METHOD", help="auto|gradcam|occlusion: Grad-CAM (the class's gradient "
+                                        "at the backbone's last convolution) or occlusion (each region hidden in turn). auto: "
                                         "Grad-CAM when its maps of the first images pass the deletion test, else occlusion.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per image and class on stdout, its "
                                           "faithfulness and deletion test included.")] = False,

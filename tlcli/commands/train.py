@@ -77,7 +77,7 @@ def run(
     seed: Seed = FitConfig.seed,
     val_split: ValSplit = 0.2,
     test_split: TestSplit = 0.0,
-    cache_features: Annotated[bool, typer.Option("--cache-features/--no-cache-features", help="Compute the frozen backbone's features once and train the head on them.")] = True,
+    cache_features: Annotated[bool, typer.Option("--cache-features/--no-cache-features", help="Compute the frozen backbone's features once and fit the head on them; with augmentation, which changes the images every epoch, the head trains end to end instead.")] = True,
     cache_images: CacheImages = True,
     head_solver: HeadSolver = TrainConfig.head_solver,
     strict: Strict = False,
