@@ -168,8 +168,8 @@ def calibrated_run(tiny_run, colour_dataset, tmp_path_factory):
         shutil.copytree(colour_dataset / split, data / split)
     shutil.move(data / "val" / "red" / "red_0.png", data / "val" / "green" / "red_0.png")
     shutil.move(data / "val" / "green" / "green_0.png", data / "val" / "blue" / "green_0.png")
-    run = shutil.copytree(tiny_run, root / "run")
-    return run, data, json.loads(invoke("calibrate", run, "--data", data, "--json").stdout)
+    run = shutil.copytree(tiny_run, root / "run")  # MODEL given as the run's model.keras, as it may be
+    return run, data, json.loads(invoke("calibrate", run / "model.keras", "--data", data, "--json").stdout)
 
 
 SQUARE_IMAGE_SIZE = 64

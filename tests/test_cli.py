@@ -3,11 +3,13 @@ and exit codes, for every command the app has."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import typer.main
 
 from helpers import MARKUP_NAMES, runner, write_class_folders
 from tlcli import __version__
@@ -57,6 +59,69 @@ def test_every_command_has_help_and_the_app_its_version():
     for command in COMMANDS:
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0 and result.stdout.strip().startswith(f"Usage: tlcli {command} "), result.output
+
+
+def _help_rows(command: str, monkeypatch) -> dict[str, str]:
+    """Each option's row of a command's --help (its name, help, default), as one line of words."""
+    monkeypatch.setenv("COLUMNS", "400")  # Rich sizes its panels by COLUMNS; at 80 it cuts names short
+    result = runner.invoke(app, [command, "--help"], terminal_width=400)
+    assert result.exit_code == 0, result.output
+    rows, name = {}, None
+    for line in result.output.splitlines():
+        cells = line.strip("│ ").split()
+        starts = (cells[1] if cells[:1] == ["*"] else cells[0] if cells else "").split(",")[0]  # --learning-rate,--lr
+        if line.startswith("│") and starts.startswith("-"):
+            name = starts
+        elif not line.startswith("│"):
+            name = None
+        if name:
+            rows[name] = " ".join(f"{rows.get(name, '')} {line.strip('│ ')}".split())
+    return rows
+
+
+def _shown_default(option) -> str | None:
+    """What `[default: ...]` an option's help shows, from its declaration (None: no default)."""
+    default = option.default
+    if isinstance(option.show_default, str):
+        return f"({option.show_default})"
+    if option.secondary_opts and isinstance(default, bool):  # --verify/--no-verify: the flag that is on
+        return (option.opts if default else option.secondary_opts)[0].lstrip("-")
+    if default is None or default is False or default == ():
+        return None  # not given: nothing happens unless it is, as the help says
+    values = default if isinstance(default, (list, tuple)) else [default]
+    return ", ".join(str(getattr(value, "value", value)) for value in values)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_option_shows_its_default_in_its_commands_help(command, monkeypatch):
+    """A default is declared once, with the option (`show_default` when it is a rule rather than a
+    value), never typed into the help, where Rich would read `[default: ...]` as markup and drop it."""
+    rows = _help_rows(command, monkeypatch)
+    click_command = typer.main.get_command(app).commands[command]
+    options = [param for param in click_command.params if param.param_type_name == "option"]
+    for option in options:
+        assert "default:" not in (option.help or "").lower(), f"{option.opts[0]}: give its default as show_default"
+        expected = _shown_default(option)
+        row = rows[option.opts[0]]
+        if expected is None:
+            assert "[default:" not in row, row
+        else:
+            assert f"[default: {expected}]" in row, row
+    assert {option.opts[0] for option in options} <= set(rows)
+
+
+def test_an_options_help_names_only_options_of_its_command_or_says_whose(monkeypatch):
+    """An option's help that sends the user to another option names one the command has, unless
+    it names the command whose option it is (`finetune's --cache-memory`, `tlcli explain --method`)."""
+    group = typer.main.get_command(app)
+    for name, command in group.commands.items():
+        own = {opt for param in command.params for opt in (*param.opts, *getattr(param, "secondary_opts", ()))}
+        for param in command.params:
+            text = getattr(param, "help", None) or ""
+            for found in re.finditer(r"(?<![\w-])--[a-z][a-z0-9-]*", text):
+                before = text[max(0, found.start() - 25):found.start()]
+                whose = any(re.search(rf"\b{re.escape(other)}('s)? (\S+ )?$", before) for other in group.commands)
+                assert found.group() in own or whose, f"tlcli {name} {param.opts[0]}: {found.group()} in {text!r}"
 
 
 @pytest.mark.subprocess  # a real process's stderr and exit code, with and without --debug

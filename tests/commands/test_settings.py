@@ -19,7 +19,7 @@ from tlcli.cli import app
     ("finetune", '[space]\nflip = "none"\n', "Unknown table [space] in --config {config}. Known tables: [augmentation], [finetune];"),
     ("finetune", "[finetune]\nbatch_size = 8\n[finetune.stage]\nepochs = 1\n",
      "Unknown table [stage] in --config {config} [finetune]. It holds settings (key = value), not tables."),
-    ("tune", "[spcae]\nlearning_rate = [0.1]\n", "Unknown table [spcae] in --config {config}. Known tables: [tune], [space];"),
+    ("tune", "[spcae]\nlearning_rate = [0.1]\n", "Unknown table [spcae] in --config {config}. Known tables: [tune], [space], [augmentation];"),
     ("tune", '[tune]\nsearch = "grid"\n[tune.grid]\ntrials = 1\n', "Unknown table [grid] in --config {config} [tune]."),
 ])
 def test_a_table_the_command_does_not_read_is_aone_line_error(flat_dataset, tmp_path, command, text, message):

@@ -49,8 +49,9 @@ def test_calibration_lowers_the_error_on_held_out_images_and_keeps_every_top_cla
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["calibration"]["temperature"] == pytest.approx(result["temperature"])
 
-    # Calibrating again fits T on the model's own output, not on calibrated probabilities.
-    again = json.loads(invoke("calibrate", run, "--json").stdout)
+    # Calibrating again fits T on the model's own output, not on calibrated probabilities; MODEL may
+    # be the run's model.keras as well as its directory.
+    again = json.loads(invoke("calibrate", run / "model.keras", "--json").stdout)
     assert again["temperature"] == pytest.approx(result["temperature"], rel=1e-3)
     assert np.isclose(again["before"]["ece"], result["before"]["ece"], atol=1e-4)
 

@@ -155,6 +155,25 @@ def test_a_map_that_is_not_faithful_says_so_and_scores_below_right_ones(square_r
     assert heights[False] == {height + 2 * CAPTION_LINE for height in heights[True]}  # a note of two lines
 
 
+def test_the_table_shows_each_maps_faithfulness_as_json_gives_it(square_run, monkeypatch, tmp_path):
+    """The terminal's table scores each map as --json does, and says which are not faithful (the
+    maps moved away from the evidence, as above, so that some are not)."""
+    run, data, _ = square_run
+    _pointing_elsewhere(monkeypatch)
+    monkeypatch.setenv("COLUMNS", "300")  # a row a line
+    images = sorted((data / "test" / "patch").iterdir())[:6]
+    records = json.loads(invoke("explain", run, *images, "--method", "gradcam", "--out", tmp_path / "a", "--json").stdout)
+    table = invoke("explain", run, *images, "--method", "gradcam", "--out", tmp_path / "b").stdout
+    header = next(line for line in table.splitlines() if "picture" in line)
+    assert [cell.strip() for cell in header.split("┃")[1:-1]] == [
+        "path", "class", "probability", "peak (x, y)", "faithfulness", "picture"]
+    for record in records:
+        row = next(line for line in table.splitlines() if f" {Path(record['picture']).name} " in line)
+        shown = f"{record['faithfulness']:.2f}" + ("" if record["faithful"] else " not faithful")
+        assert f" {shown} " in row, (shown, row)
+    assert any(not record["faithful"] for record in records) and "not faithful" in table
+
+
 def test_an_unknown_method_is_refused_in_one_line(tiny_run, colour_dataset, tmp_path):
     error = one_line_error(_explain(tiny_run, colour_dataset / "test", "--method", "rise", "--out", tmp_path / "m"))
     assert error == "Error: --method rise: not a method tlcli has. Use --method auto, gradcam or occlusion."

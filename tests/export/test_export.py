@@ -26,7 +26,7 @@ from helpers import CHILD_SITE, SOURCE_TREE, TESTS, runner
 from tlcli.cli import app
 
 HAS_ONNX = all(importlib.util.find_spec(name) for name in ("tf2onnx", "onnxruntime"))
-NO_ONNX = "the optional extra is not installed: pip install 'tlcli[onnx]' (tf2onnx, onnxruntime)"
+NO_ONNX = "the optional extra is not installed: pip install -e '.[onnx]' in the checkout (tf2onnx, onnxruntime)"
 FORMATS = ["saved_model", "keras", "tflite"] + (["onnx"] if HAS_ONNX else [])  # as conftest.py's `exported`
 
 
@@ -489,7 +489,7 @@ def test_bad_requests_fail_at_once_with_one_line(tiny_run, tmp_path, monkeypatch
 
     monkeypatch.setitem(sys.modules, "tf2onnx", None)  # as on a machine without the extra
     no_onnx = _export(tiny_run, "--out", tmp_path / "b", "--format", "onnx")
-    assert no_onnx.exit_code == 2 and "tlcli[onnx]" in no_onnx.output
+    assert no_onnx.exit_code == 2 and 'Install it with pip install -e ".[onnx]" in the tlcli checkout' in no_onnx.output
     monkeypatch.undo()
 
     lonely = tmp_path / "lonely"

@@ -125,6 +125,34 @@ def test_stage_parsing_accepts_blocks_counts_shares_and_all():
         parse_stage("150%:1:1e-5", spec)
 
 
+@pytest.mark.parametrize("given", ["command line", "config file"])
+def test_learning_rate_is_the_rate_of_every_stage_that_gives_none(solved_run, tmp_path, given):
+    """--learning-rate 2e-4: a stage whose rate is auto trains at it, without a range test, and
+    says so; a stage's own rate still wins. A --config file's learning_rate does the same."""
+    settings = tmp_path / "settings.toml"
+    settings.write_text("learning_rate = 2e-4\n")
+    rate = ("--lr", "2e-4") if given == "command line" else ("--config", settings)
+    result = invoke("finetune", solved_run, "--stage", "block3:1:auto", "--stage", "all:1:3e-5", *rate,
+                    "--batch-size", 8, "--augment", "none", "--out", tmp_path / "ft")
+    metrics = json.loads((tmp_path / "ft" / "metrics.json").read_text())
+    rates = {name: (entry["learning_rate"], entry["source"]) for name, entry in metrics["stage_rates"].items()}
+    assert rates == {"stage1-block3": (2e-4, "--learning-rate"), "stage2-all": (3e-5, "given")}
+    trained = {row["stage"]: float(row["learning_rate"]) for row in read_history(tmp_path / "ft")}
+    assert trained == pytest.approx({"stage1-block3": 2e-4, "stage2-all": 3e-5})
+    table = result.output.split("Stage 1", 1)[1].split("route:")[0]  # the stage's rate and where it came from
+    assert "0.0002" in table and "(--learning-rate)" in table and "range test" not in result.output
+    assert not list((tmp_path / "ft").glob("lr_find_*.png"))
+    config = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert config["learning_rate"] == 2e-4 and config["stages"] == ["block3:1:auto", "all:1:3e-05"]
+
+
+@pytest.mark.parametrize("rate", ["0", "-1e-4", "fast", "nan"])
+def test_a_learning_rate_that_is_not_one_is_refused_in_one_line(solved_run, tmp_path, rate):
+    result = runner.invoke(app, ["finetune", str(solved_run), "--lr", rate, "--out", str(tmp_path / "ft")])
+    assert result.exit_code == 2 and f'Error: --learning-rate "{rate}" is not a learning rate.' in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "ft").exists()
+
+
 @pytest.mark.slow
 def test_a_stage_that_ends_worse_is_rolled_back(tiny_run, tmp_path):
     result = invoke("finetune", tiny_run, "--stage", "block3:1:1e-5", "--stage", "all:1:50", "--augment", "none",

@@ -32,7 +32,8 @@ def test_lr_find_tests_rates_and_leaves_the_run_unchanged(tiny_run, tmp_path):
 
 
 def test_lr_find_stops_when_the_loss_blows_up_and_suggests_below_it(tiny_run, tmp_path):
-    found = json.loads(invoke("lr-find", tiny_run, "--steps", 40, "--start", 1e-6, "--end", 100.0,
+    # MODEL may be the run's model.keras as well as its directory.
+    found = json.loads(invoke("lr-find", tiny_run / "model.keras", "--steps", 40, "--start", 1e-6, "--end", 100.0,
                               "--batch-size", 8, "--out", tmp_path / "lr.png", "--json").stdout)
     assert found["stopped"] == "blew up" and len(found["rates"]) < 40
     smoothed = np.asarray(found["smoothed"])
@@ -70,7 +71,8 @@ def test_an_auto_stage_trains_at_the_rate_its_range_test_found(tiny_run, tmp_pat
     assert float(read_history(out)[0]["learning_rate"]) == pytest.approx(entry["learning_rate"], rel=1e-5)
     said = "the range test suggests" if entry["source"].startswith("found") else "the range test's loss never rose"
     assert f"block3: {said}" in result.output and (out / "lr_find_stage1-block3.png").is_file()
-    assert json.loads((out / "config.json").read_text())["stages"] == ["block3:1:auto"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["stages"] == ["block3:1:auto"] and config["learning_rate"] == "auto"  # --learning-rate's default
 
 
 def test_a_given_rate_is_recorded_as_given(finetuned_run):

@@ -8,8 +8,9 @@ import itertools
 import json
 
 import pytest
+import tomllib
 
-from helpers import invoke
+from helpers import invoke, read_history
 from tlcli.tune.leaderboard import read_leaderboard
 
 
@@ -84,6 +85,35 @@ def test_best_toml_runs_with_tlcli_finetune_unchanged_and_reproduces_the_best_tr
     assert metrics["val_loss"] == pytest.approx(best["val_loss"], rel=1e-3)
 
 
+def test_a_finetune_searchs_options_reach_its_trials_and_best_toml_replays_them(tiny_run, tmp_path):
+    """tune --finetune takes finetune's optimisation and augmentation options: the trial fits with
+    them (its rate decayed from --lr by the cosine schedule), best.toml keeps them ([augmentation] a table), and
+    `tlcli finetune --config best.toml` replays the trial to the same validation loss."""
+    from tlcli.augment.settings import PRESETS
+
+    space = tmp_path / "space.toml"
+    space.write_text('unfreeze = ["block3"]\n')
+    result = invoke("tune", "--finetune", tiny_run, "--search", "grid", "--space", space, "--epochs", 1,
+                    "--lr", 1e-4, "--optimizer", "sgd", "--momentum", 0.5, "--schedule", "cosine", "--batch-size", 8,
+                    "--augment", "none", "--flip", "horizontal", "--strategy", "one-device", "--out", tmp_path / "search")
+    best_toml = tmp_path / "search" / "best.toml"
+    best = tomllib.loads(best_toml.read_text())
+    assert (best["optimizer"], best["momentum"], best["schedule"], best["batch_size"]) == ("sgd", 0.5, "cosine", 8)
+    assert best["stages"] == ["block3:1:0.0001"]
+    assert best["augmentation"] == {**PRESETS["none"].to_dict(), "flip": "horizontal"}
+    trial = read_history(tmp_path / "search" / "trials" / "0001")
+    rates = [float(row["learning_rate"]) for row in trial]
+    assert rates[0] < 1e-4  # the rate as the epoch ended: cosine's, decayed from --lr
+    assert "Strategy one-device: 1 replica(s)" in result.output and "batch 8 per replica" in result.output
+
+    invoke("finetune", tiny_run, "--config", best_toml, "--out", tmp_path / "ft", "--quiet")
+    config = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert config["augmentation"] == best["augmentation"] and config["schedule"] == "cosine"
+    replayed = read_history(tmp_path / "ft")  # the stage's epochs, even if it is then rolled back
+    for column in ("learning_rate", "loss", "val_loss"):
+        assert [float(row[column]) for row in replayed] == pytest.approx([float(row[column]) for row in trial], rel=1e-4)
+
+
 @pytest.mark.slow
 def test_a_resumed_finetune_search_skips_finished_trials(tiny_run, tmp_path):
     space = tmp_path / "space.toml"
@@ -109,6 +139,8 @@ def test_a_resumed_finetune_search_skips_finished_trials(tiny_run, tmp_path):
         ("weight_decay = [0.001]\n", (), 'Set optimizer = "adamw"'),
         ("learning_rate = [0.001]\n", ("--model", "vgg16"), "--model does not go with --finetune"),
         ("epochs = [1, 2]\n", ("--search", "hyperband"), "epochs cannot be searched by hyperband"),
+        ("learning_rate = [0.001]\n", ("--dense", "8"), "--dense does not go with --finetune: the backbone, weights, "
+                                                        "image size, pooling, head and data split are those of"),
     ],
 )
 def test_bad_finetune_search_settings_are_one_line_errors(vgg16_run, tmp_path, space, args, message):

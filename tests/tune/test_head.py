@@ -10,7 +10,7 @@ import json
 import pytest
 import tomllib
 
-from helpers import invoke
+from helpers import invoke, read_history
 from tlcli.tune.leaderboard import read_leaderboard
 
 
@@ -66,3 +66,35 @@ def test_a_trial_is_the_base_settings_with_its_own_values(colour_dataset):
     assert (base.dense, base.fit.learning_rate) == ((8,), 0.01)  # the base is left as it was
     # The default grid varies what the solved linear head does not read: hidden layers and dropout.
     assert default_space("grid") == {"dense": [(), (256,), (512,)], "dropout": [0.0, 0.3]}
+
+
+def test_trains_options_reach_every_head_trial_and_best_toml(colour_dataset, tmp_path):
+    """tune takes train's options: each trial fits with them (the cosine schedule shows in its
+    history, the strategy and batch size in the line on where it runs), and best.toml keeps them."""
+    space = tmp_path / "space.toml"
+    space.write_text("dense = [[8]]\n")
+    result = invoke("tune", colour_dataset, "--model", "tinynet", "--weights", "none", "--image-size", 32,
+                    "--search", "grid", "--space", space, "--epochs", 3, "--early-stopping", 0, "--optimizer", "sgd",
+                    "--lr", 0.05, "--momentum", 0.5, "--nesterov", "--schedule", "cosine", "--batch-size", 8,
+                    "--label-smoothing", 0.1, "--class-weight", "balanced", "--dropout", 0.2, "--activation", "tanh",
+                    "--strategy", "one-device", "--out", tmp_path / "search")
+    best = tomllib.loads((tmp_path / "search" / "best.toml").read_text())
+    given = {"optimizer": "sgd", "learning_rate": 0.05, "momentum": 0.5, "nesterov": True, "schedule": "cosine",
+             "batch_size": 8, "label_smoothing": 0.1, "class_weight": "balanced", "dropout": 0.2, "activation": "tanh",
+             "dense": [8], "epochs": 3}
+    assert {key: best[key] for key in given} == given
+    rates = [float(row["learning_rate"]) for row in read_history(tmp_path / "search" / "trials" / "0001")]
+    assert len(rates) == 3 and rates[0] <= 0.05 and rates == sorted(rates, reverse=True) and rates[-1] < rates[0]
+    assert "Strategy one-device: 1 replica(s)" in result.output and "batch 8 per replica" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--augment", "light"), "Augmentation does not go with a head search"),
+    (("--rotation", "0.1"), "Augmentation does not go with a head search"),
+    (("--strategy", "multi-worker"), "--strategy multi-worker: tlcli tune runs its trials in this one process"),
+])
+def test_what_a_head_search_cannot_do_is_refused_in_one_line(colour_dataset, tmp_path, args, message):
+    result = invoke("tune", colour_dataset, "--model", "tinynet", "--weights", "none", *args,
+                    "--out", tmp_path / "out", expect=2)
+    assert result.output.strip() == f"Error: {result.output.strip()[7:]}" and message in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "out").exists()

@@ -17,6 +17,7 @@ from tlcli.augment.settings import FIELDS, AugmentConfig, augmentation_from_opti
 from tlcli.commands._options import (
     AllowOutsidePaths,
     AugmentPreset,
+    FineTuningAugmentPreset,
     Brightness,
     Contrast,
     Crop,
@@ -28,10 +29,12 @@ from tlcli.commands._options import (
     MultiLabel,
     Noise,
     Precision,
+    PreviewAugmentPreset,
     Rotation,
     Saturation,
     Strategy,
     Tpu,
+    TuneAugmentPreset,
     Translation,
     Zoom,
 )
@@ -135,3 +138,24 @@ class Augmentation:
     def config(self, default: str = "none") -> AugmentConfig:
         """The settings: the flags over the preset (`default` when none is named)."""
         return augmentation_from_options(self.augment, self.flags(), default=default)
+
+
+@option_group
+class FineTuningAugmentation(Augmentation):
+    """The augmentation options of fine-tuning (finetune, lr-find), whose default is the source run's."""
+
+    augment: FineTuningAugmentPreset = None
+
+
+@option_group
+class TuneAugmentation(Augmentation):
+    """The augmentation options of tune: a fine-tuning search's trials augment, a head search's do not."""
+
+    augment: TuneAugmentPreset = None
+
+
+@option_group
+class PreviewAugmentation(Augmentation):
+    """The augmentation options of the preview (tlcli augment), whose default preset is standard."""
+
+    augment: PreviewAugmentPreset = None

@@ -14,7 +14,16 @@ from tlcli.models.backbones import MODEL_NAMES
 from tlcli.models.tta import DEFAULT_VIEW_SET, VIEW_SETS
 from tlcli.settings import check_choice
 from tlcli.storage import location
-from tlcli.training.config import CLASS_WEIGHTS, OPTIMIZERS, SCHEDULES
+from tlcli.training.config import (
+    AUTO_EPOCHS,
+    AUTO_PATIENCE,
+    AUTO_STEPS,
+    CLASS_WEIGHTS,
+    OPTIMIZERS,
+    SCHEDULES,
+    WARMUP_STEPS,
+    rate_or_auto,
+)
 
 DataPath = Annotated[
     Path,
@@ -35,7 +44,7 @@ ModelName = Annotated[
 ]
 ImageSize = Annotated[
     Optional[int],
-    typer.Option(help="Square input size in pixels (default: the backbone's native size).", show_default=False),
+    typer.Option(help="Square input size in pixels.", show_default="the backbone's native size"),
 ]
 Weights = Annotated[
     str,
@@ -75,8 +84,8 @@ MultiLabel = Annotated[
 LabelDelimiter = Annotated[
     str,
     typer.Option("--label-delimiter", metavar="TEXT", rich_help_panel="Label file",
-                 help="What separates the labels of an image with --multi-label (default: a space, as in "
-                      "'haze primary water')."),
+                 help="What separates the labels of an image with --multi-label, as the spaces in 'haze primary water'.",
+                 show_default="a space"),
 ]
 Strict = Annotated[bool, typer.Option("--strict", help="Treat any unusable file as an error.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
@@ -85,6 +94,16 @@ RunPath = Annotated[
     typer.Argument(
         parser=location,
         help="A run directory written by tlcli, or a .keras model with labels.txt beside it.",
+        metavar="MODEL",
+        show_default=False,
+    ),
+]
+TrainedRunPath = Annotated[
+    Path,
+    typer.Argument(
+        parser=location,
+        help="A run directory written by `tlcli train` or `tlcli finetune`, or its model.keras: its config.json "
+        "names the backbone, the dataset and the split.",
         metavar="MODEL",
         show_default=False,
     ),
@@ -104,9 +123,8 @@ TtaViews = Annotated[
     typer.Option(
         "--tta-views",
         help="The views --tta averages, and implies it: "
-        + "; ".join(f"{name}, {len(views.views)} views: {views.meaning}" for name, views in VIEW_SETS.items())
-        + f".  \\[default: {DEFAULT_VIEW_SET}]",
-        show_default=False,
+        + "; ".join(f"{name}, {len(views.views)} views: {views.meaning}" for name, views in VIEW_SETS.items()) + ".",
+        show_default=DEFAULT_VIEW_SET,
     ),
 ]
 ExportTta = Annotated[
@@ -138,15 +156,49 @@ def _one_of(name: str, choices: tuple[str, ...]):
 
 
 Optimizer = Annotated[str, typer.Option(help="adam|adamw|sgd|rmsprop", callback=_one_of("optimizer", OPTIMIZERS), rich_help_panel="Optimisation")]
-LearningRate = Annotated[float, typer.Option("--learning-rate", "--lr", help="Learning rate.", rich_help_panel="Optimisation")]
+LearningRate = Annotated[float, typer.Option("--learning-rate", "--lr", help="Learning rate (the first, under a schedule).", rich_help_panel="Optimisation")]
+
+
+def _rate_or_auto(value: str) -> float | None:
+    with one_line_errors():
+        return rate_or_auto(value, "--learning-rate")
+
+
+FinetuneLearningRate = Annotated[str, typer.Option(
+    "--learning-rate", "--lr", metavar="RATE|auto", callback=_rate_or_auto, rich_help_panel="Optimisation",
+    help="The learning rate of every stage that --stage gives none (or auto): a number, or auto, which finds "
+    "each stage's rate by a range test as the stage begins (see tlcli lr-find). A stage's own rate wins.")]
 Momentum = Annotated[float, typer.Option(help="SGD momentum.", rich_help_panel="Optimisation")]
 Nesterov = Annotated[bool, typer.Option("--nesterov/--no-nesterov", help="Nesterov momentum for SGD.", rich_help_panel="Optimisation")]
 Schedule = Annotated[str, typer.Option(help="Learning-rate schedule: constant|cosine|plateau.", callback=_one_of("schedule", SCHEDULES), rich_help_panel="Optimisation")]
-Epochs = Annotated[Optional[int], typer.Option(help="Epochs of gradient training.  [default: enough for about 1,000 optimiser steps, 10 to 300]", show_default=False, rich_help_panel="Optimisation")]
-BatchSize = Annotated[int, typer.Option(help="Images per batch; per replica under --strategy (global = this x replicas).", min=1)]
+AUTOMATIC_EPOCHS = f"enough for about {AUTO_STEPS:,} optimiser steps, {AUTO_EPOCHS[0]} to {AUTO_EPOCHS[1]}"
+
+
+def epochs_option(default: str = AUTOMATIC_EPOCHS):
+    return Annotated[Optional[int], typer.Option("--epochs", help="Epochs of gradient training.", show_default=default,
+                                                 rich_help_panel="Optimisation")]
+
+
+Epochs = epochs_option()
+BatchSize = Annotated[int, typer.Option(help="Images per batch.", min=1)]
+ReplicaBatchSize = Annotated[int, typer.Option(help="Images per batch; per replica under --strategy (global = this x replicas).", min=1)]
 LabelSmoothing = Annotated[float, typer.Option(help="Label smoothing in [0, 1).", rich_help_panel="Optimisation")]
 ClassWeight = Annotated[str, typer.Option(help="none|balanced: weight classes inversely to their frequency.", callback=_one_of("class_weight", CLASS_WEIGHTS), rich_help_panel="Optimisation")]
-EarlyStopping = Annotated[Optional[int], typer.Option(help="Stop after this many epochs without a better val_loss, restoring the best weights; 0 = off.  [default: automatic: judged after about 200 steps, patience 5 epochs and at least 200 steps]", show_default=False, rich_help_panel="Optimisation")]
+# Early stopping (training.fit.fit_length, fit_callbacks): Keras's EarlyStopping restores the best
+# epoch's weights as the fit ends, whether it stopped early or ran all its epochs.
+_PATIENCE = f"a patience of {AUTO_PATIENCE} epochs and at least {WARMUP_STEPS} steps"
+EarlyStopping = Annotated[Optional[int], typer.Option(
+    help="Stop after this many epochs without a lower validation loss (training loss without validation images); "
+    "the fit ends with its best epoch's weights, stopped early or not. 0: off, the last epoch's weights.",
+    show_default=f"automatic: {_PATIENCE}, not counting the first {WARMUP_STEPS} steps (at most half the epochs)",
+    rich_help_panel="Optimisation")]
+StageEarlyStopping = Annotated[Optional[int], typer.Option(
+    "--early-stopping", help="Stop a stage after this many of its epochs without a lower validation loss (training "
+    "loss without validation images); the stage ends with its best epoch's weights, stopped early or not. 0: off, "
+    "its last epoch's weights. Either way a stage that ends worse than the model before it is rolled back.",
+    show_default=f"automatic, in each stage: {_PATIENCE}, not counting the stage's first {WARMUP_STEPS} steps (at "
+    "most half its epochs)",
+    rich_help_panel="Optimisation")]
 WeightDecay = Annotated[float, typer.Option(help="L2 penalty on the head's kernels; with adamw, AdamW's decoupled weight decay (finetune: adamw only).", rich_help_panel="Optimisation")]
 StageCache = Annotated[bool, typer.Option(
     "--cache-features/--no-cache-features",
@@ -156,10 +208,33 @@ CacheMemory = Annotated[float, typer.Option(
     "--cache-memory", help="GiB that cached rows may take in memory; beyond that they go to a "
     "scratch file in the run directory, removed at the end.", min=0, rich_help_panel="Run")]
 CacheImages = Annotated[bool, typer.Option("--cache-images/--no-cache-images", help="End-to-end training and fine-tuning: decode and resize each image once per run and keep it (uint8, in memory up to 2 GiB, or finetune's --cache-memory, else in a scratch file) for every epoch, instead of decoding it again in every epoch.")]
-Out = Annotated[Optional[Path], typer.Option("--out", "-o", parser=location, metavar="PATH", help="Run directory to write  [default: runs/<time>-<model>]", show_default=False, rich_help_panel="Run")]
+
+
+def _out(what: str, default: str):
+    return Annotated[Optional[Path], typer.Option("--out", "-o", parser=location, metavar="PATH", help=f"{what} to write.",
+                                                  show_default=default, rich_help_panel="Run")]
+
+
+Out = _out("Run directory", "runs/<time>-<model>")
+FinetuneOut = _out("Run directory", "runs/<time>-finetune-<model>")
+TuneOut = _out("Tuning directory", "runs/<time>-tune-<model>; with --finetune, runs/<time>-tune-finetune-<model>")
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the output if it already exists.", rich_help_panel="Run")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last completed epoch.", rich_help_panel="Run")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output; the summary only.", rich_help_panel="Run")]
+
+# The head on the backbone (train, and the head search of tune).
+Pooling = Annotated[str, typer.Option(help="avg|max|flatten: how the feature map becomes a vector.")]
+Dense = Annotated[Optional[str], typer.Option(help="Hidden dense layers of the head, e.g. 256 or 512,128.", show_default="none")]
+Activation = Annotated[str, typer.Option(help="Hidden-layer activation: relu|leaky_relu|elu|selu|gelu|tanh|sigmoid.")]
+Dropout = Annotated[float, typer.Option(help="Dropout rate in the head.")]
+HeadSolver = Annotated[str, typer.Option(help="auto|lbfgs|gradient. auto: a head without hidden layers, dropout, label smoothing or AdamW's decay, on cached features of unaugmented images, is solved (logistic regression, penalty cross-validated); any other is trained by gradient.")]
+
+
+def dense_option(value):
+    """--dense as a TOML file may write it, a list of layer sizes (as best.toml does), in the option's form."""
+    sizes = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+    return ",".join(map(str, sizes)) if isinstance(sizes, list) else value
+
 
 # Where to run (tf.distribute).
 Strategy = Annotated[str, typer.Option(help="auto|default|one-device|mirrored|multi-worker|tpu. auto: a TPU with --tpu, all GPUs if several, one GPU, else the CPU.", rich_help_panel="Distribution")]
@@ -182,17 +257,22 @@ def _strength(name: str):
     ]
 
 
-def _choice(flag: str, choices, meaning: str):
+def _choice(flag: str, choices, meaning: str, default: str | bool = False):
     return Annotated[
         Optional[str],
         typer.Option(
             flag, help=f"{meaning}: {'|'.join(choices)}.", metavar="[" + "|".join(choices) + "]",
-            rich_help_panel=_AUGMENTATION, show_default=False,
+            rich_help_panel=_AUGMENTATION, show_default=default,
         ),
     ]
 
 
-AugmentPreset = _choice("--augment", PRESETS, "Augmentation preset")
+# The preset when no flag names one: each command's own (the flags' None leaves it to the command).
+AugmentPreset = _choice("--augment", PRESETS, "Augmentation preset", "none")
+FineTuningAugmentPreset = _choice("--augment", PRESETS, "Augmentation preset", "as the source run's, else shift")
+TuneAugmentPreset = _choice("--augment", PRESETS, "Augmentation preset",
+                            "with --finetune, as the source run's, else shift; a head search does not augment")
+PreviewAugmentPreset = _choice("--augment", PRESETS, "Augmentation preset", "standard")
 Rotation = _strength("rotation")
 Translation = _strength("translation")
 Zoom = _strength("zoom")

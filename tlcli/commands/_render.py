@@ -102,13 +102,15 @@ class ConsoleEvents(Events):
         from rich.table import Table
 
         table = Table(title=f"Stage {stage.number}", caption=f"route: {literal(stage.route)}")
+        rate = f"{stage.learning_rate:.2g}" + ("" if stage.rate_source == "given" else f" ({stage.rate_source})")
         for column in ("unfrozen", "trainable params", "frozen params", "learning rate", "epochs"):
-            table.add_column(column)
+            # The rate's source in full (--learning-rate, found, fallback): a narrow terminal wraps the others.
+            table.add_column(column, min_width=max(map(len, rate.split())) if column == "learning rate" else None)
         table.add_row(
             f"{literal(stage.unfreeze)} (layers {stage.first_layer}-{stage.layer_count - 1} of {stage.layer_count})",
             f"{stage.trainable_parameters:,}",
             f"{stage.frozen_parameters:,}",
-            f"{stage.learning_rate:.2g}" + ("" if stage.rate_source == "given" else f" ({stage.rate_source})"),
+            rate,
             str(stage.epochs),
         )
         out.print(table)

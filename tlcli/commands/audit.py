@@ -30,9 +30,9 @@ SHOWN = 20  # rows per section on the terminal
 
 AuditOut = Annotated[
     Optional[Path],
-    typer.Option("--out", "-o", parser=location, metavar="PATH", show_default=False,
+    typer.Option("--out", "-o", parser=location, metavar="PATH", show_default="the terminal only",
                  help="Folder for the reports (audit.json, a CSV and a picture per section), new or empty, or an "
-                      "earlier audit's with --overwrite (default: the terminal only)."),
+                      "earlier audit's with --overwrite."),
 ]
 FixLabels = Annotated[
     Optional[Path],

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tlcli.commands._groups import Augmentation, LabelOptions, takes_option_groups
+from tlcli.commands._groups import LabelOptions, PreviewAugmentation, takes_option_groups
 from tlcli.commands._options import Overwrite, Seed
 from tlcli.commands._settings import config_option
 from tlcli.console import literal, out
@@ -19,15 +19,16 @@ DataOrImage = Annotated[
     typer.Argument(parser=location, help="A dataset folder (its training images are used) or one image.",
                    metavar="DATA_OR_IMAGE", show_default=False),
 ]
-Out = Annotated[Optional[Path], typer.Option("--out", "-o", parser=location, metavar="PATH", show_default=False,
-                                             help="Where to write the grid (.png).  \\[default: augment_preview.png]")]
+Out = Annotated[Optional[Path], typer.Option("--out", "-o", parser=location, metavar="PATH", show_default="augment_preview.png",
+                                             help="Where to write the grid (.png).")]
 Samples = Annotated[int, typer.Option(help="Rows: images picked in turn from each class.")]
 Variants = Annotated[int, typer.Option(help="Augmented versions shown beside each original.")]
 PreviewSize = Annotated[int, typer.Option(help="Size in pixels of each image in the grid.")]
 
 
 # A --config file is read for its [augmentation] table only: a train's file, whose other settings are not read here.
-Config = config_option(tables={"augmentation": Augmentation}, top=False)
+Config = config_option(help="TOML settings file, as train reads it: only its \\[augmentation] table is read here; the "
+                       "flags override it.", tables={"augmentation": PreviewAugmentation}, top=False)
 
 
 @takes_option_groups
@@ -39,7 +40,7 @@ def run(
     variants: Variants = 5,
     seed: Seed = 0,
     image_size: PreviewSize = 128,
-    augmentation: Augmentation = Augmentation(),
+    augmentation: PreviewAugmentation = PreviewAugmentation(),
     config: Config = None,
     labels: LabelOptions = LabelOptions(),
 ) -> None:

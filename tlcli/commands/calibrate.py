@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tlcli.commands._options import BatchSize, Json, RunPath
+from tlcli.commands._options import BatchSize, Json, TrainedRunPath
 from tlcli.console import literal, out, print_json
 from tlcli.storage import location
 
@@ -13,7 +13,7 @@ NAME = "calibrate"
 
 
 def run(
-    run_dir: RunPath,
+    model: TrainedRunPath,
     data: Annotated[Optional[Path], typer.Option(
         "--data", parser=location, help="The run's dataset, if it has moved since training.", show_default=False)] = None,
     batch_size: BatchSize = 32,
@@ -22,7 +22,7 @@ def run(
     """Calibrate a run's probabilities by temperature scaling, fitted on its validation images; the top class never changes."""
     from tlcli.evaluate.calibrate import calibrate
 
-    result = calibrate(run_dir, data=data, batch_size=batch_size)
+    result = calibrate(model, data=data, batch_size=batch_size)
     if as_json:
         print_json({"run_dir": str(result.run_dir), "temperature": result.temperature, "images": result.images,
                     "before": result.before, "after": result.after, "applied": result.applied})

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from tlcli.commands._groups import Distribution, LabelOptions, takes_option_groups
-from tlcli.commands._options import BatchSize, Json, Overwrite, RunPath, Tta, TtaViews, chosen_views
+from tlcli.commands._options import Json, Overwrite, ReplicaBatchSize, RunPath, Tta, TtaViews, chosen_views
 from tlcli.commands._render import ConsoleEvents, show_worker_note
 from tlcli.console import err, literal, out, print_json
 from tlcli.storage import location
@@ -33,13 +33,12 @@ def run(
     data: EvaluationDataPath,
     top_k: Annotated[
         Optional[int],
-        typer.Option("--top-k", help="Report top-K accuracy (default: 5 when there are more than 5 classes).",
-                     show_default=False),
+        typer.Option("--top-k", help="Report top-K accuracy.", show_default="5 when there are more than 5 classes"),
     ] = None,
     out_dir: Annotated[
         Optional[Path],
         typer.Option("--out", parser=location, metavar="PATH", help="Folder for the report files, new or empty, or an "
-                     "earlier evaluation's with --overwrite (default: the model's run directory).", show_default=False),
+                     "earlier evaluation's with --overwrite.", show_default="the model's run or export folder"),
     ] = None,
     overwrite: Overwrite = False,
     fail_under: Annotated[
@@ -51,14 +50,17 @@ def run(
     explain: Annotated[
         int,
         typer.Option("--explain", metavar="N", min=0,
-                     help="Grad-CAM maps of the predicted and true class of the N worst-loss images, "
-                          "in worst_losses_explained.png."),
+                     help="Maps of the predicted class (and the true one, where it differs) of the N worst-loss "
+                          "images, drawn by --explain-method, each with its faithfulness score (the deletion test), "
+                          "in worst_losses_explained.png (and evaluation.json's explained)."),
     ] = 0,
-    explain_method: Annotated[str, typer.Option(metavar="METHOD", help="How --explain draws its maps: auto|gradcam|occlusion (see tlcli explain --method).")] = "auto",
+    explain_method: Annotated[str, typer.Option(metavar="METHOD", help="How --explain draws its maps: auto|gradcam|occlusion; "
+                                                "auto: Grad-CAM when its maps pass the deletion test, else occlusion "
+                                                "(see tlcli explain --method).")] = "auto",
     tta: Tta = False,
     tta_views: TtaViews = None,
     labels: LabelOptions = LabelOptions(),
-    batch_size: BatchSize = 32,
+    batch_size: ReplicaBatchSize = 32,
     distribution: Distribution = Distribution(),
     as_json: Json = False,
 ) -> None:

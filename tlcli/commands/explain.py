@@ -22,9 +22,9 @@ def run(
     ],
     out_dir: Annotated[
         Optional[Path],
-        typer.Option("--out", parser=location, metavar="PATH", help="Folder for the pictures (default: RUN_DIR/explain). It must be new, empty, or "
-                     "an earlier explain's folder with --overwrite; files tlcli did not write there are kept.",
-                     show_default=False),
+        typer.Option("--out", parser=location, metavar="PATH", help="Folder for the pictures. It must be new, empty, or an earlier explain's "
+                     "folder with --overwrite; files tlcli did not write there are kept.",
+                     show_default="explain/ beside the model"),
     ] = None,
     overwrite: Overwrite = False,
     class_names: Annotated[
@@ -33,10 +33,13 @@ def run(
                      "(repeatable: one map per class, side by side).", show_default=False),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per batch.", min=1)] = 16,
-    method: Annotated[str, typer.Option(metavar="METHOD", help="auto|gradcam|occlusion. auto: Grad-CAM when its maps of the first images pass the deletion test, else occlusion.")] = "auto",
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per image and class on stdout.")] = False,
+    method: Annotated[str, typer.Option(metavar="METHOD", help="auto|gradcam|occlusion: Grad-CAM (the class's gradient "
+                                        "at the backbone's last convolution) or occlusion (each region hidden in turn). auto: "
+                                        "Grad-CAM when its maps of the first images pass the deletion test, else occlusion.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per image and class on stdout, its "
+                                          "faithfulness and deletion test included.")] = False,
 ) -> None:
-    """Show where the model looks: a Grad-CAM heatmap of the predicted class (or --class) over each image."""
+    """Show where the model found its evidence: a map of the predicted class (or --class) over each image, by Grad-CAM or occlusion (--method), each scored by a deletion test for how faithful it is."""
     from tlcli.evaluate.explain import ExplainConfig, explain
 
     config = ExplainConfig(model=model, inputs=tuple(paths), out=out_dir, class_names=tuple(class_names or ()),
@@ -56,15 +59,23 @@ def run(
         raise typer.Exit(1)
 
 
+def _faithfulness(record: dict) -> str:
+    """The map's deletion-test score, as its picture's caption gives it."""
+    if record["faithfulness"] is None:
+        return "none: flat map"
+    return f"{record['faithfulness']:.2f}" + ("" if record["faithful"] else " not faithful")
+
+
 def _print_records(records: list[dict]) -> None:
     from rich.table import Table
 
     table = Table()
     table.add_column("path", overflow="fold", min_width=16)
-    for column in ("class", "probability", "peak (x, y)", "picture"):
-        table.add_column(column, overflow="fold", justify="right" if column == "probability" else "left")
+    for column in ("class", "probability", "peak (x, y)", "faithfulness", "picture"):
+        table.add_column(column, overflow="fold", justify="right" if column in ("probability", "faithfulness") else "left")
     for record in records:
         peak = record["peak"]
         table.add_row(literal(record["path"]), literal(record["class"]), f"{record['probability']:.1%}",
-                      f"{peak['x']}, {peak['y']}" if peak else "flat map", literal(Path(record["picture"]).name))
+                      f"{peak['x']}, {peak['y']}" if peak else "flat map", _faithfulness(record),
+                      literal(Path(record["picture"]).name))
     out.print(table)

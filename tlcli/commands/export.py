@@ -27,7 +27,7 @@ def run(
     ],
     formats: Annotated[
         Optional[list[Format]],
-        typer.Option("--format", "-f", help="Format to write; repeat for several. [default: saved_model]", show_default=False),
+        typer.Option("--format", "-f", help="Format to write; repeat for several.", show_default="saved_model"),
     ] = None,
     quantize: Annotated[
         Optional[Quantize],

@@ -8,11 +8,11 @@ import typer
 
 from tlcli.commands._groups import Distribution, MultiLabelOptions, takes_option_groups
 from tlcli.commands._options import (
-    BatchSize,
     DataPath,
     ImageSize,
     ModelName,
     Quiet,
+    ReplicaBatchSize,
     Seed,
     Strict,
     TestSplit,
@@ -41,7 +41,7 @@ def run(
     weights: Weights = "imagenet",
     image_size: ImageSize = None,
     pooling: Annotated[str, typer.Option(help="avg|max: how the feature map becomes a vector.")] = "avg",
-    batch_size: BatchSize = 32,
+    batch_size: ReplicaBatchSize = 32,
     val_split: ValSplit = 0.2,
     test_split: TestSplit = 0.0,
     seed: Seed = 0,

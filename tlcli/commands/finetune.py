@@ -5,69 +5,75 @@ from typing import Annotated, Optional
 
 import typer
 
-from tlcli.commands._groups import Augmentation, Distribution, takes_option_groups
+from tlcli.commands._groups import Distribution, FineTuningAugmentation, takes_option_groups
 from tlcli.commands._options import (
-    BatchSize,
     CacheImages,
     CacheMemory,
     ClassWeight,
-    EarlyStopping,
+    FinetuneLearningRate,
+    FinetuneOut,
     LabelSmoothing,
-    LearningRate,
     Momentum,
     Nesterov,
     Optimizer,
-    Out,
     Overwrite,
     Quiet,
+    ReplicaBatchSize,
     Resume,
     Schedule,
     Seed,
     StageCache,
+    StageEarlyStopping,
     Strict,
     WeightDecay,
 )
 from tlcli.commands._settings import config_option
 from tlcli.storage import location
-from tlcli.training.config import FitConfig
+from tlcli.training.config import AUTO, FitConfig, rate_or_auto
 
 NAME = "finetune"
-_DEFAULTS = FitConfig(learning_rate=1e-5)  # early stopping: automatic (training.fit.fit_length)
+_DEFAULTS = FitConfig()  # but the learning rate: auto; early stopping: automatic (training.fit.fit_length)
+
+
+def _rate_option(value):
+    """A learning rate as a TOML file writes it (a number, as best.toml does, or "auto"), in the option's form."""
+    rate = rate_or_auto(value, "--learning-rate")
+    return AUTO if rate is None else repr(rate)
+
 
 # A --config file may set every option but the per-invocation ones, at its top or in a [finetune]
 # table (then the top, where a train's settings may sit, is not read).
 Config = config_option(exclude=("overwrite", "resume", "quiet", Distribution), section="finetune",
-                       tables={"augmentation": Augmentation})
+                       tables={"augmentation": FineTuningAugmentation}, forms={"learning_rate": _rate_option})
 
 
 @takes_option_groups
 def run(
     run_dir: Annotated[Path, typer.Argument(parser=location, help="The run directory of a `tlcli train` (or finetune) run.", metavar="RUN_DIR", show_default=False)],
-    data: Annotated[Optional[Path], typer.Option(parser=location, metavar="PATH", help="Dataset (default: the one recorded in the run).", show_default=False)] = None,
+    data: Annotated[Optional[Path], typer.Option(parser=location, metavar="PATH", help="Dataset.", show_default="the one recorded in the run")] = None,
     stages: Annotated[Optional[list[str]], typer.Option(
         "--stage", help="UNFREEZE:EPOCHS:LEARNING_RATE, repeatable, run in order; UNFREEZE is a block name, "
-        "a layer count (30), a share (25%) or all; LEARNING_RATE a number, or auto: found by a range test as "
-        "the stage begins (see tlcli lr-find); EPOCHS a number, or auto: about 500 optimiser steps (3 to 20 "
-        "epochs), stopped early on the validation loss. Default: the top block, then all, both auto:auto.",
-        show_default=False)] = None,
+        "a layer count (30), a share (25%) or all; EPOCHS a number, or auto: about 500 optimiser steps (3 to 20 "
+        "epochs), with early stopping (--early-stopping); LEARNING_RATE a number, or auto: --learning-rate's.",
+        show_default="the top block, then all, both auto:auto")] = None,
     train_batch_norm: Annotated[bool, typer.Option("--train-bn", help="Also train BatchNormalization scale and offset (statistics stay frozen).")] = False,
-    out: Out = None,
+    out: FinetuneOut = None,
     optimizer: Optimizer = _DEFAULTS.optimizer,
-    learning_rate: LearningRate = _DEFAULTS.learning_rate,
+    learning_rate: FinetuneLearningRate = AUTO,
     momentum: Momentum = _DEFAULTS.momentum,
     nesterov: Nesterov = _DEFAULTS.nesterov,
     schedule: Schedule = _DEFAULTS.schedule,
-    batch_size: BatchSize = _DEFAULTS.batch_size,
+    batch_size: ReplicaBatchSize = _DEFAULTS.batch_size,
     label_smoothing: LabelSmoothing = _DEFAULTS.label_smoothing,
     class_weight: ClassWeight = _DEFAULTS.class_weight,
-    early_stopping: EarlyStopping = _DEFAULTS.early_stopping,
+    early_stopping: StageEarlyStopping = _DEFAULTS.early_stopping,
     weight_decay: WeightDecay = _DEFAULTS.weight_decay,
     seed: Seed = _DEFAULTS.seed,
     cache_images: CacheImages = True,
     strict: Strict = False,
     cache_features: StageCache = True,
     cache_memory: CacheMemory = 2.0,
-    augmentation: Augmentation = Augmentation(),
+    augmentation: FineTuningAugmentation = FineTuningAugmentation(),
     distribution: Distribution = Distribution(),
     config: Config = None,
     overwrite: Overwrite = False,

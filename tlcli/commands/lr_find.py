@@ -5,8 +5,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from tlcli.commands._groups import Augmentation, Distribution, takes_option_groups
-from tlcli.commands._options import BatchSize, CacheMemory, Json, Optimizer, Overwrite, RunPath, Seed, StageCache, Strict
+from tlcli.commands._groups import Distribution, FineTuningAugmentation, takes_option_groups
+from tlcli.commands._options import (
+    CacheMemory,
+    Json,
+    Optimizer,
+    Overwrite,
+    ReplicaBatchSize,
+    Seed,
+    StageCache,
+    Strict,
+    TrainedRunPath,
+)
 from tlcli.console import err, literal, out, print_json
 from tlcli.storage import location
 
@@ -15,27 +25,27 @@ NAME = "lr-find"
 
 @takes_option_groups
 def run(
-    run_dir: RunPath,
+    model: TrainedRunPath,
     unfreeze: Annotated[Optional[str], typer.Option(
-        help="The stage's unfreezing: a block name, a layer count (30), a share (25%) or all (default: the top block).",
-        show_default=False)] = None,
-    data: Annotated[Optional[Path], typer.Option(parser=location, metavar="PATH", help="Dataset (default: the one recorded in the run).",
-                                                 show_default=False)] = None,
+        help="The stage's unfreezing: a block name, a layer count (30), a share (25%) or all.",
+        show_default="the top block")] = None,
+    data: Annotated[Optional[Path], typer.Option(parser=location, metavar="PATH", help="Dataset.",
+                                                 show_default="the one recorded in the run")] = None,
     steps: Annotated[int, typer.Option(help="Optimiser steps, one rate each.", min=5)] = 100,
     start: Annotated[float, typer.Option(help="The first rate.")] = 1e-7,
     end: Annotated[float, typer.Option(help="The last rate, if the loss has not blown up before.")] = 1.0,
     optimizer: Optimizer = "adam",
-    batch_size: BatchSize = 32,
+    batch_size: ReplicaBatchSize = 32,
     train_bn: Annotated[bool, typer.Option("--train-bn", help="Also train BatchNormalization scale and offset, "
                                            "as finetune --train-bn does.")] = False,
-    out_path: Annotated[Optional[Path], typer.Option("--out", parser=location, metavar="PATH", help="The plot (default: RUN_DIR/lr_find.png).",
-                                                     show_default=False)] = None,
+    out_path: Annotated[Optional[Path], typer.Option("--out", parser=location, metavar="PATH", help="The plot.",
+                                                     show_default="lr_find.png in the run directory")] = None,
     overwrite: Overwrite = False,
     seed: Seed = 0,
     strict: Strict = False,
     cache_features: StageCache = True,
     cache_memory: CacheMemory = 2.0,
-    augmentation: Augmentation = Augmentation(),
+    augmentation: FineTuningAugmentation = FineTuningAugmentation(),
     distribution: Distribution = Distribution(),
     as_json: Json = False,
 ) -> None:
@@ -48,7 +58,7 @@ def run(
         err.print("Running the range test: the rate grows each step until the loss blows up (the run's model is "
                   "not changed).")
 
-    found = find_learning_rate(run_dir, unfreeze, data=data, fit=fit, steps=steps, start=start, end=end,
+    found = find_learning_rate(model, unfreeze, data=data, fit=fit, steps=steps, start=start, end=end,
                                out=out_path, overwrite=overwrite, train_batch_norm=train_bn, strict=strict,
                                cache_features=cache_features, cache_memory=cache_memory,
                                distribution=distribution, augmentation=augmentation.chosen(), on_start=started)

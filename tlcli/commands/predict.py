@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from tlcli.commands._groups import Distribution, takes_option_groups
-from tlcli.commands._options import BatchSize, RunPath, Tta, TtaViews, chosen_views
+from tlcli.commands._options import ReplicaBatchSize, RunPath, Tta, TtaViews, chosen_views
 from tlcli.commands._render import ConsoleEvents, show_worker_note
 from tlcli.commands._settings import given_on_command_line
 from tlcli.console import err, literal, out
@@ -38,7 +38,7 @@ def run(
     top_k: Annotated[int, typer.Option("--top-k", help="Classes shown per image, most probable first.", min=1)] = 3,
     tta: Tta = False,
     tta_views: TtaViews = None,
-    batch_size: BatchSize = 32,
+    batch_size: ReplicaBatchSize = 32,
     distribution: Distribution = Distribution(),
 ) -> None:
     """Predict the classes of images: the top-k classes with probabilities, per image (for a

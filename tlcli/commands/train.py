@@ -1,18 +1,21 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from tlcli.commands._groups import Augmentation, Distribution, MultiLabelOptions, takes_option_groups
 from tlcli.commands._options import (
-    BatchSize,
+    Activation,
     CacheImages,
     ClassWeight,
     DataPath,
+    Dense,
+    Dropout,
     EarlyStopping,
     Epochs,
+    HeadSolver,
     ImageSize,
     LabelSmoothing,
     LearningRate,
@@ -22,7 +25,9 @@ from tlcli.commands._options import (
     Optimizer,
     Out,
     Overwrite,
+    Pooling,
     Quiet,
+    ReplicaBatchSize,
     Resume,
     Schedule,
     Seed,
@@ -31,6 +36,7 @@ from tlcli.commands._options import (
     ValSplit,
     WeightDecay,
     Weights,
+    dense_option,
 )
 from tlcli.commands._render import ConsoleEvents, print_summary
 from tlcli.commands._settings import config_option, given_on_command_line
@@ -40,15 +46,9 @@ from tlcli.training.config import FitConfig, TrainConfig, parse_dense
 NAME = "train"
 
 
-def _dense_option(value):
-    """--dense as a TOML file may write it, a list of layer sizes (as best.toml does), in the option's form."""
-    sizes = [value] if isinstance(value, int) and not isinstance(value, bool) else value
-    return ",".join(map(str, sizes)) if isinstance(sizes, list) else value
-
-
 # A --config file may set every option but the per-invocation ones, augmentation in its own table.
 Config = config_option(exclude=("overwrite", "resume", "quiet", Distribution), tables={"augmentation": Augmentation},
-                       forms={"dense": _dense_option})
+                       forms={"dense": dense_option})
 
 
 @takes_option_groups
@@ -59,17 +59,17 @@ def run(
     out: Out = None,
     weights: Weights = "imagenet",
     image_size: ImageSize = None,
-    pooling: Annotated[str, typer.Option(help="avg|max|flatten: how the feature map becomes a vector.")] = "avg",
-    dense: Annotated[Optional[str], typer.Option(help="Hidden dense layers of the head, e.g. 256 or 512,128.  [default: none]", show_default=False)] = None,
-    activation: Annotated[str, typer.Option(help="Hidden-layer activation: relu|leaky_relu|elu|selu|gelu|tanh|sigmoid.")] = "relu",
-    dropout: Annotated[float, typer.Option(help="Dropout rate in the head.")] = 0.0,
+    pooling: Pooling = TrainConfig.pooling,
+    dense: Dense = None,
+    activation: Activation = TrainConfig.activation,
+    dropout: Dropout = TrainConfig.dropout,
     optimizer: Optimizer = FitConfig.optimizer,
     learning_rate: LearningRate = FitConfig.learning_rate,
     momentum: Momentum = FitConfig.momentum,
     nesterov: Nesterov = FitConfig.nesterov,
     schedule: Schedule = FitConfig.schedule,
     epochs: Epochs = FitConfig.epochs,
-    batch_size: BatchSize = FitConfig.batch_size,
+    batch_size: ReplicaBatchSize = FitConfig.batch_size,
     label_smoothing: LabelSmoothing = FitConfig.label_smoothing,
     class_weight: ClassWeight = FitConfig.class_weight,
     early_stopping: EarlyStopping = FitConfig.early_stopping,
@@ -77,9 +77,9 @@ def run(
     seed: Seed = FitConfig.seed,
     val_split: ValSplit = 0.2,
     test_split: TestSplit = 0.0,
-    cache_features: Annotated[bool, typer.Option("--cache-features/--no-cache-features", help="Compute the frozen backbone's features once and train the head on them.")] = True,
+    cache_features: Annotated[bool, typer.Option("--cache-features/--no-cache-features", help="Compute the frozen backbone's features once and fit the head on them; with augmentation, which changes the images every epoch, the head trains end to end instead.")] = True,
     cache_images: CacheImages = True,
-    head_solver: Annotated[str, typer.Option(help="auto|lbfgs|gradient. auto: a head without hidden layers on cached features is solved (logistic regression, penalty cross-validated); others are trained by gradient.")] = "auto",
+    head_solver: HeadSolver = TrainConfig.head_solver,
     strict: Strict = False,
     labels: MultiLabelOptions = MultiLabelOptions(),
     augmentation: Augmentation = Augmentation(),

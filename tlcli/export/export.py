@@ -68,7 +68,8 @@ ONNX_OPSET = 17
 VERIFY_COUNT = 8  # images from the dataset that every artefact is checked on
 VERIFY_LIMIT = 64  # at most this many of the --verify-images
 CALIBRATION_COUNT = 200  # training images that calibrate int8 quantisation
-ONNX_INSTALL = 'pip install "tlcli[onnx]" (tf2onnx and onnxruntime)'
+# tlcli is installed from its checkout, not from the package index, so the extra is too.
+ONNX_INSTALL = 'pip install -e ".[onnx]" in the tlcli checkout (tf2onnx and onnxruntime)'
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ underscores); options given on the command line override it.
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +21,33 @@ CLASS_WEIGHTS = ("none", "balanced")
 POOLINGS = ("avg", "max", "flatten")
 HEAD_SOLVERS = ("auto", "lbfgs", "gradient")
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "gelu", "tanh", "sigmoid")
+
+# Automatic training length (--epochs and --early-stopping left out; training.fit.fit_length). A
+# fixed number of epochs gives a small dataset a few dozen optimiser steps, far from converged, so
+# the budget is in steps; early stopping judges only after a warm-up of steps, so that a few
+# validation images cannot stop a run on noise before it has learnt anything.
+AUTO_STEPS = 1000
+AUTO_EPOCHS = (10, 300)  # the fewest and the most epochs an automatic run takes
+WARMUP_STEPS = 200
+AUTO_PATIENCE = 5  # epochs, and at least the warm-up's worth of steps
+
+
+AUTO = "auto"
+
+
+def rate_or_auto(value, option: str) -> float | None:
+    """A learning rate as typed or as a settings file writes it: a positive, finite number, or
+    None for auto (found by the range test as a fine-tuning stage begins)."""
+    if isinstance(value, str) and value.strip().lower() == AUTO:
+        return None
+    try:
+        rate = None if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        rate = None
+    if rate is None or not 0 < rate < math.inf:
+        shown = json.dumps(value) if isinstance(value, (str, bool)) else value  # as TOML writes it
+        raise TlcliError(f"{option} {shown} is not a learning rate. Give a positive number such as 1e-4, or auto.")
+    return rate
 
 
 def parse_dense(value) -> tuple[int, ...]:
@@ -40,7 +69,7 @@ class FitConfig:
     """How to fit: optimiser, schedule, regularisation, stopping. Shared by train and finetune."""
 
     optimizer: str = "adam"
-    learning_rate: float = 1e-3
+    learning_rate: float | None = 1e-3  # None: auto, each fine-tuning stage's own range test (finetune only)
     momentum: float = 0.9
     nesterov: bool = False
     schedule: str = "constant"
@@ -57,7 +86,8 @@ class FitConfig:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("class_weight", self.class_weight, CLASS_WEIGHTS)
-        check_at_least("learning_rate", self.learning_rate, 0, inclusive=False)
+        if self.learning_rate is not None:
+            check_at_least("learning_rate", self.learning_rate, 0, inclusive=False)
         if self.epochs is not None:
             check_at_least("epochs", self.epochs, 1)
         check_at_least("batch_size", self.batch_size, 1)
@@ -100,6 +130,9 @@ class TrainConfig:
 
         check_types(self)
         get_backbone(self.model)
+        if self.fit.learning_rate is None:
+            raise TlcliError("--learning-rate auto is for fine-tuning stages (a range test each). Training a head "
+                             "needs a number, e.g. --learning-rate 0.001.")
         check_choice("pooling", self.pooling, POOLINGS)
         check_choice("head_solver", self.head_solver, HEAD_SOLVERS)
         check_choice("activation", self.activation, ACTIVATIONS)

@@ -41,7 +41,7 @@ from tlcli.runtime import import_keras
 from tlcli.settings import check_types
 from tlcli.storage import location
 from tlcli.training.callbacks import load_model_state, save_model_state
-from tlcli.training.config import FitConfig
+from tlcli.training.config import AUTO, FitConfig
 from tlcli.training.fit import FitResult, compile_model, fit, fit_length
 from tlcli.training.lifecycle import Outcome, TrainingRun, validation_thresholds
 from tlcli.training.range_test import range_test
@@ -51,7 +51,6 @@ keras = import_keras()
 
 STAGE_HELP = ("UNFREEZE:EPOCHS:LEARNING_RATE, e.g. block5:auto:auto, block5:3:1e-4, 30:2:1e-5, 25%:2:1e-5 or "
               "all:10:auto")
-AUTO = "auto"
 # When the range test finds no rate that lowers the loss, as on a head already fitted (its loss
 # over a hundred single batches is noise): the rates a by-hand Keras fine-tuning of the same head
 # did well at (bench/finetune_value.py: every layer at 1e-4 and 1e-5 within a test image of each
@@ -67,7 +66,7 @@ AUGMENT_PRESET = "shift"  # what a fine-tuning augments with when neither it nor
 class Stage:
     unfreeze: str  # a block name, a layer count ("30"), a share ("25%") or "all"
     epochs: int | None  # None: about STAGE_STEPS optimiser steps (epochs_for), stopped early on val loss
-    learning_rate: float | None  # None: found by the learning-rate range test as the stage begins
+    learning_rate: float | None  # None: --learning-rate's, else found by the range test as the stage begins
 
     def __str__(self) -> str:
         rate = AUTO if self.learning_rate is None else f"{self.learning_rate:g}"
@@ -176,7 +175,8 @@ class FinetuneConfig:
     cache_features: bool = True  # a stage trains on its frozen part's output, computed once, when that pays
     cache_memory: float = DEFAULT_MEMORY_GIB  # what the caches may hold in memory before they spill to disk
     cache_images: bool = True  # decode each image once per run, not once per epoch
-    fit: FitConfig = dataclasses.field(default_factory=lambda: FitConfig(learning_rate=1e-5))
+    # fit.learning_rate: the rate of every stage given none; None (auto): each such stage's range test
+    fit: FitConfig = dataclasses.field(default_factory=lambda: FitConfig(learning_rate=None))
 
     def __post_init__(self):
         check_types(self)
@@ -233,6 +233,7 @@ def _finetune(config: FinetuneConfig, augmentation: AugmentConfig | None, out: P
         base = find_base(model, spec)
         run.start({
             **config.to_dict(),
+            "learning_rate": AUTO if config.fit.learning_rate is None else config.fit.learning_rate,
             "stages": [str(stage) for stage in stages],
             "augmentation": augmentation.to_dict(),
             "kind": "finetune",
@@ -269,8 +270,8 @@ def _run_stages(run: TrainingRun, model, base, spec: BackboneSpec, config: Finet
     inputs = image_inputs(placement, run.dataset, image_size, fit_config, decoded, augment=augment)
     rates = _StageRates(run.run_dir / BACKUP / "stage-rates.json")
     session = _Session(model, base, spec, config, image_size, inputs, rates, run, augment is not None)
-    with placement.strategy.scope():
-        compile_model(model, fit_config, fit_config.learning_rate, inputs.steps)
+    with placement.strategy.scope():  # to measure the loss before the stages: no rate plays a part
+        compile_model(model, fit_config, FALLBACK_RATE, inputs.steps)
     book = _StageBook.open(run.run_dir / BACKUP, model, lambda: _validation_loss(model, inputs), run.events,
                            len(stages), "val_loss" if inputs.val_data is not None else "loss")
     for number, stage in enumerate(stages, start=1):
@@ -282,8 +283,8 @@ def _run_stages(run: TrainingRun, model, base, spec: BackboneSpec, config: Finet
         book.finished(number, result, model, run.events)
 
     unfreeze(base, len(base.layers), False)  # the saved model's backbone is frozen again
-    with placement.strategy.scope():
-        compile_model(model, fit_config, fit_config.learning_rate, inputs.steps)
+    with placement.strategy.scope():  # to measure it: no rate plays a part
+        compile_model(model, fit_config, FALLBACK_RATE, inputs.steps)
     metrics = {"best_epoch": book.best_epoch, "epochs_run": run.history.last_epoch, "seconds": round(book.seconds, 2),
                "stage_rates": rates.table}
     if inputs.val_data is not None:
@@ -376,7 +377,7 @@ def _run_stage(session: _Session, number: int, stage: Stage) -> "_StageResult":
                                       scratch_dir=run.run_dir, decoded=run.decoded)
         stage_model = route.split.upper
     try:
-        rate, source = session.rates.rate(name, stage, lambda: _find_stage_rate(
+        rate, source = session.rates.rate(name, stage, config.fit.learning_rate, lambda: _find_stage_rate(
             stage_model, stage, config.fit, inputs, run.run_dir / f"lr_find_{name}.png", run.events))
         stage_fit = dataclasses.replace(config.fit, learning_rate=rate, epochs=stage.epochs_for(inputs.steps))
         with model.distribute_strategy.scope():  # recompiled after every change of what is trainable
@@ -429,16 +430,20 @@ def _find_stage_rate(model, stage: Stage, fit_config: FitConfig, inputs: StageIn
 
 
 class _StageRates:
-    """Each stage's learning rate and where it came from, kept in the run's backup as found, so
-    that a resumed stage trains at the rate it started with instead of testing again."""
+    """Each stage's learning rate and where it came from (its --stage, --learning-rate, or the range
+    test), kept in the run's backup as found, so that a resumed stage trains at the rate it started
+    with instead of testing again."""
 
     def __init__(self, path: Path):
         self.path = path
         self.table: dict[str, dict] = json.loads(path.read_text()) if path.is_file() else {}
 
-    def rate(self, name: str, stage: Stage, find) -> tuple[float, str]:
+    def rate(self, name: str, stage: Stage, default: float | None, find) -> tuple[float, str]:
+        """The stage's own rate, else `default` (--learning-rate), else what `find` finds."""
         if stage.learning_rate is not None:
             self.table[name] = {"learning_rate": stage.learning_rate, "source": "given"}
+        elif default is not None:
+            self.table[name] = {"learning_rate": default, "source": "--learning-rate"}
         elif name not in self.table:
             rate, source = find()
             self.table[name] = {"learning_rate": rate, "source": source}

@@ -16,19 +16,10 @@ from tlcli.runs.names import BACKUP, LOGS
 from tlcli.runs.history import History
 from tlcli.runtime import import_keras, import_tensorflow
 from tlcli.training.callbacks import Checkpoint, EpochNumber, EpochRecorder
-from tlcli.training.config import FitConfig
+from tlcli.training.config import AUTO_EPOCHS, AUTO_PATIENCE, AUTO_STEPS, WARMUP_STEPS, FitConfig
 
 keras = import_keras()
 
-
-# Automatic training length (--epochs and --early-stopping left out). A fixed number of epochs
-# gives a small dataset a few dozen optimiser steps, far from converged, so the budget is in
-# steps; early stopping judges only after a warm-up of steps, so that a few validation images
-# cannot stop a run on noise before it has learnt anything.
-AUTO_STEPS = 1000
-AUTO_EPOCHS = (10, 300)  # the fewest and the most epochs an automatic run takes
-WARMUP_STEPS = 200
-AUTO_PATIENCE = 5  # epochs, and at least the warm-up's worth of steps
 
 
 @dataclass(frozen=True)

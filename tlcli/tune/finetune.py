@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tlcli.augment.augmenter import build_augmenter
 from tlcli.data.pipeline import epoch_counter
-from tlcli.distribute.placement import DistributeConfig, place
+from tlcli.distribute.placement import place
 from tlcli.errors import TlcliError
 from tlcli.events import Events
 from tlcli.models.backbones import BackboneSpec
@@ -105,6 +105,7 @@ def check_value(base: FinetuneConfig, spec: BackboneSpec, key: str, value):
 
 
 TRIAL_EPOCHS = 10  # a trial's one stage, without --epochs
+TRIAL_RATE = 1e-5  # its learning rate, when neither the space nor --learning-rate gives one
 
 def trial_config(base: FinetuneConfig, params: dict, spec: BackboneSpec) -> FinetuneConfig:
     """The base settings with one trial's values, the trial as the one stage (the top block by default)."""
@@ -118,7 +119,7 @@ def trial_config(base: FinetuneConfig, params: dict, spec: BackboneSpec) -> Fine
 
 def settings_from(settings: dict, data: Path | None, source: Path) -> FinetuneConfig:
     """The settings no trial varies, over `tlcli finetune`'s defaults."""
-    base = FinetuneConfig(source=source, data=data)
+    base = FinetuneConfig(source=source, data=data, fit=FitConfig(learning_rate=TRIAL_RATE))
     given = {key: value for key, value in settings.items() if value is not None}  # None: finetune's default
     rest, fit = split_fit_settings({**dataclasses.asdict(base.fit), **given})
     return dataclasses.replace(base, fit=fit, **rest)
@@ -127,8 +128,9 @@ def settings_from(settings: dict, data: Path | None, source: Path) -> FinetuneCo
 class FinetuneTrials:
     """Trials that each fine-tune the source run's saved model."""
 
-    def __init__(self, base: FinetuneConfig):
-        self.base = base
+    def __init__(self, config):
+        self.base = base = config.base
+        self.augmentation, self.distribution = config.augmentation, config.distribution
         self.run_info = read_run(base.source)
         self.spec = run_backbone(self.run_info)
 
@@ -143,7 +145,8 @@ class FinetuneTrials:
         return Path(out) if out else default_run_dir(self.spec.name, "tune-finetune-")
 
     def start(self, events: Events) -> None:
-        self.placement = place(DistributeConfig(), self.base.data)
+        self.placement = place(self.distribution, self.base.data)
+        events.placed(self.placement, self.base.fit.batch_size)
         labels = [sample.label for sample in self.train_samples]
         self.class_weights = class_weights_for(self.base.fit, labels, self.num_classes)
         # Decoded once for every trial, as `tlcli finetune` decodes them once for its stages, so
@@ -163,13 +166,14 @@ class FinetuneTrials:
         batches = functools.partial(image_batches, self.placement, image_size=run.image_size,
                                     batch_size=fit_config.batch_size, num_classes=self.num_classes)
         epoch = epoch_counter()
-        augment = build_augmenter(fine_tuning_augmentation(None, self.run_info), fit_config.seed)
+        augment = build_augmenter(fine_tuning_augmentation(self.augmentation, self.run_info), fit_config.seed)
         train_data, steps = batches(self.train_samples, shuffle=True, seed=fit_config.seed, epoch=epoch,
                                     class_weights=self.class_weights, augment=augment,
                                     decoded=self.decoded.get("train"))
         val_data, _ = batches(self.val_samples, decoded=self.decoded.get("val"))
         metrics = fit_and_measure(model, train_data, val_data, fit_config, steps=steps, run_dir=trial_dir,
-                                  history=History(trial_dir / HISTORY), stage=stage_name(1, stage), epoch=epoch)
+                                  history=History(trial_dir / HISTORY), stage=stage_name(1, stage), epoch=epoch,
+                                  placement=self.placement)
         return {**metrics, "trainable_parameters": count_parameters(model.trainable_weights)}
 
     def best_settings(self, params: dict) -> dict:
@@ -180,6 +184,8 @@ class FinetuneTrials:
         settings["stages"] = list(settings["stages"])
         if settings["data"] is not None:
             settings["data"] = str(location(settings["data"]).resolve())
+        if self.augmentation is not None:  # a table of its own, as `tlcli finetune --config` reads it
+            settings["augmentation"] = self.augmentation.to_dict()
         return settings
 
     def next_command(self, best: Path | str) -> str:

@@ -13,7 +13,7 @@ import functools
 from pathlib import Path
 
 from tlcli.data.dataset import SplitOptions, load_dataset
-from tlcli.distribute.placement import DistributeConfig, place
+from tlcli.distribute.placement import place
 from tlcli.errors import TlcliError
 from tlcli.events import Events
 from tlcli.models.backbones import get_backbone, resolve_image_size
@@ -105,8 +105,9 @@ def settings_from(settings: dict, data: Path) -> TrainConfig:
 class HeadTrials:
     """Trials that fit a head on features the frozen backbone computed once."""
 
-    def __init__(self, base: TrainConfig):
-        self.base = base
+    def __init__(self, config):
+        self.base = base = config.base
+        self.distribution = config.distribution
         self.spec = get_backbone(base.model)
         self.image_size = resolve_image_size(self.spec, base.image_size)
 
@@ -123,7 +124,8 @@ class HeadTrials:
 
     def start(self, events: Events) -> None:
         base = self.base
-        self.placement = place(DistributeConfig(strategy="default"))
+        self.placement = place(self.distribution)
+        events.placed(self.placement, base.fit.batch_size)
         set_seed(base.fit.seed)  # as train does before building the backbone: the same features
         extractor = build_feature_extractor(self.spec, self.image_size, self.weights, base.pooling)
         self.train_features, self.val_features = cached_features(
@@ -137,7 +139,8 @@ class HeadTrials:
     def run(self, params: dict, trial_dir: Path) -> dict:
         trial = trial_config(self.base, params)
         route, _ = head_route(trial, None)
-        head = build_config_head(trial, self.feature_shape, self.num_classes)
+        with self.placement.strategy.scope():  # as `tlcli train` builds its head
+            head = build_config_head(trial, self.feature_shape, self.num_classes)
         return fit_head(route, head, self.train_features, self.val_features, trial.fit, self.class_weights,
                         run_dir=trial_dir, history=History(trial_dir / HISTORY), placement=self.placement)
 

@@ -117,11 +117,15 @@ def format_params(params: dict) -> str:
 
 
 def to_toml(settings: dict, comment: str = "") -> str:
-    """Flat settings as TOML (the standard library reads TOML but does not write it)."""
+    """Settings as TOML (the standard library reads TOML but does not write it): a dict value is a
+    table of flat settings, after the others."""
     lines = [f"# {line}" for line in comment.splitlines()]
+    tables = {key: value for key, value in settings.items() if isinstance(value, dict)}
     for key, value in settings.items():
-        if value is not None:
+        if value is not None and key not in tables:
             lines.append(f"{key} = {_toml_value(value)}")
+    for name, table in tables.items():
+        lines += [f"[{name}]", *(f"{key} = {_toml_value(value)}" for key, value in table.items() if value is not None)]
     return "\n".join(lines) + "\n"
 
 

@@ -78,7 +78,7 @@ def search_kind(finetune: bool):
 
 
 def search_trials(config: TuneConfig) -> Trials:
-    return search_kind(config.kind == "finetune").TRIALS(config.base)
+    return search_kind(config.kind == "finetune").TRIALS(config)
 
 
 @dataclass

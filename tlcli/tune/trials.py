@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from tlcli.augment.settings import AugmentConfig
+from tlcli.distribute.placement import DistributeConfig
 from tlcli.errors import TlcliError
 from tlcli.events import Events
 from tlcli.settings import check_types
@@ -34,6 +36,10 @@ class TuneConfig:
     trials: int | None = None  # random search; grid search runs every combination
     objective: str = "val_loss"
     out: Path | None = None
+    # How a fine-tuning search's trials augment their training images (None: as `tlcli finetune`
+    # does by default). A head search's trials fit heads on features of the images as they are.
+    augmentation: AugmentConfig | None = None
+    distribution: DistributeConfig = field(default_factory=DistributeConfig)  # where the trials run
 
     def __post_init__(self):
         check_types(self)
@@ -42,6 +48,13 @@ class TuneConfig:
             raise TlcliError(f"--objective {self.objective!r} is not one of: {', '.join(OBJECTIVES)}.")
         if self.trials is not None and self.trials < 1:
             raise TlcliError(f"--trials {self.trials} is out of range: it must be at least 1.")
+        if self.kind == "head" and self.augmentation is not None and not self.augmentation.is_identity:
+            raise TlcliError("Augmentation does not go with a head search: its trials fit heads on features computed "
+                             "once from the images as they are. Leave --augment and its flags out, or search "
+                             "fine-tuning of a trained run with --finetune RUN_DIR.")
+        if self.distribution.strategy == "multi-worker":
+            raise TlcliError("--strategy multi-worker: tlcli tune runs its trials in this one process. Use mirrored "
+                             "for this machine's GPUs (or auto).")
 
     @property
     def kind(self) -> str:
@@ -51,6 +64,8 @@ class TuneConfig:
         """What makes a search the same search (compared on --resume); --trials may grow."""
         base = self.base.to_dict()
         base.pop("out")
+        if self.augmentation is not None and self.kind == "finetune":
+            base["augmentation"] = self.augmentation.to_dict()
         space = {key: value.to_dict() if isinstance(value, Range) else value for key, value in self.space.items()}
         document = {"kind": self.kind, "search": self.search, "objective": self.objective, "space": space,
                     "base": base}
@@ -63,7 +78,8 @@ def check_search(search: str) -> None:
 
 
 class Trials(Protocol):
-    """One kind of search: how its trials run and what its best.toml holds."""
+    """One kind of search: how its trials run and what its best.toml holds. Made from the search's
+    TuneConfig (`TRIALS(config)`)."""
 
     data: Path  # the dataset the trials read, known once open() returns
     sources: dict[Path, str]  # what else they read (path -> what it is), which --out must not hold
