@@ -10,7 +10,7 @@ import pytest
 from sklearn import metrics as sklearn_metrics
 
 import tiny_backbone
-from helpers import TINY_TRAIN, invoke, runner, write_digits_dataset
+from helpers import TINY_TRAIN, invoke, one_line_error, runner, write_digits_dataset
 from tlcli.cli import app
 
 
@@ -147,6 +147,16 @@ def test_validation_images_classified_all_right_cannot_support_a_temperature(sol
     result = runner.invoke(app, ["calibrate", str(run)], terminal_width=400)
     lines = result.output.strip().splitlines()
     assert result.exit_code != 0 and len(lines) == 1 and "classifies all 12 validation images" in lines[0]
+    assert (run / "model.keras").read_bytes() == before
+
+
+def test_another_model_file_of_the_run_is_refused_and_the_runs_model_left_alone(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    shutil.copy(run / "model.keras", run / "other.keras")
+    before = (run / "model.keras").read_bytes()
+    message = one_line_error(runner.invoke(app, ["calibrate", str(run / "other.keras")], terminal_width=400))
+    assert "other.keras is not the run's model.keras" in message and f"Pass {run}" in message
     assert (run / "model.keras").read_bytes() == before
 
 

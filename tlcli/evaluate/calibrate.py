@@ -19,7 +19,7 @@ from tlcli.evaluate.metrics import calibration
 from tlcli.evaluate.predict import predict_samples
 from tlcli.runs.directory import read_json, read_run
 from tlcli.runs.atomic import save_model_atomic, write_json
-from tlcli.runs.names import IN_PROGRESS, METRICS
+from tlcli.runs.names import IN_PROGRESS, METRICS, MODEL
 from tlcli.runs.locks import lock_output, locks_outputs
 from tlcli.runs.remote import staged_output
 from tlcli.storage import Location, Url
@@ -109,6 +109,9 @@ def _calibrate(run_path: Path, data: Path | None, batch_size: int) -> Calibratio
 
     keras = import_keras()
     run = read_run(run_path)
+    if run_path.is_file() and run_path.resolve() != (run.path / MODEL).resolve():
+        raise TlcliError(f"{run_path} is not the run's {MODEL}: calibrate replaces the run's own model. "
+                         f"Pass {run.path} (or its {MODEL}).")
     if run.multi_label:
         raise TlcliError(f"{run.path} is a multi-label run: temperature scaling calibrates a softmax, and its "
                          "sigmoid labels are decided by the thresholds tuned at training. Calibrate a single-label run.")
