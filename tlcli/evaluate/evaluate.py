@@ -60,7 +60,7 @@ from tlcli.models.tta import VIEW_SETS
 from tlcli.runs.atomic import write_atomic
 from tlcli.runs.directory import read_run
 from tlcli.runs.locks import locks_outputs
-from tlcli.runs.names import EVALUATION
+from tlcli.runs.names import CALIBRATION, CONFUSION_MATRIX, EVALUATION, MISCLASSIFIED, WORST_EXPLAINED, WORST_LOSSES
 from tlcli.runs.outputs import (
     check_writable_folder,
     claim_output,
@@ -73,11 +73,6 @@ from tlcli.runs.remote import staged_output
 from tlcli.storage import Location, location
 
 CLASSIFICATION_REPORT = "classification_report.txt"
-CONFUSION_MATRIX = "confusion_matrix.png"
-CALIBRATION = "calibration.png"
-MISCLASSIFIED = "misclassified.csv"
-WORST_LOSSES = "worst_losses.png"
-WORST_EXPLAINED = "worst_losses_explained.png"  # with --explain N
 MISCLASSIFIED_FIELDS = ("path", "true", "predicted", "confidence", "true_probability")
 WORST_LOSS_IMAGES = 16
 
