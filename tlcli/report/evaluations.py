@@ -18,9 +18,14 @@ MEANINGS = {
     "samples": "images evaluated",
     "accuracy": "share of images whose top class is the true one",
     "balanced_accuracy": "mean of the recall of each class",
+    "precision_macro": "precision averaged over the classes, each counting alike",
+    "recall_macro": "recall averaged over the classes, each counting alike",
     "f1_macro": "F1 averaged over the classes, each counting alike",
+    "precision_weighted": "precision averaged over the classes, weighted by their images",
+    "recall_weighted": "recall averaged over the classes, weighted by their images",
     "f1_weighted": "F1 averaged over the classes, weighted by their images",
-    "top_k_accuracy": "share of images whose true class is among the top k",
+    "top_k_accuracy": "share of images whose true class is among the top {top_k}",
+    "pr_auc": "average precision of {positive_class}",
     "roc_auc": "one class against the rest, averaged",
     "log_loss": "mean of -log p(true class); lower is better",
     "ece": "expected calibration error: confidence against accuracy, lower is better",
@@ -114,7 +119,8 @@ def metrics(document: dict) -> list[Metric]:
             name = f"top_{document.get('top_k')}_accuracy"
         elif key == "pr_auc":
             name = f"pr_auc ({document.get('positive_class')})"
-        found.append(Metric(key, name, value, number(value), MEANINGS.get(key, ""),
+        meaning = MEANINGS.get(key, "").format(top_k=document.get("top_k"), positive_class=document.get("positive_class"))
+        found.append(Metric(key, name, value, number(value), meaning,
                             number(single[key]) if key in single and single[key] is not None else None))
     return found
 
