@@ -708,11 +708,13 @@ def write_reports(evaluation: Evaluation, reports: ReportsFolder, page: bool = T
     own files in the model's folder."""
     contents = report_contents(evaluation)
     if page:
-        contents[REPORT_PAGE] = evaluation_page(evaluation.model_path, contents, reports.path, evaluated_images(evaluation))
+        contents[REPORT_PAGE] = evaluation_page(evaluation.model_path, contents, reports.path,
+                                                evaluated_images(evaluation))
     if not reports.own:
-        for name in (WORST_EXPLAINED, REPORT_PAGE):
-            if name not in contents and signed_by_tlcli(reports.path / name):  # an earlier evaluate's, now wrong
-                (reports.path / name).unlink(missing_ok=True)
+        if WORST_EXPLAINED not in contents:  # an earlier evaluate's, about other predictions
+            (reports.path / WORST_EXPLAINED).unlink(missing_ok=True)
+        if REPORT_PAGE not in contents and signed_by_tlcli(reports.path / REPORT_PAGE):  # the same, with --no-report
+            (reports.path / REPORT_PAGE).unlink()
         for name, content in contents.items():
             write_atomic(reports.path / name, content)
         record_files(reports.path, contents)

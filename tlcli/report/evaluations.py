@@ -129,14 +129,14 @@ def _per_class(found: Evaluation, document: dict) -> None:
     per_class = document.get("per_class") or {}
     if not per_class:
         return
-    found.per_class_columns = list(next(iter(per_class.values())))
-    found.per_class = [(name, [_score(scores.get(column)) for column in found.per_class_columns])
-                       for name, scores in per_class.items()]
+    columns = found.per_class_columns = list(next(iter(per_class.values())))
+    found.per_class = [(name, [_score(scores.get(column)) for column in columns]) for name, scores in per_class.items()]
+    support = "" if document.get("multi_label") else number(document.get("samples"))  # a multi-label image counts per label
     for average in ("micro", "macro", "weighted", "samples"):
         if f"f1_{average}" in document:
             found.averages.append((f"{average} avg", [
-                _score(document.get(f"{column}_{average}")) if column in ("precision", "recall", "f1") else
-                (number(document.get("samples")) if column == "support" else "") for column in found.per_class_columns]))
+                _score(document.get(f"{column}_{average}")) if column in ("precision", "recall", "f1")
+                else support if column == "support" else "" for column in columns]))
 
 
 def _score(value) -> str:

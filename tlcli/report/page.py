@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Sequence
 
+import jinja2
+
 from tlcli.report.audit_findings import AuditFindings, audit_findings
 from tlcli.report.evaluations import Calibration, Evaluation, calibration, evaluation
 from tlcli.report.run_facts import Learning, RunFacts, learning, run_facts
@@ -88,8 +90,6 @@ def render(page: Page) -> str:
 
 
 @functools.cache
-def _environment():
-    import jinja2
-
+def _environment() -> jinja2.Environment:
     return jinja2.Environment(loader=jinja2.PackageLoader("tlcli.report", "templates"), autoescape=True,
                               undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)

@@ -68,7 +68,7 @@ class RunSource:
     explanations: dict[str, str] = field(default_factory=dict)  # image path -> its explain picture
 
     def range_test_plot(self, stage: str) -> bytes | None:
-        return self.pictures.get(f"{Path(LR_FIND_PLOT).stem}_{stage}.png")
+        return self.pictures.get(range_test_name(stage))
 
     def dataset_checksum(self) -> str | None:
         """The packed dataset's checksum (every packed file's split, path, label and digest), when
@@ -87,17 +87,19 @@ def read_run_source(path: Location, explanations: Sequence[Location] = ()) -> Ru
     explain folder and of the `explanations` folders."""
     info = read_run(path)
     files = folder_files(info.path)
-    metrics = read_json(info.path / METRICS) if files(METRICS) is not None else {}
-    pictures = {name: content for name in (PENALTY, CURVES) if (content := files(name)) is not None}
-    for stage in (metrics.get("stage_rates") or {}):
-        name = f"{Path(LR_FIND_PLOT).stem}_{stage}.png"
-        if (content := files(name)) is not None:
-            pictures[name] = content
+    metrics = read_json(info.path / METRICS) if (info.path / METRICS).is_file() else {}
+    names = (PENALTY, CURVES, *(range_test_name(stage) for stage in metrics.get("stage_rates") or {}))
+    pictures = {name: content for name in names if (content := files(name)) is not None}
     maps = read_explanations(info.path / EXPLAIN_FOLDER, required=False)
     for folder in explanations:
         maps.update(read_explanations(location(folder), required=True))
     return RunSource(info.path, output_kind(info.path), info.class_names, info.image_size, info.backbone,
                      info.config, metrics, _csv_rows(files(HISTORY)), pictures, maps)
+
+
+def range_test_name(stage: str) -> str:
+    """The plot of a fine-tuning stage's range test, as finetune names it in the run."""
+    return f"{Path(LR_FIND_PLOT).stem}_{stage}.png"
 
 
 def read_explanations(folder: Location, required: bool) -> dict[str, str]:
