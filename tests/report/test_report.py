@@ -192,3 +192,11 @@ def test_an_explained_mistake_shows_its_map_beside_it(tiny_run, evaluated, tmp_p
     assert len(maps) == 1
     tile = max(index for index, (tag, _, _) in enumerate(tiles[:maps[0]]) if tag == "figure")
     assert Path(mistake).name in "".join(tiles[tile][2])
+
+
+def test_the_options_not_at_their_default_are_listed_beside_their_default(tiny_run, tmp_path):
+    assert _report(tiny_run, "--out", tmp_path / "page.html").exit_code == 0
+    cells = Elements((tmp_path / "page.html").read_text()).cells("options")
+    rows = {tuple(cells[start:start + 3]) for start in range(3, len(cells), 3)}  # after the header
+    # The tiny_run fixture's settings (tests/conftest.py) away from TrainConfig's and FitConfig's defaults.
+    assert rows == {("--head-solver", "gradient", "auto"), ("--epochs", "2", "none"), ("--batch-size", "8", "32")}
