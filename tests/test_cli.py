@@ -51,7 +51,7 @@ def test_whole_process_help_and_version():
 def test_every_command_has_help_and_the_app_its_version():
     """In this process, for every command the app registers (a new one included the day it is added)."""
     assert {"models", "inspect", "pack", "augment", "train", "lr-find", "finetune", "tune", "evaluate", "calibrate",
-            "explain", "predict", "export", "extract", "audit"} == set(COMMANDS)
+            "explain", "predict", "export", "extract", "audit", "report"} == set(COMMANDS)
     version = runner.invoke(app, ["--version"])
     assert version.exit_code == 0 and version.stdout == f"tlcli {__version__}\n"
     listing = runner.invoke(app, [])

@@ -52,6 +52,7 @@ OUTPUTS = {
     "tune": (lambda w, out: ("tune", w.data, *TINY_TRAIN, "--search", "random", "--trials", 1, "--epochs", 1,
                              "--out", out), "folder"),
     "audit": (lambda w, out: ("audit", w.data, *TINY_TRAIN, "--out", out), "folder"),
+    "report": (lambda w, out: ("report", w.run, "--out", out), ".html"),
 }
 WRITES_NOTHING = {"models", "inspect", "predict"}  # they print, and write no file
 IN_PLACE = {"calibrate"}  # writes the run it is given, and nothing else (tests/evaluate/test_calibrate.py)

@@ -29,6 +29,7 @@ from tlcli.commands import (
     models,
     pack,
     predict,
+    report,
     train,
     tune,
 )
@@ -118,7 +119,7 @@ def reports_errors(function):
 
 
 for module in (models, inspect, pack, augment, train, lr_find, finetune, tune, evaluate, calibrate, explain, predict, export,
-               extract, audit):
+               extract, audit, report):
     app.command(module.NAME, help=module.run.__doc__)(reports_errors(module.run))
 
 

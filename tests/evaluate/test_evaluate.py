@@ -16,7 +16,7 @@ from helpers import MARKUP_NAMES, invoke, relabelled_run, runner
 from tlcli.cli import app
 
 REPORT_FILES = ("evaluation.json", "classification_report.txt", "confusion_matrix.png", "calibration.png",
-                "misclassified.csv", "worst_losses.png")
+                "misclassified.csv", "worst_losses.png", "report.html")
 
 
 def _evaluate(*args):

@@ -18,6 +18,7 @@ from tlcli.runs.atomic import (
     sign_png,
     signed_by_tlcli,
     signed_csv,
+    signed_html,
     swap_into_place,
     tidy_leftovers,
     write_atomic,
@@ -76,6 +77,20 @@ def test_a_csv_is_tlclis_only_while_its_rows_are_those_it_signed(tmp_path):
     path.write_text(path.read_text().replace("cat", "lion"))  # a user's correction
     assert not signed_by_tlcli(path)
     path.write_text("path,label,tlcli 0.1.0 sha256=" + "0" * 64 + "\na.png,cat,\n")  # a copied header
+    assert not signed_by_tlcli(path)
+
+
+def test_an_html_page_is_tlclis_only_while_it_is_the_page_it_signed(tmp_path):
+    path = tmp_path / "report.html"
+    page = "<!DOCTYPE html>\n<html lang=\"en\"><title>Run ✓</title><p>accuracy 0.9</p></html>\n"
+    path.write_bytes(signed_html(page).encode())
+    assert signed_by_tlcli(path)
+    lines = path.read_text().splitlines()
+    assert lines[0] == "<!DOCTYPE html>" and lines[1].startswith("<!-- tlcli ") and lines[2:] == page.splitlines()[1:]
+
+    path.write_text(path.read_text().replace("0.9", "0.99"))  # someone's edit
+    assert not signed_by_tlcli(path)
+    path.write_text(page)  # a page of someone else's
     assert not signed_by_tlcli(path)
 
 

@@ -15,8 +15,8 @@ from tlcli.audit.findings import Findings
 from tlcli.audit.outliers import OUTLIER_Z
 from tlcli.audit.pictures import ROW_TILES, Tile, gallery_png, sheet_png
 from tlcli.data.dataset import encoded_images
+from tlcli.runs.names import AUDIT_JSON
 
-AUDIT_JSON = "audit.json"
 LABEL_ERRORS_CSV, LABEL_ERRORS_PNG = "label_errors.csv", "label_errors.png"
 DUPLICATES_CSV, DUPLICATES_PNG = "duplicates.csv", "duplicates.png"
 OUTLIERS_CSV, OUTLIERS_PNG = "outliers.csv", "outliers.png"

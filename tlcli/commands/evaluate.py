@@ -10,6 +10,7 @@ from tlcli.commands._groups import Distribution, LabelOptions, takes_option_grou
 from tlcli.commands._options import Json, Overwrite, ReplicaBatchSize, RunPath, Tta, TtaViews, chosen_views
 from tlcli.commands._render import ConsoleEvents, show_worker_note
 from tlcli.console import err, literal, out, print_json
+from tlcli.runs.names import REPORT_PAGE
 from tlcli.storage import location
 
 NAME = "evaluate"
@@ -63,6 +64,9 @@ def run(
     batch_size: ReplicaBatchSize = 32,
     distribution: Distribution = Distribution(),
     as_json: Json = False,
+    page: Annotated[bool, typer.Option("--report/--no-report",
+                                       help="Also write report.html: the run and this evaluation on one page "
+                                            "that opens offline in any browser (see tlcli report).")] = True,
 ) -> None:
     """Evaluate a model on labelled images: scikit-learn metrics, confusion matrix, worst mistakes."""
     from tlcli.evaluate.evaluate import EvaluateConfig, evaluate
@@ -70,7 +74,7 @@ def run(
     config = EvaluateConfig(
         model=model, data=data, top_k=top_k, out=out_dir, overwrite=overwrite, fail_under=tuple(fail_under or ()),
         explain=explain, explain_method=explain_method, tta=chosen_views(tta, tta_views), batch_size=batch_size,
-        **asdict(labels), **asdict(distribution),
+        **asdict(labels), **asdict(distribution), report=page,
     )
     result = evaluate(config, ConsoleEvents())
     if result.written is None:
@@ -97,6 +101,9 @@ def _show_results(result, as_json: bool) -> None:
     for note in report["notes"]:
         err.print(f"[dim]Note: {literal(note)}.[/]")
     err.print(f"Reports written to {literal(result.reports)}: {', '.join(path.name for path in written)}")
+    for path in written:
+        if path.name == REPORT_PAGE:
+            err.print(f"Open {literal(path)} in a browser: the run and this evaluation on one page.")
 
 
 def _print_problems(skipped: list[dict]) -> None:

@@ -57,10 +57,19 @@ from tlcli.evaluate.metrics import (
 )
 from tlcli.models.saved import load_placed_model
 from tlcli.models.tta import VIEW_SETS
-from tlcli.runs.atomic import write_atomic
+from tlcli.runs.atomic import signed_by_tlcli, write_atomic
 from tlcli.runs.directory import read_run
 from tlcli.runs.locks import locks_outputs
-from tlcli.runs.names import EVALUATION
+from tlcli.report.report import evaluation_page
+from tlcli.runs.names import (
+    CALIBRATION,
+    CONFUSION_MATRIX,
+    EVALUATION,
+    MISCLASSIFIED,
+    REPORT_PAGE,
+    WORST_EXPLAINED,
+    WORST_LOSSES,
+)
 from tlcli.runs.outputs import (
     check_writable_folder,
     claim_output,
@@ -73,11 +82,6 @@ from tlcli.runs.remote import staged_output
 from tlcli.storage import Location, location
 
 CLASSIFICATION_REPORT = "classification_report.txt"
-CONFUSION_MATRIX = "confusion_matrix.png"
-CALIBRATION = "calibration.png"
-MISCLASSIFIED = "misclassified.csv"
-WORST_LOSSES = "worst_losses.png"
-WORST_EXPLAINED = "worst_losses_explained.png"  # with --explain N
 MISCLASSIFIED_FIELDS = ("path", "true", "predicted", "confidence", "true_probability")
 WORST_LOSS_IMAGES = 16
 
@@ -102,6 +106,7 @@ class EvaluateConfig:
     strategy: str = "auto"  # where to run: see tlcli.distribute.placement
     tpu: str | None = None
     precision: str = "float32"
+    report: bool = True  # also write report.html, the one-page report (tlcli.report)
 
     def __post_init__(self):
         self.gates()  # a --fail-under that is not METRIC=VALUE is refused here, and so on
@@ -176,7 +181,7 @@ def evaluate(config: EvaluateConfig, events: Events = SILENT) -> EvaluateResult:
         report, multi_label_summary_rows(report) if evaluation.multi_label else summary_rows(report),
         dict(summary_rows(evaluation.tta["single_view"])) if evaluation.tta else None, gates, placement)
     if placement.is_chief:
-        result.reports, result.written = reports.path, write_reports(evaluation, reports)
+        result.reports, result.written = reports.path, write_reports(evaluation, reports, page=config.report)
     return result
 
 
@@ -652,7 +657,20 @@ def multi_label_report_contents(evaluation: Evaluation) -> dict[str, str | bytes
 
 
 REPORT_NAMES = (EVALUATION, CLASSIFICATION_REPORT, CONFUSION_MATRIX, CALIBRATION, MISCLASSIFIED, WORST_LOSSES,
-                WORST_EXPLAINED)
+                WORST_EXPLAINED, REPORT_PAGE)
+
+
+def evaluated_images(evaluation: Evaluation):
+    """The encoded images of the evaluated samples, by path (a packed one's from its shards), for
+    the report's thumbnails; None for a path that is not one of them."""
+    by_path = {str(sample.path): sample for sample in evaluation.data.samples}
+
+    def images(paths: Sequence[str]) -> list[bytes | None]:
+        known = [by_path.get(str(path)) for path in paths]
+        found = iter(encoded_images([sample for sample in known if sample is not None]))
+        return [next(found) if sample is not None else None for sample in known]
+
+    return images
 
 
 @dataclass(frozen=True)
@@ -684,13 +702,19 @@ def claim_reports(model: Location, out_dir: Location | None, *, overwrite: bool 
 
 
 @locks_outputs
-def write_reports(evaluation: Evaluation, reports: ReportsFolder) -> list[Location]:
-    """Write the reports: into an evaluation folder of its own (keeping any file tlcli did not
-    write there), or as evaluate's own files in the model's folder."""
+def write_reports(evaluation: Evaluation, reports: ReportsFolder, page: bool = True) -> list[Location]:
+    """Write the reports (and with `page`, the one-page report.html of them and the run): into an
+    evaluation folder of its own (keeping any file tlcli did not write there), or as evaluate's
+    own files in the model's folder."""
     contents = report_contents(evaluation)
+    if page:
+        contents[REPORT_PAGE] = evaluation_page(evaluation.model_path, contents, reports.path,
+                                                evaluated_images(evaluation))
     if not reports.own:
         if WORST_EXPLAINED not in contents:  # an earlier evaluate's, about other predictions
             (reports.path / WORST_EXPLAINED).unlink(missing_ok=True)
+        if REPORT_PAGE not in contents and signed_by_tlcli(reports.path / REPORT_PAGE):  # the same, with --no-report
+            (reports.path / REPORT_PAGE).unlink()
         for name, content in contents.items():
             write_atomic(reports.path / name, content)
         record_files(reports.path, contents)

@@ -32,13 +32,12 @@ from tlcli.runs.directory import read_run
 from tlcli.runs.atomic import write_atomic
 from tlcli.runs.outputs import building, claim_output, kept_note
 from tlcli.runs.locks import locks_outputs
+from tlcli.runs.names import EXPLAIN_FOLDER, EXPLAIN_JSON
 from tlcli.runs.remote import staged_output
 from tlcli.storage import location
 
 TRUE = -2  # in place of a class index: explain the image's own label
-EXPLAIN_FOLDER = "explain"  # inside the run directory, without --out
 CONTACT_SHEET = "contact_sheet.png"
-EXPLAIN_JSON = "explain.json"
 SHEET_IMAGES = 100  # a contact sheet shows the first images; every image has its own picture
 AUTO_TRIAL = 8  # "auto" tries Grad-CAM's maps of this many images with the deletion test
 

@@ -3,7 +3,7 @@ beside their place and swapped in, and tlcli's signature in the single files it 
 
 A kill at any moment leaves the old file or folder or the new one, never neither and never half
 of one. The single files tlcli writes carry its signature (a PNG's Software text, an .npz's
-comment, a CSV's last column), so that --overwrite replaces only tlcli's own. The policy of where tlcli may write at all is `runs.outputs`.
+comment, a CSV's last column, an HTML page's second line), so that --overwrite replaces only tlcli's own. The policy of where tlcli may write at all is `runs.outputs`.
 """
 
 from __future__ import annotations
@@ -154,10 +154,40 @@ def _csv_signed(handle, head: bytes) -> bool:
     return digest.hexdigest() == found.group(1)
 
 
+_HTML_DOCTYPE = "<!DOCTYPE html>\n"
+_HTML_SIGNATURE = re.compile(r"^<!-- " + SIGNATURE_PREFIX + r" \S+ sha256=([0-9a-f]{64}) -->$")
+
+
+def signed_html(page: str) -> str:
+    """The HTML document `page` (which starts with its doctype line) with a comment as its second
+    line holding tlcli's signature and the sha256 of the rest: "<!-- tlcli VERSION sha256=HEX -->".
+    As with a CSV, a page someone edited is no longer tlcli's, so --overwrite keeps their edits."""
+    if not page.startswith(_HTML_DOCTYPE):
+        raise ValueError("not an HTML document that starts with <!DOCTYPE html>")
+    body = page[len(_HTML_DOCTYPE):]
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    return f"{_HTML_DOCTYPE}<!-- {signature()} sha256={digest} -->\n{body}"
+
+
+def _html_signed(handle, head: bytes) -> bool:
+    """Whether the page whose first bytes are `head` has tlcli's signature as its second line, and
+    the rest is still what the signature's digest was made of."""
+    doctype, _, rest = head.partition(b"\n")
+    line, newline, _ = rest.partition(b"\n")
+    found = _HTML_SIGNATURE.match(line.decode("utf-8", errors="replace"))
+    if not newline or found is None:
+        return False
+    handle.seek(len(doctype) + len(line) + 2)
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: handle.read(2**20), b""):
+        digest.update(chunk)
+    return digest.hexdigest() == found.group(1)
+
+
 def signed_by_tlcli(path: Location) -> bool:
     """Whether the file at `path` carries tlcli's signature: a PNG's Software text, an .npz's
-    archive comment, or a CSV's signature column whose digest still matches its rows. Any other
-    file, or one that cannot be read, is not tlcli's."""
+    archive comment, a CSV's signature column or an HTML page's signature line whose digest still
+    matches the rest. Any other file, or one that cannot be read, is not tlcli's."""
     try:
         with Path(path).open("rb") if not isinstance(path, Url) else path.open("rb") as handle:
             head = handle.read(4096)
@@ -167,6 +197,8 @@ def signed_by_tlcli(path: Location) -> bool:
                 handle.seek(0)
                 with zipfile.ZipFile(handle) as archive:
                     return archive.comment.decode(errors="replace").startswith(SIGNATURE_PREFIX)
+            if head.startswith(_HTML_DOCTYPE.encode()):
+                return _html_signed(handle, head)
             return _csv_signed(handle, head)
     except (OSError, ValueError, zipfile.BadZipFile):
         return False

@@ -58,7 +58,7 @@ OUTPUT_KINDS = {
     "run": "a training run", "tune": "a tuning search", "export": "an export", "explain": "tlcli explain's pictures",
     "pack": "a packed dataset", "evaluation": "tlcli evaluate's reports", "audit": "tlcli audit's reports",
 }
-FORMATS = {".png": "a PNG image", ".npz": "a NumPy .npz archive", ".csv": "a CSV file"}
+FORMATS = {".png": "a PNG image", ".npz": "a NumPy .npz archive", ".csv": "a CSV file", ".html": "an HTML page"}
 # What --resume continues from: an interrupted folder without any of these holds nothing to resume.
 _PROGRESS = {"run": (HISTORY, BACKUP), "tune": (LEADERBOARD,)}
 _INTERRUPTED = {"run": "an interrupted run", "tune": "an interrupted search"}
