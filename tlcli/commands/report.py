@@ -31,8 +31,8 @@ Explanations = Annotated[
 ]
 ReportOut = Annotated[
     Optional[Path],
-    typer.Option("--out", "-o", parser=location, metavar="FILE.html", show_default=False,
-                 help="Where to write the page (default: report.html in the run directory, refreshed)."),
+    typer.Option("--out", "-o", parser=location, metavar="FILE.html",
+                 show_default="report.html in the run directory, refreshed", help="Where to write the page."),
 ]
 
 
