@@ -146,8 +146,7 @@ def fit(
     again on resume anyway, and the head's seconds of training simply run again, identically.
     `epoch` is the training pipeline's `epoch_counter()`, set to the run's epoch number as each
     epoch begins. `fixed_steps` is for repeating (multi-worker) datasets; otherwise an epoch is
-    one pass. Under several workers (`placement`), a resumed fit starts from the latest epoch
-    that every worker's backup holds.
+    one pass. Under several workers (`placement`), all resume from an epoch every one holds.
     """
     monitor = "val_loss" if val_data is not None else "loss"
     callbacks, checkpoint = fit_callbacks(fit_config, length, monitor, run_dir=run_dir, stage=stage, history=history,
@@ -159,14 +158,10 @@ def fit(
     started = time.perf_counter()
     try:
         result = model.fit(
-            train_data,
-            validation_data=val_data,
-            epochs=length.epochs,
-            steps_per_epoch=steps_per_epoch if fixed_steps else None,
-            validation_steps=validation_steps,
-            callbacks=callbacks,
+            train_data, validation_data=val_data, epochs=length.epochs,
+            steps_per_epoch=steps_per_epoch if fixed_steps else None, validation_steps=validation_steps,
+            callbacks=callbacks, verbose=0,
             shuffle=False,  # the input pipeline shuffles, reproducibly under --seed
-            verbose=0,
         )
     except BaseException:
         if checkpoint is not None:
