@@ -42,10 +42,10 @@ def default_run_dir(model_name: str, prefix: str = "") -> Path:
     return Path("runs") / f"{stamp}-{prefix}{model_name}"
 
 
-def read_json(path: Path) -> dict:
-    """A JSON object that tlcli wrote; a damaged file is a one-line error naming it."""
+def read_json(path: Location) -> dict:
+    """A JSON object that tlcli wrote (in a folder or at a URL); a damaged file is a one-line error naming it."""
     try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
+        document = json.loads((path if isinstance(path, Url) else Path(path)).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         reason = (error.strerror or error) if isinstance(error, OSError) else str(error).splitlines()[0]
         raise TlcliError(
