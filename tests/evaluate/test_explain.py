@@ -160,7 +160,7 @@ def test_the_table_shows_each_maps_faithfulness_as_json_gives_it(square_run, mon
     maps moved away from the evidence, as above, so that some are not)."""
     run, data, _ = square_run
     _pointing_elsewhere(monkeypatch)
-    monkeypatch.setenv("COLUMNS", "300")  # a row a line
+    monkeypatch.setenv("COLUMNS", "1000")  # a row a line, however long pytest's folder names
     images = sorted((data / "test" / "patch").iterdir())[:6]
     records = json.loads(invoke("explain", run, *images, "--method", "gradcam", "--out", tmp_path / "a", "--json").stdout)
     table = invoke("explain", run, *images, "--method", "gradcam", "--out", tmp_path / "b").stdout
