@@ -244,8 +244,10 @@ def compare(found: dict, exact: dict, queried: np.ndarray, images: int, copy_of:
     mine = (indices[queried], distances[queried]) if full else (indices, distances)
     truth_indices, truth_distances = exact["indices"], exact["distances"]
     recall = float(np.mean([len(set(a) & set(b)) / NEIGHBOURS for a, b in zip(mine[0].tolist(), truth_indices.tolist())]))
-    limit = max(SHARE * float(np.median(distances[:, 0])), EXACT)
     truth_limit = exact["limit"]
+    # A method that answered every image computes its own limit, as the audit would; the exact
+    # search that answered only the queried images takes the limit of the images drawn at random.
+    limit = max(SHARE * float(np.median(distances[:, 0])), EXACT) if full else truth_limit
     pairs, truth = pairs_within(*mine, queried, limit), pairs_within(truth_indices, truth_distances, queried, truth_limit)
     planted = {(min(a, b), max(a, b)) for a, b in copy_of.items()}
     all_pairs = pairs_within(indices, distances, np.arange(len(indices)) if full else queried, limit)
