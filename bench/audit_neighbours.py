@@ -36,7 +36,9 @@ a ReLU and a little noise), with --planted of the rows (0.5 %) replaced by copie
 half near copies (brighter, with noise at 5 % of the typical nearest distance), half exact copies
 three to a group (byte-identical images), which graph indexes are known to handle worst.
 
-    python bench/audit_neighbours.py                       # 10,000 and 100,000 x 512: ~10 min on 2 cores
+`usearch` is not a dependency of tlcli: `pip install usearch` for its rows.
+
+    python bench/audit_neighbours.py                       # 10,000 and 100,000 x 512: ~7 min on 2 cores
     python bench/audit_neighbours.py --dims 2048 --methods brute,ball-tree,faiss-hnsw,tlcli
     python bench/audit_neighbours.py --sizes 1000000 --methods brute,tlcli --planted 0.001 --queries 1000
 """
