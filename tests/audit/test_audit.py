@@ -37,6 +37,7 @@ def test_planted_duplicates_are_found_and_flagged_as_leakage_first(faulty, audit
         assert section["rows"][group]["leakage"] and section["rows"][group]["splits"] == ["train", "test"]
     assert section["leakage_groups"] == len(faulty.planted) and section["groups"] == len(faulty.planted)
     assert 0.99 < section["threshold_similarity"] < 1.0
+    assert document["neighbour_search"] == {"method": "exact", "searched_again_exactly": 0}  # 500 images: exact
 
 
 def test_the_reports_are_written_and_say_what_the_json_says(audited):

@@ -186,8 +186,9 @@ def run_sections(images: AuditedImages, seed: int, events: Events) -> Findings:
 
     with events.counting("Searching nearest neighbours", None):
         neighbours = nearest_neighbours(images.features)
-    findings = Findings(images, None, find_duplicates(neighbours, images.splits), find_outliers(neighbours),
-                        seconds={"neighbours": neighbours.seconds})
+    findings = Findings(images, None, find_duplicates(neighbours, images.splits), find_outliers(neighbours))
+    findings.seconds["neighbours"] = neighbours.seconds  # the outlier section's exact re-searches included
+    findings.neighbour_search = {"method": neighbours.search, "searched_again_exactly": neighbours.repaired}
     if images.multi_label:
         findings.notes.append("the label check reads single-label data only: with --multi-label no label is "
                               "checked; the near-duplicate and outlier sections still run")

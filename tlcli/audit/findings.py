@@ -53,3 +53,4 @@ class Findings:
     outliers: Outliers
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # per step, once the features were ready
+    neighbour_search: dict = field(default_factory=dict)  # exact or approximate, and the images searched again exactly

@@ -5,6 +5,12 @@ An image's score is its mean cosine distance to its nearest neighbours (`neighbo
 those whose log score lies more than OUTLIER_Z robust standard deviations above the median
 (Iglewicz and Hoaglin's modified z-score, 0.6745 (x - median) / MAD, whose customary cut is
 3.5) are flagged. The log, because distances are skewed to the far side.
+
+After an approximate search (many images: `neighbours`) the farthest EXACT_FARTHEST images are
+searched again exactly, until the farthest are all exact. A graph search is least sure exactly
+where this section looks, far from the rest, and a score it gives is never below the exact one
+(it can only miss nearer neighbours): so the images ranked first, and every flagged one among
+them, are scored as the exact search would score them, and no other image could outrank them.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import numpy as np
 from tlcli.audit.neighbours import Neighbours
 
 OUTLIER_Z = 3.5
+EXACT_FARTHEST = 1000  # after an approximate search: the farthest images scored exactly
 _MAD_TO_Z = 0.6745  # the MAD of a normal distribution, in standard deviations
 
 
@@ -32,8 +39,11 @@ def find_outliers(neighbours: Neighbours) -> Outliers:
     images = len(neighbours.indices)
     if neighbours.distances.shape[1] == 0:
         return Outliers(np.zeros(images), np.arange(images), np.zeros(0, np.int64), float("inf"))
-    scores = neighbours.distances.mean(axis=1)
-    ranked = np.argsort(-scores, kind="stable")
+    while True:
+        scores = neighbours.distances.mean(axis=1)
+        ranked = np.argsort(-scores, kind="stable")
+        if not neighbours.refine(ranked[:EXACT_FARTHEST]):
+            break
     logs = np.log(np.maximum(scores, 1e-12))
     median = float(np.median(logs))
     spread = float(np.median(np.abs(logs - median)))

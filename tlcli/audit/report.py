@@ -39,6 +39,7 @@ def audit_document(findings: Findings, described: dict) -> dict:
         "label_errors": _label_section(findings),
         "duplicates": _duplicate_section(findings),
         "outliers": _outlier_section(findings),
+        "neighbour_search": findings.neighbour_search,
         "notes": findings.notes,
         "seconds": {step: round(seconds, 3) for step, seconds in findings.seconds.items()},
     }
