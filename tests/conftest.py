@@ -11,8 +11,13 @@ from pathlib import Path
 
 import pytest
 
-import tiny_backbone
-from helpers import (
+# pytest-xdist starts its workers with COLUMNS=80, and Rich's consoles, made when tlcli.console is
+# first imported, would keep that width for good; without it they read COLUMNS as they print, so a
+# test's monkeypatched width holds in a worker as in a single process.
+os.environ.pop("COLUMNS", None)
+
+import tiny_backbone  # noqa: E402
+from helpers import (  # noqa: E402
     CHILD_SITE,
     SOURCE_TREE,
     TESTS,
@@ -23,7 +28,7 @@ from helpers import (
     write_image,
     write_square_dataset,
 )
-from tlcli.models.backbones import BACKBONES
+from tlcli.models.backbones import BACKBONES  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
