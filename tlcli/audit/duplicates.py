@@ -4,7 +4,8 @@ A pair is a near-duplicate when its cosine distance is at most DUPLICATE_SHARE o
 typical distance between an image and its nearest other image (the median). A fixed cosine
 threshold cannot serve every backbone: between distinct images the typical distance was 0.0015
 for a random TinyNet and 0.004 for a random VGG16 on the same digits, and is far larger for
-ImageNet features. Measured on digits at 32 px (measured when the threshold was chosen; no script repeats it), a training image resized
+ImageNet features. Measured on digits at 32 px (when the threshold was chosen; no script
+repeats it), a training image resized
 and re-encoded as JPEG came within 0.09 (TinyNet) and 0.05 (VGG16) of the typical distance,
 and the closest two distinct digits at 0.22 and 0.26 of it: 0.15 lies between.
 

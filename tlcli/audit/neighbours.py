@@ -5,8 +5,9 @@ Distances are cosine distances (1 - cosine similarity) between the pooled featur
 backbone gives them, each row scaled to unit length. Not the standardized features the head
 is solved on: standardizing gives a feature that barely varies (often noise, or what JPEG
 re-encoding changes) the weight of one that carries the image. Measured as the closest distinct
-pair's distance over the farthest resized, re-encoded copy's (measured when the threshold was chosen; no script repeats it), unscaled
-features gave 1.56, 2.23, 0.35 and 1.14 on two datasets and two backbones, standardized ones
+pair's distance over the farthest resized, re-encoded copy's (when the threshold was chosen; no
+script repeats it), unscaled features gave 1.56, 2.23, 0.35 and 1.14 on two datasets and two
+backbones, standardized ones
 0.65, 1.07, 0.19 and 0.63 (above 1, a threshold can part copies from distinct images: three of
 the four unscaled, one standardized).
 
