@@ -5,9 +5,9 @@ typical distance between an image and its nearest other image (the median). A fi
 threshold cannot serve every backbone: between distinct images the typical distance was 0.0015
 for a random TinyNet and 0.004 for a random VGG16 on the same digits, and is far larger for
 ImageNet features. Measured on digits at 32 px (when the threshold was chosen; no script
-repeats it), a training image resized
-and re-encoded as JPEG came within 0.09 (TinyNet) and 0.05 (VGG16) of the typical distance,
-and the closest two distinct digits at 0.22 and 0.26 of it: 0.15 lies between.
+repeats it), a training image resized and re-encoded as JPEG came within 0.09 (TinyNet) and
+0.05 (VGG16) of the typical distance, and the closest two distinct digits at 0.22 and 0.26 of
+it: 0.15 lies between.
 
 Pairs come from the neighbour search, so an image joins a group through any of its nearest
 neighbours; groups are the connected pairs. A group whose images lie in two or more splits is
