@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +40,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, save  # noqa: E402
+from common import checkout_commit, machine, save  # noqa: E402
 from head_quality import digits_folders  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,7 +146,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--duplicates", type=int, default=20)
     args = parser.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = checkout_commit()
     rows = [run_row(dataset, float(noise), args) for dataset in args.datasets.split(",") for noise in args.noise.split(",")]
     print(f"tlcli audit vs the reference, {args.model} (random weights) at {args.image_size} px, commit {commit}")
     print(f"{'dataset':15} {'noise':>5} {'images':>6} | {'tlcli P/R/F1':>14} {'s':>5} | {'reference P/R/F1':>16} "

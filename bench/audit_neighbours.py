@@ -57,7 +57,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, save  # noqa: E402
+from common import checkout_commit, machine, save  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the checkout under test
@@ -349,7 +349,7 @@ def main() -> None:
     if args.worker:
         return worker(args.worker, args.folder, args.threads)
     methods = args.methods.split(",")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = checkout_commit()
     print(f"nearest-neighbour search for tlcli audit, commit {commit}, load average {os.getloadavg()[0]:.1f}")
     print(HEADER, flush=True)
     rows = [row for dims in map(int, args.dims.split(",")) for images in map(int, args.sizes.split(","))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import save  # noqa: E402
+from common import checkout_commit, save  # noqa: E402
 
 from tlcli.data.check_cache import cache_path  # noqa: E402
 from tlcli.data.dataset import discover, scan  # noqa: E402
@@ -77,8 +76,7 @@ def main() -> None:
         second = best_of(args.repeats, lambda: scan(root))
         cache_bytes = cache.stat().st_size
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parent).stdout.strip()
+    commit = checkout_commit()
     rows = {"checks, no cache": no_cache, "first run (checks + cache written)": first,
             "second run (cache read)": second}
     print(f"{args.images} JPEGs of {args.side}x{args.side}, best of {args.repeats}, commit {commit}, "

@@ -1,14 +1,16 @@
-"""Shared by the benchmark scripts: machine facts and writing results."""
+"""Shared by the benchmark scripts: machine facts, the commit measured, and writing results."""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
 
 
 def machine() -> dict:
@@ -33,6 +35,12 @@ def machine() -> dict:
         "keras": keras.__version__,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def checkout_commit() -> str:
+    """The checkout's short commit (the working tree may hold uncommitted changes besides)."""
+    return subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
 
 
 def save(name: str, document: dict) -> Path:

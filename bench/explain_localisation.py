@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +43,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
-from common import machine, save  # noqa: E402
+from common import checkout_commit, machine, save  # noqa: E402
 from helpers import invoke, peak_on_square, write_patch_dataset, write_square_dataset  # noqa: E402
 
 CORNER_SIZES = {"vgg16": 128, "resnet50": 128, "inceptionv3": 171, "xception": 128}
@@ -268,8 +267,7 @@ def main() -> None:
         tiny_backbone.register()
     from tlcli.models.backbones import BACKBONES
 
-    commit = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    commit = checkout_commit()
     print(f"commit {commit} (plus uncommitted changes, if any)", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:

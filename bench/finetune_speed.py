@@ -51,7 +51,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, save
+from common import checkout_commit, machine, save
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = ROOT / "sample_data"
@@ -350,8 +350,7 @@ def main() -> None:
     if unknown:
         parser.error(f"--models: {', '.join(sorted(unknown))} not timed here; use {', '.join(SPEED_STAGES)}")
 
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, check=True).stdout.strip()
+    commit = checkout_commit()
     print(f"measuring {ROOT} at {commit} (plus uncommitted changes, if any)", flush=True)
     document = {"commit": commit, "settings": {key: value for key, value in vars(args).items()
                                                if key != "plain_worker"}}

@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, save  # noqa: E402
+from common import checkout_commit, machine, save  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BEFORE = "92d9c5a"  # main before heads were solved and features standardized
@@ -230,8 +230,7 @@ def main() -> None:
     parser.add_argument("--before", default=BEFORE, help="the commit to compare with")
     parser.add_argument("--datasets", default="digits,few-shot,digits-48,shapes")
     args = parser.parse_args()
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    commit = checkout_commit()
     print(f"measuring {ROOT} at {commit} (plus uncommitted changes, if any) against {args.before}", flush=True)
 
     rows, multi_label_rows = [], []

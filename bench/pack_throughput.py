@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, save  # noqa: E402
+from common import checkout_commit, machine, save  # noqa: E402
 
 from tlcli.data.dataset import SplitOptions, load_dataset  # noqa: E402
 from tlcli.data.pack import pack_dataset  # noqa: E402
@@ -77,8 +76,7 @@ def main() -> None:
                 "shards, shuffled": images_per_second(shards.split("train"), args.image_size, args.repeats,
                                                       shuffle=True),
             }
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parent).stdout.strip()
+    commit = checkout_commit()
     columns = list(next(iter(rows.values())))
     print(f"images/s to {args.image_size}x{args.image_size} batches, best of {args.repeats}, commit {commit}, "
           f"{os.cpu_count()} cores")

@@ -35,7 +35,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "tests"))
 from browser import headless_chromium  # noqa: E402
-from common import machine, save  # noqa: E402
+from common import checkout_commit, machine, save  # noqa: E402
 
 TRAIN = ("--model", "vgg16", "--weights", "none", "--image-size", 32, "--quiet")
 SYNTHETIC = {"train": 20, "val": 10, "test": 200}  # images per class
@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--datasets", default="sample,synthetic")
     parser.add_argument("--rounds", type=int, default=5)
     arguments = parser.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    commit = checkout_commit()
     results = {}
     for name in arguments.datasets.split(","):
         with tempfile.TemporaryDirectory() as scratch:

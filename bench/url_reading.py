@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, save  # noqa: E402
+from common import checkout_commit, machine, save  # noqa: E402
 from pack_throughput import images_per_second, write_jpegs  # noqa: E402
 
 from tlcli.data.check_cache import cache_path  # noqa: E402
@@ -71,8 +70,7 @@ def main() -> None:
                           "images/s": images_per_second(samples, args.image_size, args.repeats)}
         shutil.rmtree(folder)
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parent).stdout.strip()
+    commit = checkout_commit()
     local = rows["local path"]
     print(f"{args.images} JPEGs 96x96, to {args.image_size}x{args.image_size} batches, commit {commit}, "
           f"{os.cpu_count()} cores")
