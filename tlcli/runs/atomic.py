@@ -3,7 +3,8 @@ beside their place and swapped in, and tlcli's signature in the single files it 
 
 A kill at any moment leaves the old file or folder or the new one, never neither and never half
 of one. The single files tlcli writes carry its signature (a PNG's Software text, an .npz's
-comment, a CSV's last column, an HTML page's second line), so that --overwrite replaces only tlcli's own. The policy of where tlcli may write at all is `runs.outputs`.
+comment, a CSV's last column, an HTML page's second line), so that --overwrite replaces only
+tlcli's own. The policy of where tlcli may write at all is `runs.outputs`.
 """
 
 from __future__ import annotations
@@ -145,13 +146,16 @@ def _csv_signed(handle, head: bytes) -> bool:
     rows are still those the signature's digest was made of."""
     line, newline, _ = head.partition(b"\n")
     found = _CSV_SIGNATURE.match(line.decode("utf-8", errors="replace").rsplit(",", 1)[-1])
-    if not newline or found is None:
-        return False
-    handle.seek(len(line) + 1)
+    return bool(newline) and found is not None and _digest_from(handle, len(line) + 1) == found.group(1)
+
+
+def _digest_from(handle, offset: int) -> str:
+    """The sha256 of the file's bytes from `offset` to its end: what a signature's digest covers."""
+    handle.seek(offset)
     digest = hashlib.sha256()
     for chunk in iter(lambda: handle.read(2**20), b""):
         digest.update(chunk)
-    return digest.hexdigest() == found.group(1)
+    return digest.hexdigest()
 
 
 _HTML_DOCTYPE = "<!DOCTYPE html>\n"
@@ -175,13 +179,8 @@ def _html_signed(handle, head: bytes) -> bool:
     doctype, _, rest = head.partition(b"\n")
     line, newline, _ = rest.partition(b"\n")
     found = _HTML_SIGNATURE.match(line.decode("utf-8", errors="replace"))
-    if not newline or found is None:
-        return False
-    handle.seek(len(doctype) + len(line) + 2)
-    digest = hashlib.sha256()
-    for chunk in iter(lambda: handle.read(2**20), b""):
-        digest.update(chunk)
-    return digest.hexdigest() == found.group(1)
+    return (bool(newline) and found is not None
+            and _digest_from(handle, len(doctype) + len(line) + 2) == found.group(1))
 
 
 def signed_by_tlcli(path: Location) -> bool:
