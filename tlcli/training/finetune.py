@@ -391,8 +391,7 @@ def _run_stage(session: _Session, number: int, stage: Stage) -> "_StageResult":
             stage_model, inputs.train_data, inputs.val_data, stage_fit,
             length=fit_length(stage_fit, inputs.steps), steps_per_epoch=inputs.steps, run_dir=run.run_dir,
             stage=name, history=run.history, first_epoch=_epochs_before(run.history, name), epoch=inputs.epoch,
-            fixed_steps=inputs.repeating, validation_steps=inputs.val_steps if inputs.repeating else None,
-            placement=run.placement, events=run.events,
+            validation_steps=inputs.val_steps, placement=run.placement, events=run.events,
         )
     finally:
         if cache is not None:

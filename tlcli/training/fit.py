@@ -134,7 +134,6 @@ def fit(
     first_epoch: int = 0,
     epoch=None,
     validation_steps: int | None = None,
-    fixed_steps: bool = False,
     backups: bool = True,
     placement: Placement | None = None,
     events: Events = SILENT,
@@ -145,8 +144,9 @@ def fit(
     completed epoch. A head trained on cached features has none: the features are computed
     again on resume anyway, and the head's seconds of training simply run again, identically.
     `epoch` is the training pipeline's `epoch_counter()`, set to the run's epoch number as each
-    epoch begins. `fixed_steps` is for repeating (multi-worker) datasets; otherwise an epoch is
-    one pass. Under several workers (`placement`), all resume from an epoch every one holds.
+    epoch begins. Under several workers (`placement`) the datasets repeat, so an epoch is
+    `steps_per_epoch` (and `validation_steps`), and all resume from an epoch every one holds;
+    otherwise an epoch is one pass.
     """
     monitor = "val_loss" if val_data is not None else "loss"
     callbacks, checkpoint = fit_callbacks(fit_config, length, monitor, run_dir=run_dir, stage=stage, history=history,
@@ -155,11 +155,13 @@ def fit(
     progress = events.fit_progress(length.epochs, steps_per_epoch, stage)
     if progress is not None:
         callbacks.append(progress)
+    repeating = placement is not None and placement.num_workers > 1
     started = time.perf_counter()
     try:
         result = model.fit(
             train_data, validation_data=val_data, epochs=length.epochs,
-            steps_per_epoch=steps_per_epoch if fixed_steps else None, validation_steps=validation_steps,
+            steps_per_epoch=steps_per_epoch if repeating else None,
+            validation_steps=validation_steps if repeating else None,
             callbacks=callbacks, verbose=0,
             shuffle=False,  # the input pipeline shuffles, reproducibly under --seed
         )
@@ -225,8 +227,8 @@ def fit_and_measure(
     result = fit(
         trained, train_data, val_data, fit_config,
         length=length, steps_per_epoch=steps, run_dir=run_dir, stage=stage,
-        history=history, epoch=epoch, fixed_steps=repeating, validation_steps=val_steps if repeating else None,
-        backups=backups, placement=placement, events=events,
+        history=history, epoch=epoch, validation_steps=val_steps, backups=backups, placement=placement,
+        events=events,
     )
     metrics = {"best_epoch": result.best_epoch, "epochs_run": history.last_epoch, "seconds": round(result.seconds, 2)}
     if val_data is not None:
