@@ -1,8 +1,10 @@
 """The package's one-way layers (pyproject.toml's import-linter contracts) hold, they name every
-module, and they can fail."""
+module, and they can fail; each command reaches the library through one workflow module; no
+function runs past a screen."""
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -79,3 +81,40 @@ def test_a_library_module_that_imports_the_console_breaks_the_contract(tmp_path)
     assert "tlcli's packages import downwards only KEPT" in result.stdout
     assert "only the command layer imports tlcli.console BROKEN" in result.stdout
     assert "tlcli.training.fit -> tlcli.console" in result.stdout
+
+
+# The floors every layer may use: the terminal (commands only), paths and URLs, errors. Any other
+# library module a command imports is a workflow module, or a part of one.
+_NOT_WORKFLOWS = {"tlcli.console", "tlcli.storage", "tlcli.errors"}
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every tlcli module a file imports, at its top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "tlcli":
+            found |= {f"tlcli.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tlcli."):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("tlcli.")}
+    return found
+
+
+def test_each_command_imports_one_workflow_module_of_the_library():
+    """A command parses its options, makes one library call and draws the result: its options'
+    shared declarations and its drawing live in commands/, the work in one workflow module."""
+    commands = sorted((ROOT / "tlcli" / "commands").glob("[a-z]*.py"))
+    workflows = {path.stem: {module for module in _imported_modules(path)
+                             if not module.startswith("tlcli.commands") and module not in _NOT_WORKFLOWS}
+                 for path in commands}
+    assert len(workflows) >= 16
+    assert {command: modules for command, modules in workflows.items() if len(modules) != 1} == {}
+
+
+def test_no_function_is_longer_than_sixty_lines():
+    long = {f"{path.relative_to(ROOT)}:{node.lineno} {node.name}": node.end_lineno - node.lineno + 1
+            for path in sorted((ROOT / "tlcli").rglob("*.py"))
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60}
+    assert long == {}

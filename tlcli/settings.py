@@ -8,12 +8,27 @@ import functools
 import json
 import math
 import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomllib
 
 from tlcli.errors import TlcliError
 from tlcli.storage import Location, Url, check_readable, is_url, location
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A --config file once its values are the options' defaults: what the command and its workflow read of it."""
+
+    path: Location
+    source: str  # where its settings are, for messages: `--config FILE` or `--config FILE [finetune]`
+    settings: dict  # every setting there
+    others: dict = field(default_factory=dict)  # those that name no option of the command
+    tables: dict = field(default_factory=dict)  # the tables the command reads itself
+
+    def check_known(self, known) -> None:
+        check_known(self.settings, known, self.source)
 
 
 def load_toml(path: Location, option: str = "--config") -> dict:

@@ -15,30 +15,60 @@ import typing
 
 from tlcli.augment.settings import FIELDS, AugmentConfig, augmentation_from_options
 from tlcli.commands._options import (
+    Activation,
     AllowOutsidePaths,
     AugmentPreset,
-    FineTuningAugmentPreset,
     Brightness,
+    ClassWeight,
     Contrast,
     Crop,
+    Dense,
+    Dropout,
+    EarlyStopping,
+    Epochs,
+    FinetuneLearningRate,
+    FineTuningAugmentPreset,
     Flip,
+    HeadSolver,
     Hue,
+    ImageSize,
     LabelColumns,
     LabelDelimiter,
     Labels,
+    LabelSmoothing,
+    LearningRate,
+    ModelName,
+    Momentum,
     MultiLabel,
+    Nesterov,
     Noise,
+    Optimizer,
+    Pooling,
     Precision,
     PreviewAugmentPreset,
+    ReplicaBatchSize,
     Rotation,
     Saturation,
+    Schedule,
+    Seed,
+    StageEarlyStopping,
     Strategy,
+    Strict,
+    TestSplit,
     Tpu,
     TuneAugmentPreset,
+    TuneEpochs,
+    TuneLearningRate,
     Translation,
+    ValSplit,
+    WeightDecay,
+    Weights,
     Zoom,
 )
 from tlcli.distribute.placement import DistributeConfig
+from tlcli.training.config import AUTO, FitConfig, TrainConfig, parse_dense
+
+_FIT = FitConfig()
 
 
 def option_group(cls):
@@ -159,3 +189,74 @@ class PreviewAugmentation(Augmentation):
     """The augmentation options of the preview (tlcli augment), whose default preset is standard."""
 
     augment: PreviewAugmentPreset = None
+
+
+@option_group
+class FitOptions:
+    """How to fit, but for how long: the fields of the library's FitConfig that every training command takes."""
+
+    optimizer: Optimizer = _FIT.optimizer
+    learning_rate: LearningRate = _FIT.learning_rate
+    momentum: Momentum = _FIT.momentum
+    nesterov: Nesterov = _FIT.nesterov
+    schedule: Schedule = _FIT.schedule
+    batch_size: ReplicaBatchSize = _FIT.batch_size
+    label_smoothing: LabelSmoothing = _FIT.label_smoothing
+    class_weight: ClassWeight = _FIT.class_weight
+    early_stopping: EarlyStopping = _FIT.early_stopping
+    weight_decay: WeightDecay = _FIT.weight_decay
+    seed: Seed = _FIT.seed
+
+    def config(self) -> FitConfig:
+        return FitConfig(**dataclasses.asdict(self))
+
+
+@option_group
+class TrainFitOptions(FitOptions):
+    """How a new head is fitted (train): FitOptions and the number of epochs."""
+
+    epochs: Epochs = _FIT.epochs
+
+
+@option_group
+class TuneFitOptions(TrainFitOptions):
+    """How the trials of a search fit; None is "not given", so the searched command's default holds."""
+
+    learning_rate: TuneLearningRate = None
+    epochs: TuneEpochs = None
+
+
+@option_group
+class FinetuneFitOptions(FitOptions):
+    """How each fine-tuning stage fits: the rate of stages without one (auto: their range test) and
+    early stopping of automatic length; each stage sets its own epochs."""
+
+    learning_rate: FinetuneLearningRate = AUTO
+    early_stopping: StageEarlyStopping = _FIT.early_stopping
+
+
+@option_group
+class HeadOptions:
+    """The backbone and the head of a new run (train, and the runs a head search tries)."""
+
+    model: ModelName = "resnet50"
+    weights: Weights = TrainConfig.weights
+    image_size: ImageSize = None
+    pooling: Pooling = TrainConfig.pooling
+    dense: Dense = None
+    activation: Activation = TrainConfig.activation
+    dropout: Dropout = TrainConfig.dropout
+    head_solver: HeadSolver = TrainConfig.head_solver
+
+    def settings(self) -> dict:
+        """TrainConfig's fields, the hidden layers' sizes read from --dense's text."""
+        return {**dataclasses.asdict(self), "dense": parse_dense(self.dense)}
+
+
+@option_group
+class SplitOptions:
+    """How a new run splits a flat dataset, and whether an unusable file is an error."""
+
+    val_split: ValSplit = TrainConfig.val_split
+    test_split: TestSplit = TrainConfig.test_split
+    strict: Strict = False

@@ -15,6 +15,7 @@ from tlcli.models.tta import DEFAULT_VIEW_SET, VIEW_SETS
 from tlcli.settings import check_choice
 from tlcli.storage import location
 from tlcli.training.config import (
+    AUTO,
     AUTO_EPOCHS,
     AUTO_PATIENCE,
     AUTO_STEPS,
@@ -22,6 +23,7 @@ from tlcli.training.config import (
     OPTIMIZERS,
     SCHEDULES,
     WARMUP_STEPS,
+    FitConfig,
     rate_or_auto,
 )
 
@@ -164,6 +166,15 @@ def _rate_or_auto(value: str) -> float | None:
         return rate_or_auto(value, "--learning-rate")
 
 
+def rate_option(value) -> str:
+    """A learning rate as a TOML file writes it (a number, as best.toml does, or "auto"), in the option's form."""
+    rate = rate_or_auto(value, "--learning-rate")
+    return AUTO if rate is None else repr(rate)
+
+
+TuneLearningRate = Annotated[Optional[float], typer.Option(
+    "--learning-rate", "--lr", help="The trials' learning rate, where the space does not search it.",
+    show_default=f"{FitConfig.learning_rate:g}; with --finetune, 1e-05", rich_help_panel="Optimisation")]
 FinetuneLearningRate = Annotated[str, typer.Option(
     "--learning-rate", "--lr", metavar="RATE|auto", callback=_rate_or_auto, rich_help_panel="Optimisation",
     help="The learning rate of every stage that --stage gives none (or auto): a number, or auto, which finds "
@@ -180,6 +191,9 @@ def epochs_option(default: str = AUTOMATIC_EPOCHS):
 
 
 Epochs = epochs_option()
+# A trial of a fine-tuning search is one stage of TRIAL_EPOCHS at TRIAL_RATE (tlcli.tune.finetune),
+# unless the options or the space say otherwise.
+TuneEpochs = epochs_option(f"{AUTOMATIC_EPOCHS}; with --finetune, 10")
 BatchSize = Annotated[int, typer.Option(help="Images per batch.", min=1)]
 ReplicaBatchSize = Annotated[int, typer.Option(help="Images per batch; per replica under --strategy (global = this x replicas).", min=1)]
 LabelSmoothing = Annotated[float, typer.Option(help="Label smoothing in [0, 1).", rich_help_panel="Optimisation")]

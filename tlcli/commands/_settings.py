@@ -13,7 +13,7 @@ import typer
 
 from tlcli.commands._errors import one_line_errors
 from tlcli.errors import TlcliError
-from tlcli.settings import check_known, check_tables, check_value, load_toml, setting_kind, table
+from tlcli.settings import LoadedConfig, check_known, check_tables, check_value, load_toml, setting_kind, table
 from tlcli.storage import Location, location
 
 CONFIG_HELP = ("TOML settings file: any option by name, augmentation in an \\[augmentation] table; the command "
@@ -30,20 +30,6 @@ def given_on_command_line(context) -> set[str]:
         name for name in context.params
         if getattr(context.get_parameter_source(name), "name", "DEFAULT") not in defaults
     }
-
-
-@dataclass(frozen=True)
-class LoadedConfig:
-    """A --config file once its values are the options' defaults: what the command itself reads."""
-
-    path: Location
-    source: str  # where its settings are, for messages: `--config FILE` or `--config FILE [finetune]`
-    settings: dict  # every setting there
-    others: dict = field(default_factory=dict)  # those that name no option of the command
-    tables: dict = field(default_factory=dict)  # the tables the command reads itself
-
-    def check_known(self, known) -> None:
-        check_known(self.settings, known, self.source)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from tlcli.commands._groups import Distribution, LabelOptions, takes_option_grou
 from tlcli.commands._options import Json, Overwrite, ReplicaBatchSize, RunPath, Tta, TtaViews, chosen_views
 from tlcli.commands._render import ConsoleEvents, show_worker_note
 from tlcli.console import err, literal, out, print_json
-from tlcli.runs.names import REPORT_PAGE
 from tlcli.storage import location
 
 NAME = "evaluate"
@@ -101,9 +100,8 @@ def _show_results(result, as_json: bool) -> None:
     for note in report["notes"]:
         err.print(f"[dim]Note: {literal(note)}.[/]")
     err.print(f"Reports written to {literal(result.reports)}: {', '.join(path.name for path in written)}")
-    for path in written:
-        if path.name == REPORT_PAGE:
-            err.print(f"Open {literal(path)} in a browser: the run and this evaluation on one page.")
+    if result.page is not None:
+        err.print(f"Open {literal(result.page)} in a browser: the run and this evaluation on one page.")
 
 
 def _print_problems(skipped: list[dict]) -> None:

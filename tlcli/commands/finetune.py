@@ -5,46 +5,28 @@ from typing import Annotated, Optional
 
 import typer
 
-from tlcli.commands._groups import Distribution, FineTuningAugmentation, takes_option_groups
+from tlcli.commands._groups import Distribution, FinetuneFitOptions, FineTuningAugmentation, takes_option_groups
 from tlcli.commands._options import (
     CacheImages,
     CacheMemory,
-    ClassWeight,
-    FinetuneLearningRate,
     FinetuneOut,
-    LabelSmoothing,
-    Momentum,
-    Nesterov,
-    Optimizer,
     Overwrite,
     Quiet,
-    ReplicaBatchSize,
     Resume,
-    Schedule,
-    Seed,
     StageCache,
-    StageEarlyStopping,
     Strict,
-    WeightDecay,
+    rate_option,
 )
+from tlcli.commands._render import ConsoleEvents, print_summary
 from tlcli.commands._settings import config_option
 from tlcli.storage import location
-from tlcli.training.config import AUTO, FitConfig, rate_or_auto
 
 NAME = "finetune"
-_DEFAULTS = FitConfig()  # but the learning rate: auto; early stopping: automatic (training.fit.fit_length)
-
-
-def _rate_option(value):
-    """A learning rate as a TOML file writes it (a number, as best.toml does, or "auto"), in the option's form."""
-    rate = rate_or_auto(value, "--learning-rate")
-    return AUTO if rate is None else repr(rate)
-
 
 # A --config file may set every option but the per-invocation ones, at its top or in a [finetune]
 # table (then the top, where a train's settings may sit, is not read).
 Config = config_option(exclude=("overwrite", "resume", "quiet", Distribution), section="finetune",
-                       tables={"augmentation": FineTuningAugmentation}, forms={"learning_rate": _rate_option})
+                       tables={"augmentation": FineTuningAugmentation}, forms={"learning_rate": rate_option})
 
 
 @takes_option_groups
@@ -58,17 +40,7 @@ def run(
         show_default="the top block, then all, both auto:auto")] = None,
     train_batch_norm: Annotated[bool, typer.Option("--train-bn", help="Also train BatchNormalization scale and offset (statistics stay frozen).")] = False,
     out: FinetuneOut = None,
-    optimizer: Optimizer = _DEFAULTS.optimizer,
-    learning_rate: FinetuneLearningRate = AUTO,
-    momentum: Momentum = _DEFAULTS.momentum,
-    nesterov: Nesterov = _DEFAULTS.nesterov,
-    schedule: Schedule = _DEFAULTS.schedule,
-    batch_size: ReplicaBatchSize = _DEFAULTS.batch_size,
-    label_smoothing: LabelSmoothing = _DEFAULTS.label_smoothing,
-    class_weight: ClassWeight = _DEFAULTS.class_weight,
-    early_stopping: StageEarlyStopping = _DEFAULTS.early_stopping,
-    weight_decay: WeightDecay = _DEFAULTS.weight_decay,
-    seed: Seed = _DEFAULTS.seed,
+    fit: FinetuneFitOptions = FinetuneFitOptions(),
     cache_images: CacheImages = True,
     strict: Strict = False,
     cache_features: StageCache = True,
@@ -82,16 +54,11 @@ def run(
 ) -> None:
     """Fine-tune a trained run in stages, unfreezing the backbone from the top, into a new run. The training
     images are augmented: as the source run's were, else with the shift preset (--augment none: not at all)."""
-    fit = FitConfig(optimizer=optimizer, learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
-                    schedule=schedule, batch_size=batch_size, label_smoothing=label_smoothing, class_weight=class_weight,
-                    early_stopping=early_stopping, weight_decay=weight_decay, seed=seed)
-
-    from tlcli.commands._render import ConsoleEvents, print_summary
     from tlcli.training.finetune import FinetuneConfig, finetune
 
     finetune_config = FinetuneConfig(
         source=run_dir, data=data, out=out, stages=stages or (), train_batch_norm=train_batch_norm, strict=strict,
-        cache_features=cache_features, cache_memory=cache_memory, cache_images=cache_images, fit=fit)
+        cache_features=cache_features, cache_memory=cache_memory, cache_images=cache_images, fit=fit.config())
     outcome = finetune(finetune_config, augmentation=augmentation.chosen(), distribution=distribution,
                        overwrite=overwrite, resume=resume, events=ConsoleEvents(quiet))
     print_summary(outcome.run_dir, outcome.metrics, outcome.route)

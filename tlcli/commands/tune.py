@@ -6,43 +6,21 @@ from typing import Annotated, Optional
 
 import typer
 
-from tlcli.commands._groups import Distribution, MultiLabelOptions, TuneAugmentation, takes_option_groups
-from tlcli.commands._options import (
-    AUTOMATIC_EPOCHS,
-    Activation,
-    ClassWeight,
-    Dense,
-    Dropout,
-    EarlyStopping,
-    HeadSolver,
-    ImageSize,
-    LabelSmoothing,
-    ModelName,
-    Momentum,
-    Nesterov,
-    Optimizer,
-    Overwrite,
-    Pooling,
-    Quiet,
-    ReplicaBatchSize,
-    Schedule,
-    Seed,
-    Strict,
-    TestSplit,
-    TuneOut,
-    ValSplit,
-    WeightDecay,
-    Weights,
-    dense_option,
-    epochs_option,
+from tlcli.commands._groups import (
+    Distribution,
+    HeadOptions,
+    MultiLabelOptions,
+    SplitOptions,
+    TuneAugmentation,
+    TuneFitOptions,
+    takes_option_groups,
 )
+from tlcli.commands._options import Overwrite, Quiet, TuneOut, dense_option
 from tlcli.commands._render import ConsoleEvents
 from tlcli.commands._settings import config_option, given_on_command_line
 from tlcli.console import err, literal, out
 from tlcli.errors import TlcliError
-from tlcli.settings import load_toml
 from tlcli.storage import location
-from tlcli.training.config import FitConfig, TrainConfig
 
 NAME = "tune"
 
@@ -55,12 +33,21 @@ _TRAIN_OPTIONS = _SHARED_OPTIONS + ("model", "weights", "image_size", "pooling",
                                  "allow_outside_paths", "multi_label", "label_delimiter")
 _FINETUNE_OPTIONS = _SHARED_OPTIONS
 
-# A trial of a fine-tuning search is one stage of TRIAL_EPOCHS at TRIAL_RATE (tlcli.tune.finetune),
-# unless the options or the space say otherwise.
-TuneEpochs = epochs_option(f"{AUTOMATIC_EPOCHS}; with --finetune, 10")
-TuneLearningRate = Annotated[Optional[float], typer.Option(
-    "--learning-rate", "--lr", help="The trials' learning rate, where the space does not search it.",
-    show_default=f"{FitConfig.learning_rate:g}; with --finetune, 1e-05", rich_help_panel="Optimisation")]
+TuneData = Annotated[Optional[Path], typer.Argument(
+    parser=location, help="Dataset folder: DATA/<class>/<images> or DATA/train|val|test/<class>/<images>.",
+    metavar="DATA", show_default="with --finetune, the run's dataset")]
+FinetuneRun = Annotated[Optional[Path], typer.Option(
+    "--finetune", metavar="RUN_DIR", parser=location, help="Search fine-tuning of this `tlcli train` run instead: how "
+    "deep to unfreeze (unfreeze) and the learning rate; best.toml is for `tlcli finetune RUN_DIR --config`.",
+    show_default=False)]
+Search = Annotated[str, typer.Option(help="grid (every combination), random, bayesian or hyperband.")]
+Trials = Annotated[Optional[int], typer.Option(help="Random and bayesian search: how many trials.", show_default="10")]
+Space = Annotated[Optional[Path], typer.Option(
+    parser=location, metavar="PATH", help="TOML search space: lists of values, or {low, high, log = true} ranges (not for grid).",
+    show_default="grid: dense layers and dropout; else learning rate, optimizer, dropout, dense layers, weight "
+    "decay and label smoothing; with --finetune: unfreeze (the top block, the top two, all) and learning rate")]
+Objective = Annotated[str, typer.Option(help="val_loss (minimised) or val_accuracy (maximised).")]
+TuneResume = Annotated[bool, typer.Option("--resume", help="Continue a search in --out, skipping finished trials.")]
 
 # A --config file's top holds settings of the searched runs: these options, and any other setting of
 # `tlcli train` (or `finetune`, with --finetune), which the search's kind checks; augmentation in a table.
@@ -75,88 +62,36 @@ Config = config_option(
 @takes_option_groups
 def run(
     ctx: typer.Context,
-    data: Annotated[Optional[Path], typer.Argument(
-        parser=location,
-        help="Dataset folder: DATA/<class>/<images> or DATA/train|val|test/<class>/<images>.",
-        metavar="DATA", show_default="with --finetune, the run's dataset")] = None,
-    finetune: Annotated[Optional[Path], typer.Option(
-        "--finetune", metavar="RUN_DIR", parser=location, help="Search fine-tuning of this `tlcli train` run instead: how deep "
-        "to unfreeze (unfreeze) and the learning rate; best.toml is for `tlcli finetune RUN_DIR --config`.",
-        show_default=False)] = None,
-    model: ModelName = "resnet50",
-    search: Annotated[str, typer.Option(help="grid (every combination), random, bayesian or hyperband.")] = "random",
-    trials: Annotated[Optional[int], typer.Option(help="Random and bayesian search: how many trials.", show_default="10")] = None,
-    space: Annotated[Optional[Path], typer.Option(
-        parser=location, metavar="PATH", help="TOML search space: lists of values, or {low, high, log = true} ranges (not for grid).",
-        show_default="grid: dense layers and dropout; else learning rate, optimizer, dropout, dense layers, weight "
-        "decay and label smoothing; with --finetune: unfreeze (the top block, the top two, all) and learning rate")] = None,
-    objective: Annotated[str, typer.Option(help="val_loss (minimised) or val_accuracy (maximised).")] = "val_loss",
+    data: TuneData = None,
+    finetune: FinetuneRun = None,
+    search: Search = "random",
+    trials: Trials = None,
+    space: Space = None,
+    objective: Objective = "val_loss",
     out_dir: TuneOut = None,
-    weights: Weights = TrainConfig.weights,
-    image_size: ImageSize = None,
-    pooling: Pooling = TrainConfig.pooling,
-    dense: Dense = None,
-    activation: Activation = TrainConfig.activation,
-    dropout: Dropout = TrainConfig.dropout,
-    head_solver: HeadSolver = TrainConfig.head_solver,
-    optimizer: Optimizer = FitConfig.optimizer,
-    learning_rate: TuneLearningRate = None,
-    momentum: Momentum = FitConfig.momentum,
-    nesterov: Nesterov = FitConfig.nesterov,
-    schedule: Schedule = FitConfig.schedule,
-    epochs: TuneEpochs = FitConfig.epochs,
-    batch_size: ReplicaBatchSize = FitConfig.batch_size,
-    label_smoothing: LabelSmoothing = FitConfig.label_smoothing,
-    class_weight: ClassWeight = FitConfig.class_weight,
-    early_stopping: EarlyStopping = FitConfig.early_stopping,
-    weight_decay: WeightDecay = FitConfig.weight_decay,
-    seed: Seed = FitConfig.seed,
-    val_split: ValSplit = TrainConfig.val_split,
-    test_split: TestSplit = TrainConfig.test_split,
-    strict: Strict = False,
+    head: HeadOptions = HeadOptions(),
+    fit: TuneFitOptions = TuneFitOptions(),
+    split: SplitOptions = SplitOptions(),
     labels: MultiLabelOptions = MultiLabelOptions(),
     augmentation: TuneAugmentation = TuneAugmentation(),
     distribution: Distribution = Distribution(),
     config: Config = None,
     overwrite: Overwrite = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue a search in --out, skipping finished trials.")] = False,
+    resume: TuneResume = False,
     quiet: Quiet = False,
 ) -> None:
     """Search head and optimiser settings on cached features, or fine-tuning settings of a trained run (--finetune); write a leaderboard and best.toml."""
-    from tlcli.tune.search import TuneConfig, check_search, search_kind, tune
+    from tlcli.tune.search import search_config, tune
 
-    kind = search_kind(finetune is not None)
-    options = dict(model=model, weights=weights, image_size=image_size, pooling=pooling, dense=dense,
-                   activation=activation, dropout=dropout, head_solver=head_solver, optimizer=optimizer,
-                   learning_rate=learning_rate, momentum=momentum, nesterov=nesterov, schedule=schedule, epochs=epochs,
-                   batch_size=batch_size, label_smoothing=label_smoothing, class_weight=class_weight,
-                   early_stopping=early_stopping, weight_decay=weight_decay, seed=seed, val_split=val_split,
-                   test_split=test_split, strict=strict, **asdict(labels))
+    options = {**asdict(head), **asdict(fit), **asdict(split), **asdict(labels)}
     # None: not given, so the searched command's default (train's, or finetune's with --finetune).
     settings = {name: options[name] for name in _option_names(finetune, data, given_on_command_line(ctx))
                 if options[name] is not None}
-    if config is not None:
-        config.check_known(kind.SETTINGS)
-        settings |= config.others
-    space_document, source = _space_document(space, config)
-
-    check_search(search)
-    base = kind.settings_from(settings, data) if finetune is None else kind.settings_from(settings, data, finetune)
-    tune_config = TuneConfig(base=base, space=kind.search_space(space_document, search, base, source), search=search,
-                             trials=trials, objective=objective, out=out_dir, augmentation=augmentation.chosen(),
-                             distribution=distribution)
+    tune_config = search_config(settings, data=data, finetune=finetune, space=space, config=config, search=search,
+                                trials=trials, objective=objective, out=out_dir, augmentation=augmentation.chosen(),
+                                distribution=distribution)
     outcome = tune(tune_config, overwrite=overwrite, resume=resume, events=ConsoleEvents(quiet))
     print_leaderboard(outcome, tune_config.objective)
-
-
-def _space_document(space: Path | None, config) -> tuple[dict | None, str]:
-    """The search space's TOML document and where it is: --space FILE, else --config's [space] table."""
-    if space is not None:
-        document = load_toml(space, "--space")
-        return document.get("space", document), f"--space {space}"
-    if config is not None:
-        return config.tables.get("space"), f"{config.source} [space]"
-    return None, ""
 
 
 def _option_names(finetune: Path | None, data: Path | None, explicit: set[str]) -> tuple[str, ...]:

@@ -144,6 +144,11 @@ class EvaluateResult:
         data leaves undefined is an error, raised here, once the report is shown and written."""
         return failed_thresholds(self.report, self.gates)
 
+    @property
+    def page(self) -> Location | None:
+        """The report page written (report.html), if one was."""
+        return next((path for path in self.written or () if path.name == REPORT_PAGE), None)
+
 
 def evaluate(config: EvaluateConfig, events: Events = SILENT) -> EvaluateResult:
     """`tlcli evaluate`: check the images, predict them (shared among the placement's replicas

@@ -44,6 +44,8 @@ from tlcli.runs.outputs import claim_output, finish_run_dir, start_output_dir
 from tlcli.runs.locks import locks_outputs
 from tlcli.runs.remote import staged_output, url_sources
 from tlcli.runs.run_dir import trial_run
+from tlcli.settings import LoadedConfig, load_toml
+from tlcli.storage import Location
 from tlcli.tune.leaderboard import (  # better and the format_ helpers: for the command's leaderboard too
     better,
     format_epochs,
@@ -60,8 +62,8 @@ from tlcli.tune.trials import ADAPTIVE_SEARCHES, Trials, TuneConfig, check_searc
 
 # What `tlcli tune` needs, from its one workflow module: the search, its config and check, and the
 # leaderboard's formatting for the table it draws.
-__all__ = ["TuneConfig", "TuneOutcome", "better", "check_search", "format_epochs", "format_score", "format_value",
-           "search_kind", "tune"]
+__all__ = ["TuneConfig", "TuneOutcome", "better", "format_epochs", "format_score", "format_value", "search_config",
+           "tune"]
 
 TRIALS = "trials"
 BEST = "best.toml"
@@ -75,6 +77,32 @@ def search_kind(finetune: bool):
     else:
         from tlcli.tune import head as kind
     return kind
+
+
+def search_config(settings: dict, *, data: Path | None, finetune: Path | None, space: Location | None = None,
+                  config: LoadedConfig | None = None, search: str = "random", **options) -> TuneConfig:
+    """The search `tlcli tune` asks for, resolved: the searched runs' `settings` as given (train's
+    option names, or finetune's with `finetune`), with the settings of a --config file that name no
+    option; the space of --space, else of --config's [space] table, else the kind's default; and
+    the search's own `options` (TuneConfig's trials, objective, out, augmentation, distribution)."""
+    kind = search_kind(finetune is not None)
+    if config is not None:
+        config.check_known(kind.SETTINGS)
+        settings = {**settings, **config.others}
+    document, source = _space_document(space, config)
+    check_search(search)
+    base = kind.settings_from(settings, data) if finetune is None else kind.settings_from(settings, data, finetune)
+    return TuneConfig(base=base, space=kind.search_space(document, search, base, source), search=search, **options)
+
+
+def _space_document(space: Location | None, config: LoadedConfig | None) -> tuple[dict | None, str]:
+    """The search space's TOML document and where it is: --space FILE, else --config's [space] table."""
+    if space is not None:
+        document = load_toml(space, "--space")
+        return document.get("space", document), f"--space {space}"
+    if config is not None:
+        return config.tables.get("space"), f"{config.source} [space]"
+    return None, ""
 
 
 def search_trials(config: TuneConfig) -> Trials:
