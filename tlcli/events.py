@@ -3,8 +3,9 @@
 Every workflow a command calls reports through an `Events` object. A command passes one that
 renders (`tlcli.commands._render.ConsoleEvents`); this base class, the library's default, shows
 nothing. So `--quiet`, and "only the chief of a cluster prints", are decided in one place.
-Below a workflow, a function that only counts (`check_images`, `extract_features`) takes the
-plain `advance(n)` that `counting` gives.
+Below a workflow, a function that only counts (`check_images`, `extract_features`,
+`predict_samples`, `load_dataset`) takes the plain `advance(n)` that `counting` gives, under
+that one name: there is no other progress callback.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ def _decoded(samples) -> np.ndarray:
 
 def test_features_are_the_extractors_output_for_each_image_in_sample_order(extractor, samples):
     told = []
-    found = extract_features(extractor, samples, SIZE, batch_size=5, on_batch=told.append)
+    found = extract_features(extractor, samples, SIZE, batch_size=5, advance=told.append)
     expected = np.asarray(extractor(_decoded(samples), training=False))
     np.testing.assert_allclose(found.features, expected, rtol=1e-5, atol=1e-6)
     assert found.features.shape == (24, TINY.feature_size) and found.features.dtype == np.float32

@@ -162,7 +162,7 @@ def _features(spec, image_size: int, weights, samples, config: AuditConfig, even
     set_seed(config.seed)
     extractor = build_feature_extractor(spec, image_size, weights, POOLING)
     with events.counting(f"Extracting ({spec.name} at {image_size}px)", len(samples), rate="images") as advance:
-        features = extract_features(extractor, samples, image_size, config.batch_size, on_batch=advance)
+        features = extract_features(extractor, samples, image_size, config.batch_size, advance=advance)
     if not len(features.indices):
         raise TlcliError(f"None of the {len(samples)} image(s) in {config.data} could be decoded. "
                          "Check the files with `tlcli inspect`.")

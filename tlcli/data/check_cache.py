@@ -51,7 +51,7 @@ def cache_path(root: Path) -> Path:
 def checked_images(
     root: Path,
     paths: Iterable[Path],
-    on_checked: Callable[[int], None] | None = None,
+    advance: Callable[[int], None] | None = None,
 ) -> dict[Path, ImageInfo | Problem]:
     """`check_images(paths)`, with the results kept for next time in `root`'s check cache.
 
@@ -72,10 +72,10 @@ def checked_images(
             result = _decode(path, entry[2:])
             if result is not None:
                 results[path] = result
-    if on_checked is not None and results:
-        on_checked(len(results))
+    if advance is not None and results:
+        advance(len(results))
     to_check = [path for path in paths if path not in results]
-    results |= images.check_images(to_check, on_checked)
+    results |= images.check_images(to_check, advance)
 
     kept = {}
     for path in paths:

@@ -146,14 +146,14 @@ def image_files_below(folder: Path) -> list[Path]:
     return [path for path in found[None] if is_image_name(path)]
 
 
-def scan(root: Path, on_checked: Callable[[int], None] | None = None, labels: LabelFile | None = None) -> Scan:
+def scan(root: Path, advance: Callable[[int], None] | None = None, labels: LabelFile | None = None) -> Scan:
     """Discover a dataset and check every file in it (each file once: see `check_cache`)."""
     found = discover(root, labels)
     # dict.fromkeys: a multi-label image is listed under each of its labels, and checked once.
     paths = list(dict.fromkeys(path for classes in found.files.values() for paths in classes.values() for path in paths))
     if found.label_sets is not None:  # with the images that have none of the labels
         paths = list(dict.fromkeys([*paths, *(path for images in found.label_sets.values() for path in images)]))
-    found.checked = checked_images(found.root, paths, on_checked)
+    found.checked = checked_images(found.root, paths, advance)
     return found
 
 
@@ -442,7 +442,7 @@ def load_dataset(
     root: Path,
     options: SplitOptions = SplitOptions(),
     strict: bool = False,
-    on_checked: Callable[[int], None] | None = None,
+    advance: Callable[[int], None] | None = None,
     labels: LabelFile | None = None,
     lenient: bool = False,
 ) -> Dataset:
@@ -450,7 +450,7 @@ def load_dataset(
     With `strict`, any bad file is an error; `lenient`, see build_dataset."""
     if is_packed(root):
         return packed_dataset(root, labels, strict)
-    found = scan(root, on_checked, labels)
+    found = scan(root, advance, labels)
     if strict:
         refuse_problems(found.problems)
     return build_dataset(found, options, lenient)

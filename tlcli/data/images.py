@@ -129,7 +129,7 @@ def check_image(path: Path) -> ImageInfo | Problem:
 
 
 def check_images(
-    paths: Iterable[Path], on_checked: Callable[[int], None] | None = None
+    paths: Iterable[Path], advance: Callable[[int], None] | None = None
 ) -> dict[Path, ImageInfo | Problem]:
     """Check many files in parallel threads (Pillow releases the GIL while decoding)."""
     paths = list(paths)
@@ -138,8 +138,8 @@ def check_images(
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for path, result in zip(paths, pool.map(check_image, paths)):
             results[path] = result
-            if on_checked is not None:
-                on_checked(1)
+            if advance is not None:
+                advance(1)
     return results
 
 

@@ -245,12 +245,12 @@ def to_uint8(images):
 
 
 def decode_into_cache(samples: Sequence[Sample], image_size: int, batch_size: int = 32, *,
-                      memory_budget: int = DEFAULT_MEMORY_BUDGET, scratch_dir=None, on_batch=None) -> RowCache:
+                      memory_budget: int = DEFAULT_MEMORY_BUDGET, scratch_dir=None, advance=None) -> RowCache:
     """Every sample decoded and resized once by `image_dataset`, kept as uint8 in a `RowCache`
     (in memory within `memory_budget` bytes, else a scratch file in `scratch_dir`), for
     `row_dataset(..., dtype=tf.float32)` to read in every epoch. Memory holds a batch at a time
     besides the cache; an image that fails to decode is left out, as `image_dataset` leaves it.
-    `on_batch(n)` is told of every n images done."""
+    `advance(n)` is told of every n images done."""
     cache = RowCache(len(samples), (image_size, image_size, 3), np.uint8, memory_budget=memory_budget,
                      scratch_dir=scratch_dir)
     decoded = image_dataset(samples, image_size, batch_size, with_index=True).map(
@@ -258,8 +258,8 @@ def decode_into_cache(samples: Sequence[Sample], image_size: int, batch_size: in
     )
     for images, indices in decoded:
         cache.write(indices.numpy(), images.numpy())
-        if on_batch is not None:
-            on_batch(len(indices))
+        if advance is not None:
+            advance(len(indices))
     return cache
 
 

@@ -161,7 +161,7 @@ def predict_samples(
     samples: Sequence[Sample],
     image_size: int,
     batch_size: int,
-    on_predicted: Callable[[int], None] | None = None,
+    advance: Callable[[int], None] | None = None,
     placement=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(indices of the samples that were read, their probabilities), in sample order.
@@ -173,8 +173,8 @@ def predict_samples(
     for indices, probabilities in predict_batches(model, samples, image_size, batch_size, placement):
         all_indices.append(indices)
         all_probabilities.append(probabilities)
-        if on_predicted is not None:
-            on_predicted(len(indices))
+        if advance is not None:
+            advance(len(indices))
     if not all_indices:
         return np.zeros(0, dtype=int), np.zeros((0, *model.output_shape[1:]), dtype=np.float32)
     return np.concatenate(all_indices), np.concatenate(all_probabilities)

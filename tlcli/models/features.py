@@ -88,7 +88,7 @@ def extract_features(
     samples: Sequence[Sample],
     image_size: int,
     batch_size: int = 32,
-    on_batch: Callable[[int], None] | None = None,
+    advance: Callable[[int], None] | None = None,
     decoded: RowCache | None = None,
 ) -> Features:
     """Stream images through `extractor` (read from `decoded`, if given); memory holds the
@@ -101,8 +101,8 @@ def extract_features(
         features[batch.indices] = batch.features
         labels[batch.indices] = batch.labels
         kept[batch.indices] = True
-        if on_batch is not None:
-            on_batch(len(batch.indices))
+        if advance is not None:
+            advance(len(batch.indices))
     positions = np.flatnonzero(kept)
     if len(positions) == len(samples):
         return Features(features, labels, positions)

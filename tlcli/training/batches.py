@@ -79,7 +79,7 @@ def decode_splits(enabled: bool, splits: dict, image_size: int, batch_size: int,
             continue
         with events.counting(f"Decoding ({split})", len(samples)) as advance:
             caches[split] = decode_into_cache(samples, image_size, batch_size, memory_budget=budget,
-                                              scratch_dir=scratch_dir, on_batch=advance)
+                                              scratch_dir=scratch_dir, advance=advance)
         if caches[split].in_memory:
             budget -= caches[split].nbytes
     counts = " + ".join(f"{int(cache.filled.sum())} {split}" for split, cache in caches.items())

@@ -309,4 +309,4 @@ def cached_features(model, pooling: str, train_samples, val_samples, image_size:
 
 def _features(extractor, samples, image_size, batch_size, split, events: Events, decoded: RowCache | None = None):
     with events.counting(f"Features ({split})", len(samples)) as advance:
-        return extract_features(extractor, samples, image_size, batch_size, on_batch=advance, decoded=decoded)
+        return extract_features(extractor, samples, image_size, batch_size, advance=advance, decoded=decoded)
