@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tlcli.errors import TlcliError
+from tlcli.data.recorded import run_dataset
 from tlcli.evaluate.metrics import calibration
 from tlcli.evaluate.predict import predict_samples
 from tlcli.runs.directory import read_json, read_run
@@ -23,7 +24,6 @@ from tlcli.runs.names import IN_PROGRESS, METRICS, MODEL
 from tlcli.runs.locks import lock_output, locks_outputs
 from tlcli.runs.remote import staged_output
 from tlcli.storage import Location, Url
-from tlcli.training.finetune import run_dataset
 
 TEMPERATURE_LAYER = "temperature"
 TEMPERATURES = (0.05, 20.0)  # the range T is searched in

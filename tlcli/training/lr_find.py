@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tlcli.augment.augmenter import build_augmenter
 from tlcli.augment.settings import AugmentConfig
+from tlcli.data.recorded import run_dataset
 from tlcli.data.row_cache import DEFAULT_MEMORY_GIB
 from tlcli.distribute.placement import DistributeConfig, place
 from tlcli.errors import TlcliError
@@ -29,7 +30,6 @@ from tlcli.training.finetune import (
     first_unfrozen_index,
     parse_unfreeze,
     run_backbone,
-    run_dataset,
     unfreeze,
 )
 from tlcli.training.range_test import END, START, STEPS, RangeTest, range_test
