@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from helpers import invoke, read_history, runner
+from helpers import invoke, one_line_error, read_history, runner
 from tlcli.cli import app
 from tlcli.training.finetune import FALLBACK_RATE
 
@@ -29,6 +29,7 @@ def test_lr_find_tests_rates_and_leaves_the_run_unchanged(tiny_run, tmp_path):
     if found["suggestion"] is not None:
         assert rates[0] < found["suggestion"] < rates[-1]
     assert {path.name: _digest(path) for path in tiny_run.iterdir() if path.is_file()} == before
+    assert "Running the range test: the rate grows each step" in result.stderr  # stdout holds the JSON alone
 
 
 def test_lr_find_stops_when_the_loss_blows_up_and_suggests_below_it(tiny_run, tmp_path):
@@ -57,6 +58,13 @@ def test_lr_find_of_a_folder_that_is_not_a_run_is_one_line(tmp_path):
     result = runner.invoke(app, ["lr-find", str(tmp_path)])
     assert result.exit_code == 2 and "is not a tlcli run" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_rates_that_do_not_grow_from_a_positive_start_are_one_line(tiny_run, tmp_path):
+    message = one_line_error(runner.invoke(app, ["lr-find", str(tiny_run), "--start", "1", "--end", "0.5",
+                                                 "--out", str(tmp_path / "lr.png")], terminal_width=400))
+    assert "--start 1 and --end 0.5: the rates must grow from a positive start" in message
+    assert not (tmp_path / "lr.png").exists()
 
 
 def test_an_auto_stage_trains_at_the_rate_its_range_test_found(tiny_run, tmp_path):

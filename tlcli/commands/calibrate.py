@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from tlcli.commands._options import BatchSize, Json, TrainedRunPath
+from tlcli.commands._render import ConsoleEvents
 from tlcli.console import literal, out, print_json
 from tlcli.storage import location
 
@@ -20,9 +21,9 @@ def run(
     as_json: Json = False,
 ) -> None:
     """Calibrate a run's probabilities by temperature scaling, fitted on its validation images; the top class never changes."""
-    from tlcli.evaluate.calibrate import calibrate
+    from tlcli.evaluate.calibrate import CalibrateConfig, calibrate
 
-    result = calibrate(model, data=data, batch_size=batch_size)
+    result = calibrate(CalibrateConfig(model, data, batch_size), ConsoleEvents())
     if as_json:
         print_json({"run_dir": str(result.run_dir), "temperature": result.temperature, "images": result.images,
                     "before": result.before, "after": result.after, "applied": result.applied})

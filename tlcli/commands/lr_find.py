@@ -17,7 +17,8 @@ from tlcli.commands._options import (
     Strict,
     TrainedRunPath,
 )
-from tlcli.console import err, literal, out, print_json
+from tlcli.commands._render import ConsoleEvents
+from tlcli.console import literal, out, print_json
 from tlcli.storage import location
 
 NAME = "lr-find"
@@ -50,18 +51,15 @@ def run(
     as_json: Json = False,
 ) -> None:
     """Find a fine-tuning learning rate: the range test of a stage's unfreezing, plotted, with a suggested rate."""
-    from tlcli.training.config import FitConfig
-    from tlcli.training.lr_find import find_learning_rate
+    from tlcli.training.lr_find import LrFindConfig, find_learning_rate
 
-    fit = FitConfig(optimizer=optimizer, batch_size=batch_size, seed=seed)
-    def started():
-        err.print("Running the range test: the rate grows each step until the loss blows up (the run's model is "
-                  "not changed).")
-
-    found = find_learning_rate(model, unfreeze, data=data, fit=fit, steps=steps, start=start, end=end,
-                               out=out_path, overwrite=overwrite, train_batch_norm=train_bn, strict=strict,
-                               cache_features=cache_features, cache_memory=cache_memory,
-                               distribution=distribution, augmentation=augmentation.chosen(), on_start=started)
+    config = LrFindConfig(
+        model=model, unfreeze=unfreeze, data=data, steps=steps, start=start, end=end, optimizer=optimizer,
+        batch_size=batch_size, seed=seed, out=out_path, overwrite=overwrite, train_batch_norm=train_bn, strict=strict,
+        cache_features=cache_features, cache_memory=cache_memory, distribution=distribution,
+        augmentation=augmentation.chosen(),
+    )
+    found = find_learning_rate(config, ConsoleEvents())
     test = found.test
     if as_json:
         print_json({"run_dir": str(found.run), "unfreeze": found.unfreeze, "plot": found.plot and str(found.plot),

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tlcli.data.recorded import run_dataset
 from tlcli.errors import TlcliError
+from tlcli.events import SILENT, Events
 from tlcli.evaluate.metrics import calibration
 from tlcli.evaluate.predict import predict_samples
 from tlcli.runs.directory import read_json, read_run
@@ -23,7 +25,6 @@ from tlcli.runs.names import IN_PROGRESS, METRICS, MODEL
 from tlcli.runs.locks import lock_output, locks_outputs
 from tlcli.runs.remote import staged_output
 from tlcli.storage import Location, Url
-from tlcli.training.finetune import run_dataset
 
 TEMPERATURE_LAYER = "temperature"
 TEMPERATURES = (0.05, 20.0)  # the range T is searched in
@@ -89,20 +90,31 @@ def _scores(y_true: np.ndarray, probabilities: np.ndarray) -> dict:
     return {"ece": result["ece"], "brier": result["brier"], "log_loss": _log_loss(y_true, probabilities)}
 
 
+@dataclass(frozen=True)
+class CalibrateConfig:
+    """What `tlcli calibrate` is asked: a run (its directory or its model.keras), and where its
+    dataset is now, if it has moved since training."""
+
+    model: Location
+    data: Path | None = None  # None: the dataset the run records
+    batch_size: int = 32
+
+
 @locks_outputs
-def calibrate(run_path: Location, *, data: Path | None = None, batch_size: int = 32) -> Calibration:
-    """Fit T on the run's validation images and save the calibrated model in the run directory.
+def calibrate(config: CalibrateConfig, events: Events = SILENT) -> Calibration:
+    """Fit T on the run's validation images (their prediction counted through `events`) and save
+    the calibrated model in the run directory.
 
     A run at a URL is downloaded whole, calibrated, and published back as a new output is (runs.remote)."""
-    if not isinstance(run_path, Url):
-        return _calibrate(run_path, data, batch_size)
-    folder = read_run(run_path).path  # first: refuses what is not a run, or not uploaded whole
+    if not isinstance(config.model, Url):
+        return _calibrate(config.model, config, events)
+    folder = read_run(config.model).path  # first: refuses what is not a run, or not uploaded whole
     with staged_output(folder, "run", overwrite=True, resume=True) as staged:
-        result = _calibrate(staged.local, data, batch_size)
+        result = _calibrate(staged.local, config, events)
         return dataclasses.replace(result, run_dir=staged.target, model_path=staged.public(result.model_path))
 
 
-def _calibrate(run_path: Path, data: Path | None, batch_size: int) -> Calibration:
+def _calibrate(run_path: Path, config: CalibrateConfig, events: Events) -> Calibration:
     from tlcli.models.layers import Temperature
     from tlcli.models.saved import load_run_model
     from tlcli.runtime import import_keras
@@ -122,7 +134,7 @@ def _calibrate(run_path: Path, data: Path | None, batch_size: int) -> Calibratio
     if not run.config:
         raise TlcliError(f"{run.path} has no config.json: calibration needs the run's validation split. "
                          "Pass the run directory that `tlcli train` or `tlcli finetune` wrote.")
-    dataset, _ = run_dataset(run, data, strict=False)
+    dataset, _ = run_dataset(run, config.data, strict=False)
     samples = dataset.splits.get("val", ())
     if not samples:
         raise TlcliError(f"{dataset.root} has no validation images for this run, and temperature scaling is fitted "
@@ -132,7 +144,8 @@ def _calibrate(run_path: Path, data: Path | None, batch_size: int) -> Calibratio
     model, info = load_run_model(run.path)
     if model.layers[-1].name == TEMPERATURE_LAYER:  # calibrated before: fit T afresh on the raw output
         model = keras.Model(model.inputs, model.layers[-1].input)
-    indices, probabilities = predict_samples(model, samples, info.image_size, batch_size)
+    with events.counting("Predicting", len(samples)) as advance:
+        indices, probabilities = predict_samples(model, samples, info.image_size, config.batch_size, advance)
     y_true = np.array([samples[index].label for index in indices])
     check_supported(y_true, probabilities, dataset.root)
     temperature = fit_temperature(y_true, probabilities)

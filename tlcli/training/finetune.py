@@ -20,8 +20,8 @@ from pathlib import Path
 
 from tlcli.augment.augmenter import build_augmenter
 from tlcli.augment.settings import PRESETS, AugmentConfig
-from tlcli.data.dataset import Dataset, SplitOptions, load_dataset
-from tlcli.data.labels import LabelFile
+from tlcli.data.dataset import Dataset
+from tlcli.data.recorded import run_dataset
 from tlcli.data.row_cache import DEFAULT_MEMORY_GIB
 from tlcli.distribute.placement import DistributeConfig, place
 from tlcli.errors import TlcliError
@@ -39,7 +39,6 @@ from tlcli.runs.names import BACKUP, EXPORT_METADATA
 from tlcli.runs.remote import staged_output
 from tlcli.runtime import import_keras
 from tlcli.settings import check_types
-from tlcli.storage import location
 from tlcli.training.callbacks import load_model_state, save_model_state
 from tlcli.training.config import AUTO, FitConfig
 from tlcli.training.fit import FitResult, compile_model, fit, fit_length
@@ -313,30 +312,6 @@ def check_weight_decay(fit: FitConfig) -> None:
             f"--weight-decay {fit.weight_decay:g} does nothing with --optimizer {fit.optimizer} when fine-tuning "
             "(the head's L2 penalty was fixed in training). Add --optimizer adamw, or leave --weight-decay out."
         )
-
-
-def run_dataset(run: RunInfo, data: Path | None, strict: bool) -> tuple[Dataset, SplitOptions]:
-    """The dataset a run is fine-tuned on (`data`, else the run's own; through the run's label
-    file, if it had one), split exactly as the run was trained, and refused if its classes are
-    not the run's."""
-    source_config = run.config
-    data_root = data or source_config.get("data")
-    if not data_root:
-        raise TlcliError(f"{run.path} does not record its dataset. Pass it with --data DATA.")
-    options = SplitOptions(
-        source_config.get("val_split", 0.2), source_config.get("test_split", 0.0), source_config.get("seed", 0)
-    )
-    labels = LabelFile.recorded(source_config)  # the run's label file, if it had one, read again
-    dataset = load_dataset(location(data_root), options, strict=strict, labels=labels)
-    changed = labels.changed_since(source_config) if labels is not None else None
-    if changed:
-        dataset = dataclasses.replace(dataset, notes=(*dataset.notes, changed))
-    if tuple(dataset.class_names) != tuple(run.class_names):
-        raise TlcliError(
-            f"The classes in {data_root} ({', '.join(dataset.class_names)}) differ from the run's "
-            f"({', '.join(run.class_names)}). Fine-tune on data with the same class folders."
-        )
-    return dataset, options
 
 
 def _epochs_before(history: History, stage: str) -> int:

@@ -11,9 +11,11 @@ from pathlib import Path
 
 from tlcli.augment.augmenter import build_augmenter
 from tlcli.augment.settings import AugmentConfig
+from tlcli.data.recorded import run_dataset
 from tlcli.data.row_cache import DEFAULT_MEMORY_GIB
 from tlcli.distribute.placement import DistributeConfig, place
 from tlcli.errors import TlcliError
+from tlcli.events import SILENT, Events
 from tlcli.models.saved import load_placed_model
 from tlcli.models.weights import find_base
 from tlcli.runs.curves import plot_range_test
@@ -21,19 +23,51 @@ from tlcli.runs.directory import read_run
 from tlcli.runs.names import LR_FIND_PLOT
 from tlcli.runs.outputs import claim_file, record_files
 from tlcli.runtime import set_seed
-from tlcli.storage import Url
+from tlcli.storage import Location, Url
 from tlcli.training.config import FitConfig
 from tlcli.training.finetune import (
-    FALLBACK_RATE,
     fine_tuning_augmentation,
     first_unfrozen_index,
     parse_unfreeze,
     run_backbone,
-    run_dataset,
     unfreeze,
 )
 from tlcli.training.range_test import END, START, STEPS, RangeTest, range_test
 from tlcli.training.stage_inputs import cached_inputs, image_inputs, plan_route
+
+
+@dataclass(frozen=True)
+class LrFindConfig:
+    """What `tlcli lr-find` is asked: a run, the unfreezing of the stage to test, and how that
+    stage would train (its optimiser, batches, augmentation and cache)."""
+
+    model: Location  # the run: its directory or its model.keras
+    unfreeze: str | None = None  # None: the backbone's top block
+    data: Path | None = None  # None: the dataset the run records
+    steps: int = STEPS
+    start: float = START
+    end: float = END
+    optimizer: str = "adam"
+    batch_size: int = 32  # per replica
+    seed: int = 0
+    out: Path | None = None  # the plot; None: RUN_DIR/lr_find.png
+    overwrite: bool = False
+    train_batch_norm: bool = False
+    strict: bool = False
+    cache_features: bool = True
+    cache_memory: float = DEFAULT_MEMORY_GIB
+    distribution: DistributeConfig = DistributeConfig()
+    augmentation: AugmentConfig | None = None  # None: fine-tuning's default (training.finetune)
+
+    def __post_init__(self):
+        self.fit()  # a bad optimiser or batch size is refused here
+        if not 0 < self.start < self.end:
+            raise TlcliError(f"--start {self.start:g} and --end {self.end:g}: the rates must grow from a positive "
+                             "start. Use e.g. --start 1e-7 --end 1.")
+
+    def fit(self) -> FitConfig:
+        """How the stage's optimiser steps (the range test sets its rate each step)."""
+        return FitConfig(optimizer=self.optimizer, batch_size=self.batch_size, seed=self.seed)
 
 
 @dataclass(frozen=True)
@@ -46,59 +80,40 @@ class RateFinding:
     plot: Path | None  # None on the workers that are not the chief
 
 
-def find_learning_rate(
-    source: Path,
-    unfreezing: str | None = None,
-    *,
-    data: Path | None = None,
-    fit: FitConfig = FitConfig(learning_rate=FALLBACK_RATE),
-    steps: int = STEPS,
-    start: float = START,
-    end: float = END,
-    out: Path | None = None,
-    overwrite: bool = False,
-    train_batch_norm: bool = False,
-    strict: bool = False,
-    cache_features: bool = True,
-    cache_memory: float = DEFAULT_MEMORY_GIB,
-    distribution: DistributeConfig = DistributeConfig(),
-    augmentation: AugmentConfig | None = None,
-    on_start=None,
-) -> RateFinding:
-    """The learning-rate range test of a run fine-tuned from `unfreezing` (default: its top
+def find_learning_rate(config: LrFindConfig, events: Events = SILENT) -> RateFinding:
+    """The learning-rate range test of a run fine-tuned from `config.unfreeze` (default: its top
     block), as a fine-tuning stage would train it, on the run's training images augmented as
-    fine-tuning augments them (`augmentation`, None: finetune's default); its plot goes to `out`
-    (default: RUN_DIR/lr_find.png). The run's model is read, never written."""
-    if not 0 < start < end:
-        raise TlcliError(f"--start {start:g} and --end {end:g}: the rates must grow from a positive start. "
-                         "Use e.g. --start 1e-7 --end 1.")
-    placement = place(distribution, data)
-    run = read_run(source)
+    fine-tuning augments them; its plot goes to `config.out` (default: RUN_DIR/lr_find.png).
+    The run's model is read, never written. `events` hears when the test starts."""
+    fit = config.fit()
+    placement = place(config.distribution, config.data)
+    run = read_run(config.model)
     spec = run_backbone(run)
-    unfreezing = parse_unfreeze(unfreezing or spec.blocks[-1].name, spec)
-    dataset, _ = run_dataset(run, data, strict)
-    plot = claim_file(out if out is not None else run.path / LR_FIND_PLOT, suffix=".png", overwrite=overwrite,
+    unfreezing = parse_unfreeze(config.unfreeze or spec.blocks[-1].name, spec)
+    dataset, _ = run_dataset(run, config.data, config.strict)
+    out = config.out
+    plot = claim_file(out if out is not None else run.path / LR_FIND_PLOT, suffix=".png", overwrite=config.overwrite,
                       default=out is None, data=(*dataset.places, *run.dataset_places), sources={run.model_location: "the run's model"},
                       own={"run": ("lr_find*.png",)})
     set_seed(fit.seed)
-    model, run = load_placed_model(source, placement)
+    model, run = load_placed_model(config.model, placement)
     base = find_base(model, spec)
     first = first_unfrozen_index(base, spec, unfreezing)
-    unfreeze(base, first, train_batch_norm)
-    augment = build_augmenter(fine_tuning_augmentation(augmentation, run), fit.seed)
+    unfreeze(base, first, config.train_batch_norm)
+    augment = build_augmenter(fine_tuning_augmentation(config.augmentation, run), fit.seed)
     with model.distribute_strategy.scope():
-        route = plan_route(model, base, spec, first, cache_features, unfreezing, augment is not None)
+        route = plan_route(model, base, spec, first, config.cache_features, unfreezing, augment is not None)
     if route.split is None:
         test_model, inputs = model, image_inputs(placement, dataset, run.image_size, fit, augment=augment)
     else:  # the stage's own cache, without the validation images the test does not read
         test_model = route.split.upper
         inputs, _ = cached_inputs(placement, dataset, route.split, run.image_size, fit, validation=False,
-                                  memory_budget=int(cache_memory * 2**30),
+                                  memory_budget=int(config.cache_memory * 2**30),
                                   scratch_dir=None if isinstance(plot, Url) else plot.parent)
-    if on_start is not None:
-        on_start()
+    events.note("Running the range test: the rate grows each step until the loss blows up (the run's model is "
+                "not changed).")
     try:
-        test = range_test(test_model, inputs.endless(), fit, start=start, end=end, steps=steps)
+        test = range_test(test_model, inputs.endless(), fit, start=config.start, end=config.end, steps=config.steps)
     finally:
         inputs.close()
     if placement.is_chief:

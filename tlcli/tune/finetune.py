@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tlcli.augment.augmenter import build_augmenter
 from tlcli.data.pipeline import epoch_counter
+from tlcli.data.recorded import run_dataset
 from tlcli.distribute.placement import place
 from tlcli.errors import TlcliError
 from tlcli.events import Events
@@ -40,7 +41,6 @@ from tlcli.training.finetune import (
     parse_stage,
     parse_unfreeze,
     run_backbone,
-    run_dataset,
     stage_name,
     unfreeze,
 )
