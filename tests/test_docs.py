@@ -77,3 +77,28 @@ def test_the_setup_trains_what_the_tour_shows():
     (setup,) = re.findall(r"^python -m pip install -e \. && (tlcli train .*)$", text, re.MULTILINE)
     tour = re.findall(r"^\$ (tlcli .*)$", text, re.MULTILINE)
     assert shlex.split(setup) in [shlex.split(command) for command in tour]
+
+
+def _package_map() -> list[tuple[list[str], str]]:
+    """The rows of Development's table of the packages: the folders and modules each names, and what it says they hold."""
+    page = (SOURCE_TREE / "docs" / "development" / "index.md").read_text(encoding="utf-8")
+    table = page.split("## The packages", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split(" | ", 1) for line in table.splitlines() if line.startswith("| `")]
+    return [(re.findall(r"`([\w.]+/?)`", names), holds) for names, holds in rows]
+
+
+def test_the_development_map_names_every_package_and_module_of_the_tree():
+    """A reader looking for a module finds it in the row of its package, and the map names nothing that is gone."""
+    from tlcli.cli import app
+
+    package = SOURCE_TREE / "tlcli"
+    tree = {path.name + "/" for path in package.iterdir() if (path / "__init__.py").is_file()}
+    tree |= {path.name for path in package.glob("*.py") if path.name not in ("__init__.py", "__main__.py")}
+    rows = _package_map()
+    assert sorted(name for names, _ in rows for name in names) == sorted(tree)
+    commands = {command.callback.__module__.rsplit(".", 1)[1] for command in app.registered_commands}
+    missing = [f"{folder}{path.stem}" for names, holds in rows for folder in names if folder.endswith("/")
+               for path in sorted((package / folder).glob("*.py"))
+               if path.stem != "__init__" and path.stem not in commands | {"cli"}
+               and f"`{path.stem}`" not in holds and f"`{path.name}`" not in holds]
+    assert missing == []

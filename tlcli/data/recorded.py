@@ -31,6 +31,6 @@ def run_dataset(run: RunInfo, data: Path | None, strict: bool) -> tuple[Dataset,
     if tuple(dataset.class_names) != tuple(run.class_names):
         raise TlcliError(
             f"The classes in {data_root} ({', '.join(dataset.class_names)}) differ from the run's "
-            f"({', '.join(run.class_names)}). Pass --data with a dataset of the run's classes."
+            f"({', '.join(run.class_names)}). Give a dataset with the run's classes."
         )
     return dataset, options
