@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import tlcli
-from tlcli.augment.settings import PRESETS
+from tlcli.augment.config import PRESETS
 from tlcli.augment.augmenter import build_augmenter
 from tlcli.data.dataset import load_dataset
 from tlcli.data.pipeline import image_dataset

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from common import machine, save  # noqa: E402
 from extract_throughput import write_photos  # noqa: E402
 
-from tlcli.augment.settings import PRESETS  # noqa: E402
+from tlcli.augment.config import PRESETS  # noqa: E402
 from tlcli.data.dataset import load_dataset  # noqa: E402
 from tlcli.data.pipeline import image_dataset  # noqa: E402
 from tlcli.models.saved import load_run_model  # noqa: E402

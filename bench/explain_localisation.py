@@ -11,7 +11,7 @@ images, 20 + 20 validation, 20 + 20 test. For every backbone (random weights, as
 downloaded here) and size, a run is trained at default settings and the 20 test patch images are
 explained for "patch" by each --method, in batches of 16 as `tlcli explain` does. A hit is a
 map whose peak lies within half the square's side of it. Beside the hit rate: the mean
-faithfulness score and the share of maps called faithful (the deletion test, tlcli.evaluate.
+faithfulness score and the share of maps called faithful (the deletion test, tlcli.inference.
 faithfulness), and images per second, maps and deletion tests together and maps alone (the best
 of --rounds passes after a first, so tracing is excluded). Occlusion is the reference: it asks
 the model itself. To see whether the score tells a wrong map from a right one, each map is also
@@ -99,8 +99,8 @@ def _best_time(work, rounds: int) -> float:
 
 
 def measure_methods(name: str, size: int, root: Path, rounds: int = 2, methods=METHODS) -> list[dict]:
-    from tlcli.evaluate.explain import Explainer
-    from tlcli.evaluate.heatmaps import Heatmap
+    from tlcli.inference.explain import Explainer
+    from tlcli.inference.heatmaps import Heatmap
 
     model, info, images, squares, _ = square_run(name, size, root)
     patch = info.class_names.index("patch")
@@ -153,7 +153,7 @@ def blur_fill(images: np.ndarray, geometry) -> np.ndarray:
 
 
 def measure_fills(name: str, size: int, root: Path) -> list[dict]:
-    from tlcli.evaluate.occlusion import Occlusion, hidden, log_odds, mean_fill
+    from tlcli.inference.occlusion import Occlusion, hidden, log_odds, mean_fill
 
     model, info, images, squares, plains = square_run(name, size, root)
     patch = info.class_names.index("patch")

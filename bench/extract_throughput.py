@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import machine, save  # noqa: E402
 
 from tlcli.models.backbones import MODEL_NAMES, get_backbone  # noqa: E402
-from tlcli.extract import ExtractConfig, extract, plan_extraction  # noqa: E402
+from tlcli.inference.extract import ExtractConfig, extract, plan_extraction  # noqa: E402
 from tlcli.models.build import build_feature_extractor  # noqa: E402
 from tlcli.data.pipeline import tf  # noqa: E402
 from tlcli.models.weights import WeightsSource  # noqa: E402

@@ -24,7 +24,7 @@ from PIL import Image
 
 from tlcli.models.backbones import get_backbone
 from tlcli.data.dataset import Sample
-from tlcli.evaluate.predict import Prediction, predict_files
+from tlcli.inference.predict import Prediction, predict_files
 from tlcli.models.build import build_classifier, build_head
 from tlcli.data.pipeline import image_dataset
 from tlcli.runtime import set_seed

@@ -55,7 +55,7 @@ OUTPUTS = {
     "report": (lambda w, out: ("report", w.run, "--out", out), ".html"),
 }
 WRITES_NOTHING = {"models", "inspect", "predict"}  # they print, and write no file
-IN_PLACE = {"calibrate"}  # writes the run it is given, and nothing else (tests/evaluate/test_calibrate.py)
+IN_PLACE = {"calibrate"}  # writes the run it is given, and nothing else (tests/inference/test_calibrate.py)
 
 
 def command_options() -> dict[str, set[str]]:

@@ -8,7 +8,7 @@ with TensorFlow's in-memory `ram://` file system, the code that serves `gs://` r
 
 Object storage has no atomic rename (TensorFlow's Cloud Storage rename copies, then deletes), so a
 file is written under a temporary name and renamed (`atomic_url_file`), and a folder is written
-whole with a completion marker written last (see `tlcli.runs.remote`).
+whole with a completion marker written last (see `tlcli.runs.staging`).
 
 TensorFlow is imported only when a URL is used.
 """

@@ -9,7 +9,7 @@ import pytest
 
 from helpers import TINY_TRAIN, augment_batch, grey_batch, ramp_batch, runner
 from tlcli.augment.augmenter import build_augmenter
-from tlcli.augment.settings import PRESETS, STRENGTHS, AugmentConfig, resolve_augment
+from tlcli.augment.config import PRESETS, STRENGTHS, AugmentConfig, resolve_augment
 from tlcli.cli import app
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from helpers import augment_batch, grey_batch, ramp_batch
-from tlcli.augment.settings import AugmentConfig
+from tlcli.augment.config import AugmentConfig
 
 
 def _coordinate_batch(count=32, size=32) -> np.ndarray:

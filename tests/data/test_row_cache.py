@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tlcli.augment.augmenter import build_augmenter
-from tlcli.augment.settings import AugmentConfig
+from tlcli.augment.config import AugmentConfig
 from tlcli.data.dataset import load_dataset
 from tlcli.data.pipeline import decode_into_cache, epoch_counter, image_dataset, row_dataset, tf
 from tlcli.data.row_cache import RowCache

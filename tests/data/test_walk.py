@@ -12,7 +12,7 @@ import pytest
 from helpers import runner, write_class_folders
 from tlcli.cli import app
 from tlcli.data.dataset import SplitOptions, load_dataset
-from tlcli.evaluate.predict import collect_image_files
+from tlcli.inference.predict import collect_image_files
 
 
 def _inspect_json(root) -> dict:

@@ -293,7 +293,7 @@ def test_fine_tuning_augments_by_default_for_about_500_steps_a_stage_and_says_wh
                                                                                                    tmp_path, stages):
     """After a solved head the training images are fitted to a loss near zero: fine-tuning learns
     only from new views of them, so it augments (the shift preset) unless told otherwise."""
-    from tlcli.augment.settings import PRESETS
+    from tlcli.augment.config import PRESETS
     from tlcli.training.finetune import STAGE_EPOCHS
 
     result = invoke("finetune", solved_run, *stages, "--batch-size", 8, "--out", tmp_path / "ft")
@@ -308,7 +308,7 @@ def test_fine_tuning_augments_by_default_for_about_500_steps_a_stage_and_says_wh
 
 
 def test_fine_tuning_augments_as_the_source_run_did_or_as_told(colour_dataset, tmp_path):
-    from tlcli.augment.settings import PRESETS
+    from tlcli.augment.config import PRESETS
 
     invoke("train", colour_dataset, "--model", "tinynet", "--weights", "none", "--image-size", 32, "--augment", "light",
            "--epochs", 1, "--quiet", "--out", tmp_path / "light")

@@ -387,7 +387,7 @@ def test_settings_the_solver_cannot_express_train_by_gradient_and_say_why(colour
 ], ids=["linear", "dense", "dropout", "augmentation", "no cache", "adamw", "l2", "gradient asked for"])
 def test_the_head_is_solved_unless_a_setting_has_no_logistic_regression_equivalent(colour_dataset, settings,
                                                                                    augmentation, route, reason):
-    from tlcli.augment.settings import AugmentConfig
+    from tlcli.augment.config import AugmentConfig
     from tlcli.training.config import FitConfig, TrainConfig
     from tlcli.training.train import head_route
 

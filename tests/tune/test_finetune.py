@@ -89,7 +89,7 @@ def test_a_finetune_searchs_options_reach_its_trials_and_best_toml_replays_them(
     """tune --finetune takes finetune's optimisation and augmentation options: the trial fits with
     them (its rate decayed from --lr by the cosine schedule), best.toml keeps them ([augmentation] a table), and
     `tlcli finetune --config best.toml` replays the trial to the same validation loss."""
-    from tlcli.augment.settings import PRESETS
+    from tlcli.augment.config import PRESETS
 
     space = tmp_path / "space.toml"
     space.write_text('unfreeze = ["block3"]\n')

@@ -23,7 +23,7 @@ from tlcli.events import SILENT, Events
 from tlcli.runs.atomic import write_atomic
 from tlcli.runs.locks import locks_outputs
 from tlcli.runs.outputs import building, claim_file, claim_output
-from tlcli.runs.remote import staged_output
+from tlcli.runs.staging import staged_output
 from tlcli.storage import Location, Url, location
 
 POOLING = "avg"  # the features `train` caches and solves its head on by default

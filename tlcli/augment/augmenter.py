@@ -13,7 +13,7 @@ number from the batch's seed keeps the pipeline parallel and the result repeatab
 from __future__ import annotations
 
 from tlcli.augment.geometry import random_transforms, warp
-from tlcli.augment.settings import AugmentConfig
+from tlcli.augment.config import AugmentConfig
 from tlcli.runtime import import_keras, import_tensorflow
 
 tf = import_tensorflow()

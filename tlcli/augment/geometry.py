@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 
-from tlcli.augment.settings import AugmentConfig
+from tlcli.augment.config import AugmentConfig
 from tlcli.runtime import import_keras, import_tensorflow
 
 tf = import_tensorflow()

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from tlcli.augment.augmenter import build_augmenter
-from tlcli.augment.settings import AugmentConfig, augmentation_from_options, describe
+from tlcli.augment.config import AugmentConfig, augmentation_from_options, describe
 from tlcli.data.dataset import Sample, SplitOptions, load_dataset
 from tlcli.data.images import Problem, check_image
 from tlcli.data.labels import LabelFile

@@ -13,7 +13,7 @@ import functools
 import inspect
 import typing
 
-from tlcli.augment.settings import FIELDS, AugmentConfig, augmentation_from_options
+from tlcli.augment.config import FIELDS, AugmentConfig, augmentation_from_options
 from tlcli.commands._options import (
     Activation,
     AllowOutsidePaths,

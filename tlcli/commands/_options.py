@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tlcli.augment.settings import FLIPS, PRESETS, STRENGTHS
+from tlcli.augment.config import FLIPS, PRESETS, STRENGTHS
 from tlcli.commands._errors import one_line_errors
 from tlcli.models.backbones import MODEL_NAMES
 from tlcli.models.tta import DEFAULT_VIEW_SET, VIEW_SETS
@@ -256,7 +256,7 @@ Tpu = Annotated[Optional[str], typer.Option(help="TPU name, or 'local' on a TPU 
 Precision = Annotated[str, typer.Option(help="float32|mixed_float16 (GPU)|mixed_bfloat16.", rich_help_panel="Distribution")]
 
 # Augmentation: the same flags for `tlcli train` and `tlcli augment`. None means "not given",
-# so a preset or the TOML [augmentation] table decides (tlcli.augment.settings.resolve_augment).
+# so a preset or the TOML [augmentation] table decides (tlcli.augment.config.resolve_augment).
 _AUGMENTATION = "Augmentation (flags override --augment and the --config file)"
 
 

@@ -8,7 +8,7 @@ import typer
 
 from tlcli.commands._groups import LabelOptions, PreviewAugmentation, takes_option_groups
 from tlcli.commands._options import Overwrite, Seed
-from tlcli.commands._settings import config_option
+from tlcli.commands._config_file import config_option
 from tlcli.console import literal, out
 from tlcli.storage import location
 

@@ -21,7 +21,7 @@ def run(
     as_json: Json = False,
 ) -> None:
     """Calibrate a run's probabilities by temperature scaling, fitted on its validation images; the top class never changes."""
-    from tlcli.evaluate.calibrate import CalibrateConfig, calibrate
+    from tlcli.inference.calibrate import CalibrateConfig, calibrate
 
     result = calibrate(CalibrateConfig(model, data, batch_size), ConsoleEvents())
     if as_json:

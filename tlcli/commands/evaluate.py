@@ -68,7 +68,7 @@ def run(
                                             "that opens offline in any browser (see tlcli report).")] = True,
 ) -> None:
     """Evaluate a model on labelled images: scikit-learn metrics, confusion matrix, worst mistakes."""
-    from tlcli.evaluate.evaluate import EvaluateConfig, evaluate
+    from tlcli.inference.evaluate import EvaluateConfig, evaluate
 
     config = EvaluateConfig(
         model=model, data=data, top_k=top_k, out=out_dir, overwrite=overwrite, fail_under=tuple(fail_under or ()),

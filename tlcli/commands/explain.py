@@ -40,7 +40,7 @@ def run(
                                           "faithfulness and deletion test included.")] = False,
 ) -> None:
     """Show where the model found its evidence: a map of the predicted class (or --class) over each image, by Grad-CAM or occlusion (--method), each scored by a deletion test for how faithful it is."""
-    from tlcli.evaluate.explain import ExplainConfig, explain
+    from tlcli.inference.explain import ExplainConfig, explain
 
     config = ExplainConfig(model=model, inputs=tuple(paths), out=out_dir, class_names=tuple(class_names or ()),
                            batch_size=batch_size, overwrite=overwrite, method=method)

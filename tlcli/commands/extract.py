@@ -52,7 +52,7 @@ def run(
     quiet: Quiet = False,
 ) -> None:
     """Extract a frozen backbone's features for every image into one .npz file (features, labels, splits, paths)."""
-    from tlcli.extract import ExtractConfig, extract_dataset
+    from tlcli.inference.extract import ExtractConfig, extract_dataset
 
     config = ExtractConfig(
         data=data, model=model, out=features_out, weights=weights, image_size=image_size, pooling=pooling,

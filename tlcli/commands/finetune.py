@@ -18,7 +18,7 @@ from tlcli.commands._options import (
     rate_option,
 )
 from tlcli.commands._render import ConsoleEvents, print_summary
-from tlcli.commands._settings import config_option
+from tlcli.commands._config_file import config_option
 from tlcli.storage import location
 
 NAME = "finetune"

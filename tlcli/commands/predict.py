@@ -12,7 +12,7 @@ import typer
 from tlcli.commands._groups import Distribution, takes_option_groups
 from tlcli.commands._options import ReplicaBatchSize, RunPath, Tta, TtaViews, chosen_views
 from tlcli.commands._render import ConsoleEvents, show_worker_note
-from tlcli.commands._settings import given_on_command_line
+from tlcli.commands._config_file import given_on_command_line
 from tlcli.console import err, literal, out
 from tlcli.errors import TlcliError
 
@@ -43,7 +43,7 @@ def run(
 ) -> None:
     """Predict the classes of images: the top-k classes with probabilities, per image (for a
     multi-label run, the labels over their thresholds, with every label's probability)."""
-    from tlcli.evaluate.predict import PredictConfig, predict
+    from tlcli.inference.predict import PredictConfig, predict
 
     config = PredictConfig(
         model=model, paths=tuple(paths), top_k=top_k if "top_k" in given_on_command_line(ctx) else None,

@@ -16,7 +16,7 @@ from tlcli.commands._groups import (
 )
 from tlcli.commands._options import CacheImages, DataPath, Out, Overwrite, Quiet, Resume, dense_option
 from tlcli.commands._render import ConsoleEvents, print_summary
-from tlcli.commands._settings import config_option, given_on_command_line
+from tlcli.commands._config_file import config_option, given_on_command_line
 from tlcli.console import err
 
 NAME = "train"

@@ -17,7 +17,7 @@ from tlcli.commands._groups import (
 )
 from tlcli.commands._options import Overwrite, Quiet, TuneOut, dense_option
 from tlcli.commands._render import ConsoleEvents
-from tlcli.commands._settings import config_option, given_on_command_line
+from tlcli.commands._config_file import config_option, given_on_command_line
 from tlcli.console import err, literal, out
 from tlcli.errors import TlcliError
 from tlcli.storage import location

@@ -37,7 +37,7 @@ from tlcli.errors import TlcliError
 from tlcli.events import SILENT, Events
 from tlcli.runs.locks import locks_outputs
 from tlcli.runs.outputs import building, claim_output
-from tlcli.runs.remote import staged_output
+from tlcli.runs.staging import staged_output
 from tlcli.storage import file_sha256, location, relative_name
 
 DEFAULT_SHARD_MB = 150
@@ -81,7 +81,7 @@ class PackOutcome:
 
 def pack(config: PackConfig, events: Events = SILENT) -> PackOutcome:
     """`tlcli pack`: the dataset packed into `config.out`, a folder or a URL (packed into a local
-    folder, then published with its index just before the marker: runs.remote)."""
+    folder, then published with its index just before the marker: runs.staging)."""
     if is_packed(config.data):  # before its class folders are counted
         raise TlcliError(f"{config.data} is a packed dataset already. Pass the folder of images it was packed from.")
     label_file = config.label_file()

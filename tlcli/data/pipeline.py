@@ -184,7 +184,7 @@ def image_dataset(
 
     `indices` are positions in `samples`: a file that passed the checks but still fails to
     decode is dropped alone (errors are ignored per image, before batching), and the indices
-    say which images a batch holds. `augment(images, batch_seed)` (see `tlcli.augment.settings`) is
+    say which images a batch holds. `augment(images, batch_seed)` (see `tlcli.augment.config`) is
     mapped over the batches, after decoding, when given.
     """
     packed = bool(samples) and samples[0].record is not None

@@ -43,7 +43,7 @@ from tlcli.runs.directory import RunInfo, read_run
 from tlcli.runs.locks import locks_outputs
 from tlcli.runs.names import EVALUATION, EXPORT_METADATA, LABELS, METRICS
 from tlcli.runs.outputs import building, claim_output, kept_note
-from tlcli.runs.remote import staged_output
+from tlcli.runs.staging import staged_output
 from tlcli.runtime import import_keras, import_tensorflow, latched_interrupts, silenced_stderr
 from tlcli.runtime import versions as runtime_versions
 from tlcli.storage import Location, Url, location
@@ -142,7 +142,7 @@ def require_tf2onnx():
 @locks_outputs
 def export_model(model_path: Location, options: ExportOptions, events: Events = SILENT) -> ExportReport:
     """Write the asked-for formats of a run's model to `options.out` (a folder, or a URL:
-    runs.remote), verified, all or nothing. Each step is told to `events` as a note as it begins."""
+    runs.staging), verified, all or nothing. Each step is told to `events` as a note as it begins."""
     if not isinstance(options.out, Url):
         return _export_model(model_path, options, events)
     data = options.data or _recorded_data(read_run(model_path))

@@ -96,7 +96,7 @@ def output_kind(path: Location) -> str | None:
 def marker_document(kind: str, *, uploading: bool = False, files=None, kept=()) -> dict:
     """What a `.tlcli` marker holds: the folder's kind, the files tlcli wrote there once it is
     finished (`files`), and what it found there and kept (`kept`). A folder being uploaded to a
-    URL (runs.remote) is marked `uploading` until its last file is there: readers refuse it,
+    URL (runs.staging) is marked `uploading` until its last file is there: readers refuse it,
     --overwrite may still replace it."""
     from tlcli import __version__
 
@@ -295,7 +295,7 @@ def claim_output(path: Location, kind: str, *, overwrite: bool = False, resume: 
     - an existing folder must be empty, or a `kind` folder tlcli made: replaced only with
       --overwrite, continued with --resume, or started again when it never finished an epoch.
 
-    A URL is checked by the same rules, except the lock: object storage has none (runs.remote).
+    A URL is checked by the same rules, except the lock: object storage has none (runs.staging).
     """
     path = _as_place(path)
     check_apart(path, data, sources)

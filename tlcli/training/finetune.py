@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tlcli.augment.augmenter import build_augmenter
-from tlcli.augment.settings import PRESETS, AugmentConfig
+from tlcli.augment.config import PRESETS, AugmentConfig
 from tlcli.data.dataset import Dataset
 from tlcli.data.recorded import run_dataset
 from tlcli.data.row_cache import DEFAULT_MEMORY_GIB
@@ -36,7 +36,7 @@ from tlcli.runs.directory import RunInfo, default_run_dir, read_run
 from tlcli.runs.history import History
 from tlcli.runs.locks import locks_outputs
 from tlcli.runs.names import BACKUP, EXPORT_METADATA
-from tlcli.runs.remote import staged_output
+from tlcli.runs.staging import staged_output
 from tlcli.runtime import import_keras
 from tlcli.settings import check_types
 from tlcli.training.callbacks import load_model_state, save_model_state
@@ -196,7 +196,7 @@ def finetune(
     resume: bool = False,
     events: Events = SILENT,
 ) -> Outcome:
-    """Fine-tune a run into `config.out` (a folder, or a URL: runs.remote), its training images
+    """Fine-tune a run into `config.out` (a folder, or a URL: runs.staging), its training images
     augmented by `augmentation` (None: see fine_tuning_augmentation)."""
     with staged_output(config.out, "run", overwrite=overwrite, resume=resume, data=config.data,
                        sources={config.source: "the source run"}) as staged:

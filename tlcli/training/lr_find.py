@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tlcli.augment.augmenter import build_augmenter
-from tlcli.augment.settings import AugmentConfig
+from tlcli.augment.config import AugmentConfig
 from tlcli.data.recorded import run_dataset
 from tlcli.data.row_cache import DEFAULT_MEMORY_GIB
 from tlcli.distribute.placement import DistributeConfig, place

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from tlcli.augment.augmenter import build_augmenter
-from tlcli.augment.settings import AugmentConfig, describe
+from tlcli.augment.config import AugmentConfig, describe
 from tlcli.data.dataset import Dataset, SplitOptions, load_dataset
 from tlcli.data.pipeline import epoch_counter
 from tlcli.data.row_cache import RowCache
@@ -30,7 +30,7 @@ from tlcli.runs.directory import default_run_dir
 from tlcli.runs.names import PENALTY
 from tlcli.runs.history import History
 from tlcli.runs.locks import locks_outputs
-from tlcli.runs.remote import staged_output, url_sources
+from tlcli.runs.staging import staged_output, url_sources
 from tlcli.runtime import import_keras, set_seed
 from tlcli.training.batches import DecodedImages, feature_dataset, image_batches
 from tlcli.training.config import FitConfig, TrainConfig
@@ -59,7 +59,7 @@ def train(
     resume: bool = False,
     events: Events = SILENT,
 ) -> Outcome:
-    """Train a head on a frozen backbone into `config.out` (a folder, or a URL: runs.remote)."""
+    """Train a head on a frozen backbone into `config.out` (a folder, or a URL: runs.staging)."""
     with staged_output(config.out, "run", overwrite=overwrite, resume=resume, data=config.data,
                        sources=url_sources(config.weights, "the --weights model")) as staged:
         outcome = _train(config, staged.local, augmentation, distribution, overwrite, resume, events)

@@ -42,7 +42,7 @@ from tlcli.runs.atomic import write_atomic, write_json
 from tlcli.runs.names import TUNE_SETTINGS
 from tlcli.runs.outputs import claim_output, finish_run_dir, start_output_dir
 from tlcli.runs.locks import locks_outputs
-from tlcli.runs.remote import staged_output, url_sources
+from tlcli.runs.staging import staged_output, url_sources
 from tlcli.runs.run_dir import trial_run
 from tlcli.settings import LoadedConfig, load_toml
 from tlcli.storage import Location
@@ -121,7 +121,7 @@ class TuneOutcome:
 
 @locks_outputs
 def tune(config: TuneConfig, *, overwrite: bool = False, resume: bool = False, events: Events = SILENT) -> TuneOutcome:
-    """Run the search into `config.out` (a folder, or a URL: runs.remote)."""
+    """Run the search into `config.out` (a folder, or a URL: runs.staging)."""
     base = config.base
     source = getattr(base, "source", None)
     sources = {**url_sources(getattr(base, "weights", None), "the --weights model"),

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from tlcli.augment.settings import AugmentConfig
+from tlcli.augment.config import AugmentConfig
 from tlcli.distribute.placement import DistributeConfig
 from tlcli.errors import TlcliError
 from tlcli.events import Events

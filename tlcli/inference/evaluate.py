@@ -32,8 +32,8 @@ from tlcli.data.packed import is_packed
 from tlcli.distribute.placement import DistributeConfig, Placement, place
 from tlcli.errors import TlcliError
 from tlcli.events import SILENT, Events
-from tlcli.evaluate.heatmaps import DISPLAY_SIDE, METHODS, Panel, explanations_png
-from tlcli.evaluate.metrics import (
+from tlcli.inference.heatmaps import DISPLAY_SIDE, METHODS, Panel, explanations_png
+from tlcli.inference.metrics import (
     GATE_METRICS,
     MULTI_LABEL_GATES,
     SINGLE_LABEL_GATES,
@@ -78,7 +78,7 @@ from tlcli.runs.outputs import (
     record_files,
     start_output_dir,
 )
-from tlcli.runs.remote import staged_output
+from tlcli.runs.staging import staged_output
 from tlcli.storage import Location, location
 
 CLASSIFICATION_REPORT = "classification_report.txt"
@@ -97,7 +97,7 @@ class EvaluateConfig:
     overwrite: bool = False
     fail_under: tuple[str, ...] = ()  # METRIC=VALUE gates: the evaluation fails below them
     explain: int = 0  # maps of this many worst losses
-    explain_method: str = "auto"  # how: one of tlcli.evaluate.explain.METHODS
+    explain_method: str = "auto"  # how: one of tlcli.inference.explain.METHODS
     tta: str | None = None  # a view set of tlcli.models.tta
     labels: Path | None = None  # a CSV of path,label[,split] rows, instead of class folders
     label_columns: str | None = None
@@ -489,7 +489,7 @@ def explain_worst(model, evaluation: Evaluation, count: int, image_size: int, me
     """Give the `count` worst-loss images of `evaluation` (at most SHEET_IMAGES, as explain's
     contact sheet: a picture of more is too tall to open) maps of their predicted and true class,
     by `method` as `tlcli explain` draws them, each with its deletion test."""
-    from tlcli.evaluate.explain import PREDICTED, SHEET_IMAGES, TRUE, Explainer, caption, explain_samples
+    from tlcli.inference.explain import PREDICTED, SHEET_IMAGES, TRUE, Explainer, caption, explain_samples
 
     if count > SHEET_IMAGES:
         evaluation.notes.append(f"--explain {count}: {WORST_EXPLAINED} shows the {SHEET_IMAGES} worst losses, "
@@ -548,7 +548,7 @@ def evaluate_model(
     if multi_label and tta is not None:
         raise TlcliError("--tta does not yet work with a multi-label run. Evaluate without --tta.")
     from tlcli.data.pipeline import DECODE_FAILED
-    from tlcli.evaluate.predict import predict_samples
+    from tlcli.inference.predict import predict_samples
     from tlcli.models.tta import MultiViewClassifier
 
     predictor = model if tta is None else MultiViewClassifier(model, tta, average=False)

@@ -1,4 +1,4 @@
-"""tlcli.evaluate.occlusion: maps made by hiding each part of the image in turn, on a model whose
+"""tlcli.inference.occlusion: maps made by hiding each part of the image in turn, on a model whose
 evidence is known."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from helpers import bright_square_images, square_reading_model
-from tlcli.evaluate.heatmaps import PREDICTED
-from tlcli.evaluate.occlusion import Occlusion, geometry, log_odds
+from tlcli.inference.heatmaps import PREDICTED
+from tlcli.inference.occlusion import Occlusion, geometry, log_odds
 
 SIZE, SQUARE = 32, (6, 18, 8)  # the model reads rows 6-13, columns 18-25
 

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from tlcli.evaluate.heatmaps import Heatmap
+from tlcli.inference.heatmaps import Heatmap
 
 MAP_CELLS = 16  # cells per side of the map, whatever the image size: the window moves a cell at a time
 WINDOW_CELLS = 5  # cells per side of the window: 5/16 of the image (20 px at 64 px)

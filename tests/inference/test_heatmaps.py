@@ -1,4 +1,4 @@
-"""tlcli.evaluate.heatmaps: a map's peak, and maps drawn over images with Pillow, pictures and contact sheets."""
+"""tlcli.inference.heatmaps: a map's peak, and maps drawn over images with Pillow, pictures and contact sheets."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tlcli.evaluate.heatmaps import (
+from tlcli.inference.heatmaps import (
     BLEND,
     CAPTION_LINE,
     DISPLAY_SIDE,

@@ -19,8 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
-from tlcli.evaluate.heatmaps import Heatmap
-from tlcli.evaluate.occlusion import Occlusion, hidden, log_odds
+from tlcli.inference.heatmaps import Heatmap
+from tlcli.inference.occlusion import Occlusion, hidden, log_odds
 
 RANDOM_REGIONS = 16
 HIDDEN_CELLS = 6  # the side of the squares hidden, in occlusion's cells: 3/8 of the image (24 px at 64 px)

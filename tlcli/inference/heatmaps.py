@@ -23,7 +23,7 @@ TILE_CAPTION_LINES = 2  # a contact sheet's tile shows the file's name and its c
 BLEND = 0.45  # the map's share of each overlaid pixel
 COLOURS = "jet"  # Grad-CAM's customary colour map: blue cold, red hot
 PREDICTED = -1  # in place of a class index: explain the class the model predicts
-METHODS = ("auto", "gradcam", "occlusion")  # how the maps are drawn (see tlcli.evaluate.explain.Explainer)
+METHODS = ("auto", "gradcam", "occlusion")  # how the maps are drawn (see tlcli.inference.explain.Explainer)
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,7 @@ def test_unreadable_files_are_reported_and_the_rest_written(messy_dataset, tmp_p
 
 
 def test_a_file_that_breaks_after_checking_is_skipped_alone(tmp_path):
-    from tlcli.extract import ExtractConfig, extract, plan_extraction
+    from tlcli.inference.extract import ExtractConfig, extract, plan_extraction
 
     data = write_colour_dataset(tmp_path / "data", per_split={"train": 3, "val": 2})
     plan = plan_extraction(ExtractConfig(data=data, model="tinynet", out=tmp_path / "f.npz", weights="none",
@@ -143,7 +143,7 @@ def test_bad_input_is_one_line_and_writes_nothing(colour_dataset, tmp_path, argu
 
 def test_a_dataset_with_no_decodable_image_writes_nothing(tmp_path):
     from tlcli.errors import TlcliError
-    from tlcli.extract import ExtractConfig, extract, plan_extraction
+    from tlcli.inference.extract import ExtractConfig, extract, plan_extraction
 
     data = write_colour_dataset(tmp_path / "data", per_split={"train": 2})
     plan = plan_extraction(ExtractConfig(data=data, model="tinynet", out=tmp_path / "out" / "f.npz",

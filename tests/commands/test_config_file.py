@@ -1,4 +1,4 @@
-"""A command's --config file (`tlcli.commands._settings`): its values are the defaults of the options,
+"""A command's --config file (`tlcli.commands._config_file`): its values are the defaults of the options,
 so what is typed on the command line wins over the file, and the file over the defaults; a setting or
 table the command does not read is refused, and a value is checked when its option takes it."""
 

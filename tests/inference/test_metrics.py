@@ -11,7 +11,7 @@ from PIL import Image
 from sklearn import metrics
 
 from helpers import write_image
-from tlcli.evaluate.metrics import (
+from tlcli.inference.metrics import (
     ZERO_DIVISION_NOTE,
     classification_report_text,
     compute_metrics,
@@ -168,7 +168,7 @@ def test_worst_losses_png_shows_every_image(tmp_path):
 def test_calibration_error_and_brier_score_of_a_worked_example():
     from sklearn.metrics import brier_score_loss
 
-    from tlcli.evaluate.metrics import calibration, compute_metrics
+    from tlcli.inference.metrics import calibration, compute_metrics
 
     # Two images at confidence 0.9, one right and one wrong (gap 0.4), and two at 0.7, both right
     # (gap 0.3): ECE = 0.5 * 0.4 + 0.5 * 0.3.

@@ -1,4 +1,4 @@
-"""tlcli.evaluate.gradcam: Grad-CAM maps from the backbone table's last block, through the model as saved."""
+"""tlcli.inference.gradcam: Grad-CAM maps from the backbone table's last block, through the model as saved."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import tiny_backbone
-from tlcli.evaluate.gradcam import GradCam
-from tlcli.evaluate.heatmaps import PREDICTED
+from tlcli.inference.gradcam import GradCam
+from tlcli.inference.heatmaps import PREDICTED
 from tlcli.models.backbones import BACKBONES, CLASSIC_NAMES
 from tlcli.models.saved import load_run_model
 

@@ -1,4 +1,4 @@
-"""tlcli.evaluate.faithfulness: the deletion test, on a model whose evidence is known and on
+"""tlcli.inference.faithfulness: the deletion test, on a model whose evidence is known and on
 TinyNet taught the fine-placement squares."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from helpers import bright_square_images, peak_on_square, square_reading_model
-from tlcli.evaluate.faithfulness import DeletionTest
-from tlcli.evaluate.heatmaps import Heatmap
-from tlcli.evaluate.occlusion import Occlusion
+from tlcli.inference.faithfulness import DeletionTest
+from tlcli.inference.heatmaps import Heatmap
+from tlcli.inference.occlusion import Occlusion
 from tlcli.models.saved import load_run_model
 
 SIZE, SQUARE = 32, (6, 18, 8)

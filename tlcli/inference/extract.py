@@ -40,7 +40,7 @@ from tlcli.events import SILENT, Events
 from tlcli.models.backbones import BackboneSpec, get_backbone, resolve_image_size
 from tlcli.models.weights import WeightsSource, parse_weights
 from tlcli.runs.outputs import claim_file
-from tlcli.runs.remote import staged_file
+from tlcli.runs.staging import staged_file
 from tlcli.storage import Url, location
 
 POOLINGS = ("avg", "max")

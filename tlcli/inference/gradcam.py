@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from tlcli.errors import TlcliError
-from tlcli.evaluate.heatmaps import Heatmap
+from tlcli.inference.heatmaps import Heatmap
 from tlcli.models.backbones import BACKBONES, BackboneSpec
 from tlcli.models.weights import keras_model_name_matches
 from tlcli.runtime import import_keras

@@ -17,13 +17,13 @@ import numpy as np
 from tlcli.data.recorded import run_dataset
 from tlcli.errors import TlcliError
 from tlcli.events import SILENT, Events
-from tlcli.evaluate.metrics import calibration
-from tlcli.evaluate.predict import predict_samples
+from tlcli.inference.metrics import calibration
+from tlcli.inference.predict import predict_samples
 from tlcli.runs.directory import read_json, read_run
 from tlcli.runs.atomic import save_model_atomic, write_json
 from tlcli.runs.names import IN_PROGRESS, METRICS, MODEL
 from tlcli.runs.locks import lock_output, locks_outputs
-from tlcli.runs.remote import staged_output
+from tlcli.runs.staging import staged_output
 from tlcli.storage import Location, Url
 
 TEMPERATURE_LAYER = "temperature"
@@ -105,7 +105,7 @@ def calibrate(config: CalibrateConfig, events: Events = SILENT) -> Calibration:
     """Fit T on the run's validation images (their prediction counted through `events`) and save
     the calibrated model in the run directory.
 
-    A run at a URL is downloaded whole, calibrated, and published back as a new output is (runs.remote)."""
+    A run at a URL is downloaded whole, calibrated, and published back as a new output is (runs.staging)."""
     if not isinstance(config.model, Url):
         return _calibrate(config.model, config, events)
     folder = read_run(config.model).path  # first: refuses what is not a run, or not uploaded whole

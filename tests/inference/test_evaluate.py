@@ -159,7 +159,7 @@ def test_the_folder_evaluated_and_its_name_follow_the_datasets_layout(colour_dat
     test_json_numbers_equal_scikit_learn_on_the_predicted_probabilities). The whole suite runs
     each case end to end too (the tests marked slow below)."""
     from tlcli.errors import TlcliError
-    from tlcli.evaluate.evaluate import find_evaluation_folder
+    from tlcli.inference.evaluate import find_evaluation_folder
 
     assert find_evaluation_folder(colour_dataset) == (colour_dataset / "test", f"the test/ split of {colour_dataset}")
     assert find_evaluation_folder(colour_dataset / "val") == (colour_dataset / "val",
@@ -184,7 +184,7 @@ def test_the_images_chosen_carry_the_models_labels_and_what_is_left_out_is_said(
     numbered, with a note of the classes missing and the files that cannot be read."""
     from collections import Counter
 
-    from tlcli.evaluate.evaluate import select_samples
+    from tlcli.inference.evaluate import select_samples
 
     classes = ("blue", "green", "red")
     some = select_samples(_copy_classes(colour_dataset / "val", tmp_path / "some", ["blue", "red"]), classes)
@@ -353,7 +353,7 @@ def test_explaining_more_worst_losses_than_a_picture_holds_is_capped_and_said(ti
                                                                               monkeypatch):
     """--explain 1000 on 260 images once drew a 792 x 75,400 px picture. The cap (100, as explain's
     contact sheet) is lowered to 2 here, so that 12 images are more than it."""
-    monkeypatch.setattr("tlcli.evaluate.explain.SHEET_IMAGES", 2)
+    monkeypatch.setattr("tlcli.inference.explain.SHEET_IMAGES", 2)
     invoke("evaluate", tiny_run, colour_dataset / "test", "--explain", 1000, "--out", tmp_path / "reports")
     report = json.loads((tmp_path / "reports" / "evaluation.json").read_text())
     assert len(report["explained"]) == 2

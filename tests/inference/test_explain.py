@@ -13,8 +13,8 @@ from PIL import Image
 import tiny_backbone
 from helpers import invoke, one_line_error, peak_on_square, runner, write_patch_dataset
 from tlcli.cli import app
-from tlcli.evaluate.gradcam import GradCam
-from tlcli.evaluate.heatmaps import CAPTION_LINE, DISPLAY_SIDE, GAP, TILE_SIDE, Heatmap
+from tlcli.inference.gradcam import GradCam
+from tlcli.inference.heatmaps import CAPTION_LINE, DISPLAY_SIDE, GAP, TILE_SIDE, Heatmap
 
 PATCH_IMAGE_SIZE = 64  # TinyNet's last convolution (block3_conv2, after two poolings) is 16 x 16 here
 

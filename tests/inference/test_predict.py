@@ -17,7 +17,7 @@ import pytest
 from helpers import MARKUP_NAMES, relabelled_run, run_with_model, runner
 from tlcli.cli import app
 from tlcli.data.images import Problem
-from tlcli.evaluate.predict import Prediction, predict_files
+from tlcli.inference.predict import Prediction, predict_files
 from tlcli.models.saved import load_run_model
 
 FIELDS = ["path", "prediction", "probability", "class_2", "probability_2", "class_3", "probability_3"]

@@ -1,5 +1,5 @@
 """Outputs and runs at URLs: TensorFlow's in-memory ram:// file system and file:// URLs take the
-code path of gs:// (tlcli.runs.remote), within this process, without a network."""
+code path of gs:// (tlcli.runs.staging), within this process, without a network."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tlcli.augment.settings import (
+from tlcli.augment.config import (
     PRESETS,
     AugmentConfig,
     augmentation_from_options,
@@ -67,7 +67,7 @@ def test_bad_config_files_are_one_line_errors(tmp_path):
 
 
 def test_a_preset_names_the_techniques_it_turns_on_with_their_strengths():
-    from tlcli.augment.settings import describe
+    from tlcli.augment.config import describe
 
     assert describe(PRESETS["light"]) == (
         "rotation 0.03, translation 0.05, zoom 0.05, flip horizontal, brightness 0.1, contrast 0.1")

@@ -21,19 +21,19 @@ from tlcli.data.images import ImageInfo, Problem, check_images, read_rgb
 from tlcli.data.pipeline import DECODE_FAILED
 from tlcli.errors import TlcliError
 from tlcli.events import SILENT, Events
-from tlcli.evaluate.faithfulness import NOT_FAITHFUL, DeletionTest, Faithfulness
-from tlcli.evaluate.gradcam import GradCam
-from tlcli.evaluate.heatmaps import (
+from tlcli.inference.faithfulness import NOT_FAITHFUL, DeletionTest, Faithfulness
+from tlcli.inference.gradcam import GradCam
+from tlcli.inference.heatmaps import (
     DISPLAY_SIDE, METHODS, PREDICTED, TILE_SIDE, Heatmap, Panel, contact_sheet_png, explanation_png, fit,
 )
-from tlcli.evaluate.occlusion import Occlusion
-from tlcli.evaluate.predict import collect_image_files
+from tlcli.inference.occlusion import Occlusion
+from tlcli.inference.predict import collect_image_files
 from tlcli.runs.directory import read_run
 from tlcli.runs.atomic import write_atomic
 from tlcli.runs.outputs import building, claim_output, kept_note
 from tlcli.runs.locks import locks_outputs
 from tlcli.runs.names import EXPLAIN_FOLDER, EXPLAIN_JSON
-from tlcli.runs.remote import staged_output
+from tlcli.runs.staging import staged_output
 from tlcli.storage import location
 
 TRUE = -2  # in place of a class index: explain the image's own label
@@ -249,7 +249,7 @@ def explain(config: ExplainConfig, events: Events = SILENT) -> ExplainReport:
             "Name classes as in the model's labels.txt."
         )
     out = config.out
-    target = location(out) if out is not None else info.path / EXPLAIN_FOLDER  # a folder, or a URL (runs.remote)
+    target = location(out) if out is not None else info.path / EXPLAIN_FOLDER  # a folder, or a URL (runs.staging)
     places = {location(argument) for argument in config.inputs if location(argument).is_dir()}
     claim = dict(overwrite=config.overwrite or out is None, own={"run": (EXPLAIN_FOLDER,)},
                  data=(*places, *info.dataset_places))
