@@ -121,20 +121,20 @@ def test_a_url_out_inside_the_dataset_is_refused(colour_dataset):
 
 
 def test_an_upload_stopped_part_way_is_refused_by_readers_and_replaced_by_overwrite(colour_dataset, monkeypatch):
-    from tlcli.runs import remote
+    from tlcli.runs import staging
 
     url = ram_url("run")
-    copy = remote.copy_file
+    copy = staging.copy_file
 
     def fail_on_the_model(source, target):
         if Path(source).name == "model.keras":
             raise OSError("the network went away")
         copy(source, target)
 
-    monkeypatch.setattr(remote, "copy_file", fail_on_the_model)
+    monkeypatch.setattr(staging, "copy_file", fail_on_the_model)
     message = one_line_error(tlcli("train", colour_dataset, *QUICK, "--out", url))
     assert f"--out {url}: the upload stopped part-way (the network went away)" in message
-    monkeypatch.setattr(remote, "copy_file", copy)
+    monkeypatch.setattr(staging, "copy_file", copy)
     assert json.loads(read_url(f"{url}/.tlcli"))["state"] == "uploading"
 
     for command in (("evaluate", url, colour_dataset), ("export", url, "--out", ram_url("export"))):
@@ -329,16 +329,16 @@ def test_a_url_folder_that_is_not_a_run_is_one_line(colour_dataset):
 
 
 def test_pack_to_a_url_uploads_its_index_just_before_its_marker(colour_dataset, monkeypatch):
-    from tlcli.runs import remote
+    from tlcli.runs import staging
 
     url, uploaded = ram_url("pack"), []
-    copy = remote.copy_file
+    copy = staging.copy_file
 
     def recording(source, target):
         uploaded.append(Path(source).name)
         copy(source, target)
 
-    monkeypatch.setattr(remote, "copy_file", recording)
+    monkeypatch.setattr(staging, "copy_file", recording)
     packed = invoke("pack", colour_dataset, "--out", url, "--quiet")
     assert url in packed.output
     assert uploaded[-1] == "tlcli-pack.json" and len(uploaded) > 1

@@ -57,6 +57,8 @@ from tlcli.tune.leaderboard import (  # better and the format_ helpers: for the 
     trial_record,
     write_leaderboard,
 )
+from tlcli.tune import finetune as finetune_search
+from tlcli.tune import head as head_search
 from tlcli.tune.space import plan_trials, trial_key
 from tlcli.tune.trials import ADAPTIVE_SEARCHES, Trials, TuneConfig, check_search
 
@@ -72,11 +74,7 @@ BEST = "best.toml"
 def search_kind(finetune: bool):
     """The module of one kind of search, `tlcli.tune.head` or `tlcli.tune.finetune`: the one place
     that chooses. Each gives its SETTINGS, `settings_from`, `search_space` and TRIALS."""
-    if finetune:
-        from tlcli.tune import finetune as kind
-    else:
-        from tlcli.tune import head as kind
-    return kind
+    return finetune_search if finetune else head_search
 
 
 def search_config(settings: dict, *, data: Path | None, finetune: Path | None, space: Location | None = None,
