@@ -113,6 +113,22 @@ def test_a_command_may_write_its_own_file_into_a_run(tmp_path):
     assert claim(run / "lr_find.png", default=True, own={"run": ("lr_find*.png",)}) == run / "lr_find.png"
 
 
+@pytest.mark.parametrize("folder, own", [
+    ("run", {"run": ("lr_find*.png",)}),  # the command's own name in the run: run/lr_find.png
+    ("run", {}),  # nothing of its own there: beside the run
+    ("data", {}),  # never in the dataset: beside it
+    ("plots", {}),  # a user's folder: a file in it
+])
+def test_a_folder_given_for_a_file_is_answered_with_a_name_the_rules_accept(tmp_path, folder, own):
+    finished_folder(tmp_path / "run", kind="run", files=("penalty.png",))
+    (tmp_path / "data" / "red").mkdir(parents=True)
+    (tmp_path / "plots").mkdir()
+    with pytest.raises(TlcliError, match="is a folder, where a file is needed") as error:
+        claim(tmp_path / folder, data=tmp_path / "data", own=own)
+    suggested = str(error.value).rsplit("e.g. ", 1)[1].rstrip(".")
+    assert claim(suggested, data=tmp_path / "data", own=own) == type(tmp_path)(suggested)
+
+
 @locks_outputs
 def claim_folder(path, kind="explain", **options):
     claim_output(path, kind, **options)

@@ -254,7 +254,8 @@ def claim_file(path: Location, *, suffix: str, overwrite: bool = False, default:
     path = _as_place(path)
     name = f"{option} {path}"
     if path.is_dir():
-        raise TlcliError(f"{name} is a folder, where a file is needed. Name a file, e.g. {path / ('out' + suffix)}.")
+        raise TlcliError(f"{name} is a folder, where a file is needed. Name a file, e.g. "
+                         f"{_a_file_for(path, suffix, own or {}, data, sources, option)}.")
     if path.suffix.lower() != suffix:
         raise TlcliError(
             f"{name}: tlcli writes {FORMATS[suffix]} here, so the name must end in {suffix} "
@@ -276,6 +277,22 @@ def claim_file(path: Location, *, suffix: str, overwrite: bool = False, default:
         if not (overwrite or default):
             raise TlcliError(f"{name} already exists. Use --overwrite to replace it, or choose another name.")
     return path
+
+
+def _a_file_for(folder: Location, suffix: str, own: dict[str, tuple[str, ...]], data, sources, option: str) -> Location:
+    """A name to suggest for a file where `folder` was given, that these rules let the command
+    write: its own name in a folder tlcli made (lr_find.png in a run), else a file in the folder,
+    else one beside it."""
+    patterns = own.get(output_kind(folder), ())
+    candidates = [folder / pattern.replace("*", "") for pattern in patterns if pattern.endswith(suffix)]
+    for candidate in [*candidates, folder / f"out{suffix}"]:
+        try:
+            check_apart(candidate, data, sources, option)
+            _check_outside_outputs(candidate, option, own)
+        except TlcliError:
+            continue
+        return candidate
+    return folder.parent / f"{folder.name}{suffix}"
 
 
 # --- claiming a folder ----------------------------------------------------------------------
