@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -26,12 +26,9 @@ NAME = "tune"
 
 # Options that are settings of the searched runs (the rest steer the search itself): how every
 # trial fits, and the backbone, head and data of a head search (a fine-tuning search's are its run's).
-_SHARED_OPTIONS = ("optimizer", "learning_rate", "momentum", "nesterov", "schedule", "epochs", "batch_size",
-                "label_smoothing", "class_weight", "early_stopping", "weight_decay", "seed", "strict")
-_TRAIN_OPTIONS = _SHARED_OPTIONS + ("model", "weights", "image_size", "pooling", "dense", "activation", "dropout",
-                                 "head_solver", "val_split", "test_split", "labels", "label_columns",
-                                 "allow_outside_paths", "multi_label", "label_delimiter")
-_FINETUNE_OPTIONS = _SHARED_OPTIONS
+_FINETUNE_OPTIONS = tuple(field.name for field in fields(TuneFitOptions)) + ("strict",)
+_TRAIN_OPTIONS = tuple(field.name for group in (TuneFitOptions, HeadOptions, SplitOptions, MultiLabelOptions)
+                       for field in fields(group))
 
 TuneData = Annotated[Optional[Path], typer.Argument(
     parser=location, help="Dataset folder: DATA/<class>/<images> or DATA/train|val|test/<class>/<images>.",
