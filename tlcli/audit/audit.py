@@ -16,8 +16,8 @@ from pathlib import Path
 from tlcli.audit.findings import AuditedImages, Findings
 from tlcli.audit.fix_labels import fix_labels_csv
 from tlcli.audit.report import audit_document, report_files
-from tlcli.data.dataset import SPLITS, SplitOptions
-from tlcli.data.labels import LabelFile
+from tlcli.data.dataset import SPLITS, SplitFields
+from tlcli.data.labels import MultiLabelFileFields
 from tlcli.errors import TlcliError
 from tlcli.events import SILENT, Events
 from tlcli.runs.atomic import write_atomic
@@ -31,7 +31,7 @@ FIX_LABELS_SUFFIX = ".csv"
 
 
 @dataclass(frozen=True)
-class AuditConfig:
+class AuditConfig(MultiLabelFileFields, SplitFields):
     """What `tlcli audit` is asked: the dataset, the backbone that reads it, and where to report."""
 
     data: Path
@@ -39,15 +39,7 @@ class AuditConfig:
     weights: str = "imagenet"
     image_size: int | None = None
     batch_size: int = 32
-    val_split: float = 0.2
-    test_split: float = 0.0
-    seed: int = 0
     strict: bool = False
-    labels: Path | None = None  # a CSV of path,label[,split] rows, instead of class folders
-    label_columns: str | None = None
-    allow_outside_paths: bool = False
-    multi_label: bool = False
-    label_delimiter: str = " "
     out: Path | None = None  # a folder for the reports; None: the terminal only
     fix_labels: Path | None = None  # a label CSV with the suggested labels beside the given ones
     overwrite: bool = False
@@ -57,13 +49,6 @@ class AuditConfig:
         self.split_options()
         if self.batch_size < 1:
             raise TlcliError(f"--batch-size {self.batch_size} must be at least 1.")
-
-    def label_file(self) -> LabelFile | None:
-        return LabelFile.parse(self.labels, self.label_columns, self.allow_outside_paths, self.multi_label,
-                               self.label_delimiter)
-
-    def split_options(self) -> SplitOptions:
-        return SplitOptions(self.val_split, self.test_split, self.seed)
 
     def dataset_places(self) -> tuple:
         labels = self.label_file()

@@ -16,8 +16,8 @@ import numpy as np
 from tlcli.augment.augmenter import build_augmenter
 from tlcli.augment.config import AugmentConfig, augmentation_from_options, describe
 from tlcli.data.dataset import Sample, SplitOptions, load_dataset
+from tlcli.data.labels import LabelFileFields
 from tlcli.data.images import Problem, check_image
-from tlcli.data.labels import LabelFile
 from tlcli.errors import TlcliError
 from tlcli.runs.atomic import write_atomic
 from tlcli.runs.outputs import claim_file
@@ -33,7 +33,7 @@ DEFAULT_PREVIEW = Path("augment_preview.png")  # in the working folder
 
 
 @dataclass(frozen=True)
-class PreviewConfig:
+class PreviewConfig(LabelFileFields):
     """What `tlcli augment` is asked: the images, the augmentation to show, and the grid's shape."""
 
     source: Path  # a dataset folder (its training images) or one image
@@ -46,12 +46,6 @@ class PreviewConfig:
     augment: str | None = None  # a preset; None: the --config file's, else standard
     flags: dict = field(default_factory=dict)  # the strength flags by name, None where not given
     config: Path | None = None  # a TOML file whose [augmentation] table the flags override
-    labels: Path | None = None  # a CSV of path,label[,split] rows, instead of class folders
-    label_columns: str | None = None
-    allow_outside_paths: bool = False
-
-    def label_file(self) -> LabelFile | None:
-        return LabelFile.parse(self.labels, self.label_columns, self.allow_outside_paths)
 
 
 @dataclass(frozen=True)

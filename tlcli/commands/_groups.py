@@ -53,7 +53,6 @@ from tlcli.commands._options import (
     Seed,
     StageEarlyStopping,
     Strategy,
-    Strict,
     TestSplit,
     Tpu,
     TuneAugmentPreset,
@@ -255,8 +254,14 @@ class HeadOptions:
 
 @option_group
 class SplitOptions:
-    """How a new run splits a flat dataset, and whether an unusable file is an error."""
+    """How a new run splits a flat dataset (its seed is the fit's)."""
 
     val_split: ValSplit = TrainConfig.val_split
     test_split: TestSplit = TrainConfig.test_split
-    strict: Strict = False
+
+
+@option_group
+class SeededSplitOptions(SplitOptions):
+    """How a dataset is split where no fit seeds it (inspect, pack, extract, audit): the library's SplitFields."""
+
+    seed: Seed = 0

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tlcli.commands._groups import MultiLabelOptions, takes_option_groups
+from tlcli.commands._groups import MultiLabelOptions, SeededSplitOptions, takes_option_groups
 from tlcli.commands._options import (
     BatchSize,
     DataPath,
@@ -15,10 +15,7 @@ from tlcli.commands._options import (
     ModelName,
     Overwrite,
     Quiet,
-    Seed,
     Strict,
-    TestSplit,
-    ValSplit,
     Weights,
 )
 from tlcli.commands._render import ConsoleEvents
@@ -54,9 +51,7 @@ def run(
     overwrite: Overwrite = False,
     as_json: Json = False,
     batch_size: BatchSize = 32,
-    val_split: ValSplit = 0.2,
-    test_split: TestSplit = 0.0,
-    seed: Seed = 0,
+    split: SeededSplitOptions = SeededSplitOptions(),
     strict: Strict = False,
     labels: MultiLabelOptions = MultiLabelOptions(),
     quiet: Quiet = False,
@@ -65,9 +60,8 @@ def run(
     from tlcli.audit.audit import AuditConfig, audit
 
     config = AuditConfig(
-        data=data, model=model, weights=weights, image_size=image_size, batch_size=batch_size, val_split=val_split,
-        test_split=test_split, seed=seed, strict=strict, **asdict(labels), out=out_dir, fix_labels=fix_labels,
-        overwrite=overwrite,
+        data=data, model=model, weights=weights, image_size=image_size, batch_size=batch_size, **asdict(split),
+        strict=strict, **asdict(labels), out=out_dir, fix_labels=fix_labels, overwrite=overwrite,
     )
     report = audit(config, ConsoleEvents(quiet or as_json))
     document = report.document

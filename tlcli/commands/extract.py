@@ -6,17 +6,14 @@ from typing import Annotated
 
 import typer
 
-from tlcli.commands._groups import Distribution, MultiLabelOptions, takes_option_groups
+from tlcli.commands._groups import Distribution, MultiLabelOptions, SeededSplitOptions, takes_option_groups
 from tlcli.commands._options import (
     DataPath,
     ImageSize,
     ModelName,
     Quiet,
     ReplicaBatchSize,
-    Seed,
     Strict,
-    TestSplit,
-    ValSplit,
     Weights,
 )
 from tlcli.commands._render import ConsoleEvents, show_worker_note
@@ -42,9 +39,7 @@ def run(
     image_size: ImageSize = None,
     pooling: Annotated[str, typer.Option(help="avg|max: how the feature map becomes a vector.")] = "avg",
     batch_size: ReplicaBatchSize = 32,
-    val_split: ValSplit = 0.2,
-    test_split: TestSplit = 0.0,
-    seed: Seed = 0,
+    split: SeededSplitOptions = SeededSplitOptions(),
     strict: Strict = False,
     labels: MultiLabelOptions = MultiLabelOptions(),
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing features file.")] = False,
@@ -56,7 +51,7 @@ def run(
 
     config = ExtractConfig(
         data=data, model=model, out=features_out, weights=weights, image_size=image_size, pooling=pooling,
-        batch_size=batch_size, val_split=val_split, test_split=test_split, seed=seed, strict=strict,
+        batch_size=batch_size, **asdict(split), strict=strict,
         overwrite=overwrite, **asdict(labels), **asdict(distribution),
     )
     result = extract_dataset(config, ConsoleEvents(quiet))

@@ -5,8 +5,8 @@ from dataclasses import asdict
 
 import typer
 
-from tlcli.commands._groups import MultiLabelOptions, takes_option_groups
-from tlcli.commands._options import DataPath, Json, Seed, Strict, TestSplit, ValSplit
+from tlcli.commands._groups import MultiLabelOptions, SeededSplitOptions, takes_option_groups
+from tlcli.commands._options import DataPath, Json, Strict
 from tlcli.commands._render import ConsoleEvents
 from tlcli.console import literal, out, print_json
 
@@ -20,15 +20,13 @@ def run(
     data: DataPath,
     as_json: Json = False,
     strict: Strict = False,
-    val_split: ValSplit = 0.2,
-    test_split: TestSplit = 0.0,
-    seed: Seed = 0,
+    split: SeededSplitOptions = SeededSplitOptions(),
     labels: MultiLabelOptions = MultiLabelOptions(),
 ) -> None:
     """Check a dataset: counts per split and class, sizes and modes, bad files, imbalance, leakage."""
     from tlcli.data.inspection import InspectConfig, inspect_data
 
-    config = InspectConfig(data=data, val_split=val_split, test_split=test_split, seed=seed, **asdict(labels))
+    config = InspectConfig(data=data, **asdict(split), **asdict(labels))
     report = inspect_data(config, ConsoleEvents())
     if as_json:
         print_json(report.to_dict())

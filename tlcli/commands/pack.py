@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from tlcli.commands._groups import LabelOptions, takes_option_groups
-from tlcli.commands._options import DataPath, Overwrite, Quiet, Seed, Strict, TestSplit, ValSplit
+from tlcli.commands._groups import LabelOptions, SeededSplitOptions, takes_option_groups
+from tlcli.commands._options import DataPath, Overwrite, Quiet, Strict
 from tlcli.commands._render import ConsoleEvents
 from tlcli.console import literal, out
 from tlcli.storage import location
@@ -29,9 +29,7 @@ def run(
     data: DataPath,
     pack_out: PackOut,
     shard_mb: ShardMegabytes = 150,
-    val_split: ValSplit = 0.2,
-    test_split: TestSplit = 0.0,
-    seed: Seed = 0,
+    split: SeededSplitOptions = SeededSplitOptions(),
     strict: Strict = False,
     labels: LabelOptions = LabelOptions(),
     overwrite: Overwrite = False,
@@ -40,8 +38,8 @@ def run(
     """Pack a dataset's checked images and their split into TFRecord shards, which every command reads as DATA."""
     from tlcli.data.pack import PackConfig, pack
 
-    config = PackConfig(data=data, out=pack_out, shard_mb=shard_mb, val_split=val_split, test_split=test_split,
-                        seed=seed, strict=strict, overwrite=overwrite, **asdict(labels))
+    config = PackConfig(data=data, out=pack_out, shard_mb=shard_mb, **asdict(split), strict=strict, overwrite=overwrite,
+                        **asdict(labels))
     outcome = pack(config, ConsoleEvents(quiet))
     records = ", ".join(f"{split} {count}" for split, count in outcome.records.items())
     out.print(f"Packed {sum(outcome.records.values())} image(s) ({literal(records)}) into {outcome.shards} shard(s), "

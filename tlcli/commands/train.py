@@ -14,7 +14,7 @@ from tlcli.commands._groups import (
     TrainFitOptions,
     takes_option_groups,
 )
-from tlcli.commands._options import CacheImages, DataPath, Out, Overwrite, Quiet, Resume, dense_option
+from tlcli.commands._options import CacheImages, DataPath, Out, Overwrite, Quiet, Resume, Strict, dense_option
 from tlcli.commands._render import ConsoleEvents, print_summary
 from tlcli.commands._config_file import config_option, given_on_command_line
 from tlcli.console import err
@@ -35,6 +35,7 @@ def run(
     out: Out = None,
     fit: TrainFitOptions = TrainFitOptions(),
     split: SplitOptions = SplitOptions(),
+    strict: Strict = False,
     cache_features: Annotated[bool, typer.Option("--cache-features/--no-cache-features", help="Compute the frozen backbone's features once and fit the head on them; with augmentation, which changes the images every epoch, the head trains end to end instead.")] = True,
     cache_images: CacheImages = True,
     labels: MultiLabelOptions = MultiLabelOptions(),
@@ -48,8 +49,9 @@ def run(
     """Train a new head on a frozen backbone (feature-extraction transfer learning)."""
     from tlcli.training.train import SOLVED, TrainConfig, head_route, train
 
-    train_config = TrainConfig(data=data, out=out, **head.settings(), **asdict(split), cache_features=cache_features,
-                               cache_images=cache_images, fit=fit.config(), **asdict(labels))
+    train_config = TrainConfig(data=data, out=out, **head.settings(), **asdict(split), strict=strict,
+                               cache_features=cache_features, cache_images=cache_images, fit=fit.config(),
+                               **asdict(labels))
     augment_config = augmentation.config()
     if not quiet and head_route(train_config, augment_config)[0] == SOLVED:
         _note_unused(given_on_command_line(ctx) & _GRADIENT_ONLY)

@@ -15,7 +15,7 @@ from tlcli.commands._groups import (
     TuneFitOptions,
     takes_option_groups,
 )
-from tlcli.commands._options import Overwrite, Quiet, TuneOut, dense_option
+from tlcli.commands._options import Overwrite, Quiet, Strict, TuneOut, dense_option
 from tlcli.commands._render import ConsoleEvents
 from tlcli.commands._config_file import config_option, given_on_command_line
 from tlcli.console import err, literal, out
@@ -28,7 +28,7 @@ NAME = "tune"
 # trial fits, and the backbone, head and data of a head search (a fine-tuning search's are its run's).
 _FINETUNE_OPTIONS = tuple(field.name for field in fields(TuneFitOptions)) + ("strict",)
 _TRAIN_OPTIONS = tuple(field.name for group in (TuneFitOptions, HeadOptions, SplitOptions, MultiLabelOptions)
-                       for field in fields(group))
+                       for field in fields(group)) + ("strict",)
 
 TuneData = Annotated[Optional[Path], typer.Argument(
     parser=location, help="Dataset folder: DATA/<class>/<images> or DATA/train|val|test/<class>/<images>.",
@@ -69,6 +69,7 @@ def run(
     head: HeadOptions = HeadOptions(),
     fit: TuneFitOptions = TuneFitOptions(),
     split: SplitOptions = SplitOptions(),
+    strict: Strict = False,
     labels: MultiLabelOptions = MultiLabelOptions(),
     augmentation: TuneAugmentation = TuneAugmentation(),
     distribution: Distribution = Distribution(),
@@ -80,7 +81,7 @@ def run(
     """Search head and optimiser settings on cached features, or fine-tuning settings of a trained run (--finetune); write a leaderboard and best.toml."""
     from tlcli.tune.search import search_config, tune
 
-    options = {**asdict(head), **asdict(fit), **asdict(split), **asdict(labels)}
+    options = {**asdict(head), **asdict(fit), **asdict(split), "strict": strict, **asdict(labels)}
     # None: not given, so the searched command's default (train's, or finetune's with --finetune).
     settings = {name: options[name] for name in _option_names(finetune, data, given_on_command_line(ctx))
                 if options[name] is not None}

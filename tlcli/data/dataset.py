@@ -179,6 +179,18 @@ class SplitOptions:
             )
 
 
+@dataclass(frozen=True, kw_only=True)
+class SplitFields:
+    """The split of a flat dataset as a workflow's config holds it (--val-split, --test-split, --seed)."""
+
+    val_split: float = 0.2
+    test_split: float = 0.0
+    seed: int = 0
+
+    def split_options(self) -> SplitOptions:
+        return SplitOptions(self.val_split, self.test_split, self.seed)
+
+
 @dataclass(frozen=True)
 class Dataset:
     """Labelled, checked images ready for a pipeline, split into train/val/test."""

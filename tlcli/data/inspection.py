@@ -7,9 +7,9 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tlcli.data.dataset import Scan, SplitOptions, build_dataset, count_files, discover, scan
+from tlcli.data.dataset import Scan, SplitFields, SplitOptions, build_dataset, count_files, discover, scan
+from tlcli.data.labels import MultiLabelFileFields
 from tlcli.data.images import HUGE_PIXELS, ImageInfo
-from tlcli.data.labels import LabelFile
 from tlcli.data.packed import Pack, is_packed, read_pack, verify_shards
 from tlcli.data.walk import BROKEN, LOOP, OUTSIDE, REPEAT, Link
 from tlcli.errors import TlcliError
@@ -21,29 +21,15 @@ _PLAIN_MODES = {"RGB", "L"}
 
 
 @dataclass(frozen=True)
-class InspectConfig:
+class InspectConfig(MultiLabelFileFields, SplitFields):
     """What `tlcli inspect` is asked: a dataset, and the split and label file it would be trained with."""
 
     data: Path
-    val_split: float = 0.2
-    test_split: float = 0.0
-    seed: int = 0
-    labels: Path | None = None  # a CSV of path,label[,split] rows, instead of class folders
-    label_columns: str | None = None
-    allow_outside_paths: bool = False
-    multi_label: bool = False
-    label_delimiter: str = " "
 
     def __post_init__(self):
         self.split_options()
         self.label_file()  # a bad --label-columns is refused here
 
-    def split_options(self) -> SplitOptions:
-        return SplitOptions(self.val_split, self.test_split, self.seed)
-
-    def label_file(self) -> LabelFile | None:
-        return LabelFile.parse(self.labels, self.label_columns, self.allow_outside_paths, self.multi_label,
-                               self.label_delimiter)
 
 
 @dataclass

@@ -315,3 +315,28 @@ def _unlisted_images(root: Path, listed: set[Path], csv_path: Path) -> list[Path
             if not name.startswith(".") and is_image_name(path) and os.path.realpath(path) not in listed_real:
                 found.append(path)
     return found
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabelFileFields:
+    """A label file instead of class folders, as a workflow's config holds it (--labels,
+    --label-columns, --allow-outside-paths)."""
+
+    labels: Path | None = None  # a CSV of path,label[,split] rows, instead of class folders
+    label_columns: str | None = None  # "path=image,label=tags": the CSV's columns, if named otherwise
+    allow_outside_paths: bool = False
+
+    def label_file(self) -> LabelFile | None:
+        return LabelFile.parse(self.labels, self.label_columns, self.allow_outside_paths)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MultiLabelFileFields(LabelFileFields):
+    """The label file's fields, and several labels per image in it (--multi-label, --label-delimiter)."""
+
+    multi_label: bool = False
+    label_delimiter: str = " "  # what separates the labels in the label column
+
+    def label_file(self) -> LabelFile | None:
+        return LabelFile.parse(self.labels, self.label_columns, self.allow_outside_paths, self.multi_label,
+                               self.label_delimiter)

@@ -23,6 +23,7 @@ from pathlib import Path
 from tlcli.data.dataset import (
     SPLITS,
     Dataset,
+    SplitFields,
     SplitOptions,
     build_dataset,
     count_files,
@@ -31,7 +32,7 @@ from tlcli.data.dataset import (
     scan,
 )
 from tlcli.data.images import ImageInfo
-from tlcli.data.labels import LabelFile
+from tlcli.data.labels import LabelFile, LabelFileFields
 from tlcli.data.packed import FORMAT, INDEX, SAMPLES, VERSION, is_packed, shard_name
 from tlcli.errors import TlcliError
 from tlcli.events import SILENT, Events
@@ -44,30 +45,19 @@ DEFAULT_SHARD_MB = 150
 
 
 @dataclass(frozen=True)
-class PackConfig:
+class PackConfig(LabelFileFields, SplitFields):
     """What `tlcli pack` is asked: a dataset, the split to pack it with, and where to."""
 
     data: Path
     out: Path
     shard_mb: float = DEFAULT_SHARD_MB
-    val_split: float = 0.2
-    test_split: float = 0.0
-    seed: int = 0
     strict: bool = False
-    labels: Path | None = None  # a CSV of path,label[,split] rows, instead of class folders
-    label_columns: str | None = None
-    allow_outside_paths: bool = False
     overwrite: bool = False
 
     def __post_init__(self):
         self.split_options()
         self.label_file()  # a bad --label-columns is refused here
 
-    def split_options(self) -> SplitOptions:
-        return SplitOptions(self.val_split, self.test_split, self.seed)
-
-    def label_file(self) -> LabelFile | None:
-        return LabelFile.parse(self.labels, self.label_columns, self.allow_outside_paths)
 
 
 @dataclass(frozen=True)

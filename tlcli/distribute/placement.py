@@ -41,6 +41,18 @@ class DistributeConfig:
             raise TlcliError(f"--tpu {self.tpu} is for --strategy tpu (or auto), not {self.strategy}. Drop one of them.")
 
 
+@dataclass(frozen=True, kw_only=True)
+class DistributionFields:
+    """Where a workflow runs, as its config holds it (--strategy, --tpu, --precision)."""
+
+    strategy: str = "auto"
+    tpu: str | None = None
+    precision: str = "float32"
+
+    def distribution(self) -> DistributeConfig:
+        return DistributeConfig(self.strategy, self.tpu, self.precision)
+
+
 @dataclass
 class Placement:
     """The chosen strategy and this process's part in it."""

@@ -27,9 +27,9 @@ from tlcli.data.dataset import (
     split_of,
 )
 from tlcli.data.images import Problem, decode_rgb, encoded_size
-from tlcli.data.labels import LabelFile
+from tlcli.data.labels import LabelFile, LabelFileFields
 from tlcli.data.packed import is_packed
-from tlcli.distribute.placement import DistributeConfig, Placement, place
+from tlcli.distribute.placement import DistributionFields, Placement, place
 from tlcli.errors import TlcliError
 from tlcli.events import SILENT, Events
 from tlcli.inference.heatmaps import DISPLAY_SIDE, METHODS, Panel, explanations_png
@@ -87,7 +87,7 @@ WORST_LOSS_IMAGES = 16
 
 
 @dataclass(frozen=True)
-class EvaluateConfig:
+class EvaluateConfig(LabelFileFields, DistributionFields):
     """What `tlcli evaluate` is asked: a model, the images to score it on, and what to report."""
 
     model: Path
@@ -99,13 +99,7 @@ class EvaluateConfig:
     explain: int = 0  # maps of this many worst losses
     explain_method: str = "auto"  # how: one of tlcli.inference.explain.METHODS
     tta: str | None = None  # a view set of tlcli.models.tta
-    labels: Path | None = None  # a CSV of path,label[,split] rows, instead of class folders
-    label_columns: str | None = None
-    allow_outside_paths: bool = False
     batch_size: int = 32
-    strategy: str = "auto"  # where to run: see tlcli.distribute.placement
-    tpu: str | None = None
-    precision: str = "float32"
     report: bool = True  # also write report.html, the one-page report (tlcli.report)
 
     def __post_init__(self):
@@ -118,12 +112,6 @@ class EvaluateConfig:
 
     def gates(self) -> dict[str, float]:
         return parse_thresholds(self.fail_under)
-
-    def label_file(self) -> LabelFile | None:
-        return LabelFile.parse(self.labels, self.label_columns, self.allow_outside_paths)
-
-    def distribution(self) -> DistributeConfig:
-        return DistributeConfig(self.strategy, self.tpu, self.precision)
 
 
 @dataclass

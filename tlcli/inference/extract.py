@@ -30,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tlcli.data.dataset import SPLITS, Dataset, Sample, SplitOptions, load_dataset
+from tlcli.data.dataset import SPLITS, Dataset, Sample, SplitFields, load_dataset
 from tlcli.data.images import Problem
-from tlcli.data.labels import LabelFile
+from tlcli.data.labels import MultiLabelFileFields
 from tlcli.data.pipeline import DECODE_FAILED
-from tlcli.distribute.placement import DistributeConfig, Placement, place
+from tlcli.distribute.placement import DistributionFields, Placement, place
 from tlcli.errors import TlcliError
 from tlcli.events import SILENT, Events
 from tlcli.models.backbones import BackboneSpec, get_backbone, resolve_image_size
@@ -49,7 +49,7 @@ _COPY_CHUNK = 16 * 2**20
 
 
 @dataclass(frozen=True)
-class ExtractConfig:
+class ExtractConfig(MultiLabelFileFields, SplitFields, DistributionFields):
     data: Path
     model: str
     out: Path
@@ -57,19 +57,8 @@ class ExtractConfig:
     image_size: int | None = None
     pooling: str = "avg"
     batch_size: int = 32
-    val_split: float = 0.2
-    test_split: float = 0.0
-    seed: int = 0
     strict: bool = False
     overwrite: bool = False
-    labels: Path | None = None  # a CSV of path,label[,split] rows, instead of class folders
-    label_columns: str | None = None
-    allow_outside_paths: bool = False
-    multi_label: bool = False
-    label_delimiter: str = " "
-    strategy: str = "auto"  # where to run: see tlcli.distribute.placement
-    tpu: str | None = None
-    precision: str = "float32"
 
     def __post_init__(self):
         labels = self.label_file()  # a bad --label-columns is refused here
@@ -80,13 +69,6 @@ class ExtractConfig:
         labels_folder = labels.path.parent if labels is not None else None
         claim_file(self.out, suffix=FEATURES_SUFFIX, overwrite=self.overwrite, data=(location(self.data), labels_folder))
         self.distribution()
-
-    def label_file(self) -> LabelFile | None:
-        return LabelFile.parse(self.labels, self.label_columns, self.allow_outside_paths, self.multi_label,
-                               self.label_delimiter)
-
-    def distribution(self) -> DistributeConfig:
-        return DistributeConfig(self.strategy, self.tpu, self.precision)
 
 
 @dataclass
@@ -134,7 +116,7 @@ def plan_extraction(config: ExtractConfig) -> Extraction:
     image_size = resolve_image_size(spec, config.image_size)
     weights = parse_weights(config.weights)
     dataset = load_dataset(
-        config.data, SplitOptions(config.val_split, config.test_split, config.seed), config.strict,
+        config.data, config.split_options(), config.strict,
         labels=config.label_file(),
     )
     samples, splits = [], []

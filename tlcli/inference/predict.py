@@ -19,7 +19,7 @@ import numpy as np
 from tlcli.data.dataset import Sample, image_files_below
 from tlcli.data.images import ImageInfo, Problem, check_images, is_image_name
 from tlcli.data.pipeline import DECODE_FAILED
-from tlcli.distribute.placement import DistributeConfig, Placement, place
+from tlcli.distribute.placement import DistributionFields, Placement, place
 from tlcli.errors import TlcliError
 from tlcli.events import DETAIL, SILENT, Events
 from tlcli.storage import Location, Url, glob_urls, location
@@ -29,7 +29,7 @@ DEFAULT_TOP_K = 3
 
 
 @dataclass(frozen=True)
-class PredictConfig:
+class PredictConfig(DistributionFields):
     """What `tlcli predict` is asked: a model, and the images to classify."""
 
     model: Path
@@ -37,15 +37,9 @@ class PredictConfig:
     top_k: int | None = None  # classes per image, most probable first; None: not asked, DEFAULT_TOP_K
     tta: str | None = None  # a view set of tlcli.models.tta
     batch_size: int = 32
-    strategy: str = "auto"  # where to run: see tlcli.distribute.placement
-    tpu: str | None = None
-    precision: str = "float32"
 
     def __post_init__(self):
         self.distribution()
-
-    def distribution(self) -> DistributeConfig:
-        return DistributeConfig(self.strategy, self.tpu, self.precision)
 
 
 @dataclass(frozen=True)
